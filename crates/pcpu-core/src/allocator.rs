@@ -1,0 +1,601 @@
+//! The allocator: chunks, slots, global counters, and the alloc and free paths
+//! (`pcpu_alloc`, `free_percpu`).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::backend::Backend;
+use crate::chunk::{Chunk, ChunkKind};
+use crate::error::{AllocError, FreeError};
+use crate::geometry::Geometry;
+use crate::policy::{Policy, PolicyKind, SLOT_FAIL_THRESHOLD};
+use crate::slots::{Entry, Lists, SlotLayout};
+use crate::stats::GlobalStats;
+use crate::{ChunkId, MIN_ALLOC_SIZE};
+
+/// Allocation flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocFlags {
+    /// Atomic context: use populated pages only, never create chunks.
+    pub atomic: bool,
+    /// Serve from the reserved chunk.
+    pub reserved: bool,
+}
+
+impl AllocFlags {
+    /// A normal (sleepable) allocation.
+    pub const NORMAL: AllocFlags = AllocFlags { atomic: false, reserved: false };
+    /// An atomic allocation.
+    pub const ATOMIC: AllocFlags = AllocFlags { atomic: true, reserved: false };
+    /// A reserved allocation.
+    pub const RESERVED: AllocFlags = AllocFlags { atomic: false, reserved: true };
+}
+
+/// A successful allocation: `[offset, offset + size)` of `chunk`, in every unit.
+/// All of it must be zeroed on every unit before use (`zero_range`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Allocation {
+    /// Chunk.
+    pub chunk: ChunkId,
+    /// Byte offset in each unit of the chunk.
+    pub offset: usize,
+    /// Size in bytes, rounded up to 4.
+    pub size: usize,
+}
+
+impl Allocation {
+    /// The byte range to zero on every unit.
+    pub fn zero_range(&self) -> Range<usize> {
+        self.offset..self.offset + self.size
+    }
+    /// Pages (per unit) the allocation touches.
+    pub fn pages(&self, page_size: usize) -> Range<usize> {
+        self.offset / page_size..(self.offset + self.size).div_ceil(page_size)
+    }
+}
+
+/// A validated request: sizes in bits (`bits`, `bit_align`) plus the rounded
+/// byte values the tracepoint reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Size rounded up to 4 bytes.
+    pub size: usize,
+    /// Alignment raised to at least 4.
+    pub align: usize,
+    pub(crate) bits: i32,
+    pub(crate) bit_align: i32,
+}
+
+/// Linux's per-CPU allocator state: pure bookkeeping over offsets.
+///
+/// # Invariants
+/// - Every live chunk other than the reserved chunk is on exactly one slot
+///   list, or detached while a balance run destroys it.
+/// - `nr_empty_pop_pages == Σ chunk.nr_empty_pop_pages` over live chunks that
+///   are neither reserved nor isolated.
+/// - `nr_populated == Σ chunk.nr_populated` over dynamic chunks, plus the first
+///   chunk's `PFN_DOWN(static + reserved + dyn)`.
+///
+/// See [`Allocator::check_invariants`].
+#[derive(Clone, Debug)]
+pub struct Allocator {
+    pub(crate) geo: Geometry,
+    pub(crate) policy: Policy,
+    pub(crate) layout: SlotLayout,
+    pub(crate) arena: Vec<Entry>,
+    pub(crate) vacant: Vec<u32>,
+    pub(crate) lists: Lists,
+    pub(crate) first: u32,
+    pub(crate) reserved: Option<u32>,
+    pub(crate) nr_empty_pop_pages: i32,
+    pub(crate) nr_populated: usize,
+    pub(crate) atomic_alloc_failed: bool,
+    pub(crate) balance_pending: bool,
+    pub(crate) next_serial: u64,
+    pub(crate) rfc_nr_marked: usize,
+    pub(crate) stats: GlobalStats,
+}
+
+// === impl Allocator: setup and accessors ===
+
+impl Allocator {
+    /// Set up the first chunk (and the reserved chunk when the geometry has
+    /// one), as `pcpu_setup_first_chunk` does.
+    #[doc(alias = "pcpu_setup_first_chunk")]
+    pub fn new(geo: Geometry, policy: Policy) -> Self {
+        let layout = SlotLayout::new(geo.unit_size());
+        let fc = geo.first_chunk();
+        let page = geo.page_size();
+        let mut arena = Vec::new();
+        let mut reserved = None;
+        let static_start = fc.static_size;
+        if fc.reserved_size > 0 {
+            let c = Chunk::new_region(ChunkKind::Reserved, static_start % page, fc.reserved_size, page);
+            arena.push(Entry::Live(Box::new(c)));
+            reserved = Some(0);
+        }
+        let dyn_start = fc.static_size + fc.reserved_size;
+        let first = Chunk::new_region(ChunkKind::First, dyn_start % page, fc.dyn_size, page);
+        let nr_empty = first.nr_empty_pop_pages;
+        arena.push(Entry::Live(Box::new(first)));
+        let first_id = arena.len() as u32 - 1;
+        let mut a = Allocator {
+            geo,
+            policy,
+            layout,
+            arena,
+            vacant: Vec::new(),
+            lists: Lists::new(layout.nr_slots),
+            first: first_id,
+            reserved,
+            nr_empty_pop_pages: nr_empty,
+            nr_populated: (fc.static_size + fc.reserved_size + fc.dyn_size) / page,
+            atomic_alloc_failed: false,
+            balance_pending: false,
+            next_serial: 1,
+            rfc_nr_marked: 0,
+            stats: GlobalStats::new(geo.unit_size() as u64),
+        };
+        a.stats.nr_chunks = 1;
+        a.stats.nr_max_chunks = 1;
+        a.relocate(first_id, None);
+        a
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// Global empty populated pages (`pcpu_nr_empty_pop_pages`).
+    pub fn nr_empty_pop_pages(&self) -> i32 {
+        self.nr_empty_pop_pages
+    }
+    /// Populated pages per unit over all chunks (`pcpu_nr_populated`).
+    pub fn nr_populated(&self) -> usize {
+        self.nr_populated
+    }
+    /// The `/proc/meminfo` `Percpu:` figure in bytes: populated pages × units ×
+    /// page size.
+    pub fn percpu_bytes(&self) -> u64 {
+        (self.nr_populated * self.geo.nr_units() * self.geo.page_size()) as u64
+    }
+    /// Has an event occurred that schedules the balance work?
+    pub fn balance_pending(&self) -> bool {
+        self.balance_pending
+    }
+    /// Global statistics (percpu_stats).
+    pub fn stats(&self) -> &GlobalStats {
+        &self.stats
+    }
+    /// The first chunk's id.
+    pub fn first_chunk(&self) -> ChunkId {
+        ChunkId(self.first)
+    }
+    /// The reserved chunk's id, if any.
+    pub fn reserved_chunk(&self) -> Option<ChunkId> {
+        self.reserved.map(ChunkId)
+    }
+    /// A live chunk.
+    pub fn chunk(&self, id: ChunkId) -> Option<&Chunk> {
+        self.arena.get(id.0 as usize).and_then(Entry::chunk)
+    }
+    /// Ids of all live chunks, in id order.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.arena
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.chunk().is_some())
+            .map(|(i, _)| ChunkId(i as u32))
+    }
+    /// Number of live chunks, the first (and reserved) chunk included.
+    pub fn nr_chunks(&self) -> usize {
+        self.arena.iter().filter(|e| e.chunk().is_some()).count()
+    }
+
+    #[inline]
+    pub(crate) fn c(&self, id: u32) -> &Chunk {
+        self.arena[id as usize].chunk().expect("live chunk")
+    }
+    #[inline]
+    pub(crate) fn cm(&mut self, id: u32) -> &mut Chunk {
+        self.arena[id as usize].chunk_mut().expect("live chunk")
+    }
+
+    /// Validate and round a request (`pcpu_alloc` steps 2-3).
+    pub fn request(&self, size: usize, align: usize) -> Result<Request, AllocError> {
+        let align = align.max(MIN_ALLOC_SIZE);
+        let max = self.geo.max_alloc_size();
+        if size == 0 || size > max {
+            return Err(AllocError::InvalidSize { size, max });
+        }
+        let size = size.div_ceil(MIN_ALLOC_SIZE) * MIN_ALLOC_SIZE;
+        if size > max {
+            return Err(AllocError::InvalidSize { size, max });
+        }
+        if !align.is_power_of_two() || align > self.geo.page_size() {
+            return Err(AllocError::InvalidAlign { align, max: self.geo.page_size() });
+        }
+        Ok(Request {
+            size,
+            align,
+            bits: (size / MIN_ALLOC_SIZE) as i32,
+            bit_align: (align / MIN_ALLOC_SIZE) as i32,
+        })
+    }
+}
+
+// === impl Allocator: slots, isolation, empty-page accounting ===
+
+impl Allocator {
+    /// `pcpu_chunk_relocate`; `oslot = None` stands for the kernel's -1.
+    pub(crate) fn relocate(&mut self, id: u32, oslot: Option<usize>) {
+        if Some(id) == self.reserved {
+            return;
+        }
+        let c = self.c(id);
+        if c.isolated {
+            return;
+        }
+        let nslot = self.layout.chunk_slot(c);
+        if oslot != Some(nslot) {
+            let front = oslot.is_none_or(|o| o < nslot);
+            self.lists.move_to(&mut self.arena, id, nslot, front);
+        }
+    }
+
+    /// Mirror a chunk's empty-page delta globally (`pcpu_update_empty_pages`).
+    #[inline]
+    pub(crate) fn account_empty(&mut self, id: u32, delta: i32) {
+        if Some(id) != self.reserved && !self.c(id).isolated {
+            self.nr_empty_pop_pages += delta;
+        }
+    }
+
+    /// `pcpu_isolate_chunk`.
+    pub(crate) fn isolate(&mut self, id: u32) {
+        let c = self.cm(id);
+        if !c.isolated {
+            c.isolated = true;
+            let n = c.nr_empty_pop_pages;
+            self.nr_empty_pop_pages -= n;
+        }
+        let slot = self.layout.to_depopulate;
+        self.lists.move_to(&mut self.arena, id, slot, true);
+    }
+
+    /// `pcpu_reintegrate_chunk`.
+    pub(crate) fn reintegrate(&mut self, id: u32) {
+        let c = self.cm(id);
+        if c.isolated {
+            c.isolated = false;
+            let n = c.nr_empty_pop_pages;
+            self.nr_empty_pop_pages += n;
+            self.relocate(id, None);
+        }
+    }
+
+    /// `pcpu_chunk_populated`: pages now backed in every unit.
+    pub(crate) fn chunk_populated(&mut self, id: u32, pages: Range<usize>) {
+        let n = pages.len();
+        let d = self.cm(id).mark_populated(pages);
+        self.nr_populated += n;
+        self.account_empty(id, d);
+    }
+
+    /// `pcpu_chunk_depopulated`.
+    pub(crate) fn chunk_depopulated(&mut self, id: u32, pages: Range<usize>) {
+        let n = pages.len();
+        let d = self.cm(id).mark_depopulated(pages);
+        self.nr_populated -= n;
+        self.account_empty(id, d);
+    }
+
+    /// `pcpu_should_reclaim_chunk` (5.14, percpu-vm.c).
+    fn should_reclaim(&self, id: u32) -> bool {
+        if id == self.first || Some(id) == self.reserved {
+            return false;
+        }
+        let c = self.c(id);
+        let high = self.policy.empty_pop_high;
+        (c.isolated && c.nr_empty_pop_pages > 0)
+            || (self.nr_empty_pop_pages > high + c.nr_empty_pop_pages
+                && c.nr_empty_pop_pages as usize >= c.nr_pages / self.policy.reclaim_divisor)
+    }
+
+    fn free_slot_has_other(&self, id: u32) -> bool {
+        self.lists.iter(&self.arena, self.layout.free).any(|p| p != id)
+    }
+}
+
+// === impl Allocator: allocation ===
+
+impl Allocator {
+    /// Allocate `size` bytes at `align`, driving `backend` inline for chunk
+    /// creation and population (`pcpu_alloc`). The returned range must be
+    /// zeroed on every unit.
+    #[doc(alias = "pcpu_alloc")]
+    pub fn alloc<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        size: usize,
+        align: usize,
+        flags: AllocFlags,
+    ) -> Result<Allocation, AllocError> {
+        let req = self.request(size, align)?;
+        let area = loop {
+            match self.alloc_area(req, flags) {
+                Ok(a) => break a,
+                Err(AllocError::NeedsChunk) => {
+                    let id = self.begin_create_chunk();
+                    let r = backend.create_chunk(id, self.geo.unit_pages());
+                    if let Err(e) = r {
+                        self.abort_create_chunk(id);
+                        return Err(self.fail(req, flags, AllocError::ChunkCreate(e)));
+                    }
+                    self.finish_create_chunk(id);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !flags.atomic {
+            while let Some(run) = self.next_unpopulated(&area) {
+                if let Err(e) = backend.populate(area.chunk, run.clone()) {
+                    self.abort_area(area, flags);
+                    return Err(AllocError::Populate(e));
+                }
+                self.commit_populated(area.chunk, run);
+            }
+        }
+        self.finish_alloc();
+        Ok(area)
+    }
+
+    /// Two-phase allocation, step 1: place `req` (`pcpu_alloc` up to
+    /// `area_found`). Non-atomic: the area may lie on unpopulated pages, see
+    /// [`Allocator::next_unpopulated`]. `Err(NeedsChunk)` asks the caller to
+    /// create a chunk and retry; other errors are final.
+    pub fn alloc_area(&mut self, req: Request, flags: AllocFlags) -> Result<Allocation, AllocError> {
+        if flags.reserved {
+            let Some(rid) = self.reserved else {
+                return Err(self.fail(req, flags, AllocError::NoReservedChunk));
+            };
+            let placed = self
+                .c(rid)
+                .find_block_fit(req.bits, req.bit_align, flags.atomic)
+                .and_then(|start| self.place(rid, req, start));
+            return match placed {
+                Some(a) => Ok(a),
+                None => Err(self.fail(req, flags, AllocError::ReservedFull)),
+            };
+        }
+        let start_slot = self.layout.size_to_slot(req.size);
+        for slot in start_slot..=self.layout.free {
+            let mut cur = self.lists.head(slot);
+            while let Some(id) = cur {
+                cur = Lists::next(&self.arena, id);
+                let Some(start) = self.c(id).find_block_fit(req.bits, req.bit_align, flags.atomic) else {
+                    if slot < SLOT_FAIL_THRESHOLD {
+                        self.lists.move_to(&mut self.arena, id, 0, true);
+                    }
+                    continue;
+                };
+                if let Some(a) = self.place(id, req, start) {
+                    self.reintegrate(id);
+                    return Ok(a);
+                }
+            }
+        }
+        if flags.atomic {
+            return Err(self.fail(req, flags, AllocError::AtomicNoSpace));
+        }
+        if self.lists.len(self.layout.free) == 0 {
+            return Err(AllocError::NeedsChunk);
+        }
+        // A fully free chunk exists; it always fits a valid request, but keep
+        // the kernel's "restart" shape without recursion.
+        for slot in start_slot..=self.layout.free {
+            let mut cur = self.lists.head(slot);
+            while let Some(id) = cur {
+                cur = Lists::next(&self.arena, id);
+                if let Some(start) = self.c(id).find_block_fit(req.bits, req.bit_align, false) {
+                    if let Some(a) = self.place(id, req, start) {
+                        self.reintegrate(id);
+                        return Ok(a);
+                    }
+                }
+            }
+        }
+        Err(AllocError::NeedsChunk)
+    }
+
+    /// `pcpu_alloc_area` + relocation + stats (`pcpu_stats_area_alloc`).
+    fn place(&mut self, id: u32, req: Request, start: i32) -> Option<Allocation> {
+        let oslot = self.layout.chunk_slot(self.c(id));
+        let (bit_off, delta) = self.cm(id).alloc_area(req.bits, req.bit_align, start)?;
+        self.account_empty(id, delta);
+        self.relocate(id, Some(oslot));
+        let size = req.size as u64;
+        let c = self.cm(id);
+        c.nr_alloc += 1;
+        c.max_alloc_size = c.max_alloc_size.max(size);
+        self.stats.on_alloc(size);
+        Some(Allocation { chunk: ChunkId(id), offset: bit_off as usize * MIN_ALLOC_SIZE, size: req.size })
+    }
+
+    /// Record a failed allocation (`fail:` label): an atomic failure makes the
+    /// next balance run populate the maximum.
+    fn fail(&mut self, _req: Request, flags: AllocFlags, e: AllocError) -> AllocError {
+        self.stats.nr_failed += 1;
+        if flags.atomic {
+            self.atomic_alloc_failed = true;
+            self.balance_pending = true;
+        }
+        e
+    }
+
+    /// Two-phase allocation, step 2: the first unpopulated page run under
+    /// `area`, to be populated by the caller and committed with
+    /// [`Allocator::commit_populated`].
+    pub fn next_unpopulated(&self, area: &Allocation) -> Option<Range<usize>> {
+        let c = self.chunk(area.chunk)?;
+        c.next_unpopulated(area.pages(self.geo.page_size()))
+    }
+
+    /// Two-phase allocation: `pages` of `chunk` were populated by the backend.
+    pub fn commit_populated(&mut self, chunk: ChunkId, pages: Range<usize>) {
+        self.chunk_populated(chunk.0, pages);
+    }
+
+    /// Two-phase allocation: population failed; free the area again
+    /// ("failed to populate").
+    pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) {
+        let id = area.chunk.0;
+        self.free_area_in(id, (area.offset / MIN_ALLOC_SIZE) as i32);
+        self.stats.nr_failed += 1;
+        let _ = flags;
+    }
+
+    /// Two-phase allocation, last step: the kernel's post-allocation check
+    /// (schedule the balance work when empty pages run low).
+    pub fn finish_alloc(&mut self) {
+        if self.nr_empty_pop_pages < self.policy.empty_pop_low {
+            self.balance_pending = true;
+        }
+    }
+
+    /// Reserve an id for a chunk about to be created by the backend.
+    pub fn begin_create_chunk(&mut self) -> ChunkId {
+        if let Some(id) = self.vacant.pop() {
+            self.arena[id as usize] = Entry::Reserved;
+            ChunkId(id)
+        } else {
+            self.arena.push(Entry::Reserved);
+            ChunkId(self.arena.len() as u32 - 1)
+        }
+    }
+
+    /// The backend failed to create chunk `id`: release the id.
+    pub fn abort_create_chunk(&mut self, id: ChunkId) {
+        debug_assert!(matches!(self.arena[id.0 as usize], Entry::Reserved));
+        self.arena[id.0 as usize] = Entry::Vacant;
+        self.vacant.push(id.0);
+    }
+
+    /// The backend created chunk `id`: install it in the free slot
+    /// (`pcpu_create_chunk` + `pcpu_chunk_relocate(chunk, -1)`).
+    pub fn finish_create_chunk(&mut self, id: ChunkId) {
+        debug_assert!(matches!(self.arena[id.0 as usize], Entry::Reserved));
+        let c = Chunk::new(ChunkKind::Dynamic, self.next_serial, self.geo.unit_pages(), self.geo.block_bits() as i32);
+        self.next_serial += 1;
+        self.arena[id.0 as usize] = Entry::Live(Box::new(c));
+        self.stats.nr_chunks += 1;
+        self.stats.nr_max_chunks = self.stats.nr_max_chunks.max(self.stats.nr_chunks);
+        self.relocate(id.0, None);
+    }
+
+    /// Remove a fully depopulated, detached chunk (`pcpu_destroy_chunk`).
+    pub(crate) fn remove_chunk(&mut self, id: u32) {
+        debug_assert_eq!(self.c(id).nr_populated, 0);
+        self.lists.unlink(&mut self.arena, id);
+        if self.c(id).depopulate_mark {
+            self.rfc_nr_marked -= 1;
+        }
+        self.arena[id as usize] = Entry::Vacant;
+        self.vacant.push(id);
+        self.stats.nr_chunks -= 1;
+    }
+}
+
+// === impl Allocator: free ===
+
+impl Allocator {
+    /// Size in bytes of the live allocation at `offset` of `chunk`, or why
+    /// there is none.
+    pub fn allocation_size(&self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
+        let c = self.chunk(chunk).ok_or(FreeError::UnknownChunk(chunk))?;
+        if offset % MIN_ALLOC_SIZE != 0 || offset >= c.nr_pages * self.geo.page_size() {
+            return Err(FreeError::NotAllocated { chunk, offset, stale: false });
+        }
+        let bit = (offset / MIN_ALLOC_SIZE) as i32;
+        match c.live_area_bits(bit) {
+            Some(bits) => Ok(bits as usize * MIN_ALLOC_SIZE),
+            None => {
+                let stale = c.bound_map.test(bit as usize) && !c.alloc_map.test(bit as usize);
+                Err(FreeError::NotAllocated { chunk, offset, stale })
+            }
+        }
+    }
+
+    /// Free the allocation at `offset` of `chunk` (`free_percpu`). Returns its
+    /// size. Never touches the backend; may schedule the balance work.
+    #[doc(alias = "free_percpu")]
+    pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
+        let size = self.allocation_size(chunk, offset)?;
+        let id = chunk.0;
+        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32);
+        self.after_free(id);
+        Ok(size)
+    }
+
+    /// `pcpu_free_area` + relocation + stats.
+    fn free_area_in(&mut self, id: u32, bit_off: i32) -> i32 {
+        let oslot = self.layout.chunk_slot(self.c(id));
+        let (bits, delta) = self.cm(id).free_area(bit_off);
+        self.account_empty(id, delta);
+        self.relocate(id, Some(oslot));
+        self.cm(id).nr_alloc -= 1;
+        self.stats.on_free();
+        bits
+    }
+
+    /// The policy's decision after a free (`free_percpu`'s tail).
+    fn after_free(&mut self, id: u32) {
+        let unit = self.geo.unit_size() as i32;
+        let c = self.c(id);
+        let fully_free = c.free_bytes == unit;
+        match self.policy.kind {
+            PolicyKind::Linux514 | PolicyKind::Linux61 => {
+                if !c.isolated && fully_free {
+                    if self.free_slot_has_other(id) {
+                        self.balance_pending = true;
+                    }
+                } else if self.should_reclaim(id) {
+                    self.isolate(id);
+                    self.balance_pending = true;
+                }
+            }
+            PolicyKind::Linux511 => {
+                if fully_free && self.free_slot_has_other(id) {
+                    self.balance_pending = true;
+                }
+            }
+            PolicyKind::SeedRfc => {
+                if fully_free {
+                    if self.free_slot_has_other(id) {
+                        self.balance_pending = true;
+                    }
+                } else if c.nr_empty_pop_pages as usize > c.nr_pages / self.policy.reclaim_divisor
+                    && id != self.first
+                    && Some(id) != self.reserved
+                {
+                    let nslot = self.layout.chunk_slot(c);
+                    let mark = !c.depopulate_mark
+                        && !c.immutable
+                        && self.lists.iter(&self.arena, nslot).any(|p| p != id);
+                    if mark {
+                        self.cm(id).depopulate_mark = true;
+                        self.rfc_nr_marked += 1;
+                    }
+                    if self.rfc_nr_marked > self.policy.rfc_marked_threshold {
+                        self.balance_pending = true;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The balance work (`pcpu_balance_workfn`) as a step-by-step state machine.
+//!
+//! The kernel runs the balance work holding `pcpu_alloc_mutex` and drops
+//! `pcpu_lock` around every page operation. Here each page operation is a
+//! [`PageWork`] item: [`BalanceRun::next`] plans it under the caller's lock,
+//! the caller performs it (lock dropped if it likes), and
+//! [`BalanceRun::done`] commits its result under the lock again. Between the
+//! two, frees may run; allocations may run too, but never on a chunk that the
+//! run is depopulating (isolated or detached chunks are invisible to them).
+//! The caller must serialise balance runs and chunk creation (the kernel's
+//! mutex). [`Allocator::balance`] drives a whole run inline.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::allocator::Allocator;
+use crate::backend::Backend;
+use crate::policy::Stage;
+use crate::ChunkId;
+
+/// One page operation planned by a balance run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageWork {
+    /// Populate `pages` of `chunk` in every unit.
+    Populate {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Pages per unit.
+        pages: Range<usize>,
+    },
+    /// Depopulate `pages` of `chunk` in every unit (they hold no live data).
+    Depopulate {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Pages per unit.
+        pages: Range<usize>,
+    },
+    /// Batched TLB flush after depopulating pages of a live chunk.
+    FlushTlb {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Lowest to highest page depopulated.
+        pages: Range<usize>,
+    },
+    /// Create chunk `chunk` (id already reserved).
+    CreateChunk {
+        /// Chunk id to create.
+        chunk: ChunkId,
+    },
+    /// Destroy `chunk` (fully depopulated, no allocation).
+    DestroyChunk {
+        /// Chunk.
+        chunk: ChunkId,
+    },
+}
+
+/// What one balance run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BalanceReport {
+    /// Pages per unit populated.
+    pub populated: usize,
+    /// Pages per unit depopulated (reclaim and chunk destruction).
+    pub depopulated: usize,
+    /// Chunks created.
+    pub created: usize,
+    /// Chunks destroyed.
+    pub destroyed: usize,
+    /// Backend operations that failed.
+    pub failures: usize,
+}
+
+#[derive(Clone, Debug)]
+struct ReclaimChunk {
+    id: u32,
+    i: isize,
+    end: isize,
+    lo: usize,
+    hi: usize,
+    reintegrate: bool,
+    scanned: bool,
+    flushed: bool,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Start,
+    Free { to_free: Vec<u32>, idx: usize },
+    Reclaim { cur: Option<ReclaimChunk> },
+    Populate { nr_to_pop: i32, recompute: bool, slot: usize, chunk: Option<u32>, cursor: usize },
+    Shrink { list: Vec<u32>, idx: usize, cur: Option<(u32, usize, Option<usize>)> },
+    Done,
+}
+
+/// One balance run in progress; see the module docs.
+#[derive(Clone, Debug)]
+pub struct BalanceRun {
+    stage: usize,
+    state: State,
+    pending: Option<PageWork>,
+    report: BalanceReport,
+}
+
+impl Allocator {
+    /// Start a balance run (the work item begins executing): clears the
+    /// pending flag; triggers during the run set it again.
+    pub fn balance_start(&mut self) -> BalanceRun {
+        self.balance_pending = false;
+        BalanceRun { stage: 0, state: State::Start, pending: None, report: BalanceReport::default() }
+    }
+
+    /// Run a whole balance run inline against `backend`.
+    #[doc(alias = "pcpu_balance_workfn")]
+    pub fn balance<B: Backend + ?Sized>(&mut self, backend: &mut B) -> BalanceReport {
+        let mut run = self.balance_start();
+        while let Some(w) = run.next(self) {
+            let ok = match &w {
+                PageWork::Populate { chunk, pages } => backend.populate(*chunk, pages.clone()).is_ok(),
+                PageWork::Depopulate { chunk, pages } => backend.depopulate(*chunk, pages.clone()).is_ok(),
+                PageWork::FlushTlb { chunk, pages } => {
+                    backend.flush_tlb(*chunk, pages.clone());
+                    true
+                }
+                PageWork::CreateChunk { chunk } => backend.create_chunk(*chunk, self.geo.unit_pages()).is_ok(),
+                PageWork::DestroyChunk { chunk } => {
+                    backend.destroy_chunk(*chunk);
+                    true
+                }
+            };
+            run.done(self, ok);
+        }
+        run.report()
+    }
+}
+
+impl BalanceRun {
+    /// What the run did so far.
+    pub fn report(&self) -> BalanceReport {
+        self.report
+    }
+
+    /// Plan the next page operation, or `None` when the run is over. Each
+    /// item must be followed by [`BalanceRun::done`] before the next call.
+    pub fn next(&mut self, a: &mut Allocator) -> Option<PageWork> {
+        assert!(self.pending.is_none(), "BalanceRun::next called before done");
+        let w = self.plan(a)?;
+        self.pending = Some(w.clone());
+        Some(w)
+    }
+
+    fn advance(&mut self) {
+        self.stage += 1;
+        self.state = State::Start;
+    }
+
+    fn plan(&mut self, a: &mut Allocator) -> Option<PageWork> {
+        loop {
+            let stages = a.policy.stages();
+            if matches!(self.state, State::Done) {
+                return None;
+            }
+            let Some(&stage) = stages.get(self.stage) else {
+                self.state = State::Done;
+                return None;
+            };
+            if matches!(self.state, State::Start) {
+                self.state = match stage {
+                    Stage::FreeChunks { empty_only } => State::Free { to_free: collect_free(a, empty_only), idx: 0 },
+                    Stage::Reclaim => State::Reclaim { cur: None },
+                    Stage::Populate => State::Populate {
+                        nr_to_pop: nr_to_pop(a),
+                        recompute: true,
+                        slot: a.layout.size_to_slot(a.geo.page_size()),
+                        chunk: None,
+                        cursor: 0,
+                    },
+                    Stage::RfcPopulateOrShrink => rfc_state(a),
+                };
+            }
+            let w = match &mut self.state {
+                State::Free { to_free, idx } => plan_free(a, to_free, idx),
+                State::Reclaim { cur } => plan_reclaim(a, cur),
+                State::Populate { nr_to_pop, slot, chunk, cursor, .. } => plan_populate(a, nr_to_pop, slot, chunk, cursor),
+                State::Shrink { list, idx, cur } => plan_shrink(a, list, idx, cur),
+                State::Start | State::Done => None,
+            };
+            match w {
+                Some(w) => return Some(w),
+                None => self.advance(),
+            }
+        }
+    }
+
+    /// Commit the result of the pending page operation.
+    pub fn done(&mut self, a: &mut Allocator, ok: bool) {
+        let Some(w) = self.pending.take() else { return };
+        if !ok {
+            self.report.failures += 1;
+        }
+        match (&mut self.state, w) {
+            (State::Free { idx, to_free }, PageWork::Depopulate { chunk, pages }) => {
+                // The chunk is destroyed next, which releases its memory even
+                // if this depopulation failed: account the pages as gone.
+                debug_assert_eq!(to_free[*idx], chunk.0);
+                self.report.depopulated += pages.len();
+                a.chunk_depopulated(chunk.0, pages);
+            }
+            (State::Free { idx, .. }, PageWork::DestroyChunk { chunk }) => {
+                a.remove_chunk(chunk.0);
+                self.report.destroyed += 1;
+                *idx += 1;
+            }
+            (State::Reclaim { cur: Some(rc) }, PageWork::Depopulate { chunk, pages }) => {
+                if ok {
+                    rc.lo = rc.lo.min(pages.start);
+                    rc.hi = rc.hi.max(pages.end);
+                    self.report.depopulated += pages.len();
+                    a.chunk_depopulated(chunk.0, pages);
+                }
+                rc.end = -1;
+                rc.i -= 1;
+            }
+            (State::Reclaim { .. }, PageWork::FlushTlb { .. }) => {}
+            (State::Populate { nr_to_pop, cursor, .. }, PageWork::Populate { chunk, pages }) => {
+                if ok {
+                    *nr_to_pop -= pages.len() as i32;
+                    *cursor = pages.end;
+                    self.report.populated += pages.len();
+                    a.chunk_populated(chunk.0, pages);
+                } else {
+                    *nr_to_pop = 0;
+                }
+            }
+            (State::Populate { nr_to_pop, recompute, slot, chunk, .. }, PageWork::CreateChunk { chunk: id }) => {
+                if ok {
+                    a.finish_create_chunk(id);
+                    self.report.created += 1;
+                    if *recompute {
+                        *nr_to_pop = nr_to_pop_now(a);
+                    }
+                    *slot = a.layout.size_to_slot(a.geo.page_size());
+                    *chunk = None;
+                } else {
+                    a.abort_create_chunk(id);
+                    *nr_to_pop = 0;
+                }
+            }
+            (State::Shrink { cur: Some(cur), .. }, PageWork::Depopulate { chunk, pages }) => {
+                if ok {
+                    self.report.depopulated += pages.len();
+                    a.chunk_depopulated(chunk.0, pages);
+                }
+                cur.2 = None;
+            }
+            (_, w) => debug_assert!(false, "unexpected completion {w:?}"),
+        }
+    }
+}
+
+/// `pcpu_balance_free`: detach the free slot's chunks except the head.
+fn collect_free(a: &mut Allocator, empty_only: bool) -> Vec<u32> {
+    let slot = a.layout.free;
+    let head = a.lists.head(slot);
+    let ids: Vec<u32> = a.lists.iter(&a.arena, slot).collect();
+    let mut to_free = Vec::new();
+    for id in ids {
+        if Some(id) == head {
+            continue;
+        }
+        if !empty_only || a.c(id).nr_empty_pop_pages == 0 {
+            a.lists.unlink(&mut a.arena, id);
+            // list_move() to the private list puts each at its head.
+            to_free.insert(0, id);
+        }
+    }
+    to_free
+}
+
+fn plan_free(a: &Allocator, to_free: &[u32], idx: &mut usize) -> Option<PageWork> {
+    let &id = to_free.get(*idx)?;
+    let c = a.c(id);
+    let chunk = ChunkId(id);
+    Some(match c.populated.set_runs(0, c.nr_pages).next() {
+        Some(pages) => PageWork::Depopulate { chunk, pages },
+        None => PageWork::DestroyChunk { chunk },
+    })
+}
+
+/// `pcpu_reclaim_populated`, one page operation at a time.
+fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<PageWork> {
+    let high = a.policy.empty_pop_high;
+    loop {
+        if cur.is_none() {
+            let id = a.lists.head(a.layout.to_depopulate)?;
+            let n = a.c(id).nr_pages;
+            *cur = Some(ReclaimChunk {
+                id,
+                i: n as isize - 1,
+                end: -1,
+                lo: n,
+                hi: 0,
+                reintegrate: false,
+                scanned: false,
+                flushed: false,
+            });
+        }
+        let rc = cur.as_mut()?;
+        let chunk = ChunkId(rc.id);
+        while !rc.scanned && rc.i >= 0 {
+            let c = a.c(rc.id);
+            if c.nr_empty_pop_pages == 0 {
+                rc.scanned = true;
+                break;
+            }
+            if a.nr_empty_pop_pages < high {
+                rc.reintegrate = true;
+                rc.scanned = true;
+                break;
+            }
+            let i = rc.i as usize;
+            if c.md_blocks[i].is_empty_block() && c.populated.test(i) {
+                if rc.end == -1 {
+                    rc.end = rc.i;
+                }
+                if rc.i > 0 {
+                    rc.i -= 1;
+                    continue;
+                }
+                rc.i -= 1;
+            }
+            if rc.end == -1 {
+                rc.i -= 1;
+                continue;
+            }
+            return Some(PageWork::Depopulate { chunk, pages: (rc.i + 1) as usize..(rc.end + 1) as usize });
+        }
+        rc.scanned = true;
+        if rc.lo < rc.hi && !rc.flushed {
+            rc.flushed = true;
+            return Some(PageWork::FlushTlb { chunk, pages: rc.lo..rc.hi });
+        }
+        let (id, reintegrate) = (rc.id, rc.reintegrate);
+        *cur = None;
+        if reintegrate || a.c(id).free_bytes == a.geo.unit_size() as i32 {
+            a.reintegrate(id);
+        } else {
+            let slot = a.layout.sidelined;
+            a.lists.move_to(&mut a.arena, id, slot, false);
+        }
+    }
+}
+
+fn nr_to_pop_now(a: &Allocator) -> i32 {
+    let high = a.policy.empty_pop_high;
+    (high - a.nr_empty_pop_pages).clamp(0, high)
+}
+
+/// `pcpu_balance_populated`'s target, consuming the atomic-failure flag.
+fn nr_to_pop(a: &mut Allocator) -> i32 {
+    if a.atomic_alloc_failed {
+        a.atomic_alloc_failed = false;
+        a.policy.empty_pop_high
+    } else {
+        nr_to_pop_now(a)
+    }
+}
+
+/// `pcpu_balance_populated`, one page operation at a time.
+fn plan_populate(
+    a: &mut Allocator,
+    nr_to_pop: &mut i32,
+    slot: &mut usize,
+    chunk: &mut Option<u32>,
+    cursor: &mut usize,
+) -> Option<PageWork> {
+    loop {
+        if *nr_to_pop <= 0 {
+            return None;
+        }
+        if let Some(id) = *chunk {
+            let c = a.c(id);
+            if let Some(run) = c.populated.clear_runs(*cursor, c.nr_pages).next() {
+                let nr = run.len().min(*nr_to_pop as usize);
+                return Some(PageWork::Populate { chunk: ChunkId(id), pages: run.start..run.start + nr });
+            }
+            *chunk = None;
+            *slot += 1;
+            continue;
+        }
+        if *slot > a.layout.free {
+            return Some(PageWork::CreateChunk { chunk: a.begin_create_chunk() });
+        }
+        let found = a.lists.iter(&a.arena, *slot).find(|&id| {
+            let c = a.c(id);
+            c.nr_pages > c.nr_populated
+        });
+        match found {
+            Some(id) => {
+                *chunk = Some(id);
+                *cursor = 0;
+            }
+            None => *slot += 1,
+        }
+    }
+}
+
+/// RFC `pcpu_balance_populated`: grow when short of empty pages, otherwise
+/// shrink marked chunks.
+fn rfc_state(a: &mut Allocator) -> State {
+    let high = a.policy.empty_pop_high;
+    let start_slot = a.layout.size_to_slot(a.geo.page_size());
+    let grow = |n| State::Populate { nr_to_pop: n, recompute: false, slot: start_slot, chunk: None, cursor: 0 };
+    if a.atomic_alloc_failed {
+        a.atomic_alloc_failed = false;
+        grow(high)
+    } else if a.nr_empty_pop_pages < high {
+        grow(high - a.nr_empty_pop_pages)
+    } else if a.rfc_nr_marked > 0 {
+        let mut list = Vec::new();
+        for slot in (0..=a.layout.free).rev() {
+            list.extend(a.lists.iter(&a.arena, slot));
+        }
+        State::Shrink { list, idx: 0, cur: None }
+    } else {
+        State::Done
+    }
+}
+
+/// RFC `pcpu_shrink_populated`: marked chunks, slots top down, pages forward.
+fn plan_shrink(
+    a: &mut Allocator,
+    list: &[u32],
+    idx: &mut usize,
+    cur: &mut Option<(u32, usize, Option<usize>)>,
+) -> Option<PageWork> {
+    let high = a.policy.empty_pop_high;
+    loop {
+        if cur.is_none() {
+            if *idx >= list.len() || a.nr_empty_pop_pages < high || a.rfc_nr_marked < 1 {
+                return None;
+            }
+            let id = list[*idx];
+            *idx += 1;
+            match a.arena[id as usize].chunk() {
+                Some(c) if c.depopulate_mark => {}
+                _ => continue,
+            }
+            a.cm(id).depopulate_mark = false;
+            a.rfc_nr_marked -= 1;
+            *cur = Some((id, 0, None));
+        }
+        let (id, i, start) = cur.as_mut()?;
+        let c = a.c(*id);
+        while *i < c.nr_pages {
+            if c.nr_empty_pop_pages == 0 {
+                *i = c.nr_pages;
+                break;
+            }
+            if c.md_blocks[*i].is_empty_block() && c.populated.test(*i) {
+                start.get_or_insert(*i);
+                *i += 1;
+                continue;
+            }
+            if let Some(s) = *start {
+                return Some(PageWork::Depopulate { chunk: ChunkId(*id), pages: s..*i });
+            }
+            *i += 1;
+        }
+        if let Some(s) = *start {
+            return Some(PageWork::Depopulate { chunk: ChunkId(*id), pages: s..c.nr_pages });
+        }
+        let id = *id;
+        *cur = None;
+        let slot = a.layout.chunk_slot(a.c(id));
+        a.lists.move_to(&mut a.arena, id, slot, false);
+    }
+}

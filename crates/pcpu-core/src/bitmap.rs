@@ -1,0 +1,260 @@
+//! Word-based bitmap helpers, the equivalents of the kernel's `find_next_bit`,
+//! `find_next_zero_bit`, `find_last_bit`, `bitmap_set` and `bitmap_clear`.
+//!
+//! All indices are bit indices; `size` bounds a search the way the kernel's
+//! `size` argument does: a search that finds nothing returns `size`.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+const W: usize = 64;
+
+/// A fixed-size bitmap stored in 64-bit words.
+///
+/// # Invariants
+/// - `words.len() == nbits.div_ceil(64)`; bits at or above `nbits` are zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bitmap {
+    words: Vec<u64>,
+    nbits: usize,
+}
+
+impl Bitmap {
+    /// A bitmap of `nbits` zero bits.
+    pub fn new(nbits: usize) -> Self {
+        Bitmap {
+            words: vec![0; nbits.div_ceil(W)],
+            nbits,
+        }
+    }
+
+    /// Number of bits.
+    pub fn len(&self) -> usize {
+        self.nbits
+    }
+
+    /// True when the bitmap has no bits at all.
+    pub fn is_empty(&self) -> bool {
+        self.nbits == 0
+    }
+
+    /// Value of bit `i`.
+    #[inline]
+    pub fn test(&self, i: usize) -> bool {
+        debug_assert!(i < self.nbits);
+        self.words[i / W] >> (i % W) & 1 != 0
+    }
+
+    /// Set bit `i`.
+    #[inline]
+    pub fn set(&mut self, i: usize) {
+        debug_assert!(i < self.nbits);
+        self.words[i / W] |= 1 << (i % W);
+    }
+
+    /// Clear bit `i`.
+    #[inline]
+    pub fn clear(&mut self, i: usize) {
+        debug_assert!(i < self.nbits);
+        self.words[i / W] &= !(1 << (i % W));
+    }
+
+    /// Set bits `[start, start + len)`.
+    pub fn set_range(&mut self, start: usize, len: usize) {
+        self.update_range(start, len, true);
+    }
+
+    /// Clear bits `[start, start + len)`.
+    pub fn clear_range(&mut self, start: usize, len: usize) {
+        self.update_range(start, len, false);
+    }
+
+    fn update_range(&mut self, start: usize, len: usize, value: bool) {
+        if len == 0 {
+            return;
+        }
+        let end = start + len;
+        debug_assert!(end <= self.nbits);
+        let (mut i, last) = (start / W, (end - 1) / W);
+        while i <= last {
+            let lo = if i == start / W { start % W } else { 0 };
+            let hi = if i == last { (end - 1) % W + 1 } else { W };
+            let mask = if hi - lo == W {
+                u64::MAX
+            } else {
+                ((1u64 << (hi - lo)) - 1) << lo
+            };
+            if value {
+                self.words[i] |= mask;
+            } else {
+                self.words[i] &= !mask;
+            }
+            i += 1;
+        }
+    }
+
+    /// Set every bit.
+    pub fn fill(&mut self) {
+        let n = self.nbits;
+        self.set_range(0, n);
+    }
+
+    /// First set bit in `[start, size)`, or `size`.
+    #[inline]
+    pub fn find_next_bit(&self, size: usize, start: usize) -> usize {
+        self.find_next(size, start, 0)
+    }
+
+    /// First clear bit in `[start, size)`, or `size`.
+    #[inline]
+    pub fn find_next_zero_bit(&self, size: usize, start: usize) -> usize {
+        self.find_next(size, start, u64::MAX)
+    }
+
+    #[inline]
+    fn find_next(&self, size: usize, start: usize, invert: u64) -> usize {
+        debug_assert!(size <= self.nbits);
+        if start >= size {
+            return size;
+        }
+        let mut i = start / W;
+        let mut word = (self.words[i] ^ invert) & (u64::MAX << (start % W));
+        loop {
+            if word != 0 {
+                let found = i * W + word.trailing_zeros() as usize;
+                return found.min(size);
+            }
+            i += 1;
+            if i * W >= size {
+                return size;
+            }
+            word = self.words[i] ^ invert;
+        }
+    }
+
+    /// Last set bit in `[lo, hi)`, or `None`.
+    #[inline]
+    pub fn find_prev_bit(&self, lo: usize, hi: usize) -> Option<usize> {
+        if hi <= lo {
+            return None;
+        }
+        let mut i = (hi - 1) / W;
+        let top = (hi - 1) % W;
+        let mut word = self.words[i] & (u64::MAX >> (W - 1 - top));
+        loop {
+            if word != 0 {
+                let found = i * W + (W - 1 - word.leading_zeros() as usize);
+                return (found >= lo).then_some(found);
+            }
+            if i == 0 || i * W <= lo {
+                return None;
+            }
+            i -= 1;
+            word = self.words[i];
+        }
+    }
+
+    /// Number of set bits in `[start, end)`.
+    pub fn count_ones_in(&self, start: usize, end: usize) -> usize {
+        let mut n = 0;
+        let mut i = start;
+        while i < end {
+            let w = i / W;
+            let lo = i % W;
+            let hi = (end - w * W).min(W);
+            let word = self.words[w] >> lo;
+            let width = hi - lo;
+            let mask = if width == W { u64::MAX } else { (1u64 << width) - 1 };
+            n += (word & mask).count_ones() as usize;
+            i = w * W + hi;
+        }
+        n
+    }
+
+    /// Iterator over maximal runs of clear bits `[s, e)` within `[from, size)`.
+    pub fn clear_runs(&self, from: usize, size: usize) -> Runs<'_> {
+        Runs { map: self, pos: from, size, set: false }
+    }
+
+    /// Iterator over maximal runs of set bits `[s, e)` within `[from, size)`.
+    pub fn set_runs(&self, from: usize, size: usize) -> Runs<'_> {
+        Runs { map: self, pos: from, size, set: true }
+    }
+}
+
+/// Iterator of bit runs, see [`Bitmap::clear_runs`] and [`Bitmap::set_runs`].
+#[derive(Debug)]
+pub struct Runs<'a> {
+    map: &'a Bitmap,
+    pos: usize,
+    size: usize,
+    set: bool,
+}
+
+impl Iterator for Runs<'_> {
+    type Item = core::ops::Range<usize>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let (s, e) = if self.set {
+            let s = self.map.find_next_bit(self.size, self.pos);
+            (s, self.map.find_next_zero_bit(self.size, s))
+        } else {
+            let s = self.map.find_next_zero_bit(self.size, self.pos);
+            (s, self.map.find_next_bit(self.size, s))
+        };
+        if s >= self.size {
+            self.pos = self.size;
+            return None;
+        }
+        self.pos = e;
+        Some(s..e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_next(b: &Bitmap, size: usize, start: usize, want: bool) -> usize {
+        (start..size).find(|&i| b.test(i) == want).unwrap_or(size)
+    }
+
+    #[test]
+    fn ranges_and_searches_agree_with_naive() {
+        let mut b = Bitmap::new(300);
+        b.set_range(3, 70);
+        b.set_range(130, 1);
+        b.set_range(190, 110);
+        b.clear_range(200, 5);
+        for start in 0..300 {
+            for size in [start, 64, 130, 131, 299, 300] {
+                if size < start {
+                    continue;
+                }
+                assert_eq!(b.find_next_bit(size, start), naive_next(&b, size, start, true));
+                assert_eq!(b.find_next_zero_bit(size, start), naive_next(&b, size, start, false));
+            }
+        }
+        for lo in [0, 3, 64, 100, 131] {
+            for hi in lo..300 {
+                let naive = (lo..hi).rev().find(|&i| b.test(i));
+                assert_eq!(b.find_prev_bit(lo, hi), naive, "lo {lo} hi {hi}");
+            }
+        }
+        assert_eq!(b.count_ones_in(0, 300), 70 + 1 + 105);
+        let runs: Vec<_> = b.set_runs(0, 300).collect();
+        assert_eq!(runs, [3..73, 130..131, 190..200, 205..300]);
+        let clear: Vec<_> = b.clear_runs(0, 300).collect();
+        assert_eq!(clear, [0..3, 73..130, 131..190, 200..205]);
+    }
+
+    #[test]
+    fn fill_and_word_boundaries() {
+        let mut b = Bitmap::new(128);
+        b.fill();
+        assert_eq!(b.find_next_zero_bit(128, 0), 128);
+        b.clear_range(63, 2);
+        assert_eq!(b.find_next_zero_bit(128, 0), 63);
+        assert_eq!(b.find_next_bit(128, 63), 65);
+        assert_eq!(b.find_prev_bit(0, 65), Some(62));
+    }
+}

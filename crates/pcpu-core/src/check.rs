@@ -1,0 +1,195 @@
+//! The executable invariant checker: a full consistency check of every chunk
+//! and of the global counters (the oracles of the reference, section 9).
+//! O(map size) per chunk: tests run it after every operation.
+
+use alloc::format;
+use alloc::string::String;
+
+use crate::allocator::Allocator;
+use crate::chunk::{Chunk, ChunkKind};
+use crate::slots::Entry;
+
+/// A violated invariant, described.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantError(pub String);
+
+impl core::fmt::Display for InvariantError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "percpu invariant violated: {}", self.0)
+    }
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            return Err(InvariantError(format!($($arg)*)));
+        }
+    };
+}
+
+/// Longest clear run in `[lo, hi)` of the alloc map.
+fn max_free_run(c: &Chunk, lo: usize, hi: usize) -> usize {
+    c.alloc_map.clear_runs(lo, hi).map(|r| r.len()).max().unwrap_or(0)
+}
+
+impl Chunk {
+    /// Check this chunk's invariants (see the type's docs).
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        let bb = self.block_bits as usize;
+        let map_bits = self.map_bits as usize;
+        ensure!(self.md_blocks.len() == self.nr_pages, "md_blocks length");
+        let hidden = (self.start_offset / 4 + self.end_offset / 4) as usize;
+        let set = self.alloc_map.count_ones_in(0, map_bits);
+        ensure!(
+            self.free_bytes as usize == (map_bits - set) * 4,
+            "free_bytes {} != 4 * clear bits {}",
+            self.free_bytes,
+            map_bits - set
+        );
+        ensure!(set >= hidden, "hidden bits not allocated");
+        // Bound map: no bound bit strictly inside an allocation; every
+        // allocated run is covered by bound-delimited allocations.
+        let mut pos = (self.start_offset / 4) as usize;
+        let end_managed = map_bits - (self.end_offset / 4) as usize;
+        while pos < end_managed {
+            if self.alloc_map.test(pos) {
+                ensure!(self.bound_map.test(pos), "allocated bit {pos} starts no allocation");
+                let e = self.bound_map.find_next_bit(map_bits + 1, pos + 1);
+                ensure!(e <= end_managed || e == map_bits, "allocation at {pos} runs past the region");
+                ensure!(
+                    self.alloc_map.count_ones_in(pos, e) == e - pos,
+                    "allocation [{pos},{e}) has clear bits"
+                );
+                pos = e;
+            } else {
+                pos = self.alloc_map.find_next_bit(end_managed, pos);
+            }
+        }
+        // Block hints.
+        let mut empty = 0;
+        for (i, b) in self.md_blocks.iter().enumerate() {
+            let lo = i * bb;
+            let hi = lo + bb;
+            let true_max = max_free_run(self, lo, hi) as i32;
+            let fully_free = true_max == self.block_bits;
+            ensure!(b.nr_bits == self.block_bits, "block {i} nr_bits");
+            ensure!(b.contig_hint <= true_max, "block {i} contig_hint {} > true max {true_max}", b.contig_hint);
+            ensure!(
+                (b.contig_hint == self.block_bits) == fully_free,
+                "block {i}: contig_hint {} disagrees with fully-free {fully_free}",
+                b.contig_hint
+            );
+            if b.contig_hint > 0 {
+                let s = lo + b.contig_hint_start as usize;
+                ensure!(
+                    self.alloc_map.count_ones_in(s, s + b.contig_hint as usize) == 0,
+                    "block {i}: contig hint region [{s}, +{}) not free",
+                    b.contig_hint
+                );
+            }
+            if b.scan_hint > 0 {
+                // The header comment's "scan_hint_start > contig_hint_start iff
+                // equal" is not maintained by the kernel's own free path (an
+                // equal, worse-aligned run freed before the contig hint becomes
+                // the scan hint), so only what the allocator relies on is checked.
+                ensure!(b.scan_hint <= b.contig_hint, "block {i}: scan_hint > contig_hint");
+                let s = lo + b.scan_hint_start as usize;
+                ensure!(
+                    self.alloc_map.count_ones_in(s, s + b.scan_hint as usize) == 0,
+                    "block {i}: scan hint region not free"
+                );
+            }
+            let first_free = self.alloc_map.find_next_zero_bit(hi, lo) - lo;
+            ensure!(
+                b.first_free as usize <= first_free,
+                "block {i}: first_free {} after the first free bit {first_free}",
+                b.first_free
+            );
+            if fully_free && self.populated.test(i) {
+                empty += 1;
+            }
+        }
+        ensure!(
+            self.nr_empty_pop_pages == empty,
+            "chunk nr_empty_pop_pages {} != recount {empty}",
+            self.nr_empty_pop_pages
+        );
+        ensure!(
+            self.nr_populated == self.populated.count_ones_in(0, self.nr_pages),
+            "nr_populated {} != popcount",
+            self.nr_populated
+        );
+        let true_max = max_free_run(self, 0, map_bits) as i32;
+        ensure!(
+            self.chunk_md.contig_hint <= true_max,
+            "chunk contig_hint {} over-estimates the largest free run {true_max}",
+            self.chunk_md.contig_hint
+        );
+        let first = self.alloc_map.find_next_zero_bit(map_bits, 0);
+        ensure!(
+            self.chunk_md.first_free as usize <= first,
+            "chunk first_free {} after first free bit {first}",
+            self.chunk_md.first_free
+        );
+        ensure!(
+            self.kind == ChunkKind::Dynamic || self.nr_populated == self.nr_pages,
+            "first/reserved chunk lost pages"
+        );
+        Ok(())
+    }
+}
+
+impl Allocator {
+    /// Full consistency check: every chunk, slot membership, isolation, and
+    /// the global counters. Call outside a two-phase window.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        let mut empty = 0i32;
+        let mut populated = 0usize;
+        let fc = self.geo.first_chunk();
+        for (i, e) in self.arena.iter().enumerate() {
+            let Entry::Live(c) = e else { continue };
+            let id = i as u32;
+            c.check_invariants().map_err(|e| InvariantError(format!("chunk {id}: {}", e.0)))?;
+            if Some(id) != self.reserved && !c.isolated {
+                empty += c.nr_empty_pop_pages;
+            }
+            if c.kind == ChunkKind::Dynamic {
+                populated += c.nr_populated;
+            }
+            match c.link.slot {
+                None => ensure!(Some(id) == self.reserved, "chunk {id} is on no slot list"),
+                Some(slot) => {
+                    let slot = slot as usize;
+                    ensure!(Some(id) != self.reserved, "reserved chunk on a slot list");
+                    let isolated_slot = slot == self.layout.sidelined || slot == self.layout.to_depopulate;
+                    ensure!(c.isolated == isolated_slot, "chunk {id}: isolated={} but in slot {slot}", c.isolated);
+                    if !isolated_slot && slot != 0 {
+                        ensure!(
+                            slot == self.layout.chunk_slot(c),
+                            "chunk {id} in slot {slot}, expected {}",
+                            self.layout.chunk_slot(c)
+                        );
+                    }
+                    ensure!(self.lists.iter(&self.arena, slot).any(|x| x == id), "chunk {id} not found in its list");
+                }
+            }
+            let full = c.free_bytes == self.geo.unit_size() as i32;
+            if c.kind == ChunkKind::Dynamic && full && !c.isolated {
+                ensure!(c.link.slot == Some(self.layout.free as u16), "fully free chunk {id} not in the free slot");
+            }
+        }
+        let listed: usize = (0..self.layout.nr_slots).map(|s| self.lists.len(s)).sum();
+        ensure!(listed == self.nr_chunks() - self.reserved.is_some() as usize, "list lengths");
+        ensure!(
+            self.nr_empty_pop_pages == empty,
+            "global nr_empty_pop_pages {} != sum {empty}",
+            self.nr_empty_pop_pages
+        );
+        let base = (fc.static_size + fc.reserved_size + fc.dyn_size) / self.geo.page_size();
+        ensure!(self.nr_populated == base + populated, "global nr_populated {} != {}", self.nr_populated, base + populated);
+        let marked = self.arena.iter().filter_map(Entry::chunk).filter(|c| c.depopulate_mark).count();
+        ensure!(marked == self.rfc_nr_marked, "rfc marked count");
+        ensure!(self.stats.nr_chunks as usize == self.nr_chunks() - self.reserved.is_some() as usize, "stats nr_chunks");
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! Typed errors of the allocator.
+
+use core::fmt;
+
+use crate::backend::BackendError;
+use crate::ChunkId;
+
+/// Why an allocation failed. The allocator's state is unchanged (apart from
+/// statistics and the atomic-failure flag, as in the kernel).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// Size 0, or above the maximum allocation size.
+    InvalidSize {
+        /// Requested size in bytes.
+        size: usize,
+        /// Largest allowed size.
+        max: usize,
+    },
+    /// Alignment not a power of two, or above the page size.
+    InvalidAlign {
+        /// Requested alignment.
+        align: usize,
+        /// Page size (largest alignment).
+        max: usize,
+    },
+    /// A reserved allocation was asked of an allocator without a reserved chunk.
+    NoReservedChunk,
+    /// The reserved chunk has no room.
+    ReservedFull,
+    /// An atomic allocation found no populated space (no chunk is created and
+    /// no page populated in atomic context).
+    AtomicNoSpace,
+    /// Two-phase API only: no chunk has room and a new chunk must be created
+    /// ([`Allocator::begin_create_chunk`](crate::Allocator::begin_create_chunk)).
+    NeedsChunk,
+    /// The backend could not create a chunk.
+    ChunkCreate(BackendError),
+    /// The backend could not populate the area's pages.
+    Populate(BackendError),
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::InvalidSize { size, max } => {
+                write!(f, "illegal size ({size}) for percpu allocation: must be 1..={max} bytes")
+            }
+            AllocError::InvalidAlign { align, max } => write!(
+                f,
+                "illegal align ({align}) for percpu allocation: must be a power of two <= {max}"
+            ),
+            AllocError::NoReservedChunk => f.write_str("reserved allocation requested but there is no reserved chunk"),
+            AllocError::ReservedFull => f.write_str("alloc from reserved chunk failed"),
+            AllocError::AtomicNoSpace => f.write_str("atomic alloc failed, no space left"),
+            AllocError::NeedsChunk => f.write_str("no space left: a new chunk must be created"),
+            AllocError::ChunkCreate(e) => write!(f, "failed to allocate new chunk: {e}"),
+            AllocError::Populate(e) => write!(f, "failed to populate: {e}"),
+        }
+    }
+}
+
+/// Why a free was refused. The allocator's state is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// No live chunk has this id.
+    UnknownChunk(ChunkId),
+    /// The offset is not the start of a live allocation: a double free, or an
+    /// offset that was never returned by `alloc`.
+    NotAllocated {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Byte offset.
+        offset: usize,
+        /// True when the offset was the start of an allocation that is no
+        /// longer live (most likely a double free).
+        stale: bool,
+    },
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreeError::UnknownChunk(c) => write!(f, "free of an address in unknown chunk {}", c.0),
+            FreeError::NotAllocated { chunk, offset, stale: true } => write!(
+                f,
+                "double free: offset {offset} in chunk {} is not allocated any more",
+                chunk.0
+            ),
+            FreeError::NotAllocated { chunk, offset, stale: false } => write!(
+                f,
+                "free of offset {offset} in chunk {}, which is not the start of a live allocation",
+                chunk.0
+            ),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Geometry: page size, units, unit size and the first chunk's layout,
+//! validated once (`pcpu_setup_first_chunk`'s sanity checks).
+
+use core::fmt;
+
+/// Minimum unit size and the maximum size of one allocation
+/// (`PCPU_MIN_UNIT_SIZE` = `PFN_ALIGN(32 KiB)`).
+pub const MIN_UNIT_SIZE: usize = 32 << 10;
+
+/// The first chunk's layout in every unit: `< static | reserved | dynamic >`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirstChunk {
+    /// Static per-CPU variables (not managed by any chunk).
+    pub static_size: usize,
+    /// Reserved area (`__alloc_reserved_percpu`), 0 for none.
+    pub reserved_size: usize,
+    /// Dynamic area served by the first chunk.
+    pub dyn_size: usize,
+}
+
+/// Validated allocator geometry.
+///
+/// # Invariants
+/// - `page_size` is a power of two, at least 256 bytes (so a page block is a
+///   whole number of 64-bit bitmap words).
+/// - `unit_size = unit_pages * page_size`, `unit_pages >= 1`, `nr_units >= 1`.
+/// - The first chunk's static, reserved and dynamic areas fit in one unit;
+///   `reserved_size` is a multiple of 4 and `dyn_size > 0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    page_size: usize,
+    nr_units: usize,
+    unit_pages: usize,
+    first: FirstChunk,
+}
+
+/// Why a geometry was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeometryError {
+    /// What is wrong.
+    pub reason: &'static str,
+    /// The whole configuration, for the message.
+    pub config: (usize, usize, usize, FirstChunk),
+}
+
+impl fmt::Display for GeometryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (p, n, u, fc) = self.config;
+        write!(
+            f,
+            "invalid percpu geometry: {} (page_size={p} nr_units={n} unit_size={u} static={} reserved={} dyn={})",
+            self.reason, fc.static_size, fc.reserved_size, fc.dyn_size
+        )
+    }
+}
+
+impl Geometry {
+    /// Validate a geometry. `unit_size` is in bytes.
+    pub fn new(
+        page_size: usize,
+        nr_units: usize,
+        unit_size: usize,
+        first: FirstChunk,
+    ) -> Result<Self, GeometryError> {
+        let err = |reason| GeometryError { reason, config: (page_size, nr_units, unit_size, first) };
+        if !page_size.is_power_of_two() || page_size < 256 {
+            return Err(err("page size must be a power of two of at least 256 bytes"));
+        }
+        if nr_units == 0 {
+            return Err(err("at least one unit is needed"));
+        }
+        if unit_size == 0 || unit_size % page_size != 0 {
+            return Err(err("unit size must be a non-zero multiple of the page size"));
+        }
+        if unit_size / page_size > (i32::MAX as usize) / page_size {
+            return Err(err("unit size too large"));
+        }
+        if first.reserved_size % 4 != 0 {
+            return Err(err("reserved size must be a multiple of 4"));
+        }
+        if first.dyn_size == 0 {
+            return Err(err("the first chunk needs a dynamic area"));
+        }
+        let static_size = first.static_size.div_ceil(4) * 4;
+        let total = static_size + first.reserved_size + first.dyn_size;
+        if total > unit_size {
+            return Err(err("static + reserved + dynamic areas exceed the unit size"));
+        }
+        Ok(Geometry { page_size, nr_units, unit_pages: unit_size / page_size, first })
+    }
+
+    /// A small geometry handy for examples and tests: 4 KiB pages, `nr_units`
+    /// units of `unit_pages` pages, first chunk with an 8 KiB dynamic area and
+    /// no static or reserved area.
+    pub fn simple(nr_units: usize, unit_pages: usize) -> Result<Self, GeometryError> {
+        let first = FirstChunk { static_size: 0, reserved_size: 0, dyn_size: 8192 };
+        Geometry::new(4096, nr_units, unit_pages * 4096, first)
+    }
+
+    /// Parse the kernel's boot line `percpu: Embedded 62 pages/cpu s217088
+    /// r8192 d28672 u524288` (the `pcpu-alloc: s.. r.. d.. u..` line works
+    /// too), with 4 KiB pages and `nr_units` units.
+    pub fn from_kernel_line(line: &str, nr_units: usize) -> Result<Self, GeometryError> {
+        let mut s = None;
+        let mut r = None;
+        let mut d = None;
+        let mut u = None;
+        for tok in line.split_whitespace() {
+            let (k, v) = tok.split_at(1.min(tok.len()));
+            let v: Option<usize> = v.parse().ok();
+            match (k, v) {
+                ("s", Some(v)) => s = Some(v),
+                ("r", Some(v)) => r = Some(v),
+                ("d", Some(v)) => d = Some(v),
+                ("u", Some(v)) => u = Some(v),
+                _ => {}
+            }
+        }
+        let first = FirstChunk {
+            static_size: s.unwrap_or(0),
+            reserved_size: r.unwrap_or(0),
+            dyn_size: d.unwrap_or(0),
+        };
+        match u {
+            Some(u) if s.is_some() && d.is_some() => Geometry::new(4096, nr_units, u, first),
+            _ => Err(GeometryError {
+                reason: "expected `sN rN dN uN` fields in the percpu boot line",
+                config: (4096, nr_units, 0, first),
+            }),
+        }
+    }
+
+    /// Page size in bytes.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+    /// Number of units (one per possible CPU, plus padding units).
+    pub fn nr_units(&self) -> usize {
+        self.nr_units
+    }
+    /// Pages per unit.
+    pub fn unit_pages(&self) -> usize {
+        self.unit_pages
+    }
+    /// Bytes per unit.
+    pub fn unit_size(&self) -> usize {
+        self.unit_pages * self.page_size
+    }
+    /// The first chunk's layout (static size rounded up to 4 as the kernel does,
+    /// dynamic size shrunk by the same amount).
+    pub fn first_chunk(&self) -> FirstChunk {
+        let static_size = self.first.static_size.div_ceil(4) * 4;
+        FirstChunk {
+            static_size,
+            reserved_size: self.first.reserved_size,
+            dyn_size: self.first.dyn_size - (static_size - self.first.static_size),
+        }
+    }
+    /// Largest single allocation: `PCPU_MIN_UNIT_SIZE`, or the unit size when
+    /// it is smaller (only possible with test geometries).
+    pub fn max_alloc_size(&self) -> usize {
+        MIN_UNIT_SIZE.min(self.unit_size())
+    }
+    /// Bits per page block (`PCPU_BITMAP_BLOCK_BITS`).
+    pub fn block_bits(&self) -> usize {
+        self.page_size / crate::MIN_ALLOC_SIZE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn parses_kernel_line() {
+        let g = Geometry::from_kernel_line(
+            "[    0.195034] percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288",
+            4,
+        )
+        .unwrap();
+        assert_eq!(g.unit_size(), 524288);
+        assert_eq!(g.unit_pages(), 128);
+        assert_eq!(g.first_chunk().reserved_size, 8192);
+        assert_eq!(g.first_chunk().dyn_size, 28672);
+        assert!(Geometry::from_kernel_line("percpu: nothing", 4).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_geometry_with_message() {
+        let fc = FirstChunk { static_size: 0, reserved_size: 0, dyn_size: 4096 };
+        let e = Geometry::new(4000, 4, 65536, fc).unwrap_err();
+        assert!(e.to_string().contains("power of two"), "{e}");
+        assert!(Geometry::new(4096, 0, 65536, fc).is_err());
+        assert!(Geometry::new(4096, 4, 65537, fc).is_err());
+        let big = FirstChunk { static_size: 60000, reserved_size: 8192, dyn_size: 4096 };
+        assert!(Geometry::new(4096, 4, 65536, big).unwrap_err().to_string().contains("exceed"));
+        let odd = FirstChunk { static_size: 0, reserved_size: 6, dyn_size: 4096 };
+        assert!(Geometry::new(4096, 4, 65536, odd).is_err());
+    }
+}

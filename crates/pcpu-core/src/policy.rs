@@ -1,0 +1,149 @@
+//! Depopulation policies: which chunks a free marks for reclaim, and what a
+//! balance run does. This module is the one extension point: a new policy is a
+//! new [`PolicyKind`] with its free-path decision ([`Policy::on_free`]) and its
+//! balance stages ([`Policy::stages`]).
+
+use core::fmt;
+use core::str::FromStr;
+
+/// `PCPU_EMPTY_POP_PAGES_LOW`: an allocation schedules the balance work when
+/// the global empty populated page count drops below this.
+pub const EMPTY_POP_PAGES_LOW: i32 = 2;
+/// `PCPU_EMPTY_POP_PAGES_HIGH`: population target of the balance work, and the
+/// floor that reclaim keeps for atomic allocations.
+pub const EMPTY_POP_PAGES_HIGH: i32 = 4;
+/// `PCPU_SLOT_FAIL_THRESHOLD`: a chunk in a slot below this that fails a fit
+/// check is relegated to slot 0 (never scanned) until a free moves it back.
+pub const SLOT_FAIL_THRESHOLD: usize = 3;
+
+/// The named policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    /// Before the depopulation series: only whole empty chunks are released.
+    Linux511,
+    /// The heuristic of the RFC patch discussed in the seed thread.
+    SeedRfc,
+    /// The algorithm merged for 5.14 (with the 5.14-rc TLB-flush fix).
+    Linux514,
+    /// Linux 6.1: behaves as 5.14 for placement and population (the changes
+    /// between them do not alter either; see DESIGN.md).
+    Linux61,
+}
+
+/// A policy and its tunable knobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Which algorithm.
+    pub kind: PolicyKind,
+    /// `PCPU_EMPTY_POP_PAGES_LOW`.
+    pub empty_pop_low: i32,
+    /// `PCPU_EMPTY_POP_PAGES_HIGH`.
+    pub empty_pop_high: i32,
+    /// A chunk is a reclaim candidate when at least `nr_pages / reclaim_divisor`
+    /// of its pages are empty and populated (5.14: 4; RFC: strictly more than).
+    pub reclaim_divisor: usize,
+    /// seed-rfc: schedule depopulation once more than this many chunks are
+    /// marked (RFC: 1, i.e. "2 or more").
+    pub rfc_marked_threshold: usize,
+}
+
+impl Policy {
+    /// The policy `kind` with the kernel's constants.
+    pub const fn new(kind: PolicyKind) -> Self {
+        Policy {
+            kind,
+            empty_pop_low: EMPTY_POP_PAGES_LOW,
+            empty_pop_high: EMPTY_POP_PAGES_HIGH,
+            reclaim_divisor: 4,
+            rfc_marked_threshold: 1,
+        }
+    }
+
+    /// Stable name, as accepted by `FromStr`.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            PolicyKind::Linux511 => "linux-5.11",
+            PolicyKind::SeedRfc => "seed-rfc",
+            PolicyKind::Linux514 => "linux-5.14",
+            PolicyKind::Linux61 => "linux-6.1",
+        }
+    }
+
+    /// All named policies.
+    pub fn all() -> [Policy; 4] {
+        [
+            Policy::new(PolicyKind::Linux511),
+            Policy::new(PolicyKind::SeedRfc),
+            Policy::new(PolicyKind::Linux514),
+            Policy::new(PolicyKind::Linux61),
+        ]
+    }
+
+    /// Does this policy isolate chunks (the 5.14 to_depopulate / sidelined slots)?
+    pub fn isolates(&self) -> bool {
+        matches!(self.kind, PolicyKind::Linux514 | PolicyKind::Linux61)
+    }
+
+    /// The stages of one balance run (`pcpu_balance_workfn`).
+    pub(crate) fn stages(&self) -> &'static [Stage] {
+        match self.kind {
+            PolicyKind::Linux511 => &[Stage::FreeChunks { empty_only: false }, Stage::Populate],
+            PolicyKind::SeedRfc => &[Stage::FreeChunks { empty_only: false }, Stage::RfcPopulateOrShrink],
+            PolicyKind::Linux514 | PolicyKind::Linux61 => &[
+                Stage::FreeChunks { empty_only: false },
+                Stage::Reclaim,
+                Stage::Populate,
+                Stage::FreeChunks { empty_only: true },
+            ],
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(PolicyKind::Linux514)
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown policy name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownPolicy;
+
+impl fmt::Display for UnknownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown policy (expected one of: linux-5.11, seed-rfc, linux-5.14, linux-6.1)")
+    }
+}
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let kind = match s {
+            "linux-5.11" => PolicyKind::Linux511,
+            "seed-rfc" => PolicyKind::SeedRfc,
+            "linux-5.14" => PolicyKind::Linux514,
+            "linux-6.1" => PolicyKind::Linux61,
+            _ => return Err(UnknownPolicy),
+        };
+        Ok(Policy::new(kind))
+    }
+}
+
+/// One stage of a balance run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// `pcpu_balance_free(empty_only)`.
+    FreeChunks { empty_only: bool },
+    /// `pcpu_reclaim_populated` (5.14).
+    Reclaim,
+    /// `pcpu_balance_populated`.
+    Populate,
+    /// RFC `pcpu_balance_populated`: grow, or shrink marked chunks.
+    RfcPopulateOrShrink,
+}

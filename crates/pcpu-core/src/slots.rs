@@ -1,0 +1,220 @@
+//! Chunk lists ("slots"): `pcpu_chunk_lists[]`, doubly linked through each
+//! chunk's [`Link`](crate::chunk::Link), with O(1) moves to a list's head or tail.
+//!
+//! Slot numbers: `1..=base` are active slots keyed by the chunk's largest free
+//! run, `0` holds full and relegated chunks (never scanned), then come the
+//! special slots `sidelined = base + 1`, `free = base + 2`,
+//! `to_depopulate = base + 3` (Linux 5.14).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::chunk::Chunk;
+
+/// `fls`: 1-based index of the highest set bit, 0 for 0.
+#[inline]
+pub(crate) fn fls(x: usize) -> usize {
+    (usize::BITS - x.leading_zeros()) as usize
+}
+
+/// `__pcpu_size_to_slot` with `PCPU_SLOT_BASE_SHIFT = 5`.
+#[inline]
+pub(crate) fn size_to_slot_raw(bytes: usize) -> usize {
+    (fls(bytes) as isize - 5 + 2).max(1) as usize
+}
+
+/// Slot numbers of one allocator.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotLayout {
+    pub(crate) unit_size: usize,
+    pub(crate) sidelined: usize,
+    pub(crate) free: usize,
+    pub(crate) to_depopulate: usize,
+    pub(crate) nr_slots: usize,
+}
+
+impl SlotLayout {
+    pub(crate) fn new(unit_size: usize) -> Self {
+        let base = size_to_slot_raw(unit_size);
+        SlotLayout {
+            unit_size,
+            sidelined: base + 1,
+            free: base + 2,
+            to_depopulate: base + 3,
+            nr_slots: base + 4,
+        }
+    }
+
+    /// `pcpu_size_to_slot`.
+    #[inline]
+    pub(crate) fn size_to_slot(&self, bytes: usize) -> usize {
+        if bytes == self.unit_size {
+            self.free
+        } else {
+            size_to_slot_raw(bytes)
+        }
+    }
+
+    /// `pcpu_chunk_slot`.
+    #[inline]
+    pub(crate) fn chunk_slot(&self, c: &Chunk) -> usize {
+        if c.free_bytes < crate::MIN_ALLOC_SIZE as i32 || c.chunk_md.contig_hint == 0 {
+            0
+        } else {
+            self.size_to_slot(c.chunk_md.contig_hint as usize * crate::MIN_ALLOC_SIZE)
+        }
+    }
+}
+
+/// Heads and tails of every slot list.
+#[derive(Clone, Debug)]
+pub(crate) struct Lists {
+    head: Vec<Option<u32>>,
+    tail: Vec<Option<u32>>,
+    len: Vec<usize>,
+}
+
+/// Arena of chunks indexed by chunk id.
+pub(crate) type Arena = Vec<Entry>;
+
+/// One arena entry.
+#[derive(Clone, Debug)]
+pub(crate) enum Entry {
+    Vacant,
+    /// Id handed out for a chunk being created by the backend.
+    Reserved,
+    Live(alloc::boxed::Box<Chunk>),
+}
+
+impl Entry {
+    #[inline]
+    pub(crate) fn chunk(&self) -> Option<&Chunk> {
+        match self {
+            Entry::Live(c) => Some(c),
+            _ => None,
+        }
+    }
+    #[inline]
+    pub(crate) fn chunk_mut(&mut self) -> Option<&mut Chunk> {
+        match self {
+            Entry::Live(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+#[inline]
+fn c(arena: &Arena, id: u32) -> &Chunk {
+    arena[id as usize].chunk().expect("listed chunk is live")
+}
+#[inline]
+fn cm(arena: &mut Arena, id: u32) -> &mut Chunk {
+    arena[id as usize].chunk_mut().expect("listed chunk is live")
+}
+
+impl Lists {
+    pub(crate) fn new(nr_slots: usize) -> Self {
+        Lists { head: vec![None; nr_slots], tail: vec![None; nr_slots], len: vec![0; nr_slots] }
+    }
+
+    /// First chunk of `slot`.
+    #[inline]
+    pub(crate) fn head(&self, slot: usize) -> Option<u32> {
+        self.head[slot]
+    }
+
+    /// Number of chunks in `slot`.
+    pub(crate) fn len(&self, slot: usize) -> usize {
+        self.len[slot]
+    }
+
+    /// Next chunk after `id` in its list.
+    #[inline]
+    pub(crate) fn next(arena: &Arena, id: u32) -> Option<u32> {
+        c(arena, id).link.next
+    }
+
+    /// Unlink `id` from whatever list it is on (`list_del_init`).
+    pub(crate) fn unlink(&mut self, arena: &mut Arena, id: u32) {
+        let link = c(arena, id).link;
+        let Some(slot) = link.slot else { return };
+        let slot = slot as usize;
+        match link.prev {
+            Some(p) => cm(arena, p).link.next = link.next,
+            None => self.head[slot] = link.next,
+        }
+        match link.next {
+            Some(n) => cm(arena, n).link.prev = link.prev,
+            None => self.tail[slot] = link.prev,
+        }
+        self.len[slot] -= 1;
+        let l = &mut cm(arena, id).link;
+        l.prev = None;
+        l.next = None;
+        l.slot = None;
+    }
+
+    /// `list_move` (head) or `list_move_tail` (tail) of `id` to `slot`.
+    pub(crate) fn move_to(&mut self, arena: &mut Arena, id: u32, slot: usize, front: bool) {
+        self.unlink(arena, id);
+        if front {
+            let old = self.head[slot];
+            {
+                let l = &mut cm(arena, id).link;
+                l.prev = None;
+                l.next = old;
+                l.slot = Some(slot as u16);
+            }
+            match old {
+                Some(o) => cm(arena, o).link.prev = Some(id),
+                None => self.tail[slot] = Some(id),
+            }
+            self.head[slot] = Some(id);
+        } else {
+            let old = self.tail[slot];
+            {
+                let l = &mut cm(arena, id).link;
+                l.next = None;
+                l.prev = old;
+                l.slot = Some(slot as u16);
+            }
+            match old {
+                Some(o) => cm(arena, o).link.next = Some(id),
+                None => self.head[slot] = Some(id),
+            }
+            self.tail[slot] = Some(id);
+        }
+        self.len[slot] += 1;
+    }
+
+    /// Ids in `slot`, head to tail.
+    pub(crate) fn iter<'a>(&self, arena: &'a Arena, slot: usize) -> impl Iterator<Item = u32> + 'a {
+        let mut cur = self.head[slot];
+        core::iter::from_fn(move || {
+            let id = cur?;
+            cur = c(arena, id).link.next;
+            Some(id)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_numbers_match_the_kernel_table() {
+        assert_eq!(size_to_slot_raw(0), 1);
+        assert_eq!(size_to_slot_raw(15), 1);
+        assert_eq!(size_to_slot_raw(16), 2);
+        assert_eq!(size_to_slot_raw(31), 2);
+        assert_eq!(size_to_slot_raw(32), 3);
+        assert_eq!(size_to_slot_raw(4096), 10);
+        let l = SlotLayout::new(256 << 10);
+        assert_eq!((l.sidelined, l.free, l.to_depopulate, l.nr_slots), (17, 18, 19, 20));
+        let l = SlotLayout::new(640 << 10);
+        assert_eq!(l.nr_slots, 21);
+        let l = SlotLayout::new(2 << 20);
+        assert_eq!(l.nr_slots, 23);
+    }
+}
