@@ -355,6 +355,62 @@ impl Allocator {
         Ok(area)
     }
 
+    /// Allocate exactly at `offset` of `chunk` (trace replay's `kernel`
+    /// placement mode): the area must be free, aligned and inside the chunk's
+    /// managed region. Populates like [`Allocator::alloc`].
+    pub fn alloc_at<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        chunk: ChunkId,
+        offset: usize,
+        size: usize,
+        align: usize,
+        flags: AllocFlags,
+    ) -> Result<Allocation, AllocError> {
+        let req = self.request(size, align)?;
+        let occupied = AllocError::Occupied { chunk, offset, size: req.size };
+        let Some(c) = self.chunk(chunk) else { return Err(occupied) };
+        let lo = c.start_offset();
+        let hi = c.nr_pages() * self.geo.page_size() - c.end_offset();
+        if offset % req.align != 0 || offset < lo || offset + req.size > hi {
+            return Err(occupied);
+        }
+        let bit = offset / MIN_ALLOC_SIZE;
+        if c.alloc_map.count_ones_in(bit, bit + req.size / MIN_ALLOC_SIZE) != 0 {
+            return Err(occupied);
+        }
+        let area = self.place(chunk.0, req, bit as i32).ok_or(occupied)?;
+        debug_assert_eq!(area.offset, offset);
+        self.reintegrate(chunk.0);
+        if !flags.atomic {
+            while let Some(run) = self.next_unpopulated(&area) {
+                if let Err(e) = backend.populate(area.chunk, run.clone()) {
+                    self.abort_area(area, flags);
+                    return Err(AllocError::Populate(e));
+                }
+                self.commit_populated(area.chunk, run);
+            }
+        }
+        self.finish_alloc();
+        Ok(area)
+    }
+
+    /// Create a chunk now through `backend` (used by replay to follow the
+    /// kernel's chunk creations).
+    pub fn create_chunk<B: Backend + ?Sized>(&mut self, backend: &mut B) -> Result<ChunkId, AllocError> {
+        let id = self.begin_create_chunk();
+        match backend.create_chunk(id, self.geo.unit_pages()) {
+            Ok(()) => {
+                self.finish_create_chunk(id);
+                Ok(id)
+            }
+            Err(e) => {
+                self.abort_create_chunk(id);
+                Err(AllocError::ChunkCreate(e))
+            }
+        }
+    }
+
     /// Two-phase allocation, step 1: place `req` (`pcpu_alloc` up to
     /// `area_found`). Non-atomic: the area may lie on unpopulated pages, see
     /// [`Allocator::next_unpopulated`]. `Err(NeedsChunk)` asks the caller to

@@ -35,6 +35,15 @@ pub enum AllocError {
     NeedsChunk,
     /// The backend could not create a chunk.
     ChunkCreate(BackendError),
+    /// `alloc_at`: the requested area is not free (or not in the chunk).
+    Occupied {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Byte offset.
+        offset: usize,
+        /// Size in bytes.
+        size: usize,
+    },
     /// The backend could not populate the area's pages.
     Populate(BackendError),
 }
@@ -54,6 +63,12 @@ impl fmt::Display for AllocError {
             AllocError::AtomicNoSpace => f.write_str("atomic alloc failed, no space left"),
             AllocError::NeedsChunk => f.write_str("no space left: a new chunk must be created"),
             AllocError::ChunkCreate(e) => write!(f, "failed to allocate new chunk: {e}"),
+            AllocError::Occupied { chunk, offset, size } => write!(
+                f,
+                "area [{offset}, {}) of chunk {} is not free or not inside the chunk",
+                offset + size,
+                chunk.0
+            ),
             AllocError::Populate(e) => write!(f, "failed to populate: {e}"),
         }
     }

@@ -1,0 +1,439 @@
+//! The replay engine: feeds trace records through a [`pcpu_core::Allocator`]
+//! and measures it against the kernel's own record.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use pcpu_core::{AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, Policy, SimBackend};
+use pcpu_trace::{Event, Record};
+
+use crate::report::{PhaseReport, Report, Sample};
+use crate::setup::Setup;
+use crate::ReplayError;
+
+/// Where allocations go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Our allocator places every allocation.
+    Simulate,
+    /// Follow the kernel's recorded chunk and offset (population policy only).
+    Kernel,
+}
+
+/// When the balance work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BalanceTiming {
+    /// At the kernel's `pcpu_balance_workfn` kprobe events.
+    Recorded,
+    /// Right after any allocation or free that schedules it (kernel rules).
+    Modelled,
+    /// Recorded when the trace has balance events, else modelled.
+    Auto,
+}
+
+/// Replay options.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    /// Policy to replay with.
+    pub policy: Policy,
+    /// Placement mode.
+    pub placement: Placement,
+    /// Balance timing.
+    pub balance: BalanceTiming,
+    /// Run the full invariant check after every operation (slow; for tests).
+    pub check_invariants: bool,
+    /// Skip frees of unknown pointers (counted) instead of failing.
+    pub lenient: bool,
+    /// Take a timeline sample every this many records (0: phases only).
+    pub sample_every: usize,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            policy: Policy::default(),
+            placement: Placement::Simulate,
+            balance: BalanceTiming::Auto,
+            check_invariants: false,
+            lenient: false,
+            sample_every: 500,
+        }
+    }
+}
+
+const RESERVED_SERIAL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct LiveObj {
+    ours: Option<Allocation>,
+    kchunk: u32,
+    koff: u32,
+    size: u32,
+}
+
+/// Reference-counted set of pages holding live bytes.
+#[derive(Default, Debug)]
+struct PageRefs {
+    refs: HashMap<(u32, u32), u32>,
+    pages: u64,
+}
+
+impl PageRefs {
+    fn add(&mut self, chunk: u32, off: u32, size: u32, page: u32, delta: i32) {
+        for p in off / page..(off + size).div_ceil(page) {
+            let e = self.refs.entry((chunk, p)).or_insert(0);
+            if delta > 0 {
+                if *e == 0 {
+                    self.pages += 1;
+                }
+                *e += 1;
+            } else {
+                *e -= 1;
+                if *e == 0 {
+                    self.pages -= 1;
+                    self.refs.remove(&(chunk, p));
+                }
+            }
+        }
+    }
+}
+
+/// A replay in progress. Feed records with [`Replayer::feed`], then
+/// [`Replayer::finish`].
+#[derive(Debug)]
+pub struct Replayer {
+    a: Allocator,
+    backend: SimBackend,
+    cfg: ReplayConfig,
+    setup: Setup,
+    recorded: bool,
+    kserial_by_base: HashMap<u64, u32>,
+    next_kserial: u32,
+    ours_by_kernel: HashMap<u32, ChunkId>,
+    live: HashMap<u64, LiveObj>,
+    floor: PageRefs,
+    kfloor: PageRefs,
+    live_bytes: u64,
+    compared: u64,
+    agreed: u64,
+    kpop: u64,
+    kdepop: u64,
+    have_kprobes: bool,
+    unknown_frees: u64,
+    report: Report,
+    base_pages: u64,
+    events: u64,
+}
+
+impl Replayer {
+    /// Start a replay. `has_balance_events` decides `BalanceTiming::Auto`.
+    pub fn new(setup: Setup, cfg: ReplayConfig, has_balance_events: bool, has_kprobes: bool) -> Result<Self, ReplayError> {
+        let mut a = Allocator::new(setup.geometry, cfg.policy);
+        let mut backend = SimBackend::default();
+        let first = a.first_chunk();
+        for &(off, len) in &setup.prefill {
+            let mut o = off;
+            let max = setup.geometry.max_alloc_size();
+            while o < off + len {
+                let n = (off + len - o).min(max);
+                a.alloc_at(&mut backend, first, o, n, 4, AllocFlags::NORMAL)
+                    .map_err(|e| ReplayError::Setup(format!("pre-filling the first chunk at {o}: {e}")))?;
+                o += n;
+            }
+        }
+        let recorded = match cfg.balance {
+            BalanceTiming::Recorded => true,
+            BalanceTiming::Modelled => false,
+            BalanceTiming::Auto => has_balance_events,
+        };
+        let base_pages = a.nr_populated() as u64;
+        let report = Report {
+            schema: 1,
+            policy: cfg.policy.name().to_string(),
+            placement: match cfg.placement {
+                Placement::Simulate => "simulate",
+                Placement::Kernel => "kernel",
+            }
+            .into(),
+            balance: if recorded { "recorded" } else { "modelled" }.into(),
+            units: setup.geometry.nr_units() as u64,
+            page_size: setup.geometry.page_size() as u64,
+            ..Report::default()
+        };
+        Ok(Replayer {
+            a,
+            backend,
+            cfg,
+            setup,
+            recorded,
+            kserial_by_base: HashMap::new(),
+            next_kserial: 1,
+            ours_by_kernel: HashMap::new(),
+            live: HashMap::new(),
+            floor: PageRefs::default(),
+            kfloor: PageRefs::default(),
+            live_bytes: 0,
+            compared: 0,
+            agreed: 0,
+            kpop: 0,
+            kdepop: 0,
+            have_kprobes: has_kprobes,
+            unknown_frees: 0,
+            report,
+            base_pages,
+            events: 0,
+        })
+    }
+
+    /// The allocator being driven.
+    pub fn allocator(&self) -> &Allocator {
+        &self.a
+    }
+
+    fn kb(&self, pages: u64) -> u64 {
+        pages * self.setup.geometry.nr_units() as u64 * self.setup.geometry.page_size() as u64 / 1024
+    }
+
+    fn kernel_serial(&mut self, base: u64) -> u32 {
+        if base == self.setup.first_base {
+            return 0;
+        }
+        if Some(base) == self.setup.reserved_base {
+            return RESERVED_SERIAL;
+        }
+        if let Some(&s) = self.kserial_by_base.get(&base) {
+            return s;
+        }
+        let s = self.next_kserial;
+        self.next_kserial += 1;
+        self.kserial_by_base.insert(base, s);
+        s
+    }
+
+    fn our_serial(&self, id: ChunkId) -> u32 {
+        let c = self.a.chunk(id).expect("live");
+        match c.kind() {
+            ChunkKind::First => 0,
+            ChunkKind::Reserved => RESERVED_SERIAL,
+            ChunkKind::Dynamic => c.serial() as u32,
+        }
+    }
+
+    fn our_chunk_for(&mut self, kserial: u32) -> Result<ChunkId, ReplayError> {
+        match kserial {
+            0 => return Ok(self.a.first_chunk()),
+            RESERVED_SERIAL => return self.a.reserved_chunk().ok_or(ReplayError::Setup("no reserved chunk".into())),
+            _ => {}
+        }
+        if let Some(&id) = self.ours_by_kernel.get(&kserial) {
+            if self.a.chunk(id).is_some_and(|c| c.kind() == ChunkKind::Dynamic) {
+                return Ok(id);
+            }
+        }
+        let id = self.a.create_chunk(&mut self.backend).map_err(|e| ReplayError::Internal(e.to_string()))?;
+        self.ours_by_kernel.insert(kserial, id);
+        Ok(id)
+    }
+
+    fn maybe_balance(&mut self) {
+        if !self.recorded && self.a.balance_pending() {
+            self.run_balance();
+        }
+    }
+
+    fn run_balance(&mut self) {
+        let r = self.a.balance(&mut self.backend);
+        self.report.balance_runs += 1;
+        self.report.chunks_created += r.created as u64;
+        self.report.chunks_destroyed += r.destroyed as u64;
+    }
+
+    fn check(&self, rec: &Record) -> Result<(), ReplayError> {
+        if self.cfg.check_invariants {
+            self.a
+                .check_invariants()
+                .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self, t: f64) {
+        let s = Sample {
+            t,
+            resident_kb: self.a.percpu_bytes() / 1024,
+            floor_kb: self.kb(self.floor.pages),
+            ideal_kb: self.kb(self.live_bytes.div_ceil(self.setup.geometry.page_size() as u64)),
+            kernel_percpu_kb: self.have_kprobes.then(|| self.kb(self.base_pages + self.kpop - self.kdepop)),
+        };
+        self.report.timeline.push(s);
+    }
+
+    /// Replay one record.
+    pub fn feed(&mut self, rec: &Record) -> Result<(), ReplayError> {
+        self.events += 1;
+        let page = self.setup.geometry.page_size() as u32;
+        match &rec.event {
+            Event::Alloc(ev) => {
+                self.report.allocs += 1;
+                let kchunk = self.kernel_serial(ev.base_addr);
+                let flags = AllocFlags { atomic: ev.is_atomic, reserved: ev.reserved };
+                let size = ev.size as usize;
+                let align = ev.align as usize;
+                let res = match self.cfg.placement {
+                    Placement::Simulate => self.a.alloc(&mut self.backend, size, align, flags),
+                    Placement::Kernel => {
+                        let id = self.our_chunk_for(kchunk)?;
+                        match self.a.alloc_at(&mut self.backend, id, ev.off as usize, size, align, flags) {
+                            Err(e @ AllocError::Occupied { .. }) => {
+                                return Err(ReplayError::Overlap { line: rec.line, detail: e.to_string() })
+                            }
+                            r => r,
+                        }
+                    }
+                };
+                let ours = match res {
+                    Ok(x) => Some(x),
+                    Err(AllocError::InvalidSize { .. } | AllocError::InvalidAlign { .. }) => {
+                        return Err(ReplayError::BadEvent { line: rec.line, detail: format!("size {size} align {align} is not a valid percpu request") })
+                    }
+                    Err(_) => {
+                        self.report.failed_allocs += 1;
+                        None
+                    }
+                };
+                let size4 = (size.div_ceil(4) * 4) as u32;
+                if let Some(x) = ours {
+                    if self.cfg.placement == Placement::Simulate {
+                        self.compared += 1;
+                        if self.our_serial(x.chunk) == kchunk && x.offset as u64 == ev.off {
+                            self.agreed += 1;
+                        }
+                    }
+                    self.floor.add(x.chunk.0, x.offset as u32, size4, page, 1);
+                }
+                self.kfloor.add(kchunk, ev.off as u32, size4, page, 1);
+                self.live_bytes += size4 as u64;
+                let obj = LiveObj { ours, kchunk, koff: ev.off as u32, size: size4 };
+                if self.live.insert(ev.ptr, obj).is_some() {
+                    return Err(ReplayError::Overlap {
+                        line: rec.line,
+                        detail: format!("pointer {:#x} allocated again while live", ev.ptr),
+                    });
+                }
+                self.maybe_balance();
+            }
+            Event::Free { ptr, .. } => {
+                let Some(obj) = self.live.remove(ptr) else {
+                    if self.cfg.lenient {
+                        self.unknown_frees += 1;
+                        return Ok(());
+                    }
+                    return Err(ReplayError::UnknownFree { line: rec.line, ptr: *ptr });
+                };
+                self.report.frees += 1;
+                if let Some(x) = obj.ours {
+                    self.a
+                        .free(x.chunk, x.offset)
+                        .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
+                    self.floor.add(x.chunk.0, x.offset as u32, obj.size, page, -1);
+                }
+                self.kfloor.add(obj.kchunk, obj.koff, obj.size, page, -1);
+                self.live_bytes -= obj.size as u64;
+                self.maybe_balance();
+            }
+            Event::CreateChunk { base_addr } => {
+                let s = self.next_kserial;
+                self.next_kserial += 1;
+                self.kserial_by_base.insert(*base_addr, s);
+            }
+            Event::DestroyChunk { base_addr } => {
+                if let Some(s) = self.kserial_by_base.remove(base_addr) {
+                    self.ours_by_kernel.remove(&s);
+                }
+            }
+            Event::ChunkPopulated(p) => self.kpop += p.nr_pages() as u64,
+            Event::ChunkDepopulated(p) => self.kdepop += p.nr_pages() as u64,
+            Event::BalanceWork => {
+                if self.recorded {
+                    self.run_balance();
+                }
+            }
+            Event::PhasePercpu { name, kb } => {
+                let p = PhaseReport {
+                    name: name.clone(),
+                    percpu_kb: self.a.percpu_bytes() / 1024,
+                    kernel_percpu_kb: Some(*kb),
+                    ideal_kb: self.kb(self.live_bytes.div_ceil(page as u64)),
+                    floor_kb: self.kb(self.floor.pages),
+                    kernel_floor_kb: self.kb(self.kfloor.pages),
+                    chunks: self.a.nr_chunks() as u64,
+                    live_objects: self.live.len() as u64,
+                    live_bytes: self.live_bytes,
+                    populated_pages: self.backend.populated_pages,
+                    depopulated_pages: self.backend.depopulated_pages,
+                    kernel_populated_pages: self.have_kprobes.then_some(self.kpop),
+                    kernel_depopulated_pages: self.have_kprobes.then_some(self.kdepop),
+                };
+                self.report.phases.push(p);
+                self.sample(rec.ts);
+            }
+            Event::AllocFail { .. } | Event::PhaseBegin { .. } | Event::Marker(_) => {}
+        }
+        self.check(rec)?;
+        if self.cfg.sample_every > 0 && self.events % self.cfg.sample_every as u64 == 0 {
+            self.sample(rec.ts);
+        }
+        Ok(())
+    }
+
+    /// Close the replay and produce the report.
+    pub fn finish(mut self, elapsed_s: f64) -> Report {
+        let r = &mut self.report;
+        r.events = self.events;
+        r.elapsed_s = elapsed_s;
+        r.events_per_s = if elapsed_s > 0.0 { self.events as f64 / elapsed_s } else { 0.0 };
+        r.placement_agreement = (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64);
+        r.populated_pages = self.backend.populated_pages;
+        r.depopulated_pages = self.backend.depopulated_pages;
+        r.kernel_populated_pages = self.have_kprobes.then_some(self.kpop);
+        r.kernel_depopulated_pages = self.have_kprobes.then_some(self.kdepop);
+        self.report
+    }
+
+    /// Frees of unknown pointers skipped in lenient mode.
+    pub fn unknown_frees(&self) -> u64 {
+        self.unknown_frees
+    }
+}
+
+/// Replay `records` with `setup` and `cfg`; `progress(done, total)` is called
+/// every 4096 records.
+pub fn replay(
+    name: &str,
+    records: &[Record],
+    setup: Setup,
+    cfg: ReplayConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Report, Allocator), ReplayError> {
+    if !records.iter().any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. })) {
+        return Err(ReplayError::NoEvents);
+    }
+    let has_balance = records.iter().any(|r| matches!(r.event, Event::BalanceWork));
+    let has_kprobes = records
+        .iter()
+        .any(|r| matches!(r.event, Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)));
+    let start = Instant::now();
+    let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
+    for (i, rec) in records.iter().enumerate() {
+        rp.feed(rec)?;
+        if i % 4096 == 0 {
+            progress(i, records.len());
+        }
+    }
+    progress(records.len(), records.len());
+    let elapsed = start.elapsed().as_secs_f64();
+    let a = rp.a.clone();
+    let mut report = rp.finish(elapsed);
+    report.trace = name.to_string();
+    Ok((report, a))
+}

@@ -1,0 +1,67 @@
+//! # pcpu-replay
+//!
+//! Replays Linux percpu allocator traces (ftrace text, parsed by
+//! [`pcpu_trace`]) through [`pcpu_core`], and measures the result against
+//! what the traced kernel did: its `/proc/meminfo` Percpu figure at every
+//! phase marker, its populate/depopulate kprobe totals, and its placement of
+//! every allocation.
+
+mod engine;
+pub mod report;
+mod setup;
+
+use std::fmt;
+
+pub use engine::{replay, BalanceTiming, Placement, ReplayConfig, Replayer};
+pub use report::{PhaseReport, Report, Sample};
+pub use setup::Setup;
+
+/// Why a replay stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayError {
+    /// The trace has no percpu allocation or free events.
+    NoEvents,
+    /// The setup (geometry, first chunk) could not be derived.
+    Setup(String),
+    /// A free of a pointer that is not live.
+    UnknownFree {
+        /// Line number.
+        line: u64,
+        /// The pointer.
+        ptr: u64,
+    },
+    /// `kernel` placement: an allocation overlaps a live one, or a pointer is
+    /// allocated twice.
+    Overlap {
+        /// Line number.
+        line: u64,
+        /// What overlapped.
+        detail: String,
+    },
+    /// An event the allocator cannot accept.
+    BadEvent {
+        /// Line number.
+        line: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// An internal consistency failure (a bug).
+    Internal(String),
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplayError::NoEvents => f.write_str("the trace has no percpu_alloc_percpu / percpu_free_percpu events"),
+            ReplayError::Setup(s) => write!(f, "cannot set up the replay: {s}"),
+            ReplayError::UnknownFree { line, ptr } => {
+                write!(f, "line {line}: free of pointer {ptr:#x}, which is not a live allocation (use --lenient to skip)")
+            }
+            ReplayError::Overlap { line, detail } => write!(f, "line {line}: {detail}"),
+            ReplayError::BadEvent { line, detail } => write!(f, "line {line}: {detail}"),
+            ReplayError::Internal(s) => write!(f, "internal error: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}

@@ -1,0 +1,122 @@
+//! The replay report and its stable JSON schema.
+//!
+//! Schema (`pcpu replay --json`, version 1); fields are only ever added:
+//! ```text
+//! { "schema": 1, "trace": str, "policy": str, "placement": "simulate"|"kernel",
+//!   "balance": "recorded"|"modelled", "units": int, "page_size": int,
+//!   "events": int, "elapsed_s": float, "events_per_s": float,
+//!   "placement_agreement": float|null,   // fraction of allocations at the kernel's chunk and offset
+//!   "allocs": int, "frees": int, "failed_allocs": int,
+//!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
+//!   "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
+//!   "balance_runs": int, "chunks_created": int, "chunks_destroyed": int,
+//!   "phases": [ { "name": str, "percpu_kb": int, "kernel_percpu_kb": int|null,
+//!                 "ideal_kb": int, "floor_kb": int, "kernel_floor_kb": int,
+//!                 "chunks": int, "live_objects": int, "live_bytes": int,
+//!                 "populated_pages": int, "depopulated_pages": int,
+//!                 "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null } ],
+//!   "timeline": [ { "t": float, "resident_kb": int, "floor_kb": int, "ideal_kb": int,
+//!                   "kernel_percpu_kb": int|null } ] }
+//! ```
+//! All `_kb` figures are for all units (pages × units × page size / 1024),
+//! like `/proc/meminfo`.
+
+use serde::Serialize;
+
+/// Figures at one phase marker.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PhaseReport {
+    /// Phase name from the trace marker.
+    pub name: String,
+    /// Our Percpu figure.
+    pub percpu_kb: u64,
+    /// The kernel's `/proc/meminfo` Percpu figure.
+    pub kernel_percpu_kb: Option<u64>,
+    /// Live traced bytes, rounded up to pages, per unit, times units.
+    pub ideal_kb: u64,
+    /// Pages holding at least one live traced byte, under the placement used.
+    pub floor_kb: u64,
+    /// The same under the kernel's placement.
+    pub kernel_floor_kb: u64,
+    /// Our live chunks (first chunk included).
+    pub chunks: u64,
+    /// Live traced allocations.
+    pub live_objects: u64,
+    /// Live traced bytes per unit.
+    pub live_bytes: u64,
+    /// Our pages populated so far (per unit, cumulative).
+    pub populated_pages: u64,
+    /// Our pages depopulated so far.
+    pub depopulated_pages: u64,
+    /// The kernel's, from the kprobe events.
+    pub kernel_populated_pages: Option<u64>,
+    /// The kernel's, from the kprobe events.
+    pub kernel_depopulated_pages: Option<u64>,
+}
+
+/// One timeline sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Sample {
+    /// Trace timestamp (seconds).
+    pub t: f64,
+    /// Our Percpu figure.
+    pub resident_kb: u64,
+    /// Placement floor.
+    pub floor_kb: u64,
+    /// Ideal.
+    pub ideal_kb: u64,
+    /// The kernel's Percpu figure reconstructed from kprobes, when known.
+    pub kernel_percpu_kb: Option<u64>,
+}
+
+/// A whole replay.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Schema version (1).
+    pub schema: u32,
+    /// Trace name.
+    pub trace: String,
+    /// Policy name.
+    pub policy: String,
+    /// `simulate` or `kernel`.
+    pub placement: String,
+    /// `recorded` or `modelled`.
+    pub balance: String,
+    /// Units (CPUs).
+    pub units: u64,
+    /// Page size.
+    pub page_size: u64,
+    /// Trace records processed.
+    pub events: u64,
+    /// Wall time of the replay itself.
+    pub elapsed_s: f64,
+    /// Records per second.
+    pub events_per_s: f64,
+    /// Fraction of allocations placed at the kernel's chunk and offset
+    /// (simulate mode only).
+    pub placement_agreement: Option<f64>,
+    /// Allocations replayed.
+    pub allocs: u64,
+    /// Frees replayed.
+    pub frees: u64,
+    /// Allocations that failed in our allocator.
+    pub failed_allocs: u64,
+    /// Our pages populated (per unit).
+    pub populated_pages: u64,
+    /// Our pages depopulated (per unit).
+    pub depopulated_pages: u64,
+    /// The kernel's, from kprobes.
+    pub kernel_populated_pages: Option<u64>,
+    /// The kernel's, from kprobes.
+    pub kernel_depopulated_pages: Option<u64>,
+    /// Balance runs.
+    pub balance_runs: u64,
+    /// Chunks we created.
+    pub chunks_created: u64,
+    /// Chunks we destroyed.
+    pub chunks_destroyed: u64,
+    /// Per phase.
+    pub phases: Vec<PhaseReport>,
+    /// Over time.
+    pub timeline: Vec<Sample>,
+}
