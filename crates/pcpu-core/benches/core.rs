@@ -1,1 +1,90 @@
-fn main(){}
+//! Criterion benchmarks of the core bookkeeping (SimBackend: no memory is
+//! touched, so these measure the allocator's own work).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use pcpu_core::*;
+
+fn kernel_like() -> Allocator {
+    let g = Geometry::from_kernel_line("percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288", 4).unwrap();
+    Allocator::new(g, Policy::default())
+}
+
+fn pair(c: &mut Criterion) {
+    let mut g = c.benchmark_group("alloc_free_pair");
+    for size in [4usize, 8, 64, 1024] {
+        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |bch, &size| {
+            let mut a = kernel_like();
+            let mut b = SimBackend::default();
+            // some live neighbours so the pair does not always hit an empty chunk
+            let _keep: Vec<_> = (0..1000).map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap()).collect();
+            bch.iter(|| {
+                let x = a.alloc(&mut b, black_box(size), 8, AllocFlags::NORMAL).unwrap();
+                a.free(x.chunk, x.offset).unwrap();
+            });
+        });
+    }
+    g.finish();
+}
+
+fn bulk(c: &mut Criterion) {
+    let mut g = c.benchmark_group("bulk_1e6_8B");
+    g.sample_size(10);
+    g.bench_function("alloc_then_free_per_op", |bch| {
+        bch.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut a = kernel_like();
+                let mut b = SimBackend::default();
+                let t = Instant::now();
+                let v: Vec<_> = (0..1_000_000).map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap()).collect();
+                for x in &v {
+                    a.free(x.chunk, x.offset).unwrap();
+                }
+                total += t.elapsed() / 2_000_000;
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
+/// `n` chunks of 64 KiB units in use, each with one 64-byte hole at a
+/// different place, so every chunk sits in an active slot.
+fn with_chunks(n: usize) -> (Allocator, SimBackend) {
+    let fc = FirstChunk { static_size: 0, reserved_size: 0, dyn_size: 4096 };
+    let g = Geometry::new(4096, 4, 64 << 10, fc).unwrap();
+    let mut a = Allocator::new(g, Policy::default());
+    let mut b = SimBackend::default();
+    let _ = a.alloc(&mut b, 4096, 4, AllocFlags::NORMAL).unwrap(); // fill the first chunk
+    for i in 0..n {
+        let hole = 64 * (i % 400) + 64;
+        let x = a.alloc(&mut b, 32768 - hole, 4, AllocFlags::NORMAL).unwrap();
+        assert_eq!(x.offset, 0);
+        a.alloc_at(&mut b, x.chunk, 32768, 32768, 4, AllocFlags::NORMAL).unwrap();
+        if hole > 64 {
+            // leave exactly 64 bytes free, just below the second half
+            a.alloc_at(&mut b, x.chunk, x.size, hole - 64, 4, AllocFlags::NORMAL).unwrap();
+        }
+    }
+    (a, b)
+}
+
+fn chunks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("alloc_free_pair_8B_with_chunks");
+    for n in [1usize, 100, 10_000] {
+        let (mut a, mut b) = with_chunks(n);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |bch, _| {
+            bch.iter(|| {
+                let x = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+                a.free(x.chunk, x.offset).unwrap();
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pair, bulk, chunks);
+criterion_main!(benches);

@@ -430,7 +430,9 @@ impl Allocator {
             };
         }
         let start_slot = self.layout.size_to_slot(req.size);
-        for slot in start_slot..=self.layout.free {
+        let mut next_slot = start_slot;
+        while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
+            next_slot = slot + 1;
             let mut cur = self.lists.head(slot);
             while let Some(id) = cur {
                 cur = Lists::next(&self.arena, id);
@@ -499,6 +501,9 @@ impl Allocator {
     /// [`Allocator::commit_populated`].
     pub fn next_unpopulated(&self, area: &Allocation) -> Option<Range<usize>> {
         let c = self.chunk(area.chunk)?;
+        if c.nr_populated == c.nr_pages {
+            return None;
+        }
         c.next_unpopulated(area.pages(self.geo.page_size()))
     }
 
@@ -511,7 +516,7 @@ impl Allocator {
     /// ("failed to populate").
     pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) {
         let id = area.chunk.0;
-        self.free_area_in(id, (area.offset / MIN_ALLOC_SIZE) as i32);
+        self.free_area_in(id, (area.offset / MIN_ALLOC_SIZE) as i32, (area.size / MIN_ALLOC_SIZE) as i32);
         self.stats.nr_failed += 1;
         let _ = flags;
     }
@@ -593,15 +598,15 @@ impl Allocator {
     pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
         let size = self.allocation_size(chunk, offset)?;
         let id = chunk.0;
-        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32);
+        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32, (size / MIN_ALLOC_SIZE) as i32);
         self.after_free(id);
         Ok(size)
     }
 
     /// `pcpu_free_area` + relocation + stats.
-    fn free_area_in(&mut self, id: u32, bit_off: i32) -> i32 {
+    fn free_area_in(&mut self, id: u32, bit_off: i32, bits: i32) -> i32 {
         let oslot = self.layout.chunk_slot(self.c(id));
-        let (bits, delta) = self.cm(id).free_area(bit_off);
+        let delta = self.cm(id).free_area(bit_off, bits);
         self.account_empty(id, delta);
         self.relocate(id, Some(oslot));
         self.cm(id).nr_alloc -= 1;

@@ -171,6 +171,22 @@ impl Bitmap {
         n
     }
 
+    /// Call `f(s, e)` for every maximal run of clear bits `[s, e)` within
+    /// `[from, to)`, in order (a word-at-a-time `for_each_clear_bitrange_from`).
+    #[inline]
+    pub fn for_each_clear_run(&self, from: usize, to: usize, mut f: impl FnMut(usize, usize)) {
+        let mut pos = from;
+        while pos < to {
+            let s = self.find_next_zero_bit(to, pos);
+            if s >= to {
+                return;
+            }
+            let e = self.find_next_bit(to, s);
+            f(s, e);
+            pos = e;
+        }
+    }
+
     /// Iterator over maximal runs of clear bits `[s, e)` within `[from, size)`.
     pub fn clear_runs(&self, from: usize, size: usize) -> Runs<'_> {
         Runs { map: self, pos: from, size, set: false }

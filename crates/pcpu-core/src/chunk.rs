@@ -413,20 +413,18 @@ impl Chunk {
         Some(end as i32 - bit_off)
     }
 
-    /// `pcpu_free_area` without the relocation: free the allocation starting at
-    /// `bit_off` (must be live). Returns its size in bits and the empty delta.
+    /// `pcpu_free_area` without the relocation: free the live allocation of
+    /// `bits` bits starting at `bit_off` (its size as found in the boundary
+    /// map by [`Chunk::live_area_bits`]). Returns the empty delta.
     #[doc(alias = "pcpu_free_area")]
-    pub(crate) fn free_area(&mut self, bit_off: i32) -> (i32, EmptyDelta) {
-        let end = self
-            .bound_map
-            .find_next_bit(self.map_bits as usize, bit_off as usize + 1) as i32;
-        let bits = end - bit_off;
+    pub(crate) fn free_area(&mut self, bit_off: i32, bits: i32) -> EmptyDelta {
+        debug_assert_eq!(self.live_area_bits(bit_off), Some(bits));
         self.alloc_map.clear_range(bit_off as usize, bits as usize);
         self.free_bytes += bits * 4;
         self.chunk_md.first_free = self.chunk_md.first_free.min(bit_off);
         let delta = self.block_update_hint_free(bit_off, bits);
         self.nr_empty_pop_pages += delta;
-        (bits, delta)
+        delta
     }
 }
 
@@ -489,9 +487,9 @@ impl Chunk {
             block.first_free
         };
         block.right_free = 0;
-        for r in self.alloc_map.clear_runs(base + start as usize, base + bb) {
-            block.update((r.start - base) as i32, (r.end - base) as i32);
-        }
+        self.alloc_map.for_each_clear_run(base + start as usize, base + bb, |s, e| {
+            block.update((s - base) as i32, (e - base) as i32);
+        });
     }
 
     /// `pcpu_block_update_hint_alloc`. Returns the empty page delta (<= 0).

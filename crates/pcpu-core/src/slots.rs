@@ -72,6 +72,8 @@ pub(crate) struct Lists {
     head: Vec<Option<u32>>,
     tail: Vec<Option<u32>>,
     len: Vec<usize>,
+    /// Bit `s` set iff slot `s` is non-empty (at most 64 slots).
+    nonempty: u64,
 }
 
 /// Arena of chunks indexed by chunk id.
@@ -114,13 +116,25 @@ fn cm(arena: &mut Arena, id: u32) -> &mut Chunk {
 
 impl Lists {
     pub(crate) fn new(nr_slots: usize) -> Self {
-        Lists { head: vec![None; nr_slots], tail: vec![None; nr_slots], len: vec![0; nr_slots] }
+        assert!(nr_slots <= 64, "at most 64 slots");
+        Lists { head: vec![None; nr_slots], tail: vec![None; nr_slots], len: vec![0; nr_slots], nonempty: 0 }
     }
 
     /// First chunk of `slot`.
     #[inline]
     pub(crate) fn head(&self, slot: usize) -> Option<u32> {
         self.head[slot]
+    }
+
+    /// First non-empty slot in `from..=to`.
+    #[inline]
+    pub(crate) fn next_nonempty(&self, from: usize, to: usize) -> Option<usize> {
+        if from > to {
+            return None;
+        }
+        let m = (self.nonempty >> from) << from;
+        let m = if to >= 63 { m } else { m & ((1u64 << (to + 1)) - 1) };
+        (m != 0).then(|| m.trailing_zeros() as usize)
     }
 
     /// Number of chunks in `slot`.
@@ -148,6 +162,9 @@ impl Lists {
             None => self.tail[slot] = link.prev,
         }
         self.len[slot] -= 1;
+        if self.len[slot] == 0 {
+            self.nonempty &= !(1u64 << slot);
+        }
         let l = &mut cm(arena, id).link;
         l.prev = None;
         l.next = None;
@@ -185,6 +202,7 @@ impl Lists {
             self.tail[slot] = Some(id);
         }
         self.len[slot] += 1;
+        self.nonempty |= 1u64 << slot;
     }
 
     /// Ids in `slot`, head to tail.

@@ -1,0 +1,345 @@
+//! Capture folders: a trace plus the kernel's percpu boot lines and meminfo figures.
+
+use std::error::Error;
+use std::fmt;
+use std::fs;
+use std::io::{self, BufRead};
+use std::path::{Path, PathBuf};
+
+use crate::error::ParseError;
+use crate::reader::{open_trace, ParseOptions, Trace, TraceReader};
+
+/// Geometry of the first chunk, from the kernel's percpu boot lines (`dmesg-percpu.txt`):
+///
+/// ```text
+/// percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288
+/// pcpu-alloc: s217088 r8192 d28672 u524288 alloc=1*2097152
+/// pcpu-alloc: [0] 0 1 2 3
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstChunkGeometry {
+    /// Pages per unit used by the first chunk (`Embedded 62 pages/cpu`; for the page
+    /// first-chunk allocator, `62 4K pages/cpu`). Derived from `s + r + d` rounded up to
+    /// 4 KiB pages when only the `pcpu-alloc:` line is present.
+    pub embedded_pages: u32,
+    /// Static percpu area size in bytes (`s`).
+    pub static_size: u64,
+    /// Reserved area size in bytes (`r`).
+    pub reserved_size: u64,
+    /// Dynamic area size in bytes (`d`).
+    pub dyn_size: u64,
+    /// Unit size in bytes (`u`); `embedded_pages * 4096` if no line printed it.
+    pub unit_size: u64,
+    /// Allocation atom size (`alloc=<n>*<atom>`), if printed.
+    pub atom_size: Option<u64>,
+    /// Units per group from the `pcpu-alloc: [g] ...` lines: `Some(cpu)` for a unit mapped
+    /// to a CPU, `None` for a padding unit printed as dashes. Empty if no group lines.
+    pub groups: Vec<Vec<Option<u32>>>,
+}
+
+impl FirstChunkGeometry {
+    /// Number of units (padding units included), if the group lines were present.
+    pub fn nr_units(&self) -> Option<u32> {
+        let n: usize = self.groups.iter().map(Vec::len).sum();
+        (n > 0).then(|| u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
+
+/// Error from reading a capture's side files.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The path does not exist, or the folder has no `trace.txt.gz` / `trace.txt`.
+    NoTrace {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A file could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A side file has a line this crate cannot decode.
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What was expected.
+        message: String,
+    },
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureError::NoTrace { path } => write!(
+                f,
+                "{}: no trace (expected a trace file, or a folder with trace.txt.gz or trace.txt)",
+                path.display()
+            ),
+            CaptureError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            CaptureError::Format {
+                path,
+                line,
+                message,
+            } => {
+                write!(f, "{}:{line}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl Error for CaptureError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            CaptureError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// One line of `meminfo-phases.txt`: `PHASE <X> uptime=<s> Percpu: <kB>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeminfoPhase {
+    /// Phase name.
+    pub name: String,
+    /// Guest uptime in seconds when /proc/meminfo was read, if printed.
+    pub uptime: Option<f64>,
+    /// The `Percpu:` figure in KiB.
+    pub percpu_kb: u64,
+}
+
+/// Strips `s` into the number after a one-letter prefix (`s217088` → 217088).
+fn prefixed_num(tok: &str, prefix: char) -> Option<u64> {
+    tok.strip_prefix(prefix)?.parse().ok()
+}
+
+/// Parses the percpu boot lines of a kernel log. Lines that are not percpu geometry lines
+/// are ignored; returns `None` when no geometry line was found.
+pub fn parse_dmesg(text: &str) -> Option<FirstChunkGeometry> {
+    let mut pages: Option<u32> = None;
+    let (mut s, mut r, mut d, mut u, mut atom) = (None, None, None, None, None);
+    let mut groups: Vec<Vec<Option<u32>>> = Vec::new();
+    for line in text.lines() {
+        if let Some(i) = line.find("percpu: ") {
+            let rest = &line[i + "percpu: ".len()..];
+            let toks: Vec<&str> = rest.split_whitespace().collect();
+            let Some(pc) = toks.iter().position(|t| *t == "pages/cpu") else {
+                continue;
+            };
+            pages = toks[..pc]
+                .iter()
+                .rev()
+                .find_map(|t| t.parse().ok())
+                .or(pages);
+            for t in &toks[pc + 1..] {
+                s = prefixed_num(t, 's').or(s);
+                r = prefixed_num(t, 'r').or(r);
+                d = prefixed_num(t, 'd').or(d);
+                u = prefixed_num(t, 'u').or(u);
+            }
+        } else if let Some(i) = line.find("pcpu-alloc: ") {
+            let rest = &line[i + "pcpu-alloc: ".len()..];
+            let toks: Vec<&str> = rest.split_whitespace().collect();
+            if toks.first().is_some_and(|t| prefixed_num(t, 's').is_some()) {
+                for t in &toks {
+                    s = s.or(prefixed_num(t, 's'));
+                    r = r.or(prefixed_num(t, 'r'));
+                    d = d.or(prefixed_num(t, 'd'));
+                    u = u.or(prefixed_num(t, 'u'));
+                    if let Some(a) = t.strip_prefix("alloc=") {
+                        atom = a
+                            .split_once('*')
+                            .and_then(|(_, sz)| sz.parse().ok())
+                            .or(atom);
+                    }
+                }
+                continue;
+            }
+            for t in toks {
+                if t.starts_with('[') && t.ends_with(']') {
+                    groups.push(Vec::new());
+                    continue;
+                }
+                let unit = if let Ok(cpu) = t.parse::<u32>() {
+                    Some(cpu)
+                } else if t.bytes().all(|c| c == b'-') {
+                    None
+                } else {
+                    continue;
+                };
+                if groups.is_empty() {
+                    groups.push(Vec::new());
+                }
+                if let Some(g) = groups.last_mut() {
+                    g.push(unit);
+                }
+            }
+        }
+    }
+    let (s, r, d) = (s?, r?, d?);
+    let embedded_pages = match pages {
+        Some(p) => p,
+        None => u32::try_from((s + r + d).div_ceil(4096)).ok()?,
+    };
+    Some(FirstChunkGeometry {
+        embedded_pages,
+        static_size: s,
+        reserved_size: r,
+        dyn_size: d,
+        unit_size: u.unwrap_or(u64::from(embedded_pages) * 4096),
+        atom_size: atom,
+        groups,
+    })
+}
+
+/// Parses `meminfo-phases.txt`: one `PHASE <X> uptime=<s> Percpu: <n> kB` per line (blank
+/// lines ignored). Returns the 1-based number and text of the first bad line on error.
+pub fn parse_meminfo_phases(text: &str) -> Result<Vec<MeminfoPhase>, (u64, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parsed = (|| {
+            let rest = line.strip_prefix("PHASE ")?;
+            let (name, rest) = rest.split_once(char::is_whitespace)?;
+            let mut uptime = None;
+            let mut kb = None;
+            let mut toks = rest.split_whitespace();
+            while let Some(t) = toks.next() {
+                if let Some(v) = t.strip_prefix("uptime=") {
+                    uptime = Some(v.parse().ok()?);
+                } else if t == "Percpu:" {
+                    kb = Some(toks.next()?.parse().ok()?);
+                }
+            }
+            Some(MeminfoPhase {
+                name: name.to_owned(),
+                uptime,
+                percpu_kb: kb?,
+            })
+        })();
+        match parsed {
+            Some(p) => out.push(p),
+            None => {
+                return Err((
+                    i as u64 + 1,
+                    format!("expected `PHASE <X> uptime=<s> Percpu: <n> kB`, found `{line}`"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A capture folder (see the crate docs): the trace plus optional side files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capture {
+    /// The folder (for a plain trace path, the folder holding the file).
+    pub dir: PathBuf,
+    /// The trace file (`trace.txt.gz`, `trace.txt`, or the file given).
+    pub trace_path: PathBuf,
+    /// `dmesg-percpu.txt`, if present.
+    pub dmesg_path: Option<PathBuf>,
+    /// First-chunk geometry from `dmesg-percpu.txt`; `None` if the file is missing or has
+    /// no geometry line.
+    pub geometry: Option<FirstChunkGeometry>,
+    /// `meminfo-phases.txt`, if present.
+    pub meminfo_path: Option<PathBuf>,
+    /// Meminfo figures per phase, in file order (empty if the file is missing).
+    pub phases: Vec<MeminfoPhase>,
+}
+
+fn read_side(path: &Path) -> Result<Option<String>, CaptureError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CaptureError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+impl Capture {
+    /// Opens a capture folder, or a plain trace file (then `dmesg-percpu.txt` and
+    /// `meminfo-phases.txt` are looked for beside it). Reads the small side files now; the
+    /// trace itself is read by [`Capture::reader`] or [`Capture::parse`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Capture, CaptureError> {
+        let path = path.as_ref();
+        let meta = fs::metadata(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => CaptureError::NoTrace {
+                path: path.to_owned(),
+            },
+            _ => CaptureError::Io {
+                path: path.to_owned(),
+                source: e,
+            },
+        })?;
+        let (dir, trace_path) = if meta.is_dir() {
+            let trace = ["trace.txt.gz", "trace.txt"]
+                .iter()
+                .map(|n| path.join(n))
+                .find(|p| p.is_file())
+                .ok_or_else(|| CaptureError::NoTrace {
+                    path: path.to_owned(),
+                })?;
+            (path.to_owned(), trace)
+        } else {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            (dir, path.to_owned())
+        };
+        let dmesg = dir.join("dmesg-percpu.txt");
+        let dmesg_text = read_side(&dmesg)?;
+        let meminfo = dir.join("meminfo-phases.txt");
+        let phases = match read_side(&meminfo)? {
+            Some(text) => Some(parse_meminfo_phases(&text).map_err(|(line, message)| {
+                CaptureError::Format {
+                    path: meminfo.clone(),
+                    line,
+                    message,
+                }
+            })?),
+            None => None,
+        };
+        Ok(Capture {
+            geometry: dmesg_text.as_deref().and_then(parse_dmesg),
+            dmesg_path: dmesg_text.map(|_| dmesg),
+            meminfo_path: phases.as_ref().map(|_| meminfo),
+            phases: phases.unwrap_or_default(),
+            dir,
+            trace_path,
+        })
+    }
+
+    /// The folder's name (e.g. `memcg-1000x10-smp4`).
+    pub fn name(&self) -> String {
+        fs::canonicalize(&self.dir)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+
+    /// A streaming reader over the trace (strict mode; see [`TraceReader::with_options`]).
+    pub fn reader(&self) -> io::Result<TraceReader<Box<dyn BufRead + Send>>> {
+        open_trace(&self.trace_path)
+    }
+
+    /// Parses the whole trace.
+    pub fn parse(&self, options: ParseOptions) -> Result<Trace, ParseError> {
+        crate::reader::parse_file(&self.trace_path, options)
+    }
+
+    /// The meminfo figure of phase `name`, if recorded.
+    pub fn phase(&self, name: &str) -> Option<&MeminfoPhase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+}

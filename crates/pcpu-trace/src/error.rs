@@ -1,0 +1,122 @@
+//! Parse errors.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+
+/// The line layout every event line must have, as shown in error messages.
+pub const LAYOUT: &str = "`<task>-<pid> [cpu] ... ts: event:`";
+
+/// An error at one line of a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number (the line being read for I/O errors; 0 if no line was read).
+    pub line: u64,
+    /// What went wrong.
+    pub kind: ParseErrorKind,
+}
+
+/// What went wrong on a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// The line does not have the ftrace layout [`LAYOUT`].
+    Layout {
+        /// Which part is missing or wrong, e.g. "no `[cpu]` column".
+        problem: &'static str,
+        /// The start of the offending line (at most 80 characters).
+        text: String,
+    },
+    /// A known event lacks a required field.
+    MissingField {
+        /// Event name (`percpu_alloc_percpu`, ...).
+        event: &'static str,
+        /// Field name.
+        field: &'static str,
+    },
+    /// A field value could not be decoded.
+    BadValue {
+        /// Event name.
+        event: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// The value as printed (at most 80 characters).
+        value: String,
+        /// What was expected, e.g. "a non-negative decimal integer".
+        expected: &'static str,
+    },
+    /// The last line of the input has no trailing newline: the trace was cut mid-line.
+    Truncated {
+        /// The start of the partial line (at most 80 characters).
+        text: String,
+    },
+    /// Reading the input failed (including corrupt or truncated gzip data). Always fatal.
+    Io {
+        /// The I/O error kind.
+        kind: io::ErrorKind,
+        /// The error message.
+        message: String,
+    },
+}
+
+impl ParseError {
+    /// Builds an I/O error at `line`.
+    pub fn io(line: u64, err: &io::Error) -> ParseError {
+        ParseError {
+            line,
+            kind: ParseErrorKind::Io {
+                kind: err.kind(),
+                message: err.to_string(),
+            },
+        }
+    }
+
+    /// True for [`ParseErrorKind::Io`] (reading cannot go on after it).
+    pub fn is_io(&self) -> bool {
+        matches!(self.kind, ParseErrorKind::Io { .. })
+    }
+}
+
+/// Up to 80 characters of `bytes`, lossily decoded, for error messages.
+pub(crate) fn snippet(bytes: &[u8]) -> String {
+    const MAX: usize = 80;
+    let s = String::from_utf8_lossy(bytes);
+    if s.chars().count() <= MAX {
+        s.into_owned()
+    } else {
+        let mut out: String = s.chars().take(MAX).collect();
+        out.push('…');
+        out
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: ", self.line)?;
+        match &self.kind {
+            ParseErrorKind::Layout { problem, text } => {
+                write!(f, "expected {LAYOUT} ({problem}), found `{text}`")
+            }
+            ParseErrorKind::MissingField { event, field } => {
+                write!(f, "{event}: missing field `{field}`")
+            }
+            ParseErrorKind::BadValue {
+                event,
+                field,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "{event}: field `{field}`: expected {expected}, found `{value}`"
+                )
+            }
+            ParseErrorKind::Truncated { text } => {
+                write!(f, "truncated line (no trailing newline): `{text}`")
+            }
+            ParseErrorKind::Io { message, .. } => write!(f, "read error: {message}"),
+        }
+    }
+}
+
+impl Error for ParseError {}

@@ -1,0 +1,98 @@
+//! Parser for Linux percpu-allocator traces in ftrace text format, and reader for
+//! "capture folders" (a trace plus the kernel's percpu boot lines and meminfo figures).
+//!
+//! # The format
+//!
+//! A trace is the text of `/sys/kernel/tracing/trace`: a `#` header, then one line per
+//! event:
+//!
+//! ```text
+//!           <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off=2208 ptr=00000000000378a0 bytes_alloc=24 gfp_flags=
+//!      kworker/1:1-55      [001] d..1.     4.621798: pcpu_chunk_populated: (pcpu_chunk_populated+0x0/0x50) chunk=0xffff8dc28a542600 base_addr=0xfffff22e3fc00000 page_start=0 page_end=3
+//!             init-1       [002] .....     6.678896: tracing_mark_write: PHASE BOOT begin
+//! ```
+//!
+//! i.e. `<task>-<pid> [<cpu>] <flags> <timestamp>: <event>: <payload>`. Task names may
+//! contain spaces and dashes (the pid follows the last `-` before ` [`); the flags column
+//! is absent in some configurations; a `(<tgid>)` column (`record-tgid`) is skipped.
+//! Payloads are `key=value` fields, read as a map: fields may be reordered, unknown ones are
+//! ignored, and the fields that Linux 6.0 added to `percpu_alloc_percpu` (`call_site`,
+//! `bytes_alloc`, `gfp_flags`) are optional, so 5.x traces parse too. Pointers are hex with
+//! or without `0x`; `gfp_flags=` may be empty (it always is in 6.1's text output).
+//!
+//! Recognised events ([`Event`]): the five `percpu:` tracepoints, the kprobe events
+//! `pcpu_chunk_populated`, `pcpu_chunk_depopulated` and `pcpu_balance_workfn`, and trace
+//! markers (`PHASE <X> begin`, `PHASE <X> Percpu: <n> kB`, anything else). Lines of other
+//! events are skipped and counted ([`ParseStats::unknown_events`]); `#` and blank lines are
+//! skipped. A malformed line is a [`ParseError`] naming the line and what was expected; in
+//! lenient mode ([`ParseOptions::lenient`]) such lines are skipped and counted instead. A last
+//! line without its newline (a cut trace) is malformed.
+//!
+//! # Taking a trace from a real kernel
+//!
+//! Boot with tracing enabled from the start, raw pointers, and a clock that is not switched
+//! later (switching clears the buffer):
+//!
+//! ```text
+//! trace_event=percpu:* trace_buf_size=256M trace_clock=mono trace_options=nohash-ptr
+//! ```
+//!
+//! and, for the kernel's own population decisions and balance-work runs, kprobe events (the
+//! `+56` is the offset of `base_addr` in `struct pcpu_chunk` for the 6.1 build used by the
+//! shared captures; check it for another build):
+//!
+//! ```text
+//! kprobe_event=p:percpu_probe/pcpu_chunk_populated,pcpu_chunk_populated,chunk=%di:x64,base_addr=+56(%di):x64,page_start=%si:s32,page_end=%dx:s32;p:percpu_probe/pcpu_chunk_depopulated,pcpu_chunk_depopulated,chunk=%di:x64,base_addr=+56(%di):x64,page_start=%si:s32,page_end=%dx:s32;p:percpu_probe/pcpu_balance_workfn,pcpu_balance_workfn
+//! ```
+//!
+//! Mark workload phases with `echo "PHASE A begin" > /sys/kernel/tracing/trace_marker`,
+//! then read `/proc/meminfo` and write `PHASE A Percpu: <n> kB` the same way. Afterwards save
+//! `gzip < /sys/kernel/tracing/trace > trace.txt.gz`, check that the ring buffer lost nothing
+//! (`per_cpu/cpu*/stats`: `overrun: 0`), and keep `dmesg | grep -iE 'percpu|pcpu'` as
+//! `dmesg-percpu.txt`.
+//!
+//! # Capture folders
+//!
+//! [`Capture::open`] reads a folder holding `trace.txt.gz` (or `trace.txt`) and optionally
+//! `dmesg-percpu.txt` ([`FirstChunkGeometry`], number of units) and `meminfo-phases.txt`
+//! ([`MeminfoPhase`]).
+//!
+//! # Example
+//!
+//! ```
+//! use pcpu_trace::{Event, TraceReader};
+//!
+//! let text = "\
+//!           <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off=2208 ptr=00000000000378a0 bytes_alloc=24 gfp_flags=
+//!             init-1       [000] d..1.     4.132541: percpu_free_percpu: base_addr=ffff8dc3bbc37000 off=2208 ptr=00000000000378a0
+//! ";
+//! let records: Vec<_> = TraceReader::new(text.as_bytes()).collect::<Result<_, _>>().unwrap();
+//! match &records[0].event {
+//!     Event::Alloc(a) => {
+//!         assert_eq!((a.size, a.off), (4, 2208));
+//!         assert_eq!(a.caller(), Some("alloc_desc"));
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! // Records print back as the same ftrace text.
+//! assert_eq!(records[1].to_string(), text.lines().nth(1).unwrap());
+//! ```
+#![forbid(unsafe_code)]
+
+mod capture;
+mod error;
+mod event;
+mod parse;
+mod reader;
+pub mod write;
+
+pub use capture::{
+    parse_dmesg, parse_meminfo_phases, Capture, CaptureError, FirstChunkGeometry, MeminfoPhase,
+};
+pub use error::{ParseError, ParseErrorKind, LAYOUT};
+pub use event::{AllocEvent, CallSite, ChunkPages, Event, EventCounts, EventKind, Flags, Record};
+pub use parse::{Line, LineParser};
+pub use reader::{
+    decompress, from_reader, open_trace, parse_all, parse_file, ParseOptions, ParseStats, Trace,
+    TraceHeader, TraceReader,
+};

@@ -1,0 +1,1617 @@
+//! Address-space reservations for per-CPU chunks.
+//!
+//! A chunk of the allocator owns one [`Region`]: a single anonymous mapping of
+//! `nr_units * unit_size` bytes, reserved `PROT_NONE` (no memory is committed
+//! by the reservation itself). Unit `u` — the copy that belongs to CPU `u` —
+//! occupies `[base + u * unit_size, base + (u + 1) * unit_size)`.
+//!
+//! Like `pcpu_populate_chunk()` / `pcpu_depopulate_chunk()` in
+//! `mm/percpu-vm.c`, memory is committed and released by *page index within a
+//! unit*, for every unit at once: [`Region::populate`] with pages `2..4` makes
+//! pages 2 and 3 of every unit readable, writable and resident.
+//!
+//! Page states, per page index (the same in every unit):
+//!
+//! | state        | protection             | contents                  |
+//! |--------------|------------------------|---------------------------|
+//! | unpopulated  | `PROT_NONE` (faults)   | none (discarded)          |
+//! | populated    | `PROT_READ|PROT_WRITE` | resident; zero when new   |
+//!
+//! The region records which page indices are populated (a small bitmap under
+//! a mutex), so `populate` skips pages that already are, never touches their
+//! contents, and rolls back only what the failing call itself did.
+//!
+//! # Safety
+//!
+//! This module is one of the two in the crate allowed to use `unsafe` (the
+//! other is `sys::cpu`). Its `unsafe` code is system calls on the region's own
+//! mapping plus the volatile first-touch writes of the pre-fault fallback. The
+//! invariants everything rests on:
+//!
+//! 1. `base..base + len` is a mapping created by [`Region::reserve`], owned by
+//!    exactly one `Region`, and unmapped only by its `Drop`. Every pointer
+//!    handed to the kernel is derived from `base` (so it carries the mapping's
+//!    provenance), page aligned, and stays inside the mapping.
+//! 2. Page state only changes under the region's mutex, so two calls never
+//!    race on the same page, and the bitmap matches the protection of every
+//!    unit except transiently inside one locked call (or after a reported
+//!    `depopulate` failure, after which the pages are recorded as unpopulated
+//!    and the next `populate` redoes them completely).
+//! 3. This module never creates a Rust reference into the mapping. Code above
+//!    it may only create references into *populated* pages, and only for as
+//!    long as they stay populated — which is exactly the contract of the one
+//!    `unsafe fn` here, [`Region::depopulate`], and of dropping the region.
+//!    `populate` writes only into pages it found unpopulated, which therefore
+//!    nobody may be referencing.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::fmt;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rustix::io::Errno;
+use rustix::mm::{self, Advice, MapFlags, MprotectFlags, ProtFlags};
+
+/// The system page size in bytes (`getauxval(AT_PAGESZ)`, cached by rustix).
+#[inline]
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// Which memory-management operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SysOp {
+    /// `mprotect(PROT_READ | PROT_WRITE)` while populating.
+    ProtectReadWrite,
+    /// Making the pages resident: `madvise(MADV_POPULATE_WRITE)` (or an
+    /// injected failure in its place).
+    Prefault,
+    /// `madvise(MADV_DONTNEED)` while depopulating.
+    DontNeed,
+    /// `mprotect(PROT_NONE)` while depopulating.
+    ProtectNone,
+}
+
+impl fmt::Display for SysOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SysOp::ProtectReadWrite => "mprotect(PROT_READ|PROT_WRITE)",
+            SysOp::Prefault => "madvise(MADV_POPULATE_WRITE)",
+            SysOp::DontNeed => "madvise(MADV_DONTNEED)",
+            SysOp::ProtectNone => "mprotect(PROT_NONE)",
+        })
+    }
+}
+
+/// Errors of the OS layer. Every variant names what was attempted and, for
+/// OS failures, the `errno` the kernel returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SysError {
+    /// `mmap` could not reserve the address range (typically `ENOMEM`:
+    /// address space exhausted or `RLIMIT_AS` reached).
+    Reserve {
+        /// Size of the attempted reservation.
+        bytes: usize,
+        /// What the kernel said.
+        errno: Errno,
+    },
+    /// Populating failed; everything this call had done was rolled back.
+    Populate {
+        /// The failing operation.
+        op: SysOp,
+        /// The unit it was applied to, `None` when it covered all units in one
+        /// system call.
+        unit: Option<usize>,
+        /// The page indices (within a unit) the failing operation covered.
+        pages: Range<usize>,
+        /// What the kernel said.
+        errno: Errno,
+    },
+    /// Depopulating failed; the pages' contents are lost and they are
+    /// recorded as unpopulated (a later `populate` redoes them fully).
+    Depopulate {
+        /// The failing operation.
+        op: SysOp,
+        /// The unit it was applied to, `None` when it covered all units.
+        unit: Option<usize>,
+        /// The page indices (within a unit) the failing operation covered.
+        pages: Range<usize>,
+        /// What the kernel said.
+        errno: Errno,
+    },
+    /// `mincore` failed.
+    Mincore {
+        /// What the kernel said.
+        errno: Errno,
+    },
+    /// `Region::reserve` was asked for an impossible shape.
+    BadGeometry {
+        /// Requested number of units.
+        nr_units: usize,
+        /// Requested unit size in bytes.
+        unit_size: usize,
+        /// The system page size.
+        page_size: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A page range outside `0..pages_per_unit`, or reversed.
+    BadRange {
+        /// The offending range.
+        pages: Range<usize>,
+        /// Pages in one unit.
+        pages_per_unit: usize,
+    },
+    /// A unit index `>= nr_units`.
+    BadUnit {
+        /// The offending unit.
+        unit: usize,
+        /// Units in the region.
+        nr_units: usize,
+    },
+}
+
+impl SysError {
+    /// The kernel's error number, for the variants that carry one.
+    pub(crate) fn errno(&self) -> Option<Errno> {
+        match self {
+            SysError::Reserve { errno, .. }
+            | SysError::Populate { errno, .. }
+            | SysError::Depopulate { errno, .. }
+            | SysError::Mincore { errno } => Some(*errno),
+            SysError::BadGeometry { .. } | SysError::BadRange { .. } | SysError::BadUnit { .. } => {
+                None
+            }
+        }
+    }
+}
+
+/// Formats `unit` as "unit N" or "all units".
+struct Units(Option<usize>);
+
+impl fmt::Display for Units {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(u) => write!(f, "unit {u}"),
+            None => f.write_str("all units"),
+        }
+    }
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SysError::Reserve { bytes, errno } => write!(
+                f,
+                "cannot reserve {bytes} bytes of address space (mmap PROT_NONE): {errno}"
+            ),
+            SysError::Populate {
+                op,
+                unit,
+                pages,
+                errno,
+            } => write!(
+                f,
+                "cannot populate pages {}..{} of {}: {op} failed: {errno} (rolled back)",
+                pages.start,
+                pages.end,
+                Units(*unit)
+            ),
+            SysError::Depopulate {
+                op,
+                unit,
+                pages,
+                errno,
+            } => write!(
+                f,
+                "cannot depopulate pages {}..{} of {}: {op} failed: {errno}",
+                pages.start,
+                pages.end,
+                Units(*unit)
+            ),
+            SysError::Mincore { errno } => write!(f, "mincore failed: {errno}"),
+            SysError::BadGeometry {
+                nr_units,
+                unit_size,
+                page_size,
+                reason,
+            } => write!(
+                f,
+                "bad region geometry ({nr_units} units of {unit_size} bytes, \
+                 page size {page_size}): {reason}"
+            ),
+            SysError::BadRange {
+                pages,
+                pages_per_unit,
+            } => write!(
+                f,
+                "page range {}..{} is not within a unit of {pages_per_unit} pages",
+                pages.start, pages.end
+            ),
+            SysError::BadUnit { unit, nr_units } => {
+                write!(f, "unit {unit} out of range (region has {nr_units} units)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SysError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SysError::Reserve { errno, .. }
+            | SysError::Populate { errno, .. }
+            | SysError::Depopulate { errno, .. }
+            | SysError::Mincore { errno } => Some(errno),
+            SysError::BadGeometry { .. } | SysError::BadRange { .. } | SysError::BadUnit { .. } => {
+                None
+            }
+        }
+    }
+}
+
+impl From<SysError> for std::io::Error {
+    fn from(e: SysError) -> Self {
+        let kind = match e.errno() {
+            Some(errno) => std::io::Error::from(errno).kind(),
+            None => std::io::ErrorKind::InvalidInput,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+/// Set once `madvise(MADV_POPULATE_WRITE)` has answered `EINVAL` (kernels
+/// before 5.14 do not know the advice); from then on pre-faulting writes one
+/// byte per page instead.
+static POPULATE_WRITE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Test knobs that make the next reservations / populations fail.
+///
+/// The counters are **thread-local**: only calls made on the thread that armed
+/// them fail, so tests running in parallel do not disturb each other. Each
+/// armed failure is consumed by one call and produces `ENOMEM`:
+///
+/// * a failing [`Region::reserve`] returns `SysError::Reserve` before any
+///   `mmap`;
+/// * a failing [`Region::populate`] (any call with a valid, non-empty page
+///   range) does all of its real work — every unit made accessible and
+///   resident — and then fails in place of the *last* pre-fault, so the
+///   rollback path has the most to undo. The error is `SysError::Populate`
+///   with `op: SysOp::Prefault`.
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        static RESERVE_FAILURES: Cell<u32> = const { Cell::new(0) };
+        static POPULATE_FAILURES: Cell<u32> = const { Cell::new(0) };
+        static FORCE_TOUCH: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes the next `n` region reservations on this thread fail with
+    /// `ENOMEM` (replacing any count armed before).
+    pub fn fail_next_reserves(n: u32) {
+        RESERVE_FAILURES.with(|c| c.set(n));
+    }
+
+    /// Makes the next `n` populate calls on this thread fail with `ENOMEM`
+    /// after doing their work (replacing any count armed before).
+    pub fn fail_next_populates(n: u32) {
+        POPULATE_FAILURES.with(|c| c.set(n));
+    }
+
+    /// Armed reservation failures not consumed yet on this thread.
+    pub fn pending_reserve_failures() -> u32 {
+        RESERVE_FAILURES.with(Cell::get)
+    }
+
+    /// Armed populate failures not consumed yet on this thread.
+    pub fn pending_populate_failures() -> u32 {
+        POPULATE_FAILURES.with(Cell::get)
+    }
+
+    /// Forces (on this thread) the pre-fault fallback used on kernels without
+    /// `MADV_POPULATE_WRITE`: one volatile zero-byte write per page.
+    pub fn force_touch_fallback(on: bool) {
+        FORCE_TOUCH.with(|c| c.set(on));
+    }
+
+    /// Disarms everything on this thread.
+    pub fn reset() {
+        fail_next_reserves(0);
+        fail_next_populates(0);
+        force_touch_fallback(false);
+    }
+
+    fn take(c: &'static std::thread::LocalKey<Cell<u32>>) -> bool {
+        c.with(|c| match c.get() {
+            0 => false,
+            n => {
+                c.set(n - 1);
+                true
+            }
+        })
+    }
+
+    pub(super) fn take_reserve_failure() -> bool {
+        take(&RESERVE_FAILURES)
+    }
+
+    pub(super) fn take_populate_failure() -> bool {
+        take(&POPULATE_FAILURES)
+    }
+
+    pub(super) fn touch_forced() -> bool {
+        FORCE_TOUCH.with(Cell::get)
+    }
+}
+
+/// Without the `fault-injection` feature the knobs are constant `false`.
+#[cfg(not(any(test, feature = "fault-injection")))]
+mod fault {
+    #[inline(always)]
+    pub(super) fn take_reserve_failure() -> bool {
+        false
+    }
+    #[inline(always)]
+    pub(super) fn take_populate_failure() -> bool {
+        false
+    }
+    #[inline(always)]
+    pub(super) fn touch_forced() -> bool {
+        false
+    }
+}
+
+/// One system-call target: a byte range of the mapping, for one unit or (when
+/// a page range covers whole units) for all units at once.
+#[derive(Clone, Copy)]
+struct Span {
+    unit: Option<usize>,
+    ptr: *mut c_void,
+    len: usize,
+}
+
+/// One chunk's address-space reservation: `nr_units` units of `unit_size`
+/// bytes, in a single anonymous `PROT_NONE` mapping.
+///
+/// Dropping the region unmaps it: no pointer obtained from it may be used
+/// afterwards.
+pub(crate) struct Region {
+    /// Start of the mapping (page aligned, never null, mapping provenance).
+    base: NonNull<u8>,
+    /// `nr_units * unit_size`.
+    len: usize,
+    nr_units: usize,
+    unit_size: usize,
+    page_size: usize,
+    /// Bit `p` set = page `p` is populated in every unit. The lock also
+    /// serialises all page-state changes of this region.
+    populated: Mutex<Vec<u64>>,
+}
+
+// SAFETY: `Region` is a base pointer plus sizes describing an address range it
+// owns exclusively (invariant 1), and a `Mutex`, which is `Send`. Nothing in it
+// is tied to the creating thread: the mapping belongs to the process, and
+// `munmap` in `Drop` may run on any thread.
+unsafe impl Send for Region {}
+
+// SAFETY: every `&self` method either only reads immutable fields (`base`,
+// sizes), or changes page state while holding the `populated` mutex (so calls
+// on one region are serialised and cannot race on a page), or calls `mincore`,
+// which only reads page tables. The kernel calls themselves are thread-safe.
+// Concurrent *users* of the memory are the caller's business: the allocator
+// guarantees it never populates/depopulates pages that another thread is
+// using, which is also what `depopulate`'s contract demands.
+unsafe impl Sync for Region {}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .field("nr_units", &self.nr_units)
+            .field("unit_size", &self.unit_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Region {
+    /// Reserves address space for `nr_units` units of `unit_size` bytes each:
+    /// one `mmap(NULL, nr_units * unit_size, PROT_NONE,
+    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`. No memory is committed;
+    /// every page starts unpopulated.
+    ///
+    /// # Errors
+    ///
+    /// * [`SysError::BadGeometry`] if `nr_units` is 0, `unit_size` is 0 or not
+    ///   a multiple of [`page_size()`], or the total overflows `isize`.
+    /// * [`SysError::Reserve`] if the kernel refuses the mapping (or an
+    ///   injected failure is armed, see [`fault`]).
+    pub(crate) fn reserve(nr_units: usize, unit_size: usize) -> Result<Region, SysError> {
+        let page_size = page_size();
+        let bad = |reason| SysError::BadGeometry {
+            nr_units,
+            unit_size,
+            page_size,
+            reason,
+        };
+        if nr_units == 0 {
+            return Err(bad("a region needs at least one unit"));
+        }
+        if unit_size == 0 {
+            return Err(bad("unit size must not be zero"));
+        }
+        if unit_size % page_size != 0 {
+            return Err(bad("unit size must be a multiple of the page size"));
+        }
+        let len = nr_units
+            .checked_mul(unit_size)
+            .filter(|&len| len <= isize::MAX as usize)
+            .ok_or_else(|| bad("nr_units * unit_size overflows isize"))?;
+        if fault::take_reserve_failure() {
+            return Err(SysError::Reserve {
+                bytes: len,
+                errno: Errno::NOMEM,
+            });
+        }
+        // SAFETY: `mmap_anonymous` requires, only when `ptr` is non-null, that
+        // the range at `ptr` be valid to mutate; we pass null, so the kernel
+        // picks a fresh range that overlaps no existing mapping and no Rust
+        // object can be affected. `len` is non-zero (checked above).
+        let ptr = unsafe {
+            mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|errno| SysError::Reserve { bytes: len, errno })?;
+        let Some(base) = NonNull::new(ptr.cast::<u8>()) else {
+            // Only possible with vm.mmap_min_addr = 0 and an otherwise full
+            // address space; we cannot hand out a null base.
+            // SAFETY: `ptr..ptr + len` is the mapping just created above; no
+            // reference into it exists.
+            let _ = unsafe { mm::munmap(ptr, len) };
+            return Err(SysError::Reserve {
+                bytes: len,
+                errno: Errno::NOMEM,
+            });
+        };
+        let pages_per_unit = unit_size / page_size;
+        Ok(Region {
+            base,
+            len,
+            nr_units,
+            unit_size,
+            page_size,
+            populated: Mutex::new(vec![0; pages_per_unit.div_ceil(64)]),
+        })
+    }
+
+    /// Total size of the mapping in bytes (`nr_units * unit_size`).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Number of units (one per possible CPU in the allocator).
+    #[inline]
+    pub(crate) fn nr_units(&self) -> usize {
+        self.nr_units
+    }
+
+    /// Size of one unit in bytes (a multiple of the page size).
+    #[inline]
+    pub(crate) fn unit_size(&self) -> usize {
+        self.unit_size
+    }
+
+    /// The page size the region was laid out with.
+    #[inline]
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Pages in one unit: valid page indices are `0..pages_per_unit()`.
+    #[inline]
+    pub(crate) fn pages_per_unit(&self) -> usize {
+        self.unit_size / self.page_size
+    }
+
+    /// Start of the mapping (= start of unit 0).
+    #[inline]
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Start of unit `unit`: `base + unit * unit_size`.
+    ///
+    /// `unit` must be `< nr_units()`: checked by `debug_assert!` only. In
+    /// release builds an out-of-range unit yields an unspecified non-null
+    /// pointer that must not be dereferenced (computing it is not UB: the
+    /// arithmetic wraps).
+    #[inline]
+    pub(crate) fn unit_base(&self, unit: usize) -> NonNull<u8> {
+        debug_assert!(
+            unit < self.nr_units,
+            "unit {unit} out of range ({} units)",
+            self.nr_units
+        );
+        self.ptr_at(unit.wrapping_mul(self.unit_size))
+    }
+
+    /// Address of byte `offset` of unit `unit`: `base + unit * unit_size +
+    /// offset`. This is `per_cpu_ptr()` of the kernel.
+    ///
+    /// Requires `unit < nr_units()` and `offset < unit_size()`, checked by
+    /// `debug_assert!` only; see [`Region::unit_base`] for release builds.
+    /// The pointer may be dereferenced only while the page holding it is
+    /// populated and the region alive.
+    #[inline]
+    pub(crate) fn addr(&self, unit: usize, offset: usize) -> NonNull<u8> {
+        debug_assert!(
+            unit < self.nr_units,
+            "unit {unit} out of range ({} units)",
+            self.nr_units
+        );
+        debug_assert!(
+            offset < self.unit_size,
+            "offset {offset} out of range (unit size {})",
+            self.unit_size
+        );
+        self.ptr_at(unit.wrapping_mul(self.unit_size).wrapping_add(offset))
+    }
+
+    /// `base + off` without UB for any `off` (in range it is the exact
+    /// address, with the mapping's provenance).
+    #[inline]
+    fn ptr_at(&self, off: usize) -> NonNull<u8> {
+        NonNull::new(self.base.as_ptr().wrapping_add(off)).unwrap_or(self.base)
+    }
+
+    /// Whether page index `page` is currently populated (in every unit).
+    /// Out-of-range pages are reported as not populated.
+    pub(crate) fn is_populated(&self, page: usize) -> bool {
+        page < self.pages_per_unit() && bit(&self.lock(), page)
+    }
+
+    /// Number of populated page indices (per unit; multiply by `nr_units()`
+    /// for the whole region).
+    pub(crate) fn populated_pages(&self) -> usize {
+        self.lock().iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Makes page indices `pages` readable, writable and resident in every
+    /// unit (`pcpu_populate_chunk()`).
+    ///
+    /// Per run of not-yet-populated pages, and per unit (or once for the
+    /// whole mapping when the run is a whole unit): `mprotect(PROT_READ |
+    /// PROT_WRITE)`, then pre-fault with `madvise(MADV_POPULATE_WRITE)` so
+    /// that "populated" means resident and later first touches do not fault.
+    /// If the kernel does not know that advice (`EINVAL`, Linux < 5.14) one
+    /// byte per page is written with a volatile zero instead, and the advice
+    /// is not tried again.
+    ///
+    /// Pages that are already populated are skipped: their contents and
+    /// accessibility are not touched, so populating an overlapping range is
+    /// harmless. Newly populated pages read as zero: they are fresh anonymous
+    /// memory, or were discarded with `MADV_DONTNEED` by a successful
+    /// [`Region::depopulate`] (after a *failed* depopulate their contents are
+    /// unspecified).
+    ///
+    /// An empty range is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// * [`SysError::BadRange`] if `pages` is reversed or exceeds
+    ///   `pages_per_unit()`.
+    /// * [`SysError::Populate`] if a system call fails (or an injected
+    ///   failure is armed, see [`fault`]). Everything this call made
+    ///   accessible is decommitted again (`MADV_DONTNEED` + `PROT_NONE`) before
+    ///   returning, so the region is in the state it was before the call.
+    pub(crate) fn populate(&self, pages: Range<usize>) -> Result<(), SysError> {
+        self.check_range(&pages)?;
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let inject = fault::take_populate_failure();
+        let mut populated = self.lock();
+        let mut runs = Runs::new(&populated, pages.clone(), false).peekable();
+        if inject && runs.peek().is_none() {
+            // Nothing to do, nothing to roll back: just report the failure.
+            return Err(SysError::Populate {
+                op: SysOp::Prefault,
+                unit: None,
+                pages,
+                errno: Errno::NOMEM,
+            });
+        }
+        while let Some(run) = runs.next() {
+            let last = runs.peek().is_none();
+            if let Err(err) = self.commit_run(run.clone(), inject && last) {
+                // `commit_run` undid its own partial work; undo the complete
+                // runs before it. They are the unpopulated runs (the bitmap is
+                // not updated yet) of `pages.start..run.start`.
+                for done in Runs::new(&populated, pages.start..run.start, false) {
+                    let _ = self.decommit_run(done);
+                }
+                return Err(err);
+            }
+        }
+        set_bits(&mut populated, pages);
+        Ok(())
+    }
+
+    /// Returns page indices `pages` of every unit to the OS
+    /// (`pcpu_depopulate_chunk()`): per run of populated pages, and per unit
+    /// (or once for the whole mapping when the run is a whole unit),
+    /// `madvise(MADV_DONTNEED)` — the memory is freed and will read as zero
+    /// if populated again — then `mprotect(PROT_NONE)`, so that a stray
+    /// access faults instead of silently reading zeros or stale data.
+    ///
+    /// Pages that are not populated are skipped. An empty range is a no-op.
+    ///
+    /// # Safety
+    ///
+    /// In **every** unit, no live object may occupy the pages in `pages`, and
+    /// no reference or pointer into them may be used afterwards, until they
+    /// are populated again (which zeroes them). Rust references into those
+    /// pages must not exist at all during the call.
+    ///
+    /// # Errors
+    ///
+    /// * [`SysError::BadRange`] as for [`Region::populate`].
+    /// * [`SysError::Depopulate`] for the first failing system call. The call
+    ///   still processes every unit (best effort); afterwards the pages'
+    ///   contents are unspecified, their protection may be either, and they
+    ///   are recorded as unpopulated so that the next `populate` redoes them.
+    pub(crate) unsafe fn depopulate(&self, pages: Range<usize>) -> Result<(), SysError> {
+        self.check_range(&pages)?;
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let mut populated = self.lock();
+        let mut first_err = None;
+        for run in Runs::new(&populated, pages.clone(), true) {
+            if let Err(e) = self.decommit_run(run) {
+                first_err.get_or_insert(e);
+            }
+        }
+        clear_bits(&mut populated, pages);
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Number of resident pages over the whole mapping (all units), from
+    /// `mincore`. A freshly populated page counts; an unpopulated one does
+    /// not. (Populated pages that the kernel swapped out would not count
+    /// either.)
+    ///
+    /// # Errors
+    ///
+    /// [`SysError::Mincore`] if the kernel refuses.
+    pub(crate) fn resident_pages(&self) -> Result<usize, SysError> {
+        self.mincore_count(0, self.len)
+    }
+
+    /// Number of resident pages among page indices `pages` of unit `unit`.
+    ///
+    /// # Errors
+    ///
+    /// [`SysError::BadUnit`], [`SysError::BadRange`], or
+    /// [`SysError::Mincore`] if the kernel refuses.
+    pub(crate) fn resident_pages_in(
+        &self,
+        unit: usize,
+        pages: Range<usize>,
+    ) -> Result<usize, SysError> {
+        if unit >= self.nr_units {
+            return Err(SysError::BadUnit {
+                unit,
+                nr_units: self.nr_units,
+            });
+        }
+        self.check_range(&pages)?;
+        let off = unit * self.unit_size + pages.start * self.page_size;
+        self.mincore_count(off, pages.len() * self.page_size)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<u64>> {
+        // No code panics while holding the lock, but if it ever did the
+        // bitmap would still be a valid (conservative) bitmap.
+        self.populated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_range(&self, pages: &Range<usize>) -> Result<(), SysError> {
+        let ppu = self.pages_per_unit();
+        if pages.start > pages.end || pages.end > ppu {
+            return Err(SysError::BadRange {
+                pages: pages.clone(),
+                pages_per_unit: ppu,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether page run `run` (validated, non-empty) is handled with one
+    /// system call over the whole mapping: it covers whole units, so the
+    /// byte ranges of all units are contiguous.
+    fn whole_mapping(&self, run: &Range<usize>) -> bool {
+        self.nr_units > 1 && run.start == 0 && run.end == self.pages_per_unit()
+    }
+
+    /// Number of system-call targets ([`Span`]s) for `run`.
+    fn span_count(&self, run: &Range<usize>) -> usize {
+        if self.whole_mapping(run) {
+            1
+        } else {
+            self.nr_units
+        }
+    }
+
+    /// Target `i` (`< span_count(run)`) for `run`: the whole mapping, or the
+    /// run's pages in unit `i`.
+    fn span(&self, run: &Range<usize>, i: usize) -> Span {
+        if self.whole_mapping(run) {
+            return Span {
+                unit: None,
+                ptr: self.base.as_ptr().cast(),
+                len: self.len,
+            };
+        }
+        let off = i * self.unit_size + run.start * self.page_size;
+        Span {
+            unit: Some(i),
+            ptr: self.base.as_ptr().wrapping_add(off).cast(),
+            len: run.len() * self.page_size,
+        }
+    }
+
+    /// Makes `run` accessible and resident in every unit. On failure undoes
+    /// what it did and returns the error. `inject` replaces the last
+    /// pre-fault by an `ENOMEM` failure.
+    fn commit_run(&self, run: Range<usize>, inject: bool) -> Result<(), SysError> {
+        let n = self.span_count(&run);
+        for i in 0..n {
+            let span = self.span(&run, i);
+            let fail = |op, errno| SysError::Populate {
+                op,
+                unit: span.unit,
+                pages: run.clone(),
+                errno,
+            };
+            // SAFETY: `mprotect` requires the range to be valid to read with
+            // the pointer's provenance, i.e. memory we own: `span` lies inside
+            // our mapping and its pointer is derived from `base` (invariant
+            // 1). Granting access cannot invalidate anything Rust relies on.
+            let r = unsafe {
+                mm::mprotect(
+                    span.ptr,
+                    span.len,
+                    MprotectFlags::READ | MprotectFlags::WRITE,
+                )
+            };
+            if let Err(errno) = r {
+                self.decommit_spans(&run, 0..i);
+                return Err(fail(SysOp::ProtectReadWrite, errno));
+            }
+            let r = if inject && i + 1 == n {
+                Err(Errno::NOMEM)
+            } else {
+                self.prefault(span)
+            };
+            if let Err(errno) = r {
+                self.decommit_spans(&run, 0..i + 1);
+                return Err(fail(SysOp::Prefault, errno));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the pages of `span` (just made read-write, and unpopulated
+    /// before this call) resident.
+    fn prefault(&self, span: Span) -> Result<(), Errno> {
+        if !fault::touch_forced() && !POPULATE_WRITE_UNSUPPORTED.load(Ordering::Relaxed) {
+            // SAFETY: `madvise` requires a pointer appropriate for the advice:
+            // `span` is a page-aligned range inside our private anonymous
+            // mapping (invariant 1), currently read-write. MADV_POPULATE_WRITE
+            // only faults pages in as a write would, without changing their
+            // contents, so no Rust-visible memory changes.
+            match unsafe { mm::madvise(span.ptr, span.len, Advice::LinuxPopulateWrite) } {
+                Ok(()) => return Ok(()),
+                Err(Errno::INVAL) => POPULATE_WRITE_UNSUPPORTED.store(true, Ordering::Relaxed),
+                Err(errno) => return Err(errno),
+            }
+        }
+        let mut p = span.ptr.cast::<u8>();
+        let end = p.wrapping_add(span.len);
+        while p < end {
+            // SAFETY: `p` is page aligned inside `span`, which is inside our
+            // mapping (invariant 1) and was made read-write just before this
+            // call, so the write is in bounds, aligned (u8) and permitted. The
+            // page was unpopulated, so no Rust reference to it exists
+            // (invariant 3) and no other thread may touch it (invariant 2);
+            // its contents are zero (fresh or discarded anonymous memory), so
+            // writing a zero byte changes nothing observable. Volatile keeps
+            // the compiler from eliding the store that does the faulting.
+            unsafe { p.write_volatile(0) };
+            p = p.wrapping_add(self.page_size);
+        }
+        Ok(())
+    }
+
+    /// Decommits spans `which` of `run` (rollback helper); errors ignored.
+    fn decommit_spans(&self, run: &Range<usize>, which: Range<usize>) {
+        for i in which {
+            let _ = self.decommit_span(self.span(run, i));
+        }
+    }
+
+    /// Decommits `run` in every unit; returns the first error but always
+    /// processes every span.
+    fn decommit_run(&self, run: Range<usize>) -> Result<(), SysError> {
+        let mut first_err = None;
+        for i in 0..self.span_count(&run) {
+            let span = self.span(&run, i);
+            if let Err((op, errno)) = self.decommit_span(span) {
+                first_err.get_or_insert(SysError::Depopulate {
+                    op,
+                    unit: span.unit,
+                    pages: run.clone(),
+                    errno,
+                });
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// `MADV_DONTNEED` then `PROT_NONE` on `span`; both are attempted.
+    ///
+    /// Callers (`depopulate`, whose caller promised that no object or
+    /// reference lives in these pages, and `populate`'s rollback, which only
+    /// decommits pages it found unpopulated) guarantee that nothing refers to
+    /// the span.
+    fn decommit_span(&self, span: Span) -> Result<(), (SysOp, Errno)> {
+        // SAFETY: `span` is a page-aligned range inside our private anonymous
+        // mapping with `base`'s provenance (invariant 1), so it is appropriate
+        // for `madvise`. MADV_DONTNEED replaces its contents by zero-fill on
+        // demand; that is a mutation, which is fine because, per this
+        // function's callers, no Rust reference or live object is in the span.
+        let discard = unsafe { mm::madvise(span.ptr, span.len, Advice::LinuxDontNeed) };
+        // SAFETY: as above the range is ours and validly derived from `base`,
+        // which is `mprotect`'s requirement; removing access is sound because
+        // nothing refers to the span (callers' guarantee), so no later Rust
+        // access can fault.
+        let protect = unsafe { mm::mprotect(span.ptr, span.len, MprotectFlags::empty()) };
+        discard
+            .map_err(|e| (SysOp::DontNeed, e))
+            .and(protect.map_err(|e| (SysOp::ProtectNone, e)))
+    }
+
+    /// Resident pages in the byte range `off..off + len` of the mapping
+    /// (page-aligned, inside the mapping).
+    fn mincore_count(&self, off: usize, len: usize) -> Result<usize, SysError> {
+        const BATCH: usize = 4096;
+        let mut vec = [0u8; BATCH];
+        let mut count = 0;
+        let mut done = 0;
+        while done < len {
+            let bytes = (len - done).min(BATCH * self.page_size);
+            let pages = bytes / self.page_size;
+            let addr = self.base.as_ptr().wrapping_add(off + done).cast::<c_void>();
+            // SAFETY: `mincore` (not wrapped by rustix) needs a page-aligned
+            // `addr` inside a mapping and a `vec` of at least
+            // ceil(bytes / page size) bytes: `addr` is `base` plus a multiple
+            // of the page size, `addr..addr + bytes` is inside our mapping
+            // (callers pass ranges within `0..len`), and `pages <= BATCH =
+            // vec.len()`. It only reads page tables and writes `vec`.
+            let rc = unsafe { libc::mincore(addr, bytes, vec.as_mut_ptr()) };
+            if rc != 0 {
+                let errno = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .map_or(Errno::INVAL, Errno::from_raw_os_error);
+                return Err(SysError::Mincore { errno });
+            }
+            count += vec[..pages].iter().filter(|&&v| v & 1 != 0).count();
+            done += bytes;
+        }
+        Ok(count)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `base..base + len` is exactly the mapping `reserve` created
+        // and only this region owns (invariant 1), so `munmap` gets an aligned
+        // range valid to mutate. Per the type's contract no pointer obtained
+        // from the region is used after it is dropped, and `&mut self` shows
+        // no borrow of the region is live, so no Rust reference into the
+        // mapping remains.
+        let r = unsafe { mm::munmap(self.base.as_ptr().cast(), self.len) };
+        debug_assert!(r.is_ok(), "munmap failed: {r:?}");
+    }
+}
+
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
+}
+
+fn set_bits(bits: &mut [u64], r: Range<usize>) {
+    for i in r {
+        bits[i / 64] |= 1 << (i % 64);
+    }
+}
+
+fn clear_bits(bits: &mut [u64], r: Range<usize>) {
+    for i in r {
+        bits[i / 64] &= !(1 << (i % 64));
+    }
+}
+
+/// Maximal runs of pages within a range whose bit equals `want`.
+struct Runs<'a> {
+    bits: &'a [u64],
+    next: usize,
+    end: usize,
+    want: bool,
+}
+
+impl<'a> Runs<'a> {
+    fn new(bits: &'a [u64], r: Range<usize>, want: bool) -> Self {
+        Runs {
+            bits,
+            next: r.start,
+            end: r.end,
+            want,
+        }
+    }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        while self.next < self.end && bit(self.bits, self.next) != self.want {
+            self.next += 1;
+        }
+        if self.next >= self.end {
+            return None;
+        }
+        let start = self.next;
+        while self.next < self.end && bit(self.bits, self.next) == self.want {
+            self.next += 1;
+        }
+        Some(start..self.next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::testutil;
+    use std::hint::black_box;
+    use std::sync::Arc;
+
+    fn region(nr_units: usize, pages: usize) -> Region {
+        Region::reserve(nr_units, pages * page_size()).expect("reserve")
+    }
+
+    /// Writes `byte` over pages `pages` of `unit`.
+    fn fill(r: &Region, unit: usize, pages: Range<usize>, byte: u8) {
+        let ps = r.page_size();
+        let p = r.addr(unit, pages.start * ps);
+        // SAFETY: callers pass a non-empty range of populated pages of a live
+        // region, so `p .. p + len` is inside the mapping and read-write; no
+        // reference into it exists and no other thread writes these pages.
+        unsafe { std::ptr::write_bytes(p.as_ptr(), byte, pages.len() * ps) }
+    }
+
+    /// Whether every byte of pages `pages` of `unit` equals `byte`.
+    fn all_eq(r: &Region, unit: usize, pages: Range<usize>, byte: u8) -> bool {
+        let ps = r.page_size();
+        let p = r.addr(unit, pages.start * ps);
+        // SAFETY: as in `fill`: populated, in bounds, read-write, and nobody
+        // writes these pages while the slice lives.
+        let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), pages.len() * ps) };
+        s.iter().all(|&b| b == byte)
+    }
+
+    #[test]
+    fn region_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Region>();
+    }
+
+    #[test]
+    fn bad_geometry_is_a_typed_error() {
+        let ps = page_size();
+        let cases = [
+            (0, ps, "at least one unit"),
+            (2, 0, "must not be zero"),
+            (2, ps + 1, "multiple of the page size"),
+            (2, ps / 2, "multiple of the page size"),
+            (usize::MAX / ps, 2 * ps, "overflows"),
+            (2, (isize::MAX as usize / ps) * ps, "overflows"),
+        ];
+        for (nr_units, unit_size, what) in cases {
+            let err = Region::reserve(nr_units, unit_size).unwrap_err();
+            match &err {
+                SysError::BadGeometry {
+                    nr_units: n,
+                    unit_size: u,
+                    page_size: p,
+                    reason,
+                } => {
+                    assert_eq!((*n, *u, *p), (nr_units, unit_size, ps));
+                    assert!(reason.contains(what), "{reason}");
+                }
+                other => panic!("expected BadGeometry, got {other:?}"),
+            }
+            assert_eq!(err.errno(), None);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("bad region geometry") && msg.contains(what),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn geometry_and_addresses() {
+        let ps = page_size();
+        let r = region(3, 4);
+        assert_eq!(r.nr_units(), 3);
+        assert_eq!(r.unit_size(), 4 * ps);
+        assert_eq!(r.page_size(), ps);
+        assert_eq!(r.pages_per_unit(), 4);
+        assert_eq!(r.len(), 12 * ps);
+        let base = r.base().as_ptr() as usize;
+        assert_eq!(base % ps, 0);
+        for u in 0..3 {
+            assert_eq!(r.unit_base(u).as_ptr() as usize, base + u * 4 * ps);
+            assert_eq!(r.addr(u, 0), r.unit_base(u));
+            assert_eq!(
+                r.addr(u, 4 * ps - 1).as_ptr() as usize,
+                base + (u + 1) * 4 * ps - 1
+            );
+        }
+        assert_eq!(r.populated_pages(), 0);
+        assert!(!r.is_populated(0));
+        assert!(!r.is_populated(99));
+        let dbg = format!("{r:?}");
+        assert!(dbg.contains("nr_units: 3"), "{dbg}");
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn addr_out_of_range_panics_in_debug_builds() {
+        let r = region(2, 1);
+        let _ = r.addr(2, 0);
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn offset_out_of_range_panics_in_debug_builds() {
+        let r = region(2, 1);
+        let _ = r.addr(0, page_size());
+    }
+
+    #[test]
+    fn fresh_region_has_nothing_resident() {
+        let r = region(4, 8);
+        assert_eq!(r.resident_pages().unwrap(), 0);
+        for u in 0..4 {
+            assert_eq!(r.resident_pages_in(u, 0..8).unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn populate_write_read_every_unit() {
+        let r = region(3, 4);
+        r.populate(0..4).unwrap();
+        assert_eq!(r.populated_pages(), 4);
+        assert!((0..4).all(|p| r.is_populated(p)));
+        // Populated means resident, before anything was touched.
+        assert_eq!(r.resident_pages().unwrap(), 12);
+        for u in 0..3 {
+            assert_eq!(r.resident_pages_in(u, 0..4).unwrap(), 4);
+            assert!(all_eq(&r, u, 0..4, 0), "new memory must read as zero");
+        }
+        for u in 0..3 {
+            fill(&r, u, 0..4, 0xA0 + u as u8);
+        }
+        for u in 0..3 {
+            assert!(all_eq(&r, u, 0..4, 0xA0 + u as u8), "unit {u}");
+        }
+        // Populating again (all pages already populated) changes nothing.
+        r.populate(0..4).unwrap();
+        r.populate(1..3).unwrap();
+        for u in 0..3 {
+            assert!(all_eq(&r, u, 0..4, 0xA0 + u as u8), "unit {u}");
+        }
+        assert_eq!(r.resident_pages().unwrap(), 12);
+    }
+
+    #[test]
+    fn single_unit_region() {
+        let r = region(1, 3);
+        r.populate(0..3).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 3);
+        fill(&r, 0, 0..3, 7);
+        assert!(all_eq(&r, 0, 0..3, 7));
+        // SAFETY: no object or reference lives in the region's pages.
+        unsafe { r.depopulate(1..2) }.unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 2);
+        r.populate(0..3).unwrap();
+        assert!(all_eq(&r, 0, 0..1, 7) && all_eq(&r, 0, 1..2, 0) && all_eq(&r, 0, 2..3, 7));
+    }
+
+    #[test]
+    fn depopulate_releases_and_repopulate_reads_zero() {
+        let r = region(2, 6);
+        r.populate(0..6).unwrap();
+        for u in 0..2 {
+            fill(&r, u, 0..6, 0x5A);
+        }
+        assert_eq!(r.resident_pages().unwrap(), 12);
+
+        // Partial: pages 2..5 of every unit.
+        // SAFETY: no object or reference lives in pages 2..5 of any unit.
+        unsafe { r.depopulate(2..5) }.unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 6);
+        for u in 0..2 {
+            assert_eq!(r.resident_pages_in(u, 2..5).unwrap(), 0);
+            assert_eq!(r.resident_pages_in(u, 0..2).unwrap(), 2);
+            assert_eq!(r.resident_pages_in(u, 5..6).unwrap(), 1);
+        }
+        assert_eq!(r.populated_pages(), 3);
+        assert!(!r.is_populated(2) && !r.is_populated(4) && r.is_populated(5));
+
+        r.populate(2..5).unwrap();
+        for u in 0..2 {
+            assert!(all_eq(&r, u, 2..5, 0), "repopulated pages read zero");
+            assert!(all_eq(&r, u, 0..2, 0x5A) && all_eq(&r, u, 5..6, 0x5A));
+        }
+
+        // Whole unit: a single call over the whole mapping.
+        // SAFETY: nothing lives in the region.
+        unsafe { r.depopulate(0..6) }.unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 0);
+        assert_eq!(r.populated_pages(), 0);
+        // Depopulating unpopulated pages is a no-op.
+        // SAFETY: nothing lives in the region.
+        unsafe { r.depopulate(0..6) }.unwrap();
+        r.populate(0..6).unwrap();
+        for u in 0..2 {
+            assert!(all_eq(&r, u, 0..6, 0));
+        }
+        assert_eq!(r.resident_pages().unwrap(), 12);
+    }
+
+    #[test]
+    fn populate_overlapping_range_keeps_existing_contents() {
+        let r = region(3, 8);
+        r.populate(2..4).unwrap();
+        r.populate(6..7).unwrap();
+        for u in 0..3 {
+            fill(&r, u, 2..4, 0x11 * (u as u8 + 1));
+            fill(&r, u, 6..7, 0xEE);
+        }
+        // Runs 0..2, 4..6 and 7..8 get populated, the rest is left alone.
+        r.populate(0..8).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 24);
+        for u in 0..3 {
+            assert!(all_eq(&r, u, 2..4, 0x11 * (u as u8 + 1)));
+            assert!(all_eq(&r, u, 6..7, 0xEE));
+            assert!(all_eq(&r, u, 0..2, 0) && all_eq(&r, u, 4..6, 0) && all_eq(&r, u, 7..8, 0));
+        }
+    }
+
+    #[test]
+    fn empty_ranges_are_noops() {
+        let r = region(2, 2);
+        r.populate(1..1).unwrap();
+        // SAFETY: nothing lives in the region.
+        unsafe { r.depopulate(2..2) }.unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 0);
+        assert_eq!(r.resident_pages_in(1, 2..2).unwrap(), 0);
+    }
+
+    #[test]
+    fn bad_ranges_and_units_are_rejected() {
+        let r = region(2, 4);
+        let reversed = black_box(3)..black_box(2);
+        let bad = [reversed, 0..5, 4..5];
+        for pages in bad {
+            let want = SysError::BadRange {
+                pages: pages.clone(),
+                pages_per_unit: 4,
+            };
+            assert_eq!(r.populate(pages.clone()), Err(want.clone()));
+            // SAFETY: nothing lives in the region (and the call is rejected).
+            assert_eq!(unsafe { r.depopulate(pages.clone()) }, Err(want.clone()));
+            assert_eq!(r.resident_pages_in(0, pages.clone()), Err(want.clone()));
+            assert!(want.to_string().contains("not within a unit of 4 pages"));
+        }
+        let err = r.resident_pages_in(2, 0..1).unwrap_err();
+        assert_eq!(
+            err,
+            SysError::BadUnit {
+                unit: 2,
+                nr_units: 2
+            }
+        );
+        assert_eq!(err.to_string(), "unit 2 out of range (region has 2 units)");
+        assert_eq!(r.resident_pages().unwrap(), 0);
+    }
+
+    #[test]
+    fn reserve_fault_injection() {
+        fault::reset();
+        fault::fail_next_reserves(2);
+        for _ in 0..2 {
+            let err = Region::reserve(2, page_size()).unwrap_err();
+            assert_eq!(
+                err,
+                SysError::Reserve {
+                    bytes: 2 * page_size(),
+                    errno: Errno::NOMEM
+                }
+            );
+        }
+        assert_eq!(fault::pending_reserve_failures(), 0);
+        let r = Region::reserve(2, page_size()).expect("third reserve succeeds");
+        r.populate(0..1).unwrap();
+        // Bad geometry is reported before (and without consuming) a failure.
+        fault::fail_next_reserves(1);
+        assert!(matches!(
+            Region::reserve(0, page_size()),
+            Err(SysError::BadGeometry { .. })
+        ));
+        assert_eq!(fault::pending_reserve_failures(), 1);
+        // Knobs are per thread.
+        std::thread::spawn(|| Region::reserve(1, page_size()).map(drop))
+            .join()
+            .unwrap()
+            .expect("other threads are not affected");
+        fault::reset();
+        assert_eq!(fault::pending_reserve_failures(), 0);
+    }
+
+    #[test]
+    fn populate_fault_injection_rolls_back_whole_unit() {
+        fault::reset();
+        let r = region(3, 4);
+        fault::fail_next_populates(1);
+        let err = r.populate(0..4).unwrap_err();
+        assert_eq!(
+            err,
+            SysError::Populate {
+                op: SysOp::Prefault,
+                unit: None,
+                pages: 0..4,
+                errno: Errno::NOMEM
+            }
+        );
+        assert!(err.to_string().contains("rolled back"), "{err}");
+        assert_eq!(
+            r.resident_pages().unwrap(),
+            0,
+            "rollback released the pages"
+        );
+        assert_eq!(r.populated_pages(), 0);
+        assert_eq!(fault::pending_populate_failures(), 0);
+        r.populate(0..4).unwrap();
+        for u in 0..3 {
+            assert!(all_eq(&r, u, 0..4, 0));
+        }
+        fault::reset();
+    }
+
+    #[test]
+    fn populate_fault_injection_rolls_back_partial_runs() {
+        fault::reset();
+        let r = region(3, 8);
+        r.populate(3..5).unwrap();
+        for u in 0..3 {
+            fill(&r, u, 3..5, 0xC3);
+        }
+        let before = r.resident_pages().unwrap();
+        assert_eq!(before, 6);
+
+        // Runs 0..3 and 5..8; the injected failure hits the last unit of the
+        // last run, after everything else was made accessible and resident.
+        fault::fail_next_populates(1);
+        let err = r.populate(0..8).unwrap_err();
+        assert_eq!(
+            err,
+            SysError::Populate {
+                op: SysOp::Prefault,
+                unit: Some(2),
+                pages: 5..8,
+                errno: Errno::NOMEM
+            }
+        );
+        assert_eq!(r.resident_pages().unwrap(), before, "resident unchanged");
+        for u in 0..3 {
+            assert_eq!(r.resident_pages_in(u, 0..3).unwrap(), 0);
+            assert_eq!(r.resident_pages_in(u, 5..8).unwrap(), 0);
+            assert!(all_eq(&r, u, 3..5, 0xC3), "pre-existing pages untouched");
+        }
+        assert_eq!(r.populated_pages(), 2);
+        assert!(r.is_populated(3) && r.is_populated(4) && !r.is_populated(0));
+
+        // A call with nothing to do still consumes an armed failure.
+        fault::fail_next_populates(1);
+        assert!(r.populate(3..5).is_err());
+        assert!(all_eq(&r, 0, 3..5, 0xC3));
+
+        r.populate(0..8).unwrap();
+        for u in 0..3 {
+            assert!(all_eq(&r, u, 0..3, 0) && all_eq(&r, u, 5..8, 0));
+            assert!(all_eq(&r, u, 3..5, 0xC3));
+        }
+        assert_eq!(r.resident_pages().unwrap(), 24);
+        fault::reset();
+    }
+
+    #[test]
+    fn touch_fallback_populates_and_reads_zero() {
+        fault::reset();
+        fault::force_touch_fallback(true);
+        let r = region(2, 5);
+        r.populate(1..4).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 6);
+        for u in 0..2 {
+            assert!(all_eq(&r, u, 1..4, 0));
+            fill(&r, u, 1..4, 0x42);
+        }
+        // SAFETY: nothing lives in the region.
+        unsafe { r.depopulate(1..4) }.unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 0);
+        r.populate(0..5).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 10);
+        for u in 0..2 {
+            assert!(all_eq(&r, u, 0..5, 0));
+        }
+        fault::reset();
+    }
+
+    #[test]
+    fn resident_count_spans_several_mincore_batches() {
+        let ps = page_size();
+        let pages = 3 * 4096 + 17;
+        let r = Region::reserve(1, pages * ps).unwrap();
+        r.populate(100..5000).unwrap();
+        r.populate(9000..pages).unwrap();
+        let want = 4900 + (pages - 9000);
+        assert_eq!(r.resident_pages().unwrap(), want);
+        assert_eq!(r.resident_pages_in(0, 0..pages).unwrap(), want);
+        assert_eq!(r.resident_pages_in(0, 4000..9100).unwrap(), 1100);
+    }
+
+    #[test]
+    fn concurrent_disjoint_populate_and_depopulate() {
+        const THREADS: usize = 4;
+        const PAGES_EACH: usize = 3;
+        let r = Arc::new(region(3, THREADS * PAGES_EACH));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let r = Arc::clone(&r);
+                std::thread::spawn(move || {
+                    let mine = t * PAGES_EACH..(t + 1) * PAGES_EACH;
+                    for round in 0..20u8 {
+                        r.populate(mine.clone()).unwrap();
+                        for u in 0..3 {
+                            assert!(all_eq(&r, u, mine.clone(), 0));
+                            fill(&r, u, mine.clone(), round ^ t as u8 ^ 0x80);
+                        }
+                        for u in 0..3 {
+                            assert!(all_eq(&r, u, mine.clone(), round ^ t as u8 ^ 0x80));
+                        }
+                        // SAFETY: only this thread uses pages `mine`, and no
+                        // reference into them is live.
+                        unsafe { r.depopulate(mine.clone()) }.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(r.resident_pages().unwrap(), 0);
+        assert_eq!(r.populated_pages(), 0);
+    }
+
+    #[test]
+    fn error_messages_and_conversions() {
+        let e = SysError::Reserve {
+            bytes: 4096,
+            errno: Errno::NOMEM,
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with("cannot reserve 4096 bytes"), "{msg}");
+        assert!(msg.contains("memory"), "{msg}");
+        assert_eq!(e.errno(), Some(Errno::NOMEM));
+        assert!(std::error::Error::source(&e).is_some());
+        let io: std::io::Error = e.into();
+        assert_eq!(io.kind(), std::io::ErrorKind::OutOfMemory);
+
+        let e = SysError::Populate {
+            op: SysOp::ProtectReadWrite,
+            unit: Some(3),
+            pages: 1..2,
+            errno: Errno::NOMEM,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "cannot populate pages 1..2 of unit 3: mprotect(PROT_READ|PROT_WRITE) failed"
+            ),
+            "{msg}"
+        );
+        let e = SysError::Depopulate {
+            op: SysOp::DontNeed,
+            unit: None,
+            pages: 0..8,
+            errno: Errno::INVAL,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "cannot depopulate pages 0..8 of all units: madvise(MADV_DONTNEED) failed"
+            ),
+            "{msg}"
+        );
+        let e = SysError::Mincore {
+            errno: Errno::NOMEM,
+        };
+        assert!(e.to_string().starts_with("mincore failed"));
+        assert_eq!(SysOp::ProtectNone.to_string(), "mprotect(PROT_NONE)");
+        assert_eq!(SysOp::Prefault.to_string(), "madvise(MADV_POPULATE_WRITE)");
+        let bad: std::io::Error = SysError::BadUnit {
+            unit: 1,
+            nr_units: 1,
+        }
+        .into();
+        assert_eq!(bad.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn runs_iterator() {
+        let mut bits = vec![0u64; 2];
+        set_bits(&mut bits, 3..5);
+        set_bits(&mut bits, 63..66);
+        let set: Vec<_> = Runs::new(&bits, 0..128, true).collect();
+        assert_eq!(set, [3..5, 63..66]);
+        let unset: Vec<_> = Runs::new(&bits, 2..70, false).collect();
+        assert_eq!(unset, [2..3, 5..63, 66..70]);
+        clear_bits(&mut bits, 4..64);
+        let set: Vec<_> = Runs::new(&bits, 0..128, true).collect();
+        assert_eq!(set, [3..4, 64..66]);
+        assert_eq!(Runs::new(&bits, 10..10, false).count(), 0);
+    }
+
+    // ---- tests that must die or change limits: run in a child process ----
+
+    /// Child: touches page 1 of unit `unit` after `setup`; the parent expects
+    /// SIGSEGV.
+    fn expect_segv(name: &str, setup: fn(&Region)) {
+        let test = testutil::test_name(module_path!(), name);
+        if testutil::is_child(&test) {
+            testutil::child_disable_core_dumps();
+            let r = region(2, 3);
+            setup(&r);
+            testutil::child_ready();
+            let p = r.addr(1, page_size());
+            // SAFETY: deliberately unsound-looking probe of a page that is
+            // PROT_NONE: the access must fault (SIGSEGV) and kill this child
+            // before any value is produced. A volatile read of a `u8` through a
+            // raw pointer creates no reference.
+            let v = unsafe { p.as_ptr().read_volatile() };
+            eprintln!("read {v} from an unpopulated page");
+            testutil::child_done();
+            return;
+        }
+        let out = testutil::run_child(&test, &[]);
+        testutil::assert_child_killed_by(&out, libc::SIGSEGV);
+    }
+
+    #[test]
+    fn access_to_never_populated_page_faults() {
+        expect_segv("access_to_never_populated_page_faults", |r| {
+            r.populate(0..1).unwrap();
+            r.populate(2..3).unwrap();
+        });
+    }
+
+    #[test]
+    fn access_to_depopulated_page_faults() {
+        expect_segv("access_to_depopulated_page_faults", |r| {
+            r.populate(0..3).unwrap();
+            fill(r, 1, 0..3, 0xFF);
+            // SAFETY: nothing lives in the region.
+            unsafe { r.depopulate(1..2) }.unwrap();
+        });
+    }
+
+    #[test]
+    fn access_to_rolled_back_page_faults() {
+        expect_segv("access_to_rolled_back_page_faults", |r| {
+            fault::fail_next_populates(1);
+            r.populate(0..3).unwrap_err();
+        });
+    }
+
+    /// The probe itself is sound when the page is populated: the child
+    /// survives (guards against the SIGSEGV tests passing for another reason).
+    #[test]
+    fn access_to_populated_page_survives() {
+        let test = testutil::test_name(module_path!(), "access_to_populated_page_survives");
+        if testutil::is_child(&test) {
+            testutil::child_disable_core_dumps();
+            let r = region(2, 3);
+            r.populate(0..3).unwrap();
+            testutil::child_ready();
+            let p = r.addr(1, page_size());
+            // SAFETY: page 1 of unit 1 is populated and the region alive.
+            let v = unsafe { p.as_ptr().read_volatile() };
+            assert_eq!(v, 0);
+            testutil::child_done();
+            return;
+        }
+        let out = testutil::run_child(&test, &[]);
+        testutil::assert_child_passed(&out);
+    }
+
+    /// A real `mmap` failure (address-space limit) surfaces as a typed
+    /// `SysError::Reserve`. The limit is lowered only in a child process.
+    #[test]
+    fn reserve_beyond_rlimit_as_is_a_typed_error() {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let test = testutil::test_name(module_path!(), "reserve_beyond_rlimit_as_is_a_typed_error");
+        if testutil::is_child(&test) {
+            const GIB: usize = 1 << 30;
+            let hard = getrlimit(Resource::As).maximum;
+            setrlimit(
+                Resource::As,
+                Rlimit {
+                    current: Some(GIB as u64),
+                    maximum: hard,
+                },
+            )
+            .expect("lower RLIMIT_AS in the child");
+            testutil::child_ready();
+            let err = Region::reserve(8, GIB).unwrap_err();
+            assert_eq!(
+                err,
+                SysError::Reserve {
+                    bytes: 8 * GIB,
+                    errno: Errno::NOMEM
+                }
+            );
+            eprintln!("{err}");
+            // A small reservation still fits.
+            let r = Region::reserve(2, page_size()).unwrap();
+            r.populate(0..1).unwrap();
+            testutil::child_done();
+            return;
+        }
+        let out = testutil::run_child(&test, &[]);
+        testutil::assert_child_passed(&out);
+        assert!(testutil::stderr(&out).contains("cannot reserve 8589934592 bytes"));
+    }
+}
