@@ -238,7 +238,7 @@ impl Allocator {
             return;
         }
         let c = self.c(id);
-        if c.isolated {
+        if c.isolated || c.detached {
             return;
         }
         let nslot = self.layout.chunk_slot(c);

@@ -268,6 +268,7 @@ fn collect_free(a: &mut Allocator, empty_only: bool) -> Vec<u32> {
         }
         if !empty_only || a.c(id).nr_empty_pop_pages == 0 {
             a.lists.unlink(&mut a.arena, id);
+            a.cm(id).detached = true;
             // list_move() to the private list puts each at its head.
             to_free.insert(0, id);
         }
@@ -446,6 +447,9 @@ fn plan_shrink(
             }
             a.cm(id).depopulate_mark = false;
             a.rfc_nr_marked -= 1;
+            // INVARIANT: detached chunks are on no list; re-listed below.
+            a.lists.unlink(&mut a.arena, id);
+            a.cm(id).detached = true;
             *cur = Some((id, 0, None));
         }
         let (id, i, start) = cur.as_mut()?;
@@ -470,6 +474,7 @@ fn plan_shrink(
         }
         let id = *id;
         *cur = None;
+        a.cm(id).detached = false;
         let slot = a.layout.chunk_slot(a.c(id));
         a.lists.move_to(&mut a.arena, id, slot, false);
     }

@@ -157,7 +157,7 @@ impl Allocator {
                 populated += c.nr_populated;
             }
             match c.link.slot {
-                None => ensure!(Some(id) == self.reserved, "chunk {id} is on no slot list"),
+                None => ensure!(Some(id) == self.reserved || c.detached, "chunk {id} is on no slot list"),
                 Some(slot) => {
                     let slot = slot as usize;
                     ensure!(Some(id) != self.reserved, "reserved chunk on a slot list");

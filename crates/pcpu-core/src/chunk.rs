@@ -68,6 +68,10 @@ pub struct Chunk {
     pub(crate) link: Link,
     /// seed-rfc policy: the chunk is marked as a depopulation target.
     pub(crate) depopulate_mark: bool,
+    /// Off every slot list while a balance run works on it (seed-rfc shrink,
+    /// the RFC's `list_del_init`): allocations cannot find it and frees do
+    /// not relocate it.
+    pub(crate) detached: bool,
     /// percpu_stats: live allocations.
     pub(crate) nr_alloc: u64,
     /// percpu_stats: largest allocation ever made from this chunk.
@@ -100,6 +104,7 @@ impl Chunk {
             isolated: false,
             link: Link::default(),
             depopulate_mark: false,
+            detached: false,
             nr_alloc: 0,
             max_alloc_size: 0,
         }
