@@ -1,4 +1,5 @@
 //! Criterion benchmarks of the core bookkeeping (SimBackend: no memory is
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! touched, so these measure the allocator's own work).
 
 use std::hint::black_box;
@@ -8,7 +9,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pcpu_core::*;
 
 fn kernel_like() -> Allocator {
-    let g = Geometry::from_kernel_line("percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288", 4).unwrap();
+    let g = Geometry::from_kernel_line(
+        "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288",
+        4,
+    )
+    .unwrap();
     Allocator::new(g, Policy::default())
 }
 
@@ -19,9 +24,13 @@ fn pair(c: &mut Criterion) {
             let mut a = kernel_like();
             let mut b = SimBackend::default();
             // some live neighbours so the pair does not always hit an empty chunk
-            let _keep: Vec<_> = (0..1000).map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap()).collect();
+            let _keep: Vec<_> = (0..1000)
+                .map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap())
+                .collect();
             bch.iter(|| {
-                let x = a.alloc(&mut b, black_box(size), 8, AllocFlags::NORMAL).unwrap();
+                let x = a
+                    .alloc(&mut b, black_box(size), 8, AllocFlags::NORMAL)
+                    .unwrap();
                 a.free(x.chunk, x.offset).unwrap();
             });
         });
@@ -39,7 +48,9 @@ fn bulk(c: &mut Criterion) {
                 let mut a = kernel_like();
                 let mut b = SimBackend::default();
                 let t = Instant::now();
-                let v: Vec<_> = (0..1_000_000).map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap()).collect();
+                let v: Vec<_> = (0..1_000_000)
+                    .map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap())
+                    .collect();
                 for x in &v {
                     a.free(x.chunk, x.offset).unwrap();
                 }
@@ -54,19 +65,27 @@ fn bulk(c: &mut Criterion) {
 /// `n` chunks of 64 KiB units in use, each with one 64-byte hole at a
 /// different place, so every chunk sits in an active slot.
 fn with_chunks(n: usize) -> (Allocator, SimBackend) {
-    let fc = FirstChunk { static_size: 0, reserved_size: 0, dyn_size: 4096 };
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size: 4096,
+    };
     let g = Geometry::new(4096, 4, 64 << 10, fc).unwrap();
     let mut a = Allocator::new(g, Policy::default());
     let mut b = SimBackend::default();
     let _ = a.alloc(&mut b, 4096, 4, AllocFlags::NORMAL).unwrap(); // fill the first chunk
     for i in 0..n {
         let hole = 64 * (i % 400) + 64;
-        let x = a.alloc(&mut b, 32768 - hole, 4, AllocFlags::NORMAL).unwrap();
+        let x = a
+            .alloc(&mut b, 32768 - hole, 4, AllocFlags::NORMAL)
+            .unwrap();
         assert_eq!(x.offset, 0);
-        a.alloc_at(&mut b, x.chunk, 32768, 32768, 4, AllocFlags::NORMAL).unwrap();
+        a.alloc_at(&mut b, x.chunk, 32768, 32768, 4, AllocFlags::NORMAL)
+            .unwrap();
         if hole > 64 {
             // leave exactly 64 bytes free, just below the second half
-            a.alloc_at(&mut b, x.chunk, x.size, hole - 64, 4, AllocFlags::NORMAL).unwrap();
+            a.alloc_at(&mut b, x.chunk, x.size, hole - 64, 4, AllocFlags::NORMAL)
+                .unwrap();
         }
     }
     (a, b)

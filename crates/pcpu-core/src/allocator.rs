@@ -25,11 +25,20 @@ pub struct AllocFlags {
 
 impl AllocFlags {
     /// A normal (sleepable) allocation.
-    pub const NORMAL: AllocFlags = AllocFlags { atomic: false, reserved: false };
+    pub const NORMAL: AllocFlags = AllocFlags {
+        atomic: false,
+        reserved: false,
+    };
     /// An atomic allocation.
-    pub const ATOMIC: AllocFlags = AllocFlags { atomic: true, reserved: false };
+    pub const ATOMIC: AllocFlags = AllocFlags {
+        atomic: true,
+        reserved: false,
+    };
     /// A reserved allocation.
-    pub const RESERVED: AllocFlags = AllocFlags { atomic: false, reserved: true };
+    pub const RESERVED: AllocFlags = AllocFlags {
+        atomic: false,
+        reserved: true,
+    };
 }
 
 /// A successful allocation: `[offset, offset + size)` of `chunk`, in every unit.
@@ -111,7 +120,12 @@ impl Allocator {
         let mut reserved = None;
         let static_start = fc.static_size;
         if fc.reserved_size > 0 {
-            let c = Chunk::new_region(ChunkKind::Reserved, static_start % page, fc.reserved_size, page);
+            let c = Chunk::new_region(
+                ChunkKind::Reserved,
+                static_start % page,
+                fc.reserved_size,
+                page,
+            );
             arena.push(Entry::Live(Box::new(c)));
             reserved = Some(0);
         }
@@ -218,7 +232,10 @@ impl Allocator {
             return Err(AllocError::InvalidSize { size, max });
         }
         if !align.is_power_of_two() || align > self.geo.page_size() {
-            return Err(AllocError::InvalidAlign { align, max: self.geo.page_size() });
+            return Err(AllocError::InvalidAlign {
+                align,
+                max: self.geo.page_size(),
+            });
         }
         Ok(Request {
             size,
@@ -243,7 +260,7 @@ impl Allocator {
         }
         let nslot = self.layout.chunk_slot(c);
         if oslot != Some(nslot) {
-            let front = oslot.is_none_or(|o| o < nslot);
+            let front = oslot.map_or(true, |o| o < nslot);
             self.lists.move_to(&mut self.arena, id, nslot, front);
         }
     }
@@ -308,7 +325,9 @@ impl Allocator {
     }
 
     fn free_slot_has_other(&self, id: u32) -> bool {
-        self.lists.iter(&self.arena, self.layout.free).any(|p| p != id)
+        self.lists
+            .iter(&self.arena, self.layout.free)
+            .any(|p| p != id)
     }
 }
 
@@ -368,15 +387,24 @@ impl Allocator {
         flags: AllocFlags,
     ) -> Result<Allocation, AllocError> {
         let req = self.request(size, align)?;
-        let occupied = AllocError::Occupied { chunk, offset, size: req.size };
-        let Some(c) = self.chunk(chunk) else { return Err(occupied) };
+        let occupied = AllocError::Occupied {
+            chunk,
+            offset,
+            size: req.size,
+        };
+        let Some(c) = self.chunk(chunk) else {
+            return Err(occupied);
+        };
         let lo = c.start_offset();
         let hi = c.nr_pages() * self.geo.page_size() - c.end_offset();
         if offset % req.align != 0 || offset < lo || offset + req.size > hi {
             return Err(occupied);
         }
         let bit = offset / MIN_ALLOC_SIZE;
-        if c.alloc_map.count_ones_in(bit, bit + req.size / MIN_ALLOC_SIZE) != 0 {
+        if c.alloc_map
+            .count_ones_in(bit, bit + req.size / MIN_ALLOC_SIZE)
+            != 0
+        {
             return Err(occupied);
         }
         let area = self.place(chunk.0, req, bit as i32).ok_or(occupied)?;
@@ -397,7 +425,10 @@ impl Allocator {
 
     /// Create a chunk now through `backend` (used by replay to follow the
     /// kernel's chunk creations).
-    pub fn create_chunk<B: Backend + ?Sized>(&mut self, backend: &mut B) -> Result<ChunkId, AllocError> {
+    pub fn create_chunk<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+    ) -> Result<ChunkId, AllocError> {
         let id = self.begin_create_chunk();
         match backend.create_chunk(id, self.geo.unit_pages()) {
             Ok(()) => {
@@ -415,7 +446,11 @@ impl Allocator {
     /// `area_found`). Non-atomic: the area may lie on unpopulated pages, see
     /// [`Allocator::next_unpopulated`]. `Err(NeedsChunk)` asks the caller to
     /// create a chunk and retry; other errors are final.
-    pub fn alloc_area(&mut self, req: Request, flags: AllocFlags) -> Result<Allocation, AllocError> {
+    pub fn alloc_area(
+        &mut self,
+        req: Request,
+        flags: AllocFlags,
+    ) -> Result<Allocation, AllocError> {
         if flags.reserved {
             let Some(rid) = self.reserved else {
                 return Err(self.fail(req, flags, AllocError::NoReservedChunk));
@@ -436,7 +471,10 @@ impl Allocator {
             let mut cur = self.lists.head(slot);
             while let Some(id) = cur {
                 cur = Lists::next(&self.arena, id);
-                let Some(start) = self.c(id).find_block_fit(req.bits, req.bit_align, flags.atomic) else {
+                let Some(start) = self
+                    .c(id)
+                    .find_block_fit(req.bits, req.bit_align, flags.atomic)
+                else {
                     if slot < SLOT_FAIL_THRESHOLD {
                         self.lists.move_to(&mut self.arena, id, 0, true);
                     }
@@ -482,7 +520,11 @@ impl Allocator {
         c.nr_alloc += 1;
         c.max_alloc_size = c.max_alloc_size.max(size);
         self.stats.on_alloc(size);
-        Some(Allocation { chunk: ChunkId(id), offset: bit_off as usize * MIN_ALLOC_SIZE, size: req.size })
+        Some(Allocation {
+            chunk: ChunkId(id),
+            offset: bit_off as usize * MIN_ALLOC_SIZE,
+            size: req.size,
+        })
     }
 
     /// Record a failed allocation (`fail:` label): an atomic failure makes the
@@ -516,7 +558,11 @@ impl Allocator {
     /// ("failed to populate").
     pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) {
         let id = area.chunk.0;
-        self.free_area_in(id, (area.offset / MIN_ALLOC_SIZE) as i32, (area.size / MIN_ALLOC_SIZE) as i32);
+        self.free_area_in(
+            id,
+            (area.offset / MIN_ALLOC_SIZE) as i32,
+            (area.size / MIN_ALLOC_SIZE) as i32,
+        );
         self.stats.nr_failed += 1;
         let _ = flags;
     }
@@ -551,7 +597,12 @@ impl Allocator {
     /// (`pcpu_create_chunk` + `pcpu_chunk_relocate(chunk, -1)`).
     pub fn finish_create_chunk(&mut self, id: ChunkId) {
         debug_assert!(matches!(self.arena[id.0 as usize], Entry::Reserved));
-        let c = Chunk::new(ChunkKind::Dynamic, self.next_serial, self.geo.unit_pages(), self.geo.block_bits() as i32);
+        let c = Chunk::new(
+            ChunkKind::Dynamic,
+            self.next_serial,
+            self.geo.unit_pages(),
+            self.geo.block_bits() as i32,
+        );
         self.next_serial += 1;
         self.arena[id.0 as usize] = Entry::Live(Box::new(c));
         self.stats.nr_chunks += 1;
@@ -580,14 +631,22 @@ impl Allocator {
     pub fn allocation_size(&self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
         let c = self.chunk(chunk).ok_or(FreeError::UnknownChunk(chunk))?;
         if offset % MIN_ALLOC_SIZE != 0 || offset >= c.nr_pages * self.geo.page_size() {
-            return Err(FreeError::NotAllocated { chunk, offset, stale: false });
+            return Err(FreeError::NotAllocated {
+                chunk,
+                offset,
+                stale: false,
+            });
         }
         let bit = (offset / MIN_ALLOC_SIZE) as i32;
         match c.live_area_bits(bit) {
             Some(bits) => Ok(bits as usize * MIN_ALLOC_SIZE),
             None => {
                 let stale = c.bound_map.test(bit as usize) && !c.alloc_map.test(bit as usize);
-                Err(FreeError::NotAllocated { chunk, offset, stale })
+                Err(FreeError::NotAllocated {
+                    chunk,
+                    offset,
+                    stale,
+                })
             }
         }
     }
@@ -598,7 +657,11 @@ impl Allocator {
     pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
         let size = self.allocation_size(chunk, offset)?;
         let id = chunk.0;
-        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32, (size / MIN_ALLOC_SIZE) as i32);
+        self.free_area_in(
+            id,
+            (offset / MIN_ALLOC_SIZE) as i32,
+            (size / MIN_ALLOC_SIZE) as i32,
+        );
         self.after_free(id);
         Ok(size)
     }

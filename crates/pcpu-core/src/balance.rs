@@ -84,10 +84,25 @@ struct ReclaimChunk {
 #[derive(Clone, Debug)]
 enum State {
     Start,
-    Free { to_free: Vec<u32>, idx: usize },
-    Reclaim { cur: Option<ReclaimChunk> },
-    Populate { nr_to_pop: i32, recompute: bool, slot: usize, chunk: Option<u32>, cursor: usize },
-    Shrink { list: Vec<u32>, idx: usize, cur: Option<(u32, usize, Option<usize>)> },
+    Free {
+        to_free: Vec<u32>,
+        idx: usize,
+    },
+    Reclaim {
+        cur: Option<ReclaimChunk>,
+    },
+    Populate {
+        nr_to_pop: i32,
+        recompute: bool,
+        slot: usize,
+        chunk: Option<u32>,
+        cursor: usize,
+    },
+    Shrink {
+        list: Vec<u32>,
+        idx: usize,
+        cur: Option<(u32, usize, Option<usize>)>,
+    },
     Done,
 }
 
@@ -105,7 +120,12 @@ impl Allocator {
     /// pending flag; triggers during the run set it again.
     pub fn balance_start(&mut self) -> BalanceRun {
         self.balance_pending = false;
-        BalanceRun { stage: 0, state: State::Start, pending: None, report: BalanceReport::default() }
+        BalanceRun {
+            stage: 0,
+            state: State::Start,
+            pending: None,
+            report: BalanceReport::default(),
+        }
     }
 
     /// Run a whole balance run inline against `backend`.
@@ -114,13 +134,19 @@ impl Allocator {
         let mut run = self.balance_start();
         while let Some(w) = run.next(self) {
             let ok = match &w {
-                PageWork::Populate { chunk, pages } => backend.populate(*chunk, pages.clone()).is_ok(),
-                PageWork::Depopulate { chunk, pages } => backend.depopulate(*chunk, pages.clone()).is_ok(),
+                PageWork::Populate { chunk, pages } => {
+                    backend.populate(*chunk, pages.clone()).is_ok()
+                }
+                PageWork::Depopulate { chunk, pages } => {
+                    backend.depopulate(*chunk, pages.clone()).is_ok()
+                }
                 PageWork::FlushTlb { chunk, pages } => {
                     backend.flush_tlb(*chunk, pages.clone());
                     true
                 }
-                PageWork::CreateChunk { chunk } => backend.create_chunk(*chunk, self.geo.unit_pages()).is_ok(),
+                PageWork::CreateChunk { chunk } => {
+                    backend.create_chunk(*chunk, self.geo.unit_pages()).is_ok()
+                }
                 PageWork::DestroyChunk { chunk } => {
                     backend.destroy_chunk(*chunk);
                     true
@@ -141,7 +167,10 @@ impl BalanceRun {
     /// Plan the next page operation, or `None` when the run is over. Each
     /// item must be followed by [`BalanceRun::done`] before the next call.
     pub fn next(&mut self, a: &mut Allocator) -> Option<PageWork> {
-        assert!(self.pending.is_none(), "BalanceRun::next called before done");
+        assert!(
+            self.pending.is_none(),
+            "BalanceRun::next called before done"
+        );
         let w = self.plan(a)?;
         self.pending = Some(w.clone());
         Some(w)
@@ -164,7 +193,10 @@ impl BalanceRun {
             };
             if matches!(self.state, State::Start) {
                 self.state = match stage {
-                    Stage::FreeChunks { empty_only } => State::Free { to_free: collect_free(a, empty_only), idx: 0 },
+                    Stage::FreeChunks { empty_only } => State::Free {
+                        to_free: collect_free(a, empty_only),
+                        idx: 0,
+                    },
                     Stage::Reclaim => State::Reclaim { cur: None },
                     Stage::Populate => State::Populate {
                         nr_to_pop: nr_to_pop(a),
@@ -179,7 +211,13 @@ impl BalanceRun {
             let w = match &mut self.state {
                 State::Free { to_free, idx } => plan_free(a, to_free, idx),
                 State::Reclaim { cur } => plan_reclaim(a, cur),
-                State::Populate { nr_to_pop, slot, chunk, cursor, .. } => plan_populate(a, nr_to_pop, slot, chunk, cursor),
+                State::Populate {
+                    nr_to_pop,
+                    slot,
+                    chunk,
+                    cursor,
+                    ..
+                } => plan_populate(a, nr_to_pop, slot, chunk, cursor),
                 State::Shrink { list, idx, cur } => plan_shrink(a, list, idx, cur),
                 State::Start | State::Done => None,
             };
@@ -220,7 +258,12 @@ impl BalanceRun {
                 rc.i -= 1;
             }
             (State::Reclaim { .. }, PageWork::FlushTlb { .. }) => {}
-            (State::Populate { nr_to_pop, cursor, .. }, PageWork::Populate { chunk, pages }) => {
+            (
+                State::Populate {
+                    nr_to_pop, cursor, ..
+                },
+                PageWork::Populate { chunk, pages },
+            ) => {
                 if ok {
                     *nr_to_pop -= pages.len() as i32;
                     *cursor = pages.end;
@@ -230,7 +273,16 @@ impl BalanceRun {
                     *nr_to_pop = 0;
                 }
             }
-            (State::Populate { nr_to_pop, recompute, slot, chunk, .. }, PageWork::CreateChunk { chunk: id }) => {
+            (
+                State::Populate {
+                    nr_to_pop,
+                    recompute,
+                    slot,
+                    chunk,
+                    ..
+                },
+                PageWork::CreateChunk { chunk: id },
+            ) => {
                 if ok {
                     a.finish_create_chunk(id);
                     self.report.created += 1;
@@ -332,12 +384,18 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
                 rc.i -= 1;
                 continue;
             }
-            return Some(PageWork::Depopulate { chunk, pages: (rc.i + 1) as usize..(rc.end + 1) as usize });
+            return Some(PageWork::Depopulate {
+                chunk,
+                pages: (rc.i + 1) as usize..(rc.end + 1) as usize,
+            });
         }
         rc.scanned = true;
         if rc.lo < rc.hi && !rc.flushed {
             rc.flushed = true;
-            return Some(PageWork::FlushTlb { chunk, pages: rc.lo..rc.hi });
+            return Some(PageWork::FlushTlb {
+                chunk,
+                pages: rc.lo..rc.hi,
+            });
         }
         let (id, reintegrate) = (rc.id, rc.reintegrate);
         *cur = None;
@@ -381,14 +439,19 @@ fn plan_populate(
             let c = a.c(id);
             if let Some(run) = c.populated.clear_runs(*cursor, c.nr_pages).next() {
                 let nr = run.len().min(*nr_to_pop as usize);
-                return Some(PageWork::Populate { chunk: ChunkId(id), pages: run.start..run.start + nr });
+                return Some(PageWork::Populate {
+                    chunk: ChunkId(id),
+                    pages: run.start..run.start + nr,
+                });
             }
             *chunk = None;
             *slot += 1;
             continue;
         }
         if *slot > a.layout.free {
-            return Some(PageWork::CreateChunk { chunk: a.begin_create_chunk() });
+            return Some(PageWork::CreateChunk {
+                chunk: a.begin_create_chunk(),
+            });
         }
         let found = a.lists.iter(&a.arena, *slot).find(|&id| {
             let c = a.c(id);
@@ -409,7 +472,13 @@ fn plan_populate(
 fn rfc_state(a: &mut Allocator) -> State {
     let high = a.policy.empty_pop_high;
     let start_slot = a.layout.size_to_slot(a.geo.page_size());
-    let grow = |n| State::Populate { nr_to_pop: n, recompute: false, slot: start_slot, chunk: None, cursor: 0 };
+    let grow = |n| State::Populate {
+        nr_to_pop: n,
+        recompute: false,
+        slot: start_slot,
+        chunk: None,
+        cursor: 0,
+    };
     if a.atomic_alloc_failed {
         a.atomic_alloc_failed = false;
         grow(high)
@@ -420,7 +489,11 @@ fn rfc_state(a: &mut Allocator) -> State {
         for slot in (0..=a.layout.free).rev() {
             list.extend(a.lists.iter(&a.arena, slot));
         }
-        State::Shrink { list, idx: 0, cur: None }
+        State::Shrink {
+            list,
+            idx: 0,
+            cur: None,
+        }
     } else {
         State::Done
     }
@@ -465,12 +538,18 @@ fn plan_shrink(
                 continue;
             }
             if let Some(s) = *start {
-                return Some(PageWork::Depopulate { chunk: ChunkId(*id), pages: s..*i });
+                return Some(PageWork::Depopulate {
+                    chunk: ChunkId(*id),
+                    pages: s..*i,
+                });
             }
             *i += 1;
         }
         if let Some(s) = *start {
-            return Some(PageWork::Depopulate { chunk: ChunkId(*id), pages: s..c.nr_pages });
+            return Some(PageWork::Depopulate {
+                chunk: ChunkId(*id),
+                pages: s..c.nr_pages,
+            });
         }
         let id = *id;
         *cur = None;

@@ -164,7 +164,11 @@ impl Bitmap {
             let hi = (end - w * W).min(W);
             let word = self.words[w] >> lo;
             let width = hi - lo;
-            let mask = if width == W { u64::MAX } else { (1u64 << width) - 1 };
+            let mask = if width == W {
+                u64::MAX
+            } else {
+                (1u64 << width) - 1
+            };
             n += (word & mask).count_ones() as usize;
             i = w * W + hi;
         }
@@ -189,12 +193,22 @@ impl Bitmap {
 
     /// Iterator over maximal runs of clear bits `[s, e)` within `[from, size)`.
     pub fn clear_runs(&self, from: usize, size: usize) -> Runs<'_> {
-        Runs { map: self, pos: from, size, set: false }
+        Runs {
+            map: self,
+            pos: from,
+            size,
+            set: false,
+        }
     }
 
     /// Iterator over maximal runs of set bits `[s, e)` within `[from, size)`.
     pub fn set_runs(&self, from: usize, size: usize) -> Runs<'_> {
-        Runs { map: self, pos: from, size, set: true }
+        Runs {
+            map: self,
+            pos: from,
+            size,
+            set: true,
+        }
     }
 }
 
@@ -246,8 +260,14 @@ mod tests {
                 if size < start {
                     continue;
                 }
-                assert_eq!(b.find_next_bit(size, start), naive_next(&b, size, start, true));
-                assert_eq!(b.find_next_zero_bit(size, start), naive_next(&b, size, start, false));
+                assert_eq!(
+                    b.find_next_bit(size, start),
+                    naive_next(&b, size, start, true)
+                );
+                assert_eq!(
+                    b.find_next_zero_bit(size, start),
+                    naive_next(&b, size, start, false)
+                );
             }
         }
         for lo in [0, 3, 64, 100, 131] {

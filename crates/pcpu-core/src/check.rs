@@ -29,7 +29,11 @@ macro_rules! ensure {
 
 /// Longest clear run in `[lo, hi)` of the alloc map.
 fn max_free_run(c: &Chunk, lo: usize, hi: usize) -> usize {
-    c.alloc_map.clear_runs(lo, hi).map(|r| r.len()).max().unwrap_or(0)
+    c.alloc_map
+        .clear_runs(lo, hi)
+        .map(|r| r.len())
+        .max()
+        .unwrap_or(0)
 }
 
 impl Chunk {
@@ -53,9 +57,15 @@ impl Chunk {
         let end_managed = map_bits - (self.end_offset / 4) as usize;
         while pos < end_managed {
             if self.alloc_map.test(pos) {
-                ensure!(self.bound_map.test(pos), "allocated bit {pos} starts no allocation");
+                ensure!(
+                    self.bound_map.test(pos),
+                    "allocated bit {pos} starts no allocation"
+                );
                 let e = self.bound_map.find_next_bit(map_bits + 1, pos + 1);
-                ensure!(e <= end_managed || e == map_bits, "allocation at {pos} runs past the region");
+                ensure!(
+                    e <= end_managed || e == map_bits,
+                    "allocation at {pos} runs past the region"
+                );
                 ensure!(
                     self.alloc_map.count_ones_in(pos, e) == e - pos,
                     "allocation [{pos},{e}) has clear bits"
@@ -73,7 +83,11 @@ impl Chunk {
             let true_max = max_free_run(self, lo, hi) as i32;
             let fully_free = true_max == self.block_bits;
             ensure!(b.nr_bits == self.block_bits, "block {i} nr_bits");
-            ensure!(b.contig_hint <= true_max, "block {i} contig_hint {} > true max {true_max}", b.contig_hint);
+            ensure!(
+                b.contig_hint <= true_max,
+                "block {i} contig_hint {} > true max {true_max}",
+                b.contig_hint
+            );
             ensure!(
                 (b.contig_hint == self.block_bits) == fully_free,
                 "block {i}: contig_hint {} disagrees with fully-free {fully_free}",
@@ -92,7 +106,10 @@ impl Chunk {
                 // equal" is not maintained by the kernel's own free path (an
                 // equal, worse-aligned run freed before the contig hint becomes
                 // the scan hint), so only what the allocator relies on is checked.
-                ensure!(b.scan_hint <= b.contig_hint, "block {i}: scan_hint > contig_hint");
+                ensure!(
+                    b.scan_hint <= b.contig_hint,
+                    "block {i}: scan_hint > contig_hint"
+                );
                 let s = lo + b.scan_hint_start as usize;
                 ensure!(
                     self.alloc_map.count_ones_in(s, s + b.scan_hint as usize) == 0,
@@ -149,7 +166,8 @@ impl Allocator {
         for (i, e) in self.arena.iter().enumerate() {
             let Entry::Live(c) = e else { continue };
             let id = i as u32;
-            c.check_invariants().map_err(|e| InvariantError(format!("chunk {id}: {}", e.0)))?;
+            c.check_invariants()
+                .map_err(|e| InvariantError(format!("chunk {id}: {}", e.0)))?;
             if Some(id) != self.reserved && !c.isolated {
                 empty += c.nr_empty_pop_pages;
             }
@@ -157,12 +175,20 @@ impl Allocator {
                 populated += c.nr_populated;
             }
             match c.link.slot {
-                None => ensure!(Some(id) == self.reserved || c.detached, "chunk {id} is on no slot list"),
+                None => ensure!(
+                    Some(id) == self.reserved || c.detached,
+                    "chunk {id} is on no slot list"
+                ),
                 Some(slot) => {
                     let slot = slot as usize;
                     ensure!(Some(id) != self.reserved, "reserved chunk on a slot list");
-                    let isolated_slot = slot == self.layout.sidelined || slot == self.layout.to_depopulate;
-                    ensure!(c.isolated == isolated_slot, "chunk {id}: isolated={} but in slot {slot}", c.isolated);
+                    let isolated_slot =
+                        slot == self.layout.sidelined || slot == self.layout.to_depopulate;
+                    ensure!(
+                        c.isolated == isolated_slot,
+                        "chunk {id}: isolated={} but in slot {slot}",
+                        c.isolated
+                    );
                     if !isolated_slot && slot != 0 {
                         ensure!(
                             slot == self.layout.chunk_slot(c),
@@ -170,26 +196,48 @@ impl Allocator {
                             self.layout.chunk_slot(c)
                         );
                     }
-                    ensure!(self.lists.iter(&self.arena, slot).any(|x| x == id), "chunk {id} not found in its list");
+                    ensure!(
+                        self.lists.iter(&self.arena, slot).any(|x| x == id),
+                        "chunk {id} not found in its list"
+                    );
                 }
             }
             let full = c.free_bytes == self.geo.unit_size() as i32;
             if c.kind == ChunkKind::Dynamic && full && !c.isolated {
-                ensure!(c.link.slot == Some(self.layout.free as u16), "fully free chunk {id} not in the free slot");
+                ensure!(
+                    c.link.slot == Some(self.layout.free as u16),
+                    "fully free chunk {id} not in the free slot"
+                );
             }
         }
         let listed: usize = (0..self.layout.nr_slots).map(|s| self.lists.len(s)).sum();
-        ensure!(listed == self.nr_chunks() - self.reserved.is_some() as usize, "list lengths");
+        ensure!(
+            listed == self.nr_chunks() - self.reserved.is_some() as usize,
+            "list lengths"
+        );
         ensure!(
             self.nr_empty_pop_pages == empty,
             "global nr_empty_pop_pages {} != sum {empty}",
             self.nr_empty_pop_pages
         );
         let base = (fc.static_size + fc.reserved_size + fc.dyn_size) / self.geo.page_size();
-        ensure!(self.nr_populated == base + populated, "global nr_populated {} != {}", self.nr_populated, base + populated);
-        let marked = self.arena.iter().filter_map(Entry::chunk).filter(|c| c.depopulate_mark).count();
+        ensure!(
+            self.nr_populated == base + populated,
+            "global nr_populated {} != {}",
+            self.nr_populated,
+            base + populated
+        );
+        let marked = self
+            .arena
+            .iter()
+            .filter_map(Entry::chunk)
+            .filter(|c| c.depopulate_mark)
+            .count();
         ensure!(marked == self.rfc_nr_marked, "rfc marked count");
-        ensure!(self.stats.nr_chunks as usize == self.nr_chunks() - self.reserved.is_some() as usize, "stats nr_chunks");
+        ensure!(
+            self.stats.nr_chunks as usize == self.nr_chunks() - self.reserved.is_some() as usize,
+            "stats nr_chunks"
+        );
         Ok(())
     }
 }

@@ -143,7 +143,7 @@ impl Chunk {
             let bits = c.end_offset / 4;
             let start = c.map_bits - bits;
             c.alloc_map.set_range(start as usize, bits as usize);
-            c.bound_map.set(((start_offset + map_size) / 4) as usize);
+            c.bound_map.set((start_offset + map_size) / 4);
             c.bound_map.set(c.map_bits as usize);
             let d = c.block_update_hint_alloc(start, bits);
             c.nr_empty_pop_pages += d;
@@ -312,7 +312,12 @@ impl Chunk {
     /// `pcpu_find_block_fit`: bit offset to start the area search for
     /// `alloc_bits` at `align` bits, or `None`.
     #[doc(alias = "pcpu_find_block_fit")]
-    pub(crate) fn find_block_fit(&self, alloc_bits: i32, align: i32, pop_only: bool) -> Option<i32> {
+    pub(crate) fn find_block_fit(
+        &self,
+        alloc_bits: i32,
+        align: i32,
+        pop_only: bool,
+    ) -> Option<i32> {
         if !self.chunk_md.check_hint(alloc_bits, align) {
             return None;
         }
@@ -334,7 +339,13 @@ impl Chunk {
     /// `pcpu_find_zero_area`: first aligned run of `nr` clear bits in
     /// `[start, size)`, remembering the largest run skipped. Returns a value
     /// `>= size` when nothing fits.
-    fn find_zero_area(&self, size: usize, mut start: usize, nr: usize, align_mask: usize) -> (usize, usize, usize) {
+    fn find_zero_area(
+        &self,
+        size: usize,
+        mut start: usize,
+        nr: usize,
+        align_mask: usize,
+    ) -> (usize, usize, usize) {
         let (mut largest_off, mut largest_bits) = (0usize, 0usize);
         loop {
             let mut index = self.alloc_map.find_next_zero_bit(size, start);
@@ -373,7 +384,12 @@ impl Chunk {
     /// `align` searching from `start`. Returns the bit offset and the empty
     /// page delta (already applied to `nr_empty_pop_pages`).
     #[doc(alias = "pcpu_alloc_area")]
-    pub(crate) fn alloc_area(&mut self, alloc_bits: i32, align: i32, start: i32) -> Option<(i32, EmptyDelta)> {
+    pub(crate) fn alloc_area(
+        &mut self,
+        alloc_bits: i32,
+        align: i32,
+        start: i32,
+    ) -> Option<(i32, EmptyDelta)> {
         let align_mask = (align.max(1) - 1) as usize;
         let end = (start + alloc_bits + self.block_bits).min(self.map_bits) as usize;
         let (bit_off, area_off, area_bits) =
@@ -414,7 +430,9 @@ impl Chunk {
         if !self.alloc_map.test(b) || !self.bound_map.test(b) {
             return None;
         }
-        let end = self.bound_map.find_next_bit(self.map_bits as usize + 1, b + 1);
+        let end = self
+            .bound_map
+            .find_next_bit(self.map_bits as usize + 1, b + 1);
         Some(end as i32 - bit_off)
     }
 
@@ -492,9 +510,10 @@ impl Chunk {
             block.first_free
         };
         block.right_free = 0;
-        self.alloc_map.for_each_clear_run(base + start as usize, base + bb, |s, e| {
-            block.update((s - base) as i32, (e - base) as i32);
-        });
+        self.alloc_map
+            .for_each_clear_run(base + start as usize, base + bb, |s, e| {
+                block.update((s - base) as i32, (e - base) as i32);
+            });
     }
 
     /// `pcpu_block_update_hint_alloc`. Returns the empty page delta (<= 0).
@@ -519,7 +538,12 @@ impl Chunk {
                     .find_next_zero_bit(base + bb as usize, base + (s_off + bits).min(bb) as usize)
                     - base) as i32;
             }
-            if overlap(s_block.scan_hint_start, s_block.scan_hint_start + s_block.scan_hint, s_off, s_off + bits) {
+            if overlap(
+                s_block.scan_hint_start,
+                s_block.scan_hint_start + s_block.scan_hint,
+                s_off,
+                s_off + bits,
+            ) {
                 s_block.scan_hint = 0;
             }
             if overlap(
@@ -549,8 +573,10 @@ impl Chunk {
             if e_block.contig_hint == bb {
                 nr_empty += 1;
             }
-            e_block.first_free =
-                (self.alloc_map.find_next_zero_bit(base + bb as usize, base + e_off as usize) - base) as i32;
+            e_block.first_free = (self
+                .alloc_map
+                .find_next_zero_bit(base + bb as usize, base + e_off as usize)
+                - base) as i32;
             if e_off == bb {
                 reset_end = e_index + 1;
             } else {
@@ -574,10 +600,20 @@ impl Chunk {
         }
 
         let md = &mut self.chunk_md;
-        if overlap(md.scan_hint_start, md.scan_hint_start + md.scan_hint, bit_off, bit_off + bits) {
+        if overlap(
+            md.scan_hint_start,
+            md.scan_hint_start + md.scan_hint,
+            bit_off,
+            bit_off + bits,
+        ) {
             md.scan_hint = 0;
         }
-        if overlap(md.contig_hint_start, md.contig_hint_start + md.contig_hint, bit_off, bit_off + bits) {
+        if overlap(
+            md.contig_hint_start,
+            md.contig_hint_start + md.contig_hint,
+            bit_off,
+            bit_off + bits,
+        ) {
             self.chunk_refresh_hint(false);
         }
         -nr_empty
@@ -603,7 +639,10 @@ impl Chunk {
         let start = if s_off == s_block.contig_hint + s_block.contig_hint_start {
             s_block.contig_hint_start
         } else {
-            match self.alloc_map.find_prev_bit(s_base, s_base + s_off as usize) {
+            match self
+                .alloc_map
+                .find_prev_bit(s_base, s_base + s_off as usize)
+            {
                 Some(l) => (l - s_base) as i32 + 1,
                 None => 0,
             }
@@ -664,7 +703,10 @@ impl Chunk {
 
     /// `pcpu_chunk_depopulated` (chunk part): the exact inverse.
     pub(crate) fn mark_depopulated(&mut self, pages: core::ops::Range<usize>) -> EmptyDelta {
-        debug_assert_eq!(self.populated.count_ones_in(pages.start, pages.end), pages.len());
+        debug_assert_eq!(
+            self.populated.count_ones_in(pages.start, pages.end),
+            pages.len()
+        );
         let n = pages.len();
         self.populated.clear_range(pages.start, n);
         self.nr_populated -= n;
@@ -673,7 +715,10 @@ impl Chunk {
     }
 
     /// First unpopulated run of pages inside `pages`, if any.
-    pub(crate) fn next_unpopulated(&self, pages: core::ops::Range<usize>) -> Option<core::ops::Range<usize>> {
+    pub(crate) fn next_unpopulated(
+        &self,
+        pages: core::ops::Range<usize>,
+    ) -> Option<core::ops::Range<usize>> {
         self.populated.clear_runs(pages.start, pages.end).next()
     }
 }

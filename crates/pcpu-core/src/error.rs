@@ -52,18 +52,27 @@ impl fmt::Display for AllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AllocError::InvalidSize { size, max } => {
-                write!(f, "illegal size ({size}) for percpu allocation: must be 1..={max} bytes")
+                write!(
+                    f,
+                    "illegal size ({size}) for percpu allocation: must be 1..={max} bytes"
+                )
             }
             AllocError::InvalidAlign { align, max } => write!(
                 f,
                 "illegal align ({align}) for percpu allocation: must be a power of two <= {max}"
             ),
-            AllocError::NoReservedChunk => f.write_str("reserved allocation requested but there is no reserved chunk"),
+            AllocError::NoReservedChunk => {
+                f.write_str("reserved allocation requested but there is no reserved chunk")
+            }
             AllocError::ReservedFull => f.write_str("alloc from reserved chunk failed"),
             AllocError::AtomicNoSpace => f.write_str("atomic alloc failed, no space left"),
             AllocError::NeedsChunk => f.write_str("no space left: a new chunk must be created"),
             AllocError::ChunkCreate(e) => write!(f, "failed to allocate new chunk: {e}"),
-            AllocError::Occupied { chunk, offset, size } => write!(
+            AllocError::Occupied {
+                chunk,
+                offset,
+                size,
+            } => write!(
                 f,
                 "area [{offset}, {}) of chunk {} is not free or not inside the chunk",
                 offset + size,
@@ -96,12 +105,20 @@ impl fmt::Display for FreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FreeError::UnknownChunk(c) => write!(f, "free of an address in unknown chunk {}", c.0),
-            FreeError::NotAllocated { chunk, offset, stale: true } => write!(
+            FreeError::NotAllocated {
+                chunk,
+                offset,
+                stale: true,
+            } => write!(
                 f,
                 "double free: offset {offset} in chunk {} is not allocated any more",
                 chunk.0
             ),
-            FreeError::NotAllocated { chunk, offset, stale: false } => write!(
+            FreeError::NotAllocated {
+                chunk,
+                offset,
+                stale: false,
+            } => write!(
                 f,
                 "free of offset {offset} in chunk {}, which is not the start of a live allocation",
                 chunk.0

@@ -62,15 +62,22 @@ impl Geometry {
         unit_size: usize,
         first: FirstChunk,
     ) -> Result<Self, GeometryError> {
-        let err = |reason| GeometryError { reason, config: (page_size, nr_units, unit_size, first) };
+        let err = |reason| GeometryError {
+            reason,
+            config: (page_size, nr_units, unit_size, first),
+        };
         if !page_size.is_power_of_two() || page_size < 256 {
-            return Err(err("page size must be a power of two of at least 256 bytes"));
+            return Err(err(
+                "page size must be a power of two of at least 256 bytes",
+            ));
         }
         if nr_units == 0 {
             return Err(err("at least one unit is needed"));
         }
         if unit_size == 0 || unit_size % page_size != 0 {
-            return Err(err("unit size must be a non-zero multiple of the page size"));
+            return Err(err(
+                "unit size must be a non-zero multiple of the page size",
+            ));
         }
         if unit_size / page_size > (i32::MAX as usize) / page_size {
             return Err(err("unit size too large"));
@@ -84,16 +91,27 @@ impl Geometry {
         let static_size = first.static_size.div_ceil(4) * 4;
         let total = static_size + first.reserved_size + first.dyn_size;
         if total > unit_size {
-            return Err(err("static + reserved + dynamic areas exceed the unit size"));
+            return Err(err(
+                "static + reserved + dynamic areas exceed the unit size",
+            ));
         }
-        Ok(Geometry { page_size, nr_units, unit_pages: unit_size / page_size, first })
+        Ok(Geometry {
+            page_size,
+            nr_units,
+            unit_pages: unit_size / page_size,
+            first,
+        })
     }
 
     /// A small geometry handy for examples and tests: 4 KiB pages, `nr_units`
     /// units of `unit_pages` pages, first chunk with an 8 KiB dynamic area and
     /// no static or reserved area.
     pub fn simple(nr_units: usize, unit_pages: usize) -> Result<Self, GeometryError> {
-        let first = FirstChunk { static_size: 0, reserved_size: 0, dyn_size: 8192 };
+        let first = FirstChunk {
+            static_size: 0,
+            reserved_size: 0,
+            dyn_size: 8192,
+        };
         Geometry::new(4096, nr_units, unit_pages * 4096, first)
     }
 
@@ -188,14 +206,29 @@ mod tests {
 
     #[test]
     fn rejects_bad_geometry_with_message() {
-        let fc = FirstChunk { static_size: 0, reserved_size: 0, dyn_size: 4096 };
+        let fc = FirstChunk {
+            static_size: 0,
+            reserved_size: 0,
+            dyn_size: 4096,
+        };
         let e = Geometry::new(4000, 4, 65536, fc).unwrap_err();
         assert!(e.to_string().contains("power of two"), "{e}");
         assert!(Geometry::new(4096, 0, 65536, fc).is_err());
         assert!(Geometry::new(4096, 4, 65537, fc).is_err());
-        let big = FirstChunk { static_size: 60000, reserved_size: 8192, dyn_size: 4096 };
-        assert!(Geometry::new(4096, 4, 65536, big).unwrap_err().to_string().contains("exceed"));
-        let odd = FirstChunk { static_size: 0, reserved_size: 6, dyn_size: 4096 };
+        let big = FirstChunk {
+            static_size: 60000,
+            reserved_size: 8192,
+            dyn_size: 4096,
+        };
+        assert!(Geometry::new(4096, 4, 65536, big)
+            .unwrap_err()
+            .to_string()
+            .contains("exceed"));
+        let odd = FirstChunk {
+            static_size: 0,
+            reserved_size: 6,
+            dyn_size: 4096,
+        };
         assert!(Geometry::new(4096, 4, 65536, odd).is_err());
     }
 }

@@ -26,7 +26,11 @@
 //! [`design`] module (DESIGN.md).
 #![no_std]
 #![forbid(unsafe_code)]
-#![warn(clippy::alloc_instead_of_core, clippy::std_instead_of_alloc, clippy::std_instead_of_core)]
+#![warn(
+    clippy::alloc_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::std_instead_of_core
+)]
 
 extern crate alloc;
 
@@ -51,7 +55,10 @@ pub use check::InvariantError;
 pub use chunk::{Chunk, ChunkKind};
 pub use error::{AllocError, FreeError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MIN_UNIT_SIZE};
-pub use policy::{Policy, PolicyKind, UnknownPolicy, EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW, SLOT_FAIL_THRESHOLD};
+pub use policy::{
+    Policy, PolicyKind, UnknownPolicy, EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW,
+    SLOT_FAIL_THRESHOLD,
+};
 pub use stats::{chunk_stats, ChunkStats, GlobalStats};
 
 /// Allocation granularity and minimum alignment (`PCPU_MIN_ALLOC_SIZE`): one

@@ -88,7 +88,10 @@ impl Policy {
     pub(crate) fn stages(&self) -> &'static [Stage] {
         match self.kind {
             PolicyKind::Linux511 => &[Stage::FreeChunks { empty_only: false }, Stage::Populate],
-            PolicyKind::SeedRfc => &[Stage::FreeChunks { empty_only: false }, Stage::RfcPopulateOrShrink],
+            PolicyKind::SeedRfc => &[
+                Stage::FreeChunks { empty_only: false },
+                Stage::RfcPopulateOrShrink,
+            ],
             PolicyKind::Linux514 | PolicyKind::Linux61 => &[
                 Stage::FreeChunks { empty_only: false },
                 Stage::Reclaim,

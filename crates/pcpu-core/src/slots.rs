@@ -111,13 +111,20 @@ fn c(arena: &Arena, id: u32) -> &Chunk {
 }
 #[inline]
 fn cm(arena: &mut Arena, id: u32) -> &mut Chunk {
-    arena[id as usize].chunk_mut().expect("listed chunk is live")
+    arena[id as usize]
+        .chunk_mut()
+        .expect("listed chunk is live")
 }
 
 impl Lists {
     pub(crate) fn new(nr_slots: usize) -> Self {
         assert!(nr_slots <= 64, "at most 64 slots");
-        Lists { head: vec![None; nr_slots], tail: vec![None; nr_slots], len: vec![0; nr_slots], nonempty: 0 }
+        Lists {
+            head: vec![None; nr_slots],
+            tail: vec![None; nr_slots],
+            len: vec![0; nr_slots],
+            nonempty: 0,
+        }
     }
 
     /// First chunk of `slot`.
@@ -133,7 +140,11 @@ impl Lists {
             return None;
         }
         let m = (self.nonempty >> from) << from;
-        let m = if to >= 63 { m } else { m & ((1u64 << (to + 1)) - 1) };
+        let m = if to >= 63 {
+            m
+        } else {
+            m & ((1u64 << (to + 1)) - 1)
+        };
         (m != 0).then(|| m.trailing_zeros() as usize)
     }
 
@@ -229,7 +240,10 @@ mod tests {
         assert_eq!(size_to_slot_raw(32), 3);
         assert_eq!(size_to_slot_raw(4096), 10);
         let l = SlotLayout::new(256 << 10);
-        assert_eq!((l.sidelined, l.free, l.to_depopulate, l.nr_slots), (17, 18, 19, 20));
+        assert_eq!(
+            (l.sidelined, l.free, l.to_depopulate, l.nr_slots),
+            (17, 18, 19, 20)
+        );
         let l = SlotLayout::new(640 << 10);
         assert_eq!(l.nr_slots, 21);
         let l = SlotLayout::new(2 << 20);

@@ -33,7 +33,10 @@ pub struct GlobalStats {
 
 impl GlobalStats {
     pub(crate) fn new(unit_size: u64) -> Self {
-        GlobalStats { min_alloc_size: unit_size, ..Default::default() }
+        GlobalStats {
+            min_alloc_size: unit_size,
+            ..Default::default()
+        }
     }
     pub(crate) fn on_alloc(&mut self, size: u64) {
         self.nr_alloc += 1;

@@ -4,12 +4,24 @@
 use pcpu_core::*;
 
 fn alloc_with_reserved() -> Allocator {
-    let fc = FirstChunk { static_size: 4000, reserved_size: 8192, dyn_size: 12288 };
-    Allocator::new(Geometry::new(4096, 2, 64 << 10, fc).unwrap(), Policy::default())
+    let fc = FirstChunk {
+        static_size: 4000,
+        reserved_size: 8192,
+        dyn_size: 12288,
+    };
+    Allocator::new(
+        Geometry::new(4096, 2, 64 << 10, fc).unwrap(),
+        Policy::default(),
+    )
 }
 
 fn snapshot(a: &Allocator) -> (String, i32, usize, usize) {
-    (a.percpu_stats(), a.nr_empty_pop_pages(), a.nr_populated(), a.nr_chunks())
+    (
+        a.percpu_stats(),
+        a.nr_empty_pop_pages(),
+        a.nr_populated(),
+        a.nr_chunks(),
+    )
 }
 
 #[test]
@@ -17,18 +29,37 @@ fn invalid_requests_are_rejected_without_change() {
     let mut a = alloc_with_reserved();
     let mut b = SimBackend::default();
     let before = snapshot(&a);
-    for (size, align) in [(0, 4), (MIN_UNIT_SIZE + 1, 4), (8, 12), (8, 8192), (8, 0x3000)] {
-        let e = a.alloc(&mut b, size, align, AllocFlags::NORMAL).unwrap_err();
-        assert!(matches!(e, AllocError::InvalidSize { .. } | AllocError::InvalidAlign { .. }), "{e}");
+    for (size, align) in [
+        (0, 4),
+        (MIN_UNIT_SIZE + 1, 4),
+        (8, 12),
+        (8, 8192),
+        (8, 0x3000),
+    ] {
+        let e = a
+            .alloc(&mut b, size, align, AllocFlags::NORMAL)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AllocError::InvalidSize { .. } | AllocError::InvalidAlign { .. }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().starts_with("illegal"), "{e}");
     }
     assert_eq!(before, snapshot(&a));
     a.check_invariants().unwrap();
     assert_eq!(b, SimBackend::default());
     // like the kernel, alignments below 4 are raised to 4 (even 3)
-    assert_eq!(a.alloc(&mut b, 8, 3, AllocFlags::NORMAL).unwrap().offset % 4, 0);
+    assert_eq!(
+        a.alloc(&mut b, 8, 3, AllocFlags::NORMAL).unwrap().offset % 4,
+        0
+    );
     // rounding: 32 KiB - 1 rounds to exactly the maximum and is accepted
-    assert!(a.alloc(&mut b, MIN_UNIT_SIZE - 1, 4, AllocFlags::NORMAL).is_ok());
+    assert!(a
+        .alloc(&mut b, MIN_UNIT_SIZE - 1, 4, AllocFlags::NORMAL)
+        .is_ok());
 }
 
 #[test]
@@ -47,7 +78,10 @@ fn reserved_requests() {
         n += 1;
     }
     assert!(n >= 3);
-    assert_eq!(a.alloc(&mut b, 1024, 4, AllocFlags::RESERVED).unwrap_err(), AllocError::ReservedFull);
+    assert_eq!(
+        a.alloc(&mut b, 1024, 4, AllocFlags::RESERVED).unwrap_err(),
+        AllocError::ReservedFull
+    );
     a.check_invariants().unwrap();
     a.free(r.chunk, r.offset).unwrap();
     a.check_invariants().unwrap();
@@ -59,10 +93,16 @@ fn bad_frees_are_typed_and_change_nothing() {
     let mut b = SimBackend::default();
     let x = a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap();
     let before = snapshot(&a);
-    assert_eq!(a.free(ChunkId(999), 0), Err(FreeError::UnknownChunk(ChunkId(999))));
+    assert_eq!(
+        a.free(ChunkId(999), 0),
+        Err(FreeError::UnknownChunk(ChunkId(999)))
+    );
     for off in [x.offset + 4, x.offset + 2, x.offset + 128, 1 << 30] {
         let e = a.free(x.chunk, off).unwrap_err();
-        assert!(matches!(e, FreeError::NotAllocated { stale: false, .. }), "{e}");
+        assert!(
+            matches!(e, FreeError::NotAllocated { stale: false, .. }),
+            "{e}"
+        );
     }
     assert_eq!(before, snapshot(&a));
     assert_eq!(a.free(x.chunk, x.offset), Ok(64));
@@ -93,7 +133,10 @@ fn chunk_creation_failure_rolls_back() {
     let e = a.alloc(&mut b, 1024, 4, AllocFlags::NORMAL).unwrap_err();
     assert_eq!(e, AllocError::ChunkCreate(BackendError::Injected));
     assert!(e.to_string().contains("failed to allocate new chunk"));
-    assert_eq!(before, (a.nr_chunks(), a.nr_populated(), a.stats().nr_cur_alloc));
+    assert_eq!(
+        before,
+        (a.nr_chunks(), a.nr_populated(), a.stats().nr_cur_alloc)
+    );
     a.check_invariants().unwrap();
     // and the next attempt works, reusing the released id
     let x = a.alloc(&mut b, 1024, 4, AllocFlags::NORMAL).unwrap();
@@ -107,11 +150,22 @@ fn populate_failure_rolls_back() {
     let mut a = Allocator::new(Geometry::simple(2, 8).unwrap(), Policy::default());
     let mut b = FailingBackend::default();
     let x = a.alloc(&mut b, 8192, 4, AllocFlags::NORMAL).unwrap(); // first chunk
-    let before = (a.nr_populated(), a.stats().nr_cur_alloc, a.nr_empty_pop_pages());
+    let before = (
+        a.nr_populated(),
+        a.stats().nr_cur_alloc,
+        a.nr_empty_pop_pages(),
+    );
     b.fail_populate = 1;
     let e = a.alloc(&mut b, 8192, 4, AllocFlags::NORMAL).unwrap_err();
     assert_eq!(e, AllocError::Populate(BackendError::Injected));
-    assert_eq!(before, (a.nr_populated(), a.stats().nr_cur_alloc, a.nr_empty_pop_pages()));
+    assert_eq!(
+        before,
+        (
+            a.nr_populated(),
+            a.stats().nr_cur_alloc,
+            a.nr_empty_pop_pages()
+        )
+    );
     a.check_invariants().unwrap();
     a.free(x.chunk, x.offset).unwrap();
     // depopulation failure during balance: pages stay counted, nothing breaks
@@ -146,10 +200,17 @@ fn atomic_allocations_never_create_or_populate() {
 
 #[test]
 fn geometry_errors_print_the_config() {
-    let fc = FirstChunk { static_size: 0, reserved_size: 0, dyn_size: 0 };
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size: 0,
+    };
     let e = Geometry::new(4096, 4, 65536, fc).unwrap_err();
     let s = e.to_string();
-    assert!(s.contains("dynamic area") && s.contains("unit_size=65536"), "{s}");
+    assert!(
+        s.contains("dynamic area") && s.contains("unit_size=65536"),
+        "{s}"
+    );
     assert!("linux-9.9".parse::<Policy>().is_err());
     assert_eq!("seed-rfc".parse::<Policy>().unwrap().name(), "seed-rfc");
 }

@@ -18,7 +18,10 @@ struct Shadow {
 
 impl Backend for Shadow {
     fn create_chunk(&mut self, id: ChunkId, _n: usize) -> Result<(), BackendError> {
-        assert!(self.chunks.insert(id.0, BTreeSet::new()).is_none(), "id reused while live");
+        assert!(
+            self.chunks.insert(id.0, BTreeSet::new()).is_none(),
+            "id reused while live"
+        );
         Ok(())
     }
     fn destroy_chunk(&mut self, id: ChunkId) {
@@ -33,7 +36,10 @@ impl Backend for Shadow {
                 return Err(BackendError::Injected);
             }
         }
-        let set = self.chunks.get_mut(&id.0).expect("populate of unknown chunk");
+        let set = self
+            .chunks
+            .get_mut(&id.0)
+            .expect("populate of unknown chunk");
         for p in pages {
             assert!(set.insert(p), "page {p} populated twice");
         }
@@ -41,7 +47,10 @@ impl Backend for Shadow {
     }
     fn depopulate(&mut self, id: ChunkId, pages: Range<usize>) -> Result<(), BackendError> {
         assert!(!pages.is_empty());
-        let set = self.chunks.get_mut(&id.0).expect("depopulate of unknown chunk");
+        let set = self
+            .chunks
+            .get_mut(&id.0)
+            .expect("depopulate of unknown chunk");
         for p in pages {
             assert!(set.remove(&p), "page {p} depopulated while not populated");
         }
@@ -51,8 +60,14 @@ impl Backend for Shadow {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { size: usize, align_shift: u32, atomic: bool },
-    Free { pick: usize },
+    Alloc {
+        size: usize,
+        align_shift: u32,
+        atomic: bool,
+    },
+    Free {
+        pick: usize,
+    },
     Balance,
 }
 
@@ -67,14 +82,25 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
     let mut a = Allocator::new(geo, policy);
-    let mut b = Shadow { fail_populate_every: fail_every, ..Default::default() };
+    let mut b = Shadow {
+        fail_populate_every: fail_every,
+        ..Default::default()
+    };
     let mut live: BTreeMap<(u32, usize), usize> = BTreeMap::new();
     let page = geo.page_size();
     for op in ops {
         match *op {
-            Op::Alloc { size, align_shift, atomic } => {
+            Op::Alloc {
+                size,
+                align_shift,
+                atomic,
+            } => {
                 let align = 1usize << align_shift;
-                let flags = if atomic { AllocFlags::ATOMIC } else { AllocFlags::NORMAL };
+                let flags = if atomic {
+                    AllocFlags::ATOMIC
+                } else {
+                    AllocFlags::NORMAL
+                };
                 match a.alloc(&mut b, size, align, flags) {
                     Ok(x) => {
                         assert_eq!(x.offset % align.max(4), 0, "misaligned");
@@ -82,7 +108,12 @@ fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
                         // no overlap with a live area of the same chunk
                         let lo = live.range((x.chunk.0, 0)..(x.chunk.0, x.offset + x.size));
                         if let Some((&(_, o), &s)) = lo.last() {
-                            assert!(o + s <= x.offset, "overlap: [{o},+{s}) and [{},+{})", x.offset, x.size);
+                            assert!(
+                                o + s <= x.offset,
+                                "overlap: [{o},+{s}) and [{},+{})",
+                                x.offset,
+                                x.size
+                            );
                         }
                         // every page of the area is populated
                         let c = a.chunk(x.chunk).unwrap();
@@ -126,7 +157,7 @@ fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
             }
         }
     }
-    for (&(cid, off), _) in &live {
+    for &(cid, off) in live.keys() {
         a.free(ChunkId(cid), off).unwrap();
     }
     a.balance(&mut b);
@@ -136,7 +167,11 @@ fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
 }
 
 fn geometries() -> Vec<Geometry> {
-    let fc = FirstChunk { static_size: 1000, reserved_size: 512, dyn_size: 3000 };
+    let fc = FirstChunk {
+        static_size: 1000,
+        reserved_size: 512,
+        dyn_size: 3000,
+    };
     vec![
         Geometry::new(256, 2, 256 * 32, fc).unwrap(),
         Geometry::simple(3, 8).unwrap(),

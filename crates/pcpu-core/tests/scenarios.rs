@@ -8,12 +8,18 @@ use pcpu_core::*;
 const N: usize = 1_000_000;
 
 fn kernel_like() -> Allocator {
-    let g = Geometry::from_kernel_line("percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288", 4).unwrap();
+    let g = Geometry::from_kernel_line(
+        "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288",
+        4,
+    )
+    .unwrap();
     Allocator::new(g, Policy::default())
 }
 
 fn fill(a: &mut Allocator, b: &mut SimBackend, size: usize, align: usize) -> Vec<Allocation> {
-    (0..N).map(|_| a.alloc(b, size, align, AllocFlags::NORMAL).unwrap()).collect()
+    (0..N)
+        .map(|_| a.alloc(b, size, align, AllocFlags::NORMAL).unwrap())
+        .collect()
 }
 
 fn settle(a: &mut Allocator, b: &mut SimBackend) {
@@ -33,7 +39,11 @@ fn scenario(size: usize, order: &str) {
     // dense: populated pages within one page per chunk of the ideal
     let ideal = (N * size).div_ceil(4096);
     let chunks = a.nr_chunks();
-    assert!(a.nr_populated() - start <= ideal + 2 * chunks, "populated {} ideal {ideal}", a.nr_populated() - start);
+    assert!(
+        a.nr_populated() - start <= ideal + 2 * chunks,
+        "populated {} ideal {ideal}",
+        a.nr_populated() - start
+    );
     match order {
         "in-order" => objs.iter().for_each(|o| {
             a.free(o.chunk, o.offset).unwrap();
@@ -55,11 +65,19 @@ fn scenario(size: usize, order: &str) {
     settle(&mut a, &mut b);
     // everything given back except the first chunk and the spare free chunk
     // first chunk + the one spare free chunk (the reserved chunk is not counted)
-    assert!(a.stats().nr_chunks <= 2, "{} chunks left\n{}", a.stats().nr_chunks, a.percpu_stats());
+    assert!(
+        a.stats().nr_chunks <= 2,
+        "{} chunks left\n{}",
+        a.stats().nr_chunks,
+        a.percpu_stats()
+    );
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "release-mode scenario: cargo test --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "release-mode scenario: cargo test --release"
+)]
 fn one_million_in_order() {
     for size in [4, 16, 64, 256, 1024] {
         scenario(size, "in-order");
@@ -67,7 +85,10 @@ fn one_million_in_order() {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "release-mode scenario: cargo test --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "release-mode scenario: cargo test --release"
+)]
 fn one_million_alternating() {
     for size in [4, 16, 64] {
         scenario(size, "alternating");
@@ -75,7 +96,10 @@ fn one_million_alternating() {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "release-mode scenario: cargo test --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "release-mode scenario: cargo test --release"
+)]
 fn one_million_reverse() {
     for size in [4, 16, 64] {
         scenario(size, "reverse");
@@ -83,7 +107,10 @@ fn one_million_reverse() {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "release-mode scenario: cargo test --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "release-mode scenario: cargo test --release"
+)]
 fn one_million_4_byte_objects_8_byte_aligned() {
     let mut a = kernel_like();
     let mut b = SimBackend::default();
@@ -99,7 +126,10 @@ fn one_million_4_byte_objects_8_byte_aligned() {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "release-mode scenario: cargo test --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "release-mode scenario: cargo test --release"
+)]
 fn second_half_filled_then_churn() {
     // Dennis's "second half of pages filled" variant: keep every other
     // page's objects alive, then allocate and free through the holes.

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use pcpu_core::{AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, Policy, SimBackend};
+use pcpu_core::{
+    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, Policy, SimBackend,
+};
 use pcpu_trace::{Event, Record};
 
 use crate::report::{PhaseReport, Report, Sample};
@@ -127,7 +129,12 @@ pub struct Replayer {
 
 impl Replayer {
     /// Start a replay. `has_balance_events` decides `BalanceTiming::Auto`.
-    pub fn new(setup: Setup, cfg: ReplayConfig, has_balance_events: bool, has_kprobes: bool) -> Result<Self, ReplayError> {
+    pub fn new(
+        setup: Setup,
+        cfg: ReplayConfig,
+        has_balance_events: bool,
+        has_kprobes: bool,
+    ) -> Result<Self, ReplayError> {
         let mut a = Allocator::new(setup.geometry, cfg.policy);
         let mut backend = SimBackend::default();
         let first = a.first_chunk();
@@ -137,7 +144,9 @@ impl Replayer {
             while o < off + len {
                 let n = (off + len - o).min(max);
                 a.alloc_at(&mut backend, first, o, n, 4, AllocFlags::NORMAL)
-                    .map_err(|e| ReplayError::Setup(format!("pre-filling the first chunk at {o}: {e}")))?;
+                    .map_err(|e| {
+                        ReplayError::Setup(format!("pre-filling the first chunk at {o}: {e}"))
+                    })?;
                 o += n;
             }
         }
@@ -191,7 +200,8 @@ impl Replayer {
     }
 
     fn kb(&self, pages: u64) -> u64 {
-        pages * self.setup.geometry.nr_units() as u64 * self.setup.geometry.page_size() as u64 / 1024
+        pages * self.setup.geometry.nr_units() as u64 * self.setup.geometry.page_size() as u64
+            / 1024
     }
 
     fn kernel_serial(&mut self, base: u64) -> u32 {
@@ -222,15 +232,27 @@ impl Replayer {
     fn our_chunk_for(&mut self, kserial: u32) -> Result<ChunkId, ReplayError> {
         match kserial {
             0 => return Ok(self.a.first_chunk()),
-            RESERVED_SERIAL => return self.a.reserved_chunk().ok_or(ReplayError::Setup("no reserved chunk".into())),
+            RESERVED_SERIAL => {
+                return self
+                    .a
+                    .reserved_chunk()
+                    .ok_or(ReplayError::Setup("no reserved chunk".into()))
+            }
             _ => {}
         }
         if let Some(&id) = self.ours_by_kernel.get(&kserial) {
-            if self.a.chunk(id).is_some_and(|c| c.kind() == ChunkKind::Dynamic) {
+            if self
+                .a
+                .chunk(id)
+                .is_some_and(|c| c.kind() == ChunkKind::Dynamic)
+            {
                 return Ok(id);
             }
         }
-        let id = self.a.create_chunk(&mut self.backend).map_err(|e| ReplayError::Internal(e.to_string()))?;
+        let id = self
+            .a
+            .create_chunk(&mut self.backend)
+            .map_err(|e| ReplayError::Internal(e.to_string()))?;
         self.ours_by_kernel.insert(kserial, id);
         Ok(id)
     }
@@ -262,8 +284,12 @@ impl Replayer {
             t,
             resident_kb: self.a.percpu_bytes() / 1024,
             floor_kb: self.kb(self.floor.pages),
-            ideal_kb: self.kb(self.live_bytes.div_ceil(self.setup.geometry.page_size() as u64)),
-            kernel_percpu_kb: self.have_kprobes.then(|| self.kb(self.base_pages + self.kpop - self.kdepop)),
+            ideal_kb: self.kb(self
+                .live_bytes
+                .div_ceil(self.setup.geometry.page_size() as u64)),
+            kernel_percpu_kb: self
+                .have_kprobes
+                .then(|| self.kb(self.base_pages + self.kpop - self.kdepop)),
         };
         self.report.timeline.push(s);
     }
@@ -276,16 +302,29 @@ impl Replayer {
             Event::Alloc(ev) => {
                 self.report.allocs += 1;
                 let kchunk = self.kernel_serial(ev.base_addr);
-                let flags = AllocFlags { atomic: ev.is_atomic, reserved: ev.reserved };
+                let flags = AllocFlags {
+                    atomic: ev.is_atomic,
+                    reserved: ev.reserved,
+                };
                 let size = ev.size as usize;
                 let align = ev.align as usize;
                 let res = match self.cfg.placement {
                     Placement::Simulate => self.a.alloc(&mut self.backend, size, align, flags),
                     Placement::Kernel => {
                         let id = self.our_chunk_for(kchunk)?;
-                        match self.a.alloc_at(&mut self.backend, id, ev.off as usize, size, align, flags) {
+                        match self.a.alloc_at(
+                            &mut self.backend,
+                            id,
+                            ev.off as usize,
+                            size,
+                            align,
+                            flags,
+                        ) {
                             Err(e @ AllocError::Occupied { .. }) => {
-                                return Err(ReplayError::Overlap { line: rec.line, detail: e.to_string() })
+                                return Err(ReplayError::Overlap {
+                                    line: rec.line,
+                                    detail: e.to_string(),
+                                })
                             }
                             r => r,
                         }
@@ -294,7 +333,12 @@ impl Replayer {
                 let ours = match res {
                     Ok(x) => Some(x),
                     Err(AllocError::InvalidSize { .. } | AllocError::InvalidAlign { .. }) => {
-                        return Err(ReplayError::BadEvent { line: rec.line, detail: format!("size {size} align {align} is not a valid percpu request") })
+                        return Err(ReplayError::BadEvent {
+                            line: rec.line,
+                            detail: format!(
+                                "size {size} align {align} is not a valid percpu request"
+                            ),
+                        })
                     }
                     Err(_) => {
                         self.report.failed_allocs += 1;
@@ -313,7 +357,12 @@ impl Replayer {
                 }
                 self.kfloor.add(kchunk, ev.off as u32, size4, page, 1);
                 self.live_bytes += size4 as u64;
-                let obj = LiveObj { ours, kchunk, koff: ev.off as u32, size: size4 };
+                let obj = LiveObj {
+                    ours,
+                    kchunk,
+                    koff: ev.off as u32,
+                    size: size4,
+                };
                 if self.live.insert(ev.ptr, obj).is_some() {
                     return Err(ReplayError::Overlap {
                         line: rec.line,
@@ -328,14 +377,18 @@ impl Replayer {
                         self.unknown_frees += 1;
                         return Ok(());
                     }
-                    return Err(ReplayError::UnknownFree { line: rec.line, ptr: *ptr });
+                    return Err(ReplayError::UnknownFree {
+                        line: rec.line,
+                        ptr: *ptr,
+                    });
                 };
                 self.report.frees += 1;
                 if let Some(x) = obj.ours {
                     self.a
                         .free(x.chunk, x.offset)
                         .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
-                    self.floor.add(x.chunk.0, x.offset as u32, obj.size, page, -1);
+                    self.floor
+                        .add(x.chunk.0, x.offset as u32, obj.size, page, -1);
                 }
                 self.kfloor.add(obj.kchunk, obj.koff, obj.size, page, -1);
                 self.live_bytes -= obj.size as u64;
@@ -391,8 +444,13 @@ impl Replayer {
         let r = &mut self.report;
         r.events = self.events;
         r.elapsed_s = elapsed_s;
-        r.events_per_s = if elapsed_s > 0.0 { self.events as f64 / elapsed_s } else { 0.0 };
-        r.placement_agreement = (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64);
+        r.events_per_s = if elapsed_s > 0.0 {
+            self.events as f64 / elapsed_s
+        } else {
+            0.0
+        };
+        r.placement_agreement =
+            (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64);
         r.populated_pages = self.backend.populated_pages;
         r.depopulated_pages = self.backend.depopulated_pages;
         r.kernel_populated_pages = self.have_kprobes.then_some(self.kpop);
@@ -415,13 +473,21 @@ pub fn replay(
     cfg: ReplayConfig,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Report, Allocator), ReplayError> {
-    if !records.iter().any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. })) {
+    if !records
+        .iter()
+        .any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. }))
+    {
         return Err(ReplayError::NoEvents);
     }
-    let has_balance = records.iter().any(|r| matches!(r.event, Event::BalanceWork));
-    let has_kprobes = records
+    let has_balance = records
         .iter()
-        .any(|r| matches!(r.event, Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)));
+        .any(|r| matches!(r.event, Event::BalanceWork));
+    let has_kprobes = records.iter().any(|r| {
+        matches!(
+            r.event,
+            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
+        )
+    });
     let start = Instant::now();
     let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
     for (i, rec) in records.iter().enumerate() {

@@ -52,7 +52,9 @@ pub enum ReplayError {
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReplayError::NoEvents => f.write_str("the trace has no percpu_alloc_percpu / percpu_free_percpu events"),
+            ReplayError::NoEvents => {
+                f.write_str("the trace has no percpu_alloc_percpu / percpu_free_percpu events")
+            }
             ReplayError::Setup(s) => write!(f, "cannot set up the replay: {s}"),
             ReplayError::UnknownFree { line, ptr } => {
                 write!(f, "line {line}: free of pointer {ptr:#x}, which is not a live allocation (use --lenient to skip)")

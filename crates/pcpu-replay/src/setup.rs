@@ -50,8 +50,15 @@ impl Setup {
         let fc = geometry.first_chunk();
         let page = geometry.page_size() as u64;
         let first_base = (pcpu_base + (fc.static_size + fc.reserved_size) as u64) & !(page - 1);
-        let reserved_base = (fc.reserved_size > 0).then(|| (pcpu_base + fc.static_size as u64) & !(page - 1));
-        let mut s = Setup { geometry, pcpu_base, first_base, reserved_base, prefill: Vec::new() };
+        let reserved_base =
+            (fc.reserved_size > 0).then(|| (pcpu_base + fc.static_size as u64) & !(page - 1));
+        let mut s = Setup {
+            geometry,
+            pcpu_base,
+            first_base,
+            reserved_base,
+            prefill: Vec::new(),
+        };
         if prefill {
             s.prefill = first_chunk_prefill(&s, records);
         }
@@ -93,7 +100,9 @@ fn first_chunk_prefill(s: &Setup, records: &[Record]) -> Vec<(usize, usize)> {
     }
     gaps.retain(|&(gs, glen)| {
         let ge = gs + glen;
-        allocs.iter().any(|&(off, size, align)| off >= ge && gs.div_ceil(align) * align + size <= ge)
+        allocs
+            .iter()
+            .any(|&(off, size, align)| off >= ge && gs.div_ceil(align) * align + size <= ge)
     });
     gaps
 }
