@@ -509,16 +509,51 @@ impl Allocator {
         Err(AllocError::NeedsChunk)
     }
 
+    /// Where [`Allocator::alloc_area`] would place `req` now, without changing
+    /// anything: `None` when no chunk has room (a new chunk would be created).
+    /// Replay uses it to order allocations that raced in the kernel.
+    pub fn probe(&self, req: Request, flags: AllocFlags) -> Option<(ChunkId, usize)> {
+        let fits = |id: u32| -> Option<usize> {
+            let c = self.c(id);
+            let start = c.find_block_fit(req.bits, req.bit_align, flags.atomic)?;
+            c.probe_area(req.bits, req.bit_align, start)
+                .map(|b| b as usize * MIN_ALLOC_SIZE)
+        };
+        if flags.reserved {
+            let rid = self.reserved?;
+            return fits(rid).map(|o| (ChunkId(rid), o));
+        }
+        let mut next_slot = self.layout.size_to_slot(req.size);
+        while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
+            next_slot = slot + 1;
+            for id in self.lists.iter(&self.arena, slot) {
+                if let Some(o) = fits(id) {
+                    return Some((ChunkId(id), o));
+                }
+            }
+        }
+        None
+    }
+
     /// `pcpu_alloc_area` + relocation + stats (`pcpu_stats_area_alloc`).
     fn place(&mut self, id: u32, req: Request, start: i32) -> Option<Allocation> {
-        let oslot = self.layout.chunk_slot(self.c(id));
-        let (bit_off, delta) = self.cm(id).alloc_area(req.bits, req.bit_align, start)?;
-        self.account_empty(id, delta);
-        self.relocate(id, Some(oslot));
+        let layout = self.layout;
+        let c = self.arena[id as usize].chunk_mut()?;
+        let oslot = layout.chunk_slot(c);
+        let (bit_off, delta) = c.alloc_area(req.bits, req.bit_align, start)?;
         let size = req.size as u64;
-        let c = self.cm(id);
         c.nr_alloc += 1;
         c.max_alloc_size = c.max_alloc_size.max(size);
+        let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
+        let nslot = layout.chunk_slot(c);
+        // pcpu_update_empty_pages + pcpu_chunk_relocate, with one lookup.
+        if !c.isolated && Some(id) != self.reserved {
+            self.nr_empty_pop_pages += delta;
+        }
+        if listed && nslot != oslot {
+            self.lists
+                .move_to(&mut self.arena, id, nslot, oslot < nslot);
+        }
         self.stats.on_alloc(size);
         Some(Allocation {
             chunk: ChunkId(id),
@@ -668,11 +703,20 @@ impl Allocator {
 
     /// `pcpu_free_area` + relocation + stats.
     fn free_area_in(&mut self, id: u32, bit_off: i32, bits: i32) -> i32 {
-        let oslot = self.layout.chunk_slot(self.c(id));
-        let delta = self.cm(id).free_area(bit_off, bits);
-        self.account_empty(id, delta);
-        self.relocate(id, Some(oslot));
-        self.cm(id).nr_alloc -= 1;
+        let layout = self.layout;
+        let c = self.arena[id as usize].chunk_mut().expect("live chunk");
+        let oslot = layout.chunk_slot(c);
+        let delta = c.free_area(bit_off, bits);
+        c.nr_alloc -= 1;
+        let nslot = layout.chunk_slot(c);
+        let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
+        if !c.isolated && Some(id) != self.reserved {
+            self.nr_empty_pop_pages += delta;
+        }
+        if listed && nslot != oslot {
+            self.lists
+                .move_to(&mut self.arena, id, nslot, oslot < nslot);
+        }
         self.stats.on_free();
         bits
     }

@@ -60,21 +60,35 @@ impl Bitmap {
     }
 
     /// Set bits `[start, start + len)`.
+    #[inline]
     pub fn set_range(&mut self, start: usize, len: usize) {
         self.update_range(start, len, true);
     }
 
     /// Clear bits `[start, start + len)`.
+    #[inline]
     pub fn clear_range(&mut self, start: usize, len: usize) {
         self.update_range(start, len, false);
     }
 
+    #[inline]
     fn update_range(&mut self, start: usize, len: usize, value: bool) {
         if len == 0 {
             return;
         }
         let end = start + len;
         debug_assert!(end <= self.nbits);
+        if start / W == (end - 1) / W && len < W {
+            // Common case: the range lies inside one word.
+            let mask = ((1u64 << len) - 1) << (start % W);
+            let w = &mut self.words[start / W];
+            if value {
+                *w |= mask;
+            } else {
+                *w &= !mask;
+            }
+            return;
+        }
         let (mut i, last) = (start / W, (end - 1) / W);
         while i <= last {
             let lo = if i == start / W { start % W } else { 0 };

@@ -52,6 +52,8 @@ pub struct Chunk {
     pub(crate) serial: u64,
     pub(crate) nr_pages: usize,
     pub(crate) block_bits: i32,
+    /// `log2(block_bits)`: block index of a bit is `bit >> block_shift`.
+    pub(crate) block_shift: u32,
     pub(crate) map_bits: i32,
     pub(crate) alloc_map: Bitmap,
     pub(crate) bound_map: Bitmap,
@@ -89,6 +91,7 @@ impl Chunk {
             serial,
             nr_pages,
             block_bits,
+            block_shift: block_bits.trailing_zeros(),
             map_bits,
             alloc_map: Bitmap::new(map_bits as usize),
             bound_map: Bitmap::new(map_bits as usize + 1),
@@ -210,7 +213,7 @@ impl Chunk {
 
     #[inline]
     fn block_index(&self, bit: i32) -> usize {
-        (bit / self.block_bits) as usize
+        (bit >> self.block_shift) as usize
     }
     #[inline]
     fn block_off(&self, bit: i32) -> i32 {
@@ -299,8 +302,9 @@ impl Chunk {
     /// `pcpu_is_populated`: are the pages under `[bit_off, bit_off + bits)`
     /// populated? `Err(next)` gives the bit offset past the unpopulated run.
     fn is_populated(&self, bit_off: i32, bits: i32, page_bits: i32) -> Result<(), i32> {
-        let start = (bit_off / page_bits) as usize;
-        let end = ((bit_off + bits + page_bits - 1) / page_bits) as usize;
+        let shift = page_bits.trailing_zeros();
+        let start = (bit_off >> shift) as usize;
+        let end = ((bit_off + bits + page_bits - 1) >> shift) as usize;
         let s = self.populated.find_next_zero_bit(end, start);
         if s >= end {
             return Ok(());
@@ -416,6 +420,15 @@ impl Chunk {
         let delta = self.block_update_hint_alloc(bit_off, alloc_bits);
         self.nr_empty_pop_pages += delta;
         Some((bit_off, delta))
+    }
+
+    /// The bit offset [`Chunk::alloc_area`] would choose, without allocating.
+    pub(crate) fn probe_area(&self, alloc_bits: i32, align: i32, start: i32) -> Option<i32> {
+        let align_mask = (align.max(1) - 1) as usize;
+        let end = (start + alloc_bits + self.block_bits).min(self.map_bits) as usize;
+        let (bit_off, _, _) =
+            self.find_zero_area(end, start as usize, alloc_bits as usize, align_mask);
+        (bit_off < end).then_some(bit_off as i32)
     }
 
     /// Size in bits of the live allocation starting at `bit_off`, or `None`

@@ -179,7 +179,7 @@ fn geometries() -> Vec<Geometry> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn model_all_policies(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..4) {

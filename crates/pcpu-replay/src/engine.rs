@@ -9,7 +9,7 @@ use pcpu_core::{
 };
 use pcpu_trace::{Event, Record};
 
-use crate::report::{PhaseReport, Report, Sample};
+use crate::report::{Disagreement, PhaseReport, Report, Sample};
 use crate::setup::Setup;
 use crate::ReplayError;
 
@@ -122,6 +122,7 @@ pub struct Replayer {
     kdepop: u64,
     have_kprobes: bool,
     unknown_frees: u64,
+    swapped: u64,
     report: Report,
     base_pages: u64,
     events: u64,
@@ -188,6 +189,7 @@ impl Replayer {
             kdepop: 0,
             have_kprobes: has_kprobes,
             unknown_frees: 0,
+            swapped: 0,
             report,
             base_pages,
             events: 0,
@@ -294,6 +296,47 @@ impl Replayer {
         self.report.timeline.push(s);
     }
 
+    /// Should `b` be replayed before `a`? `percpu_alloc_percpu` is emitted
+    /// after `pcpu_lock` is dropped, so two allocations racing on different
+    /// CPUs can appear in the trace in the opposite order of their placement.
+    /// Swap when our allocator would not place `a` where the kernel did, but
+    /// would place `b` exactly where the kernel did (simulate mode only).
+    pub fn should_swap(&self, a: &Record, b: &Record) -> bool {
+        let (Event::Alloc(ea), Event::Alloc(eb)) = (&a.event, &b.event) else {
+            return false;
+        };
+        if self.cfg.placement != Placement::Simulate || a.cpu == b.cpu {
+            return false;
+        }
+        let matches = |ev: &pcpu_trace::AllocEvent| -> bool {
+            let Ok(req) = self.a.request(ev.size as usize, ev.align as usize) else {
+                return false;
+            };
+            let flags = AllocFlags {
+                atomic: ev.is_atomic,
+                reserved: ev.reserved,
+            };
+            match self.a.probe(req, flags) {
+                Some((id, off)) => {
+                    off as u64 == ev.off
+                        && self.kernel_serial_peek(ev.base_addr) == Some(self.our_serial(id))
+                }
+                None => false,
+            }
+        };
+        !matches(ea) && matches(eb)
+    }
+
+    fn kernel_serial_peek(&self, base: u64) -> Option<u32> {
+        if base == self.setup.first_base {
+            Some(0)
+        } else if Some(base) == self.setup.reserved_base {
+            Some(RESERVED_SERIAL)
+        } else {
+            self.kserial_by_base.get(&base).copied()
+        }
+    }
+
     /// Replay one record.
     pub fn feed(&mut self, rec: &Record) -> Result<(), ReplayError> {
         self.events += 1;
@@ -349,8 +392,19 @@ impl Replayer {
                 if let Some(x) = ours {
                     if self.cfg.placement == Placement::Simulate {
                         self.compared += 1;
-                        if self.our_serial(x.chunk) == kchunk && x.offset as u64 == ev.off {
+                        let ours_serial = self.our_serial(x.chunk);
+                        if ours_serial == kchunk && x.offset as u64 == ev.off {
                             self.agreed += 1;
+                        } else if self.report.disagreements.len() < 20 {
+                            self.report.disagreements.push(Disagreement {
+                                line: rec.line,
+                                size: ev.size,
+                                align: ev.align,
+                                kernel_chunk: kchunk,
+                                kernel_off: ev.off,
+                                our_chunk: ours_serial,
+                                our_off: x.offset as u64,
+                            });
                         }
                     }
                     self.floor.add(x.chunk.0, x.offset as u32, size4, page, 1);
@@ -455,6 +509,7 @@ impl Replayer {
         r.depopulated_pages = self.backend.depopulated_pages;
         r.kernel_populated_pages = self.have_kprobes.then_some(self.kpop);
         r.kernel_depopulated_pages = self.have_kprobes.then_some(self.kdepop);
+        r.reordered_allocs = self.swapped;
         self.report
     }
 
@@ -490,9 +545,18 @@ pub fn replay(
     });
     let start = Instant::now();
     let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
-    for (i, rec) in records.iter().enumerate() {
-        rp.feed(rec)?;
-        if i % 4096 == 0 {
+    let mut i = 0;
+    while i < records.len() {
+        if i + 1 < records.len() && rp.should_swap(&records[i], &records[i + 1]) {
+            rp.swapped += 1;
+            rp.feed(&records[i + 1])?;
+            rp.feed(&records[i])?;
+            i += 2;
+        } else {
+            rp.feed(&records[i])?;
+            i += 1;
+        }
+        if i % 4096 < 2 {
             progress(i, records.len());
         }
     }

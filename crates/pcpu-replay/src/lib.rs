@@ -13,7 +13,7 @@ mod setup;
 use std::fmt;
 
 pub use engine::{replay, BalanceTiming, Placement, ReplayConfig, Replayer};
-pub use report::{PhaseReport, Report, Sample};
+pub use report::{Disagreement, PhaseReport, Report, Sample};
 pub use setup::Setup;
 
 /// Why a replay stopped.

@@ -6,7 +6,7 @@
 //!   "balance": "recorded"|"modelled", "units": int, "page_size": int,
 //!   "events": int, "elapsed_s": float, "events_per_s": float,
 //!   "placement_agreement": float|null,   // fraction of allocations at the kernel's chunk and offset
-//!   "allocs": int, "frees": int, "failed_allocs": int,
+//!   "allocs": int, "frees": int, "failed_allocs": int, "reordered_allocs": int,
 //!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
 //!   "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
 //!   "balance_runs": int, "chunks_created": int, "chunks_destroyed": int,
@@ -16,7 +16,9 @@
 //!                 "populated_pages": int, "depopulated_pages": int,
 //!                 "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null } ],
 //!   "timeline": [ { "t": float, "resident_kb": int, "floor_kb": int, "ideal_kb": int,
-//!                   "kernel_percpu_kb": int|null } ] }
+//!                   "kernel_percpu_kb": int|null } ],
+//!   "disagreements": [ { "line": int, "size": int, "align": int, "kernel_chunk": int,
+//!                        "kernel_off": int, "our_chunk": int, "our_off": int } ] }   // first 20
 //! ```
 //! All `_kb` figures are for all units (pages × units × page size / 1024),
 //! like `/proc/meminfo`.
@@ -69,6 +71,25 @@ pub struct Sample {
     pub kernel_percpu_kb: Option<u64>,
 }
 
+/// An allocation placed differently from the kernel (simulate mode).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Disagreement {
+    /// Trace line of the allocation.
+    pub line: u64,
+    /// Requested size.
+    pub size: u64,
+    /// Requested alignment.
+    pub align: u64,
+    /// Kernel chunk (creation order; 0 = first chunk).
+    pub kernel_chunk: u32,
+    /// Kernel offset.
+    pub kernel_off: u64,
+    /// Our chunk (creation order).
+    pub our_chunk: u32,
+    /// Our offset.
+    pub our_off: u64,
+}
+
 /// A whole replay.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -101,6 +122,9 @@ pub struct Report {
     pub frees: u64,
     /// Allocations that failed in our allocator.
     pub failed_allocs: u64,
+    /// Pairs of racing allocations replayed in swapped order (see
+    /// `Replayer::should_swap`).
+    pub reordered_allocs: u64,
     /// Our pages populated (per unit).
     pub populated_pages: u64,
     /// Our pages depopulated (per unit).
@@ -119,4 +143,6 @@ pub struct Report {
     pub phases: Vec<PhaseReport>,
     /// Over time.
     pub timeline: Vec<Sample>,
+    /// The first (at most 20) allocations placed differently from the kernel.
+    pub disagreements: Vec<Disagreement>,
 }
