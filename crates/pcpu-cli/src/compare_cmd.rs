@@ -1,0 +1,187 @@
+//! `pcpu compare`: replay one trace under several policies side by side.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use pcpu_core::Policy;
+use pcpu_replay::{Placement, Report};
+
+use crate::error::{emit, CliError, CliResult};
+use crate::input::{self, parse_policy, CommonArgs, Progress};
+use crate::plot;
+use crate::replay_cmd::{run_replay, warn_unknown_frees, Replayed};
+use crate::table::{diff_pct, opt, Align, Table};
+
+/// Arguments of `pcpu compare`.
+#[derive(Args, Debug)]
+pub(crate) struct CompareArgs {
+    /// Comma-separated policies to compare [default: all four:
+    /// linux-5.11,seed-rfc,linux-5.14,linux-6.1].
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',', value_parser = parse_policy)]
+    pub(crate) policies: Vec<Policy>,
+
+    /// Print the reports as a JSON array (same schema as `replay --json`).
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Also draw Percpu over time for every policy into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) plot: Option<PathBuf>,
+
+    /// The capture and the options every replay takes.
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// Runs `pcpu compare`.
+pub(crate) fn run(args: CompareArgs) -> CliResult {
+    if let Some(p) = &args.plot {
+        input::check_output_path(p)?;
+    }
+    let mut policies: Vec<Policy> = Vec::new();
+    for p in if args.policies.is_empty() {
+        Policy::all().to_vec()
+    } else {
+        args.policies.clone()
+    } {
+        if !policies.contains(&p) {
+            policies.push(p);
+        }
+    }
+
+    let progress = Progress::new();
+    let loaded = input::load(&args.common, &progress)?;
+    progress.stage(
+        "replaying",
+        Some((loaded.records.len() * policies.len()) as u64),
+        false,
+    );
+    // One thread per policy: the replays are independent and share the records.
+    let results: Vec<CliResult<Replayed>> = std::thread::scope(|s| {
+        let handles: Vec<_> = policies
+            .iter()
+            .map(|&policy| {
+                let (loaded, progress) = (&loaded, &progress);
+                s.spawn(move || {
+                    run_replay(loaded, loaded.config(policy, Placement::Simulate), progress)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(CliError::replay("a replay thread panicked")))
+            })
+            .collect()
+    });
+    progress.finish();
+    let mut reports = Vec::with_capacity(results.len());
+    for r in results {
+        let Replayed {
+            report,
+            unknown_frees,
+        } = r?;
+        warn_unknown_frees(&report.policy, unknown_frees);
+        reports.push(report);
+    }
+
+    if args.json {
+        let json = serde_json::to_string_pretty(&reports)
+            .map_err(|e| CliError::replay(format!("cannot encode the reports as JSON: {e}")))?;
+        emit(&(json + "\n"))?;
+    } else {
+        emit(&render(&reports, loaded.parse_s))?;
+    }
+    if let Some(p) = &args.plot {
+        plot::compare_plot(p, &reports, &loaded.phase_marks())?;
+    }
+    Ok(())
+}
+
+/// One table: per phase the kernel's Percpu figure and, per policy, ours and
+/// the difference; then populated/depopulated page totals.
+pub(crate) fn render(reports: &[Report], parse_s: f64) -> String {
+    let mut out = String::new();
+    let Some(first) = reports.first() else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "{}: {} events, simulate placement, {} balance, {} units of {} kB pages",
+        first.trace,
+        first.events,
+        first.balance,
+        first.units,
+        first.page_size / 1024
+    );
+    out.push('\n');
+
+    let mut columns = vec![("phase", Align::Left), ("kernel kB", Align::Right)];
+    for _ in reports {
+        columns.push(("ours kB", Align::Right));
+        columns.push(("diff %", Align::Right));
+    }
+    let mut t = Table::new(&columns);
+    t.group("Percpu", 2);
+    for r in reports {
+        t.group(&r.policy, 2);
+    }
+    for (i, p) in first.phases.iter().enumerate() {
+        let mut row = vec![p.name.clone(), opt(p.kernel_percpu_kb)];
+        for r in reports {
+            match r.phases.get(i) {
+                Some(q) => {
+                    row.push(q.percpu_kb.to_string());
+                    row.push(diff_pct(q.percpu_kb, q.kernel_percpu_kb));
+                }
+                None => row.extend(["-".to_string(), "-".to_string()]),
+            }
+        }
+        t.row(row);
+    }
+    t.rule();
+    let pages_row = |label: &str, kernel: Option<u64>, ours: &dyn Fn(&Report) -> u64| {
+        let mut row = vec![label.to_string(), opt(kernel)];
+        for r in reports {
+            row.push(ours(r).to_string());
+            row.push(diff_pct(ours(r), kernel));
+        }
+        row
+    };
+    t.row(pages_row(
+        "populated pages",
+        first.kernel_populated_pages,
+        &|r| r.populated_pages,
+    ));
+    t.row(pages_row(
+        "depopulated pages",
+        first.kernel_depopulated_pages,
+        &|r| r.depopulated_pages,
+    ));
+    out.push_str(&t.render());
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "pages are per unit; diff % is ours against the kernel's"
+    );
+    let mut agreement = Vec::new();
+    let mut timing = Vec::new();
+    for r in reports {
+        agreement.push(format!(
+            "{} {}",
+            r.policy,
+            r.placement_agreement
+                .map_or_else(|| "-".to_string(), |a| format!("{:.2} %", a * 100.0))
+        ));
+        timing.push(format!("{} {:.3} s", r.policy, r.elapsed_s));
+    }
+    let _ = writeln!(out, "placement agreement: {}", agreement.join(", "));
+    let _ = writeln!(
+        out,
+        "elapsed: parse {parse_s:.3} s; replay {}",
+        timing.join(", ")
+    );
+    out
+}

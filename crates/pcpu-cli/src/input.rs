@@ -1,0 +1,554 @@
+//! Loading a trace (capture folder, trace file or standard input), resolving
+//! the first-chunk geometry and number of units, and building the replay
+//! [`Setup`].
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pcpu_core::{FirstChunk, Geometry, Policy};
+use pcpu_replay::{BalanceTiming, Placement, ReplayConfig, ReplayError, Setup};
+use pcpu_trace::{
+    Capture, CaptureError, Event, FirstChunkGeometry, ParseError, ParseOptions, Record, TraceReader,
+};
+
+use crate::error::{warn, CliError, CliResult};
+
+/// Page size of every trace this command replays (x86-64).
+const PAGE_SIZE: usize = 4096;
+
+/// Read buffer for trace files.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// Arguments shared by every subcommand that replays a trace.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct CommonArgs {
+    /// Capture folder (trace.txt.gz or trace.txt, plus dmesg-percpu.txt), a
+    /// trace file (plain text or gzip), or `-` for standard input.
+    #[arg(value_name = "CAPTURE")]
+    pub(crate) input: PathBuf,
+
+    /// Number of units (possible CPUs); overrides the capture's
+    /// `pcpu-alloc: [0] ...` lines.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub(crate) units: Option<u32>,
+
+    /// First-chunk geometry as the kernel prints it, e.g.
+    /// "s217088 r8192 d28672 u524288" (static, reserved, dynamic and unit
+    /// size in bytes); overrides the capture's dmesg-percpu.txt.
+    #[arg(long, value_name = "\"sN rN dN uN\"", value_parser = parse_geometry)]
+    pub(crate) geometry: Option<FirstChunkGeometry>,
+
+    /// Do not pre-fill the gaps of the first chunk that were in use before
+    /// tracing started.
+    #[arg(long)]
+    pub(crate) no_prefill: bool,
+
+    /// Skip malformed trace lines and frees of unknown pointers (counted and
+    /// reported on stderr) instead of failing.
+    #[arg(long)]
+    pub(crate) lenient: bool,
+
+    /// When the balance work runs: at the kernel's recorded
+    /// pcpu_balance_workfn events, as modelled from the kernel's rules, or
+    /// recorded when the trace has such events (auto).
+    #[arg(long, value_enum, default_value_t = BalanceArg::Auto)]
+    pub(crate) balance: BalanceArg,
+
+    /// Run the allocator's full invariant check after every event (slow).
+    #[arg(long)]
+    pub(crate) check: bool,
+}
+
+/// `--balance` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BalanceArg {
+    /// Recorded when the trace has pcpu_balance_workfn events, else modelled.
+    Auto,
+    /// At the trace's pcpu_balance_workfn events.
+    Recorded,
+    /// Whenever an allocation or free schedules the balance work.
+    Modelled,
+}
+
+impl From<BalanceArg> for BalanceTiming {
+    fn from(b: BalanceArg) -> Self {
+        match b {
+            BalanceArg::Auto => BalanceTiming::Auto,
+            BalanceArg::Recorded => BalanceTiming::Recorded,
+            BalanceArg::Modelled => BalanceTiming::Modelled,
+        }
+    }
+}
+
+/// `--placement` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlacementArg {
+    /// Our allocator places every allocation.
+    Simulate,
+    /// Every allocation goes to the kernel's recorded chunk and offset
+    /// (population policy only).
+    Kernel,
+}
+
+impl From<PlacementArg> for Placement {
+    fn from(p: PlacementArg) -> Self {
+        match p {
+            PlacementArg::Simulate => Placement::Simulate,
+            PlacementArg::Kernel => Placement::Kernel,
+        }
+    }
+}
+
+/// Parses a policy name (`--policy`, `--policies`).
+pub(crate) fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse::<Policy>().map_err(|e| e.to_string())
+}
+
+/// Parses `--geometry "s217088 r8192 d28672 u524288"`. The `u` part may be
+/// left out (then static + reserved + dynamic rounded up to pages); tokens may
+/// come in any order and be separated by spaces or commas.
+pub(crate) fn parse_geometry(s: &str) -> Result<FirstChunkGeometry, String> {
+    let (mut st, mut r, mut d, mut u) = (None, None, None, None);
+    for tok in s
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+    {
+        let mut chars = tok.chars();
+        let key = chars.next().unwrap_or(' ');
+        let value: Option<u64> = chars.as_str().parse().ok();
+        let slot = match key {
+            's' => &mut st,
+            'r' => &mut r,
+            'd' => &mut d,
+            'u' => &mut u,
+            _ => {
+                return Err(format!(
+                "unexpected `{tok}`: expected \"s<static> r<reserved> d<dynamic> u<unit>\" (bytes)"
+            ))
+            }
+        };
+        match value {
+            Some(v) => *slot = Some(v),
+            None => return Err(format!("`{tok}`: expected a number of bytes after `{key}`")),
+        }
+    }
+    let missing: Vec<&str> = [("s<static>", st), ("r<reserved>", r), ("d<dynamic>", d)]
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing {} (expected \"s<static> r<reserved> d<dynamic> u<unit>\")",
+            missing.join(", ")
+        ));
+    }
+    let (st, r, d) = (st.unwrap_or(0), r.unwrap_or(0), d.unwrap_or(0));
+    let total = st.saturating_add(r).saturating_add(d);
+    let pages = u32::try_from(total.div_ceil(PAGE_SIZE as u64))
+        .map_err(|_| "sizes too large".to_string())?;
+    Ok(FirstChunkGeometry {
+        embedded_pages: pages,
+        static_size: st,
+        reserved_size: r,
+        dyn_size: d,
+        unit_size: u.unwrap_or(u64::from(pages) * PAGE_SIZE as u64),
+        atom_size: None,
+        groups: Vec::new(),
+    })
+}
+
+/// A progress bar on stderr, shown only when stderr is a terminal. Cheap to
+/// clone (clones share the bar); usable from several threads.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    /// The current stage's bar (a new one per stage, so that no frame mixes
+    /// two stages); `None` when stderr is not a terminal.
+    bar: Option<Arc<Mutex<ProgressBar>>>,
+}
+
+impl Progress {
+    /// A bar that draws only when stderr is a terminal.
+    pub(crate) fn new() -> Self {
+        let bar = io::stderr()
+            .is_terminal()
+            .then(|| Arc::new(Mutex::new(ProgressBar::hidden())));
+        Progress { bar }
+    }
+
+    /// The current bar, if drawing.
+    fn with(&self, f: impl FnOnce(&mut ProgressBar)) {
+        if let Some(b) = &self.bar {
+            // A poisoned lock only means another thread panicked while
+            // drawing; the bar itself is still usable.
+            let mut guard = b.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard);
+        }
+    }
+
+    /// Starts a stage: `len` units of work (bytes when `bytes`), or unknown.
+    pub(crate) fn stage(&self, message: &'static str, len: Option<u64>, bytes: bool) {
+        self.with(|bar| {
+            let template = match (len.is_some(), bytes) {
+                (true, true) => "{spinner} {msg:9} [{bar:40}] {bytes}/{total_bytes} {eta}",
+                (true, false) => "{spinner} {msg:9} [{bar:40}] {pos}/{len} events {eta}",
+                (false, true) => "{spinner} {msg:9} {bytes} read",
+                (false, false) => "{spinner} {msg:9} {pos} events",
+            };
+            bar.finish_and_clear();
+            let next = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                next.set_style(style.progress_chars("=> "));
+            }
+            next.set_message(message);
+            next.enable_steady_tick(Duration::from_millis(120));
+            *bar = next;
+        });
+    }
+
+    /// Adds `n` units of work done.
+    pub(crate) fn inc(&self, n: u64) {
+        self.with(|bar| bar.inc(n));
+    }
+
+    /// Removes the bar (before printing results).
+    pub(crate) fn finish(&self) {
+        self.with(|bar| bar.finish_and_clear());
+    }
+}
+
+/// A reader that reports the bytes it reads to a [`Progress`].
+struct Counting<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// A parsed trace, ready to replay.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// Trace name for reports (the capture folder's name, the file name, or
+    /// `stdin`).
+    pub(crate) name: String,
+    /// All records in file order.
+    pub(crate) records: Vec<Record>,
+    /// The traced kernel's allocator setup.
+    pub(crate) setup: Setup,
+    /// The trace has `pcpu_balance_workfn` events.
+    pub(crate) has_balance: bool,
+    /// The trace has populate/depopulate kprobe events.
+    pub(crate) has_kprobes: bool,
+    /// Wall time of reading and parsing the trace.
+    pub(crate) parse_s: f64,
+    /// `--lenient`.
+    lenient: bool,
+    /// `--check`.
+    check: bool,
+    /// `--balance`.
+    balance: BalanceTiming,
+}
+
+impl Loaded {
+    /// The replay configuration for `policy` and `placement` under the
+    /// shared options.
+    pub(crate) fn config(&self, policy: Policy, placement: Placement) -> ReplayConfig {
+        ReplayConfig {
+            policy,
+            placement,
+            balance: self.balance,
+            check_invariants: self.check,
+            lenient: self.lenient,
+            ..ReplayConfig::default()
+        }
+    }
+
+    /// `(name, timestamp)` of every `PHASE <name> Percpu` marker, in trace
+    /// order (one per [`pcpu_replay::PhaseReport`]).
+    pub(crate) fn phase_marks(&self) -> Vec<(String, f64)> {
+        self.records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::PhasePercpu { name, .. } => Some((name.clone(), r.ts)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Turns a replay error into a command error (exit code 1).
+    pub(crate) fn replay_error(&self, e: &ReplayError) -> CliError {
+        CliError::replay(format!("{}: replay failed: {e}", self.name))
+    }
+}
+
+/// Where the trace comes from.
+enum Source {
+    /// Standard input.
+    Stdin,
+    /// A capture folder or trace file.
+    Capture(Capture),
+}
+
+/// Reads the capture or trace named by `args`, resolves geometry and units,
+/// and derives the replay setup. Reports skipped lines (lenient mode) and
+/// lost events on stderr. On error the progress bar is removed.
+pub(crate) fn load(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
+    let r = load_inner(args, progress);
+    if r.is_err() {
+        progress.finish();
+    }
+    r
+}
+
+/// [`load`] without the clean-up.
+fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
+    let (source, name) = if args.input.as_os_str() == "-" {
+        (Source::Stdin, "stdin".to_string())
+    } else {
+        let path = &args.input;
+        if !path.exists() {
+            return Err(CliError::usage(format!(
+                "{}: no such file or directory",
+                path.display()
+            )));
+        }
+        let cap = Capture::open(path).map_err(|e| capture_error(&e))?;
+        // The folder's name for a capture folder or its standard trace file,
+        // else the file's name.
+        let file_name = path
+            .file_name()
+            .filter(|_| !path.is_dir())
+            .map(|n| n.to_string_lossy().into_owned());
+        let name = match file_name {
+            Some(n) if n != "trace.txt.gz" && n != "trace.txt" => n,
+            _ => cap.name(),
+        };
+        (Source::Capture(cap), name)
+    };
+    let (geo, units) = resolve_geometry(args, &source)?;
+
+    let options = if args.lenient {
+        ParseOptions::lenient()
+    } else {
+        ParseOptions::strict()
+    };
+    let start = Instant::now();
+    let (trace_label, parsed) = match &source {
+        Source::Stdin => {
+            progress.stage("reading", None, true);
+            let input = Counting {
+                inner: io::stdin().lock(),
+                progress: progress.clone(),
+            };
+            (
+                "standard input".to_string(),
+                read_records(BufReader::with_capacity(BUF_SIZE, input), options),
+            )
+        }
+        Source::Capture(cap) => {
+            let label = cap.trace_path.display().to_string();
+            let file = File::open(&cap.trace_path)
+                .map_err(|e| CliError::usage(format!("{label}: {e}")))?;
+            let len = file.metadata().map(|m| m.len()).ok();
+            progress.stage("parsing", len, true);
+            let input = Counting {
+                inner: file,
+                progress: progress.clone(),
+            };
+            (
+                label,
+                read_records(BufReader::with_capacity(BUF_SIZE, input), options),
+            )
+        }
+    };
+    let (records, stats, header) = parsed.map_err(|e| parse_error(&trace_label, &e))?;
+    let parse_s = start.elapsed().as_secs_f64();
+    // Clear the bar before any warning; the replay stage draws a new one.
+    progress.finish();
+
+    if stats.malformed > 0 {
+        warn(&format!(
+            "{trace_label}: skipped {} malformed line{} (--lenient); the first:",
+            stats.malformed,
+            plural(stats.malformed)
+        ));
+        for e in &stats.errors {
+            warn(&format!("  {e}"));
+        }
+    }
+    if let Some(lost) = header.lost_events().filter(|&n| n > 0) {
+        warn(&format!(
+            "{trace_label}: the ring buffer lost {lost} event{} (entries-written > entries-in-buffer); \
+             the replay will not match the kernel",
+            plural(lost)
+        ));
+    }
+    if !records
+        .iter()
+        .any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. }))
+    {
+        return Err(CliError::usage(format!(
+            "{trace_label}: {}",
+            ReplayError::NoEvents
+        )));
+    }
+    let setup = Setup::derive(&geo, units, &records, !args.no_prefill).map_err(|e| match e {
+        ReplayError::NoEvents => CliError::usage(format!("{trace_label}: {e}")),
+        e => CliError::replay(format!("{name}: {e}")),
+    })?;
+    let has_balance = records
+        .iter()
+        .any(|r| matches!(r.event, Event::BalanceWork));
+    let has_kprobes = records.iter().any(|r| {
+        matches!(
+            r.event,
+            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
+        )
+    });
+    Ok(Loaded {
+        name,
+        records,
+        setup,
+        has_balance,
+        has_kprobes,
+        parse_s,
+        lenient: args.lenient,
+        check: args.check,
+        balance: args.balance.into(),
+    })
+}
+
+/// Records, parse statistics and header of a whole trace.
+type Parsed = (Vec<Record>, pcpu_trace::ParseStats, pcpu_trace::TraceHeader);
+
+/// Reads every record of a plain or gzip trace.
+fn read_records<'a, R: BufRead + 'a>(
+    input: R,
+    options: ParseOptions,
+) -> Result<Parsed, ParseError> {
+    let mut reader: TraceReader<Box<dyn BufRead + 'a>> = pcpu_trace::from_reader(input)
+        .map_err(|e| ParseError::io(0, &e))?
+        .with_options(options);
+    let mut records = Vec::new();
+    for r in &mut reader {
+        records.push(r?);
+    }
+    Ok((records, reader.stats().clone(), reader.header().clone()))
+}
+
+/// Resolves the first-chunk geometry and number of units from the flags and
+/// the capture, and checks them.
+fn resolve_geometry(args: &CommonArgs, source: &Source) -> CliResult<(FirstChunkGeometry, usize)> {
+    const GEO_FLAG: &str =
+        "--geometry \"s<static> r<reserved> d<dynamic> u<unit>\" (the sizes of the \
+                            kernel's `percpu: Embedded N pages/cpu s.. r.. d.. u..` boot line)";
+    let cap = match source {
+        Source::Capture(c) => Some(c),
+        Source::Stdin => None,
+    };
+    let dmesg_geo = cap.and_then(|c| c.geometry.as_ref());
+    let dmesg_units = dmesg_geo.and_then(FirstChunkGeometry::nr_units);
+    let geo = args.geometry.clone().or_else(|| dmesg_geo.cloned());
+    let units = args.units.or(dmesg_units);
+
+    let why = match cap {
+        None => "standard input has no dmesg-percpu.txt".to_string(),
+        Some(c) => match (&c.dmesg_path, dmesg_geo) {
+            (None, _) => format!("{} has no dmesg-percpu.txt", c.dir.display()),
+            (Some(p), None) => format!("{} has no percpu geometry line", p.display()),
+            (Some(p), Some(_)) => {
+                format!("{} has no `pcpu-alloc: [0] ...` unit lines", p.display())
+            }
+        },
+    };
+    let (geo, units) = match (geo, units) {
+        (Some(g), Some(u)) => (g, u as usize),
+        (None, Some(_)) => {
+            return Err(CliError::usage(format!(
+                "no first-chunk geometry: {why}; pass {GEO_FLAG}"
+            )))
+        }
+        (Some(_), None) => {
+            return Err(CliError::usage(format!(
+                "number of units unknown: {why}; pass --units N (the number of possible CPUs)"
+            )))
+        }
+        (None, None) => {
+            return Err(CliError::usage(format!(
+                "no first-chunk geometry and number of units: {why}; pass {GEO_FLAG} and --units N"
+            )))
+        }
+    };
+    let first = FirstChunk {
+        static_size: geo.static_size as usize,
+        reserved_size: geo.reserved_size as usize,
+        dyn_size: geo.dyn_size as usize,
+    };
+    Geometry::new(PAGE_SIZE, units, geo.unit_size as usize, first)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    Ok((geo, units))
+}
+
+/// A trace parse error as a command error: it names the trace and the line.
+fn parse_error(trace: &str, e: &ParseError) -> CliError {
+    let text = e.to_string();
+    let text = if e.line == 0 {
+        text.strip_prefix("line 0: ").unwrap_or(&text).to_string()
+    } else {
+        text
+    };
+    let hint = if e.is_io() {
+        ""
+    } else {
+        " (use --lenient to skip malformed lines)"
+    };
+    CliError::usage(format!("{trace}: {text}{hint}"))
+}
+
+/// A capture folder error as a command error.
+fn capture_error(e: &CaptureError) -> CliError {
+    CliError::usage(e.to_string())
+}
+
+/// `"s"` unless `n` is 1.
+pub(crate) fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Checks up front that `path`'s folder exists, so that a bad `--plot` path
+/// fails before the replay rather than after it.
+pub(crate) fn check_output_path(path: &Path) -> CliResult {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{}: folder {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(CliError::usage(format!(
+            "{}: is a folder, expected a file name",
+            path.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The `pcpu` command: replays Linux percpu allocator traces through
+//! `pcpu-core` and compares the result with what the traced kernel did.
+//!
+//! ```text
+//! pcpu replay  <CAPTURE> [--policy P] [--placement simulate|kernel] [--json] [--plot F.svg] ...
+//! pcpu compare <CAPTURE> [--policies A,B,...] [--json] [--plot F.svg] ...
+//! pcpu stats   <CAPTURE> --at PHASE [--policy P] ...
+//! ```
+//!
+//! Every failure is one `pcpu: error: ...` line on stderr; the exit code is 2
+//! for usage and input errors and 1 for replay errors.
+
+mod compare_cmd;
+mod error;
+mod input;
+mod plot;
+mod replay_cmd;
+mod stats_cmd;
+mod table;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+
+use crate::error::{CliResult, EXIT_USAGE};
+
+/// Replay Linux percpu allocator traces through pcpu-core and compare the
+/// result with what the traced kernel did.
+#[derive(Parser, Debug)]
+#[command(name = "pcpu", version, about, propagate_version = true)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a trace with one policy: Percpu per phase against the kernel's,
+    /// placement agreement, populated/depopulated pages.
+    Replay(replay_cmd::ReplayArgs),
+    /// Replay a trace under several policies and show them side by side.
+    Compare(compare_cmd::CompareArgs),
+    /// Print the allocator's percpu_stats at a phase marker.
+    Stats(stats_cmd::StatsArgs),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    fn run(self) -> CliResult {
+        match self {
+            Command::Replay(a) => replay_cmd::run(a),
+            Command::Compare(a) => compare_cmd::run(a),
+            Command::Stats(a) => stats_cmd::run(a),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(&e),
+    };
+    match cli.command.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "pcpu: error: {e}");
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Prints help/version as clap renders it, and argument errors as one
+/// `pcpu: error:` line (with clap's tips and possible values folded in).
+fn clap_failure(e: &clap::Error) -> ExitCode {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "pcpu: error: {}",
+        one_line_clap(&e.render().to_string())
+    );
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Folds clap's multi-line error text into one line.
+fn one_line_clap(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut msg = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    for l in lines {
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            continue;
+        }
+        msg.push_str(if l.starts_with('[') || msg.ends_with(':') {
+            " "
+        } else {
+            "; "
+        });
+        msg.push_str(l);
+    }
+    msg.push_str(" (see --help)");
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let text = "error: invalid value 'x' for '--placement <PLACEMENT>'\n  [possible values: simulate, kernel]\n\n  tip: a similar value exists: 'kernel'\n\nUsage: pcpu replay <CAPTURE>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line_clap(text),
+            "invalid value 'x' for '--placement <PLACEMENT>' [possible values: simulate, kernel]; \
+             tip: a similar value exists: 'kernel' (see --help)"
+        );
+    }
+}

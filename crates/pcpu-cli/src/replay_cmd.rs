@@ -1,0 +1,229 @@
+//! `pcpu replay`: replay one trace with one policy and compare with the
+//! kernel.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use pcpu_core::Policy;
+use pcpu_replay::{ReplayConfig, Replayer, Report};
+
+use crate::error::{emit, warn, CliError, CliResult};
+use crate::input::{self, parse_policy, plural, CommonArgs, Loaded, PlacementArg, Progress};
+use crate::plot;
+use crate::table::{diff_pct, opt, Align, Table};
+
+/// Arguments of `pcpu replay`.
+#[derive(Args, Debug)]
+pub(crate) struct ReplayArgs {
+    /// Depopulation policy: linux-5.11, seed-rfc, linux-5.14 or linux-6.1.
+    #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
+    pub(crate) policy: Policy,
+
+    /// Where allocations go: chosen by our allocator (simulate), or at the
+    /// kernel's recorded chunk and offset (kernel).
+    #[arg(long, value_enum, default_value_t = PlacementArg::Simulate)]
+    pub(crate) placement: PlacementArg,
+
+    /// Print the report as JSON (stable schema, see pcpu_replay::report).
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Also draw Percpu over time into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) plot: Option<PathBuf>,
+
+    /// The capture and the options every replay takes.
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// A finished replay.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    /// The report (with the trace name set).
+    pub(crate) report: Report,
+    /// Frees of unknown pointers skipped (`--lenient`).
+    pub(crate) unknown_frees: u64,
+}
+
+/// Replays all of `loaded` with `cfg`, advancing `progress` by one per record.
+pub(crate) fn run_replay(
+    loaded: &Loaded,
+    cfg: ReplayConfig,
+    progress: &Progress,
+) -> CliResult<Replayed> {
+    const STEP: usize = 4096;
+    let start = Instant::now();
+    let mut rp = Replayer::new(
+        loaded.setup.clone(),
+        cfg,
+        loaded.has_balance,
+        loaded.has_kprobes,
+    )
+    .map_err(|e| loaded.replay_error(&e))?;
+    for chunk in loaded.records.chunks(STEP) {
+        for rec in chunk {
+            rp.feed(rec).map_err(|e| loaded.replay_error(&e))?;
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    let unknown_frees = rp.unknown_frees();
+    let mut report = rp.finish(start.elapsed().as_secs_f64());
+    report.trace = loaded.name.clone();
+    Ok(Replayed {
+        report,
+        unknown_frees,
+    })
+}
+
+/// Warns about frees of unknown pointers skipped in lenient mode.
+pub(crate) fn warn_unknown_frees(policy: &str, n: u64) {
+    if n > 0 {
+        warn(&format!(
+            "{policy}: skipped {n} free{} of pointers with no live traced allocation (--lenient)",
+            plural(n)
+        ));
+    }
+}
+
+/// Runs `pcpu replay`.
+pub(crate) fn run(args: ReplayArgs) -> CliResult {
+    if let Some(p) = &args.plot {
+        input::check_output_path(p)?;
+    }
+    let progress = Progress::new();
+    let loaded = input::load(&args.common, &progress)?;
+    progress.stage("replaying", Some(loaded.records.len() as u64), false);
+    let cfg = loaded.config(args.policy, args.placement.into());
+    let result = run_replay(&loaded, cfg, &progress);
+    progress.finish();
+    let Replayed {
+        report,
+        unknown_frees,
+    } = result?;
+    warn_unknown_frees(&report.policy, unknown_frees);
+
+    let phases = loaded.phase_marks();
+    if args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::replay(format!("cannot encode the report as JSON: {e}")))?;
+        emit(&(json + "\n"))?;
+    } else {
+        emit(&render(&report, loaded.parse_s))?;
+    }
+    if let Some(p) = &args.plot {
+        plot::replay_plot(p, &report, &phases)?;
+    }
+    Ok(())
+}
+
+/// The human-readable report: a table by phase, then summary lines.
+pub(crate) fn render(r: &Report, parse_s: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: policy {}, {} placement, {} balance, {} units of {} kB pages",
+        r.trace,
+        r.policy,
+        r.placement,
+        r.balance,
+        r.units,
+        r.page_size / 1024
+    );
+    out.push('\n');
+    let mut t = Table::new(&[
+        ("phase", Align::Left),
+        ("Percpu ours kB", Align::Right),
+        ("kernel kB", Align::Right),
+        ("diff %", Align::Right),
+        ("ideal kB", Align::Right),
+        ("floor kB", Align::Right),
+        ("kernel floor kB", Align::Right),
+        ("chunks", Align::Right),
+    ]);
+    for p in &r.phases {
+        t.row([
+            p.name.clone(),
+            p.percpu_kb.to_string(),
+            opt(p.kernel_percpu_kb),
+            diff_pct(p.percpu_kb, p.kernel_percpu_kb),
+            p.ideal_kb.to_string(),
+            p.floor_kb.to_string(),
+            p.kernel_floor_kb.to_string(),
+            p.chunks.to_string(),
+        ]);
+    }
+    if r.phases.is_empty() {
+        t.row(["(the trace has no `PHASE <X> Percpu` markers)"]);
+    }
+    out.push_str(&t.render());
+    out.push('\n');
+
+    let rate = if r.events_per_s >= 1e6 {
+        format!("{:.2} M events/s", r.events_per_s / 1e6)
+    } else {
+        format!("{:.0} events/s", r.events_per_s)
+    };
+    let mut lines: Vec<(&str, String)> = vec![
+        (
+            "events",
+            format!("{} ({} allocs, {} frees)", r.events, r.allocs, r.frees),
+        ),
+        (
+            "elapsed",
+            format!(
+                "replay {:.3} s ({rate}), parse {:.3} s",
+                r.elapsed_s, parse_s
+            ),
+        ),
+        (
+            "placement agreement",
+            match r.placement_agreement {
+                Some(a) => format!(
+                    "{:.2} % of allocations at the kernel's chunk and offset",
+                    a * 100.0
+                ),
+                None if r.placement == "kernel" => "- (kernel placement)".to_string(),
+                None => "-".to_string(),
+            },
+        ),
+        (
+            "populated pages",
+            pages_line(r.populated_pages, r.kernel_populated_pages),
+        ),
+        (
+            "depopulated pages",
+            pages_line(r.depopulated_pages, r.kernel_depopulated_pages),
+        ),
+        (
+            "balance runs",
+            format!(
+                "{} ({}); chunks created {}, destroyed {}",
+                r.balance_runs, r.balance, r.chunks_created, r.chunks_destroyed
+            ),
+        ),
+    ];
+    if r.failed_allocs > 0 {
+        lines.push(("failed allocations", r.failed_allocs.to_string()));
+    }
+    let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in lines {
+        let _ = writeln!(out, "{:<w$}  {v}", format!("{k}:"), w = w + 1);
+    }
+    out
+}
+
+/// `ours N, kernel M (+d %)`, per unit.
+fn pages_line(ours: u64, kernel: Option<u64>) -> String {
+    match kernel {
+        Some(k) => format!(
+            "ours {ours}, kernel {k} per unit ({} %)",
+            diff_pct(ours, Some(k))
+        ),
+        None => {
+            format!("ours {ours} per unit, kernel - (the trace has no populate/depopulate kprobes)")
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `pcpu stats`: the allocator's `percpu_stats` at a phase marker.
+
+use clap::Args;
+use pcpu_core::Policy;
+use pcpu_replay::Replayer;
+use pcpu_trace::Event;
+
+use crate::error::{emit, CliError, CliResult};
+use crate::input::{self, parse_policy, CommonArgs, PlacementArg, Progress};
+use crate::replay_cmd::warn_unknown_frees;
+
+/// Arguments of `pcpu stats`.
+#[derive(Args, Debug)]
+pub(crate) struct StatsArgs {
+    /// Replay up to (and including) the `PHASE <PHASE> Percpu` marker.
+    #[arg(long, value_name = "PHASE")]
+    pub(crate) at: String,
+
+    /// Depopulation policy: linux-5.11, seed-rfc, linux-5.14 or linux-6.1.
+    #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
+    pub(crate) policy: Policy,
+
+    /// Where allocations go: chosen by our allocator (simulate), or at the
+    /// kernel's recorded chunk and offset (kernel).
+    #[arg(long, value_enum, default_value_t = PlacementArg::Simulate)]
+    pub(crate) placement: PlacementArg,
+
+    /// The capture and the options every replay takes.
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// Runs `pcpu stats`.
+pub(crate) fn run(args: StatsArgs) -> CliResult {
+    let progress = Progress::new();
+    let loaded = input::load(&args.common, &progress)?;
+    let is_target = |e: &Event| matches!(e, Event::PhasePercpu { name, .. } if *name == args.at);
+    let Some(end) = loaded.records.iter().position(|r| is_target(&r.event)) else {
+        progress.finish();
+        let mut names: Vec<String> = Vec::new();
+        for (n, _) in loaded.phase_marks() {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        return Err(CliError::usage(if names.is_empty() {
+            format!(
+                "no phase `{}`: {} has no `PHASE <X> Percpu` markers",
+                args.at, loaded.name
+            )
+        } else {
+            format!(
+                "no phase `{}` in {}; its phases are: {}",
+                args.at,
+                loaded.name,
+                names.join(", ")
+            )
+        }));
+    };
+
+    progress.stage("replaying", Some(end as u64 + 1), false);
+    let cfg = loaded.config(args.policy, args.placement.into());
+    let result = (|| {
+        let mut rp = Replayer::new(
+            loaded.setup.clone(),
+            cfg,
+            loaded.has_balance,
+            loaded.has_kprobes,
+        )
+        .map_err(|e| loaded.replay_error(&e))?;
+        for chunk in loaded.records[..=end].chunks(4096) {
+            for rec in chunk {
+                rp.feed(rec).map_err(|e| loaded.replay_error(&e))?;
+            }
+            progress.inc(chunk.len() as u64);
+        }
+        Ok::<_, CliError>(rp)
+    })();
+    progress.finish();
+    let rp = result?;
+    warn_unknown_frees(args.policy.name(), rp.unknown_frees());
+    emit(&rp.allocator().percpu_stats())
+}

@@ -1,0 +1,566 @@
+//! End-to-end tests of the `pcpu` binary on the small fixtures in
+//! `tests/fixtures/` (copied from pcpu-trace's: `memcg-small/` is the head of
+//! a real 6.1 capture up to phase A; `malformed/` is the same trace with line
+//! 115 missing its `off=` field and line 200 replaced by garbage).
+//!
+//! `UPDATE_GOLDEN=1 cargo test -p pcpu-cli` rewrites `tests/golden/*.json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const SMALL: &str = "tests/fixtures/memcg-small";
+const MALFORMED: &str = "tests/fixtures/malformed";
+const GEOMETRY: &str = "s217088 r8192 d28672 u524288";
+
+/// Runs `pcpu args...` in the package folder, with `stdin` (or none).
+fn pcpu_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pcpu"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd.spawn().expect("run pcpu");
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(data).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for pcpu")
+}
+
+fn pcpu(args: &[&str]) -> Output {
+    pcpu_with_stdin(args, None)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and an empty stderr (no progress bar off a terminal).
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstderr: {}",
+        o.status.code(),
+        stderr(o)
+    );
+}
+
+/// Asserts a failure with `code` and a single `pcpu: error:` line containing
+/// every one of `needles`.
+fn assert_fails(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("pcpu: error: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{n}` not in: {}", lines[0]);
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pcpu-cli-tests");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    dir.join(name)
+}
+
+/// The fixture trace, uncompressed text, for standard input tests.
+fn small_trace_gz() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(SMALL)
+            .join("trace.txt.gz"),
+    )
+    .expect("fixture")
+}
+
+/// Drops the fields that change from run to run.
+fn normalise(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            m.remove("elapsed_s");
+            m.remove("events_per_s");
+        }
+        Value::Array(a) => {
+            for r in a.iter_mut() {
+                *r = normalise(r.take());
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// Checks that `actual` has every field of `expected` with the same value
+/// (recursively; arrays must have the same length). Fields `actual` has beyond
+/// `expected` are fine: the JSON schema only ever gains fields. Returns the
+/// path of the first difference.
+fn contains(expected: &Value, actual: &Value, path: &str) -> Result<(), String> {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                let p = format!("{path}.{k}");
+                let av = a.get(k).ok_or_else(|| format!("{p}: missing"))?;
+                contains(ev, av, &p)?;
+            }
+            Ok(())
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            if e.len() != a.len() {
+                return Err(format!(
+                    "{path}: {} elements, expected {}",
+                    a.len(),
+                    e.len()
+                ));
+            }
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                contains(ev, av, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        _ if expected == actual => Ok(()),
+        _ => Err(format!("{path}: {actual}, expected {expected}")),
+    }
+}
+
+/// Compares `actual` (normalised) with `tests/golden/<name>` (every golden
+/// field must be present with the same value; new fields are allowed), or
+/// rewrites the golden file when `UPDATE_GOLDEN=1`.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    let actual = normalise(serde_json::from_str(actual).expect("valid JSON"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    let expected: Value = serde_json::from_str(&text).expect("golden is JSON");
+    if let Err(diff) = contains(&expected, &actual, "$") {
+        panic!(
+            "{} differs from the output at {diff} (run with UPDATE_GOLDEN=1 to accept):\n{}",
+            path.display(),
+            serde_json::to_string_pretty(&actual).unwrap()
+        );
+    }
+}
+
+#[test]
+fn golden_comparison_allows_new_fields_only() {
+    let golden: Value = serde_json::json!({"a": 1, "p": [{"x": 1}]});
+    assert!(contains(
+        &golden,
+        &serde_json::json!({"a": 1, "b": 2, "p": [{"x": 1, "y": 0}]}),
+        "$"
+    )
+    .is_ok());
+    assert!(contains(&golden, &serde_json::json!({"a": 2, "p": [{"x": 1}]}), "$").is_err());
+    assert!(contains(&golden, &serde_json::json!({"b": 1, "p": [{"x": 1}]}), "$").is_err());
+    assert!(contains(&golden, &serde_json::json!({"a": 1, "p": []}), "$").is_err());
+}
+
+fn assert_svg(path: &Path) {
+    let svg = std::fs::read_to_string(path).expect("plot written");
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "not SVG: {}",
+        &svg[..svg.len().min(80)]
+    );
+    assert!(
+        svg.contains("<path") || svg.contains("<polyline"),
+        "no lines drawn"
+    );
+    assert!(svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn replay_prints_a_table_by_phase() {
+    let o = pcpu(&["replay", SMALL]);
+    assert_ok(&o);
+    assert_eq!(stderr(&o), "");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(
+            "memcg-small: policy linux-6.1, simulate placement, recorded balance, 4 units"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("phase  Percpu ours kB  kernel kB  diff %  ideal kB  floor kB  kernel floor kB  chunks\n"),
+        "{out}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .expect("phase row");
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        row("BOOT"),
+        ["BOOT", "1040", "1040", "+0.0", "96", "112", "112", "3"]
+    );
+    assert_eq!(
+        row("A"),
+        ["A", "1040", "1040", "+0.0", "112", "128", "128", "3"]
+    );
+    for line in [
+        "events:               2384 (2296 allocs, 21 frees)",
+        "placement agreement:  100.00 % of allocations at the kernel's chunk and offset",
+        "populated pages:      ours 93, kernel 93 per unit (+0.0 %)",
+        "depopulated pages:    ours 0, kernel 0 per unit (+0.0 %)",
+        "balance runs:         31 (recorded); chunks created 1, destroyed 0",
+    ] {
+        assert!(out.contains(line), "`{line}` not in:\n{out}");
+    }
+    assert!(
+        out.contains("elapsed:") && out.contains("events/s"),
+        "{out}"
+    );
+}
+
+#[test]
+fn replay_json_matches_golden() {
+    let o = pcpu(&["replay", SMALL, "--json"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v["elapsed_s"].is_f64() && v["events_per_s"].is_f64());
+    golden("replay-memcg-small.json", &out);
+}
+
+#[test]
+fn replay_kernel_placement_json_matches_golden() {
+    let o = pcpu(&[
+        "replay",
+        SMALL,
+        "--json",
+        "--placement",
+        "kernel",
+        "--policy",
+        "linux-5.14",
+        "--balance",
+        "modelled",
+    ]);
+    assert_ok(&o);
+    golden("replay-memcg-small-kernel-modelled.json", &stdout(&o));
+}
+
+#[test]
+fn replay_with_invariant_checks_and_no_prefill() {
+    let o = pcpu(&[
+        "replay",
+        SMALL,
+        "--check",
+        "--no-prefill",
+        "--policy",
+        "seed-rfc",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["policy"], "seed-rfc");
+    assert_eq!(v["events"], 2384);
+}
+
+#[test]
+fn replay_reads_standard_input_with_flags_for_geometry() {
+    let o = pcpu_with_stdin(
+        &[
+            "replay",
+            "-",
+            "--geometry",
+            GEOMETRY,
+            "--units",
+            "4",
+            "--json",
+        ],
+        Some(&small_trace_gz()),
+    );
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["trace"], "stdin");
+    // Same result as from the capture folder, whose dmesg gives the same geometry.
+    let mut from_dir: Value =
+        serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    from_dir["trace"] = "stdin".into();
+    assert_eq!(normalise(v), normalise(from_dir));
+}
+
+#[test]
+fn replay_accepts_a_trace_file() {
+    // The standard trace file of a capture folder is the capture.
+    let o = pcpu(&[
+        "replay",
+        "tests/fixtures/memcg-small/trace.txt.gz",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let from_dir: Value =
+        serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    assert_eq!(normalise(v), normalise(from_dir));
+}
+
+#[test]
+fn replay_plot_writes_svg() {
+    let path = tmp("replay.svg");
+    let _ = std::fs::remove_file(&path);
+    let o = pcpu(&["replay", SMALL, "--plot", path.to_str().unwrap()]);
+    assert_ok(&o);
+    assert_svg(&path);
+}
+
+#[test]
+fn compare_prints_one_table_for_all_policies() {
+    let o = pcpu(&["compare", SMALL]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let header = out
+        .lines()
+        .find(|l| l.contains("linux-5.11"))
+        .expect("group header");
+    let pos: Vec<usize> = ["linux-5.11", "seed-rfc", "linux-5.14", "linux-6.1"]
+        .iter()
+        .map(|p| header.find(p).expect(p))
+        .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{header}");
+    assert!(
+        out.contains("phase") && out.contains("kernel kB") && out.contains("ours kB"),
+        "{out}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        let line = out.lines().find(|l| l.starts_with(name)).expect(name);
+        line.split_whitespace()
+            .filter(|c| *c != "|")
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        row("BOOT"),
+        ["BOOT", "1040", "1040", "+0.0", "1040", "+0.0", "1040", "+0.0", "1040", "+0.0"]
+    );
+    assert_eq!(row("populated pages")[2..4], ["93", "93"]);
+    assert_eq!(row("depopulated pages")[2..4], ["0", "0"]);
+}
+
+#[test]
+fn compare_json_is_an_array_of_reports() {
+    let o = pcpu(&[
+        "compare",
+        SMALL,
+        "--policies",
+        "linux-5.11,linux-6.1",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let a = v.as_array().expect("array");
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[0]["policy"], "linux-5.11");
+    assert_eq!(a[1]["policy"], "linux-6.1");
+    // Same schema as `replay --json`, and the same report for the same policy.
+    let single: Value = serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    assert_eq!(normalise(a[1].clone()), normalise(single));
+}
+
+#[test]
+fn compare_plot_writes_svg() {
+    let path = tmp("compare.svg");
+    let _ = std::fs::remove_file(&path);
+    let o = pcpu(&["compare", SMALL, "--plot", path.to_str().unwrap()]);
+    assert_ok(&o);
+    assert_svg(&path);
+    let svg = std::fs::read_to_string(&path).unwrap();
+    for label in [
+        "linux-5.11",
+        "seed-rfc",
+        "linux-5.14",
+        "linux-6.1",
+        "BOOT",
+        "floor",
+        "ideal",
+        "kernel",
+    ] {
+        assert!(svg.contains(label), "{label} missing from the plot");
+    }
+}
+
+#[test]
+fn stats_at_a_phase_prints_percpu_stats() {
+    let o = pcpu(&["stats", SMALL, "--at", "A"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("Percpu Memory Statistics\nAllocation Info:\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  unit_size           :       524288\n"),
+        "{out}"
+    );
+    assert!(out.contains("Chunk: <- First Chunk\n"), "{out}");
+    let nr_alloc = |s: &str| {
+        s.lines()
+            .find(|l| l.trim_start().starts_with("nr_alloc "))
+            .map(str::to_string)
+            .expect("nr_alloc")
+    };
+    let boot = pcpu(&["stats", SMALL, "--at", "BOOT", "--policy", "linux-5.14"]);
+    assert_ok(&boot);
+    assert_ne!(
+        nr_alloc(&out),
+        nr_alloc(&stdout(&boot)),
+        "stats at A and BOOT should differ"
+    );
+}
+
+#[test]
+fn error_missing_input() {
+    assert_fails(
+        &pcpu(&["replay", "tests/fixtures/no-such-capture"]),
+        2,
+        &["no-such-capture", "no such file"],
+    );
+    assert_fails(&pcpu(&["replay", "tests/fixtures"]), 2, &["no trace"]);
+}
+
+#[test]
+fn error_malformed_trace_strict() {
+    let o = pcpu(&["replay", MALFORMED]);
+    assert_fails(&o, 2, &["line 115", "missing field `off`", "--lenient"]);
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn malformed_trace_lenient_skips_and_reports() {
+    let o = pcpu(&["replay", MALFORMED, "--lenient"]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(err.contains("skipped 2 malformed lines"), "{err}");
+    assert!(
+        err.contains("line 115: percpu_alloc_percpu: missing field `off`"),
+        "{err}"
+    );
+    assert!(err.contains("line 200:"), "{err}");
+    // The free of the allocation on line 115 is now a free of an unknown pointer.
+    assert!(err.contains("skipped 1 free of pointers"), "{err}");
+    assert!(
+        stdout(&o).contains("events:               2382 (2294 allocs, 20 frees)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn error_unknown_policy() {
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--policy", "linux-4.0"]),
+        2,
+        &["linux-4.0", "unknown policy", "linux-6.1"],
+    );
+    assert_fails(
+        &pcpu(&["compare", SMALL, "--policies", "linux-6.1,bogus"]),
+        2,
+        &["bogus", "unknown policy"],
+    );
+}
+
+#[test]
+fn error_unknown_phase_lists_the_phases() {
+    assert_fails(
+        &pcpu(&["stats", SMALL, "--at", "Z"]),
+        2,
+        &["no phase `Z`", "BOOT, A"],
+    );
+}
+
+#[test]
+fn error_no_geometry() {
+    let o = pcpu_with_stdin(&["replay", "-"], Some(&small_trace_gz()));
+    assert_fails(&o, 2, &["no first-chunk geometry", "--geometry", "--units"]);
+    let o = pcpu_with_stdin(
+        &["replay", "-", "--geometry", GEOMETRY],
+        Some(&small_trace_gz()),
+    );
+    assert_fails(&o, 2, &["number of units unknown", "--units N"]);
+    let o = pcpu_with_stdin(&["replay", "-", "--units", "4"], Some(&small_trace_gz()));
+    assert_fails(&o, 2, &["no first-chunk geometry", "--geometry"]);
+}
+
+#[test]
+fn error_bad_geometry() {
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--geometry", "s1 x2"]),
+        2,
+        &["--geometry", "x2"],
+    );
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--geometry", "s217088 r8192 d28672 u4096"]),
+        2,
+        &["exceed the unit size"],
+    );
+}
+
+#[test]
+fn error_replay_failure_exits_1() {
+    let trace = "\
+          <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off=2208 ptr=00000000000378a0 bytes_alloc=24 gfp_flags=
+            init-1       [000] d..1.     4.132541: percpu_free_percpu: base_addr=ffff8dc3bbc37000 off=9608 ptr=0000000000039588
+";
+    let args = ["replay", "-", "--geometry", GEOMETRY, "--units", "4"];
+    let o = pcpu_with_stdin(&args, Some(trace.as_bytes()));
+    assert_fails(&o, 1, &["line 2", "0x39588", "not a live allocation"]);
+    let mut lenient = args.to_vec();
+    lenient.push("--lenient");
+    let o = pcpu_with_stdin(&lenient, Some(trace.as_bytes()));
+    assert_ok(&o);
+    assert!(stderr(&o).contains("skipped 1 free"), "{}", stderr(&o));
+}
+
+#[test]
+fn error_empty_trace() {
+    let o = pcpu_with_stdin(
+        &["replay", "-", "--geometry", GEOMETRY, "--units", "4"],
+        Some(b"# tracer: nop\n"),
+    );
+    assert_fails(&o, 2, &["no percpu_alloc_percpu"]);
+}
+
+#[test]
+fn error_bad_arguments_are_one_line() {
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--placement", "nowhere"]),
+        2,
+        &["nowhere", "simulate, kernel"],
+    );
+    assert_fails(&pcpu(&["replay"]), 2, &["<CAPTURE>"]);
+    assert_fails(&pcpu(&["stats", SMALL]), 2, &["--at"]);
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--plot", "no-such-dir/x.svg"]),
+        2,
+        &["no-such-dir"],
+    );
+}
