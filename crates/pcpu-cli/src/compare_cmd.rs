@@ -41,7 +41,7 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
     }
     let mut policies: Vec<Policy> = Vec::new();
     for p in if args.policies.is_empty() {
-        Policy::all().to_vec()
+        Policy::all().to_vec() // the Linux policies, the RFC and pcpu
     } else {
         args.policies.clone()
     } {

@@ -7,6 +7,7 @@ use core::ops::Range;
 
 use crate::backend::Backend;
 use crate::chunk::{Chunk, ChunkKind};
+use crate::classes::{ClassHint, ClassPages, ClassTable};
 use crate::error::{AllocError, FreeError};
 use crate::geometry::Geometry;
 use crate::policy::{Policy, PolicyKind, SLOT_FAIL_THRESHOLD};
@@ -98,12 +99,16 @@ pub struct Allocator {
     pub(crate) first: u32,
     pub(crate) reserved: Option<u32>,
     pub(crate) nr_empty_pop_pages: i32,
+    /// Empty populated pages of all chunks but the reserved one, isolated
+    /// ones included (the `pcpu` policy's reserve check).
+    pub(crate) nr_empty_all: i32,
     pub(crate) nr_populated: usize,
     pub(crate) atomic_alloc_failed: bool,
     pub(crate) balance_pending: bool,
     pub(crate) next_serial: u64,
     pub(crate) rfc_nr_marked: usize,
     pub(crate) stats: GlobalStats,
+    pub(crate) classes: ClassTable,
 }
 
 // === impl Allocator: setup and accessors ===
@@ -144,12 +149,14 @@ impl Allocator {
             first: first_id,
             reserved,
             nr_empty_pop_pages: nr_empty,
+            nr_empty_all: nr_empty,
             nr_populated: (fc.static_size + fc.reserved_size + fc.dyn_size) / page,
             atomic_alloc_failed: false,
             balance_pending: false,
             next_serial: 1,
             rfc_nr_marked: 0,
             stats: GlobalStats::new(geo.unit_size() as u64),
+            classes: ClassTable::new(policy.class_capacity),
         };
         a.stats.nr_chunks = 1;
         a.stats.nr_max_chunks = 1;
@@ -268,8 +275,11 @@ impl Allocator {
     /// Mirror a chunk's empty-page delta globally (`pcpu_update_empty_pages`).
     #[inline]
     pub(crate) fn account_empty(&mut self, id: u32, delta: i32) {
-        if Some(id) != self.reserved && !self.c(id).isolated {
-            self.nr_empty_pop_pages += delta;
+        if Some(id) != self.reserved {
+            self.nr_empty_all += delta;
+            if !self.c(id).isolated {
+                self.nr_empty_pop_pages += delta;
+            }
         }
     }
 
@@ -312,6 +322,18 @@ impl Allocator {
         self.account_empty(id, d);
     }
 
+    /// The empty pages that protect atomic allocations, as the policy counts
+    /// them: Linux counts only non-isolated chunks (so many isolated chunks at
+    /// once can stop reclaim early); `pcpu` counts every chunk, since an
+    /// isolated chunk is reintegrated as soon as an allocation needs it.
+    pub(crate) fn reserve_empty_pages(&self) -> i32 {
+        if self.policy.kind == PolicyKind::Pcpu {
+            self.nr_empty_all
+        } else {
+            self.nr_empty_pop_pages
+        }
+    }
+
     /// `pcpu_should_reclaim_chunk` (5.14, percpu-vm.c).
     fn should_reclaim(&self, id: u32) -> bool {
         if id == self.first || Some(id) == self.reserved {
@@ -319,9 +341,16 @@ impl Allocator {
         }
         let c = self.c(id);
         let high = self.policy.empty_pop_high;
+        let threshold =
+            (c.nr_pages / self.policy.reclaim_divisor).max(self.policy.reclaim_min_pages);
+        let enough = match self.policy.kind {
+            // Reclaim depopulates only down to the reserve, so a chunk holding
+            // most of the empty pages can still give back the surplus.
+            PolicyKind::Pcpu => self.nr_empty_all > high,
+            _ => self.nr_empty_pop_pages > high + c.nr_empty_pop_pages,
+        };
         (c.isolated && c.nr_empty_pop_pages > 0)
-            || (self.nr_empty_pop_pages > high + c.nr_empty_pop_pages
-                && c.nr_empty_pop_pages as usize >= c.nr_pages / self.policy.reclaim_divisor)
+            || (enough && c.nr_empty_pop_pages as usize >= threshold)
     }
 
     fn free_slot_has_other(&self, id: u32) -> bool {
@@ -442,6 +471,119 @@ impl Allocator {
         }
     }
 
+    /// Allocate like [`Allocator::alloc`], keeping `class`'s objects together
+    /// when the policy has class placement (`classes.rs`); the Linux policies
+    /// ignore the hint.
+    pub fn alloc_class<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        size: usize,
+        align: usize,
+        flags: AllocFlags,
+        class: ClassHint,
+    ) -> Result<Allocation, AllocError> {
+        let req = self.request(size, align)?;
+        let area = loop {
+            match self.alloc_area_class(req, flags, class) {
+                Ok(a) => break a,
+                Err(AllocError::NeedsChunk) => {
+                    self.create_chunk(backend)
+                        .map_err(|e| self.fail(req, flags, e))?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if !flags.atomic {
+            while let Some(run) = self.next_unpopulated(&area) {
+                if let Err(e) = backend.populate(area.chunk, run.clone()) {
+                    self.abort_area(area, flags);
+                    return Err(AllocError::Populate(e));
+                }
+                self.commit_populated(area.chunk, run);
+            }
+        }
+        self.finish_alloc();
+        Ok(area)
+    }
+
+    /// Two-phase [`Allocator::alloc_class`], step 1 (see
+    /// [`Allocator::alloc_area`]).
+    pub fn alloc_area_class(
+        &mut self,
+        req: Request,
+        flags: AllocFlags,
+        class: ClassHint,
+    ) -> Result<Allocation, AllocError> {
+        if !self.policy.class_placement || flags.atomic || flags.reserved {
+            return self.alloc_area(req, flags);
+        }
+        if let Some(r) = self.classes.get(class) {
+            let usable = match self.arena.get(r.chunk as usize).and_then(Entry::chunk) {
+                Some(c) => {
+                    c.serial == r.serial
+                        && !c.detached
+                        && c.link.slot != Some(self.layout.to_depopulate as u16)
+                }
+                None => false,
+            };
+            if usable {
+                if let Some(off) = self
+                    .c(r.chunk)
+                    .first_fit_in(r.lo, r.hi, req.bits, req.bit_align)
+                {
+                    if let Some(a) = self.place(r.chunk, req, off) {
+                        self.reintegrate(r.chunk);
+                        return Ok(a);
+                    }
+                }
+            } else {
+                self.classes.remove(class);
+            }
+        }
+        // Open a new region: the kernel's walk and first fit, for a larger run.
+        let bb = self.geo.block_bits() as i32;
+        let (probe_bits, probe_align) = match class.pages {
+            ClassPages::Shared => (
+                req.bits.max((self.policy.min_run / MIN_ALLOC_SIZE) as i32),
+                req.bit_align,
+            ),
+            ClassPages::Exclusive => ((req.bits.max(bb) + bb - 1) / bb * bb, req.bit_align.max(bb)),
+        };
+        let probe_bytes = probe_bits as usize * MIN_ALLOC_SIZE;
+        let mut next_slot = self
+            .layout
+            .size_to_slot(probe_bytes.min(self.geo.unit_size()));
+        let mut found = None;
+        'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
+            next_slot = slot + 1;
+            for id in self.lists.iter(&self.arena, slot) {
+                let c = self.c(id);
+                if let Some(start) = c.find_block_fit(probe_bits, probe_align, false) {
+                    if let Some(off) = c.probe_area(probe_bits, probe_align, start) {
+                        found = Some((id, off));
+                        break 'walk;
+                    }
+                }
+            }
+        }
+        let Some((id, off)) = found else {
+            // Nothing has a free run that large: plain first fit, else a new chunk.
+            return match self.alloc_area(req, flags) {
+                Ok(a) => Ok(a),
+                Err(e) => Err(e),
+            };
+        };
+        let a = self.place(id, req, off).ok_or(AllocError::NeedsChunk)?;
+        let c = self.c(id);
+        let hi = c
+            .alloc_map
+            .find_next_bit(c.map_bits as usize, (off + req.bits) as usize) as i32;
+        let serial = c.serial;
+        self.classes.open(class, id, serial, off, hi);
+        self.reintegrate(id);
+        Ok(a)
+    }
+
     /// Two-phase allocation, step 1: place `req` (`pcpu_alloc` up to
     /// `area_found`). Non-atomic: the area may lie on unpopulated pages, see
     /// [`Allocator::next_unpopulated`]. `Err(NeedsChunk)` asks the caller to
@@ -547,8 +689,11 @@ impl Allocator {
         let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
         let nslot = layout.chunk_slot(c);
         // pcpu_update_empty_pages + pcpu_chunk_relocate, with one lookup.
-        if !c.isolated && Some(id) != self.reserved {
-            self.nr_empty_pop_pages += delta;
+        if Some(id) != self.reserved {
+            self.nr_empty_all += delta;
+            if !c.isolated {
+                self.nr_empty_pop_pages += delta;
+            }
         }
         if listed && nslot != oslot {
             self.lists
@@ -710,8 +855,11 @@ impl Allocator {
         c.nr_alloc -= 1;
         let nslot = layout.chunk_slot(c);
         let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
-        if !c.isolated && Some(id) != self.reserved {
-            self.nr_empty_pop_pages += delta;
+        if Some(id) != self.reserved {
+            self.nr_empty_all += delta;
+            if !c.isolated {
+                self.nr_empty_pop_pages += delta;
+            }
         }
         if listed && nslot != oslot {
             self.lists
@@ -727,6 +875,14 @@ impl Allocator {
         let c = self.c(id);
         let fully_free = c.free_bytes == unit;
         match self.policy.kind {
+            PolicyKind::Pcpu => {
+                if self.should_reclaim(id) {
+                    self.isolate(id);
+                    self.balance_pending = true;
+                } else if !c.isolated && fully_free && self.free_slot_has_other(id) {
+                    self.balance_pending = true;
+                }
+            }
             PolicyKind::Linux514 | PolicyKind::Linux61 => {
                 if !c.isolated && fully_free {
                     if self.free_slot_has_other(id) {

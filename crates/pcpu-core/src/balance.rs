@@ -184,7 +184,7 @@ impl BalanceRun {
     fn plan(&mut self, a: &mut Allocator) -> Option<PageWork> {
         loop {
             let stages = a.policy.stages();
-            if matches!(self.state, State::Done) {
+            if matches!(self.state, State::Done) && self.stage >= stages.len() {
                 return None;
             }
             let Some(&stage) = stages.get(self.stage) else {
@@ -198,6 +198,10 @@ impl BalanceRun {
                         idx: 0,
                     },
                     Stage::Reclaim => State::Reclaim { cur: None },
+                    Stage::Sweep => {
+                        sweep(a);
+                        State::Done
+                    }
                     Stage::Populate => State::Populate {
                         nr_to_pop: nr_to_pop(a),
                         recompute: true,
@@ -219,7 +223,8 @@ impl BalanceRun {
                     ..
                 } => plan_populate(a, nr_to_pop, slot, chunk, cursor),
                 State::Shrink { list, idx, cur } => plan_shrink(a, list, idx, cur),
-                State::Start | State::Done => None,
+                State::Start => None,
+                State::Done => None,
             };
             match w {
                 Some(w) => return Some(w),
@@ -308,6 +313,30 @@ impl BalanceRun {
     }
 }
 
+/// `pcpu` policy: isolate every chunk whose empty pages are not needed for
+/// the reserve, so that reclaim returns them (Linux only looks at a chunk
+/// when a free hits it, and misses chunks that emptied while the reserve was
+/// low).
+fn sweep(a: &mut Allocator) {
+    let high = a.policy.empty_pop_high;
+    let min = a.policy.reclaim_min_pages.max(1) as i32;
+    let mut ids = Vec::new();
+    for slot in 0..a.layout.nr_slots {
+        if slot != a.layout.sidelined && slot != a.layout.to_depopulate {
+            ids.extend(a.lists.iter(&a.arena, slot));
+        }
+    }
+    for id in ids {
+        let c = a.c(id);
+        if id == a.first || c.detached || c.nr_empty_pop_pages < min {
+            continue;
+        }
+        if a.reserve_empty_pages() > high + c.nr_empty_pop_pages {
+            a.isolate(id);
+        }
+    }
+}
+
 /// `pcpu_balance_free`: detach the free slot's chunks except the head.
 fn collect_free(a: &mut Allocator, empty_only: bool) -> Vec<u32> {
     let slot = a.layout.free;
@@ -364,7 +393,7 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
                 rc.scanned = true;
                 break;
             }
-            if a.nr_empty_pop_pages < high {
+            if a.reserve_empty_pages() < high {
                 rc.reintegrate = true;
                 rc.scanned = true;
                 break;

@@ -161,6 +161,7 @@ impl Allocator {
     /// the global counters. Call outside a two-phase window.
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         let mut empty = 0i32;
+        let mut empty_all = 0i32;
         let mut populated = 0usize;
         let fc = self.geo.first_chunk();
         for (i, e) in self.arena.iter().enumerate() {
@@ -170,6 +171,9 @@ impl Allocator {
                 .map_err(|e| InvariantError(format!("chunk {id}: {}", e.0)))?;
             if Some(id) != self.reserved && !c.isolated {
                 empty += c.nr_empty_pop_pages;
+            }
+            if Some(id) != self.reserved {
+                empty_all += c.nr_empty_pop_pages;
             }
             if c.kind == ChunkKind::Dynamic {
                 populated += c.nr_populated;
@@ -220,6 +224,11 @@ impl Allocator {
             "global nr_empty_pop_pages {} != sum {empty}",
             self.nr_empty_pop_pages
         );
+        ensure!(
+            self.nr_empty_all == empty_all,
+            "nr_empty_all {} != sum {empty_all}",
+            self.nr_empty_all
+        );
         let base = (fc.static_size + fc.reserved_size + fc.dyn_size) / self.geo.page_size();
         ensure!(
             self.nr_populated == base + populated,
@@ -227,6 +236,7 @@ impl Allocator {
             self.nr_populated,
             base + populated
         );
+        self.classes.check().map_err(InvariantError)?;
         let marked = self
             .arena
             .iter()

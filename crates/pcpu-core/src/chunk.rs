@@ -422,6 +422,25 @@ impl Chunk {
         Some((bit_off, delta))
     }
 
+    /// First aligned run of `bits` free bits inside `[lo, hi)`.
+    pub(crate) fn first_fit_in(&self, lo: i32, hi: i32, bits: i32, align: i32) -> Option<i32> {
+        let (hi, bits) = (hi.min(self.map_bits) as usize, bits as usize);
+        let mask = (align.max(1) - 1) as usize;
+        let mut pos = lo.max(0) as usize;
+        loop {
+            let i = self.alloc_map.find_next_zero_bit(hi, pos);
+            let i = (i + mask) & !mask;
+            if i + bits > hi {
+                return None;
+            }
+            let busy = self.alloc_map.find_next_bit(i + bits, i);
+            if busy >= i + bits {
+                return Some(i as i32);
+            }
+            pos = busy + 1;
+        }
+    }
+
     /// The bit offset [`Chunk::alloc_area`] would choose, without allocating.
     pub(crate) fn probe_area(&self, alloc_bits: i32, align: i32, start: i32) -> Option<i32> {
         let align_mask = (align.max(1) - 1) as usize;

@@ -41,6 +41,7 @@ pub mod bitmap;
 mod block;
 mod check;
 mod chunk;
+mod classes;
 mod error;
 mod geometry;
 mod policy;
@@ -53,6 +54,7 @@ pub use balance::{BalanceReport, BalanceRun, PageWork};
 pub use block::BlockMd;
 pub use check::InvariantError;
 pub use chunk::{Chunk, ChunkKind};
+pub use classes::{ClassHint, ClassPages};
 pub use error::{AllocError, FreeError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MIN_UNIT_SIZE};
 pub use policy::{

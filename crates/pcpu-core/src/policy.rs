@@ -28,6 +28,9 @@ pub enum PolicyKind {
     /// Linux 6.1: behaves as 5.14 for placement and population (the changes
     /// between them do not alter either; see DESIGN.md).
     Linux61,
+    /// pcpu's own policy: 5.14's depopulation with tunable reclaim
+    /// thresholds, plus class-aware placement (see `classes.rs`).
+    Pcpu,
 }
 
 /// A policy and its tunable knobs.
@@ -45,6 +48,18 @@ pub struct Policy {
     /// seed-rfc: schedule depopulation once more than this many chunks are
     /// marked (RFC: 1, i.e. "2 or more").
     pub rfc_marked_threshold: usize,
+    /// A chunk is a reclaim candidate only with at least this many empty
+    /// populated pages (Linux: 0, i.e. only the `nr_pages / reclaim_divisor`
+    /// rule applies).
+    pub reclaim_min_pages: usize,
+    /// Honour class hints (`Allocator::alloc_class`); the Linux policies ignore
+    /// them and place every object by plain first fit.
+    pub class_placement: bool,
+    /// Shared-page classes take new regions of at least this many bytes, so
+    /// they skip other classes' small (alignment) holes.
+    pub min_run: usize,
+    /// How many class regions are remembered (least recently used evicted).
+    pub class_capacity: usize,
 }
 
 impl Policy {
@@ -56,7 +71,22 @@ impl Policy {
             empty_pop_high: EMPTY_POP_PAGES_HIGH,
             reclaim_divisor: 4,
             rfc_marked_threshold: 1,
+            reclaim_min_pages: 0,
+            class_placement: false,
+            min_run: 256,
+            class_capacity: 64,
         }
+    }
+
+    /// pcpu's own policy with its default knobs: reclaim any chunk with an
+    /// empty populated page (while the system keeps `empty_pop_high` empty
+    /// pages), and class-aware placement.
+    pub const fn pcpu() -> Self {
+        let mut p = Policy::new(PolicyKind::Pcpu);
+        p.reclaim_divisor = usize::MAX;
+        p.reclaim_min_pages = 1;
+        p.class_placement = true;
+        p
     }
 
     /// Stable name, as accepted by `FromStr`.
@@ -66,11 +96,23 @@ impl Policy {
             PolicyKind::SeedRfc => "seed-rfc",
             PolicyKind::Linux514 => "linux-5.14",
             PolicyKind::Linux61 => "linux-6.1",
+            PolicyKind::Pcpu => "pcpu",
         }
     }
 
     /// All named policies.
-    pub fn all() -> [Policy; 4] {
+    pub fn all() -> [Policy; 5] {
+        [
+            Policy::new(PolicyKind::Linux511),
+            Policy::new(PolicyKind::SeedRfc),
+            Policy::new(PolicyKind::Linux514),
+            Policy::new(PolicyKind::Linux61),
+            Policy::pcpu(),
+        ]
+    }
+
+    /// The Linux policies and the RFC (the oracle policies).
+    pub fn linux() -> [Policy; 4] {
         [
             Policy::new(PolicyKind::Linux511),
             Policy::new(PolicyKind::SeedRfc),
@@ -81,7 +123,10 @@ impl Policy {
 
     /// Does this policy isolate chunks (the 5.14 to_depopulate / sidelined slots)?
     pub fn isolates(&self) -> bool {
-        matches!(self.kind, PolicyKind::Linux514 | PolicyKind::Linux61)
+        matches!(
+            self.kind,
+            PolicyKind::Linux514 | PolicyKind::Linux61 | PolicyKind::Pcpu
+        )
     }
 
     /// The stages of one balance run (`pcpu_balance_workfn`).
@@ -91,6 +136,12 @@ impl Policy {
             PolicyKind::SeedRfc => &[
                 Stage::FreeChunks { empty_only: false },
                 Stage::RfcPopulateOrShrink,
+            ],
+            PolicyKind::Pcpu => &[
+                Stage::FreeChunks { empty_only: false },
+                Stage::Reclaim,
+                Stage::Populate,
+                Stage::FreeChunks { empty_only: true },
             ],
             PolicyKind::Linux514 | PolicyKind::Linux61 => &[
                 Stage::FreeChunks { empty_only: false },
@@ -120,7 +171,9 @@ pub struct UnknownPolicy;
 
 impl fmt::Display for UnknownPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unknown policy (expected one of: linux-5.11, seed-rfc, linux-5.14, linux-6.1)")
+        f.write_str(
+            "unknown policy (expected one of: linux-5.11, seed-rfc, linux-5.14, linux-6.1, pcpu)",
+        )
     }
 }
 
@@ -132,6 +185,7 @@ impl FromStr for Policy {
             "seed-rfc" => PolicyKind::SeedRfc,
             "linux-5.14" => PolicyKind::Linux514,
             "linux-6.1" => PolicyKind::Linux61,
+            "pcpu" => return Ok(Policy::pcpu()),
             _ => return Err(UnknownPolicy),
         };
         Ok(Policy::new(kind))
@@ -145,6 +199,8 @@ pub(crate) enum Stage {
     FreeChunks { empty_only: bool },
     /// `pcpu_reclaim_populated` (5.14).
     Reclaim,
+    /// `pcpu` policy: isolate chunks with empty pages beyond the reserve.
+    Sweep,
     /// `pcpu_balance_populated`.
     Populate,
     /// RFC `pcpu_balance_populated`: grow, or shrink marked chunks.

@@ -64,6 +64,7 @@ enum Op {
         size: usize,
         align_shift: u32,
         atomic: bool,
+        class: Option<(u64, bool)>,
     },
     Free {
         pick: usize,
@@ -73,8 +74,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (prop_oneof![1usize..=16, 1usize..=300, 1usize..=5000], 0u32..=7, prop::bool::weighted(0.1))
-            .prop_map(|(size, align_shift, atomic)| Op::Alloc { size, align_shift, atomic }),
+        5 => (
+            prop_oneof![1usize..=16, 1usize..=300, 1usize..=5000],
+            0u32..=7,
+            prop::bool::weighted(0.1),
+            prop::option::weighted(0.5, (0u64..6, any::<bool>())),
+        )
+            .prop_map(|(size, align_shift, atomic, class)| Op::Alloc { size, align_shift, atomic, class }),
         4 => any::<usize>().prop_map(|pick| Op::Free { pick }),
         1 => Just(Op::Balance),
     ]
@@ -94,6 +100,7 @@ fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
                 size,
                 align_shift,
                 atomic,
+                class,
             } => {
                 let align = 1usize << align_shift;
                 let flags = if atomic {
@@ -101,7 +108,16 @@ fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
                 } else {
                     AllocFlags::NORMAL
                 };
-                match a.alloc(&mut b, size, align, flags) {
+                let res = match class {
+                    None => a.alloc(&mut b, size, align, flags),
+                    Some((id, true)) => {
+                        a.alloc_class(&mut b, size, align, flags, ClassHint::lifetime(id))
+                    }
+                    Some((id, false)) => {
+                        a.alloc_class(&mut b, size, align, flags, ClassHint::task(id))
+                    }
+                };
+                match res {
                     Ok(x) => {
                         assert_eq!(x.offset % align.max(4), 0, "misaligned");
                         assert_eq!(x.size, size.div_ceil(4) * 4);
@@ -182,13 +198,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn model_all_policies(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..4) {
+    fn model_all_policies(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..5) {
         let policy = Policy::all()[p];
         run(policy, geometries()[g], &ops, None);
     }
 
     #[test]
-    fn model_with_populate_failures(ops in prop::collection::vec(op(), 1..300), p in 0usize..4) {
+    fn model_with_populate_failures(ops in prop::collection::vec(op(), 1..300), p in 0usize..5) {
         run(Policy::all()[p], geometries()[0], &ops, Some(3));
     }
 }

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use pcpu_core::{
-    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, Policy, SimBackend,
+    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, ClassHint, Policy,
+    SimBackend,
 };
 use pcpu_trace::{Event, Record};
 
@@ -33,6 +34,19 @@ pub enum BalanceTiming {
     Auto,
 }
 
+/// Which placement class each allocation gets (policies with class
+/// placement only; the Linux policies ignore classes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassMode {
+    /// No classes: plain first fit.
+    None,
+    /// The allocating task (pid): its objects are kept contiguous.
+    Task,
+    /// Lifetime classes derived from the trace: objects freed in the same
+    /// phase (or never) share pages. The upper bound of what hints can do.
+    Derived,
+}
+
 /// Replay options.
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -48,6 +62,8 @@ pub struct ReplayConfig {
     pub lenient: bool,
     /// Take a timeline sample every this many records (0: phases only).
     pub sample_every: usize,
+    /// Placement classes.
+    pub classes: ClassMode,
 }
 
 impl Default for ReplayConfig {
@@ -59,6 +75,7 @@ impl Default for ReplayConfig {
             check_invariants: false,
             lenient: false,
             sample_every: 500,
+            classes: ClassMode::Task,
         }
     }
 }
@@ -123,6 +140,7 @@ pub struct Replayer {
     have_kprobes: bool,
     unknown_frees: u64,
     swapped: u64,
+    derived: HashMap<u64, u64>,
     report: Report,
     base_pages: u64,
     events: u64,
@@ -190,6 +208,7 @@ impl Replayer {
             have_kprobes: has_kprobes,
             unknown_frees: 0,
             swapped: 0,
+            derived: HashMap::new(),
             report,
             base_pages,
             events: 0,
@@ -351,8 +370,20 @@ impl Replayer {
                 };
                 let size = ev.size as usize;
                 let align = ev.align as usize;
+                let class = match self.cfg.classes {
+                    ClassMode::None => None,
+                    ClassMode::Task => Some(ClassHint::task(rec.pid as u64)),
+                    ClassMode::Derived => Some(ClassHint::lifetime(
+                        self.derived.get(&rec.line).copied().unwrap_or(u64::MAX),
+                    )),
+                };
                 let res = match self.cfg.placement {
-                    Placement::Simulate => self.a.alloc(&mut self.backend, size, align, flags),
+                    Placement::Simulate => match class {
+                        Some(c) if self.a.policy().class_placement => {
+                            self.a.alloc_class(&mut self.backend, size, align, flags, c)
+                        }
+                        _ => self.a.alloc(&mut self.backend, size, align, flags),
+                    },
                     Placement::Kernel => {
                         let id = self.our_chunk_for(kchunk)?;
                         match self.a.alloc_at(
@@ -544,7 +575,11 @@ pub fn replay(
         )
     });
     let start = Instant::now();
+    let derive = cfg.classes == ClassMode::Derived;
     let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
+    if derive {
+        rp.derived = derive_lifetime_classes(records);
+    }
     let mut i = 0;
     while i < records.len() {
         if i + 1 < records.len() && rp.should_swap(&records[i], &records[i + 1]) {
@@ -566,4 +601,30 @@ pub fn replay(
     let mut report = rp.finish(elapsed);
     report.trace = name.to_string();
     Ok((report, a))
+}
+
+/// Lifetime class of every allocation (keyed by trace line): the index of the
+/// phase in which it is freed, or `u64::MAX` when it outlives the trace.
+pub fn derive_lifetime_classes(records: &[Record]) -> HashMap<u64, u64> {
+    let mut phase = 0u64;
+    let mut open: HashMap<u64, u64> = HashMap::new();
+    let mut out = HashMap::new();
+    for r in records {
+        match &r.event {
+            Event::PhaseBegin { .. } => phase += 1,
+            Event::Alloc(a) => {
+                open.insert(a.ptr, r.line);
+            }
+            Event::Free { ptr, .. } => {
+                if let Some(line) = open.remove(ptr) {
+                    out.insert(line, phase);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (_, line) in open {
+        out.insert(line, u64::MAX);
+    }
+    out
 }

@@ -12,7 +12,9 @@ mod setup;
 
 use std::fmt;
 
-pub use engine::{replay, BalanceTiming, Placement, ReplayConfig, Replayer};
+pub use engine::{
+    derive_lifetime_classes, replay, BalanceTiming, ClassMode, Placement, ReplayConfig, Replayer,
+};
 pub use report::{Disagreement, PhaseReport, Report, Sample};
 pub use setup::Setup;
 

@@ -1,0 +1,159 @@
+//! Class-aware placement: objects of one class are kept together so that they
+//! do not pin pages shared with objects that die at other times.
+//!
+//! A class owns a *region* `[lo, hi)` of one chunk (in bits): a free run it
+//! took when it last needed room. Its allocations go first fit inside its
+//! region, so it back-fills only its own holes. When the region is full, the
+//! class takes a new one with the kernel's own slot walk and first fit, but
+//! probing for a larger run, so that it skips the small holes of other
+//! classes:
+//!
+//! * [`ClassPages::Shared`] (a task's objects, no hint from the user): a run of
+//!   at least `min_run` bytes; consecutive classes may share a page boundary.
+//! * [`ClassPages::Exclusive`] (lifetime classes hinted by the user, or size
+//!   classes): whole free pages, so two classes never share a page.
+//!
+//! A class opening a region inside another class's region truncates the
+//! other one there. The table is bounded (least recently used evicted).
+
+use alloc::vec::Vec;
+
+/// How a class's regions are carved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClassPages {
+    /// Contiguous runs that may share a page with a neighbouring class.
+    Shared,
+    /// Whole pages of its own.
+    Exclusive,
+}
+
+/// A placement class for one allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClassHint {
+    /// Class identity (a task id, a lifetime class, a size class...).
+    pub id: u64,
+    /// Region shape.
+    pub pages: ClassPages,
+}
+
+impl ClassHint {
+    /// Objects allocated by one task (shared-page regions).
+    pub const fn task(id: u64) -> Self {
+        ClassHint {
+            id,
+            pages: ClassPages::Shared,
+        }
+    }
+    /// Objects expected to die together (page-exclusive regions).
+    pub const fn lifetime(id: u64) -> Self {
+        ClassHint {
+            id,
+            pages: ClassPages::Exclusive,
+        }
+    }
+}
+
+/// One class's current region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Region {
+    pub(crate) chunk: u32,
+    pub(crate) serial: u64,
+    pub(crate) lo: i32,
+    pub(crate) hi: i32,
+    last_use: u64,
+}
+
+/// Bounded table of class regions.
+///
+/// # Invariants
+/// - Regions of one chunk never overlap (opening one truncates the others).
+/// - At most `capacity` entries.
+#[derive(Clone, Debug)]
+pub(crate) struct ClassTable {
+    entries: Vec<(ClassHint, Region)>,
+    capacity: usize,
+    tick: u64,
+}
+
+impl ClassTable {
+    pub(crate) fn new(capacity: usize) -> Self {
+        ClassTable {
+            entries: Vec::new(),
+            capacity: capacity.max(1),
+            tick: 0,
+        }
+    }
+
+    /// The class's region, if it has one.
+    pub(crate) fn get(&mut self, class: ClassHint) -> Option<Region> {
+        self.tick += 1;
+        let tick = self.tick;
+        let e = self.entries.iter_mut().find(|(c, _)| *c == class)?;
+        e.1.last_use = tick;
+        Some(e.1)
+    }
+
+    /// Forget the class's region.
+    pub(crate) fn remove(&mut self, class: ClassHint) {
+        self.entries.retain(|(c, _)| *c != class);
+    }
+
+    /// Give `class` the region `[lo, hi)` of `chunk`, truncating any other
+    /// region of that chunk that contains `lo`.
+    pub(crate) fn open(&mut self, class: ClassHint, chunk: u32, serial: u64, lo: i32, hi: i32) {
+        self.tick += 1;
+        for (_, r) in self.entries.iter_mut() {
+            if r.chunk == chunk && r.serial == serial && r.lo <= lo && lo < r.hi {
+                r.hi = lo;
+            }
+            if r.chunk == chunk && r.serial == serial && lo <= r.lo && r.lo < hi {
+                // INVARIANT: no overlap; the older region starts inside ours.
+                r.hi = r.lo;
+            }
+        }
+        // Regions truncated to nothing are forgotten.
+        self.entries.retain(|(c, r)| r.lo < r.hi || *c == class);
+        let region = Region {
+            chunk,
+            serial,
+            lo,
+            hi,
+            last_use: self.tick,
+        };
+        if let Some(e) = self.entries.iter_mut().find(|(c, _)| *c == class) {
+            e.1 = region;
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            let oldest = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, r))| r.last_use)
+                .map(|(i, _)| i)
+                .unwrap_or(0);
+            self.entries.swap_remove(oldest);
+        }
+        self.entries.push((class, region));
+    }
+
+    /// Check the non-overlap invariant.
+    pub(crate) fn check(&self) -> Result<(), alloc::string::String> {
+        for (i, (a, ra)) in self.entries.iter().enumerate() {
+            for (b, rb) in &self.entries[i + 1..] {
+                let nonempty = ra.lo < ra.hi && rb.lo < rb.hi;
+                if nonempty
+                    && ra.chunk == rb.chunk
+                    && ra.serial == rb.serial
+                    && ra.lo < rb.hi
+                    && rb.lo < ra.hi
+                {
+                    return Err(alloc::format!(
+                        "class regions of {a:?} {ra:?} and {b:?} {rb:?} overlap"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
