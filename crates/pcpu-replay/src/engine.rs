@@ -82,12 +82,30 @@ impl Default for ReplayConfig {
 
 const RESERVED_SERIAL: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct LiveObj {
     ours: Option<Allocation>,
     kchunk: u32,
     koff: u32,
     size: u32,
+    call_site: Option<std::sync::Arc<str>>,
+    task: std::sync::Arc<str>,
+    pid: i32,
+}
+
+/// A live traced object, as placed by our allocator.
+#[derive(Clone, Debug)]
+pub struct LiveObject {
+    /// Our placement (None when our allocator failed it).
+    pub ours: Option<Allocation>,
+    /// Size in bytes (rounded up to 4).
+    pub size: u32,
+    /// The kernel call site's function (`percpu_ref_init`), when traced.
+    pub call_site: Option<std::sync::Arc<str>>,
+    /// The allocating task's name.
+    pub task: std::sync::Arc<str>,
+    /// The allocating task's pid.
+    pub pid: i32,
 }
 
 /// Reference-counted set of pages holding live bytes.
@@ -447,6 +465,12 @@ impl Replayer {
                     kchunk,
                     koff: ev.off as u32,
                     size: size4,
+                    call_site: ev
+                        .call_site
+                        .as_ref()
+                        .map(|c| std::sync::Arc::from(c.function())),
+                    task: rec.task.clone(),
+                    pid: rec.pid,
                 };
                 if self.live.insert(ev.ptr, obj).is_some() {
                     return Err(ReplayError::Overlap {
@@ -522,6 +546,17 @@ impl Replayer {
             self.sample(rec.ts);
         }
         Ok(())
+    }
+
+    /// The live traced objects now (for "who pins my memory" reports).
+    pub fn live_objects(&self) -> impl Iterator<Item = LiveObject> + '_ {
+        self.live.values().map(|o| LiveObject {
+            ours: o.ours,
+            size: o.size,
+            call_site: o.call_site.clone(),
+            task: o.task.clone(),
+            pid: o.pid,
+        })
     }
 
     /// Close the replay and produce the report.

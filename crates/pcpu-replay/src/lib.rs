@@ -13,7 +13,8 @@ mod setup;
 use std::fmt;
 
 pub use engine::{
-    derive_lifetime_classes, replay, BalanceTiming, ClassMode, Placement, ReplayConfig, Replayer,
+    derive_lifetime_classes, replay, BalanceTiming, ClassMode, LiveObject, Placement, ReplayConfig,
+    Replayer,
 };
 pub use report::{Disagreement, PhaseReport, Report, Sample};
 pub use setup::Setup;
