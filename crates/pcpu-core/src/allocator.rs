@@ -346,7 +346,7 @@ impl Allocator {
         let enough = match self.policy.kind {
             // Reclaim depopulates only down to the reserve, so a chunk holding
             // most of the empty pages can still give back the surplus.
-            PolicyKind::Pcpu => self.nr_empty_all > high,
+            PolicyKind::Pcpu => self.nr_empty_all >= high + self.policy.reclaim_surplus.max(1),
             _ => self.nr_empty_pop_pages > high + c.nr_empty_pop_pages,
         };
         (c.isolated && c.nr_empty_pop_pages > 0)
@@ -517,27 +517,26 @@ impl Allocator {
         if !self.policy.class_placement || flags.atomic || flags.reserved {
             return self.alloc_area(req, flags);
         }
-        if let Some(r) = self.classes.get(class) {
+        for r in self.classes.regions(class) {
             let usable = match self.arena.get(r.chunk as usize).and_then(Entry::chunk) {
-                Some(c) => {
-                    c.serial == r.serial
-                        && !c.detached
-                        && c.link.slot != Some(self.layout.to_depopulate as u16)
-                }
+                // A queued (not yet reclaiming) chunk may be taken back, as a
+                // sidelined one is: place() reintegrates it.
+                Some(c) => c.serial == r.serial && !c.detached && !c.reclaiming,
                 None => false,
             };
-            if usable {
-                if let Some(off) = self
-                    .c(r.chunk)
-                    .first_fit_in(r.lo, r.hi, req.bits, req.bit_align)
-                {
-                    if let Some(a) = self.place(r.chunk, req, off) {
-                        self.reintegrate(r.chunk);
-                        return Ok(a);
-                    }
+            if !usable {
+                self.classes.remove(class, &r);
+                continue;
+            }
+            if let Some(off) = self
+                .c(r.chunk)
+                .first_fit_in(r.lo, r.hi, req.bits, req.bit_align)
+            {
+                if let Some(a) = self.place(r.chunk, req, off) {
+                    self.classes.touch(class, &r);
+                    self.reintegrate(r.chunk);
+                    return Ok(a);
                 }
-            } else {
-                self.classes.remove(class);
             }
         }
         // Open a new region: the kernel's walk and first fit, for a larger run.
@@ -567,11 +566,9 @@ impl Allocator {
             }
         }
         let Some((id, off)) = found else {
-            // Nothing has a free run that large: plain first fit, else a new chunk.
-            return match self.alloc_area(req, flags) {
-                Ok(a) => Ok(a),
-                Err(e) => Err(e),
-            };
+            // No chunk has a free run that large: a new chunk (the walk above
+            // includes the free slot, so none is empty).
+            return Err(AllocError::NeedsChunk);
         };
         let a = self.place(id, req, off).ok_or(AllocError::NeedsChunk)?;
         let c = self.c(id);

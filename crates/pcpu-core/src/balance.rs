@@ -198,10 +198,6 @@ impl BalanceRun {
                         idx: 0,
                     },
                     Stage::Reclaim => State::Reclaim { cur: None },
-                    Stage::Sweep => {
-                        sweep(a);
-                        State::Done
-                    }
                     Stage::Populate => State::Populate {
                         nr_to_pop: nr_to_pop(a),
                         recompute: true,
@@ -313,30 +309,6 @@ impl BalanceRun {
     }
 }
 
-/// `pcpu` policy: isolate every chunk whose empty pages are not needed for
-/// the reserve, so that reclaim returns them (Linux only looks at a chunk
-/// when a free hits it, and misses chunks that emptied while the reserve was
-/// low).
-fn sweep(a: &mut Allocator) {
-    let high = a.policy.empty_pop_high;
-    let min = a.policy.reclaim_min_pages.max(1) as i32;
-    let mut ids = Vec::new();
-    for slot in 0..a.layout.nr_slots {
-        if slot != a.layout.sidelined && slot != a.layout.to_depopulate {
-            ids.extend(a.lists.iter(&a.arena, slot));
-        }
-    }
-    for id in ids {
-        let c = a.c(id);
-        if id == a.first || c.detached || c.nr_empty_pop_pages < min {
-            continue;
-        }
-        if a.reserve_empty_pages() > high + c.nr_empty_pop_pages {
-            a.isolate(id);
-        }
-    }
-}
-
 /// `pcpu_balance_free`: detach the free slot's chunks except the head.
 fn collect_free(a: &mut Allocator, empty_only: bool) -> Vec<u32> {
     let slot = a.layout.free;
@@ -373,6 +345,7 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
     loop {
         if cur.is_none() {
             let id = a.lists.head(a.layout.to_depopulate)?;
+            a.cm(id).reclaiming = true;
             let n = a.c(id).nr_pages;
             *cur = Some(ReclaimChunk {
                 id,
@@ -428,6 +401,7 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
         }
         let (id, reintegrate) = (rc.id, rc.reintegrate);
         *cur = None;
+        a.cm(id).reclaiming = false;
         if reintegrate || a.c(id).free_bytes == a.geo.unit_size() as i32 {
             a.reintegrate(id);
         } else {

@@ -74,6 +74,9 @@ pub struct Chunk {
     /// the RFC's `list_del_init`): allocations cannot find it and frees do
     /// not relocate it.
     pub(crate) detached: bool,
+    /// The balance run is depopulating this chunk right now (the head of
+    /// `to_depopulate` that reclaim took); nothing may allocate from it.
+    pub(crate) reclaiming: bool,
     /// percpu_stats: live allocations.
     pub(crate) nr_alloc: u64,
     /// percpu_stats: largest allocation ever made from this chunk.
@@ -108,6 +111,7 @@ impl Chunk {
             link: Link::default(),
             depopulate_mark: false,
             detached: false,
+            reclaiming: false,
             nr_alloc: 0,
             max_alloc_size: 0,
         }

@@ -53,7 +53,10 @@ impl ClassHint {
     }
 }
 
-/// One class's current region.
+/// Regions remembered per class.
+const REGIONS_PER_CLASS: usize = 4;
+
+/// One region of a class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Region {
     pub(crate) chunk: u32,
@@ -63,11 +66,17 @@ pub(crate) struct Region {
     last_use: u64,
 }
 
+impl Region {
+    fn same_place(&self, o: &Region) -> bool {
+        self.chunk == o.chunk && self.serial == o.serial && self.lo == o.lo
+    }
+}
+
 /// Bounded table of class regions.
 ///
 /// # Invariants
 /// - Regions of one chunk never overlap (opening one truncates the others).
-/// - At most `capacity` entries.
+/// - At most `capacity` entries, at most `REGIONS_PER_CLASS` per class.
 #[derive(Clone, Debug)]
 pub(crate) struct ClassTable {
     entries: Vec<(ClassHint, Region)>,
@@ -84,22 +93,39 @@ impl ClassTable {
         }
     }
 
-    /// The class's region, if it has one.
-    pub(crate) fn get(&mut self, class: ClassHint) -> Option<Region> {
+    /// The class's regions, most recently used first.
+    pub(crate) fn regions(&self, class: ClassHint) -> Vec<Region> {
+        let mut v: Vec<Region> = self
+            .entries
+            .iter()
+            .filter(|(c, _)| *c == class)
+            .map(|(_, r)| *r)
+            .collect();
+        v.sort_by_key(|r| core::cmp::Reverse(r.last_use));
+        v
+    }
+
+    /// Mark `region` of `class` as just used.
+    pub(crate) fn touch(&mut self, class: ClassHint, region: &Region) {
         self.tick += 1;
         let tick = self.tick;
-        let e = self.entries.iter_mut().find(|(c, _)| *c == class)?;
-        e.1.last_use = tick;
-        Some(e.1)
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .find(|(c, r)| *c == class && r.same_place(region))
+        {
+            e.1.last_use = tick;
+        }
     }
 
-    /// Forget the class's region.
-    pub(crate) fn remove(&mut self, class: ClassHint) {
-        self.entries.retain(|(c, _)| *c != class);
+    /// Forget one region of a class (its chunk went away or is unusable).
+    pub(crate) fn remove(&mut self, class: ClassHint, region: &Region) {
+        self.entries
+            .retain(|(c, r)| !(*c == class && r.same_place(region)));
     }
 
-    /// Give `class` the region `[lo, hi)` of `chunk`, truncating any other
-    /// region of that chunk that contains `lo`.
+    /// Give `class` the new region `[lo, hi)` of `chunk`, truncating any
+    /// other region of that chunk that overlaps it.
     pub(crate) fn open(&mut self, class: ClassHint, chunk: u32, serial: u64, lo: i32, hi: i32) {
         self.tick += 1;
         for (_, r) in self.entries.iter_mut() {
@@ -112,7 +138,16 @@ impl ClassTable {
             }
         }
         // Regions truncated to nothing are forgotten.
-        self.entries.retain(|(c, r)| r.lo < r.hi || *c == class);
+        self.entries.retain(|(_, r)| r.lo < r.hi);
+        // A class keeps a few regions, so that the tail of one it moved on
+        // from is still filled by its own later (smaller) objects.
+        let mine = self.entries.iter().filter(|(c, _)| *c == class).count();
+        if mine >= REGIONS_PER_CLASS {
+            self.evict(|c| c == class);
+        }
+        if self.entries.len() >= self.capacity {
+            self.evict(|_| true);
+        }
         let region = Region {
             chunk,
             serial,
@@ -120,26 +155,37 @@ impl ClassTable {
             hi,
             last_use: self.tick,
         };
-        if let Some(e) = self.entries.iter_mut().find(|(c, _)| *c == class) {
-            e.1 = region;
-            return;
-        }
-        if self.entries.len() >= self.capacity {
-            let oldest = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, (_, r))| r.last_use)
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            self.entries.swap_remove(oldest);
-        }
         self.entries.push((class, region));
     }
 
-    /// Check the non-overlap invariant.
+    /// Drop the least recently used region among classes matching `which`.
+    fn evict(&mut self, which: impl Fn(ClassHint) -> bool) {
+        let oldest = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (c, _))| which(*c))
+            .min_by_key(|(_, (_, r))| r.last_use)
+            .map(|(i, _)| i);
+        if let Some(i) = oldest {
+            self.entries.swap_remove(i);
+        }
+    }
+
+    /// Check the invariants.
     pub(crate) fn check(&self) -> Result<(), alloc::string::String> {
+        if self.entries.len() > self.capacity {
+            return Err(alloc::format!(
+                "{} class regions, capacity {}",
+                self.entries.len(),
+                self.capacity
+            ));
+        }
         for (i, (a, ra)) in self.entries.iter().enumerate() {
+            let mine = self.entries.iter().filter(|(c, _)| c == a).count();
+            if mine > REGIONS_PER_CLASS {
+                return Err(alloc::format!("class {a:?} has {mine} regions"));
+            }
             for (b, rb) in &self.entries[i + 1..] {
                 let nonempty = ra.lo < ra.hi && rb.lo < rb.hi;
                 if nonempty

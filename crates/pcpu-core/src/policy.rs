@@ -60,6 +60,10 @@ pub struct Policy {
     pub min_run: usize,
     /// How many class regions are remembered (least recently used evicted).
     pub class_capacity: usize,
+    /// `pcpu`: isolate chunks for reclaim only once the system holds at least
+    /// this many empty pages beyond `empty_pop_high` (hysteresis: reclaim
+    /// then depopulates down to `empty_pop_high`).
+    pub reclaim_surplus: i32,
 }
 
 impl Policy {
@@ -75,6 +79,7 @@ impl Policy {
             class_placement: false,
             min_run: 256,
             class_capacity: 64,
+            reclaim_surplus: 0,
         }
     }
 
@@ -86,6 +91,10 @@ impl Policy {
         p.reclaim_divisor = usize::MAX;
         p.reclaim_min_pages = 1;
         p.class_placement = true;
+        // Chosen by the sweep in docs/policy-study.md: the lowest floor on the
+        // memcg trace without a phase worse than linux-5.14 on the churn trace.
+        p.reclaim_surplus = 2;
+        p.min_run = 64;
         p
     }
 
@@ -199,8 +208,6 @@ pub(crate) enum Stage {
     FreeChunks { empty_only: bool },
     /// `pcpu_reclaim_populated` (5.14).
     Reclaim,
-    /// `pcpu` policy: isolate chunks with empty pages beyond the reserve.
-    Sweep,
     /// `pcpu_balance_populated`.
     Populate,
     /// RFC `pcpu_balance_populated`: grow, or shrink marked chunks.
