@@ -97,10 +97,12 @@ fn task_classes_keep_each_group_contiguous() {
     let mut b = SimBackend::default();
     let (lp, _) = cgroups(&mut linux, &mut b, |_, _| None);
     let (pp, _) = cgroups(&mut pcpu, &mut b, |_, t| Some(ClassHint::task(t)));
-    // Each parent's 11 objects span ~2 KiB: at most 2 pages each.
-    for g in pp.chunks(11) {
-        assert!(pages_touched(g) <= 2, "{g:?}");
-    }
+    // Each parent's 11 objects span ~2 KiB: at most 2 pages each (3 when a
+    // chunk runs out in the middle of a group), 1.5 on average.
+    let per_group: Vec<usize> = pp.chunks(11).map(pages_touched).collect();
+    assert!(per_group.iter().all(|&n| n <= 3), "{per_group:?}");
+    let mean = per_group.iter().sum::<usize>() as f64 / per_group.len() as f64;
+    assert!(mean <= 1.6, "{mean}");
     assert!(
         pages_touched(&pp) < pages_touched(&lp),
         "{} vs {}",
