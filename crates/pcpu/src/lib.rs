@@ -1,7 +1,115 @@
-//! placeholder
+//! # pcpu
+//!
+//! Per-CPU memory for userspace: Linux's per-CPU allocator (mm/percpu.c),
+//! including 5.14's partial chunk depopulation, on anonymous memory
+//! mappings. The bookkeeping is [`pcpu_core`]'s; this crate adds the memory,
+//! the locking, a background balance thread and typed handles.
+//!
+//! Every allocation exists once per CPU ("unit"), at the same offset of every
+//! unit of a *chunk* (one `mmap` reservation of `units × unit_size` bytes), so
+//! a handle is one pointer plus a stride. Pages are populated on demand, and
+//! pages left empty by frees are given back to the OS by the balance work
+//! (`madvise(MADV_DONTNEED)`), following the chosen policy.
+//!
+//! ## Per-CPU values
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use pcpu::PerCpuAllocator;
+//!
+//! let alloc = PerCpuAllocator::new()?;
+//! let packets = alloc.per_cpu(|_cpu| AtomicU64::new(0))?;
+//! std::thread::scope(|s| {
+//!     for _ in 0..4 {
+//!         s.spawn(|| {
+//!             for _ in 0..1000 {
+//!                 // The slot of the CPU this thread runs on: no contention.
+//!                 packets.current().fetch_add(1, Ordering::Relaxed);
+//!             }
+//!         });
+//!     }
+//! });
+//! let total: u64 = packets.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+//! assert_eq!(total, 4000);
+//! # Ok::<(), pcpu::Error>(())
+//! ```
+//!
+//! ## Counters
+//!
+//! ```
+//! let requests = pcpu::PerCpuCounter::new()?; // in the global allocator
+//! requests.add(3);
+//! requests.dec();
+//! assert_eq!(requests.sum(), 2);
+//! # Ok::<(), pcpu::Error>(())
+//! ```
+//!
+//! ## Memory goes back to the OS
+//!
+//! ```
+//! use pcpu::{PerCpuAllocator, Policy};
+//!
+//! let alloc = PerCpuAllocator::builder()
+//!     .policy("linux-5.14".parse::<Policy>().unwrap())
+//!     .unit_size(64 << 10)
+//!     .background_balance(false) // deterministic: balance explicitly
+//!     .build()?;
+//! let objs: Vec<_> = (0..100_000).map(|_| alloc.per_cpu_zeroed::<u64>()).collect::<Result<_, _>>()?;
+//! let full = alloc.resident_bytes()?;
+//! drop(objs);
+//! alloc.settle(); // destroy free chunks, depopulate empty pages
+//! assert!(alloc.resident_bytes()? < full / 4);
+//! assert_eq!(alloc.resident_bytes()?, alloc.stats().percpu_bytes);
+//! # Ok::<(), pcpu::Error>(())
+//! ```
+//!
+//! ## Raw allocations
+//!
+//! [`PerCpuAllocator::alloc_raw`] returns a plain-data [`RawPerCpu`]
+//! (`__alloc_percpu`), turned into per-CPU pointers by
+//! [`PerCpuAllocator::ptr`] and freed with [`PerCpuAllocator::free_raw`],
+//! which detects double frees.
+//!
+//! ## Concurrency
+//!
+//! As in the kernel: one lock (`pcpu_lock`) guards all bookkeeping and is
+//! never held across a system call; a second (`pcpu_alloc_mutex`) serialises
+//! chunk creation, population and the balance work. Allocations that fit in
+//! populated memory and all frees take only the first. The balance thread
+//! runs [`pcpu_core::BalanceRun`] one page operation at a time, dropping the
+//! bookkeeping lock around each. Only pages that hold no allocation, in
+//! chunks that allocations cannot reach, are ever discarded.
+//!
+//! ## Where `unsafe` lives
+//!
+//! `sys::mmap` (the mappings), `sys::cpu` (rseq's current CPU) and `handle`
+//! (per-CPU pointers, zeroing, discarding pages); each states its safety
+//! argument. The crate root denies `unsafe` elsewhere.
 #![deny(unsafe_code)]
 
+mod allocator;
+mod balance;
+mod builder;
+mod counter;
+pub mod demo;
+mod error;
+mod handle;
+mod inner;
+mod raw;
+mod stats;
 mod sys;
+
+pub use allocator::{global, PerCpuAllocator};
+pub use builder::{Builder, DEFAULT_FIRST_CHUNK_SIZE, DEFAULT_UNIT_SIZE};
+pub use counter::PerCpuCounter;
+pub use error::{Error, MapError};
+pub use handle::{PerCpu, Zeroable};
+pub use pcpu_core::{
+    AllocError, BalanceReport, ChunkId, FreeError, InvariantError, Policy, PolicyKind,
+};
+pub use raw::RawPerCpu;
+pub use stats::Stats;
+pub use sys::cpu::{current_cpu, possible_cpus};
 
 /// Internal OS-layer entry points exposed only for this crate's benches and
 /// for integration tests of the allocator layer. Not a stable API.

@@ -6,12 +6,13 @@
 //! * [`cpu`] — how many CPU ids exist ([`cpu::possible_cpus`]) and which CPU
 //!   the calling thread runs on ([`cpu::current_cpu`], rseq fast path).
 //!
-//! These two modules are the only ones in the crate that may contain `unsafe`
-//! code; everything above them is written against their safe (or documented
-//! `unsafe fn`) API.
+//! These two modules, and `crate::handle` (per-CPU pointers, zeroing, the one
+//! call of `Region::depopulate`), are the only ones in the crate that may
+//! contain `unsafe` code; everything else is written against their safe API.
 
 pub(crate) mod cpu;
-// The chunk/handle layer that consumes `Region` is not written yet.
+// Some introspection helpers of `Region` (`len`, `base`, `unit_base`,
+// `resident_pages_in`, ...) are only used by the module's own tests.
 #[allow(dead_code)]
 pub(crate) mod mmap;
 

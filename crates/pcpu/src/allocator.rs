@@ -1,0 +1,302 @@
+//! [`PerCpuAllocator`]: the public handle (a cheap `Arc` clone), its typed
+//! constructors, balancing controls, statistics, and the process-wide
+//! default allocator [`global`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use pcpu_core::{BalanceReport, InvariantError, Policy};
+
+use crate::balance::Balancer;
+use crate::builder::{Builder, Config};
+use crate::counter::PerCpuCounter;
+use crate::error::Error;
+use crate::handle::{PerCpu, Zeroable};
+use crate::inner::Inner;
+use crate::stats::Stats;
+
+/// Upper bound of balance runs in one [`PerCpuAllocator::settle`].
+const SETTLE_MAX_RUNS: usize = 64;
+
+/// Source of allocator identities (for raw handles).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A per-CPU memory allocator: Linux's mm/percpu.c (5.14, with partial chunk
+/// depopulation) on anonymous memory mappings.
+///
+/// Cloning is cheap (an `Arc`); every clone and every object allocated from
+/// it keep the allocator alive. The balance thread stops when the last clone
+/// and the last object are gone.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use pcpu::PerCpuAllocator;
+///
+/// let alloc = PerCpuAllocator::new().unwrap();
+/// let flags = alloc.per_cpu_zeroed::<AtomicU32>().unwrap();
+/// flags.get(0).store(3, Ordering::Relaxed);
+/// assert_eq!(flags.iter().map(|f| f.load(Ordering::Relaxed)).sum::<u32>(), 3);
+/// assert!(alloc.stats().live_allocations >= 1);
+/// ```
+#[derive(Clone)]
+pub struct PerCpuAllocator {
+    shared: Arc<Shared>,
+}
+
+/// What the clones share: the state, and the balance thread that runs on it.
+#[derive(Debug)]
+struct Shared {
+    inner: Arc<Inner>,
+    /// Stopped and joined when the last handle or object goes.
+    _balancer: Option<Balancer>,
+}
+
+impl fmt::Debug for PerCpuAllocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.inner().config;
+        f.debug_struct("PerCpuAllocator")
+            .field("policy", &c.policy.name())
+            .field("units", &c.units())
+            .field("unit_size", &c.unit_size())
+            .field("background_balance", &c.background_balance)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl PerCpuAllocator: construction ===
+
+impl PerCpuAllocator {
+    /// A builder with the defaults (linux-5.14 policy, one unit per possible
+    /// CPU, 512 KiB units, 16 KiB first chunk, background balancing).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// An allocator with the defaults.
+    ///
+    /// # Errors
+    /// As [`Builder::build`].
+    pub fn new() -> Result<Self, Error> {
+        Self::builder().build()
+    }
+
+    pub(crate) fn from_config(config: Config) -> Result<Self, Error> {
+        let inner = Arc::new(Inner::new(config, NEXT_ID.fetch_add(1, Ordering::Relaxed))?);
+        let balancer = if config.background_balance {
+            Some(Balancer::start(Arc::clone(&inner))?)
+        } else {
+            None
+        };
+        Ok(PerCpuAllocator {
+            shared: Arc::new(Shared {
+                inner,
+                _balancer: balancer,
+            }),
+        })
+    }
+
+    #[inline]
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.shared.inner
+    }
+}
+
+// === impl PerCpuAllocator: typed allocation ===
+
+impl PerCpuAllocator {
+    /// Allocate one `T` per CPU, initialised with `init(cpu)`
+    /// (`alloc_percpu` + a `for_each_possible_cpu` initialisation).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] if `T` is larger than 32 KiB,
+    /// [`Error::InvalidAlign`] if its alignment exceeds the page size,
+    /// [`Error::Map`] when memory cannot be mapped or populated. If `init`
+    /// panics, the copies made so far are dropped and the memory freed.
+    #[doc(alias = "alloc_percpu")]
+    pub fn per_cpu<T, F: FnMut(usize) -> T>(&self, init: F) -> Result<PerCpu<T>, Error> {
+        PerCpu::new_with(self, init)
+    }
+
+    /// Allocate one all-zero `T` per CPU (the allocator's memory is zeroed;
+    /// nothing else is written).
+    ///
+    /// # Errors
+    /// As [`PerCpuAllocator::per_cpu`].
+    pub fn per_cpu_zeroed<T: Zeroable>(&self) -> Result<PerCpu<T>, Error> {
+        PerCpu::new_zeroed(self)
+    }
+
+    /// A new [`PerCpuCounter`] in this allocator.
+    ///
+    /// # Errors
+    /// As [`PerCpuAllocator::per_cpu`].
+    pub fn counter(&self) -> Result<PerCpuCounter, Error> {
+        PerCpuCounter::new_in(self)
+    }
+}
+
+// === impl PerCpuAllocator: configuration and balance ===
+
+impl PerCpuAllocator {
+    /// Number of units (copies of every allocation).
+    pub fn units(&self) -> usize {
+        self.inner().config.units()
+    }
+    /// Bytes per unit of a chunk.
+    pub fn unit_size(&self) -> usize {
+        self.inner().config.unit_size()
+    }
+    /// The page size.
+    pub fn page_size(&self) -> usize {
+        self.inner().config.page_size()
+    }
+    /// The depopulation policy.
+    pub fn policy(&self) -> Policy {
+        self.inner().config.policy
+    }
+
+    /// Has an allocation or free scheduled balance work that has not run yet?
+    pub fn balance_pending(&self) -> bool {
+        self.inner().state().core.balance_pending()
+    }
+
+    /// Run one balance run (`pcpu_balance_workfn`) on the calling thread now:
+    /// destroy surplus free chunks, depopulate isolated chunks, top up empty
+    /// populated pages. Waits for a run in progress on the background thread.
+    #[doc(alias = "pcpu_balance_workfn")]
+    pub fn balance_now(&self) -> BalanceReport {
+        self.inner().balance_run()
+    }
+
+    /// Balance until no work is pending (at least one run, at most 64).
+    /// Returns the number of runs.
+    pub fn settle(&self) -> usize {
+        self.inner().settle(SETTLE_MAX_RUNS)
+    }
+
+    /// Wait until the background balance thread is idle: no run in progress
+    /// and none pending. Without background balancing, only waits for a
+    /// [`balance_now`](Self::balance_now) in progress on another thread.
+    /// Returns false if `timeout` passed first.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        self.inner().wait_idle(timeout)
+    }
+
+    /// Check every invariant of the core's bookkeeping (O(total map size)),
+    /// and that every chunk's mapping has exactly the pages populated that the
+    /// core counts as populated. Waits for a balance run or population in
+    /// progress, and for allocations waiting to populate their pages; safe to
+    /// call while other threads allocate and free.
+    ///
+    /// # Errors
+    /// The first violated invariant.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        // `alloc_mutex` first: no population is half done, so the core's and
+        // the regions' views of populated pages must agree exactly. Areas in
+        // flight (placed, waiting for `alloc_mutex` to be populated) make
+        // the empty-page counters transiently low: let them through first.
+        let (_serial, st) = loop {
+            let serial = self.inner().serialise();
+            let st = self.inner().state();
+            if st.in_flight == 0 {
+                break (serial, st);
+            }
+            drop(st);
+            drop(serial);
+            std::thread::yield_now();
+        };
+        st.core.check_invariants()?;
+        for id in st.core.chunk_ids() {
+            let chunk = st.core.chunk(id).expect("listed chunk");
+            let Some(Some(region)) = st.regions.get(id.0 as usize) else {
+                return Err(InvariantError(format!("chunk {} has no mapping", id.0)));
+            };
+            for page in 0..chunk.nr_pages() {
+                if region.is_populated(page) != chunk.is_page_populated(page) {
+                    return Err(InvariantError(format!(
+                        "chunk {} page {page}: core says populated={}, mapping says {}",
+                        id.0,
+                        chunk.is_page_populated(page),
+                        region.is_populated(page)
+                    )));
+                }
+            }
+        }
+        let mapped = st.regions.iter().flatten().count();
+        if mapped != st.core.nr_chunks() {
+            return Err(InvariantError(format!(
+                "{mapped} mappings for {} chunks",
+                st.core.nr_chunks()
+            )));
+        }
+        Ok(())
+    }
+}
+
+// === impl PerCpuAllocator: statistics ===
+
+impl PerCpuAllocator {
+    /// A snapshot of the allocator's figures.
+    pub fn stats(&self) -> Stats {
+        let st = self.inner().state();
+        let g = st.core.stats();
+        Stats {
+            percpu_bytes: st.core.percpu_bytes(),
+            populated_pages: st.core.nr_populated(),
+            nr_empty_pop_pages: st.core.nr_empty_pop_pages(),
+            chunks: st.core.nr_chunks(),
+            live_allocations: g.nr_cur_alloc,
+            total_allocations: g.nr_alloc,
+            total_frees: g.nr_dealloc,
+            failed_allocations: g.nr_failed,
+            balance_runs: st.runs,
+            balance_failures: st.balance_failures,
+            balance_populated_pages: st.balance_populated,
+            balance_depopulated_pages: st.balance_depopulated,
+            units: self.units(),
+            unit_size: self.unit_size(),
+            page_size: self.page_size(),
+        }
+    }
+
+    /// The text of `/sys/kernel/debug/percpu_stats` for this allocator.
+    #[doc(alias = "percpu_stats")]
+    pub fn percpu_stats_text(&self) -> String {
+        self.inner().state().core.percpu_stats()
+    }
+
+    /// Bytes of this allocator's mappings that are resident, as the OS sees
+    /// them (`mincore` over every chunk's mapping, all units).
+    ///
+    /// # Errors
+    /// [`Error::Map`] if `mincore` fails.
+    pub fn resident_bytes(&self) -> Result<u64, Error> {
+        let regions = self.inner().state().all_regions();
+        let mut pages = 0usize;
+        for r in &regions {
+            pages += r.resident_pages()?;
+        }
+        Ok((pages * self.page_size()) as u64)
+    }
+}
+
+/// The process-wide allocator, built with the defaults on first use.
+///
+/// ```
+/// let c = pcpu::global().counter().unwrap();
+/// c.add(5);
+/// assert_eq!(c.sum(), 5);
+/// ```
+///
+/// # Panics
+/// If the default allocator cannot be built (the first chunk cannot be
+/// mapped, or the balance thread cannot be started).
+pub fn global() -> &'static PerCpuAllocator {
+    static GLOBAL: OnceLock<PerCpuAllocator> = OnceLock::new();
+    GLOBAL.get_or_init(|| match PerCpuAllocator::new() {
+        Ok(a) => a,
+        Err(e) => panic!("pcpu: cannot build the global per-CPU allocator: {e}"),
+    })
+}

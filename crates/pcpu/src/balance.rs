@@ -1,0 +1,189 @@
+//! The balance work (`pcpu_balance_workfn`) on real memory, and the
+//! background thread that runs it when the core schedules it.
+//!
+//! A run holds `alloc_mutex` throughout and `state` only while planning or
+//! committing one page operation ([`BalanceRun::next`] / [`BalanceRun::done`]),
+//! so allocations from populated space and frees proceed while pages are
+//! (de)populated, chunks mapped or unmapped (the kernel's "take the mutex,
+//! then the spinlock once, drop the spinlock around slow work").
+
+use std::sync::{Arc, MutexGuard};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use pcpu_core::{BalanceReport, BalanceRun, PageWork};
+
+use crate::error::Error;
+use crate::handle;
+use crate::inner::{AllocLock, Inner, State};
+use crate::sys::mmap::Region;
+
+const POISONED: &str = "pcpu: allocator state poisoned by an internal panic";
+
+// === impl Inner: one balance run ===
+
+impl Inner {
+    /// Run one whole balance run on the calling thread.
+    pub(crate) fn balance_run(&self) -> BalanceReport {
+        let serial = self.serialise();
+        let mut st = self.state();
+        st.kicked = false;
+        st.running = true;
+        let mut run = st.core.balance_start();
+        while let Some(work) = run.next(&mut st.core) {
+            st = self.perform(st, &serial, &mut run, work);
+        }
+        st.running = false;
+        st.runs += 1;
+        let report = run.report();
+        st.balance_failures += report.failures as u64;
+        st.balance_populated += report.populated as u64;
+        st.balance_depopulated += report.depopulated as u64;
+        self.idle.notify_all();
+        // Frees during the run may have scheduled more work.
+        self.kick(&mut st);
+        report
+    }
+
+    /// Perform one planned page operation with `state` dropped, and commit it.
+    fn perform<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        serial: &AllocLock<'_>,
+        run: &mut BalanceRun,
+        work: PageWork,
+    ) -> MutexGuard<'a, State> {
+        match work {
+            PageWork::Populate { chunk, pages } => {
+                let region = st.region(chunk);
+                drop(st);
+                let ok = region.populate(pages).is_ok();
+                drop(region);
+                st = self.state();
+                run.done(&mut st.core, ok);
+            }
+            PageWork::Depopulate { chunk, pages } => {
+                let ok;
+                (st, ok) = handle::depopulate_empty(self, st, serial, chunk, pages);
+                run.done(&mut st.core, ok);
+            }
+            // mprotect(PROT_NONE) in `depopulate` already shot down the TLB.
+            PageWork::FlushTlb { .. } => run.done(&mut st.core, true),
+            PageWork::CreateChunk { chunk } => {
+                drop(st);
+                let reserved = Region::reserve(self.config.units(), self.config.unit_size());
+                st = self.state();
+                run.done(&mut st.core, reserved.is_ok());
+                if let Ok(region) = reserved {
+                    st.install(chunk, region);
+                }
+            }
+            PageWork::DestroyChunk { chunk } => {
+                run.done(&mut st.core, true);
+                let region = st.regions.get_mut(chunk.0 as usize).and_then(Option::take);
+                drop(st);
+                // munmap, unless a (stale) handle still holds the region.
+                drop(region);
+                st = self.state();
+            }
+        }
+        st
+    }
+
+    /// Balance until nothing is pending: at least one run, at most `max`.
+    pub(crate) fn settle(&self, max: usize) -> usize {
+        let mut runs = 0;
+        loop {
+            self.balance_run();
+            runs += 1;
+            if runs >= max || !self.state().core.balance_pending() {
+                return runs;
+            }
+        }
+    }
+
+    /// Wait until no balance run is in progress and (with the background
+    /// thread) none is pending, or `timeout` passes. True when idle.
+    pub(crate) fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state();
+        loop {
+            let pending = self.config.background_balance && st.core.balance_pending();
+            if !st.running && !pending {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .idle
+                .wait_timeout(st, deadline - now)
+                .expect(POISONED)
+                .0;
+        }
+    }
+}
+
+// === the background thread ===
+
+/// The balance thread of one allocator: stopped and joined on drop.
+#[derive(Debug)]
+pub(crate) struct Balancer {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+    id: ThreadId,
+}
+
+impl Balancer {
+    /// Start the thread. It holds `inner` (not the allocator handle), so the
+    /// last handle can never be dropped on it.
+    pub(crate) fn start(inner: Arc<Inner>) -> Result<Balancer, Error> {
+        let for_thread = Arc::clone(&inner);
+        let thread = thread::Builder::new()
+            .name("pcpu-balance".into())
+            .spawn(move || balance_thread(&for_thread))
+            .map_err(Error::Spawn)?;
+        let id = thread.thread().id();
+        Ok(Balancer {
+            inner,
+            thread: Some(thread),
+            id,
+        })
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        {
+            let mut st = self.inner.state();
+            st.stop = true;
+            self.inner.wake.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            // Never join ourselves (cannot happen by construction: the thread
+            // holds no allocator handle; kept as a guard).
+            if thread::current().id() != self.id {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// The work item: sleep until the core schedules balance work (or stop).
+fn balance_thread(inner: &Inner) {
+    let mut st = inner.state();
+    loop {
+        if st.stop {
+            return;
+        }
+        if st.core.balance_pending() {
+            drop(st);
+            inner.balance_run();
+            st = inner.state();
+            continue;
+        }
+        st.kicked = false;
+        st = inner.wake.wait(st).expect(POISONED);
+    }
+}

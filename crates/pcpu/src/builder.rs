@@ -1,0 +1,228 @@
+//! Configuration of a [`PerCpuAllocator`]: the builder and its validation
+//! (done once, like `pcpu_setup_first_chunk`'s sanity checks; the rest of the
+//! crate relies on a validated [`Config`]).
+
+use pcpu_core::{FirstChunk, Geometry, Policy, MIN_UNIT_SIZE};
+
+use crate::error::Error;
+use crate::sys;
+use crate::PerCpuAllocator;
+
+/// Default unit size: 512 KiB, the unit size of the kernels the traces were
+/// captured on (`pcpu-alloc: ... u524288`).
+pub const DEFAULT_UNIT_SIZE: usize = 512 << 10;
+
+/// Default dynamic area of the first chunk: 16 KiB, pre-populated.
+pub const DEFAULT_FIRST_CHUNK_SIZE: usize = 16 << 10;
+
+/// Largest accepted unit size (handles store offsets and strides in 32 bits).
+const MAX_UNIT_SIZE: usize = 1 << 30;
+
+/// Largest accepted `empty_pop_high` watermark (pages).
+const MAX_WATERMARK: usize = 1 << 20;
+
+/// Builds a [`PerCpuAllocator`]; see [`PerCpuAllocator::builder`].
+///
+/// ```
+/// use pcpu::{PerCpuAllocator, Policy};
+///
+/// let alloc = PerCpuAllocator::builder()
+///     .policy("seed-rfc".parse::<Policy>().unwrap())
+///     .unit_size(64 << 10)
+///     .background_balance(false)
+///     .build()
+///     .unwrap();
+/// assert_eq!(alloc.unit_size(), 64 << 10);
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Builder {
+    policy: Policy,
+    units: Option<usize>,
+    unit_size: usize,
+    first_chunk_size: usize,
+    watermarks: Option<(usize, usize)>,
+    background_balance: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            policy: Policy::default(),
+            units: None,
+            unit_size: DEFAULT_UNIT_SIZE,
+            first_chunk_size: DEFAULT_FIRST_CHUNK_SIZE,
+            watermarks: None,
+            background_balance: true,
+        }
+    }
+}
+
+impl Builder {
+    /// The depopulation policy (default: `linux-5.14`).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Number of units, one per CPU id (default: [`possible_cpus`]). Must be
+    /// at least [`possible_cpus`], because [`PerCpu::current`] indexes a unit
+    /// with the id of whatever CPU the thread runs on.
+    ///
+    /// [`possible_cpus`]: crate::possible_cpus
+    /// [`PerCpu::current`]: crate::PerCpu::current
+    pub fn units(mut self, units: usize) -> Self {
+        self.units = Some(units);
+        self
+    }
+
+    /// Bytes per unit of every chunk after the first (default 512 KiB): a
+    /// multiple of the page size, at least 32 KiB (`PCPU_MIN_UNIT_SIZE`, also
+    /// the largest single allocation), at most 1 GiB.
+    pub fn unit_size(mut self, bytes: usize) -> Self {
+        self.unit_size = bytes;
+        self
+    }
+
+    /// Dynamic area of the first chunk in bytes (default 16 KiB), rounded up
+    /// to whole pages. It is populated when the allocator is built and never
+    /// depopulated, like the kernel's first chunk. Must be smaller than the
+    /// unit size.
+    pub fn first_chunk_size(mut self, bytes: usize) -> Self {
+        self.first_chunk_size = bytes;
+        self
+    }
+
+    /// The policy's empty-page watermarks in pages (`PCPU_EMPTY_POP_PAGES_LOW`
+    /// and `_HIGH`, default 2 and 4): an allocation wakes the balance work
+    /// when fewer than `low` populated pages are empty; the balance work
+    /// populates up to `high` and reclaim keeps at least `high`.
+    pub fn watermarks(mut self, low: usize, high: usize) -> Self {
+        self.watermarks = Some((low, high));
+        self
+    }
+
+    /// Run the balance work on a background thread, woken like the kernel's
+    /// work item (default true). Without it, call
+    /// [`PerCpuAllocator::balance_now`] or [`PerCpuAllocator::settle`].
+    pub fn background_balance(mut self, on: bool) -> Self {
+        self.background_balance = on;
+        self
+    }
+
+    /// Validate the settings, map and populate the first chunk, and start the
+    /// balance thread.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`], [`Error::TooFewUnits`], [`Error::Map`] when
+    /// the first chunk cannot be mapped, [`Error::Spawn`].
+    pub fn build(self) -> Result<PerCpuAllocator, Error> {
+        PerCpuAllocator::from_config(self.validate()?)
+    }
+
+    fn validate(self) -> Result<Config, Error> {
+        let page_size = sys::mmap::page_size();
+        let cpus = sys::cpu::possible_cpus();
+        let bad = |setting, value, reason| Error::InvalidConfig {
+            setting,
+            value,
+            reason,
+        };
+        let units = self.units.unwrap_or(cpus);
+        if units == 0 {
+            return Err(bad("units", 0, "at least one unit is needed"));
+        }
+        if units < cpus {
+            return Err(Error::TooFewUnits { units, cpus });
+        }
+        let unit_size = self.unit_size;
+        if unit_size < MIN_UNIT_SIZE {
+            return Err(bad("unit_size", unit_size, "must be at least 32 KiB"));
+        }
+        if unit_size % page_size != 0 {
+            return Err(bad(
+                "unit_size",
+                unit_size,
+                "must be a multiple of the page size",
+            ));
+        }
+        if unit_size > MAX_UNIT_SIZE {
+            return Err(bad("unit_size", unit_size, "must be at most 1 GiB"));
+        }
+        if !matches!(unit_size.checked_mul(units), Some(t) if t <= isize::MAX as usize) {
+            return Err(bad("unit_size", unit_size, "units * unit_size overflows"));
+        }
+        let first = self.first_chunk_size;
+        if first == 0 {
+            return Err(bad(
+                "first_chunk_size",
+                first,
+                "the first chunk needs a dynamic area",
+            ));
+        }
+        // Clamped before rounding up, which then cannot overflow.
+        let first_rounded = first.min(unit_size).div_ceil(page_size) * page_size;
+        if first >= unit_size || first_rounded >= unit_size {
+            return Err(bad(
+                "first_chunk_size",
+                first,
+                "must be smaller than the unit size (rounded up to pages)",
+            ));
+        }
+        let mut policy = self.policy;
+        if let Some((low, high)) = self.watermarks {
+            if high > MAX_WATERMARK {
+                return Err(bad("watermarks.high", high, "must be at most 2^20 pages"));
+            }
+            if low > high {
+                return Err(bad(
+                    "watermarks.low",
+                    low,
+                    "must not exceed the high watermark",
+                ));
+            }
+            policy.empty_pop_low = low as i32;
+            policy.empty_pop_high = high as i32;
+        }
+        let fc = FirstChunk {
+            static_size: 0,
+            reserved_size: 0,
+            dyn_size: first_rounded,
+        };
+        let geometry = Geometry::new(page_size, units, unit_size, fc).map_err(Error::Geometry)?;
+        Ok(Config {
+            policy,
+            geometry,
+            first_chunk_pages: first_rounded / page_size,
+            background_balance: self.background_balance,
+        })
+    }
+}
+
+/// A validated configuration.
+///
+/// # Invariants
+/// - `geometry.nr_units() >= possible_cpus()`: every CPU id has a unit.
+/// - `geometry.unit_size()` is a multiple of the page size, `>= 32 KiB`,
+///   `<= 1 GiB`.
+/// - The first chunk's dynamic area is `first_chunk_pages` whole pages,
+///   fewer than a unit (so the first chunk never counts as fully free).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) policy: Policy,
+    pub(crate) geometry: Geometry,
+    pub(crate) first_chunk_pages: usize,
+    pub(crate) background_balance: bool,
+}
+
+impl Config {
+    pub(crate) fn units(&self) -> usize {
+        self.geometry.nr_units()
+    }
+    pub(crate) fn unit_size(&self) -> usize {
+        self.geometry.unit_size()
+    }
+    pub(crate) fn page_size(&self) -> usize {
+        self.geometry.page_size()
+    }
+}

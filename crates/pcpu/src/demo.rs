@@ -1,0 +1,280 @@
+//! The seed experiment on real memory: Roman Gushchin's memory-cgroup test
+//! (create 1000 parent cgroups with 10 children each, remove the children,
+//! then the parents), with each cgroup's per-CPU allocations made by this
+//! crate, once per policy.
+//!
+//! Each *group* allocates what a Linux 6.1 memory cgroup allocates with
+//! `alloc_percpu`, in this order (size/alignment in bytes):
+//!
+//! | # | object                                | size | align |
+//! |---|---------------------------------------|------|-------|
+//! | 5 | `percpu_ref` counters (css, objcg, …) | 8    | 8     |
+//! | 1 | a 4-byte counter                      | 4    | 4     |
+//! | 1 | `memcg_vmstats_percpu`                | 1096 | 8     |
+//! | 1 | `lruvec_stats_percpu`                 | 688  | 8     |
+//! | 1 | a small stats array                   | 32   | 8     |
+//! | 1 | a small stats array                   | 64   | 8     |
+//! | 1 | `psi_group_cpu`                       | 128  | 64    |
+//!
+//! Groups are created parent first, then its children (parent 0, its
+//! children, parent 1, …), so removing the children frees 10 of every 11
+//! groups evenly across the chunks: the partially-free case that 5.14's
+//! depopulation targets.
+//!
+//! Phases, each measured after the balance work went idle:
+//! `initial` (fresh allocator), `created` (all groups alive), `removed` (the
+//! children freed), `end` (everything freed).
+//!
+//! # Report schema (stable)
+//!
+//! [`DemoReport`] serialises to JSON as
+//!
+//! ```json
+//! { "units": 2, "page_size": 4096, "groups": 11000,
+//!   "policies": [
+//!     { "policy": "linux-5.14",
+//!       "phases": [ { "name": "initial", "percpu_kb": 32, "resident_kb": 32 }, … ] } ] }
+//! ```
+//!
+//! `percpu_kb` is the allocator's `/proc/meminfo` `Percpu:` figure (populated
+//! pages × units × page size); `resident_kb` is what the OS reports resident
+//! (`mincore`) over the allocator's mappings. Fields are only ever added.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use pcpu_core::{Policy, PolicyKind};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::raw::RawPerCpu;
+use crate::PerCpuAllocator;
+
+/// Size and alignment of each per-CPU object of one group, in allocation
+/// order (see the module docs).
+pub const GROUP_OBJECTS: [(usize, usize); 11] = [
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (4, 4),
+    (1096, 8),
+    (688, 8),
+    (32, 8),
+    (64, 8),
+    (128, 64),
+];
+
+/// Phase names, in order.
+pub const PHASES: [&str; 4] = ["initial", "created", "removed", "end"];
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    /// Parent groups (default 1000).
+    pub parents: usize,
+    /// Children per parent (default 10).
+    pub children: usize,
+    /// Policies, one fresh allocator each (default linux-5.11, seed-rfc,
+    /// linux-5.14).
+    pub policies: Vec<Policy>,
+    /// Unit size of the allocators (default 512 KiB).
+    pub unit_size: usize,
+    /// Longest wait for the balance thread to go idle after a phase
+    /// (default 30 s).
+    pub settle_timeout: Duration,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            parents: 1000,
+            children: 10,
+            policies: vec![
+                Policy::new(PolicyKind::Linux511),
+                Policy::new(PolicyKind::SeedRfc),
+                Policy::new(PolicyKind::Linux514),
+            ],
+            unit_size: crate::DEFAULT_UNIT_SIZE,
+            settle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl DemoConfig {
+    /// Total groups: `parents × (1 + children)`.
+    pub fn groups(&self) -> usize {
+        self.parents * (1 + self.children)
+    }
+}
+
+/// The measurements of one run; see the module docs for the JSON schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DemoReport {
+    /// Units of every allocator (possible CPUs).
+    pub units: usize,
+    /// Page size in bytes.
+    pub page_size: usize,
+    /// Groups created per policy.
+    pub groups: usize,
+    /// One entry per policy, in the configured order.
+    pub policies: Vec<PolicyReport>,
+}
+
+/// The phases of one policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyReport {
+    /// Policy name (`linux-5.14`, …).
+    pub policy: String,
+    /// Measurements in phase order.
+    pub phases: Vec<PhaseReport>,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PhaseReport {
+    /// Phase name (see [`PHASES`]).
+    pub name: String,
+    /// The allocator's `Percpu:` figure in KiB.
+    pub percpu_kb: u64,
+    /// Resident KiB of the allocator's mappings, from `mincore`.
+    pub resident_kb: u64,
+}
+
+impl DemoReport {
+    /// A plain-text table: one row per phase, `percpu_kb/resident_kb` per
+    /// policy.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = write!(out, "{:<8}", "phase");
+        for p in &self.policies {
+            let _ = write!(out, " {:>22}", format!("{} kB (rss)", p.policy));
+        }
+        out.push('\n');
+        for (i, name) in PHASES.iter().enumerate() {
+            let _ = write!(out, "{name:<8}");
+            for p in &self.policies {
+                let cell = p.phases.get(i).map_or_else(String::new, |ph| {
+                    format!("{} ({})", ph.percpu_kb, ph.resident_kb)
+                });
+                let _ = write!(out, " {cell:>22}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Run the experiment. `progress(label, done, total)` is called as groups are
+/// created and freed (label `"<policy>: create"`, `"<policy>: remove
+/// children"`, `"<policy>: remove parents"`, `"<policy>: settle"`).
+///
+/// # Errors
+/// Building an allocator or allocating failed ([`Error::Map`] when memory
+/// runs out).
+pub fn run(
+    cfg: &DemoConfig,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<DemoReport, Error> {
+    let mut report = DemoReport {
+        units: 0,
+        page_size: 0,
+        groups: cfg.groups(),
+        policies: Vec::new(),
+    };
+    for &policy in &cfg.policies {
+        let alloc = PerCpuAllocator::builder()
+            .policy(policy)
+            .unit_size(cfg.unit_size)
+            .build()?;
+        report.units = alloc.units();
+        report.page_size = alloc.page_size();
+        report.policies.push(run_policy(&alloc, cfg, progress)?);
+    }
+    Ok(report)
+}
+
+/// One group's objects.
+type Group = [RawPerCpu; GROUP_OBJECTS.len()];
+
+fn run_policy(
+    alloc: &PerCpuAllocator,
+    cfg: &DemoConfig,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<PolicyReport, Error> {
+    let name = alloc.policy().name();
+    let mut phases = Vec::with_capacity(PHASES.len());
+    let mut measure =
+        |phase: &str, progress: &mut dyn FnMut(&str, usize, usize)| -> Result<(), Error> {
+            progress(&format!("{name}: settle"), 0, 1);
+            alloc.wait_idle(cfg.settle_timeout);
+            progress(&format!("{name}: settle"), 1, 1);
+            phases.push(PhaseReport {
+                name: phase.to_owned(),
+                percpu_kb: alloc.stats().percpu_bytes / 1024,
+                resident_kb: alloc.resident_bytes()? / 1024,
+            });
+            Ok(())
+        };
+    measure(PHASES[0], progress)?;
+
+    let total = cfg.groups();
+    let label = format!("{name}: create");
+    let mut parents: Vec<Group> = Vec::with_capacity(cfg.parents);
+    let mut children: Vec<Group> = Vec::with_capacity(cfg.parents * cfg.children);
+    for _ in 0..cfg.parents {
+        parents.push(create_group(alloc)?);
+        for _ in 0..cfg.children {
+            children.push(create_group(alloc)?);
+        }
+        progress(&label, parents.len() + children.len(), total);
+    }
+    measure(PHASES[1], progress)?;
+
+    free_groups(
+        alloc,
+        children,
+        &format!("{name}: remove children"),
+        progress,
+    )?;
+    measure(PHASES[2], progress)?;
+    free_groups(alloc, parents, &format!("{name}: remove parents"), progress)?;
+    measure(PHASES[3], progress)?;
+    Ok(PolicyReport {
+        policy: name.to_owned(),
+        phases,
+    })
+}
+
+fn create_group(alloc: &PerCpuAllocator) -> Result<Group, Error> {
+    let mut group = [None; GROUP_OBJECTS.len()];
+    for (slot, &(size, align)) in group.iter_mut().zip(GROUP_OBJECTS.iter()) {
+        match alloc.alloc_raw(size, align) {
+            Ok(raw) => *slot = Some(raw),
+            Err(e) => {
+                for raw in group.iter().flatten() {
+                    let _ = alloc.free_raw(*raw);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(group.map(|r| r.expect("every object allocated")))
+}
+
+fn free_groups(
+    alloc: &PerCpuAllocator,
+    groups: Vec<Group>,
+    label: &str,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(), Error> {
+    let total = groups.len();
+    for (i, group) in groups.into_iter().enumerate() {
+        for raw in group {
+            alloc.free_raw(raw)?;
+        }
+        progress(label, i + 1, total);
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The crate's error type.
+
+use std::fmt;
+
+use pcpu_core::{AllocError, FreeError, GeometryError};
+
+use crate::sys::mmap::SysError;
+
+/// Everything that can go wrong in this crate. Every variant leaves the
+/// allocator in the state it was in before the failing call (apart from
+/// statistics).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An allocation size of 0 or above the largest allocation
+    /// (`PCPU_MIN_UNIT_SIZE`, 32 KiB).
+    InvalidSize {
+        /// Requested size in bytes.
+        size: usize,
+        /// Largest allowed size.
+        max: usize,
+    },
+    /// An alignment that is not a power of two, or above the page size.
+    InvalidAlign {
+        /// Requested alignment.
+        align: usize,
+        /// Largest allowed alignment (the page size).
+        max: usize,
+    },
+    /// A builder setting out of range.
+    InvalidConfig {
+        /// The setting.
+        setting: &'static str,
+        /// Its value.
+        value: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Fewer units than CPU ids: `current_cpu()` could return a CPU without a
+    /// unit.
+    TooFewUnits {
+        /// Units requested.
+        units: usize,
+        /// CPU ids the system can have (`possible_cpus()`).
+        cpus: usize,
+    },
+    /// The core rejected the geometry.
+    Geometry(GeometryError),
+    /// A memory-mapping system call failed (reserving a chunk, populating
+    /// pages, `mincore`).
+    Map(MapError),
+    /// The allocation failed for a reason of the core allocator.
+    Alloc(AllocError),
+    /// A free (or pointer look-up) was refused: double free, or not the start
+    /// of a live allocation.
+    Free(FreeError),
+    /// A CPU index without a unit.
+    BadCpu {
+        /// The CPU index.
+        cpu: usize,
+        /// Units of the allocator.
+        units: usize,
+    },
+    /// A [`RawPerCpu`](crate::RawPerCpu) used with an allocator that did not
+    /// allocate it.
+    ForeignHandle,
+    /// The background balance thread could not be started.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidSize { size, max } => {
+                write!(f, "invalid per-CPU allocation size {size}: must be 1..={max} bytes")
+            }
+            Error::InvalidAlign { align, max } => write!(
+                f,
+                "invalid per-CPU allocation alignment {align}: must be a power of two <= {max}"
+            ),
+            Error::InvalidConfig { setting, value, reason } => {
+                write!(f, "invalid allocator setting {setting} = {value}: {reason}")
+            }
+            Error::TooFewUnits { units, cpus } => write!(
+                f,
+                "{units} units are too few: this system has {cpus} possible CPUs and every CPU id needs a unit"
+            ),
+            Error::Geometry(e) => write!(f, "{e}"),
+            Error::Map(e) => write!(f, "{e}"),
+            Error::Alloc(e) => write!(f, "per-CPU allocation failed: {e}"),
+            Error::Free(e) => write!(f, "per-CPU free refused: {e}"),
+            Error::BadCpu { cpu, units } => {
+                write!(f, "CPU {cpu} has no unit (the allocator has {units} units)")
+            }
+            Error::ForeignHandle => f.write_str("raw per-CPU handle belongs to another allocator"),
+            Error::Spawn(e) => write!(f, "cannot start the balance thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Map(e) => Some(e),
+            Error::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<AllocError> for Error {
+    fn from(e: AllocError) -> Self {
+        match e {
+            AllocError::InvalidSize { size, max } => Error::InvalidSize { size, max },
+            AllocError::InvalidAlign { align, max } => Error::InvalidAlign { align, max },
+            e => Error::Alloc(e),
+        }
+    }
+}
+
+impl From<FreeError> for Error {
+    fn from(e: FreeError) -> Self {
+        Error::Free(e)
+    }
+}
+
+impl From<SysError> for Error {
+    fn from(e: SysError) -> Self {
+        Error::Map(MapError(e))
+    }
+}
+
+/// A failed memory-mapping system call (`mmap`, `mprotect`, `madvise`,
+/// `mincore`): what was attempted and the OS error number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapError(pub(crate) SysError);
+
+impl MapError {
+    /// The OS error number (`errno`), when the failure came from the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.0.errno().map(|e| e.raw_os_error())
+    }
+
+    /// True when reserving a chunk's address space failed (as opposed to
+    /// populating pages or `mincore`).
+    pub fn is_reserve(&self) -> bool {
+        matches!(self.0, SysError::Reserve { .. })
+    }
+
+    /// True when populating pages failed (everything was rolled back).
+    pub fn is_populate(&self) -> bool {
+        matches!(self.0, SysError::Populate { .. })
+    }
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for MapError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}

@@ -1,0 +1,423 @@
+//! Typed per-CPU handles ([`PerCpu<T>`]), and every other access to chunk
+//! memory above the OS layer: zeroing fresh allocations and discarding empty
+//! pages.
+//!
+//! # Safety
+//!
+//! This is the one module outside `sys::mmap` and `sys::cpu` allowed to use
+//! `unsafe`. Its unsafe code:
+//!
+//! 1. zeroes a fresh allocation in every unit ([`Placed::zero`]);
+//! 2. writes, borrows and drops the `T` copies of a [`PerCpu<T>`];
+//! 3. declares when `PerCpu<T>` is `Send` / `Sync`, and which types are
+//!    [`Zeroable`];
+//! 4. calls the one `unsafe fn` of the OS layer, `Region::depopulate`
+//!    (`madvise(MADV_DONTNEED)` + `mprotect(PROT_NONE)`), for pages the core
+//!    planned to depopulate ([`depopulate_empty`]).
+//!
+//! The facts it rests on, established by the (safe) code of `inner`, `raw`
+//! and `balance` and by pcpu-core:
+//!
+//! - **A. Live areas.** A [`Placed`] (and the [`Area`] that owns one) is a
+//!   live allocation: `[offset, offset + size)` of every unit of its region
+//!   is allocated in the core's map (allocations never overlap), lies on
+//!   populated — readable, writable — pages, and stays allocated until the
+//!   owning `Area` is dropped or the raw handle freed. The `Arc<Region>` it
+//!   holds keeps the mapping alive. Unit `u`'s copy starts at
+//!   `region.addr(u, offset)`; units are `region.unit_size()` apart, a
+//!   multiple of the page size, and `offset` is a multiple of the requested
+//!   alignment, which is at most the page size: every copy is aligned.
+//! - **B. Pages holding a live byte are never discarded.** Only
+//!   [`depopulate_empty`] discards pages, after checking under `state` that
+//!   none of them holds an allocated byte; see its SAFETY argument for why
+//!   they stay empty until the discard is done.
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::{self, MaybeUninit};
+use std::ops::Range;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{
+    AtomicBool, AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicIsize, AtomicU16, AtomicU32,
+    AtomicU64, AtomicU8, AtomicUsize,
+};
+use std::sync::MutexGuard;
+
+use pcpu_core::ChunkId;
+
+use crate::error::Error;
+use crate::inner::{AllocLock, Inner, Placed, State};
+use crate::raw::Area;
+use crate::sys::cpu::current_cpu;
+use crate::PerCpuAllocator;
+
+// === zeroing and discarding ===
+
+impl Placed {
+    /// Zero the area in every unit (`pcpu_alloc` step 14).
+    pub(crate) fn zero(&self) {
+        for unit in 0..self.region.nr_units() {
+            let p = self.region.addr(unit, self.offset);
+            // SAFETY: by fact A, `[offset, offset + size)` of `unit` lies in
+            // populated, writable pages of the live mapping `region` (which
+            // `self` keeps alive), so `p` is valid for `size` bytes of writes;
+            // `u8` needs no alignment. The allocation is fresh: no handle
+            // exists yet, so no reference into it can observe the write.
+            unsafe { p.as_ptr().write_bytes(0, self.size) };
+        }
+    }
+}
+
+/// Discard `pages` of `chunk` in every unit, as planned by the balance run
+/// (`pcpu_depopulate_chunk`). Returns the `state` guard again and whether
+/// the core must count the pages as depopulated: false only when the check
+/// refused the work (a core bug; the pages then stay populated).
+pub(crate) fn depopulate_empty<'a>(
+    inner: &'a Inner,
+    st: MutexGuard<'a, State>,
+    serial: &AllocLock<'_>,
+    chunk: ChunkId,
+    pages: Range<usize>,
+) -> (MutexGuard<'a, State>, bool) {
+    assert!(
+        serial.is_for(inner),
+        "depopulate without this allocator's alloc_mutex"
+    );
+    let empty = st.core.chunk(chunk).is_some_and(|c| {
+        pages.start < pages.end
+            && pages.end <= c.nr_pages()
+            && pages.clone().all(|p| !c.is_page_used(p))
+    });
+    let region = st.regions.get(chunk.0 as usize).cloned().flatten();
+    let Some(region) = region.filter(|_| empty) else {
+        debug_assert!(
+            false,
+            "core planned to depopulate used pages {pages:?} of chunk {}",
+            chunk.0
+        );
+        return (st, false);
+    };
+    drop(st);
+    // SAFETY: `Region::depopulate` requires that in every unit no live object
+    // occupies `pages` and no reference into them is used until they are
+    // populated again.
+    // - Just above, under `state`, no byte of these pages was allocated in the
+    //   core's map (which covers every unit alike).
+    // - They stay so after `state` was dropped: the core plans a depopulation
+    //   only in a chunk that allocations cannot reach (isolated in the
+    //   to_depopulate slot, or detached while being destroyed or shrunk by the
+    //   seed-rfc policy: `alloc_area` scans neither, on the fast path or
+    //   any other); frees only clear bits; and `serial` proves we hold
+    //   `alloc_mutex`, which every population, chunk creation and other
+    //   balance run needs.
+    // - References and pointers into chunk memory exist only for live
+    //   allocations (fact A: `PerCpu<T>` copies, `RawPerCpu` pointers while
+    //   the raw allocation is live), and no live allocation overlaps these
+    //   pages. A page's next user gets it through `populate` (discarded pages
+    //   read as zero then).
+    let result = unsafe { region.depopulate(pages) };
+    // Not the last reference (the region table holds one), but never drop a
+    // region under `state` anyway: the last drop is a `munmap`.
+    drop(region);
+    let mut st = inner.state();
+    if result.is_err() {
+        // The region recorded the pages as unpopulated anyway (their contents
+        // are gone); counting them as depopulated keeps both views equal, and
+        // the next allocation there populates them again.
+        st.balance_failures += 1;
+    }
+    (st, true)
+}
+
+// === PerCpu<T> ===
+
+/// One `T` per CPU, in per-CPU memory (`alloc_percpu(T)`).
+///
+/// Unit `cpu`'s copy is at the same offset of every unit, so the handle is
+/// one base pointer and a stride, like the kernel's `per_cpu_ptr()`.
+/// Dropping the handle drops every copy and frees the area.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// let alloc = pcpu::PerCpuAllocator::builder().background_balance(false).build().unwrap();
+/// let hits = alloc.per_cpu(|_cpu| AtomicU64::new(0)).unwrap();
+/// hits.current().fetch_add(1, Ordering::Relaxed);
+/// let total: u64 = hits.iter().map(|h| h.load(Ordering::Relaxed)).sum();
+/// assert_eq!(total, 1);
+/// ```
+///
+/// # Thread safety
+///
+/// `PerCpu<T>` is `Send` iff `T: Send` (sending the handle sends every copy,
+/// and the receiver drops them), and `Sync` iff `T: Send + Sync`, as
+/// `thread_local::ThreadLocal<T>` is. `Sync` alone would do for today's
+/// `&self` methods, which only hand out `&T`; requiring `Send` too reflects
+/// what a per-CPU value is: each copy is used by whichever thread happens to
+/// run on that CPU, i.e. it moves between threads, and it keeps room for
+/// methods that hand a copy to the current CPU's thread. `Arc<PerCpu<T>>`
+/// needs both anyway (the last clone drops the copies on any thread).
+///
+/// Because a thread can migrate right after [`PerCpu::current`] picked its
+/// CPU, and several threads can run on one CPU over time, copies must be
+/// safe to share: use atomics or locks inside `T`, not `Cell`s.
+pub struct PerCpu<T> {
+    /// Unit 0's copy.
+    base: NonNull<T>,
+    /// Bytes between two units' copies (a unit size: at most 1 GiB).
+    stride: u32,
+    units: u32,
+    /// The allocation; freed after the copies are dropped.
+    area: Area,
+    _owns: PhantomData<T>,
+}
+
+// SAFETY: a `PerCpu<T>` owns its `T` copies (like a `Box<[T]>`) plus an `Area`
+// (allocator handle, region `Arc`, offsets: all `Send + Sync`). Sending it
+// sends the copies, so `T: Send` is exactly what is needed; the raw `base`
+// pointer refers only to memory the handle owns.
+unsafe impl<T: Send> Send for PerCpu<T> {}
+
+// SAFETY: through `&PerCpu<T>` any thread gets `&T` to any copy (`get`,
+// `iter`, `current`), which needs `T: Sync`. `T: Send` is required as well
+// for the reasons in the type's docs (the same bound as `ThreadLocal<T>`).
+// No `&self` method mutates a copy or the handle.
+unsafe impl<T: Send + Sync> Sync for PerCpu<T> {}
+
+/// Bytes to allocate for a `T`: the core rejects size 0, so zero-sized types
+/// take the smallest allocation.
+fn size_for<T>() -> usize {
+    mem::size_of::<T>().max(1)
+}
+
+/// Unit `cpu`'s copy (no bounds check).
+#[inline]
+fn slot<T>(base: NonNull<T>, stride: u32, cpu: usize) -> *mut T {
+    base.as_ptr()
+        .wrapping_byte_add(cpu.wrapping_mul(stride as usize))
+}
+
+/// A handle's stride and unit count; both fit in 32 bits (`Config`).
+fn stride_units(area: &Area) -> (u32, u32) {
+    let fit = |v: usize| u32::try_from(v).expect("unit sizes and counts fit in u32");
+    (fit(area.stride()), fit(area.units()))
+}
+
+/// Drops the first `len` copies if initialisation panics.
+struct Filled<T> {
+    base: NonNull<T>,
+    stride: u32,
+    len: usize,
+}
+
+impl<T> Drop for Filled<T> {
+    fn drop(&mut self) {
+        for cpu in 0..self.len {
+            // SAFETY: copies `0..len` were written by `PerCpu::new_with` (fact
+            // A: in bounds and aligned) and nothing else refers to them; each is
+            // dropped once, after which the area is freed unread.
+            unsafe { ptr::drop_in_place(slot(self.base, self.stride, cpu)) };
+        }
+    }
+}
+
+impl<T> PerCpu<T> {
+    /// Allocate and initialise every unit's copy with `init(cpu)`.
+    pub(crate) fn new_with<F: FnMut(usize) -> T>(
+        alloc: &PerCpuAllocator,
+        mut init: F,
+    ) -> Result<Self, Error> {
+        let area = Area::new(alloc, size_for::<T>(), mem::align_of::<T>(), false)?;
+        let base = area.unit_ptr(0).cast::<T>();
+        let (stride, units) = stride_units(&area);
+        let mut filled = Filled {
+            base,
+            stride,
+            len: 0,
+        };
+        for cpu in 0..units as usize {
+            let value = init(cpu);
+            // SAFETY: fact A: unit `cpu`'s copy is inside the live, writable
+            // area (`size_of::<T>()` bytes fit) and aligned for `T`. It is
+            // uninitialised (nothing to drop is overwritten) and unreferenced.
+            unsafe { slot(base, stride, cpu).write(value) };
+            filled.len += 1;
+        }
+        mem::forget(filled);
+        Ok(PerCpu {
+            base,
+            stride,
+            units,
+            area,
+            _owns: PhantomData,
+        })
+    }
+
+    /// Allocate with every copy all-zero bytes.
+    pub(crate) fn new_zeroed(alloc: &PerCpuAllocator) -> Result<Self, Error>
+    where
+        T: Zeroable,
+    {
+        // The area is zeroed in every unit, which is a valid `T` (`Zeroable`).
+        let area = Area::new(alloc, size_for::<T>(), mem::align_of::<T>(), true)?;
+        let base = area.unit_ptr(0).cast::<T>();
+        let (stride, units) = stride_units(&area);
+        Ok(PerCpu {
+            base,
+            stride,
+            units,
+            area,
+            _owns: PhantomData,
+        })
+    }
+
+    /// Number of copies: the allocator's units (one per possible CPU).
+    pub fn units(&self) -> usize {
+        self.units as usize
+    }
+
+    /// The allocator that owns the memory.
+    pub fn allocator(&self) -> &PerCpuAllocator {
+        self.area.allocator()
+    }
+
+    /// CPU `cpu`'s copy (`per_cpu_ptr(p, cpu)`).
+    ///
+    /// # Panics
+    /// If `cpu >= self.units()`.
+    #[inline]
+    #[doc(alias = "per_cpu_ptr")]
+    pub fn get(&self, cpu: usize) -> &T {
+        assert!(
+            cpu < self.units as usize,
+            "CPU {cpu} out of range ({} units)",
+            self.units
+        );
+        // SAFETY: fact A: the copy is in bounds, aligned, initialised (every
+        // constructor initialises all units) and stays valid while `self` is
+        // borrowed (the area is freed only in `Drop`, pages with live bytes
+        // are never discarded: fact B). Only shared references are created
+        // through `&self`.
+        unsafe { &*slot(self.base, self.stride, cpu) }
+    }
+
+    /// CPU `cpu`'s copy, mutably.
+    ///
+    /// # Panics
+    /// If `cpu >= self.units()`.
+    #[inline]
+    pub fn get_mut(&mut self, cpu: usize) -> &mut T {
+        assert!(
+            cpu < self.units as usize,
+            "CPU {cpu} out of range ({} units)",
+            self.units
+        );
+        // SAFETY: as in `get`; `&mut self` guarantees no other reference to
+        // any copy exists for the returned lifetime.
+        unsafe { &mut *slot(self.base, self.stride, cpu) }
+    }
+
+    /// The copy of the CPU the calling thread runs on now (`this_cpu_ptr`).
+    ///
+    /// The thread may migrate right after the CPU was read, and other threads
+    /// may use the same copy at the same time: `T` must be safe to share
+    /// (atomics, locks), which `&T` enforces.
+    #[inline]
+    #[doc(alias = "this_cpu_ptr")]
+    pub fn current(&self) -> &T {
+        self.get(current_cpu())
+    }
+
+    /// Every copy, in CPU order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
+        (0..self.units as usize).map(move |cpu| self.get(cpu))
+    }
+
+    /// Every copy mutably, in CPU order.
+    pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = &mut T> + '_ {
+        let (base, stride) = (self.base, self.stride);
+        // SAFETY: as in `get_mut`: each copy is valid and initialised, and
+        // distinct CPUs' copies are `stride` (a whole unit) apart, so the
+        // `&mut T`s never overlap; they live no longer than `&mut self`.
+        (0..self.units as usize).map(move |cpu| unsafe { &mut *slot(base, stride, cpu) })
+    }
+}
+
+impl<T> Drop for PerCpu<T> {
+    fn drop(&mut self) {
+        if mem::needs_drop::<T>() {
+            for cpu in 0..self.units as usize {
+                // SAFETY: every copy is initialised (constructors) and dropped
+                // exactly once here; `&mut self` shows no reference to it
+                // remains. The area is freed afterwards (field drop), unread.
+                unsafe { ptr::drop_in_place(slot(self.base, self.stride, cpu)) };
+            }
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for PerCpu<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+// === Zeroable ===
+
+/// Types for which all-zero bytes are a valid value, so
+/// [`PerCpuAllocator::per_cpu_zeroed`] can hand out the allocator's zeroed
+/// memory without writing anything.
+///
+/// # Safety
+///
+/// An all-zero bit pattern of `size_of::<Self>()` bytes must be a valid,
+/// safe-to-use value of `Self` (and dropping it must be sound).
+pub unsafe trait Zeroable {}
+
+macro_rules! zeroable {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: zero is a valid value of every integer, float and `bool`
+        // (false), `char` ('\0'), `()`, and of every atomic of those (an
+        // atomic has its integer's representation).
+        unsafe impl Zeroable for $t {}
+    )*};
+}
+
+zeroable!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    (),
+    AtomicU8,
+    AtomicU16,
+    AtomicU32,
+    AtomicU64,
+    AtomicUsize,
+    AtomicI8,
+    AtomicI16,
+    AtomicI32,
+    AtomicI64,
+    AtomicIsize,
+    AtomicBool,
+);
+
+// SAFETY: an array of zeroable elements is all-zero iff each element is, and
+// arrays have no padding between elements.
+unsafe impl<T: Zeroable, const N: usize> Zeroable for [T; N] {}
+
+// SAFETY: every bit pattern, zero included, is a valid `MaybeUninit<T>`.
+unsafe impl<T> Zeroable for MaybeUninit<T> {}

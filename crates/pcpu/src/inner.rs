@@ -1,0 +1,417 @@
+//! The shared allocator state, its two locks, and the allocation and free
+//! paths (`pcpu_alloc`, `free_percpu`).
+//!
+//! # Locks (mm/percpu.c's synchronisation rules)
+//!
+//! | lock                 | kernel             | protects |
+//! |----------------------|--------------------|----------|
+//! | [`Inner::state`]     | `pcpu_lock`        | all bookkeeping: the core [`Allocator`], the region table, the balance-thread flags |
+//! | `Inner::alloc_mutex` | `pcpu_alloc_mutex` | nothing by itself; serialises chunk creation, population and balance runs |
+//!
+//! Lock order: `alloc_mutex` before `state`; `state` is never held while
+//! waiting for `alloc_mutex`, and never across a system call (`mmap`,
+//! `mprotect`, `madvise`, `munmap`, `mincore`). Zeroing a new area happens
+//! after `state` is dropped. An allocation that fits in populated space takes
+//! only `state` (the fast path), so it never waits behind a population or a
+//! balance run in progress; frees take only `state`.
+//!
+//! One divergence from the kernel, which takes `pcpu_alloc_mutex` *before*
+//! placing any non-atomic allocation: here an allocation learns that it
+//! needs population only after placing it under `state`. It then takes
+//! `alloc_mutex` with `try_lock` before dropping `state`; only if that fails
+//! (a balance run or another population holds it) is the placed-but-
+//! unpopulated area visible to others, counted in `State::in_flight`. Such
+//! an area's pages are allocated, so nothing can depopulate or destroy them;
+//! only the empty-page counters are transiently low, which can make a
+//! concurrent balance run populate a page more or reclaim a page less.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
+
+use pcpu_core::{AllocError, AllocFlags, Allocation, Allocator, ChunkId, FreeError, Request};
+
+use crate::builder::Config;
+use crate::error::Error;
+use crate::sys::mmap::Region;
+
+/// Everything the allocator shares between handles, objects and the balance
+/// thread.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    /// `pcpu_lock`: all bookkeeping.
+    state: Mutex<State>,
+    /// `pcpu_alloc_mutex`: serialises chunk creation, population and balance.
+    alloc_mutex: Mutex<()>,
+    /// Wakes the balance thread (paired with `state`).
+    pub(crate) wake: Condvar,
+    /// Signalled when a balance run ends (paired with `state`).
+    pub(crate) idle: Condvar,
+    /// The validated configuration.
+    pub(crate) config: Config,
+    /// Identifies this allocator in raw handles.
+    pub(crate) id: u64,
+}
+
+/// The bookkeeping behind `Inner::state`.
+///
+/// # Invariants
+/// - `regions[c]` is `Some` iff `c` is a live chunk of `core` (created and not
+///   destroyed), and that region's populated pages are the chunk's populated
+///   pages, outside a population or depopulation in progress (which holds
+///   `alloc_mutex`).
+/// - The core's counters are exact whenever `alloc_mutex` is free or held
+///   by someone who also holds `state`, and `in_flight == 0`.
+/// - `kicked` implies `core.balance_pending()` was true when it was set; it is
+///   cleared when a balance run starts.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) core: Allocator,
+    pub(crate) regions: Vec<Option<Arc<Region>>>,
+    /// The balance thread has been notified of the pending work.
+    pub(crate) kicked: bool,
+    /// A balance run is in progress.
+    pub(crate) running: bool,
+    /// Completed balance runs.
+    pub(crate) runs: u64,
+    /// Page operations of balance runs that failed.
+    pub(crate) balance_failures: u64,
+    /// Pages (per unit) populated by balance runs, over the allocator's life.
+    pub(crate) balance_populated: u64,
+    /// Pages (per unit) depopulated by balance runs, over the allocator's life.
+    pub(crate) balance_depopulated: u64,
+    /// The balance thread must exit.
+    pub(crate) stop: bool,
+    /// Allocations placed on unpopulated pages that are waiting for
+    /// `alloc_mutex` to populate them. While non-zero, the core's empty-page
+    /// counters are transiently low by those pages (exact again once they are
+    /// populated or the area is aborted).
+    pub(crate) in_flight: usize,
+}
+
+impl State {
+    /// The region of live chunk `id`.
+    pub(crate) fn region(&self, id: ChunkId) -> Arc<Region> {
+        match self.regions.get(id.0 as usize) {
+            Some(Some(r)) => Arc::clone(r),
+            _ => panic!("pcpu: chunk {} has no region", id.0),
+        }
+    }
+
+    /// Record the region of a chunk just created.
+    pub(crate) fn install(&mut self, id: ChunkId, region: Region) {
+        let i = id.0 as usize;
+        if self.regions.len() <= i {
+            self.regions.resize_with(i + 1, || None);
+        }
+        debug_assert!(
+            self.regions[i].is_none(),
+            "chunk id {i} reused while mapped"
+        );
+        self.regions[i] = Some(Arc::new(region));
+    }
+
+    /// Every mapped region.
+    pub(crate) fn all_regions(&self) -> Vec<Arc<Region>> {
+        self.regions.iter().flatten().cloned().collect()
+    }
+}
+
+/// Proof that the caller holds `alloc_mutex` of a given [`Inner`]
+/// (`lockdep_assert_held(&pcpu_alloc_mutex)` as a type).
+#[derive(Debug)]
+pub(crate) struct AllocLock<'a> {
+    _guard: MutexGuard<'a, ()>,
+    inner: &'a Inner,
+}
+
+impl AllocLock<'_> {
+    /// Is this the `alloc_mutex` of `inner`?
+    pub(crate) fn is_for(&self, inner: &Inner) -> bool {
+        std::ptr::eq(self.inner, inner)
+    }
+}
+
+/// A fresh allocation: `[offset, offset + size)` of every unit of `region`,
+/// on populated pages, not yet zeroed, referenced by nobody.
+#[derive(Debug)]
+pub(crate) struct Placed {
+    pub(crate) chunk: ChunkId,
+    pub(crate) offset: usize,
+    pub(crate) size: usize,
+    /// The chunk's creation serial (detects stale raw handles).
+    pub(crate) serial: u64,
+    pub(crate) region: Arc<Region>,
+}
+
+// === impl Inner: construction and locks ===
+
+impl Inner {
+    /// Set up the core and map + populate the first chunk.
+    pub(crate) fn new(config: Config, id: u64) -> Result<Inner, Error> {
+        let core = Allocator::new(config.geometry, config.policy);
+        let first = core.first_chunk();
+        let region = Region::reserve(
+            config.units(),
+            config.first_chunk_pages * config.page_size(),
+        )?;
+        region.populate(0..config.first_chunk_pages)?;
+        debug_assert_eq!(
+            core.chunk(first).map(|c| c.nr_pages()),
+            Some(config.first_chunk_pages)
+        );
+        let mut state = State {
+            core,
+            regions: Vec::new(),
+            kicked: false,
+            running: false,
+            runs: 0,
+            balance_failures: 0,
+            balance_populated: 0,
+            balance_depopulated: 0,
+            stop: false,
+            in_flight: 0,
+        };
+        state.install(first, region);
+        Ok(Inner {
+            state: Mutex::new(state),
+            alloc_mutex: Mutex::new(()),
+            wake: Condvar::new(),
+            idle: Condvar::new(),
+            config,
+            id,
+        })
+    }
+
+    /// Lock the bookkeeping (`spin_lock_irqsave(&pcpu_lock)`).
+    ///
+    /// # Panics
+    /// If a panic inside the allocator poisoned the lock: the bookkeeping may
+    /// be inconsistent, and depopulating on its say-so could discard live data.
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .expect("pcpu: allocator state poisoned by an internal panic")
+    }
+
+    /// Take `alloc_mutex` (`mutex_lock(&pcpu_alloc_mutex)`). It guards no data,
+    /// so a poisoned lock is simply taken over.
+    pub(crate) fn serialise(&self) -> AllocLock<'_> {
+        let guard = self
+            .alloc_mutex
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        AllocLock {
+            _guard: guard,
+            inner: self,
+        }
+    }
+
+    /// Take `alloc_mutex` if it is free (never blocks, so it may be called
+    /// with `state` held).
+    fn try_serialise(&self) -> Option<AllocLock<'_>> {
+        let guard = match self.alloc_mutex.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(AllocLock {
+            _guard: guard,
+            inner: self,
+        })
+    }
+
+    /// Wake the balance thread if the core scheduled the balance work and the
+    /// thread has not been told yet (the kernel's `pcpu_schedule_balance_work`).
+    pub(crate) fn kick(&self, st: &mut State) {
+        if st.core.balance_pending() && !st.kicked {
+            st.kicked = true;
+            self.wake.notify_one();
+        }
+    }
+}
+
+// === impl Inner: allocation ===
+
+impl Inner {
+    /// Allocate `size` bytes at `align` in every unit (`pcpu_alloc`), not
+    /// zeroed.
+    pub(crate) fn alloc(&self, size: usize, align: usize) -> Result<Placed, Error> {
+        if !align.is_power_of_two() {
+            // The kernel raises 0..=3 to 4 first; a Rust layout must be a
+            // power of two.
+            return Err(Error::InvalidAlign {
+                align,
+                max: self.config.page_size(),
+            });
+        }
+        let mut st = self.state();
+        let req = st.core.request(size, align)?;
+        match st.core.alloc_area(req, AllocFlags::NORMAL) {
+            // Fast path: populated space, only `state` taken.
+            Ok(area) if st.core.next_unpopulated(&area).is_none() => Ok(self.finish(&mut st, area)),
+            // The area lies (partly) on unpopulated pages: populate under
+            // `alloc_mutex`. The area is allocated, so nobody depopulates or
+            // destroys its pages meanwhile. Until they are populated the core
+            // counts them as neither empty nor populated (its "non-atomic
+            // allocation window"), which the kernel only ever exposes under
+            // `pcpu_alloc_mutex`: take it without dropping `state` when it is
+            // free, else record the area as in flight (see `State`).
+            Ok(area) => match self.try_serialise() {
+                Some(serial) => {
+                    drop(st);
+                    self.populate_area(&serial, area, false)
+                }
+                None => {
+                    st.in_flight += 1;
+                    drop(st);
+                    let serial = self.serialise();
+                    self.populate_area(&serial, area, true)
+                }
+            },
+            Err(AllocError::NeedsChunk) => {
+                drop(st);
+                let serial = self.serialise();
+                let area = self.alloc_creating(&serial, req)?;
+                self.populate_area(&serial, area, false)
+            }
+            Err(e) => {
+                self.kick(&mut st);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Retry under `alloc_mutex`, creating chunks until the request is placed.
+    fn alloc_creating(&self, serial: &AllocLock<'_>, req: Request) -> Result<Allocation, Error> {
+        debug_assert!(serial.is_for(self));
+        let mut st = self.state();
+        loop {
+            // Someone may have created a chunk or freed space meanwhile.
+            match st.core.alloc_area(req, AllocFlags::NORMAL) {
+                Ok(area) => return Ok(area),
+                Err(AllocError::NeedsChunk) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let id = st.core.begin_create_chunk();
+            drop(st);
+            let reserved = Region::reserve(self.config.units(), self.config.unit_size());
+            st = self.state();
+            match reserved {
+                Ok(region) => {
+                    st.core.finish_create_chunk(id);
+                    st.install(id, region);
+                }
+                Err(e) => {
+                    st.core.abort_create_chunk(id);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Populate every unpopulated page under `area`, one run at a time with
+    /// `state` dropped (`pcpu_alloc` step 12), then finish the allocation. On
+    /// failure the area is freed again ("failed to populate").
+    /// `in_flight`: the area was counted in `State::in_flight`.
+    fn populate_area(
+        &self,
+        serial: &AllocLock<'_>,
+        area: Allocation,
+        in_flight: bool,
+    ) -> Result<Placed, Error> {
+        debug_assert!(serial.is_for(self));
+        let mut st = self.state();
+        if in_flight {
+            st.in_flight -= 1;
+        }
+        while let Some(run) = st.core.next_unpopulated(&area) {
+            let region = st.region(area.chunk);
+            drop(st);
+            let populated = region.populate(run.clone());
+            st = self.state();
+            match populated {
+                Ok(()) => st.core.commit_populated(area.chunk, run),
+                Err(e) => {
+                    st.core.abort_area(area, AllocFlags::NORMAL);
+                    self.kick(&mut st);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(self.finish(&mut st, area))
+    }
+
+    /// `area_found`: the post-allocation balance check, and the handle.
+    fn finish(&self, st: &mut State, area: Allocation) -> Placed {
+        st.core.finish_alloc();
+        self.kick(st);
+        let serial = st.core.chunk(area.chunk).map_or(0, |c| c.serial());
+        Placed {
+            chunk: area.chunk,
+            offset: area.offset,
+            size: area.size,
+            serial,
+            region: st.region(area.chunk),
+        }
+    }
+}
+
+// === impl Inner: free and look-up ===
+
+impl Inner {
+    /// Free the allocation at `offset` of `chunk` (`free_percpu`). With
+    /// `check = Some((serial, size))` (raw handles), first check that the chunk
+    /// is still the generation the handle was allocated from (chunk ids are
+    /// reused) and that the live allocation there has the handle's size.
+    /// Returns the freed size.
+    pub(crate) fn free(
+        &self,
+        chunk: ChunkId,
+        offset: usize,
+        check: Option<(u64, usize)>,
+    ) -> Result<usize, Error> {
+        let mut st = self.state();
+        if let Some((serial, size)) = check {
+            check_serial(&st, chunk, offset, serial)?;
+            if st.core.allocation_size(chunk, offset)? != size {
+                // Freed, then the offset was handed out again.
+                return Err(Error::Free(FreeError::NotAllocated {
+                    chunk,
+                    offset,
+                    stale: true,
+                }));
+            }
+        }
+        let size = st.core.free(chunk, offset)?;
+        self.kick(&mut st);
+        Ok(size)
+    }
+
+    /// The region and size of the live allocation `(chunk, offset)` of chunk
+    /// generation `serial`.
+    pub(crate) fn lookup(
+        &self,
+        chunk: ChunkId,
+        offset: usize,
+        serial: u64,
+    ) -> Result<(Arc<Region>, usize), Error> {
+        let st = self.state();
+        check_serial(&st, chunk, offset, serial)?;
+        let size = st.core.allocation_size(chunk, offset)?;
+        Ok((st.region(chunk), size))
+    }
+}
+
+/// A handle of chunk generation `serial` must find that generation alive.
+fn check_serial(st: &State, chunk: ChunkId, offset: usize, serial: u64) -> Result<(), Error> {
+    match st.core.chunk(chunk) {
+        Some(c) if c.serial() == serial => Ok(()),
+        // The chunk was destroyed (and maybe its id reused): the allocation
+        // was freed before.
+        Some(_) => Err(Error::Free(FreeError::NotAllocated {
+            chunk,
+            offset,
+            stale: true,
+        })),
+        None => Err(Error::Free(FreeError::UnknownChunk(chunk))),
+    }
+}

@@ -1,0 +1,200 @@
+//! Untyped allocations: [`Area`], a live allocation owned by a typed handle
+//! (freed on drop), and [`RawPerCpu`], a plain-data handle for FFI-style use
+//! (`__alloc_percpu` / `free_percpu`), freed explicitly and checked.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use pcpu_core::{ChunkId, FreeError};
+
+use crate::error::Error;
+use crate::sys::mmap::Region;
+use crate::PerCpuAllocator;
+
+// === Area ===
+
+/// A live allocation owned by a handle: freed when dropped. Kept small (24
+/// bytes): typed handles embed it.
+///
+/// # Invariants
+/// `[offset, offset + size)` of chunk `chunk` is live in the core from
+/// construction to `Drop` (fact A of the `handle` module), in the mapping
+/// `region`; `alloc` is the allocator it belongs to.
+#[derive(Debug)]
+pub(crate) struct Area {
+    alloc: PerCpuAllocator,
+    region: Arc<Region>,
+    chunk: ChunkId,
+    /// Fits: unit sizes are below 4 GiB (`Config`).
+    offset: u32,
+}
+
+impl Area {
+    /// Allocate `size` bytes at `align` in every unit; zero them if asked.
+    pub(crate) fn new(
+        alloc: &PerCpuAllocator,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> Result<Area, Error> {
+        let placed = alloc.inner().alloc(size, align)?;
+        if zero {
+            placed.zero();
+        }
+        let offset = u32::try_from(placed.offset).expect("unit offsets fit in u32");
+        Ok(Area {
+            alloc: alloc.clone(),
+            region: placed.region,
+            chunk: placed.chunk,
+            offset,
+        })
+    }
+
+    /// Address of unit `cpu`'s copy (`cpu < units()`).
+    pub(crate) fn unit_ptr(&self, cpu: usize) -> NonNull<u8> {
+        self.region.addr(cpu, self.offset as usize)
+    }
+
+    /// Bytes between two units' copies.
+    pub(crate) fn stride(&self) -> usize {
+        self.region.unit_size()
+    }
+
+    /// Number of units.
+    pub(crate) fn units(&self) -> usize {
+        self.region.nr_units()
+    }
+
+    /// The owning allocator.
+    pub(crate) fn allocator(&self) -> &PerCpuAllocator {
+        &self.alloc
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        let r = self
+            .alloc
+            .inner()
+            .free(self.chunk, self.offset as usize, None);
+        debug_assert!(r.is_ok(), "freeing an owned area failed: {r:?}");
+    }
+}
+
+// === RawPerCpu ===
+
+/// An untyped per-CPU allocation: plain data, `Copy`, freed explicitly with
+/// [`PerCpuAllocator::free_raw`] (like the kernel's `void __percpu *`).
+///
+/// It names `size` bytes at `offset` in every unit of `chunk`, plus the
+/// chunk's generation and the allocator's identity, so that
+/// [`PerCpuAllocator::ptr`] and [`PerCpuAllocator::free_raw`] detect a handle
+/// that was freed already (double free), whose chunk was destroyed and its
+/// id reused, or that belongs to another allocator. A double free is not
+/// detected if the same offset was handed out again with the same size (the
+/// kernel cannot tell either).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawPerCpu {
+    chunk: ChunkId,
+    offset: usize,
+    size: usize,
+    serial: u64,
+    owner: u64,
+}
+
+impl RawPerCpu {
+    /// The chunk.
+    pub fn chunk(&self) -> ChunkId {
+        self.chunk
+    }
+    /// Byte offset in each unit of the chunk.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+    /// Size in bytes (the request rounded up to a multiple of 4).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl PerCpuAllocator {
+    /// Allocate `size` bytes aligned to `align` in every unit, zeroed
+    /// (`__alloc_percpu(size, align)`).
+    ///
+    /// ```
+    /// let alloc = pcpu::PerCpuAllocator::builder().background_balance(false).build().unwrap();
+    /// let raw = alloc.alloc_raw(24, 8).unwrap();
+    /// let p = alloc.ptr(raw, 0).unwrap();
+    /// // SAFETY: `raw` is live; `p` points to 24 writable bytes of unit 0.
+    /// unsafe { p.as_ptr().write(7) };
+    /// assert_eq!(alloc.free_raw(raw).unwrap(), 24);
+    /// assert!(alloc.free_raw(raw).is_err()); // double free detected
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] (0 or above 32 KiB), [`Error::InvalidAlign`]
+    /// (not a power of two, or above the page size), [`Error::Map`] when
+    /// memory cannot be mapped or populated.
+    #[doc(alias = "__alloc_percpu")]
+    pub fn alloc_raw(&self, size: usize, align: usize) -> Result<RawPerCpu, Error> {
+        let placed = self.inner().alloc(size, align)?;
+        placed.zero();
+        Ok(RawPerCpu {
+            chunk: placed.chunk,
+            offset: placed.offset,
+            size: placed.size,
+            serial: placed.serial,
+            owner: self.inner().id,
+        })
+    }
+
+    /// Address of `raw`'s copy for CPU `cpu` (`per_cpu_ptr`), checked.
+    ///
+    /// The pointer is valid for reads and writes of `raw.size()` bytes, aligned
+    /// as requested, until `raw` is freed; using it afterwards is undefined
+    /// behaviour (the page may be discarded or unmapped). Computing it is
+    /// always safe.
+    ///
+    /// # Errors
+    /// [`Error::BadCpu`] if `cpu >= units()`, [`Error::ForeignHandle`],
+    /// [`Error::Free`] if `raw` is not live (freed already).
+    #[doc(alias = "per_cpu_ptr")]
+    pub fn ptr(&self, raw: RawPerCpu, cpu: usize) -> Result<NonNull<u8>, Error> {
+        let units = self.units();
+        if cpu >= units {
+            return Err(Error::BadCpu { cpu, units });
+        }
+        self.check_owner(raw)?;
+        let (region, size) = self.inner().lookup(raw.chunk, raw.offset, raw.serial)?;
+        if size != raw.size {
+            let (chunk, offset) = (raw.chunk, raw.offset);
+            return Err(Error::Free(FreeError::NotAllocated {
+                chunk,
+                offset,
+                stale: true,
+            }));
+        }
+        Ok(region.addr(cpu, raw.offset))
+    }
+
+    /// Free `raw` (`free_percpu`), returning its size. Any pointer obtained
+    /// from it must not be used any more.
+    ///
+    /// # Errors
+    /// [`Error::Free`] for a double free or a handle whose chunk is gone,
+    /// [`Error::ForeignHandle`]. Nothing is changed then.
+    #[doc(alias = "free_percpu")]
+    pub fn free_raw(&self, raw: RawPerCpu) -> Result<usize, Error> {
+        self.check_owner(raw)?;
+        self.inner()
+            .free(raw.chunk, raw.offset, Some((raw.serial, raw.size)))
+    }
+
+    fn check_owner(&self, raw: RawPerCpu) -> Result<(), Error> {
+        if raw.owner == self.inner().id {
+            Ok(())
+        } else {
+            Err(Error::ForeignHandle)
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The demo module: phases, policies and the JSON schema.
+
+use pcpu::demo::{self, DemoConfig, PHASES};
+use pcpu::{Policy, PolicyKind};
+
+#[test]
+fn small_demo_run_and_schema() {
+    let cfg = DemoConfig {
+        parents: 100,
+        children: 10,
+        ..DemoConfig::default()
+    };
+    let mut calls = 0;
+    let report = demo::run(&cfg, &mut |_, done, total| {
+        assert!(done <= total);
+        calls += 1;
+    })
+    .unwrap();
+    assert!(calls > 0);
+    assert_eq!(report.groups, 1100);
+    assert_eq!(report.units, pcpu::possible_cpus());
+    let names: Vec<_> = report.policies.iter().map(|p| p.policy.as_str()).collect();
+    assert_eq!(names, ["linux-5.11", "seed-rfc", "linux-5.14"]);
+    for p in &report.policies {
+        assert_eq!(
+            p.phases
+                .iter()
+                .map(|ph| ph.name.as_str())
+                .collect::<Vec<_>>(),
+            PHASES
+        );
+        for ph in &p.phases {
+            assert_eq!(ph.percpu_kb, ph.resident_kb, "{}: {ph:?}", p.policy);
+        }
+        let kb: Vec<u64> = p.phases.iter().map(|ph| ph.percpu_kb).collect();
+        assert!(kb[1] > 10 * kb[0], "{}: {kb:?}", p.policy);
+        match p.policy.as_str() {
+            "linux-5.11" => assert_eq!(kb[2], kb[1], "5.11 keeps partial chunks"),
+            // The balance thread runs concurrently with the frees, so the exact
+            // figure varies a little from run to run.
+            _ => assert!(kb[2] * 4 < kb[1] * 3, "{}: {kb:?}", p.policy),
+        }
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&json), ["groups", "page_size", "policies", "units"]);
+    assert_eq!(keys(&json["policies"][0]), ["phases", "policy"]);
+    assert_eq!(
+        keys(&json["policies"][0]["phases"][0]),
+        ["name", "percpu_kb", "resident_kb"]
+    );
+    assert!(json["policies"][2]["phases"][3]["percpu_kb"].is_u64());
+    let table = report.table();
+    assert_eq!(table.lines().count(), 1 + PHASES.len());
+    assert!(table.contains("linux-5.14"));
+}
+
+#[test]
+fn demo_with_one_policy_and_no_children() {
+    let cfg = DemoConfig {
+        parents: 5,
+        children: 0,
+        policies: vec![Policy::new(PolicyKind::Linux61)],
+        ..DemoConfig::default()
+    };
+    let report = demo::run(&cfg, &mut |_, _, _| {}).unwrap();
+    assert_eq!(report.groups, 5);
+    assert_eq!(report.policies.len(), 1);
+    assert_eq!(report.policies[0].policy, "linux-6.1");
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `pcpu` allocator layer, compiled as one binary.
+
+mod api;
+mod demo;
+mod errors;
+mod reclaim;
+mod stress;
+mod util;

@@ -1,0 +1,251 @@
+//! Data integrity under concurrent allocation, free and aggressive
+//! depopulation: writer threads keep a per-object, per-CPU pattern in every
+//! unit of their objects and check it constantly, while a churn thread
+//! allocates and frees, and a balancer thread runs the balance work in a loop
+//! on top of the background thread. Any discarded live page would read back
+//! as zeros (or fault): zero corruption, zero faults allowed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pcpu::{PerCpu, PerCpuAllocator, Policy, RawPerCpu};
+
+use crate::util::{assert_resident_matches, Rng};
+
+const RUN_FOR: Duration = Duration::from_secs(3);
+const WORDS: usize = 16;
+
+/// The expected byte / word of object `id` at generation `gen` on `cpu`.
+fn mix(id: u64, gen: u64, cpu: usize, i: usize) -> u64 {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ gen.rotate_left(17)
+        ^ ((cpu as u64) << 40)
+        ^ i as u64;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 32) | 1 // never zero: a discarded page cannot match
+}
+
+enum Obj {
+    Typed {
+        v: PerCpu<[AtomicU64; WORDS]>,
+        id: u64,
+        gen: u64,
+    },
+    Raw {
+        r: RawPerCpu,
+        id: u64,
+        gen: u64,
+    },
+}
+
+/// Runs `f` on unit `cpu`'s bytes of the live raw allocation `r`.
+fn with_bytes<R>(
+    alloc: &PerCpuAllocator,
+    r: RawPerCpu,
+    cpu: usize,
+    f: impl FnOnce(&mut [u8]) -> R,
+) -> R {
+    let p = alloc.ptr(r, cpu).expect("live raw handle");
+    // SAFETY: `r` is live and owned by the calling thread, the only one
+    // touching its bytes; `p` is valid for `r.size()` bytes until `r` is
+    // freed, which cannot happen while `f` runs.
+    f(unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), r.size()) })
+}
+
+impl Obj {
+    fn write(&mut self, alloc: &PerCpuAllocator) {
+        match self {
+            Obj::Typed { v, id, gen } => {
+                *gen += 1;
+                for cpu in 0..v.units() {
+                    for (i, w) in v.get(cpu).iter().enumerate() {
+                        w.store(mix(*id, *gen, cpu, i), Ordering::Relaxed);
+                    }
+                }
+            }
+            Obj::Raw { r, id, gen } => {
+                *gen += 1;
+                for cpu in 0..alloc.units() {
+                    with_bytes(alloc, *r, cpu, |bytes| {
+                        for (i, b) in bytes.iter_mut().enumerate() {
+                            *b = mix(*id, *gen, cpu, i) as u8;
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn check(&self, alloc: &PerCpuAllocator) {
+        match self {
+            Obj::Typed { v, id, gen } => {
+                for cpu in 0..v.units() {
+                    for (i, w) in v.get(cpu).iter().enumerate() {
+                        assert_eq!(
+                            w.load(Ordering::Relaxed),
+                            mix(*id, *gen, cpu, i),
+                            "typed {id} cpu {cpu} word {i}"
+                        );
+                    }
+                }
+            }
+            Obj::Raw { r, id, gen } => {
+                for cpu in 0..alloc.units() {
+                    with_bytes(alloc, *r, cpu, |bytes| {
+                        for (i, b) in bytes.iter().enumerate() {
+                            assert_eq!(
+                                *b,
+                                mix(*id, *gen, cpu, i) as u8,
+                                "raw {id} cpu {cpu} byte {i} of {r:?}"
+                            );
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn free(self, alloc: &PerCpuAllocator) {
+        self.check(alloc);
+        if let Obj::Raw { r, .. } = self {
+            alloc.free_raw(r).unwrap();
+        }
+    }
+}
+
+fn writer(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut objs: Vec<Obj> = Vec::new();
+    let mut next_id = seed << 32;
+    let mut ops = 0;
+    while !stop.load(Ordering::Relaxed) {
+        ops += 1;
+        match rng.below(10) {
+            0..=2 if objs.len() < 64 => {
+                next_id += 1;
+                let id = next_id;
+                let mut o = if rng.below(2) == 0 {
+                    let v = alloc
+                        .per_cpu(|cpu| std::array::from_fn(|i| AtomicU64::new(mix(id, 0, cpu, i))))
+                        .unwrap();
+                    Obj::Typed { v, id, gen: 0 }
+                } else {
+                    let size = 1 + if rng.below(8) == 0 {
+                        rng.below(12 << 10)
+                    } else {
+                        rng.below(2048)
+                    };
+                    let r = alloc.alloc_raw(size, 1 << rng.below(7)).unwrap();
+                    for cpu in 0..alloc.units() {
+                        assert!(
+                            with_bytes(alloc, r, cpu, |b| b.iter().all(|&b| b == 0)),
+                            "fresh raw area not zero"
+                        );
+                    }
+                    Obj::Raw { r, id, gen: 0 }
+                };
+                o.write(alloc);
+                objs.push(o);
+            }
+            0..=5 if !objs.is_empty() => {
+                let i = rng.below(objs.len());
+                objs.swap_remove(i).free(alloc);
+            }
+            _ if !objs.is_empty() => {
+                let i = rng.below(objs.len());
+                objs[i].write(alloc);
+                objs.iter().for_each(|o| o.check(alloc));
+            }
+            _ => {}
+        }
+    }
+    objs.into_iter().for_each(|o| o.free(alloc));
+    ops
+}
+
+fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut rounds = 0;
+    while !stop.load(Ordering::Relaxed) {
+        rounds += 1;
+        // Up to ~160 KiB per unit: several chunks.
+        let mut batch: Vec<(PerCpu<u64>, u64)> = (0..1 + rng.below(20_000))
+            .map(|_| {
+                let tag = rng.next() | 1;
+                let mut v = alloc.per_cpu_zeroed::<u64>().unwrap();
+                for x in v.iter_mut() {
+                    assert_eq!(*x, 0, "fresh zeroed copy");
+                    *x = tag;
+                }
+                (v, tag)
+            })
+            .collect();
+        // Free 90% in a scattered order, so pages empty out across chunks and
+        // the chunks get isolated and depopulated around the survivors...
+        let keep = batch.len() / 10;
+        while batch.len() > keep {
+            let i = rng.below(batch.len());
+            let (v, tag) = batch.swap_remove(i);
+            assert!(v.iter().all(|&x| x == tag));
+        }
+        std::thread::yield_now();
+        // ...which must still hold their values.
+        for (v, tag) in batch {
+            assert!(v.iter().all(|&x| x == tag), "survivor lost its value");
+        }
+    }
+    rounds
+}
+
+#[test]
+fn no_corruption_under_concurrent_depopulation() {
+    let alloc = PerCpuAllocator::builder()
+        .policy("linux-5.14".parse::<Policy>().unwrap())
+        .unit_size(64 << 10)
+        .watermarks(0, 0) // reclaim keeps no spare empty pages
+        .background_balance(true)
+        .build()
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let (alloc, stop) = (&alloc, &stop);
+    let (ops, rounds, depopulated) = std::thread::scope(|s| {
+        let writers: Vec<_> = (1..=3)
+            .map(|seed| s.spawn(move || writer(alloc, seed, stop)))
+            .collect();
+        let churner = s.spawn(|| churn(alloc, 99, stop));
+        let balancer = s.spawn(|| {
+            let (mut depopulated, mut checks) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                depopulated += alloc.balance_now().depopulated;
+                if depopulated / 64 > checks {
+                    // Full consistency (core and mappings) in mid-flight.
+                    checks += 1;
+                    alloc.check_invariants().unwrap();
+                }
+                std::thread::yield_now();
+            }
+            eprintln!("stress: {checks} invariant checks while running");
+            depopulated
+        });
+        let start = Instant::now();
+        while start.elapsed() < RUN_FOR {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let ops: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        (ops, churner.join().unwrap(), balancer.join().unwrap())
+    });
+    eprintln!("stress: {ops} writer ops, {rounds} churn rounds, {depopulated} pages depopulated by balance_now");
+    assert!(ops > 1000 && rounds > 5, "the threads made progress");
+    assert!(depopulated > 0, "depopulation ran concurrently");
+    let s = alloc.stats();
+    eprintln!(
+        "stress: {} pages depopulated by all balance runs, {} runs",
+        s.balance_depopulated_pages, s.balance_runs
+    );
+    assert_eq!(s.live_allocations, 0, "{s:?}");
+    alloc.settle();
+    alloc.check_invariants().unwrap();
+    assert_resident_matches(alloc);
+}
