@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pcpu_core::{FirstChunk, Geometry, Policy};
-use pcpu_replay::{BalanceTiming, Placement, ReplayConfig, ReplayError, Setup};
+use pcpu_replay::{BalanceTiming, ClassMode, Placement, ReplayConfig, ReplayError, Setup};
 use pcpu_trace::{
     Capture, CaptureError, Event, FirstChunkGeometry, ParseError, ParseOptions, Record, TraceReader,
 };
@@ -62,6 +62,33 @@ pub(crate) struct CommonArgs {
     /// Run the allocator's full invariant check after every event (slow).
     #[arg(long)]
     pub(crate) check: bool,
+
+    /// Placement classes for policies with class placement (`pcpu`): none,
+    /// the allocating task (default), or lifetime classes derived from the
+    /// trace (objects freed in the same phase share pages).
+    #[arg(long, value_enum, default_value_t = ClassArg::Task)]
+    pub(crate) classes: ClassArg,
+}
+
+/// `--classes` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClassArg {
+    /// Plain first fit.
+    None,
+    /// Keep each task's objects contiguous.
+    Task,
+    /// Lifetime classes derived from when each object is freed.
+    Derived,
+}
+
+impl From<ClassArg> for ClassMode {
+    fn from(c: ClassArg) -> Self {
+        match c {
+            ClassArg::None => ClassMode::None,
+            ClassArg::Task => ClassMode::Task,
+            ClassArg::Derived => ClassMode::Derived,
+        }
+    }
 }
 
 /// `--balance` values.
@@ -258,6 +285,8 @@ pub(crate) struct Loaded {
     check: bool,
     /// `--balance`.
     balance: BalanceTiming,
+    /// `--classes`.
+    classes: ClassMode,
 }
 
 impl Loaded {
@@ -270,6 +299,7 @@ impl Loaded {
             balance: self.balance,
             check_invariants: self.check,
             lenient: self.lenient,
+            classes: self.classes,
             ..ReplayConfig::default()
         }
     }
@@ -426,6 +456,7 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         lenient: args.lenient,
         check: args.check,
         balance: args.balance.into(),
+        classes: args.classes.into(),
     })
 }
 

@@ -11,6 +11,7 @@
 //! for usage and input errors and 1 for replay errors.
 
 mod compare_cmd;
+mod demo_cmd;
 mod error;
 mod input;
 mod plot;
@@ -46,6 +47,9 @@ enum Command {
     Compare(compare_cmd::CompareArgs),
     /// Print the allocator's percpu_stats at a phase marker.
     Stats(stats_cmd::StatsArgs),
+    /// The seed experiment on real memory: create memory-cgroup-like groups,
+    /// remove 10 of every 11, and show what each policy gives back.
+    Demo(demo_cmd::DemoArgs),
 }
 
 impl Command {
@@ -55,6 +59,7 @@ impl Command {
             Command::Replay(a) => replay_cmd::run(a),
             Command::Compare(a) => compare_cmd::run(a),
             Command::Stats(a) => stats_cmd::run(a),
+            Command::Demo(a) => demo_cmd::run(a),
         }
     }
 }

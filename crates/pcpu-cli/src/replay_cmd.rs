@@ -54,7 +54,6 @@ pub(crate) fn run_replay(
     cfg: ReplayConfig,
     progress: &Progress,
 ) -> CliResult<Replayed> {
-    const STEP: usize = 4096;
     let start = Instant::now();
     let mut rp = Replayer::new(
         loaded.setup.clone(),
@@ -63,12 +62,16 @@ pub(crate) fn run_replay(
         loaded.has_kprobes,
     )
     .map_err(|e| loaded.replay_error(&e))?;
-    for chunk in loaded.records.chunks(STEP) {
-        for rec in chunk {
-            rp.feed(rec).map_err(|e| loaded.replay_error(&e))?;
-        }
-        progress.inc(chunk.len() as u64);
-    }
+    let mut last = 0;
+    rp.run(
+        &loaded.records,
+        &mut |done| {
+            progress.inc((done - last) as u64);
+            last = done;
+        },
+        &|_| false,
+    )
+    .map_err(|e| loaded.replay_error(&e))?;
     let unknown_frees = rp.unknown_frees();
     let mut report = rp.finish(start.elapsed().as_secs_f64());
     report.trace = loaded.name.clone();

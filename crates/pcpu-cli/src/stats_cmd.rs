@@ -68,12 +68,17 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
             loaded.has_kprobes,
         )
         .map_err(|e| loaded.replay_error(&e))?;
-        for chunk in loaded.records[..=end].chunks(4096) {
-            for rec in chunk {
-                rp.feed(rec).map_err(|e| loaded.replay_error(&e))?;
-            }
-            progress.inc(chunk.len() as u64);
-        }
+        let stop_line = loaded.records[end].line;
+        let mut last = 0;
+        rp.run(
+            &loaded.records,
+            &mut |done| {
+                progress.inc((done - last) as u64);
+                last = done;
+            },
+            &|r| r.line == stop_line,
+        )
+        .map_err(|e| loaded.replay_error(&e))?;
         Ok::<_, CliError>(rp)
     })();
     progress.finish();

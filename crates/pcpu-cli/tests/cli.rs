@@ -570,3 +570,49 @@ fn error_bad_arguments_are_one_line() {
         &["no-such-dir"],
     );
 }
+
+#[test]
+fn demo_runs_on_real_memory() {
+    let o = pcpu(&["demo", "--parents", "30", "--children", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    for name in [
+        "linux-5.11",
+        "seed-rfc",
+        "linux-5.14",
+        "pcpu",
+        "pcpu+hints",
+        "removed/created",
+    ] {
+        assert!(out.contains(name), "{name}: {out}");
+    }
+    let o = pcpu(&[
+        "demo",
+        "--parents",
+        "20",
+        "--children",
+        "3",
+        "--policies",
+        "linux-5.14",
+        "--hinted",
+        "none",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["groups"], 80);
+    let p = &v["policies"][0];
+    assert_eq!(p["policy"], "linux-5.14");
+    let names: Vec<&str> = p["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ph| ph["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["initial", "created", "removed", "end"]);
+    for ph in p["phases"].as_array().unwrap() {
+        assert!(ph["percpu_kb"].is_u64() && ph["resident_kb"].is_u64());
+    }
+    let o = pcpu(&["demo", "--policies", "linux-9"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -286,6 +286,13 @@ impl Allocator {
     /// `pcpu_isolate_chunk`.
     pub(crate) fn isolate(&mut self, id: u32) {
         let c = self.cm(id);
+        if c.reclaiming {
+            // A concurrent free while the balance run depopulates this chunk:
+            // let the run take it again instead of sidelining it (the kernel
+            // loses this re-queue when its list_move_tail() runs after it).
+            c.requeued = true;
+            return;
+        }
         if !c.isolated {
             c.isolated = true;
             let n = c.nr_empty_pop_pages;

@@ -401,7 +401,14 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
         }
         let (id, reintegrate) = (rc.id, rc.reintegrate);
         *cur = None;
-        a.cm(id).reclaiming = false;
+        let c = a.cm(id);
+        c.reclaiming = false;
+        if core::mem::take(&mut c.requeued) && !reintegrate {
+            // Frees made pages empty behind the backward scan: scan again.
+            let slot = a.layout.to_depopulate;
+            a.lists.move_to(&mut a.arena, id, slot, false);
+            continue;
+        }
         if reintegrate || a.c(id).free_bytes == a.geo.unit_size() as i32 {
             a.reintegrate(id);
         } else {

@@ -77,6 +77,9 @@ pub struct Chunk {
     /// The balance run is depopulating this chunk right now (the head of
     /// `to_depopulate` that reclaim took); nothing may allocate from it.
     pub(crate) reclaiming: bool,
+    /// A free queued the chunk for reclaim again while it was being reclaimed
+    /// (only possible when the embedder drops its lock during page work).
+    pub(crate) requeued: bool,
     /// percpu_stats: live allocations.
     pub(crate) nr_alloc: u64,
     /// percpu_stats: largest allocation ever made from this chunk.
@@ -112,6 +115,7 @@ impl Chunk {
             depopulate_mark: false,
             detached: false,
             reclaiming: false,
+            requeued: false,
             nr_alloc: 0,
             max_alloc_size: 0,
         }

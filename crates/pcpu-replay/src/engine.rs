@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use pcpu_core::{
-    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, ClassHint, Policy,
-    SimBackend,
+    AllocError, AllocFlags, Allocation, Allocator, Backend, BackendError, ChunkId, ChunkKind,
+    ClassHint, Policy, SimBackend,
 };
 use pcpu_trace::{Event, Record};
 
@@ -45,6 +45,30 @@ pub enum ClassMode {
     /// Lifetime classes derived from the trace: objects freed in the same
     /// phase (or never) share pages. The upper bound of what hints can do.
     Derived,
+    /// Size classes (slab-like segregation): one page-exclusive class per
+    /// power-of-two size bucket (4, 8, 16, ... bytes, see [`size_class`]).
+    SizeClass,
+    /// Call-site segregation: one page-exclusive class per call site
+    /// function (`percpu_ref_init`); allocations without a traced call site
+    /// get no class.
+    CallSite,
+}
+
+/// The size bucket of a `size`-byte allocation under [`ClassMode::SizeClass`]:
+/// `log2` of the size rounded up to a power of two (at least 4 bytes, so 2).
+pub fn size_class(size: u64) -> u64 {
+    u64::from(size.max(4).next_power_of_two().trailing_zeros())
+}
+
+/// The class id of a call site function under [`ClassMode::CallSite`] (FNV-1a
+/// of the name, so stable across runs).
+pub fn call_site_class(function: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in function.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Replay options.
@@ -64,6 +88,9 @@ pub struct ReplayConfig {
     pub sample_every: usize,
     /// Placement classes.
     pub classes: ClassMode,
+    /// Keep a log of every page operation of our allocator
+    /// ([`Replayer::page_log`]; for thrash and traffic studies).
+    pub page_log: bool,
 }
 
 impl Default for ReplayConfig {
@@ -76,11 +103,99 @@ impl Default for ReplayConfig {
             lenient: false,
             sample_every: 500,
             classes: ClassMode::Task,
+            page_log: false,
         }
     }
 }
 
 const RESERVED_SERIAL: u32 = u32::MAX;
+
+/// What a [`PageOp`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PageOpKind {
+    /// A chunk was created (no page populated).
+    CreateChunk,
+    /// A chunk was destroyed (its id may be reused afterwards).
+    DestroyChunk,
+    /// Pages were populated.
+    Populate,
+    /// Pages were depopulated.
+    Depopulate,
+}
+
+/// One operation of our allocator on its backend, logged when
+/// [`ReplayConfig::page_log`] is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageOp {
+    /// Records fed so far, this one included (1-based index of the record
+    /// whose replay did the operation).
+    pub event: u64,
+    /// Balance runs started so far (the run doing it, when `in_balance`).
+    pub balance_run: u64,
+    /// Done by a balance run (else by an allocation populating its pages).
+    pub in_balance: bool,
+    /// What was done.
+    pub kind: PageOpKind,
+    /// Our chunk id (ids are reused after `DestroyChunk`).
+    pub chunk: u32,
+    /// Pages per unit (empty for chunk creation and destruction).
+    pub pages: std::ops::Range<u32>,
+}
+
+/// The replay's backend: counts pages like [`SimBackend`] and optionally
+/// logs every operation.
+#[derive(Debug, Default)]
+struct LogBackend {
+    sim: SimBackend,
+    log: Option<Vec<PageOp>>,
+    event: u64,
+    run: u64,
+    in_balance: bool,
+}
+
+impl LogBackend {
+    fn push(&mut self, kind: PageOpKind, id: ChunkId, pages: std::ops::Range<usize>) {
+        if let Some(log) = &mut self.log {
+            log.push(PageOp {
+                event: self.event,
+                balance_run: self.run,
+                in_balance: self.in_balance,
+                kind,
+                chunk: id.0,
+                pages: pages.start as u32..pages.end as u32,
+            });
+        }
+    }
+}
+
+impl Backend for LogBackend {
+    fn create_chunk(&mut self, id: ChunkId, nr_pages: usize) -> Result<(), BackendError> {
+        self.sim.create_chunk(id, nr_pages)?;
+        self.push(PageOpKind::CreateChunk, id, 0..0);
+        Ok(())
+    }
+    fn destroy_chunk(&mut self, id: ChunkId) {
+        self.sim.destroy_chunk(id);
+        self.push(PageOpKind::DestroyChunk, id, 0..0);
+    }
+    fn populate(&mut self, id: ChunkId, pages: std::ops::Range<usize>) -> Result<(), BackendError> {
+        self.sim.populate(id, pages.clone())?;
+        self.push(PageOpKind::Populate, id, pages);
+        Ok(())
+    }
+    fn depopulate(
+        &mut self,
+        id: ChunkId,
+        pages: std::ops::Range<usize>,
+    ) -> Result<(), BackendError> {
+        self.sim.depopulate(id, pages.clone())?;
+        self.push(PageOpKind::Depopulate, id, pages);
+        Ok(())
+    }
+    fn flush_tlb(&mut self, id: ChunkId, pages: std::ops::Range<usize>) {
+        self.sim.flush_tlb(id, pages);
+    }
+}
 
 #[derive(Clone, Debug)]
 struct LiveObj {
@@ -140,7 +255,7 @@ impl PageRefs {
 #[derive(Debug)]
 pub struct Replayer {
     a: Allocator,
-    backend: SimBackend,
+    backend: LogBackend,
     cfg: ReplayConfig,
     setup: Setup,
     recorded: bool,
@@ -173,7 +288,10 @@ impl Replayer {
         has_kprobes: bool,
     ) -> Result<Self, ReplayError> {
         let mut a = Allocator::new(setup.geometry, cfg.policy);
-        let mut backend = SimBackend::default();
+        let mut backend = LogBackend {
+            log: cfg.page_log.then(Vec::new),
+            ..LogBackend::default()
+        };
         let first = a.first_chunk();
         for &(off, len) in &setup.prefill {
             let mut o = off;
@@ -303,8 +421,11 @@ impl Replayer {
     }
 
     fn run_balance(&mut self) {
-        let r = self.a.balance(&mut self.backend);
         self.report.balance_runs += 1;
+        self.backend.run = self.report.balance_runs;
+        self.backend.in_balance = true;
+        let r = self.a.balance(&mut self.backend);
+        self.backend.in_balance = false;
         self.report.chunks_created += r.created as u64;
         self.report.chunks_destroyed += r.destroyed as u64;
     }
@@ -377,6 +498,7 @@ impl Replayer {
     /// Replay one record.
     pub fn feed(&mut self, rec: &Record) -> Result<(), ReplayError> {
         self.events += 1;
+        self.backend.event = self.events;
         let page = self.setup.geometry.page_size() as u32;
         match &rec.event {
             Event::Alloc(ev) => {
@@ -394,6 +516,10 @@ impl Replayer {
                     ClassMode::Derived => Some(ClassHint::lifetime(
                         self.derived.get(&rec.line).copied().unwrap_or(u64::MAX),
                     )),
+                    ClassMode::SizeClass => Some(ClassHint::lifetime(size_class(ev.size))),
+                    ClassMode::CallSite => ev
+                        .caller()
+                        .map(|f| ClassHint::lifetime(call_site_class(f))),
                 };
                 let res = match self.cfg.placement {
                     Placement::Simulate => match class {
@@ -531,8 +657,8 @@ impl Replayer {
                     chunks: self.a.nr_chunks() as u64,
                     live_objects: self.live.len() as u64,
                     live_bytes: self.live_bytes,
-                    populated_pages: self.backend.populated_pages,
-                    depopulated_pages: self.backend.depopulated_pages,
+                    populated_pages: self.backend.sim.populated_pages,
+                    depopulated_pages: self.backend.sim.depopulated_pages,
                     kernel_populated_pages: self.have_kprobes.then_some(self.kpop),
                     kernel_depopulated_pages: self.have_kprobes.then_some(self.kdepop),
                 };
@@ -546,6 +672,17 @@ impl Replayer {
             self.sample(rec.ts);
         }
         Ok(())
+    }
+
+    /// Every page operation so far, when [`ReplayConfig::page_log`] is set
+    /// (else empty).
+    pub fn page_log(&self) -> &[PageOp] {
+        self.backend.log.as_deref().unwrap_or(&[])
+    }
+
+    /// Balance runs so far.
+    pub fn balance_runs(&self) -> u64 {
+        self.report.balance_runs
     }
 
     /// The live traced objects now (for "who pins my memory" reports).
@@ -571,8 +708,8 @@ impl Replayer {
         };
         r.placement_agreement =
             (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64);
-        r.populated_pages = self.backend.populated_pages;
-        r.depopulated_pages = self.backend.depopulated_pages;
+        r.populated_pages = self.backend.sim.populated_pages;
+        r.depopulated_pages = self.backend.sim.depopulated_pages;
         r.kernel_populated_pages = self.have_kprobes.then_some(self.kpop);
         r.kernel_depopulated_pages = self.have_kprobes.then_some(self.kdepop);
         r.reordered_allocs = self.swapped;
@@ -594,48 +731,63 @@ pub fn replay(
     cfg: ReplayConfig,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Report, Allocator), ReplayError> {
-    if !records
-        .iter()
-        .any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. }))
-    {
+    if !records.iter().any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. })) {
         return Err(ReplayError::NoEvents);
     }
-    let has_balance = records
+    let has_balance = records.iter().any(|r| matches!(r.event, Event::BalanceWork));
+    let has_kprobes = records
         .iter()
-        .any(|r| matches!(r.event, Event::BalanceWork));
-    let has_kprobes = records.iter().any(|r| {
-        matches!(
-            r.event,
-            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
-        )
-    });
+        .any(|r| matches!(r.event, Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)));
     let start = Instant::now();
-    let derive = cfg.classes == ClassMode::Derived;
     let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
-    if derive {
-        rp.derived = derive_lifetime_classes(records);
-    }
-    let mut i = 0;
-    while i < records.len() {
-        if i + 1 < records.len() && rp.should_swap(&records[i], &records[i + 1]) {
-            rp.swapped += 1;
-            rp.feed(&records[i + 1])?;
-            rp.feed(&records[i])?;
-            i += 2;
-        } else {
-            rp.feed(&records[i])?;
-            i += 1;
-        }
-        if i % 4096 < 2 {
-            progress(i, records.len());
-        }
-    }
-    progress(records.len(), records.len());
+    let total = records.len();
+    rp.run(records, &mut |done| progress(done, total), &|_| false)?;
     let elapsed = start.elapsed().as_secs_f64();
     let a = rp.a.clone();
     let mut report = rp.finish(elapsed);
     report.trace = name.to_string();
     Ok((report, a))
+}
+
+impl Replayer {
+    /// Replay `records` in order (the whole trace, from its first record):
+    /// derives lifetime classes first when the configuration asks for them,
+    /// replays racing allocations in the order the kernel placed them (see
+    /// [`Replayer::should_swap`]), calls `progress(records done)` every 4096
+    /// records, and stops after the first record for which `stop` is true.
+    /// Returns the number of records replayed.
+    pub fn run(
+        &mut self,
+        records: &[Record],
+        progress: &mut dyn FnMut(usize),
+        stop: &dyn Fn(&Record) -> bool,
+    ) -> Result<usize, ReplayError> {
+        if self.cfg.classes == ClassMode::Derived && self.derived.is_empty() {
+            self.derived = derive_lifetime_classes(records);
+        }
+        let mut i = 0;
+        while i < records.len() {
+            let swap = i + 1 < records.len() && self.should_swap(&records[i], &records[i + 1]);
+            let n = if swap { 2 } else { 1 };
+            if swap {
+                self.swapped += 1;
+                self.feed(&records[i + 1])?;
+                self.feed(&records[i])?;
+            } else {
+                self.feed(&records[i])?;
+            }
+            let stopped = records[i..i + n].iter().any(|r| stop(r));
+            i += n;
+            if i % 4096 < n {
+                progress(i);
+            }
+            if stopped {
+                break;
+            }
+        }
+        progress(i);
+        Ok(i)
+    }
 }
 
 /// Lifetime class of every allocation (keyed by trace line): the index of the

@@ -6,15 +6,27 @@
 //! Each *group* allocates what a Linux 6.1 memory cgroup allocates with
 //! `alloc_percpu`, in this order (size/alignment in bytes):
 //!
-//! | # | object                                | size | align |
-//! |---|---------------------------------------|------|-------|
-//! | 5 | `percpu_ref` counters (css, objcg, …) | 8    | 8     |
-//! | 1 | a 4-byte counter                      | 4    | 4     |
-//! | 1 | `memcg_vmstats_percpu`                | 1096 | 8     |
-//! | 1 | `lruvec_stats_percpu`                 | 688  | 8     |
-//! | 1 | a small stats array                   | 32   | 8     |
-//! | 1 | a small stats array                   | 64   | 8     |
-//! | 1 | `psi_group_cpu`                       | 128  | 64    |
+//! | object (call site in the trace)          | size | align |
+//! |------------------------------------------|------|-------|
+//! | `percpu_ref_init`                        | 8    | 8     |
+//! | `cgroup_rstat_init`                      | 64   | 8     |
+//! | `psi_cgroup_alloc`                       | 128  | 64    |
+//! | `percpu_ref_init`                        | 8    | 8     |
+//! | `mem_cgroup_css_alloc` (vmstats)         | 1096 | 8     |
+//! | `mem_cgroup_css_alloc` (lruvec stats)    | 688  | 8     |
+//! | `__percpu_counter_init`                  | 4    | 4     |
+//! | `percpu_ref_init` ×2                     | 8    | 8     |
+//! | `perf_cgroup_css_alloc`                  | 32   | 8     |
+//! | `percpu_ref_init`                        | 8    | 8     |
+//!
+//! This is the order of one `mkdir`'s allocations in the real 6.1 capture
+//! (`kernel-traces/memcg-1000x10-smp4`).
+//!
+//! As in the kernel, where each cgroup is created by its own `mkdir` process,
+//! each group is created by its own short-lived thread (the `pcpu` policy
+//! keeps each thread's objects together; the Linux policies do not care).
+//! The `+hints` rows run the same policy with lifetime hints: parents in one
+//! [`Lifetime`](crate::Lifetime) class, children in another.
 //!
 //! Groups are created parent first, then its children (parent 0, its
 //! children, parent 1, …), so removing the children frees 10 of every 11
@@ -47,6 +59,7 @@ use pcpu_core::{Policy, PolicyKind};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::hint::{with_lifetime, Lifetime};
 use crate::raw::RawPerCpu;
 use crate::PerCpuAllocator;
 
@@ -54,16 +67,16 @@ use crate::PerCpuAllocator;
 /// order (see the module docs).
 pub const GROUP_OBJECTS: [(usize, usize); 11] = [
     (8, 8),
-    (8, 8),
-    (8, 8),
-    (8, 8),
-    (8, 8),
-    (4, 4),
-    (1096, 8),
-    (688, 8),
-    (32, 8),
     (64, 8),
     (128, 64),
+    (8, 8),
+    (1096, 8),
+    (688, 8),
+    (4, 4),
+    (8, 8),
+    (8, 8),
+    (32, 8),
+    (8, 8),
 ];
 
 /// Phase names, in order.
@@ -77,8 +90,11 @@ pub struct DemoConfig {
     /// Children per parent (default 10).
     pub children: usize,
     /// Policies, one fresh allocator each (default linux-5.11, seed-rfc,
-    /// linux-5.14).
+    /// linux-5.14, pcpu).
     pub policies: Vec<Policy>,
+    /// Policies run once more with lifetime hints (parents and children in
+    /// different classes), reported as `<policy>+hints` (default: pcpu).
+    pub hinted: Vec<Policy>,
     /// Unit size of the allocators (default 512 KiB).
     pub unit_size: usize,
     /// Longest wait for the balance thread to go idle after a phase
@@ -95,7 +111,9 @@ impl Default for DemoConfig {
                 Policy::new(PolicyKind::Linux511),
                 Policy::new(PolicyKind::SeedRfc),
                 Policy::new(PolicyKind::Linux514),
+                Policy::pcpu(),
             ],
+            hinted: vec![Policy::pcpu()],
             unit_size: crate::DEFAULT_UNIT_SIZE,
             settle_timeout: Duration::from_secs(30),
         }
@@ -183,14 +201,21 @@ pub fn run(
         groups: cfg.groups(),
         policies: Vec::new(),
     };
-    for &policy in &cfg.policies {
+    let runs = cfg
+        .policies
+        .iter()
+        .map(|&p| (p, false))
+        .chain(cfg.hinted.iter().map(|&p| (p, true)));
+    for (policy, hints) in runs {
         let alloc = PerCpuAllocator::builder()
             .policy(policy)
             .unit_size(cfg.unit_size)
             .build()?;
         report.units = alloc.units();
         report.page_size = alloc.page_size();
-        report.policies.push(run_policy(&alloc, cfg, progress)?);
+        report
+            .policies
+            .push(run_policy(&alloc, cfg, hints, progress)?);
     }
     Ok(report)
 }
@@ -201,9 +226,14 @@ type Group = [RawPerCpu; GROUP_OBJECTS.len()];
 fn run_policy(
     alloc: &PerCpuAllocator,
     cfg: &DemoConfig,
+    hints: bool,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<PolicyReport, Error> {
-    let name = alloc.policy().name();
+    let name = if hints {
+        format!("{}+hints", alloc.policy().name())
+    } else {
+        alloc.policy().name().to_owned()
+    };
     let mut phases = Vec::with_capacity(PHASES.len());
     let mut measure =
         |phase: &str, progress: &mut dyn FnMut(&str, usize, usize)| -> Result<(), Error> {
@@ -224,9 +254,9 @@ fn run_policy(
     let mut parents: Vec<Group> = Vec::with_capacity(cfg.parents);
     let mut children: Vec<Group> = Vec::with_capacity(cfg.parents * cfg.children);
     for _ in 0..cfg.parents {
-        parents.push(create_group(alloc)?);
+        parents.push(create_group(alloc, hints.then_some(Lifetime(0)))?);
         for _ in 0..cfg.children {
-            children.push(create_group(alloc)?);
+            children.push(create_group(alloc, hints.then_some(Lifetime(1)))?);
         }
         progress(&label, parents.len() + children.len(), total);
     }
@@ -242,25 +272,37 @@ fn run_policy(
     free_groups(alloc, parents, &format!("{name}: remove parents"), progress)?;
     measure(PHASES[3], progress)?;
     Ok(PolicyReport {
-        policy: name.to_owned(),
+        policy: name,
         phases,
     })
 }
 
-fn create_group(alloc: &PerCpuAllocator) -> Result<Group, Error> {
-    let mut group = [None; GROUP_OBJECTS.len()];
-    for (slot, &(size, align)) in group.iter_mut().zip(GROUP_OBJECTS.iter()) {
-        match alloc.alloc_raw(size, align) {
-            Ok(raw) => *slot = Some(raw),
-            Err(e) => {
-                for raw in group.iter().flatten() {
-                    let _ = alloc.free_raw(*raw);
+/// Create one group on a thread of its own (the kernel's `mkdir` process).
+fn create_group(alloc: &PerCpuAllocator, class: Option<Lifetime>) -> Result<Group, Error> {
+    let make = || -> Result<Group, Error> {
+        let mut group = [None; GROUP_OBJECTS.len()];
+        for (slot, &(size, align)) in group.iter_mut().zip(GROUP_OBJECTS.iter()) {
+            let raw = match class {
+                Some(c) => with_lifetime(c, || alloc.alloc_raw(size, align)),
+                None => alloc.alloc_raw(size, align),
+            };
+            match raw {
+                Ok(raw) => *slot = Some(raw),
+                Err(e) => {
+                    for raw in group.iter().flatten() {
+                        let _ = alloc.free_raw(*raw);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
-    }
-    Ok(group.map(|r| r.expect("every object allocated")))
+        Ok(group.map(|r| r.expect("every object allocated")))
+    };
+    std::thread::scope(|s| {
+        s.spawn(make)
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 fn free_groups(

@@ -27,7 +27,9 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use pcpu_core::{AllocError, AllocFlags, Allocation, Allocator, ChunkId, FreeError, Request};
+use pcpu_core::{
+    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHint, FreeError, Request,
+};
 
 use crate::builder::Config;
 use crate::error::Error;
@@ -243,9 +245,10 @@ impl Inner {
                 max: self.config.page_size(),
             });
         }
+        let class = crate::hint::current_class();
         let mut st = self.state();
         let req = st.core.request(size, align)?;
-        match st.core.alloc_area(req, AllocFlags::NORMAL) {
+        match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
             // Fast path: populated space, only `state` taken.
             Ok(area) if st.core.next_unpopulated(&area).is_none() => Ok(self.finish(&mut st, area)),
             // The area lies (partly) on unpopulated pages: populate under
@@ -270,7 +273,7 @@ impl Inner {
             Err(AllocError::NeedsChunk) => {
                 drop(st);
                 let serial = self.serialise();
-                let area = self.alloc_creating(&serial, req)?;
+                let area = self.alloc_creating(&serial, req, class)?;
                 self.populate_area(&serial, area, false)
             }
             Err(e) => {
@@ -281,12 +284,17 @@ impl Inner {
     }
 
     /// Retry under `alloc_mutex`, creating chunks until the request is placed.
-    fn alloc_creating(&self, serial: &AllocLock<'_>, req: Request) -> Result<Allocation, Error> {
+    fn alloc_creating(
+        &self,
+        serial: &AllocLock<'_>,
+        req: Request,
+        class: ClassHint,
+    ) -> Result<Allocation, Error> {
         debug_assert!(serial.is_for(self));
         let mut st = self.state();
         loop {
             // Someone may have created a chunk or freed space meanwhile.
-            match st.core.alloc_area(req, AllocFlags::NORMAL) {
+            match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
                 Ok(area) => return Ok(area),
                 Err(AllocError::NeedsChunk) => {}
                 Err(e) => return Err(e.into()),

@@ -94,6 +94,7 @@ mod counter;
 pub mod demo;
 mod error;
 mod handle;
+mod hint;
 mod inner;
 mod raw;
 mod stats;
@@ -104,6 +105,7 @@ pub use builder::{Builder, DEFAULT_FIRST_CHUNK_SIZE, DEFAULT_UNIT_SIZE};
 pub use counter::PerCpuCounter;
 pub use error::{Error, MapError};
 pub use handle::{PerCpu, Zeroable};
+pub use hint::{with_lifetime, Lifetime};
 pub use pcpu_core::{
     AllocError, BalanceReport, ChunkId, FreeError, InvariantError, Policy, PolicyKind,
 };

@@ -20,7 +20,10 @@ fn small_demo_run_and_schema() {
     assert_eq!(report.groups, 1100);
     assert_eq!(report.units, pcpu::possible_cpus());
     let names: Vec<_> = report.policies.iter().map(|p| p.policy.as_str()).collect();
-    assert_eq!(names, ["linux-5.11", "seed-rfc", "linux-5.14"]);
+    assert_eq!(
+        names,
+        ["linux-5.11", "seed-rfc", "linux-5.14", "pcpu", "pcpu+hints"]
+    );
     for p in &report.policies {
         assert_eq!(
             p.phases
@@ -41,6 +44,21 @@ fn small_demo_run_and_schema() {
             _ => assert!(kb[2] * 4 < kb[1] * 3, "{}: {kb:?}", p.policy),
         }
     }
+    // Lifetime hints: the parents' objects share pages of their own, so
+    // removing the children gives back far more than any policy without them.
+    let removed = |name: &str| {
+        report
+            .policies
+            .iter()
+            .find(|p| p.policy == name)
+            .unwrap()
+            .phases[2]
+            .percpu_kb
+    };
+    assert!(
+        removed("pcpu+hints") * 2 < removed("linux-5.14"),
+        "{report:?}"
+    );
     let json = serde_json::to_value(&report).unwrap();
     let keys = |v: &serde_json::Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -65,6 +83,7 @@ fn demo_with_one_policy_and_no_children() {
         parents: 5,
         children: 0,
         policies: vec![Policy::new(PolicyKind::Linux61)],
+        hinted: vec![],
         ..DemoConfig::default()
     };
     let report = demo::run(&cfg, &mut |_, _, _| {}).unwrap();
