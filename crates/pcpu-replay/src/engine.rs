@@ -517,9 +517,9 @@ impl Replayer {
                         self.derived.get(&rec.line).copied().unwrap_or(u64::MAX),
                     )),
                     ClassMode::SizeClass => Some(ClassHint::lifetime(size_class(ev.size))),
-                    ClassMode::CallSite => ev
-                        .caller()
-                        .map(|f| ClassHint::lifetime(call_site_class(f))),
+                    ClassMode::CallSite => {
+                        ev.caller().map(|f| ClassHint::lifetime(call_site_class(f)))
+                    }
                 };
                 let res = match self.cfg.placement {
                     Placement::Simulate => match class {
@@ -731,13 +731,21 @@ pub fn replay(
     cfg: ReplayConfig,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Report, Allocator), ReplayError> {
-    if !records.iter().any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. })) {
+    if !records
+        .iter()
+        .any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. }))
+    {
         return Err(ReplayError::NoEvents);
     }
-    let has_balance = records.iter().any(|r| matches!(r.event, Event::BalanceWork));
-    let has_kprobes = records
+    let has_balance = records
         .iter()
-        .any(|r| matches!(r.event, Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)));
+        .any(|r| matches!(r.event, Event::BalanceWork));
+    let has_kprobes = records.iter().any(|r| {
+        matches!(
+            r.event,
+            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
+        )
+    });
     let start = Instant::now();
     let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
     let total = records.len();
