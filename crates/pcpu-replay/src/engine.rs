@@ -784,7 +784,7 @@ impl Replayer {
             } else {
                 self.feed(&records[i])?;
             }
-            let stopped = records[i..i + n].iter().any(|r| stop(r));
+            let stopped = records[i..i + n].iter().any(stop);
             i += n;
             if i % 4096 < n {
                 progress(i);
