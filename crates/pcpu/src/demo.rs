@@ -26,7 +26,7 @@
 //! each group is created by its own short-lived thread (the `pcpu` policy
 //! keeps each thread's objects together; the Linux policies do not care).
 //! The `+hints` rows run the same policy with lifetime hints: parents in one
-//! [`Lifetime`](crate::Lifetime) class, children in another.
+//! [`Lifetime`] class, children in another.
 //!
 //! Groups are created parent first, then its children (parent 0, its
 //! children, parent 1, …), so removing the children frees 10 of every 11
