@@ -64,8 +64,9 @@ pub(crate) struct CommonArgs {
     pub(crate) check: bool,
 
     /// Placement classes for policies with class placement (`pcpu`): none,
-    /// the allocating task (default), or lifetime classes derived from the
-    /// trace (objects freed in the same phase share pages).
+    /// the allocating task (default), lifetime classes derived from the
+    /// trace (objects freed in the same phase share pages), power-of-two size
+    /// classes, or call sites (page-exclusive).
     #[arg(long, value_enum, default_value_t = ClassArg::Task)]
     pub(crate) classes: ClassArg,
 }
@@ -79,6 +80,10 @@ pub(crate) enum ClassArg {
     Task,
     /// Lifetime classes derived from when each object is freed.
     Derived,
+    /// Power-of-two size classes, each on pages of its own.
+    Size,
+    /// One class per call site, each on pages of its own.
+    CallSite,
 }
 
 impl From<ClassArg> for ClassMode {
@@ -87,6 +92,8 @@ impl From<ClassArg> for ClassMode {
             ClassArg::None => ClassMode::None,
             ClassArg::Task => ClassMode::Task,
             ClassArg::Derived => ClassMode::Derived,
+            ClassArg::Size => ClassMode::SizeClass,
+            ClassArg::CallSite => ClassMode::CallSite,
         }
     }
 }

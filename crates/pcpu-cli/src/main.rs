@@ -5,6 +5,9 @@
 //! pcpu replay  <CAPTURE> [--policy P] [--placement simulate|kernel] [--json] [--plot F.svg] ...
 //! pcpu compare <CAPTURE> [--policies A,B,...] [--json] [--plot F.svg] ...
 //! pcpu stats   <CAPTURE> --at PHASE [--policy P] ...
+//! pcpu pins    <CAPTURE> --at PHASE [--policy P] [--top N] [--json] ...
+//! pcpu study   --out DIR [--capture DIR]... [--timings]
+//! pcpu gen     <WORKLOAD> --out DIR [--seed N] ...
 //! ```
 //!
 //! Every failure is one `pcpu: error: ...` line on stderr; the exit code is 2
@@ -13,10 +16,13 @@
 mod compare_cmd;
 mod demo_cmd;
 mod error;
+mod gen_cmd;
 mod input;
+mod pins_cmd;
 mod plot;
 mod replay_cmd;
 mod stats_cmd;
+mod study_cmd;
 mod table;
 
 use std::io::Write;
@@ -50,6 +56,14 @@ enum Command {
     /// The seed experiment on real memory: create memory-cgroup-like groups,
     /// remove 10 of every 11, and show what each policy gives back.
     Demo(demo_cmd::DemoArgs),
+    /// Who pins my memory: per call site and per task, the live objects,
+    /// bytes, pages touched and pages pinned at a phase marker.
+    Pins(pins_cmd::PinsArgs),
+    /// Run the policy study (generators, real captures, sweeps) and write
+    /// policy-study.md with its charts.
+    Study(study_cmd::StudyArgs),
+    /// Write a synthetic workload as a capture folder.
+    Gen(gen_cmd::GenArgs),
 }
 
 impl Command {
@@ -60,6 +74,9 @@ impl Command {
             Command::Compare(a) => compare_cmd::run(a),
             Command::Stats(a) => stats_cmd::run(a),
             Command::Demo(a) => demo_cmd::run(a),
+            Command::Pins(a) => pins_cmd::run(a),
+            Command::Study(a) => study_cmd::run(a),
+            Command::Gen(a) => gen_cmd::run(a),
         }
     }
 }

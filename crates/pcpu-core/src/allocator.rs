@@ -754,7 +754,7 @@ impl Allocator {
     /// Two-phase allocation, last step: the kernel's post-allocation check
     /// (schedule the balance work when empty pages run low).
     pub fn finish_alloc(&mut self) {
-        if self.nr_empty_pop_pages < self.policy.empty_pop_low {
+        if self.reserve_empty_pages() < self.policy.empty_pop_low {
             self.balance_pending = true;
         }
     }

@@ -420,7 +420,7 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
 
 fn nr_to_pop_now(a: &Allocator) -> i32 {
     let high = a.policy.empty_pop_high;
-    (high - a.nr_empty_pop_pages).clamp(0, high)
+    (high - a.reserve_empty_pages()).clamp(0, high)
 }
 
 /// `pcpu_balance_populated`'s target, consuming the atomic-failure flag.

@@ -273,6 +273,8 @@ pub struct Replayer {
     have_kprobes: bool,
     unknown_frees: u64,
     swapped: u64,
+    /// The trace says it is synthetic: its phase figures are placeholders.
+    synthetic: bool,
     derived: HashMap<u64, u64>,
     report: Report,
     base_pages: u64,
@@ -344,6 +346,7 @@ impl Replayer {
             have_kprobes: has_kprobes,
             unknown_frees: 0,
             swapped: 0,
+            synthetic: false,
             derived: HashMap::new(),
             report,
             base_pages,
@@ -650,7 +653,7 @@ impl Replayer {
                 let p = PhaseReport {
                     name: name.clone(),
                     percpu_kb: self.a.percpu_bytes() / 1024,
-                    kernel_percpu_kb: Some(*kb),
+                    kernel_percpu_kb: (!self.synthetic).then_some(*kb),
                     ideal_kb: self.kb(self.live_bytes.div_ceil(page as u64)),
                     floor_kb: self.kb(self.floor.pages),
                     kernel_floor_kb: self.kb(self.kfloor.pages),
@@ -664,6 +667,9 @@ impl Replayer {
                 };
                 self.report.phases.push(p);
                 self.sample(rec.ts);
+            }
+            Event::Marker(m) if m.starts_with(pcpu_trace::SYNTHETIC_MARKER) => {
+                self.synthetic = true
             }
             Event::AllocFail { .. } | Event::PhaseBegin { .. } | Event::Marker(_) => {}
         }

@@ -526,3 +526,8 @@ impl fmt::Display for Record {
         write!(f, "{:>12.6}: {}", self.ts, self.event)
     }
 }
+
+/// Trace-marker text that opens a synthetic trace (written by workload
+/// generators): its `PHASE <X> Percpu` figures are placeholders, not a
+/// kernel's measurement.
+pub const SYNTHETIC_MARKER: &str = "PCPU-LAB synthetic trace";

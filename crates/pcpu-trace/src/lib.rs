@@ -90,7 +90,10 @@ pub use capture::{
     parse_dmesg, parse_meminfo_phases, Capture, CaptureError, FirstChunkGeometry, MeminfoPhase,
 };
 pub use error::{ParseError, ParseErrorKind, LAYOUT};
-pub use event::{AllocEvent, CallSite, ChunkPages, Event, EventCounts, EventKind, Flags, Record};
+pub use event::{
+    AllocEvent, CallSite, ChunkPages, Event, EventCounts, EventKind, Flags, Record,
+    SYNTHETIC_MARKER,
+};
 pub use parse::{Line, LineParser};
 pub use reader::{
     decompress, from_reader, open_trace, parse_all, parse_file, ParseOptions, ParseStats, Trace,

@@ -1,0 +1,229 @@
+//! `pcpu gen`: write a synthetic workload (pcpu_lab::gen) as a capture
+//! folder that `pcpu replay` reads.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use pcpu_lab::gen::{Churn, CoverLetter, LargeObjects, Machine, Mix, SyntheticTrace};
+
+use crate::error::{emit, CliError, CliResult};
+
+/// Arguments of `pcpu gen`.
+#[derive(Args, Debug)]
+pub(crate) struct GenArgs {
+    /// The workload.
+    #[command(subcommand)]
+    pub(crate) workload: Workload,
+}
+
+/// Output folder, seed and machine, shared by every workload.
+#[derive(Args, Debug)]
+pub(crate) struct GenOut {
+    /// Capture folder to write (trace.txt, dmesg-percpu.txt,
+    /// capture-params.txt); created if needed.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+
+    /// Seed of the pseudo-random choices (same seed, same trace).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+
+    /// Units (possible CPUs) of the traced machine.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) units: u32,
+}
+
+/// The workloads.
+#[derive(Subcommand, Debug)]
+pub(crate) enum Workload {
+    /// The cover letter's memory cgroups: parents with children, each
+    /// created by its own mkdir; remove a fraction of the children (phase C),
+    /// then everything (phase D).
+    CoverLetter {
+        /// Parent cgroups.
+        #[arg(long, default_value_t = 1000)]
+        parents: u32,
+        /// Children per parent.
+        #[arg(long, default_value_t = 10)]
+        children: u32,
+        /// Fraction of the children removed at phase C (0 to 1).
+        #[arg(long, default_value_t = 1.0)]
+        remove: f64,
+        /// Output and seed.
+        #[command(flatten)]
+        out: GenOut,
+    },
+    /// Steady churn: rounds of creating cgroups, then removing each existing
+    /// one with some probability (phases R1c, R1, R2c, R2, ..., END).
+    Churn {
+        /// Rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Cgroups created per round.
+        #[arg(long, default_value_t = 1500)]
+        per_round: u32,
+        /// Chance, in percent, that an existing cgroup is removed in a round.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100))]
+        remove_pct: u32,
+        /// Output and seed.
+        #[command(flatten)]
+        out: GenOut,
+    },
+    /// BPF-map-like large objects (1 KiB to 32 KiB) loaded and unloaded in
+    /// rounds (phases L1c, L1, L2c, L2, ..., END).
+    Bpf {
+        /// Rounds.
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        /// Applications loaded per round.
+        #[arg(long, default_value_t = 150)]
+        apps: u32,
+        /// Chance, in percent, that a live application is unloaded in a round.
+        #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u32).range(0..=100))]
+        unload_pct: u32,
+        /// Smallest large object in bytes.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(8..=32768))]
+        min_size: u32,
+        /// Largest large object in bytes.
+        #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(8..=32768))]
+        max_size: u32,
+        /// Output and seed.
+        #[command(flatten)]
+        out: GenOut,
+    },
+    /// A mix of cgroups, BPF applications and long-lived small objects
+    /// (phases M1c, M1, M2c, M2, ..., END).
+    Mix {
+        /// Rounds.
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        /// Cgroups created per round.
+        #[arg(long, default_value_t = 1000)]
+        groups: u32,
+        /// BPF applications loaded per round.
+        #[arg(long, default_value_t = 60)]
+        apps: u32,
+        /// Chance, in percent, that a live cgroup or application is removed.
+        #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u32).range(0..=100))]
+        remove_pct: u32,
+        /// One long-lived small object every this many creations (0: none).
+        #[arg(long, default_value_t = 20)]
+        long_lived_every: u32,
+        /// Output and seed.
+        #[command(flatten)]
+        out: GenOut,
+    },
+}
+
+fn machine(out: &GenOut) -> Machine {
+    Machine {
+        units: out.units,
+        ..Machine::default()
+    }
+}
+
+/// Runs `pcpu gen`.
+pub(crate) fn run(args: GenArgs) -> CliResult {
+    let (trace, out): (SyntheticTrace, &GenOut) = match &args.workload {
+        Workload::CoverLetter {
+            parents,
+            children,
+            remove,
+            out,
+        } => {
+            if !(0.0..=1.0).contains(remove) {
+                return Err(CliError::usage(format!(
+                    "--remove {remove}: expected a fraction between 0 and 1"
+                )));
+            }
+            let w = CoverLetter {
+                parents: *parents,
+                children: *children,
+                remove_children: *remove,
+                seed: out.seed,
+                machine: machine(out),
+            };
+            (w.generate(), out)
+        }
+        Workload::Churn {
+            rounds,
+            per_round,
+            remove_pct,
+            out,
+        } => {
+            let w = Churn {
+                rounds: *rounds,
+                per_round: *per_round,
+                remove_pct: *remove_pct,
+                seed: out.seed,
+                machine: machine(out),
+            };
+            (w.generate(), out)
+        }
+        Workload::Bpf {
+            rounds,
+            apps,
+            unload_pct,
+            min_size,
+            max_size,
+            out,
+        } => {
+            if min_size > max_size {
+                return Err(CliError::usage(format!(
+                    "--min-size {min_size} is larger than --max-size {max_size}"
+                )));
+            }
+            let w = LargeObjects {
+                rounds: *rounds,
+                apps_per_round: *apps,
+                unload_pct: *unload_pct,
+                min_size: *min_size,
+                max_size: *max_size,
+                seed: out.seed,
+                machine: machine(out),
+            };
+            (w.generate(), out)
+        }
+        Workload::Mix {
+            rounds,
+            groups,
+            apps,
+            remove_pct,
+            long_lived_every,
+            out,
+        } => {
+            let w = Mix {
+                rounds: *rounds,
+                groups_per_round: *groups,
+                apps_per_round: *apps,
+                remove_pct: *remove_pct,
+                long_lived_every: *long_lived_every,
+                seed: out.seed,
+                machine: machine(out),
+            };
+            (w.generate(), out)
+        }
+    };
+    trace.write_capture(&out.out).map_err(|e| {
+        CliError::usage(format!(
+            "{}: cannot write the capture: {e}",
+            out.out.display()
+        ))
+    })?;
+    let phases: Vec<String> = trace
+        .records
+        .iter()
+        .filter_map(|r| match &r.event {
+            pcpu_trace::Event::PhasePercpu { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    emit(&format!(
+        "wrote {}: {} ({} records, {} allocations; phases {})\n",
+        out.out.display(),
+        trace.name,
+        trace.records.len(),
+        trace.allocs(),
+        phases.join(", ")
+    ))
+}

@@ -1,0 +1,479 @@
+//! "Who pins my memory": which call sites and tasks keep percpu pages
+//! resident at a point of a trace.
+//!
+//! A page is resident when it is populated; it must stay resident while it
+//! holds a live byte. For every call site (and every task) this module
+//! counts, at a phase marker:
+//!
+//! * **objects** and **live bytes** (per unit);
+//! * **pages touched**: pages holding at least one of its objects;
+//! * **pages pinned**: pages on which its objects are the *only* live
+//!   objects — freeing them would empty those pages, so a depopulating
+//!   policy could give them back;
+//! * **share**: every page holding live objects split among the owners on it
+//!   in proportion to their live bytes there; the shares add up to the pages
+//!   holding live objects (the placement *floor*).
+//!
+//! Pages resident but holding nothing are reported separately (they are the
+//! depopulation policy's business, not any caller's), and so are the static
+//! percpu area and the first chunk's bytes allocated before tracing started.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use pcpu_core::ChunkKind;
+use pcpu_replay::{ClassMode, ReplayConfig, Replayer};
+use pcpu_trace::Event;
+use serde::Serialize;
+
+use crate::run::{config, Input, LabError, RunOptions, Variant};
+
+/// Owner name of the first chunk's bytes in use before tracing started.
+pub const BEFORE_TRACING: &str = "(allocated before tracing)";
+/// Owner name for allocations whose trace line has no call site.
+pub const NO_CALL_SITE: &str = "(no call site)";
+
+/// One owner (call site or task).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PinRow {
+    /// Call site function, or `task-pid`.
+    pub owner: String,
+    /// Live objects.
+    pub objects: u64,
+    /// Live bytes per unit.
+    pub bytes: u64,
+    /// Pages (per unit) holding at least one of its objects.
+    pub pages_touched: u64,
+    /// Pages on which its objects are the only live objects.
+    pub pages_pinned: u64,
+    /// Its byte-proportional share of the pages it touches.
+    pub share_pages: f64,
+}
+
+/// The pin report at one phase.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PinsReport {
+    /// Trace name.
+    pub trace: String,
+    /// Phase marker.
+    pub phase: String,
+    /// Policy replayed.
+    pub policy: String,
+    /// Placement classes (`none` for first fit).
+    pub classes: String,
+    /// Units.
+    pub units: u64,
+    /// Page size.
+    pub page_size: u64,
+    /// Populated pages per unit (Percpu = this × units × page size).
+    pub resident_pages: u64,
+    /// Of those, the static and reserved areas (not part of any chunk the
+    /// allocator manages).
+    pub static_pages: u64,
+    /// Populated chunk pages holding at least one live object (floor).
+    pub used_pages: u64,
+    /// Populated chunk pages holding nothing.
+    pub empty_pages: u64,
+    /// Populated pages of isolated (sidelined or queued) chunks.
+    pub isolated_pages: u64,
+    /// Live chunks (first chunk included).
+    pub chunks: u64,
+    /// Live objects (those allocated before tracing not included).
+    pub live_objects: u64,
+    /// Live bytes per unit.
+    pub live_bytes: u64,
+    /// Per call site, most pinned first.
+    pub by_call_site: Vec<PinRow>,
+    /// Per task, most pinned first.
+    pub by_task: Vec<PinRow>,
+}
+
+impl PinsReport {
+    /// `pages` per unit as kB over all units (like `/proc/meminfo`).
+    pub fn kb(&self, pages: f64) -> f64 {
+        pages * (self.units * self.page_size) as f64 / 1024.0
+    }
+}
+
+/// Per-owner accumulation.
+#[derive(Default)]
+struct Acc {
+    objects: u64,
+    bytes: u64,
+    touched: u64,
+    pinned: u64,
+    share: f64,
+}
+
+/// The pin report of the replay's current state.
+pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
+    let a = rp.allocator();
+    let page = a.geometry().page_size() as u64;
+    let units = a.geometry().nr_units() as u64;
+    // Owners interned by name; (site, task) per object; per-page entries.
+    let mut names: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    let mut index: [HashMap<String, usize>; 2] = [HashMap::new(), HashMap::new()];
+    let mut intern = |k: usize, s: &str| -> usize {
+        if let Some(&i) = index[k].get(s) {
+            return i;
+        }
+        names[k].push(s.to_string());
+        index[k].insert(s.to_string(), names[k].len() - 1);
+        names[k].len() - 1
+    };
+    let mut objs: Vec<(usize, usize, u64)> = Vec::new(); // (site, task, bytes)
+    let mut pages: HashMap<(u32, u64), Vec<(usize, u64)>> = HashMap::new(); // → (object, bytes)
+    let mut place =
+        |objs: &mut Vec<(usize, usize, u64)>, site, task, chunk: u32, off: u64, size: u64| {
+            let o = objs.len();
+            objs.push((site, task, size));
+            for p in off / page..(off + size).div_ceil(page) {
+                let lo = off.max(p * page);
+                let hi = (off + size).min((p + 1) * page);
+                pages.entry((chunk, p)).or_default().push((o, hi - lo));
+            }
+        };
+    let mut live_objects = 0;
+    let mut live_bytes = 0;
+    for o in rp.live_objects() {
+        live_objects += 1;
+        live_bytes += u64::from(o.size);
+        let Some(x) = o.ours else { continue };
+        let site = intern(0, o.call_site.as_deref().unwrap_or(NO_CALL_SITE));
+        let task = intern(1, &format!("{}-{}", o.task, o.pid));
+        place(
+            &mut objs,
+            site,
+            task,
+            x.chunk.0,
+            x.offset as u64,
+            x.size as u64,
+        );
+    }
+    let first = a.first_chunk();
+    for &(off, len) in &input.setup.prefill {
+        let site = intern(0, BEFORE_TRACING);
+        let task = intern(1, BEFORE_TRACING);
+        place(&mut objs, site, task, first.0, off as u64, len as u64);
+    }
+    let mut acc: [Vec<Acc>; 2] = [
+        (0..names[0].len()).map(|_| Acc::default()).collect(),
+        (0..names[1].len()).map(|_| Acc::default()).collect(),
+    ];
+    for &(s, t, b) in &objs {
+        for (k, i) in [(0, s), (1, t)] {
+            acc[k][i].objects += 1;
+            acc[k][i].bytes += b;
+        }
+    }
+    for (k, key) in [(0usize, 0usize), (1, 1)] {
+        for entries in pages.values() {
+            let total: u64 = entries.iter().map(|e| e.1).sum();
+            let mut owners: Vec<(usize, u64)> = Vec::new();
+            for &(o, b) in entries {
+                let owner = if key == 0 { objs[o].0 } else { objs[o].1 };
+                match owners.iter_mut().find(|e| e.0 == owner) {
+                    Some(e) => e.1 += b,
+                    None => owners.push((owner, b)),
+                }
+            }
+            let sole = owners.len() == 1;
+            for (owner, b) in owners {
+                let a = &mut acc[k][owner];
+                a.touched += 1;
+                a.share += b as f64 / total.max(1) as f64;
+                if sole {
+                    a.pinned += 1;
+                }
+            }
+        }
+    }
+    // The prefill pseudo-objects are not traced objects.
+    let rows = |k: usize, acc: &[Acc]| -> Vec<PinRow> {
+        let mut rows: Vec<PinRow> = acc
+            .iter()
+            .enumerate()
+            .map(|(i, a)| PinRow {
+                owner: names[k][i].clone(),
+                objects: if names[k][i] == BEFORE_TRACING {
+                    0
+                } else {
+                    a.objects
+                },
+                bytes: a.bytes,
+                pages_touched: a.touched,
+                pages_pinned: a.pinned,
+                share_pages: a.share,
+            })
+            .collect();
+        rows.sort_by(|x, y| {
+            y.pages_pinned
+                .cmp(&x.pages_pinned)
+                .then(y.share_pages.total_cmp(&x.share_pages))
+                .then(y.bytes.cmp(&x.bytes))
+                .then(x.owner.cmp(&y.owner))
+        });
+        rows
+    };
+    let by_call_site = rows(0, &acc[0]);
+    let by_task = rows(1, &acc[1]);
+    let mut chunk_pages = 0u64;
+    let mut empty = 0u64;
+    let mut isolated = 0u64;
+    let mut used = 0u64;
+    for id in a.chunk_ids() {
+        let c = a.chunk(id).expect("live chunk");
+        if c.kind() == ChunkKind::Reserved {
+            continue;
+        }
+        for p in 0..c.nr_pages() {
+            if !c.is_page_populated(p) {
+                continue;
+            }
+            chunk_pages += 1;
+            if c.is_isolated() {
+                isolated += 1;
+            }
+            if pages.contains_key(&(id.0, p as u64)) {
+                used += 1;
+            } else if !c.is_page_used(p) || c.kind() != ChunkKind::First {
+                empty += 1;
+            } else {
+                // First chunk bytes hidden by its start/end offsets.
+                used += 1;
+            }
+        }
+    }
+    let resident = a.nr_populated() as u64;
+    let p = a.policy();
+    PinsReport {
+        trace: input.name.clone(),
+        phase: phase.to_string(),
+        policy: p.name().to_string(),
+        classes: String::new(),
+        units,
+        page_size: page,
+        resident_pages: resident,
+        static_pages: resident.saturating_sub(chunk_pages),
+        used_pages: used,
+        empty_pages: empty,
+        isolated_pages: isolated,
+        chunks: a.nr_chunks() as u64,
+        live_objects,
+        live_bytes,
+        by_call_site,
+        by_task,
+    }
+}
+
+/// Replays `input` (all of its records, with `cfg`) up to the
+/// `PHASE <phase> Percpu` marker, and reports who pins the resident pages
+/// there. [`pins_for`] builds the configuration from a [`Variant`].
+pub fn pins_at(input: &Input, phase: &str, cfg: ReplayConfig) -> Result<PinsReport, LabError> {
+    let is_target = |e: &Event| matches!(e, Event::PhasePercpu { name, .. } if name == phase);
+    if !input.records.iter().any(|r| is_target(&r.event)) {
+        let phases = input.phases();
+        return Err(LabError::Input(if phases.is_empty() {
+            format!(
+                "no phase `{phase}`: {} has no `PHASE <X> Percpu` markers",
+                input.name
+            )
+        } else {
+            format!(
+                "no phase `{phase}` in {}; its phases are: {}",
+                input.name,
+                phases.join(", ")
+            )
+        }));
+    }
+    let classes = if cfg.policy.class_placement {
+        cfg.classes
+    } else {
+        ClassMode::None
+    };
+    let err = |error| LabError::Replay {
+        trace: input.name.clone(),
+        error,
+    };
+    let mut rp = Replayer::new(
+        input.setup.clone(),
+        cfg,
+        input.has_balance,
+        input.has_kprobes,
+    )
+    .map_err(err)?;
+    rp.run(&input.records, &mut |_| {}, &|r| is_target(&r.event))
+        .map_err(err)?;
+    let mut rep = report(&rp, input, phase);
+    rep.classes = crate::sweep::placement_label(classes).to_string();
+    Ok(rep)
+}
+
+/// [`pins_at`] for a [`Variant`] (its policy, classes and schedule).
+pub fn pins_for(input: &Input, phase: &str, v: &Variant) -> Result<PinsReport, LabError> {
+    let (records, timing) = v.schedule.apply(input);
+    let mut cfg = config(
+        v,
+        timing,
+        &RunOptions {
+            sample_every: 0,
+            ..RunOptions::default()
+        },
+    );
+    cfg.page_log = false;
+    let input = Input::new(
+        input.name.clone(),
+        records.into_owned(),
+        input.setup.clone(),
+    );
+    pins_at(&input, phase, cfg)
+}
+
+/// Plain-text rendering: the resident total broken down, then the top `top`
+/// call sites and tasks.
+pub fn render(r: &PinsReport, top: usize) -> String {
+    let mut out = String::new();
+    let kb = |pages: u64| r.kb(pages as f64) as u64;
+    let _ = writeln!(
+        out,
+        "{} at phase {}: policy {}, {} placement, {} units of {} kB pages",
+        r.trace,
+        r.phase,
+        r.policy,
+        r.classes,
+        r.units,
+        r.page_size / 1024
+    );
+    out.push('\n');
+    let lines = [
+        (
+            "resident (Percpu)",
+            format!(
+                "{} kB = {} pages per unit in {} chunks",
+                kb(r.resident_pages),
+                r.resident_pages,
+                r.chunks
+            ),
+        ),
+        (
+            "  static area",
+            format!("{} kB ({} pages)", kb(r.static_pages), r.static_pages),
+        ),
+        (
+            "  holding live objects",
+            format!(
+                "{} kB ({} pages): the floor for this placement",
+                kb(r.used_pages),
+                r.used_pages
+            ),
+        ),
+        (
+            "  populated but empty",
+            format!(
+                "{} kB ({} pages): the depopulation policy's to give back",
+                kb(r.empty_pages),
+                r.empty_pages
+            ),
+        ),
+        (
+            "in isolated chunks",
+            format!(
+                "{} kB ({} populated pages): sidelined or queued for depopulation, used last",
+                kb(r.isolated_pages),
+                r.isolated_pages
+            ),
+        ),
+        (
+            "live objects",
+            format!(
+                "{} ({} bytes per unit; ideal {} kB)",
+                r.live_objects,
+                r.live_bytes,
+                kb(r.live_bytes.div_ceil(r.page_size))
+            ),
+        ),
+    ];
+    let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, v) in lines {
+        let _ = writeln!(out, "{:<w$} {v}", format!("{k}:"));
+    }
+    for (title, rows, what) in [
+        ("call sites", &r.by_call_site, "call site"),
+        ("tasks", &r.by_task, "task"),
+    ] {
+        out.push('\n');
+        let shown = rows.len().min(top);
+        let _ = writeln!(
+            out,
+            "Top {shown} of {} {title} by pinned pages:",
+            rows.len()
+        );
+        let header = [
+            what,
+            "objects",
+            "live bytes",
+            "touched",
+            "pinned",
+            "pinned kB",
+            "share",
+            "share kB",
+        ];
+        let mut table: Vec<[String; 8]> = vec![header.map(String::from)];
+        for row in rows.iter().take(top) {
+            table.push([
+                row.owner.clone(),
+                row.objects.to_string(),
+                row.bytes.to_string(),
+                row.pages_touched.to_string(),
+                row.pages_pinned.to_string(),
+                kb(row.pages_pinned).to_string(),
+                format!("{:.1}", row.share_pages),
+                format!("{:.0}", r.kb(row.share_pages)),
+            ]);
+        }
+        if rows.len() > top {
+            let rest = &rows[top..];
+            table.push([
+                format!("({} more)", rest.len()),
+                rest.iter().map(|x| x.objects).sum::<u64>().to_string(),
+                rest.iter().map(|x| x.bytes).sum::<u64>().to_string(),
+                String::new(),
+                rest.iter().map(|x| x.pages_pinned).sum::<u64>().to_string(),
+                kb(rest.iter().map(|x| x.pages_pinned).sum::<u64>()).to_string(),
+                format!("{:.1}", rest.iter().map(|x| x.share_pages).sum::<f64>()),
+                format!(
+                    "{:.0}",
+                    r.kb(rest.iter().map(|x| x.share_pages).sum::<f64>())
+                ),
+            ]);
+        }
+        let mut widths = [0usize; 8];
+        for row in &table {
+            for (i, c) in row.iter().enumerate() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        for (n, row) in table.iter().enumerate() {
+            let mut line = String::new();
+            for (i, c) in row.iter().enumerate() {
+                if i == 0 {
+                    let _ = write!(line, "{c:<w$}", w = widths[0]);
+                } else {
+                    let _ = write!(line, "  {c:>w$}", w = widths[i]);
+                }
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+            if n == 0 {
+                let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+                let _ = writeln!(out, "{}", "-".repeat(total));
+            }
+        }
+    }
+    out.push('\n');
+    out.push_str(
+        "pinned: pages (per unit) on which this owner's objects are the only live objects;\n\
+         freeing them would empty those pages. share: each page holding live objects split\n\
+         among its owners by live bytes (shares add up to the pages holding live objects).\n",
+    );
+    out
+}

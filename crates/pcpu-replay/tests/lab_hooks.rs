@@ -1,0 +1,145 @@
+//! The hooks the policy lab uses: the page-operation log, the balance-run
+//! counter, and the size-class and call-site placement modes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use pcpu_core::{Policy, PolicyKind};
+use pcpu_replay::*;
+use pcpu_trace::{Capture, ParseOptions, Record};
+
+fn fixture() -> (Vec<Record>, Setup) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/churn-r1");
+    let cap = Capture::open(&dir).unwrap();
+    let trace = cap.parse(ParseOptions::strict()).unwrap();
+    let g = cap.geometry.clone().unwrap();
+    let setup = Setup::derive(&g, g.nr_units().unwrap() as usize, &trace.records, true).unwrap();
+    (trace.records, setup)
+}
+
+fn replayer(cfg: ReplayConfig) -> (Replayer, Vec<Record>) {
+    let (records, setup) = fixture();
+    let mut rp = Replayer::new(setup, cfg, true, true).unwrap();
+    rp.run(&records, &mut |_| {}, &|_| false).unwrap();
+    (rp, records)
+}
+
+#[test]
+fn page_log_accounts_for_every_page() {
+    let cfg = ReplayConfig {
+        policy: Policy::new(PolicyKind::Linux61),
+        page_log: true,
+        ..ReplayConfig::default()
+    };
+    let (rp, records) = replayer(cfg.clone());
+    let log = rp.page_log().to_vec();
+    let runs = rp.balance_runs();
+    let r = rp.finish(0.0);
+    assert_eq!(runs, r.balance_runs);
+    let sum = |k: PageOpKind| -> u64 {
+        log.iter()
+            .filter(|o| o.kind == k)
+            .map(|o| u64::from(o.pages.end - o.pages.start))
+            .sum()
+    };
+    assert_eq!(sum(PageOpKind::Populate), r.populated_pages);
+    assert_eq!(sum(PageOpKind::Depopulate), r.depopulated_pages);
+    let created = log
+        .iter()
+        .filter(|o| o.kind == PageOpKind::CreateChunk)
+        .count() as u64;
+    assert!(created >= r.chunks_created);
+    for w in log.windows(2) {
+        assert!(w[0].event <= w[1].event && w[0].balance_run <= w[1].balance_run);
+    }
+    for o in &log {
+        assert!(o.event >= 1 && o.event <= records.len() as u64);
+        if o.in_balance {
+            assert!(o.balance_run >= 1);
+        }
+    }
+    // Depopulated pages were populated before, chunk by chunk.
+    let mut pop: HashSet<(u32, u32)> = HashSet::new();
+    for o in &log {
+        match o.kind {
+            PageOpKind::Populate => pop.extend(o.pages.clone().map(|p| (o.chunk, p))),
+            PageOpKind::Depopulate => {
+                for p in o.pages.clone() {
+                    assert!(pop.remove(&(o.chunk, p)), "{o:?}");
+                }
+            }
+            PageOpKind::DestroyChunk => assert!(pop.iter().all(|&(c, _)| c != o.chunk)),
+            PageOpKind::CreateChunk => {}
+        }
+    }
+    // Off by default.
+    let (rp, _) = replayer(ReplayConfig {
+        page_log: false,
+        ..cfg
+    });
+    assert!(rp.page_log().is_empty());
+}
+
+/// Classes of the live objects on each page.
+fn classes_per_page(rp: &Replayer, class: impl Fn(&LiveObject) -> u64) -> Vec<HashSet<u64>> {
+    let page = rp.allocator().geometry().page_size();
+    let mut pages: HashMap<(u32, usize), HashSet<u64>> = HashMap::new();
+    for o in rp.live_objects() {
+        let a = o.ours.expect("placed");
+        for p in a.pages(page) {
+            pages.entry((a.chunk.0, p)).or_default().insert(class(&o));
+        }
+    }
+    pages.into_values().collect()
+}
+
+fn class_config(mode: ClassMode) -> ReplayConfig {
+    let mut p = Policy::new(PolicyKind::Linux61);
+    p.class_placement = true;
+    ReplayConfig {
+        policy: p,
+        classes: mode,
+        ..ReplayConfig::default()
+    }
+}
+
+#[test]
+fn size_classes_never_share_a_page() {
+    assert_eq!(size_class(1), 2);
+    assert_eq!(size_class(4), 2);
+    assert_eq!(size_class(8), 3);
+    assert_eq!(size_class(688), 10);
+    assert_eq!(size_class(1096), 11);
+    let (rp, _) = replayer(class_config(ClassMode::SizeClass));
+    let pages = classes_per_page(&rp, |o| size_class(u64::from(o.size)));
+    assert!(!pages.is_empty());
+    assert!(pages.iter().all(|c| c.len() == 1));
+    let r = rp.finish(0.0);
+    assert_eq!(r.failed_allocs, 0);
+    assert!(
+        r.placement_agreement.unwrap() < 0.5,
+        "classes change placement"
+    );
+}
+
+#[test]
+fn call_site_classes_never_share_a_page() {
+    assert_eq!(
+        call_site_class("percpu_ref_init"),
+        call_site_class("percpu_ref_init")
+    );
+    assert_ne!(
+        call_site_class("percpu_ref_init"),
+        call_site_class("cgroup_rstat_init")
+    );
+    let (rp, _) = replayer(class_config(ClassMode::CallSite));
+    let pages = classes_per_page(&rp, |o| {
+        call_site_class(o.call_site.as_deref().expect("6.1 traces have call sites"))
+    });
+    assert!(pages.iter().all(|c| c.len() == 1));
+    // Without class placement the mode is ignored: the kernel's placement.
+    let mut cfg = class_config(ClassMode::CallSite);
+    cfg.policy.class_placement = false;
+    let (rp, _) = replayer(cfg);
+    assert_eq!(rp.finish(0.0).placement_agreement, Some(1.0));
+}
