@@ -444,15 +444,7 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         ReplayError::NoEvents => CliError::usage(format!("{trace_label}: {e}")),
         e => CliError::replay(format!("{name}: {e}")),
     })?;
-    let has_balance = records
-        .iter()
-        .any(|r| matches!(r.event, Event::BalanceWork));
-    let has_kprobes = records.iter().any(|r| {
-        matches!(
-            r.event,
-            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
-        )
-    });
+    let (has_balance, has_kprobes) = pcpu_replay::trace_features(&records);
     Ok(Loaded {
         name,
         records,

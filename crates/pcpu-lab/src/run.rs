@@ -86,15 +86,7 @@ pub struct Input {
 impl Input {
     /// From records and a setup.
     pub fn new(name: impl Into<String>, records: Vec<Record>, setup: Setup) -> Self {
-        let has_balance = records
-            .iter()
-            .any(|r| matches!(r.event, Event::BalanceWork));
-        let has_kprobes = records.iter().any(|r| {
-            matches!(
-                r.event,
-                Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
-            )
-        });
+        let (has_balance, has_kprobes) = pcpu_replay::trace_features(&records);
         Input {
             name: name.into(),
             synthetic: is_synthetic(&records),

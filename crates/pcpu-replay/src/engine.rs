@@ -728,6 +728,22 @@ impl Replayer {
     }
 }
 
+/// Does the trace have `pcpu_balance_workfn` events, and populate/depopulate
+/// kprobe events? (Decides `BalanceTiming::Auto` and whether kernel page
+/// figures are known.)
+pub fn trace_features(records: &[Record]) -> (bool, bool) {
+    let has_balance = records
+        .iter()
+        .any(|r| matches!(r.event, Event::BalanceWork));
+    let has_kprobes = records.iter().any(|r| {
+        matches!(
+            r.event,
+            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
+        )
+    });
+    (has_balance, has_kprobes)
+}
+
 /// Replay `records` with `setup` and `cfg`; `progress(done, total)` is called
 /// every 4096 records.
 pub fn replay(
@@ -743,15 +759,7 @@ pub fn replay(
     {
         return Err(ReplayError::NoEvents);
     }
-    let has_balance = records
-        .iter()
-        .any(|r| matches!(r.event, Event::BalanceWork));
-    let has_kprobes = records.iter().any(|r| {
-        matches!(
-            r.event,
-            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
-        )
-    });
+    let (has_balance, has_kprobes) = trace_features(records);
     let start = Instant::now();
     let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
     let total = records.len();
