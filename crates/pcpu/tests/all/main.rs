@@ -3,6 +3,7 @@
 mod api;
 mod demo;
 mod errors;
+mod hints;
 mod reclaim;
 mod stress;
 mod util;
