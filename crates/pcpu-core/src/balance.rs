@@ -463,10 +463,17 @@ fn plan_populate(
                 chunk: a.begin_create_chunk(),
             });
         }
-        let found = a.lists.iter(&a.arena, *slot).find(|&id| {
-            let c = a.c(id);
-            c.nr_pages > c.nr_populated
-        });
+        // W2: Linux may populate a sidelined chunk, whose pages then help no
+        // one until it is reintegrated; `pcpu` skips the sidelined slot.
+        let skip = a.policy.kind == crate::PolicyKind::Pcpu && *slot == a.layout.sidelined;
+        let found = (!skip)
+            .then(|| {
+                a.lists.iter(&a.arena, *slot).find(|&id| {
+                    let c = a.c(id);
+                    c.nr_pages > c.nr_populated
+                })
+            })
+            .flatten();
         match found {
             Some(id) => {
                 *chunk = Some(id);
