@@ -616,11 +616,9 @@ impl Allocator {
             next_slot = slot + 1;
             let mut cur = self.lists.head(slot);
             while let Some(id) = cur {
-                cur = Lists::next(&self.arena, id);
-                let Some(start) = self
-                    .c(id)
-                    .find_block_fit(req.bits, req.bit_align, flags.atomic)
-                else {
+                let c = self.c(id);
+                cur = c.link.next;
+                let Some(start) = c.find_block_fit(req.bits, req.bit_align, flags.atomic) else {
                     if slot < SLOT_FAIL_THRESHOLD {
                         self.lists.move_to(&mut self.arena, id, 0, true);
                     }
@@ -839,15 +837,29 @@ impl Allocator {
     /// size. Never touches the backend; may schedule the balance work.
     #[doc(alias = "free_percpu")]
     pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
-        let size = self.allocation_size(chunk, offset)?;
         let id = chunk.0;
-        self.free_area_in(
-            id,
-            (offset / MIN_ALLOC_SIZE) as i32,
-            (size / MIN_ALLOC_SIZE) as i32,
-        );
+        let bits = match self.arena.get(id as usize).and_then(Entry::chunk) {
+            Some(c)
+                if offset % MIN_ALLOC_SIZE == 0
+                    && offset / MIN_ALLOC_SIZE < c.map_bits as usize =>
+            {
+                c.live_area_bits((offset / MIN_ALLOC_SIZE) as i32)
+            }
+            _ => None,
+        };
+        let Some(bits) = bits else {
+            // Not a live allocation: say why, state unchanged.
+            return Err(self.allocation_size(chunk, offset).err().unwrap_or(
+                FreeError::NotAllocated {
+                    chunk,
+                    offset,
+                    stale: false,
+                },
+            ));
+        };
+        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32, bits);
         self.after_free(id);
-        Ok(size)
+        Ok(bits as usize * MIN_ALLOC_SIZE)
     }
 
     /// `pcpu_free_area` + relocation + stats.
