@@ -94,15 +94,18 @@ impl ClassTable {
     }
 
     /// The class's regions, most recently used first.
-    pub(crate) fn regions(&self, class: ClassHint) -> Vec<Region> {
-        let mut v: Vec<Region> = self
-            .entries
-            .iter()
-            .filter(|(c, _)| *c == class)
-            .map(|(_, r)| *r)
-            .collect();
-        v.sort_by_key(|r| core::cmp::Reverse(r.last_use));
-        v
+    pub(crate) fn regions(&self, class: ClassHint) -> impl Iterator<Item = Region> {
+        // At most REGIONS_PER_CLASS: sort them in a fixed array, no allocation.
+        let mut v = [None::<Region>; REGIONS_PER_CLASS];
+        let mut n = 0;
+        for (_, r) in self.entries.iter().filter(|(c, _)| *c == class) {
+            if n < REGIONS_PER_CLASS {
+                v[n] = Some(*r);
+                n += 1;
+            }
+        }
+        v[..n].sort_unstable_by_key(|r| core::cmp::Reverse(r.map_or(0, |r| r.last_use)));
+        v.into_iter().flatten()
     }
 
     /// Mark `region` of `class` as just used.
