@@ -397,17 +397,7 @@ impl Allocator {
                 Err(e) => return Err(e),
             }
         };
-        if !flags.atomic {
-            while let Some(run) = self.next_unpopulated(&area) {
-                if let Err(e) = backend.populate(area.chunk, run.clone()) {
-                    self.abort_area(area, flags);
-                    return Err(AllocError::Populate(e));
-                }
-                self.commit_populated(area.chunk, run);
-            }
-        }
-        self.finish_alloc();
-        Ok(area)
+        self.populate_and_finish(backend, area, flags)
     }
 
     /// Allocate exactly at `offset` of `chunk` (trace replay's `kernel`
@@ -446,17 +436,7 @@ impl Allocator {
         let area = self.place(chunk.0, req, bit as i32).ok_or(occupied)?;
         debug_assert_eq!(area.offset, offset);
         self.reintegrate(chunk.0);
-        if !flags.atomic {
-            while let Some(run) = self.next_unpopulated(&area) {
-                if let Err(e) = backend.populate(area.chunk, run.clone()) {
-                    self.abort_area(area, flags);
-                    return Err(AllocError::Populate(e));
-                }
-                self.commit_populated(area.chunk, run);
-            }
-        }
-        self.finish_alloc();
-        Ok(area)
+        self.populate_and_finish(backend, area, flags)
     }
 
     /// Create a chunk now through `backend` (used by replay to follow the
@@ -500,17 +480,7 @@ impl Allocator {
                 Err(e) => return Err(e),
             }
         };
-        if !flags.atomic {
-            while let Some(run) = self.next_unpopulated(&area) {
-                if let Err(e) = backend.populate(area.chunk, run.clone()) {
-                    self.abort_area(area, flags);
-                    return Err(AllocError::Populate(e));
-                }
-                self.commit_populated(area.chunk, run);
-            }
-        }
-        self.finish_alloc();
-        Ok(area)
+        self.populate_and_finish(backend, area, flags)
     }
 
     /// Two-phase [`Allocator::alloc_class`], step 1 (see
@@ -586,6 +556,28 @@ impl Allocator {
         self.classes.open(class, id, serial, off, hi);
         self.reintegrate(id);
         Ok(a)
+    }
+
+    /// `pcpu_alloc` from `area_found` on, inline: populate the area's
+    /// missing pages (non-atomic) or free it again on failure, then the
+    /// post-allocation check.
+    fn populate_and_finish<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        area: Allocation,
+        flags: AllocFlags,
+    ) -> Result<Allocation, AllocError> {
+        if !flags.atomic {
+            while let Some(run) = self.next_unpopulated(&area) {
+                if let Err(e) = backend.populate(area.chunk, run.clone()) {
+                    self.abort_area(area, flags);
+                    return Err(AllocError::Populate(e));
+                }
+                self.commit_populated(area.chunk, run);
+            }
+        }
+        self.finish_alloc();
+        Ok(area)
     }
 
     /// Two-phase allocation, step 1: place `req` (`pcpu_alloc` up to

@@ -137,6 +137,28 @@ impl BlockMd {
         pad + bits <= self.contig_hint
     }
 
+    /// Does the scan hint overlap `[x, y)`?
+    #[inline]
+    pub(crate) fn scan_overlaps(&self, x: i32, y: i32) -> bool {
+        overlap(
+            self.scan_hint_start,
+            self.scan_hint_start + self.scan_hint,
+            x,
+            y,
+        )
+    }
+
+    /// Does the contig hint overlap `[x, y)`?
+    #[inline]
+    pub(crate) fn contig_overlaps(&self, x: i32, y: i32) -> bool {
+        overlap(
+            self.contig_hint_start,
+            self.contig_hint_start + self.contig_hint,
+            x,
+            y,
+        )
+    }
+
     /// True when the block is entirely free.
     #[inline]
     pub fn is_empty_block(&self) -> bool {

@@ -8,7 +8,7 @@
 use alloc::vec::Vec;
 
 use crate::bitmap::Bitmap;
-use crate::block::{align_up, overlap, BlockMd};
+use crate::block::{align_up, BlockMd};
 
 /// What a chunk serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -578,20 +578,10 @@ impl Chunk {
                     .find_next_zero_bit(base + bb as usize, base + (s_off + bits).min(bb) as usize)
                     - base) as i32;
             }
-            if overlap(
-                s_block.scan_hint_start,
-                s_block.scan_hint_start + s_block.scan_hint,
-                s_off,
-                s_off + bits,
-            ) {
+            if s_block.scan_overlaps(s_off, s_off + bits) {
                 s_block.scan_hint = 0;
             }
-            if overlap(
-                s_block.contig_hint_start,
-                s_block.contig_hint_start + s_block.contig_hint,
-                s_off,
-                s_off + bits,
-            ) {
+            if s_block.contig_overlaps(s_off, s_off + bits) {
                 if s_off == 0 {
                     s_block.left_free = 0;
                 }
@@ -640,20 +630,10 @@ impl Chunk {
         }
 
         let md = &mut self.chunk_md;
-        if overlap(
-            md.scan_hint_start,
-            md.scan_hint_start + md.scan_hint,
-            bit_off,
-            bit_off + bits,
-        ) {
+        if md.scan_overlaps(bit_off, bit_off + bits) {
             md.scan_hint = 0;
         }
-        if overlap(
-            md.contig_hint_start,
-            md.contig_hint_start + md.contig_hint,
-            bit_off,
-            bit_off + bits,
-        ) {
+        if md.contig_overlaps(bit_off, bit_off + bits) {
             self.chunk_refresh_hint(false);
         }
         -nr_empty
