@@ -7,8 +7,8 @@ use core::ops::Range;
 
 use crate::backend::Backend;
 use crate::chunk::{Chunk, ChunkKind};
-use crate::classes::{ClassHint, ClassPages, ClassTable};
-use crate::error::{AllocError, FreeError};
+use crate::classes::ClassTable;
+use crate::error::AllocError;
 use crate::geometry::Geometry;
 use crate::policy::{Policy, PolicyKind, SLOT_FAIL_THRESHOLD};
 use crate::slots::{Entry, Lists, SlotLayout};
@@ -342,7 +342,7 @@ impl Allocator {
     }
 
     /// `pcpu_should_reclaim_chunk` (5.14, percpu-vm.c).
-    fn should_reclaim(&self, id: u32) -> bool {
+    pub(crate) fn should_reclaim(&self, id: u32) -> bool {
         if id == self.first || Some(id) == self.reserved {
             return false;
         }
@@ -360,7 +360,7 @@ impl Allocator {
             || (enough && c.nr_empty_pop_pages as usize >= threshold)
     }
 
-    fn free_slot_has_other(&self, id: u32) -> bool {
+    pub(crate) fn free_slot_has_other(&self, id: u32) -> bool {
         self.lists
             .iter(&self.arena, self.layout.free)
             .any(|p| p != id)
@@ -458,110 +458,10 @@ impl Allocator {
         }
     }
 
-    /// Allocate like [`Allocator::alloc`], keeping `class`'s objects together
-    /// when the policy has class placement (`classes.rs`); the Linux policies
-    /// ignore the hint.
-    pub fn alloc_class<B: Backend + ?Sized>(
-        &mut self,
-        backend: &mut B,
-        size: usize,
-        align: usize,
-        flags: AllocFlags,
-        class: ClassHint,
-    ) -> Result<Allocation, AllocError> {
-        let req = self.request(size, align)?;
-        let area = loop {
-            match self.alloc_area_class(req, flags, class) {
-                Ok(a) => break a,
-                Err(AllocError::NeedsChunk) => {
-                    self.create_chunk(backend)
-                        .map_err(|e| self.fail(req, flags, e))?;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        self.populate_and_finish(backend, area, flags)
-    }
-
-    /// Two-phase [`Allocator::alloc_class`], step 1 (see
-    /// [`Allocator::alloc_area`]).
-    pub fn alloc_area_class(
-        &mut self,
-        req: Request,
-        flags: AllocFlags,
-        class: ClassHint,
-    ) -> Result<Allocation, AllocError> {
-        if !self.policy.class_placement || flags.atomic || flags.reserved {
-            return self.alloc_area(req, flags);
-        }
-        for r in self.classes.regions(class) {
-            let usable = match self.arena.get(r.chunk as usize).and_then(Entry::chunk) {
-                // A queued (not yet reclaiming) chunk may be taken back, as a
-                // sidelined one is: place() reintegrates it.
-                Some(c) => c.serial == r.serial && !c.detached && !c.reclaiming,
-                None => false,
-            };
-            if !usable {
-                self.classes.remove(class, &r);
-                continue;
-            }
-            if let Some(off) = self
-                .c(r.chunk)
-                .first_fit_in(r.lo, r.hi, req.bits, req.bit_align)
-            {
-                if let Some(a) = self.place(r.chunk, req, off) {
-                    self.classes.touch(class, &r);
-                    self.reintegrate(r.chunk);
-                    return Ok(a);
-                }
-            }
-        }
-        // Open a new region: the kernel's walk and first fit, for a larger run.
-        let bb = self.geo.block_bits() as i32;
-        let (probe_bits, probe_align) = match class.pages {
-            ClassPages::Shared => (
-                req.bits.max((self.policy.min_run / MIN_ALLOC_SIZE) as i32),
-                req.bit_align,
-            ),
-            ClassPages::Exclusive => ((req.bits.max(bb) + bb - 1) / bb * bb, req.bit_align.max(bb)),
-        };
-        let probe_bytes = probe_bits as usize * MIN_ALLOC_SIZE;
-        let mut next_slot = self
-            .layout
-            .size_to_slot(probe_bytes.min(self.geo.unit_size()));
-        let mut found = None;
-        'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
-            next_slot = slot + 1;
-            for id in self.lists.iter(&self.arena, slot) {
-                let c = self.c(id);
-                if let Some(start) = c.find_block_fit(probe_bits, probe_align, false) {
-                    if let Some(off) = c.probe_area(probe_bits, probe_align, start) {
-                        found = Some((id, off));
-                        break 'walk;
-                    }
-                }
-            }
-        }
-        let Some((id, off)) = found else {
-            // No chunk has a free run that large: a new chunk (the walk above
-            // includes the free slot, so none is empty).
-            return Err(AllocError::NeedsChunk);
-        };
-        let a = self.place(id, req, off).ok_or(AllocError::NeedsChunk)?;
-        let c = self.c(id);
-        let hi = c
-            .alloc_map
-            .find_next_bit(c.map_bits as usize, (off + req.bits) as usize) as i32;
-        let serial = c.serial;
-        self.classes.open(class, id, serial, off, hi);
-        self.reintegrate(id);
-        Ok(a)
-    }
-
     /// `pcpu_alloc` from `area_found` on, inline: populate the area's
     /// missing pages (non-atomic) or free it again on failure, then the
     /// post-allocation check.
-    fn populate_and_finish<B: Backend + ?Sized>(
+    pub(crate) fn populate_and_finish<B: Backend + ?Sized>(
         &mut self,
         backend: &mut B,
         area: Allocation,
@@ -672,7 +572,7 @@ impl Allocator {
     }
 
     /// `pcpu_alloc_area` + relocation + stats (`pcpu_stats_area_alloc`).
-    fn place(&mut self, id: u32, req: Request, start: i32) -> Option<Allocation> {
+    pub(crate) fn place(&mut self, id: u32, req: Request, start: i32) -> Option<Allocation> {
         let layout = self.layout;
         let c = self.arena[id as usize].chunk_mut()?;
         let oslot = layout.chunk_slot(c);
@@ -703,7 +603,7 @@ impl Allocator {
 
     /// Record a failed allocation (`fail:` label): an atomic failure makes the
     /// next balance run populate the maximum.
-    fn fail(&mut self, _req: Request, flags: AllocFlags, e: AllocError) -> AllocError {
+    pub(crate) fn fail(&mut self, _req: Request, flags: AllocFlags, e: AllocError) -> AllocError {
         self.stats.nr_failed += 1;
         if flags.atomic {
             self.atomic_alloc_failed = true;
@@ -794,140 +694,5 @@ impl Allocator {
         self.arena[id as usize] = Entry::Vacant;
         self.vacant.push(id);
         self.stats.nr_chunks -= 1;
-    }
-}
-
-// === impl Allocator: free ===
-
-impl Allocator {
-    /// Size in bytes of the live allocation at `offset` of `chunk`, or why
-    /// there is none.
-    pub fn allocation_size(&self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
-        let c = self.chunk(chunk).ok_or(FreeError::UnknownChunk(chunk))?;
-        if offset % MIN_ALLOC_SIZE != 0 || offset >= c.nr_pages * self.geo.page_size() {
-            return Err(FreeError::NotAllocated {
-                chunk,
-                offset,
-                stale: false,
-            });
-        }
-        let bit = (offset / MIN_ALLOC_SIZE) as i32;
-        match c.live_area_bits(bit) {
-            Some(bits) => Ok(bits as usize * MIN_ALLOC_SIZE),
-            None => {
-                let stale = c.bound_map.test(bit as usize) && !c.alloc_map.test(bit as usize);
-                Err(FreeError::NotAllocated {
-                    chunk,
-                    offset,
-                    stale,
-                })
-            }
-        }
-    }
-
-    /// Free the allocation at `offset` of `chunk` (`free_percpu`). Returns its
-    /// size. Never touches the backend; may schedule the balance work.
-    #[doc(alias = "free_percpu")]
-    pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
-        let id = chunk.0;
-        let bits = match self.arena.get(id as usize).and_then(Entry::chunk) {
-            Some(c)
-                if offset % MIN_ALLOC_SIZE == 0
-                    && offset / MIN_ALLOC_SIZE < c.map_bits as usize =>
-            {
-                c.live_area_bits((offset / MIN_ALLOC_SIZE) as i32)
-            }
-            _ => None,
-        };
-        let Some(bits) = bits else {
-            // Not a live allocation: say why, state unchanged.
-            return Err(self.allocation_size(chunk, offset).err().unwrap_or(
-                FreeError::NotAllocated {
-                    chunk,
-                    offset,
-                    stale: false,
-                },
-            ));
-        };
-        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32, bits);
-        self.after_free(id);
-        Ok(bits as usize * MIN_ALLOC_SIZE)
-    }
-
-    /// `pcpu_free_area` + relocation + stats.
-    fn free_area_in(&mut self, id: u32, bit_off: i32, bits: i32) -> i32 {
-        let layout = self.layout;
-        let c = self.arena[id as usize].chunk_mut().expect("live chunk");
-        let oslot = layout.chunk_slot(c);
-        let delta = c.free_area(bit_off, bits);
-        c.nr_alloc -= 1;
-        let nslot = layout.chunk_slot(c);
-        let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
-        if Some(id) != self.reserved {
-            self.nr_empty_all += delta;
-            if !c.isolated {
-                self.nr_empty_pop_pages += delta;
-            }
-        }
-        if listed && nslot != oslot {
-            self.lists
-                .move_to(&mut self.arena, id, nslot, oslot < nslot);
-        }
-        self.stats.on_free();
-        bits
-    }
-
-    /// The policy's decision after a free (`free_percpu`'s tail).
-    fn after_free(&mut self, id: u32) {
-        let unit = self.geo.unit_size() as i32;
-        let c = self.c(id);
-        let fully_free = c.free_bytes == unit;
-        match self.policy.kind {
-            PolicyKind::Pcpu => {
-                if self.should_reclaim(id) {
-                    self.isolate(id);
-                    self.balance_pending = true;
-                } else if !c.isolated && fully_free && self.free_slot_has_other(id) {
-                    self.balance_pending = true;
-                }
-            }
-            PolicyKind::Linux514 | PolicyKind::Linux61 => {
-                if !c.isolated && fully_free {
-                    if self.free_slot_has_other(id) {
-                        self.balance_pending = true;
-                    }
-                } else if self.should_reclaim(id) {
-                    self.isolate(id);
-                    self.balance_pending = true;
-                }
-            }
-            PolicyKind::Linux511 => {
-                if fully_free && self.free_slot_has_other(id) {
-                    self.balance_pending = true;
-                }
-            }
-            PolicyKind::SeedRfc => {
-                if fully_free {
-                    if self.free_slot_has_other(id) {
-                        self.balance_pending = true;
-                    }
-                } else if c.nr_empty_pop_pages as usize > c.nr_pages / self.policy.reclaim_divisor
-                    && id != self.first
-                    && Some(id) != self.reserved
-                {
-                    let nslot = self.layout.chunk_slot(c);
-                    let mark = !c.depopulate_mark
-                        && !c.immutable
-                        && self.lists.iter(&self.arena, nslot).any(|p| p != id);
-                    if mark {
-                        self.cm(id).depopulate_mark = true;
-                        self.rfc_nr_marked += 1;
-                    }
-                    if self.rfc_nr_marked > self.policy.rfc_marked_threshold {
-                        self.balance_pending = true;
-                    }
-                }
-            }
-        }
     }
 }

@@ -18,6 +18,12 @@
 
 use alloc::vec::Vec;
 
+use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
+use crate::backend::Backend;
+use crate::error::AllocError;
+use crate::slots::Entry;
+use crate::MIN_ALLOC_SIZE;
+
 /// How a class's regions are carved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClassPages {
@@ -204,5 +210,109 @@ impl ClassTable {
             }
         }
         Ok(())
+    }
+}
+
+// === impl Allocator: class placement ===
+
+impl Allocator {
+    /// Allocate like [`Allocator::alloc`], keeping `class`'s objects together
+    /// when the policy has class placement (`classes.rs`); the Linux policies
+    /// ignore the hint.
+    pub fn alloc_class<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        size: usize,
+        align: usize,
+        flags: AllocFlags,
+        class: ClassHint,
+    ) -> Result<Allocation, AllocError> {
+        let req = self.request(size, align)?;
+        let area = loop {
+            match self.alloc_area_class(req, flags, class) {
+                Ok(a) => break a,
+                Err(AllocError::NeedsChunk) => {
+                    self.create_chunk(backend)
+                        .map_err(|e| self.fail(req, flags, e))?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.populate_and_finish(backend, area, flags)
+    }
+
+    /// Two-phase [`Allocator::alloc_class`], step 1 (see
+    /// [`Allocator::alloc_area`]).
+    pub fn alloc_area_class(
+        &mut self,
+        req: Request,
+        flags: AllocFlags,
+        class: ClassHint,
+    ) -> Result<Allocation, AllocError> {
+        if !self.policy.class_placement || flags.atomic || flags.reserved {
+            return self.alloc_area(req, flags);
+        }
+        for r in self.classes.regions(class) {
+            let usable = match self.arena.get(r.chunk as usize).and_then(Entry::chunk) {
+                // A queued (not yet reclaiming) chunk may be taken back, as a
+                // sidelined one is: place() reintegrates it.
+                Some(c) => c.serial == r.serial && !c.detached && !c.reclaiming,
+                None => false,
+            };
+            if !usable {
+                self.classes.remove(class, &r);
+                continue;
+            }
+            if let Some(off) = self
+                .c(r.chunk)
+                .first_fit_in(r.lo, r.hi, req.bits, req.bit_align)
+            {
+                if let Some(a) = self.place(r.chunk, req, off) {
+                    self.classes.touch(class, &r);
+                    self.reintegrate(r.chunk);
+                    return Ok(a);
+                }
+            }
+        }
+        // Open a new region: the kernel's walk and first fit, for a larger run.
+        let bb = self.geo.block_bits() as i32;
+        let (probe_bits, probe_align) = match class.pages {
+            ClassPages::Shared => (
+                req.bits.max((self.policy.min_run / MIN_ALLOC_SIZE) as i32),
+                req.bit_align,
+            ),
+            ClassPages::Exclusive => ((req.bits.max(bb) + bb - 1) / bb * bb, req.bit_align.max(bb)),
+        };
+        let probe_bytes = probe_bits as usize * MIN_ALLOC_SIZE;
+        let mut next_slot = self
+            .layout
+            .size_to_slot(probe_bytes.min(self.geo.unit_size()));
+        let mut found = None;
+        'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
+            next_slot = slot + 1;
+            for id in self.lists.iter(&self.arena, slot) {
+                let c = self.c(id);
+                if let Some(start) = c.find_block_fit(probe_bits, probe_align, false) {
+                    if let Some(off) = c.probe_area(probe_bits, probe_align, start) {
+                        found = Some((id, off));
+                        break 'walk;
+                    }
+                }
+            }
+        }
+        let Some((id, off)) = found else {
+            // No chunk has a free run that large: a new chunk (the walk above
+            // includes the free slot, so none is empty).
+            return Err(AllocError::NeedsChunk);
+        };
+        let a = self.place(id, req, off).ok_or(AllocError::NeedsChunk)?;
+        let c = self.c(id);
+        let hi = c
+            .alloc_map
+            .find_next_bit(c.map_bits as usize, (off + req.bits) as usize) as i32;
+        let serial = c.serial;
+        self.classes.open(class, id, serial, off, hi);
+        self.reintegrate(id);
+        Ok(a)
     }
 }

@@ -43,6 +43,7 @@ mod check;
 mod chunk;
 mod classes;
 mod error;
+mod free;
 mod geometry;
 mod policy;
 mod slots;

@@ -1,0 +1,143 @@
+//! The free path (`free_percpu`, `pcpu_free_area`) and each policy's decision
+//! after a free.
+
+use crate::allocator::Allocator;
+use crate::error::FreeError;
+use crate::policy::PolicyKind;
+use crate::slots::Entry;
+use crate::{ChunkId, MIN_ALLOC_SIZE};
+
+// === impl Allocator: free ===
+
+impl Allocator {
+    /// Size in bytes of the live allocation at `offset` of `chunk`, or why
+    /// there is none.
+    pub fn allocation_size(&self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
+        let c = self.chunk(chunk).ok_or(FreeError::UnknownChunk(chunk))?;
+        if offset % MIN_ALLOC_SIZE != 0 || offset >= c.nr_pages * self.geo.page_size() {
+            return Err(FreeError::NotAllocated {
+                chunk,
+                offset,
+                stale: false,
+            });
+        }
+        let bit = (offset / MIN_ALLOC_SIZE) as i32;
+        match c.live_area_bits(bit) {
+            Some(bits) => Ok(bits as usize * MIN_ALLOC_SIZE),
+            None => {
+                let stale = c.bound_map.test(bit as usize) && !c.alloc_map.test(bit as usize);
+                Err(FreeError::NotAllocated {
+                    chunk,
+                    offset,
+                    stale,
+                })
+            }
+        }
+    }
+
+    /// Free the allocation at `offset` of `chunk` (`free_percpu`). Returns its
+    /// size. Never touches the backend; may schedule the balance work.
+    #[doc(alias = "free_percpu")]
+    pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
+        let id = chunk.0;
+        let bits = match self.arena.get(id as usize).and_then(Entry::chunk) {
+            Some(c)
+                if offset % MIN_ALLOC_SIZE == 0
+                    && offset / MIN_ALLOC_SIZE < c.map_bits as usize =>
+            {
+                c.live_area_bits((offset / MIN_ALLOC_SIZE) as i32)
+            }
+            _ => None,
+        };
+        let Some(bits) = bits else {
+            // Not a live allocation: say why, state unchanged.
+            return Err(self.allocation_size(chunk, offset).err().unwrap_or(
+                FreeError::NotAllocated {
+                    chunk,
+                    offset,
+                    stale: false,
+                },
+            ));
+        };
+        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32, bits);
+        self.after_free(id);
+        Ok(bits as usize * MIN_ALLOC_SIZE)
+    }
+
+    /// `pcpu_free_area` + relocation + stats.
+    pub(crate) fn free_area_in(&mut self, id: u32, bit_off: i32, bits: i32) -> i32 {
+        let layout = self.layout;
+        let c = self.arena[id as usize].chunk_mut().expect("live chunk");
+        let oslot = layout.chunk_slot(c);
+        let delta = c.free_area(bit_off, bits);
+        c.nr_alloc -= 1;
+        let nslot = layout.chunk_slot(c);
+        let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
+        if Some(id) != self.reserved {
+            self.nr_empty_all += delta;
+            if !c.isolated {
+                self.nr_empty_pop_pages += delta;
+            }
+        }
+        if listed && nslot != oslot {
+            self.lists
+                .move_to(&mut self.arena, id, nslot, oslot < nslot);
+        }
+        self.stats.on_free();
+        bits
+    }
+
+    /// The policy's decision after a free (`free_percpu`'s tail).
+    pub(crate) fn after_free(&mut self, id: u32) {
+        let unit = self.geo.unit_size() as i32;
+        let c = self.c(id);
+        let fully_free = c.free_bytes == unit;
+        match self.policy.kind {
+            PolicyKind::Pcpu => {
+                if self.should_reclaim(id) {
+                    self.isolate(id);
+                    self.balance_pending = true;
+                } else if !c.isolated && fully_free && self.free_slot_has_other(id) {
+                    self.balance_pending = true;
+                }
+            }
+            PolicyKind::Linux514 | PolicyKind::Linux61 => {
+                if !c.isolated && fully_free {
+                    if self.free_slot_has_other(id) {
+                        self.balance_pending = true;
+                    }
+                } else if self.should_reclaim(id) {
+                    self.isolate(id);
+                    self.balance_pending = true;
+                }
+            }
+            PolicyKind::Linux511 => {
+                if fully_free && self.free_slot_has_other(id) {
+                    self.balance_pending = true;
+                }
+            }
+            PolicyKind::SeedRfc => {
+                if fully_free {
+                    if self.free_slot_has_other(id) {
+                        self.balance_pending = true;
+                    }
+                } else if c.nr_empty_pop_pages as usize > c.nr_pages / self.policy.reclaim_divisor
+                    && id != self.first
+                    && Some(id) != self.reserved
+                {
+                    let nslot = self.layout.chunk_slot(c);
+                    let mark = !c.depopulate_mark
+                        && !c.immutable
+                        && self.lists.iter(&self.arena, nslot).any(|p| p != id);
+                    if mark {
+                        self.cm(id).depopulate_mark = true;
+                        self.rfc_nr_marked += 1;
+                    }
+                    if self.rfc_nr_marked > self.policy.rfc_marked_threshold {
+                        self.balance_pending = true;
+                    }
+                }
+            }
+        }
+    }
+}
