@@ -624,14 +624,36 @@ impl Allocator {
     }
 
     /// Two-phase allocation: `pages` of `chunk` were populated by the backend.
+    ///
+    /// Calls that break the protocol (unknown chunk, pages outside the chunk
+    /// or already populated) change nothing (debug builds assert).
     pub fn commit_populated(&mut self, chunk: ChunkId, pages: Range<usize>) {
-        self.chunk_populated(chunk.0, pages);
+        let ok = self.chunk(chunk).is_some_and(|c| {
+            pages.start < pages.end
+                && pages.end <= c.nr_pages
+                && c.populated.count_ones_in(pages.start, pages.end) == 0
+        });
+        debug_assert!(
+            ok,
+            "commit_populated({chunk:?}, {pages:?}) breaks the protocol"
+        );
+        if ok {
+            self.chunk_populated(chunk.0, pages);
+        }
     }
 
     /// Two-phase allocation: population failed; free the area again
     /// ("failed to populate").
+    ///
+    /// An `area` that is not a live allocation changes nothing (debug builds
+    /// assert).
     pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) {
         let id = area.chunk.0;
+        let live = self.allocation_size(area.chunk, area.offset) == Ok(area.size);
+        debug_assert!(live, "abort_area({area:?}): not a live allocation");
+        if !live {
+            return;
+        }
         self.free_area_in(
             id,
             (area.offset / MIN_ALLOC_SIZE) as i32,
@@ -661,16 +683,29 @@ impl Allocator {
     }
 
     /// The backend failed to create chunk `id`: release the id.
+    ///
+    /// An id that was not reserved changes nothing (debug builds assert).
     pub fn abort_create_chunk(&mut self, id: ChunkId) {
-        debug_assert!(matches!(self.arena[id.0 as usize], Entry::Reserved));
+        let reserved = matches!(self.arena.get(id.0 as usize), Some(Entry::Reserved));
+        debug_assert!(reserved, "abort_create_chunk({id:?}): not reserved");
+        if !reserved {
+            return;
+        }
         self.arena[id.0 as usize] = Entry::Vacant;
         self.vacant.push(id.0);
     }
 
     /// The backend created chunk `id`: install it in the free slot
     /// (`pcpu_create_chunk` + `pcpu_chunk_relocate(chunk, -1)`).
+    ///
+    /// An id that was not reserved changes nothing (debug builds assert): a
+    /// live chunk is never replaced.
     pub fn finish_create_chunk(&mut self, id: ChunkId) {
-        debug_assert!(matches!(self.arena[id.0 as usize], Entry::Reserved));
+        let reserved = matches!(self.arena.get(id.0 as usize), Some(Entry::Reserved));
+        debug_assert!(reserved, "finish_create_chunk({id:?}): not reserved");
+        if !reserved {
+            return;
+        }
         let c = Chunk::new(
             ChunkKind::Dynamic,
             self.next_serial,

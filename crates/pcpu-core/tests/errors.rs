@@ -214,3 +214,27 @@ fn geometry_errors_print_the_config() {
     assert!("linux-9.9".parse::<Policy>().is_err());
     assert_eq!("seed-rfc".parse::<Policy>().unwrap().name(), "seed-rfc");
 }
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "protocol misuse asserts in debug builds")]
+fn two_phase_protocol_misuse_changes_nothing() {
+    let mut a = Allocator::new(Geometry::simple(2, 8).unwrap(), Policy::default());
+    let mut b = SimBackend::default();
+    let x = a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap();
+    let before = (a.percpu_stats(), a.nr_populated(), a.nr_chunks());
+    a.finish_create_chunk(x.chunk); // a live chunk is never replaced
+    a.finish_create_chunk(ChunkId(77));
+    a.abort_create_chunk(x.chunk);
+    a.commit_populated(x.chunk, 0..1); // already populated
+    a.commit_populated(ChunkId(77), 0..1);
+    a.abort_area(
+        Allocation {
+            chunk: x.chunk,
+            offset: x.offset + 8,
+            size: 8,
+        },
+        AllocFlags::NORMAL,
+    );
+    assert_eq!(before, (a.percpu_stats(), a.nr_populated(), a.nr_chunks()));
+    a.check_invariants().unwrap();
+}
