@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pcpu::{PerCpu, PerCpuAllocator, Policy, RawPerCpu};
+use pcpu::{with_lifetime, Lifetime, PerCpu, PerCpuAllocator, Policy, RawPerCpu};
 
 use crate::util::{assert_resident_matches, Rng};
 
@@ -170,10 +170,15 @@ fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
     while !stop.load(Ordering::Relaxed) {
         rounds += 1;
         // Up to ~160 KiB per unit: several chunks.
+        let class = Lifetime(rounds % 3);
         let mut batch: Vec<(PerCpu<u64>, u64)> = (0..1 + rng.below(20_000))
             .map(|_| {
                 let tag = rng.next() | 1;
-                let mut v = alloc.per_cpu_zeroed::<u64>().unwrap();
+                let mut v = if rounds % 2 == 0 {
+                    with_lifetime(class, || alloc.per_cpu_zeroed::<u64>()).unwrap()
+                } else {
+                    alloc.per_cpu_zeroed::<u64>().unwrap()
+                };
                 for x in v.iter_mut() {
                     assert_eq!(*x, 0, "fresh zeroed copy");
                     *x = tag;
@@ -200,8 +205,19 @@ fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
 
 #[test]
 fn no_corruption_under_concurrent_depopulation() {
+    stress("linux-5.14".parse::<Policy>().unwrap());
+}
+
+/// The `pcpu` policy: class regions (per-thread tasks, lifetime scopes in the
+/// churn thread), chunks taken back from the reclaim queue, re-queues.
+#[test]
+fn no_corruption_under_concurrent_depopulation_pcpu_policy() {
+    stress(Policy::pcpu());
+}
+
+fn stress(policy: Policy) {
     let alloc = PerCpuAllocator::builder()
-        .policy("linux-5.14".parse::<Policy>().unwrap())
+        .policy(policy)
         .unit_size(64 << 10)
         .watermarks(0, 0) // reclaim keeps no spare empty pages
         .background_balance(true)
