@@ -616,3 +616,60 @@ fn demo_runs_on_real_memory() {
     let o = pcpu(&["demo", "--policies", "linux-9"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A hand-written 6.x trace: `lines` after a `# tracer` header.
+fn hand_trace(lines: &[&str]) -> Vec<u8> {
+    let mut t = String::from("# tracer: nop\n");
+    for l in lines {
+        t.push_str("            init-1       [000] .....     1.000000: ");
+        t.push_str(l);
+        t.push('\n');
+    }
+    t.into_bytes()
+}
+
+const ALLOC_A: &str = "percpu_alloc_percpu: call_site=foo+0x0/0x10 reserved=0 is_atomic=0 size=8 align=4 base_addr=ffff000000037000 off=4096 ptr=0000000000038000 bytes_alloc=32 gfp_flags=";
+
+#[test]
+fn error_free_of_an_unknown_pointer_names_the_line() {
+    let trace = hand_trace(&[
+        ALLOC_A,
+        "percpu_free_percpu: base_addr=ffff000000037000 off=8192 ptr=0000000000039000",
+    ]);
+    let args = ["replay", "-", "--geometry", GEOMETRY, "--units", "4"];
+    let o = pcpu_with_stdin(&args, Some(&trace));
+    assert_fails(&o, 1, &["line 3", "0x39000", "--lenient"]);
+    let mut lenient = args.to_vec();
+    lenient.push("--lenient");
+    let o = pcpu_with_stdin(&lenient, Some(&trace));
+    assert_ok(&o);
+    assert!(stderr(&o).contains("skipped 1 free"), "{}", stderr(&o));
+}
+
+#[test]
+fn error_kernel_placement_overlap_names_the_line() {
+    let trace = hand_trace(&[
+        ALLOC_A,
+        "percpu_alloc_percpu: call_site=foo+0x0/0x10 reserved=0 is_atomic=0 size=8 align=4 base_addr=ffff000000037000 off=4100 ptr=0000000000038004 bytes_alloc=32 gfp_flags=",
+    ]);
+    let o = pcpu_with_stdin(
+        &[
+            "replay",
+            "-",
+            "--geometry",
+            GEOMETRY,
+            "--units",
+            "4",
+            "--placement",
+            "kernel",
+        ],
+        Some(&trace),
+    );
+    assert_fails(&o, 1, &["line 3", "not free"]);
+    // Our own placement accepts the same trace.
+    let o = pcpu_with_stdin(
+        &["replay", "-", "--geometry", GEOMETRY, "--units", "4"],
+        Some(&trace),
+    );
+    assert_ok(&o);
+}
