@@ -580,25 +580,40 @@ impl Allocator {
         let size = req.size as u64;
         c.nr_alloc += 1;
         c.max_alloc_size = c.max_alloc_size.max(size);
-        let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
-        let nslot = layout.chunk_slot(c);
-        // pcpu_update_empty_pages + pcpu_chunk_relocate, with one lookup.
-        if Some(id) != self.reserved {
-            self.nr_empty_all += delta;
-            if !c.isolated {
-                self.nr_empty_pop_pages += delta;
-            }
-        }
-        if listed && nslot != oslot {
-            self.lists
-                .move_to(&mut self.arena, id, nslot, oslot < nslot);
-        }
+        let (nslot, isolated, detached) = (layout.chunk_slot(c), c.isolated, c.detached);
+        self.area_changed(id, delta, oslot, nslot, isolated, detached);
         self.stats.on_alloc(size);
         Some(Allocation {
             chunk: ChunkId(id),
             offset: bit_off as usize * MIN_ALLOC_SIZE,
             size: req.size,
         })
+    }
+
+    /// After an area of chunk `id` was allocated or freed:
+    /// `pcpu_update_empty_pages` and `pcpu_chunk_relocate`, from values the
+    /// caller read in its single chunk lookup.
+    #[inline]
+    pub(crate) fn area_changed(
+        &mut self,
+        id: u32,
+        delta: i32,
+        oslot: usize,
+        nslot: usize,
+        isolated: bool,
+        detached: bool,
+    ) {
+        if Some(id) == self.reserved {
+            return;
+        }
+        self.nr_empty_all += delta;
+        if !isolated {
+            self.nr_empty_pop_pages += delta;
+        }
+        if !isolated && !detached && nslot != oslot {
+            self.lists
+                .move_to(&mut self.arena, id, nslot, oslot < nslot);
+        }
     }
 
     /// Record a failed allocation (`fail:` label): an atomic failure makes the

@@ -71,18 +71,8 @@ impl Allocator {
         let oslot = layout.chunk_slot(c);
         let delta = c.free_area(bit_off, bits);
         c.nr_alloc -= 1;
-        let nslot = layout.chunk_slot(c);
-        let listed = !c.isolated && !c.detached && Some(id) != self.reserved;
-        if Some(id) != self.reserved {
-            self.nr_empty_all += delta;
-            if !c.isolated {
-                self.nr_empty_pop_pages += delta;
-            }
-        }
-        if listed && nslot != oslot {
-            self.lists
-                .move_to(&mut self.arena, id, nslot, oslot < nslot);
-        }
+        let (nslot, isolated, detached) = (layout.chunk_slot(c), c.isolated, c.detached);
+        self.area_changed(id, delta, oslot, nslot, isolated, detached);
         self.stats.on_free();
         bits
     }
