@@ -525,23 +525,11 @@ impl Allocator {
         if flags.atomic {
             return Err(self.fail(req, flags, AllocError::AtomicNoSpace));
         }
-        if self.lists.len(self.layout.free) == 0 {
-            return Err(AllocError::NeedsChunk);
-        }
-        // A fully free chunk exists; it always fits a valid request, but keep
-        // the kernel's "restart" shape without recursion.
-        for slot in start_slot..=self.layout.free {
-            let mut cur = self.lists.head(slot);
-            while let Some(id) = cur {
-                cur = Lists::next(&self.arena, id);
-                if let Some(start) = self.c(id).find_block_fit(req.bits, req.bit_align, false) {
-                    if let Some(a) = self.place(id, req, start) {
-                        self.reintegrate(id);
-                        return Ok(a);
-                    }
-                }
-            }
-        }
+        // The kernel creates a chunk only when the free slot is empty, else it
+        // restarts the walk. The walk above already tried the free slot, and a
+        // fully free chunk fits every valid request, so reaching this point
+        // means the free slot is empty: a new chunk is needed.
+        debug_assert_eq!(self.lists.len(self.layout.free), 0);
         Err(AllocError::NeedsChunk)
     }
 

@@ -153,12 +153,6 @@ impl Lists {
         self.len[slot]
     }
 
-    /// Next chunk after `id` in its list.
-    #[inline]
-    pub(crate) fn next(arena: &Arena, id: u32) -> Option<u32> {
-        c(arena, id).link.next
-    }
-
     /// Unlink `id` from whatever list it is on (`list_del_init`).
     pub(crate) fn unlink(&mut self, arena: &mut Arena, id: u32) {
         let link = c(arena, id).link;
