@@ -98,6 +98,20 @@ impl From<ClassArg> for ClassMode {
     }
 }
 
+/// The policy and placement of a single replay (`replay`, `stats`).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct RunArgs {
+    /// Depopulation policy: linux-5.11, seed-rfc, linux-5.14, linux-6.1 or
+    /// pcpu.
+    #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
+    pub(crate) policy: Policy,
+
+    /// Where allocations go: chosen by our allocator (simulate), or at the
+    /// kernel's recorded chunk and offset (kernel).
+    #[arg(long, value_enum, default_value_t = PlacementArg::Simulate)]
+    pub(crate) placement: PlacementArg,
+}
+
 /// `--balance` values.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BalanceArg {
@@ -314,13 +328,7 @@ impl Loaded {
     /// `(name, timestamp)` of every `PHASE <name> Percpu` marker, in trace
     /// order (one per [`pcpu_replay::PhaseReport`]).
     pub(crate) fn phase_marks(&self) -> Vec<(String, f64)> {
-        self.records
-            .iter()
-            .filter_map(|r| match &r.event {
-                Event::PhasePercpu { name, .. } => Some((name.clone(), r.ts)),
-                _ => None,
-            })
-            .collect()
+        pcpu_replay::phase_marks(&self.records)
     }
 
     /// Turns a replay error into a command error (exit code 1).

@@ -6,25 +6,19 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use pcpu_core::Policy;
 use pcpu_replay::{ReplayConfig, Replayer, Report};
 
 use crate::error::{emit, warn, CliError, CliResult};
-use crate::input::{self, parse_policy, plural, CommonArgs, Loaded, PlacementArg, Progress};
+use crate::input::{self, plural, CommonArgs, Loaded, Progress, RunArgs};
 use crate::plot;
 use crate::table::{diff_pct, opt, Align, Table};
 
 /// Arguments of `pcpu replay`.
 #[derive(Args, Debug)]
 pub(crate) struct ReplayArgs {
-    /// Depopulation policy: linux-5.11, seed-rfc, linux-5.14 or linux-6.1.
-    #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
-    pub(crate) policy: Policy,
-
-    /// Where allocations go: chosen by our allocator (simulate), or at the
-    /// kernel's recorded chunk and offset (kernel).
-    #[arg(long, value_enum, default_value_t = PlacementArg::Simulate)]
-    pub(crate) placement: PlacementArg,
+    /// Policy and placement.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 
     /// Print the report as JSON (stable schema, see pcpu_replay::report).
     #[arg(long)]
@@ -99,7 +93,7 @@ pub(crate) fn run(args: ReplayArgs) -> CliResult {
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
     progress.stage("replaying", Some(loaded.records.len() as u64), false);
-    let cfg = loaded.config(args.policy, args.placement.into());
+    let cfg = loaded.config(args.run.policy, args.run.placement.into());
     let result = run_replay(&loaded, cfg, &progress);
     progress.finish();
     let Replayed {

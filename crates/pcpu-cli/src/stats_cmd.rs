@@ -1,12 +1,11 @@
 //! `pcpu stats`: the allocator's `percpu_stats` at a phase marker.
 
 use clap::Args;
-use pcpu_core::Policy;
 use pcpu_replay::Replayer;
 use pcpu_trace::Event;
 
 use crate::error::{emit, CliError, CliResult};
-use crate::input::{self, parse_policy, CommonArgs, PlacementArg, Progress};
+use crate::input::{self, CommonArgs, Progress, RunArgs};
 use crate::replay_cmd::warn_unknown_frees;
 
 /// Arguments of `pcpu stats`.
@@ -16,14 +15,9 @@ pub(crate) struct StatsArgs {
     #[arg(long, value_name = "PHASE")]
     pub(crate) at: String,
 
-    /// Depopulation policy: linux-5.11, seed-rfc, linux-5.14 or linux-6.1.
-    #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
-    pub(crate) policy: Policy,
-
-    /// Where allocations go: chosen by our allocator (simulate), or at the
-    /// kernel's recorded chunk and offset (kernel).
-    #[arg(long, value_enum, default_value_t = PlacementArg::Simulate)]
-    pub(crate) placement: PlacementArg,
+    /// Policy and placement.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 
     /// The capture and the options every replay takes.
     #[command(flatten)]
@@ -59,7 +53,7 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
     };
 
     progress.stage("replaying", Some(end as u64 + 1), false);
-    let cfg = loaded.config(args.policy, args.placement.into());
+    let cfg = loaded.config(args.run.policy, args.run.placement.into());
     let result = (|| {
         let mut rp = Replayer::new(
             loaded.setup.clone(),
@@ -83,6 +77,6 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
     })();
     progress.finish();
     let rp = result?;
-    warn_unknown_frees(args.policy.name(), rp.unknown_frees());
+    warn_unknown_frees(args.run.policy.name(), rp.unknown_frees());
     emit(&rp.allocator().percpu_stats())
 }

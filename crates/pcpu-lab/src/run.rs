@@ -154,13 +154,7 @@ impl Input {
 
     /// Timestamp of every `PHASE <X> Percpu` marker.
     pub fn phase_marks(&self) -> Vec<(String, f64)> {
-        self.records
-            .iter()
-            .filter_map(|r| match &r.event {
-                Event::PhasePercpu { name, .. } => Some((name.clone(), r.ts)),
-                _ => None,
-            })
-            .collect()
+        pcpu_replay::phase_marks(&self.records)
     }
 }
 

@@ -744,6 +744,18 @@ pub fn trace_features(records: &[Record]) -> (bool, bool) {
     (has_balance, has_kprobes)
 }
 
+/// `(name, timestamp)` of every `PHASE <name> Percpu` marker, in trace order
+/// (one per [`PhaseReport`]).
+pub fn phase_marks(records: &[Record]) -> Vec<(String, f64)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::PhasePercpu { name, .. } => Some((name.clone(), r.ts)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Replay `records` with `setup` and `cfg`; `progress(done, total)` is called
 /// every 4096 records.
 pub fn replay(

@@ -13,8 +13,8 @@ mod setup;
 use std::fmt;
 
 pub use engine::{
-    call_site_class, derive_lifetime_classes, replay, size_class, trace_features, BalanceTiming,
-    ClassMode, LiveObject, PageOp, PageOpKind, Placement, ReplayConfig, Replayer,
+    call_site_class, derive_lifetime_classes, phase_marks, replay, size_class, trace_features,
+    BalanceTiming, ClassMode, LiveObject, PageOp, PageOpKind, Placement, ReplayConfig, Replayer,
 };
 pub use report::{Disagreement, PhaseReport, Report, Sample};
 pub use setup::Setup;
