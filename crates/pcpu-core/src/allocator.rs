@@ -109,6 +109,11 @@ pub struct Allocator {
     pub(crate) rfc_nr_marked: usize,
     pub(crate) stats: GlobalStats,
     pub(crate) classes: ClassTable,
+    /// Pages depopulated by reclaim so far (the refault clock).
+    pub(crate) reclaim_clock: u64,
+    /// Largest recent refault distance: extra empty pages that would have
+    /// saved the refaults seen lately (decays as reclaim depopulates).
+    pub(crate) refault_want: u64,
 }
 
 // === impl Allocator: setup and accessors ===
@@ -157,6 +162,8 @@ impl Allocator {
             rfc_nr_marked: 0,
             stats: GlobalStats::new(geo.unit_size() as u64),
             classes: ClassTable::new(policy.class_capacity),
+            reclaim_clock: 0,
+            refault_want: 0,
         };
         a.stats.nr_chunks = 1;
         a.stats.nr_max_chunks = 1;
@@ -316,6 +323,9 @@ impl Allocator {
     /// `pcpu_chunk_populated`: pages now backed in every unit.
     pub(crate) fn chunk_populated(&mut self, id: u32, pages: Range<usize>) {
         let n = pages.len();
+        if self.policy.refault_reserve_divisor != 0 {
+            self.note_refaults(id, pages.clone());
+        }
         let d = self.cm(id).mark_populated(pages);
         self.nr_populated += n;
         self.account_empty(id, d);
@@ -327,6 +337,68 @@ impl Allocator {
         let d = self.cm(id).mark_depopulated(pages);
         self.nr_populated -= n;
         self.account_empty(id, d);
+    }
+
+    /// Pages of chunk `id` that reclaim depopulated get the next clock values.
+    pub(crate) fn note_reclaimed(&mut self, id: u32, pages: Range<usize>) {
+        if self.policy.refault_reserve_divisor == 0 {
+            return;
+        }
+        let n = pages.len() as u64;
+        let mut clock = self.reclaim_clock;
+        for stamp in &mut self.cm(id).depop_stamp[pages] {
+            clock += 1;
+            *stamp = clock;
+        }
+        self.reclaim_clock = clock;
+        // Forget old refaults as reclaim goes on: after depopulating
+        // 2 x want pages without a refault, nothing is held back any more.
+        self.refault_want = self.refault_want.saturating_sub(n.div_ceil(2));
+    }
+
+    /// Pages about to be populated: a page that reclaim depopulated `d` pages
+    /// ago refaults, and a reserve of `d` more empty pages would have kept it.
+    /// Only refaults the capped reserve could have prevented count.
+    fn note_refaults(&mut self, id: u32, pages: Range<usize>) {
+        let clock = self.reclaim_clock;
+        let cap = self.refault_cap();
+        let mut want = self.refault_want;
+        for stamp in &mut self.cm(id).depop_stamp[pages] {
+            if *stamp != 0 {
+                let d = clock - *stamp + 1;
+                if d <= cap {
+                    want = want.max(d);
+                }
+                *stamp = 0;
+            }
+        }
+        self.refault_want = want;
+    }
+
+    /// The largest refault reserve: `1 / refault_reserve_divisor` of the
+    /// pages in use (0 when the knob is off).
+    fn refault_cap(&self) -> u64 {
+        let div = self.policy.refault_reserve_divisor;
+        if div == 0 {
+            return 0;
+        }
+        let in_use = self
+            .nr_populated
+            .saturating_sub(self.nr_empty_all.max(0) as usize);
+        (in_use / div) as u64
+    }
+
+    /// Extra empty pages reclaim keeps beyond `empty_pop_high` (`pcpu`'s
+    /// refault-aware reserve): the recent refault distance, capped at
+    /// `1 / refault_reserve_divisor` of the pages in use.
+    pub fn refault_reserve(&self) -> i32 {
+        self.refault_want.min(self.refault_cap()) as i32
+    }
+
+    /// Reclaim stops once the empty pages (as [`Self::reserve_empty_pages`]
+    /// counts them) would drop below this.
+    pub(crate) fn reclaim_floor(&self) -> i32 {
+        self.policy.empty_pop_high + self.refault_reserve()
     }
 
     /// The empty pages that protect atomic allocations, as the policy counts
@@ -353,7 +425,9 @@ impl Allocator {
         let enough = match self.policy.kind {
             // Reclaim depopulates only down to the reserve, so a chunk holding
             // most of the empty pages can still give back the surplus.
-            PolicyKind::Pcpu => self.nr_empty_all >= high + self.policy.reclaim_surplus.max(1),
+            PolicyKind::Pcpu => {
+                self.nr_empty_all >= self.reclaim_floor() + self.policy.reclaim_surplus.max(1)
+            }
             _ => self.nr_empty_pop_pages > high + c.nr_empty_pop_pages,
         };
         (c.isolated && c.nr_empty_pop_pages > 0)

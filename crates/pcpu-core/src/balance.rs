@@ -253,6 +253,7 @@ impl BalanceRun {
                     rc.lo = rc.lo.min(pages.start);
                     rc.hi = rc.hi.max(pages.end);
                     self.report.depopulated += pages.len();
+                    a.note_reclaimed(chunk.0, pages.clone());
                     a.chunk_depopulated(chunk.0, pages);
                 }
                 rc.end = -1;
@@ -341,7 +342,6 @@ fn plan_free(a: &Allocator, to_free: &[u32], idx: &mut usize) -> Option<PageWork
 
 /// `pcpu_reclaim_populated`, one page operation at a time.
 fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<PageWork> {
-    let high = a.policy.empty_pop_high;
     loop {
         if cur.is_none() {
             let id = a.lists.head(a.layout.to_depopulate)?;
@@ -366,7 +366,7 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
                 rc.scanned = true;
                 break;
             }
-            if a.reserve_empty_pages() < high {
+            if a.reserve_empty_pages() < a.reclaim_floor() {
                 rc.reintegrate = true;
                 rc.scanned = true;
                 break;

@@ -178,6 +178,14 @@ impl Allocator {
             if c.kind == ChunkKind::Dynamic {
                 populated += c.nr_populated;
             }
+            for (page, &stamp) in c.depop_stamp.iter().enumerate() {
+                ensure!(
+                    stamp == 0 || (!c.populated.test(page) && stamp <= self.reclaim_clock),
+                    "chunk {id} page {page}: refault stamp {stamp} on a populated page or \
+                     ahead of the reclaim clock {}",
+                    self.reclaim_clock
+                );
+            }
             match c.link.slot {
                 None => ensure!(
                     Some(id) == self.reserved || c.detached,

@@ -60,6 +60,9 @@ pub struct Chunk {
     pub(crate) md_blocks: Vec<BlockMd>,
     pub(crate) chunk_md: BlockMd,
     pub(crate) populated: Bitmap,
+    /// `pcpu` refault-aware reserve: per page, the allocator's reclaim clock
+    /// when reclaim last depopulated it (0: not since it was last populated).
+    pub(crate) depop_stamp: Vec<u64>,
     pub(crate) nr_populated: usize,
     pub(crate) nr_empty_pop_pages: i32,
     pub(crate) free_bytes: i32,
@@ -104,6 +107,7 @@ impl Chunk {
             md_blocks: alloc::vec![BlockMd::new_free(block_bits); nr_pages],
             chunk_md: BlockMd::new_free(map_bits),
             populated: Bitmap::new(nr_pages),
+            depop_stamp: alloc::vec![0; nr_pages],
             nr_populated: 0,
             nr_empty_pop_pages: 0,
             free_bytes: map_bits * crate::MIN_ALLOC_SIZE as i32,

@@ -64,6 +64,13 @@ pub struct Policy {
     /// this many empty pages beyond `empty_pop_high` (hysteresis: reclaim
     /// then depopulates down to `empty_pop_high`).
     pub reclaim_surplus: i32,
+    /// `pcpu`: refault-aware reserve. When a page that reclaim depopulated is
+    /// populated again (a refault), reclaim afterwards keeps up to the refault
+    /// distance in extra empty pages, capped at `1 / refault_reserve_divisor`
+    /// of the pages in use, so a workload that keeps coming back to the same
+    /// size stops paying a depopulate and a populate per page per cycle.
+    /// 0 turns it off.
+    pub refault_reserve_divisor: usize,
 }
 
 impl Policy {
@@ -80,6 +87,7 @@ impl Policy {
             min_run: 256,
             class_capacity: 64,
             reclaim_surplus: 0,
+            refault_reserve_divisor: 0,
         }
     }
 
@@ -95,6 +103,7 @@ impl Policy {
         // memcg trace without a phase worse than linux-5.14 on the churn trace.
         p.reclaim_surplus = 2;
         p.min_run = 64;
+        p.refault_reserve_divisor = 16;
         p
     }
 

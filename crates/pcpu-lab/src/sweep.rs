@@ -119,6 +119,29 @@ pub fn empty_pop(base: Policy, values: &[(i32, i32)]) -> Sweep {
     Sweep::new("empty-pop", "reserve LOW/HIGH (pages)", variants)
 }
 
+/// `pcpu`'s refault-aware reserve: after refaults, reclaim keeps up to
+/// `1/d` of the pages in use as extra empty pages (`0`: off).
+pub fn refault_reserve(base: Policy, values: &[usize]) -> Sweep {
+    let variants = values
+        .iter()
+        .map(|&d| {
+            let mut p = base;
+            p.refault_reserve_divisor = d;
+            let label = if d == 0 {
+                "off".into()
+            } else {
+                format!("1/{d}")
+            };
+            Variant::new(label, p)
+        })
+        .collect();
+    Sweep::new(
+        "refault-reserve",
+        "refault reserve (of pages in use)",
+        variants,
+    )
+}
+
 /// Balance schedules for one policy.
 pub fn schedules(base: Policy, values: &[Schedule]) -> Sweep {
     let variants = values
