@@ -409,7 +409,7 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
             a.lists.move_to(&mut a.arena, id, slot, false);
             continue;
         }
-        if reintegrate || a.c(id).free_bytes == a.geo.unit_size() as i32 {
+        if reintegrate || !a.policy.sideline || a.c(id).free_bytes == a.geo.unit_size() as i32 {
             a.reintegrate(id);
         } else {
             let slot = a.layout.sidelined;

@@ -71,6 +71,12 @@ pub struct Policy {
     /// size stops paying a depopulate and a populate per page per cycle.
     /// 0 turns it off.
     pub refault_reserve_divisor: usize,
+    /// After reclaim, move a chunk that still holds allocations to the
+    /// sidelined slot, after every active slot, so that allocations prefer
+    /// other chunks (5.14, Dennis's proposal). `false`: return it to its
+    /// normal slot (the RFC's behaviour, Roman's view that depopulated
+    /// chunks are deprioritised anyway). Only the isolating policies use it.
+    pub sideline: bool,
 }
 
 impl Policy {
@@ -88,6 +94,7 @@ impl Policy {
             class_capacity: 64,
             reclaim_surplus: 0,
             refault_reserve_divisor: 0,
+            sideline: true,
         }
     }
 

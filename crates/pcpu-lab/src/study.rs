@@ -250,6 +250,10 @@ fn sweeps() -> Vec<Sweep> {
     place_514.id = "placement-5.14".into();
     let mut place_pcpu = sweep::placements(Policy::pcpu(), &placements);
     place_pcpu.id = "placement-pcpu".into();
+    let mut side_514 = sweep::sideline(l514);
+    side_514.id = "sideline-5.14".into();
+    let mut side_pcpu = sweep::sideline(Policy::pcpu());
+    side_pcpu.id = "sideline-pcpu".into();
     let any = {
         let mut p = l514;
         p.reclaim_divisor = usize::MAX;
@@ -262,6 +266,8 @@ fn sweeps() -> Vec<Sweep> {
         sweep::marked_threshold(rfc, &[0, 1, 2, 4, 8, 16]),
         sweep::empty_pop(l514, &[(1, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64)]),
         sweep::refault_reserve(Policy::pcpu(), &[0, 32, 16, 8, 4]),
+        side_514,
+        side_pcpu,
         place_514,
         place_pcpu,
     ];
@@ -284,6 +290,7 @@ fn baseline(id: &str) -> &'static str {
         "marked-threshold" => "2 chunks",
         "empty-pop" => "2/4",
         "refault-reserve" => "off",
+        "sideline-5.14" | "sideline-pcpu" => "sidelined",
         _ => "first fit",
     }
 }
@@ -760,6 +767,8 @@ pub fn run_study(
     let mt = by_id("marked-threshold");
     let ep = by_id("empty-pop");
     let rr = by_id("refault-reserve");
+    let side = by_id("sideline-5.14");
+    let side_pcpu = by_id("sideline-pcpu");
     let place = by_id("placement-5.14");
     let place_pcpu = by_id("placement-pcpu");
     let real: Vec<&Subject> = subjects.iter().filter(|s| !s.input.synthetic).collect();
@@ -834,14 +843,20 @@ pub fn run_study(
         ));
     }
     {
-        let v = changes(&subjects, pol, "linux-5.14", "seed-rfc", &after_kb);
-        let rep = changes_of(&subjects, pol, "linux-5.14", "seed-rfc", &|r| {
-            r.repopulated_pages
+        let v = changes(&subjects, side, "sidelined", "kept in slot", &after_kb);
+        let rf = changes(&subjects, side, "sidelined", "kept in slot", &refill_kb);
+        let rep = changes_of(&subjects, side, "sidelined", "kept in slot", &|r| {
+            r.populated_pages
         });
+        let vp = changes(&subjects, side_pcpu, "sidelined", "kept in slot", &after_kb);
+        let w = changes(&subjects, pol, "linux-5.14", "seed-rfc", &after_kb);
         let a = format!(
-            "5.14's design (sidelined depopulated chunks, candidates chosen on the free path) against the RFC's (depopulated chunks stay in their slots) {} and re-populated pages change by {}; the policies differ in more than sidelining (no knob isolates it).",
+            "With everything else 5.14's, sidelining depopulated chunks against keeping them in their slots {}, changes the refill peak by {} and the pages populated by {}; under pcpu's rules it changes resident memory after removals by {}. 5.14's whole design against the RFC's {}.",
             verb(&v, "resident memory after removals"),
-            span(&rep)
+            span(&rf),
+            span(&rep),
+            span(&vp),
+            verb(&w, "it")
         );
         answers.push((
             "Packing allocations after depopulation (sidelining)".into(),
@@ -1140,10 +1155,11 @@ pub fn run_study(
         "Dennis proposed sidelining depopulated chunks so that later allocations go to other \
          chunks first; Roman argued depopulated chunks are naturally deprioritised. 5.14 \
          adopted sidelining: a depopulated chunk moves to a slot after all active slots and is \
-         reintegrated on first use. pcpu-core has no knob that turns sidelining off inside the \
-         5.14 policy, so the comparison is between whole policies: `seed-rfc` leaves \
-         depopulated chunks in their slots, `linux-5.14` sidelines, `linux-5.11` depopulates \
-         only whole free chunks, and `pcpu` is this project's policy. *Refill* is the resident \
+         reintegrated on first use. The `sideline` knob of `Policy` isolates that one \
+         choice: off, reclaim returns a depopulated chunk to its normal slot, everything else \
+         unchanged (the sweeps below). The whole policies are compared first: `seed-rfc` \
+         leaves depopulated chunks in their slots, `linux-5.14` sidelines, `linux-5.11` \
+         depopulates only whole free chunks, and `pcpu` is this project's policy. *Refill* is the resident \
          memory averaged over the phases right after creation ({}); re-populated pages are \
          pages populated again after a depopulation of the same chunk.\n",
         subjects
@@ -1187,6 +1203,22 @@ pub fn run_study(
         "5.14 against seed-rfc after removals: {}.\n",
         pairs(&subjects, pol, "linux-5.14", "seed-rfc", &after_kb)
     );
+    let _ = writeln!(
+        md,
+        "### Sidelining alone\n\n\
+         Under 5.14's rules sidelining does more than order the slot walk: a sidelined chunk \
+         stays isolated, so every page that later frees empty in it is reclaimed by the next \
+         run, while a chunk returned to its slot becomes a candidate again only once a quarter \
+         of its pages are empty. `pcpu` qualifies a chunk with any empty page, so there the \
+         knob only changes the order in which chunks are reused.\n"
+    );
+    md.push_str(&w.sweep_section(side, "linux-5.14, sidelining on and off")?);
+    let _ = writeln!(
+        md,
+        "Refill peak, sidelined against kept in slot (5.14 rules): {}.\n",
+        pairs(&subjects, side, "sidelined", "kept in slot", &refill_kb)
+    );
+    md.push_str(&w.sweep_section(side_pcpu, "pcpu, sidelining on and off")?);
     for s in subjects
         .iter()
         .filter(|s| s.short.starts_with("cover letter") || s.short.starts_with("churn"))

@@ -142,6 +142,20 @@ pub fn refault_reserve(base: Policy, values: &[usize]) -> Sweep {
     )
 }
 
+/// Sidelining on and off: after reclaim, a depopulated chunk that still
+/// holds allocations goes to the sidelined slot (5.14) or back to its slot.
+pub fn sideline(base: Policy) -> Sweep {
+    let variants = [true, false]
+        .into_iter()
+        .map(|on| {
+            let mut p = base;
+            p.sideline = on;
+            Variant::new(if on { "sidelined" } else { "kept in slot" }, p)
+        })
+        .collect();
+    Sweep::new("sideline", "depopulated chunks", variants)
+}
+
 /// Balance schedules for one policy.
 pub fn schedules(base: Policy, values: &[Schedule]) -> Sweep {
     let variants = values
