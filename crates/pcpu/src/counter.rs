@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::error::Error;
 use crate::handle::PerCpu;
+use crate::sys::rseq::AddFold;
 use crate::PerCpuAllocator;
 
 /// A signed 64-bit counter with one slot per CPU.
 ///
-/// [`add`](Self::add) does a relaxed `fetch_add` on the current CPU's slot:
-/// threads on different CPUs never touch the same cache line (units are a
-/// chunk's unit size apart). When a slot's value reaches `±batch` it is
-/// folded into a shared total (two more atomic operations, once every
-/// `batch` updates), like `percpu_counter_add_batch`. Hence two reads:
+/// [`add`](Self::add) changes the current CPU's slot: threads on different
+/// CPUs never touch the same cache line (units are a chunk's unit size
+/// apart). When a slot's value reaches `±batch` it is folded into a shared
+/// total (one more atomic operation, once every `batch` updates), like
+/// `percpu_counter_add_batch`. Hence two reads:
 ///
 /// - [`sum`](Self::sum): the shared total plus every slot
 ///   (`percpu_counter_sum`). Exact when no update runs concurrently; with
@@ -26,9 +27,37 @@ use crate::PerCpuAllocator;
 ///   less than `batch` in magnitude); it is never updated more often than
 ///   once per `batch` operations per CPU.
 ///
-/// A thread may migrate between reading its CPU and the `fetch_add`; the
-/// update then lands in another CPU's slot, which is still correct (slots
-/// are atomics), just occasionally shared.
+/// # How a slot is updated
+///
+/// One of two schemes, chosen once per process (never mixed):
+///
+/// - **Restartable sequence** (x86_64 with glibc 2.35+, which registers rseq
+///   for every thread: the usual case on Linux). One rseq critical section
+///   reads the CPU from the thread's rseq area, loads that CPU's slot, adds,
+///   and stores the result (or 0 when it reached `±batch`, the value then
+///   going to the total with one atomic add): plain instructions, no `lock`
+///   prefix, like the kernel's `this_cpu_add`. If the thread is preempted,
+///   migrated or interrupted by a signal before the store, the kernel makes
+///   it start over, so the store lands only on the CPU the thread is running
+///   on, with nothing else having run on that CPU since the load. A thread
+///   that cannot run the sequence (its own rseq registration failed, or its
+///   CPU has no slot) adds to the shared total atomically instead.
+/// - **Atomics** (other architectures, older glibc, valgrind,
+///   `GLIBC_TUNABLES=glibc.pthread.rseq=0`): a relaxed `fetch_add` on the
+///   slot of the CPU the thread was last seen on, and a `fetch_sub` /
+///   `fetch_add` pair to fold. A thread may migrate between reading its CPU
+///   and the `fetch_add`; the update then lands in another CPU's slot, which
+///   is still correct (slots are atomics), just occasionally shared.
+///
+/// Why the first scheme loses nothing: the sequence's load and store are
+/// each atomic (aligned 8-byte moves, what `AtomicI64::load` / `store`
+/// compile to), but together they are a read-modify-write only against other
+/// sequences on the same CPU, which the kernel serialises. So in that scheme
+/// nothing but the sequence ever writes a slot: the fold happens inside it,
+/// and the fallback goes to the total, not to a slot, because even an atomic
+/// `fetch_add` on a slot could fall between another CPU's load and store and
+/// be overwritten. [`sum`](Self::sum) only loads the slots, and
+/// [`set`](Self::set) has exclusive access.
 ///
 /// ```
 /// let alloc = pcpu::PerCpuAllocator::builder().background_balance(false).build().unwrap();
@@ -88,10 +117,39 @@ impl PerCpuCounter {
         })
     }
 
-    /// Add `n` (may be negative) on the current CPU's slot.
+    /// Add `n` (may be negative) on the current CPU's slot (see the type docs
+    /// for how).
     #[inline]
     #[doc(alias = "percpu_counter_add_batch")]
     pub fn add(&self, n: i64) {
+        match self.slots.rseq_add_fold(n, self.batch) {
+            AddFold::Added(_) => {}
+            AddFold::Folded(v) => self.add_total(v),
+            AddFold::NoSlot => self.add_total(n),
+            AddFold::Unavailable => self.add_atomic(n),
+        }
+    }
+
+    /// Add `v` to the shared total: a fold from the restartable sequence, or
+    /// an update from a thread that has no slot to use.
+    #[cold]
+    #[inline(never)]
+    fn add_total(&self, v: i64) {
+        self.total.0.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// [`add`](Self::add) without restartable sequences: atomics only. Out
+    /// of line where restartable sequences exist, so that the sequence's
+    /// callers stay small enough to inline it.
+    #[cfg_attr(
+        all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"),
+        inline(never)
+    )]
+    #[cfg_attr(
+        not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")),
+        inline
+    )]
+    fn add_atomic(&self, n: i64) {
         let slot = self.slots.current();
         let v = slot.fetch_add(n, Ordering::Relaxed).wrapping_add(n);
         if v >= self.batch || v <= -self.batch {
@@ -100,7 +158,7 @@ impl PerCpuCounter {
     }
 
     /// Move `v` from `slot` to the shared total: the sum of total and slots is
-    /// unchanged once both operations are done.
+    /// unchanged once both operations are done. Atomic scheme only.
     #[cold]
     fn fold(&self, slot: &AtomicI64, v: i64) {
         slot.fetch_sub(v, Ordering::Relaxed);
@@ -159,5 +217,96 @@ impl fmt::Debug for PerCpuCounter {
             .field("sum", &self.sum())
             .field("batch", &self.batch)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{rseq, testutil};
+
+    fn quiet() -> PerCpuAllocator {
+        PerCpuAllocator::builder()
+            .background_balance(false)
+            .build()
+            .unwrap()
+    }
+
+    /// Hammers `c` with `add` / `inc` / `dec` from `threads` unpinned threads
+    /// and returns the exact total they added.
+    fn hammer(c: &PerCpuCounter, threads: usize, per_thread: i64) -> i64 {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads as i64)
+                .map(|t| {
+                    s.spawn(move || {
+                        let mut added = 0i64;
+                        for i in 0..per_thread {
+                            match (i + t) % 5 {
+                                0 => {
+                                    c.add(7);
+                                    added += 7;
+                                }
+                                1 => {
+                                    c.add(-3 - t);
+                                    added -= 3 + t;
+                                }
+                                2 | 3 => {
+                                    c.inc();
+                                    added += 1;
+                                }
+                                _ => {
+                                    c.dec();
+                                    added -= 1;
+                                }
+                            }
+                        }
+                        added
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        })
+    }
+
+    /// Four threads per CPU (at least 8), so the scheduler preempts and
+    /// migrates them in the middle of updates all the time; every batch
+    /// from 1 (fold on every update) to "never"; the sum must be exact.
+    fn stress_is_exact() {
+        let alloc = quiet();
+        let threads = 4 * std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        for batch in [1, 2, 32, 1000, i64::MAX] {
+            let c = PerCpuCounter::with_batch(&alloc, batch).unwrap();
+            let expected = hammer(&c, threads, 400_000);
+            assert_eq!(c.sum(), expected, "batch {batch}");
+            if rseq::available() {
+                // Folds happen inside the sequence: no slot is left at ±batch.
+                for (cpu, slot) in c.slots.iter().enumerate() {
+                    let v = slot.load(Ordering::Relaxed);
+                    assert!(v.unsigned_abs() < batch as u64, "CPU {cpu}: {v}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exact_sum_under_preemption_and_migration() {
+        eprintln!("restartable sequences: {}", rseq::available());
+        stress_is_exact();
+    }
+
+    /// The same with glibc's rseq disabled (what valgrind and old glibc look
+    /// like): the atomic scheme. Runs in a child: tunables are read at start.
+    #[test]
+    fn exact_sum_without_rseq() {
+        let test = testutil::test_name(module_path!(), "exact_sum_without_rseq");
+        if testutil::is_child(&test) {
+            testutil::child_ready();
+            assert!(!rseq::available());
+            stress_is_exact();
+            testutil::child_done();
+            return;
+        }
+        let out = testutil::run_child(&test, &[("GLIBC_TUNABLES", "glibc.pthread.rseq=0")]);
+        testutil::assert_child_passed(&out);
     }
 }

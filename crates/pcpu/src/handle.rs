@@ -4,8 +4,8 @@
 //!
 //! # Safety
 //!
-//! This is the one module outside `sys::mmap` and `sys::cpu` allowed to use
-//! `unsafe`. Its unsafe code:
+//! This is the one module outside `sys` (`mmap`, `cpu`, `rseq`) allowed to
+//! use `unsafe`. Its unsafe code:
 //!
 //! 1. zeroes a fresh allocation in every unit ([`Placed::zero`]);
 //! 2. writes, borrows and drops the `T` copies of a [`PerCpu<T>`];
@@ -13,7 +13,9 @@
 //!    [`Zeroable`];
 //! 4. calls the one `unsafe fn` of the OS layer, `Region::depopulate`
 //!    (`madvise(MADV_DONTNEED)` + `mprotect(PROT_NONE)`), for pages the core
-//!    planned to depopulate ([`depopulate_empty`]).
+//!    planned to depopulate ([`depopulate_empty`]);
+//! 5. hands a `PerCpu<AtomicI64>`'s copies to the restartable sequence of
+//!    the OS layer, `sys::rseq::add_fold` ([`PerCpu::rseq_add_fold`]).
 //!
 //! The facts it rests on, established by the (safe) code of `inner`, `raw`
 //! and `balance` and by pcpu-core:
@@ -50,6 +52,7 @@ use crate::error::Error;
 use crate::inner::{AllocLock, Inner, Placed, State};
 use crate::raw::Area;
 use crate::sys::cpu::current_cpu;
+use crate::sys::rseq::{self, AddFold, Slots};
 use crate::PerCpuAllocator;
 
 // === zeroing and discarding ===
@@ -341,6 +344,32 @@ impl<T> PerCpu<T> {
         // distinct CPUs' copies are `stride` (a whole unit) apart, so the
         // `&mut T`s never overlap; they live no longer than `&mut self`.
         (0..self.units as usize).map(move |cpu| unsafe { &mut *slot(base, stride, cpu) })
+    }
+}
+
+impl PerCpu<AtomicI64> {
+    /// [`rseq::add_fold`] on this handle's copies: on the current CPU, add `n`
+    /// to its copy in one restartable sequence, or empty the copy and return
+    /// the value when it reaches `±batch` (at least 1). See [`AddFold`] for
+    /// the outcomes and `rseq::add_fold` for the rule every writer of the
+    /// copies must then follow (only this method may write them while it can
+    /// run; `&mut` access is fine).
+    #[inline]
+    pub(crate) fn rseq_add_fold(&self, n: i64, batch: i64) -> AddFold {
+        let slots = Slots {
+            base: self.base,
+            stride: self.stride,
+            units: self.units,
+        };
+        // SAFETY: `rseq::add_fold` needs, for every `cpu < units`, an
+        // initialised, aligned `AtomicI64` at `base + cpu × stride`, valid
+        // for the call, with no `&mut` to it. Fact A: each copy is at
+        // `slot(base, stride, cpu)`, in bounds of the live area and aligned
+        // for `AtomicI64`; every constructor initialised all `units` copies;
+        // `&self` keeps the area allocated (freed only in `Drop`) and its
+        // pages populated (fact B) for the call, and rules out a `&mut` from
+        // `get_mut` / `iter_mut` meanwhile.
+        unsafe { rseq::add_fold(slots, n, batch) }
     }
 }
 

@@ -82,9 +82,11 @@
 //!
 //! ## Where `unsafe` lives
 //!
-//! `sys::mmap` (the mappings), `sys::cpu` (rseq's current CPU) and `handle`
-//! (per-CPU pointers, zeroing, discarding pages); each states its safety
-//! argument. The crate root denies `unsafe` elsewhere.
+//! `sys::mmap` (the mappings), `sys::cpu` (rseq's current CPU), `sys::rseq`
+//! (the counter's restartable sequences, x86_64 inline assembly) and `handle`
+//! (per-CPU pointers, zeroing, discarding pages, handing a counter's slots to
+//! `sys::rseq`); each states its safety argument. The crate root denies
+//! `unsafe` elsewhere.
 #![deny(unsafe_code)]
 
 mod allocator;

@@ -20,8 +20,8 @@
 //!
 //! # Safety
 //!
-//! This module is one of the two in the crate allowed to use `unsafe` (the
-//! other is `sys::mmap`). Its `unsafe` code is:
+//! This module is one of the four in the crate allowed to use `unsafe` (the
+//! others are `sys::mmap`, `sys::rseq` and `handle`). Its `unsafe` code is:
 //!
 //! 1. `dlsym` look-ups of glibc's exported `__rseq_offset` and `__rseq_size`
 //!    (done once, cached), and reading those two read-only variables;
@@ -191,7 +191,7 @@ pub fn rseq_available() -> bool {
     target_env = "gnu",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
-mod rseq {
+pub(super) mod rseq {
     use super::*;
 
     /// Byte offset of `cpu_id` in `struct rseq` (after `u32 cpu_id_start`).
@@ -199,13 +199,61 @@ mod rseq {
     /// `__rseq_size` must cover `cpu_id_start` and `cpu_id`.
     const MIN_RSEQ_SIZE: u32 = 8;
 
-    /// Cached `__rseq_offset`, or one of the two markers below. Real offsets
-    /// are small (the area is inside the thread control block).
-    static OFFSET: AtomicIsize = AtomicIsize::new(UNKNOWN);
+    /// `__rseq_offset` for reading `cpu_id`.
+    static AREA: AreaOffset = AreaOffset::new(MIN_RSEQ_SIZE);
+
+    /// glibc's `__rseq_offset`, looked up once, for a user that needs
+    /// `__rseq_size` to cover at least `min_size` bytes of `struct rseq`.
+    /// Every thread computes the same answer: it only depends on glibc's two
+    /// variables, fixed before `main`.
+    pub(crate) struct AreaOffset {
+        /// The offset, or one of the two markers below. Real offsets are
+        /// small (the area is inside the thread control block).
+        offset: AtomicIsize,
+        min_size: u32,
+    }
+
     const UNKNOWN: isize = isize::MIN;
     const UNAVAILABLE: isize = isize::MIN + 1;
 
-    /// What the one-time look-up found (for tests and diagnostics).
+    impl AreaOffset {
+        /// Not looked up yet.
+        pub(crate) const fn new(min_size: u32) -> Self {
+            AreaOffset {
+                offset: AtomicIsize::new(UNKNOWN),
+                min_size,
+            }
+        }
+
+        /// `__rseq_offset` if glibc registered rseq with an area of at least
+        /// `min_size` bytes.
+        #[inline]
+        pub(crate) fn get(&self) -> Option<isize> {
+            match self.offset.load(Ordering::Relaxed) {
+                UNKNOWN => self.init(),
+                UNAVAILABLE => None,
+                off => Some(off),
+            }
+        }
+
+        #[cold]
+        fn init(&self) -> Option<isize> {
+            let found = match lookup() {
+                Lookup {
+                    offset: Some(off),
+                    size: Some(size),
+                } if size >= self.min_size && off != UNKNOWN && off != UNAVAILABLE => Some(off),
+                _ => None,
+            };
+            // Concurrent initialisers store the same value.
+            self.offset
+                .store(found.unwrap_or(UNAVAILABLE), Ordering::Relaxed);
+            found
+        }
+    }
+
+    /// What the one-time look-up found (for [`AreaOffset`], tests and
+    /// diagnostics).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(crate) struct Lookup {
         /// `__rseq_offset`, if the symbol exists.
@@ -246,25 +294,7 @@ mod rseq {
     /// `__rseq_offset` if glibc registered rseq, looked up once.
     #[inline]
     pub(super) fn area_offset() -> Option<isize> {
-        match OFFSET.load(Ordering::Relaxed) {
-            UNKNOWN => init(),
-            UNAVAILABLE => None,
-            off => Some(off),
-        }
-    }
-
-    #[cold]
-    fn init() -> Option<isize> {
-        let found = match lookup() {
-            Lookup {
-                offset: Some(off),
-                size: Some(size),
-            } if size >= MIN_RSEQ_SIZE && off != UNKNOWN && off != UNAVAILABLE => Some(off),
-            _ => None,
-        };
-        // Concurrent initialisers store the same value.
-        OFFSET.store(found.unwrap_or(UNAVAILABLE), Ordering::Relaxed);
-        found
+        AREA.get()
     }
 
     /// The raw `cpu_id` of the calling thread's rseq area.
@@ -344,8 +374,8 @@ mod rseq {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::testutil;
-    use rustix::thread::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
+    use crate::sys::testutil::{self, allowed_cpus, Pin};
+    use rustix::thread::{sched_getaffinity, sched_getcpu, CpuSet};
 
     #[test]
     fn parse_well_formed_lists() {
@@ -432,33 +462,6 @@ mod tests {
         assert_eq!(clamp(n), 0);
         assert_eq!(clamp(n + 1), 1 % n);
         assert!(clamp(usize::MAX) < n);
-    }
-
-    /// CPUs the calling thread may run on.
-    fn allowed_cpus() -> Vec<usize> {
-        let set = sched_getaffinity(None).unwrap();
-        (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
-    }
-
-    /// Pins the calling thread to one CPU; restores the old mask on drop.
-    struct Pin {
-        saved: CpuSet,
-    }
-
-    impl Pin {
-        fn to(cpu: usize) -> Pin {
-            let saved = sched_getaffinity(None).unwrap();
-            let mut one = CpuSet::new();
-            one.set(cpu);
-            sched_setaffinity(None, &one).unwrap();
-            Pin { saved }
-        }
-    }
-
-    impl Drop for Pin {
-        fn drop(&mut self) {
-            sched_setaffinity(None, &self.saved).unwrap();
-        }
     }
 
     /// Checks all three answers against the pinned CPU.

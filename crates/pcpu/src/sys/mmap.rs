@@ -23,8 +23,8 @@
 //!
 //! # Safety
 //!
-//! This module is one of the two in the crate allowed to use `unsafe` (the
-//! other is `sys::cpu`). Its `unsafe` code is system calls on the region's own
+//! This module is one of the four in the crate allowed to use `unsafe` (the
+//! others are `sys::cpu`, `sys::rseq` and `handle`). Its `unsafe` code is system calls on the region's own
 //! mapping plus the volatile first-touch writes of the pre-fault fallback. The
 //! invariants everything rests on:
 //!

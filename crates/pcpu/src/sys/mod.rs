@@ -5,16 +5,21 @@
 //!   all units at once.
 //! * [`cpu`] — how many CPU ids exist ([`cpu::possible_cpus`]) and which CPU
 //!   the calling thread runs on ([`cpu::current_cpu`], rseq fast path).
+//! * [`rseq`] — restartable sequences: the current CPU's counter slot updated
+//!   with plain instructions that the kernel restarts if interrupted
+//!   ([`rseq::add_fold`], x86_64 with glibc's rseq registration).
 //!
-//! These two modules, and `crate::handle` (per-CPU pointers, zeroing, the one
-//! call of `Region::depopulate`), are the only ones in the crate that may
-//! contain `unsafe` code; everything else is written against their safe API.
+//! These three modules, and `crate::handle` (per-CPU pointers, zeroing, the
+//! one call of `Region::depopulate`, the one call of `rseq::add_fold`), are
+//! the only ones in the crate that may contain `unsafe` code; everything else
+//! is written against their safe API.
 
 pub(crate) mod cpu;
 // Some introspection helpers of `Region` (`len`, `base`, `unit_base`,
 // `resident_pages_in`, ...) are only used by the module's own tests.
 #[allow(dead_code)]
 pub(crate) mod mmap;
+pub(crate) mod rseq;
 
 #[cfg(test)]
 pub(crate) mod testutil;

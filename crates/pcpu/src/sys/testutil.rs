@@ -7,8 +7,12 @@
 //! does the dangerous part. The child prints [`CHILD_READY`] before the
 //! dangerous part so that the parent can tell "the child ran and then died as
 //! expected" from "the filter matched no test and the harness exited 0".
+//!
+//! Also: pinning the calling thread to a CPU ([`Pin`], [`allowed_cpus`]).
 
 use std::process::{Command, Output};
+
+use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 
 /// Environment variable that carries the name of the test to run as child.
 const CHILD_ENV: &str = "PCPU_TEST_CHILD";
@@ -112,4 +116,32 @@ pub(crate) fn child_disable_core_dumps() {
             maximum: Some(0),
         },
     );
+}
+
+/// CPUs the calling thread may run on.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    let set = sched_getaffinity(None).unwrap();
+    (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
+}
+
+/// Pins the calling thread to one CPU; restores the old mask on drop.
+pub(crate) struct Pin {
+    saved: CpuSet,
+}
+
+impl Pin {
+    /// Pins the calling thread to `cpu`.
+    pub(crate) fn to(cpu: usize) -> Pin {
+        let saved = sched_getaffinity(None).unwrap();
+        let mut one = CpuSet::new();
+        one.set(cpu);
+        sched_setaffinity(None, &one).unwrap();
+        Pin { saved }
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        sched_setaffinity(None, &self.saved).unwrap();
+    }
 }
