@@ -275,7 +275,7 @@ impl Allocator {
         let nslot = self.layout.chunk_slot(c);
         if oslot != Some(nslot) {
             let front = oslot.map_or(true, |o| o < nslot);
-            self.lists.move_to(&mut self.arena, id, nslot, front);
+            self.lists.move_to(id, nslot, front);
         }
     }
 
@@ -306,7 +306,7 @@ impl Allocator {
             self.nr_empty_pop_pages -= n;
         }
         let slot = self.layout.to_depopulate;
-        self.lists.move_to(&mut self.arena, id, slot, true);
+        self.lists.move_to(id, slot, true);
     }
 
     /// `pcpu_reintegrate_chunk`.
@@ -435,9 +435,7 @@ impl Allocator {
     }
 
     pub(crate) fn free_slot_has_other(&self, id: u32) -> bool {
-        self.lists
-            .iter(&self.arena, self.layout.free)
-            .any(|p| p != id)
+        self.lists.iter(self.layout.free).any(|p| p != id)
     }
 }
 
@@ -583,10 +581,10 @@ impl Allocator {
             let mut cur = self.lists.head(slot);
             while let Some(id) = cur {
                 let c = self.c(id);
-                cur = c.link.next;
+                cur = self.lists.next(id);
                 let Some(start) = c.find_block_fit(req.bits, req.bit_align, flags.atomic) else {
                     if slot < SLOT_FAIL_THRESHOLD {
-                        self.lists.move_to(&mut self.arena, id, 0, true);
+                        self.lists.move_to(id, 0, true);
                     }
                     continue;
                 };
@@ -624,7 +622,7 @@ impl Allocator {
         let mut next_slot = self.layout.size_to_slot(req.size);
         while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
-            for id in self.lists.iter(&self.arena, slot) {
+            for id in self.lists.iter(slot) {
                 if let Some(o) = fits(id) {
                     return Some((ChunkId(id), o));
                 }
@@ -673,8 +671,7 @@ impl Allocator {
             self.nr_empty_pop_pages += delta;
         }
         if !isolated && !detached && nslot != oslot {
-            self.lists
-                .move_to(&mut self.arena, id, nslot, oslot < nslot);
+            self.lists.move_to(id, nslot, oslot < nslot);
         }
     }
 
@@ -799,7 +796,7 @@ impl Allocator {
     /// Remove a fully depopulated, detached chunk (`pcpu_destroy_chunk`).
     pub(crate) fn remove_chunk(&mut self, id: u32) {
         debug_assert_eq!(self.c(id).nr_populated, 0);
-        self.lists.unlink(&mut self.arena, id);
+        self.lists.unlink(id);
         if self.c(id).depopulate_mark {
             self.rfc_nr_marked -= 1;
         }

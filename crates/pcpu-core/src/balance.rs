@@ -314,14 +314,14 @@ impl BalanceRun {
 fn collect_free(a: &mut Allocator, empty_only: bool) -> Vec<u32> {
     let slot = a.layout.free;
     let head = a.lists.head(slot);
-    let ids: Vec<u32> = a.lists.iter(&a.arena, slot).collect();
+    let ids: Vec<u32> = a.lists.iter(slot).collect();
     let mut to_free = Vec::new();
     for id in ids {
         if Some(id) == head {
             continue;
         }
         if !empty_only || a.c(id).nr_empty_pop_pages == 0 {
-            a.lists.unlink(&mut a.arena, id);
+            a.lists.unlink(id);
             a.cm(id).detached = true;
             // list_move() to the private list puts each at its head.
             to_free.insert(0, id);
@@ -406,14 +406,14 @@ fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<Pag
         if core::mem::take(&mut c.requeued) && !reintegrate {
             // Frees made pages empty behind the backward scan: scan again.
             let slot = a.layout.to_depopulate;
-            a.lists.move_to(&mut a.arena, id, slot, false);
+            a.lists.move_to(id, slot, false);
             continue;
         }
         if reintegrate || !a.policy.sideline || a.c(id).free_bytes == a.geo.unit_size() as i32 {
             a.reintegrate(id);
         } else {
             let slot = a.layout.sidelined;
-            a.lists.move_to(&mut a.arena, id, slot, false);
+            a.lists.move_to(id, slot, false);
         }
     }
 }
@@ -468,7 +468,7 @@ fn plan_populate(
         let skip = a.policy.kind == crate::PolicyKind::Pcpu && *slot == a.layout.sidelined;
         let found = (!skip)
             .then(|| {
-                a.lists.iter(&a.arena, *slot).find(|&id| {
+                a.lists.iter(*slot).find(|&id| {
                     let c = a.c(id);
                     c.nr_pages > c.nr_populated
                 })
@@ -504,7 +504,7 @@ fn rfc_state(a: &mut Allocator) -> State {
     } else if a.rfc_nr_marked > 0 {
         let mut list = Vec::new();
         for slot in (0..=a.layout.free).rev() {
-            list.extend(a.lists.iter(&a.arena, slot));
+            list.extend(a.lists.iter(slot));
         }
         State::Shrink {
             list,
@@ -538,7 +538,7 @@ fn plan_shrink(
             a.cm(id).depopulate_mark = false;
             a.rfc_nr_marked -= 1;
             // INVARIANT: detached chunks are on no list; re-listed below.
-            a.lists.unlink(&mut a.arena, id);
+            a.lists.unlink(id);
             a.cm(id).detached = true;
             *cur = Some((id, 0, None));
         }
@@ -572,6 +572,6 @@ fn plan_shrink(
         *cur = None;
         a.cm(id).detached = false;
         let slot = a.layout.chunk_slot(a.c(id));
-        a.lists.move_to(&mut a.arena, id, slot, false);
+        a.lists.move_to(id, slot, false);
     }
 }

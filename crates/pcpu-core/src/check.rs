@@ -186,7 +186,7 @@ impl Allocator {
                     self.reclaim_clock
                 );
             }
-            match c.link.slot {
+            match self.lists.slot_of(id) {
                 None => ensure!(
                     Some(id) == self.reserved || c.detached,
                     "chunk {id} is on no slot list"
@@ -209,7 +209,7 @@ impl Allocator {
                         );
                     }
                     ensure!(
-                        self.lists.iter(&self.arena, slot).any(|x| x == id),
+                        self.lists.iter(slot).any(|x| x == id),
                         "chunk {id} not found in its list"
                     );
                 }
@@ -217,7 +217,7 @@ impl Allocator {
             let full = c.free_bytes == self.geo.unit_size() as i32;
             if c.kind == ChunkKind::Dynamic && full && !c.isolated {
                 ensure!(
-                    c.link.slot == Some(self.layout.free as u16),
+                    self.lists.slot_of(id) == Some(self.layout.free as u16),
                     "fully free chunk {id} not in the free slot"
                 );
             }

@@ -21,14 +21,6 @@ pub enum ChunkKind {
     Dynamic,
 }
 
-/// Link of a chunk in the slot lists (see `slots.rs`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Link {
-    pub(crate) prev: Option<u32>,
-    pub(crate) next: Option<u32>,
-    pub(crate) slot: Option<u16>,
-}
-
 /// A chunk's bookkeeping (`struct pcpu_chunk`).
 ///
 /// # Invariants
@@ -70,7 +62,6 @@ pub struct Chunk {
     pub(crate) end_offset: i32,
     pub(crate) immutable: bool,
     pub(crate) isolated: bool,
-    pub(crate) link: Link,
     /// seed-rfc policy: the chunk is marked as a depopulation target.
     pub(crate) depopulate_mark: bool,
     /// Off every slot list while a balance run works on it (seed-rfc shrink,
@@ -115,7 +106,6 @@ impl Chunk {
             end_offset: 0,
             immutable: false,
             isolated: false,
-            link: Link::default(),
             depopulate_mark: false,
             detached: false,
             reclaiming: false,

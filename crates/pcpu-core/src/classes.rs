@@ -290,7 +290,7 @@ impl Allocator {
         let mut found = None;
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
-            for id in self.lists.iter(&self.arena, slot) {
+            for id in self.lists.iter(slot) {
                 let c = self.c(id);
                 if let Some(start) = c.find_block_fit(probe_bits, probe_align, false) {
                     if let Some(off) = c.probe_area(probe_bits, probe_align, start) {

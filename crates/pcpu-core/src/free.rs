@@ -118,7 +118,7 @@ impl Allocator {
                     let nslot = self.layout.chunk_slot(c);
                     let mark = !c.depopulate_mark
                         && !c.immutable
-                        && self.lists.iter(&self.arena, nslot).any(|p| p != id);
+                        && self.lists.iter(nslot).any(|p| p != id);
                     if mark {
                         self.cm(id).depopulate_mark = true;
                         self.rfc_nr_marked += 1;

@@ -66,18 +66,45 @@ impl SlotLayout {
     }
 }
 
-/// Heads and tails of every slot list.
+/// Link of a chunk in the slot lists (`NIL`: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Link {
+    prev: u32,
+    next: u32,
+    /// `NO_SLOT` when the chunk is on no list.
+    slot: u16,
+}
+
+const NIL: u32 = u32::MAX;
+const NO_SLOT: u16 = u16::MAX;
+const UNLINKED: Link = Link {
+    prev: NIL,
+    next: NIL,
+    slot: NO_SLOT,
+};
+
+#[inline]
+fn opt(id: u32) -> Option<u32> {
+    (id != NIL).then_some(id)
+}
+
+/// Every slot list (`pcpu_chunk_lists`): heads, tails, and each chunk's
+/// links, indexed by chunk id (kept here, not in the chunk, so that moving a
+/// chunk between lists touches one small array).
+///
+/// # Invariants
+/// - `links[id].slot == s` iff `id` is on list `s`; `prev`/`next` form a
+///   doubly linked list from `head[s]` to `tail[s]` of `len[s]` chunks.
+/// - Bit `s` of `nonempty` is set iff `len[s] > 0`.
 #[derive(Clone, Debug)]
 pub(crate) struct Lists {
-    head: Vec<Option<u32>>,
-    tail: Vec<Option<u32>>,
+    head: Vec<u32>,
+    tail: Vec<u32>,
     len: Vec<usize>,
+    links: Vec<Link>,
     /// Bit `s` set iff slot `s` is non-empty (at most 64 slots).
     nonempty: u64,
 }
-
-/// Arena of chunks indexed by chunk id.
-pub(crate) type Arena = Vec<Entry>;
 
 /// One arena entry.
 #[derive(Clone, Debug)]
@@ -105,24 +132,14 @@ impl Entry {
     }
 }
 
-#[inline]
-fn c(arena: &Arena, id: u32) -> &Chunk {
-    arena[id as usize].chunk().expect("listed chunk is live")
-}
-#[inline]
-fn cm(arena: &mut Arena, id: u32) -> &mut Chunk {
-    arena[id as usize]
-        .chunk_mut()
-        .expect("listed chunk is live")
-}
-
 impl Lists {
     pub(crate) fn new(nr_slots: usize) -> Self {
         assert!(nr_slots <= 64, "at most 64 slots");
         Lists {
-            head: vec![None; nr_slots],
-            tail: vec![None; nr_slots],
+            head: vec![NIL; nr_slots],
+            tail: vec![NIL; nr_slots],
             len: vec![0; nr_slots],
+            links: Vec::new(),
             nonempty: 0,
         }
     }
@@ -130,7 +147,21 @@ impl Lists {
     /// First chunk of `slot`.
     #[inline]
     pub(crate) fn head(&self, slot: usize) -> Option<u32> {
-        self.head[slot]
+        opt(self.head[slot])
+    }
+
+    /// The chunk after `id` on its list.
+    #[inline]
+    pub(crate) fn next(&self, id: u32) -> Option<u32> {
+        opt(self.links[id as usize].next)
+    }
+
+    /// The list `id` is on, if any.
+    #[inline]
+    pub(crate) fn slot_of(&self, id: u32) -> Option<u16> {
+        self.links
+            .get(id as usize)
+            .and_then(|l| (l.slot != NO_SLOT).then_some(l.slot))
     }
 
     /// First non-empty slot in `from..=to`.
@@ -154,68 +185,77 @@ impl Lists {
     }
 
     /// Unlink `id` from whatever list it is on (`list_del_init`).
-    pub(crate) fn unlink(&mut self, arena: &mut Arena, id: u32) {
-        let link = c(arena, id).link;
-        let Some(slot) = link.slot else { return };
-        let slot = slot as usize;
-        match link.prev {
-            Some(p) => cm(arena, p).link.next = link.next,
-            None => self.head[slot] = link.next,
+    #[inline]
+    pub(crate) fn unlink(&mut self, id: u32) {
+        let Some(&link) = self.links.get(id as usize) else {
+            return;
+        };
+        if link.slot == NO_SLOT {
+            return;
         }
-        match link.next {
-            Some(n) => cm(arena, n).link.prev = link.prev,
-            None => self.tail[slot] = link.prev,
+        let slot = link.slot as usize;
+        if link.prev != NIL {
+            self.links[link.prev as usize].next = link.next;
+        } else {
+            self.head[slot] = link.next;
+        }
+        if link.next != NIL {
+            self.links[link.next as usize].prev = link.prev;
+        } else {
+            self.tail[slot] = link.prev;
         }
         self.len[slot] -= 1;
         if self.len[slot] == 0 {
             self.nonempty &= !(1u64 << slot);
         }
-        let l = &mut cm(arena, id).link;
-        l.prev = None;
-        l.next = None;
-        l.slot = None;
+        self.links[id as usize] = UNLINKED;
     }
 
     /// `list_move` (head) or `list_move_tail` (tail) of `id` to `slot`.
-    pub(crate) fn move_to(&mut self, arena: &mut Arena, id: u32, slot: usize, front: bool) {
-        self.unlink(arena, id);
+    #[inline]
+    pub(crate) fn move_to(&mut self, id: u32, slot: usize, front: bool) {
+        let i = id as usize;
+        if i >= self.links.len() {
+            self.links.resize(i + 1, UNLINKED);
+        }
+        self.unlink(id);
         if front {
             let old = self.head[slot];
-            {
-                let l = &mut cm(arena, id).link;
-                l.prev = None;
-                l.next = old;
-                l.slot = Some(slot as u16);
+            self.links[i] = Link {
+                prev: NIL,
+                next: old,
+                slot: slot as u16,
+            };
+            if old != NIL {
+                self.links[old as usize].prev = id;
+            } else {
+                self.tail[slot] = id;
             }
-            match old {
-                Some(o) => cm(arena, o).link.prev = Some(id),
-                None => self.tail[slot] = Some(id),
-            }
-            self.head[slot] = Some(id);
+            self.head[slot] = id;
         } else {
             let old = self.tail[slot];
-            {
-                let l = &mut cm(arena, id).link;
-                l.next = None;
-                l.prev = old;
-                l.slot = Some(slot as u16);
+            self.links[i] = Link {
+                prev: old,
+                next: NIL,
+                slot: slot as u16,
+            };
+            if old != NIL {
+                self.links[old as usize].next = id;
+            } else {
+                self.head[slot] = id;
             }
-            match old {
-                Some(o) => cm(arena, o).link.next = Some(id),
-                None => self.head[slot] = Some(id),
-            }
-            self.tail[slot] = Some(id);
+            self.tail[slot] = id;
         }
         self.len[slot] += 1;
         self.nonempty |= 1u64 << slot;
     }
 
     /// Ids in `slot`, head to tail.
-    pub(crate) fn iter<'a>(&self, arena: &'a Arena, slot: usize) -> impl Iterator<Item = u32> + 'a {
+    pub(crate) fn iter(&self, slot: usize) -> impl Iterator<Item = u32> + '_ {
         let mut cur = self.head[slot];
         core::iter::from_fn(move || {
-            let id = cur?;
-            cur = c(arena, id).link.next;
+            let id = opt(cur)?;
+            cur = self.links[id as usize].next;
             Some(id)
         })
     }

@@ -173,7 +173,7 @@ impl Allocator {
             chunk_block(&mut out, "Chunk: <- Reserved Chunk\n", self.c(r));
         }
         for slot in 0..self.layout.nr_slots {
-            for id in self.lists.iter(&self.arena, slot) {
+            for id in self.lists.iter(slot) {
                 let header = if id == self.first {
                     "Chunk: <- First Chunk\n"
                 } else if slot == self.layout.to_depopulate {
