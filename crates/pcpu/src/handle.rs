@@ -24,9 +24,12 @@
 //!   live allocation: `[offset, offset + size)` of every unit of its region
 //!   is allocated in the core's map (allocations never overlap), lies on
 //!   populated — readable, writable — pages, and stays allocated until the
-//!   owning `Area` is dropped or the raw handle freed. The `Arc<Region>` it
-//!   holds keeps the mapping alive. Unit `u`'s copy starts at
-//!   `region.addr(u, offset)`; units are `region.unit_size()` apart, a
+//!   owning `Area` is dropped or the raw handle freed. Its mapping stays
+//!   mapped meanwhile: the allocator (which the `Area` keeps alive) drops a
+//!   chunk's region only when it destroys the chunk, and it destroys only
+//!   chunks without allocations (pcpu-core's balance work frees fully free
+//!   chunks only). Unit `u`'s copy starts at
+//!   `layout.addr(u, offset)`; units are `layout.unit_size()` apart, a
 //!   multiple of the page size, and `offset` is a multiple of the requested
 //!   alignment, which is at most the page size: every copy is aligned.
 //! - **B. Pages holding a live byte are never discarded.** Only
@@ -60,14 +63,24 @@ use crate::PerCpuAllocator;
 impl Placed {
     /// Zero the area in every unit (`pcpu_alloc` step 14).
     pub(crate) fn zero(&self) {
-        for unit in 0..self.region.nr_units() {
-            let p = self.region.addr(unit, self.offset);
+        for unit in 0..self.layout.nr_units() {
+            let p = self.layout.addr(unit, self.offset);
             // SAFETY: by fact A, `[offset, offset + size)` of `unit` lies in
-            // populated, writable pages of the live mapping `region` (which
-            // `self` keeps alive), so `p` is valid for `size` bytes of writes;
-            // `u8` needs no alignment. The allocation is fresh: no handle
-            // exists yet, so no reference into it can observe the write.
-            unsafe { p.as_ptr().write_bytes(0, self.size) };
+            // populated, writable pages of the chunk's mapping (alive while
+            // the allocation is), so `p` is valid for `size` bytes of writes;
+            // the unaligned writes need no alignment (and cover exactly
+            // `size` bytes). The allocation is fresh: no handle exists yet, so
+            // no reference into it can observe the write.
+            unsafe {
+                // Small sizes without a `memset` call: the common per-CPU
+                // objects are counters of 4 or 8 bytes.
+                match self.size {
+                    4 => p.as_ptr().cast::<u32>().write_unaligned(0),
+                    8 => p.as_ptr().cast::<u64>().write_unaligned(0),
+                    16 => p.as_ptr().cast::<[u64; 2]>().write_unaligned([0; 2]),
+                    n => p.as_ptr().write_bytes(0, n),
+                }
+            };
         }
     }
 }

@@ -33,7 +33,7 @@ use pcpu_core::{
 
 use crate::builder::Config;
 use crate::error::Error;
-use crate::sys::mmap::Region;
+use crate::sys::mmap::{Region, UnitLayout};
 
 /// Everything the allocator shares between handles, objects and the balance
 /// thread.
@@ -98,6 +98,15 @@ impl State {
         }
     }
 
+    /// The address arithmetic of live chunk `id`'s region, without taking a
+    /// reference on it.
+    pub(crate) fn layout(&self, id: ChunkId) -> UnitLayout {
+        match self.regions.get(id.0 as usize) {
+            Some(Some(r)) => r.layout(),
+            _ => panic!("pcpu: chunk {} has no region", id.0),
+        }
+    }
+
     /// Record the region of a chunk just created.
     pub(crate) fn install(&mut self, id: ChunkId, region: Region) {
         let i = id.0 as usize;
@@ -141,7 +150,8 @@ pub(crate) struct Placed {
     pub(crate) size: usize,
     /// The chunk's creation serial (detects stale raw handles).
     pub(crate) serial: u64,
-    pub(crate) region: Arc<Region>,
+    /// The chunk's mapping (kept alive by the allocation: fact A).
+    pub(crate) layout: UnitLayout,
 }
 
 // === impl Inner: construction and locks ===
@@ -245,7 +255,12 @@ impl Inner {
                 max: self.config.page_size(),
             });
         }
-        let class = crate::hint::current_class();
+        // The Linux policies ignore class hints: skip the thread-local reads.
+        let class = if self.config.policy.class_placement {
+            crate::hint::current_class()
+        } else {
+            ClassHint::task(0)
+        };
         let mut st = self.state();
         let req = st.core.request(size, align)?;
         match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
@@ -358,7 +373,7 @@ impl Inner {
             offset: area.offset,
             size: area.size,
             serial,
-            region: st.region(area.chunk),
+            layout: st.layout(area.chunk),
         }
     }
 }

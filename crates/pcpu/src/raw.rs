@@ -3,27 +3,29 @@
 //! (`__alloc_percpu` / `free_percpu`), freed explicitly and checked.
 
 use std::ptr::NonNull;
-use std::sync::Arc;
 
 use pcpu_core::{ChunkId, FreeError};
 
 use crate::error::Error;
-use crate::sys::mmap::Region;
+use crate::sys::mmap::UnitLayout;
 use crate::PerCpuAllocator;
 
 // === Area ===
 
-/// A live allocation owned by a handle: freed when dropped. Kept small (24
+/// A live allocation owned by a handle: freed when dropped. Kept small (32
 /// bytes): typed handles embed it.
 ///
 /// # Invariants
 /// `[offset, offset + size)` of chunk `chunk` is live in the core from
 /// construction to `Drop` (fact A of the `handle` module), in the mapping
-/// `region`; `alloc` is the allocator it belongs to.
+/// that `layout` describes; `alloc` is the allocator it belongs to. The area
+/// holds no reference count on that mapping: the allocator (kept alive by
+/// `alloc`) unmaps a chunk's region only when it destroys the chunk, which it
+/// does only once no allocation is left in it.
 #[derive(Debug)]
 pub(crate) struct Area {
     alloc: PerCpuAllocator,
-    region: Arc<Region>,
+    layout: UnitLayout,
     chunk: ChunkId,
     /// Fits: unit sizes are below 4 GiB (`Config`).
     offset: u32,
@@ -44,7 +46,7 @@ impl Area {
         let offset = u32::try_from(placed.offset).expect("unit offsets fit in u32");
         Ok(Area {
             alloc: alloc.clone(),
-            region: placed.region,
+            layout: placed.layout,
             chunk: placed.chunk,
             offset,
         })
@@ -52,17 +54,17 @@ impl Area {
 
     /// Address of unit `cpu`'s copy (`cpu < units()`).
     pub(crate) fn unit_ptr(&self, cpu: usize) -> NonNull<u8> {
-        self.region.addr(cpu, self.offset as usize)
+        self.layout.addr(cpu, self.offset as usize)
     }
 
     /// Bytes between two units' copies.
     pub(crate) fn stride(&self) -> usize {
-        self.region.unit_size()
+        self.layout.unit_size()
     }
 
     /// Number of units.
     pub(crate) fn units(&self) -> usize {
-        self.region.nr_units()
+        self.layout.nr_units()
     }
 
     /// The owning allocator.

@@ -407,6 +407,54 @@ unsafe impl Send for Region {}
 // using, which is also what `depopulate`'s contract demands.
 unsafe impl Sync for Region {}
 
+/// A region's base address and geometry, without ownership: what a live
+/// allocation needs to compute its units' addresses without holding a
+/// reference count on the region. Computing addresses is safe; using one is
+/// only valid while the region is still mapped, which the holder must know by
+/// other means (a live allocation keeps its chunk, hence its region, alive:
+/// `handle` module, fact A).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UnitLayout {
+    base: NonNull<u8>,
+    nr_units: usize,
+    unit_size: usize,
+}
+
+// SAFETY: a `UnitLayout` is an address and two sizes; no method dereferences
+// the address, so sharing or sending the value between threads cannot cause a
+// data race. Whoever dereferences a computed address answers for it.
+unsafe impl Send for UnitLayout {}
+// SAFETY: as for `Send`: `&UnitLayout` only reads the `Copy` fields.
+unsafe impl Sync for UnitLayout {}
+
+impl UnitLayout {
+    /// `base + off` without UB for any `off` (in range it is the exact
+    /// address, with the mapping's provenance).
+    #[inline]
+    fn ptr_at(&self, off: usize) -> NonNull<u8> {
+        NonNull::new(self.base.as_ptr().wrapping_add(off)).unwrap_or(self.base)
+    }
+
+    /// Address of byte `offset` of unit `unit` ([`Region::addr`]).
+    #[inline]
+    pub(crate) fn addr(&self, unit: usize, offset: usize) -> NonNull<u8> {
+        debug_assert!(unit < self.nr_units && offset < self.unit_size);
+        self.ptr_at(unit.wrapping_mul(self.unit_size).wrapping_add(offset))
+    }
+
+    /// Number of units.
+    #[inline]
+    pub(crate) fn nr_units(&self) -> usize {
+        self.nr_units
+    }
+
+    /// Bytes per unit.
+    #[inline]
+    pub(crate) fn unit_size(&self) -> usize {
+        self.unit_size
+    }
+}
+
 impl fmt::Debug for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Region")
@@ -570,7 +618,19 @@ impl Region {
     /// address, with the mapping's provenance).
     #[inline]
     fn ptr_at(&self, off: usize) -> NonNull<u8> {
-        NonNull::new(self.base.as_ptr().wrapping_add(off)).unwrap_or(self.base)
+        self.layout().ptr_at(off)
+    }
+
+    /// The region's address arithmetic as a plain `Copy` value, for handles
+    /// that know by other means that the region stays mapped (see
+    /// [`UnitLayout`]).
+    #[inline]
+    pub(crate) fn layout(&self) -> UnitLayout {
+        UnitLayout {
+            base: self.base,
+            nr_units: self.nr_units,
+            unit_size: self.unit_size,
+        }
     }
 
     /// Whether page index `page` is currently populated (in every unit).
