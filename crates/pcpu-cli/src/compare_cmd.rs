@@ -16,8 +16,9 @@ use crate::table::{diff_pct, opt, Align, Table};
 /// Arguments of `pcpu compare`.
 #[derive(Args, Debug)]
 pub(crate) struct CompareArgs {
-    /// Comma-separated policies to compare [default: all four:
-    /// linux-5.11,seed-rfc,linux-5.14,linux-6.1].
+    /// Comma-separated policies to compare [default: all five:
+    /// linux-5.11,seed-rfc,linux-5.14,linux-6.1,pcpu]. Each may carry knobs,
+    /// as in `replay --policy` (e.g. `pcpu,pcpu:refault_reserve_divisor=4`).
     #[arg(long, value_name = "A,B,...", value_delimiter = ',', value_parser = parse_policy)]
     pub(crate) policies: Vec<Policy>,
 

@@ -17,7 +17,8 @@ pub(crate) struct PinsArgs {
     #[arg(long, value_name = "PHASE")]
     pub(crate) at: String,
 
-    /// Policy: linux-5.11, seed-rfc, linux-5.14, linux-6.1 or pcpu.
+    /// Policy: linux-5.11, seed-rfc, linux-5.14, linux-6.1 or pcpu, optionally
+    /// with knobs as in `replay --policy` (`NAME:knob=value:...`).
     #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
     pub(crate) policy: Policy,
 

@@ -673,3 +673,38 @@ fn error_kernel_placement_overlap_names_the_line() {
     );
     assert_ok(&o);
 }
+
+#[test]
+fn policies_take_knobs_and_reject_bad_ones() {
+    let o = pcpu(&[
+        "compare",
+        SMALL,
+        "--policies",
+        "linux-5.14,linux-5.14:sideline=false:reclaim_divisor=8",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let a = v.as_array().expect("array");
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[0]["policy"], "linux-5.14");
+    assert_eq!(
+        a[1]["policy"],
+        "linux-5.14:reclaim_divisor=8:sideline=false"
+    );
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--policy", "pcpu:bogus=1"]),
+        2,
+        &["unknown policy knob `bogus`", "refault_reserve_divisor"],
+    );
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--policy", "pcpu:sideline=maybe"]),
+        2,
+        &["bad value `maybe`", "`sideline`"],
+    );
+    assert_fails(
+        &pcpu(&["pins", SMALL, "--at", "A", "--policy", "pcpu:min_run"]),
+        2,
+        &["malformed policy knob `min_run`"],
+    );
+}

@@ -59,8 +59,8 @@ pub use classes::{ClassHint, ClassPages};
 pub use error::{AllocError, FreeError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MIN_UNIT_SIZE};
 pub use policy::{
-    Policy, PolicyKind, UnknownPolicy, EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW,
-    SLOT_FAIL_THRESHOLD,
+    Policy, PolicyKind, PolicyParseError, UnknownPolicy, EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW,
+    KNOBS, SLOT_FAIL_THRESHOLD,
 };
 pub use stats::{chunk_stats, ChunkStats, GlobalStats};
 

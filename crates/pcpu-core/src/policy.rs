@@ -3,6 +3,7 @@
 //! new [`PolicyKind`] with its free-path decision ([`Policy::on_free`]) and its
 //! balance stages ([`Policy::stages`]).
 
+use alloc::string::String;
 use core::fmt;
 use core::str::FromStr;
 
@@ -184,9 +185,202 @@ impl Default for Policy {
     }
 }
 
+/// Prints the policy's name, then every knob that differs from that named
+/// policy's defaults (`pcpu:refault_reserve_divisor=4:sideline=false`): the
+/// form [`FromStr`] accepts, so a policy prints and parses back unchanged.
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.name())?;
+        let base = Policy::named(self.kind);
+        for knob in KNOBS {
+            let v = self.knob(knob);
+            if v != base.knob(knob) {
+                write!(f, ":{knob}={v}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The knobs that [`Policy::set`] accepts, in display order.
+pub const KNOBS: [&str; 11] = [
+    "empty_pop_low",
+    "empty_pop_high",
+    "reclaim_divisor",
+    "reclaim_min_pages",
+    "rfc_marked_threshold",
+    "reclaim_surplus",
+    "refault_reserve_divisor",
+    "sideline",
+    "class_placement",
+    "min_run",
+    "class_capacity",
+];
+
+/// A knob's value, as [`Policy::set`] parses it and `Display` prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KnobValue {
+    Int(i64),
+    /// `usize::MAX`, printed as `max` (`reclaim_divisor=max`: any page).
+    Max,
+    Bool(bool),
+}
+
+impl fmt::Display for KnobValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KnobValue::Int(v) => write!(f, "{v}"),
+            KnobValue::Max => f.write_str("max"),
+            KnobValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+fn count(v: usize) -> KnobValue {
+    if v == usize::MAX {
+        KnobValue::Max
+    } else {
+        KnobValue::Int(v as i64)
+    }
+}
+
+/// Why a policy specification was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyParseError {
+    /// Not one of the named policies.
+    UnknownPolicy,
+    /// `knob=value` names no knob.
+    UnknownKnob(String),
+    /// The value does not fit the knob.
+    BadValue {
+        /// The knob.
+        knob: &'static str,
+        /// The rejected text.
+        value: String,
+        /// What the knob takes.
+        expected: &'static str,
+    },
+    /// A `:`-separated part is not `knob=value`.
+    Malformed(String),
+}
+
+impl fmt::Display for PolicyParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyParseError::UnknownPolicy => fmt::Display::fmt(&UnknownPolicy, f),
+            PolicyParseError::UnknownKnob(k) => write!(
+                f,
+                "unknown policy knob `{k}` (expected one of: {})",
+                KNOBS.join(", ")
+            ),
+            PolicyParseError::BadValue {
+                knob,
+                value,
+                expected,
+            } => write!(
+                f,
+                "bad value `{value}` for policy knob `{knob}`: expected {expected}"
+            ),
+            PolicyParseError::Malformed(part) => write!(
+                f,
+                "malformed policy knob `{part}` (expected NAME:knob=value:knob=value...)"
+            ),
+        }
+    }
+}
+
+impl Policy {
+    /// The named policy `kind` with its defaults (`Policy::pcpu()` for
+    /// [`PolicyKind::Pcpu`], the kernel's constants otherwise).
+    pub const fn named(kind: PolicyKind) -> Self {
+        match kind {
+            PolicyKind::Pcpu => Policy::pcpu(),
+            k => Policy::new(k),
+        }
+    }
+
+    fn knob(&self, knob: &str) -> KnobValue {
+        match knob {
+            "empty_pop_low" => KnobValue::Int(self.empty_pop_low.into()),
+            "empty_pop_high" => KnobValue::Int(self.empty_pop_high.into()),
+            "reclaim_divisor" => count(self.reclaim_divisor),
+            "reclaim_min_pages" => count(self.reclaim_min_pages),
+            "rfc_marked_threshold" => count(self.rfc_marked_threshold),
+            "reclaim_surplus" => KnobValue::Int(self.reclaim_surplus.into()),
+            "refault_reserve_divisor" => count(self.refault_reserve_divisor),
+            "sideline" => KnobValue::Bool(self.sideline),
+            "class_placement" => KnobValue::Bool(self.class_placement),
+            "min_run" => count(self.min_run),
+            "class_capacity" => count(self.class_capacity),
+            _ => KnobValue::Int(0),
+        }
+    }
+
+    /// Set one knob from text (`"reclaim_divisor", "8"`): counts take an
+    /// integer or `max`, switches `true`/`false` (or `on`/`off`). The knobs
+    /// are [`KNOBS`]; on error the policy is unchanged.
+    ///
+    /// ```
+    /// let mut p = pcpu_core::Policy::pcpu();
+    /// p.set("refault_reserve_divisor", "4").unwrap();
+    /// p.set("sideline", "off").unwrap();
+    /// assert_eq!(p.to_string(), "pcpu:refault_reserve_divisor=4:sideline=false");
+    /// assert_eq!(p.to_string().parse::<pcpu_core::Policy>(), Ok(p));
+    /// assert!(p.set("empty_pop_high", "-1").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`PolicyParseError::UnknownKnob`] or [`PolicyParseError::BadValue`].
+    pub fn set(&mut self, knob: &str, value: &str) -> Result<(), PolicyParseError> {
+        let Some(&name) = KNOBS.iter().find(|k| **k == knob) else {
+            return Err(PolicyParseError::UnknownKnob(knob.into()));
+        };
+        let bad = |expected| PolicyParseError::BadValue {
+            knob: name,
+            value: value.into(),
+            expected,
+        };
+        let flag = || match value {
+            "true" | "on" => Ok(true),
+            "false" | "off" => Ok(false),
+            _ => Err(bad("true or false")),
+        };
+        let uint = || {
+            if value == "max" {
+                Ok(usize::MAX)
+            } else {
+                value
+                    .parse::<usize>()
+                    .map_err(|_| bad("a count (0 or more) or max"))
+            }
+        };
+        let pages = |lo: i32| {
+            value
+                .parse::<i32>()
+                .ok()
+                .filter(|v| *v >= lo && *v <= 1 << 20)
+                .ok_or_else(|| bad("a page count up to 1048576 (HIGH at least 1)"))
+        };
+        let mut p = *self;
+        match name {
+            "empty_pop_low" => p.empty_pop_low = pages(0)?,
+            "empty_pop_high" => p.empty_pop_high = pages(1)?,
+            "reclaim_divisor" => p.reclaim_divisor = uint()?.max(1),
+            "reclaim_min_pages" => p.reclaim_min_pages = uint()?,
+            "rfc_marked_threshold" => p.rfc_marked_threshold = uint()?,
+            "reclaim_surplus" => p.reclaim_surplus = pages(0)?,
+            "refault_reserve_divisor" => p.refault_reserve_divisor = uint()?,
+            "sideline" => p.sideline = flag()?,
+            "class_placement" => p.class_placement = flag()?,
+            "min_run" => p.min_run = uint()?,
+            "class_capacity" => p.class_capacity = uint()?.clamp(1, 1 << 16),
+            _ => unreachable!("every name in KNOBS is handled"),
+        }
+        if p.empty_pop_low > p.empty_pop_high {
+            return Err(bad("LOW at most HIGH (set empty_pop_high first)"));
+        }
+        *self = p;
+        Ok(())
     }
 }
 
@@ -202,18 +396,27 @@ impl fmt::Display for UnknownPolicy {
     }
 }
 
+/// `NAME` or `NAME:knob=value:knob=value...` (see [`Policy::set`]).
 impl FromStr for Policy {
-    type Err = UnknownPolicy;
+    type Err = PolicyParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let kind = match s {
+        let mut parts = s.split(':');
+        let kind = match parts.next().unwrap_or("") {
             "linux-5.11" => PolicyKind::Linux511,
             "seed-rfc" => PolicyKind::SeedRfc,
             "linux-5.14" => PolicyKind::Linux514,
             "linux-6.1" => PolicyKind::Linux61,
-            "pcpu" => return Ok(Policy::pcpu()),
-            _ => return Err(UnknownPolicy),
+            "pcpu" => PolicyKind::Pcpu,
+            _ => return Err(PolicyParseError::UnknownPolicy),
         };
-        Ok(Policy::new(kind))
+        let mut p = Policy::named(kind);
+        for part in parts {
+            let Some((k, v)) = part.split_once('=') else {
+                return Err(PolicyParseError::Malformed(part.into()));
+            };
+            p.set(k.trim(), v.trim())?;
+        }
+        Ok(p)
     }
 }
 

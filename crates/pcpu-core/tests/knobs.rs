@@ -59,3 +59,69 @@ fn sidelining_off_returns_them_to_their_slots() {
         assert!(a.nr_populated() < peak, "{}", p.name());
     }
 }
+
+#[test]
+fn policies_print_and_parse_back() {
+    for p in Policy::all() {
+        // Named defaults print as the bare name.
+        assert_eq!(p.to_string(), p.name());
+        assert_eq!(p.name().parse::<Policy>(), Ok(p));
+        // Every knob set to a non-default value round-trips.
+        for knob in KNOBS {
+            let mut q = p;
+            let value = match knob {
+                "sideline" => {
+                    if p.sideline {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
+                "class_placement" => {
+                    if p.class_placement {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
+                "empty_pop_high" => "9",
+                "reclaim_divisor" | "min_run" => "7",
+                _ => "3",
+            };
+            q.set(knob, value).unwrap();
+            assert_ne!(q, p, "{knob}={value} changes {}", p.name());
+            let s = q.to_string();
+            assert!(s.starts_with(p.name()) && s.contains(knob), "{s}");
+            assert_eq!(s.parse::<Policy>(), Ok(q), "{s}");
+        }
+    }
+    let mut any = Policy::new(PolicyKind::Linux514);
+    any.set("reclaim_divisor", "max").unwrap();
+    assert_eq!(any.to_string(), "linux-5.14:reclaim_divisor=max");
+}
+
+#[test]
+fn bad_knobs_are_rejected_and_change_nothing() {
+    let mut p = Policy::pcpu();
+    for (k, v) in [
+        ("nope", "1"),
+        ("sideline", "maybe"),
+        ("empty_pop_high", "0"),
+        ("empty_pop_low", "-1"),
+        ("empty_pop_low", "5"), // above HIGH (4)
+        ("reclaim_divisor", "-2"),
+        ("min_run", "lots"),
+    ] {
+        let e = p.set(k, v).unwrap_err();
+        assert!(!e.to_string().is_empty());
+        assert_eq!(p, Policy::pcpu(), "{k}={v} left the policy unchanged");
+    }
+    assert!(matches!(
+        "pcpu:min_run".parse::<Policy>(),
+        Err(PolicyParseError::Malformed(_))
+    ));
+    assert_eq!(
+        "linux-9.9:sideline=true".parse::<Policy>(),
+        Err(PolicyParseError::UnknownPolicy)
+    );
+}

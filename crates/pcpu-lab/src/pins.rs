@@ -249,7 +249,7 @@ pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
     PinsReport {
         trace: input.name.clone(),
         phase: phase.to_string(),
-        policy: p.name().to_string(),
+        policy: p.to_string(),
         classes: String::new(),
         units,
         page_size: page,

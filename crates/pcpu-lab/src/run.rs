@@ -554,7 +554,7 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
     Ok(RunResult {
         input: input.name.clone(),
         label: v.label.clone(),
-        policy: v.policy.name().to_string(),
+        policy: v.policy.to_string(),
         classes: if v.policy.class_placement {
             class_name(v.classes)
         } else {

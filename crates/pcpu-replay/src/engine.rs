@@ -315,7 +315,7 @@ impl Replayer {
         let base_pages = a.nr_populated() as u64;
         let report = Report {
             schema: 1,
-            policy: cfg.policy.name().to_string(),
+            policy: cfg.policy.to_string(),
             placement: match cfg.placement {
                 Placement::Simulate => "simulate",
                 Placement::Kernel => "kernel",
