@@ -11,7 +11,7 @@ use crate::classes::ClassTable;
 use crate::error::AllocError;
 use crate::geometry::Geometry;
 use crate::policy::{Policy, PolicyKind, SLOT_FAIL_THRESHOLD};
-use crate::slots::{Entry, Lists, SlotLayout};
+use crate::slots::{slot_key, Entry, Lists, SlotLayout};
 use crate::stats::GlobalStats;
 use crate::{ChunkId, MIN_ALLOC_SIZE};
 
@@ -235,6 +235,7 @@ impl Allocator {
     }
 
     /// Validate and round a request (`pcpu_alloc` steps 2-3).
+    #[inline]
     pub fn request(&self, size: usize, align: usize) -> Result<Request, AllocError> {
         let align = align.max(MIN_ALLOC_SIZE);
         let max = self.geo.max_alloc_size();
@@ -310,6 +311,7 @@ impl Allocator {
     }
 
     /// `pcpu_reintegrate_chunk`.
+    #[inline]
     pub(crate) fn reintegrate(&mut self, id: u32) {
         let c = self.cm(id);
         if c.isolated {
@@ -413,12 +415,13 @@ impl Allocator {
         }
     }
 
-    /// `pcpu_should_reclaim_chunk` (5.14, percpu-vm.c).
-    pub(crate) fn should_reclaim(&self, id: u32) -> bool {
+    /// `pcpu_should_reclaim_chunk` (5.14, percpu-vm.c); `c` is chunk `id`, as
+    /// the caller looked it up.
+    #[inline]
+    pub(crate) fn should_reclaim(&self, id: u32, c: &Chunk) -> bool {
         if id == self.first || Some(id) == self.reserved {
             return false;
         }
-        let c = self.c(id);
         let high = self.policy.empty_pop_high;
         let threshold =
             (c.nr_pages / self.policy.reclaim_divisor).max(self.policy.reclaim_min_pages);
@@ -556,6 +559,7 @@ impl Allocator {
     /// `area_found`). Non-atomic: the area may lie on unpopulated pages, see
     /// [`Allocator::next_unpopulated`]. `Err(NeedsChunk)` asks the caller to
     /// create a chunk and retry; other errors are final.
+    #[inline]
     pub fn alloc_area(
         &mut self,
         req: Request,
@@ -632,15 +636,17 @@ impl Allocator {
     }
 
     /// `pcpu_alloc_area` + relocation + stats (`pcpu_stats_area_alloc`).
+    #[inline]
     pub(crate) fn place(&mut self, id: u32, req: Request, start: i32) -> Option<Allocation> {
         let layout = self.layout;
         let c = self.arena[id as usize].chunk_mut()?;
-        let oslot = layout.chunk_slot(c);
+        let okey = slot_key(c);
         let (bit_off, delta) = c.alloc_area(req.bits, req.bit_align, start)?;
         let size = req.size as u64;
         c.nr_alloc += 1;
         c.max_alloc_size = c.max_alloc_size.max(size);
-        let (nslot, isolated, detached) = (layout.chunk_slot(c), c.isolated, c.detached);
+        let (oslot, nslot) = layout.slot_change(okey, slot_key(c));
+        let (isolated, detached) = (c.isolated, c.detached);
         self.area_changed(id, delta, oslot, nslot, isolated, detached);
         self.stats.on_alloc(size);
         Some(Allocation {
@@ -689,6 +695,7 @@ impl Allocator {
     /// Two-phase allocation, step 2: the first unpopulated page run under
     /// `area`, to be populated by the caller and committed with
     /// [`Allocator::commit_populated`].
+    #[inline]
     pub fn next_unpopulated(&self, area: &Allocation) -> Option<Range<usize>> {
         let c = self.chunk(area.chunk)?;
         if c.nr_populated == c.nr_pages {
@@ -739,6 +746,7 @@ impl Allocator {
 
     /// Two-phase allocation, last step: the kernel's post-allocation check
     /// (schedule the balance work when empty pages run low).
+    #[inline]
     pub fn finish_alloc(&mut self) {
         if self.reserve_empty_pages() < self.policy.empty_pop_low {
             self.balance_pending = true;

@@ -107,6 +107,27 @@ impl Bitmap {
         }
     }
 
+    /// Set bits `start` and `start + len` and clear the `len - 1` bits between
+    /// them (`len >= 1`): the boundary-map marks of a new allocation of `len`
+    /// bits, the same as `set(start)`, `clear_range(start + 1, len - 1)`,
+    /// `set(start + len)` in one word update when both ends share a word.
+    #[inline]
+    pub fn mark_bounds(&mut self, start: usize, len: usize) {
+        debug_assert!(len >= 1 && start + len < self.nbits);
+        let end = start + len;
+        if start / W == end / W {
+            let lo = start % W;
+            // len <= 63 here, so the shifts stay below 64.
+            let inner = ((1u64 << len) - 1) << lo;
+            let w = &mut self.words[start / W];
+            *w = (*w & !inner) | (1 << lo) | (1 << (end % W));
+            return;
+        }
+        self.set(start);
+        self.clear_range(start + 1, len - 1);
+        self.set(end);
+    }
+
     /// Set every bit.
     pub fn fill(&mut self) {
         let n = self.nbits;
@@ -295,6 +316,26 @@ mod tests {
         assert_eq!(runs, [3..73, 130..131, 190..200, 205..300]);
         let clear: Vec<_> = b.clear_runs(0, 300).collect();
         assert_eq!(clear, [0..3, 73..130, 131..190, 200..205]);
+    }
+
+    #[test]
+    fn mark_bounds_matches_set_clear_set() {
+        for start in [0, 1, 30, 62, 63, 64, 100, 127, 190] {
+            for len in [1, 2, 3, 31, 62, 63, 64, 65, 100] {
+                if start + len >= 300 {
+                    continue;
+                }
+                let mut a = Bitmap::new(300);
+                a.set_range(0, 300);
+                a.clear_range(start / 2, 70);
+                let mut b = a.clone();
+                a.mark_bounds(start, len);
+                b.set(start);
+                b.clear_range(start + 1, len - 1);
+                b.set(start + len);
+                assert_eq!(a, b, "start {start} len {len}");
+            }
+        }
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl BlockMd {
     /// Update the hints with a complete free run `[start, end)`
     /// (`pcpu_block_update`).
     #[doc(alias = "pcpu_block_update")]
+    #[inline]
     pub fn update(&mut self, start: i32, end: i32) {
         let contig = end - start;
         self.first_free = self.first_free.min(start);

@@ -233,37 +233,41 @@ impl Chunk {
     /// `pcpu_next_md_free_region`: next free run described by the block hints,
     /// stitching runs across blocks. Returns `(bit_off, bits)`; `bit_off >=
     /// map_bits` ends the walk.
+    #[inline]
     fn next_md_free_region(&self, mut bit_off: i32) -> (i32, i32) {
+        let bb = self.block_bits;
+        let blocks = &self.md_blocks[..self.nr_pages];
         let mut i = self.block_index(bit_off);
         let mut block_off = self.block_off(bit_off);
-        let mut bits = 0;
-        while i < self.nr_pages {
-            let block = &self.md_blocks[i];
-            if bits != 0 {
-                bits += block.left_free;
-                if block.left_free == self.block_bits {
-                    i += 1;
-                    continue;
-                }
-                return (bit_off, bits);
-            }
-            bits = block.contig_hint;
+        while let Some(block) = blocks.get(i) {
+            let bits = block.contig_hint;
             if bits != 0
                 && block.contig_hint_start >= block_off
-                && bits + block.contig_hint_start < self.block_bits
+                && bits + block.contig_hint_start < bb
             {
                 return (self.block_base(i) + block.contig_hint_start, bits);
             }
             block_off = 0;
-            bits = block.right_free;
-            bit_off = (i as i32 + 1) * self.block_bits - block.right_free;
+            let mut bits = block.right_free;
+            bit_off = (i as i32 + 1) * bb - block.right_free;
             i += 1;
+            if bits != 0 {
+                // Stitch the run across the following blocks.
+                for next in &blocks[i..] {
+                    bits += next.left_free;
+                    if next.left_free != bb {
+                        break;
+                    }
+                }
+                return (bit_off, bits);
+            }
         }
-        (bit_off, bits)
+        (bit_off, 0)
     }
 
     /// `pcpu_next_fit_region`: next candidate start for `alloc_bits` at
     /// `align`; `bit_off == map_bits` means none.
+    #[inline(always)]
     fn next_fit_region(&self, alloc_bits: i32, align: i32, mut bit_off: i32) -> (i32, i32) {
         let mut i = self.block_index(bit_off);
         let mut block_off = self.block_off(bit_off);
@@ -318,6 +322,7 @@ impl Chunk {
     /// `pcpu_find_block_fit`: bit offset to start the area search for
     /// `alloc_bits` at `align` bits, or `None`.
     #[doc(alias = "pcpu_find_block_fit")]
+    #[inline]
     pub(crate) fn find_block_fit(
         &self,
         alloc_bits: i32,
@@ -345,6 +350,7 @@ impl Chunk {
     /// `pcpu_find_zero_area`: first aligned run of `nr` clear bits in
     /// `[start, size)`, remembering the largest run skipped. Returns a value
     /// `>= size` when nothing fits.
+    #[inline(always)]
     fn find_zero_area(
         &self,
         size: usize,
@@ -390,6 +396,7 @@ impl Chunk {
     /// `align` searching from `start`. Returns the bit offset and the empty
     /// page delta (already applied to `nr_empty_pop_pages`).
     #[doc(alias = "pcpu_alloc_area")]
+    #[inline(always)]
     pub(crate) fn alloc_area(
         &mut self,
         alloc_bits: i32,
@@ -408,9 +415,7 @@ impl Chunk {
         }
         let bits = alloc_bits as usize;
         self.alloc_map.set_range(bit_off, bits);
-        self.bound_map.set(bit_off);
-        self.bound_map.clear_range(bit_off + 1, bits - 1);
-        self.bound_map.set(bit_off + bits);
+        self.bound_map.mark_bounds(bit_off, bits);
         self.free_bytes -= alloc_bits * 4;
         let bit_off = bit_off as i32;
         if bit_off == self.chunk_md.first_free {
@@ -454,6 +459,7 @@ impl Chunk {
 
     /// Size in bits of the live allocation starting at `bit_off`, or `None`
     /// when `bit_off` is not the start of a live allocation.
+    #[inline(always)]
     pub(crate) fn live_area_bits(&self, bit_off: i32) -> Option<i32> {
         let lo = self.start_offset / 4;
         let hi = self.map_bits - self.end_offset / 4;
@@ -474,6 +480,7 @@ impl Chunk {
     /// `bits` bits starting at `bit_off` (its size as found in the boundary
     /// map by [`Chunk::live_area_bits`]). Returns the empty delta.
     #[doc(alias = "pcpu_free_area")]
+    #[inline(always)]
     pub(crate) fn free_area(&mut self, bit_off: i32, bits: i32) -> EmptyDelta {
         debug_assert_eq!(self.live_area_bits(bit_off), Some(bits));
         self.alloc_map.clear_range(bit_off as usize, bits as usize);
@@ -507,6 +514,7 @@ impl Chunk {
 
     /// `pcpu_chunk_refresh_hint`: rebuild the chunk's contig hint from the
     /// block hints.
+    #[inline]
     fn chunk_refresh_hint(&mut self, full_scan: bool) {
         let mut bit_off;
         if !full_scan && self.chunk_md.scan_hint != 0 {
@@ -522,6 +530,10 @@ impl Chunk {
         while off < self.map_bits {
             self.chunk_md.update(off, off + bits);
             bit_off = off + bits + 1;
+            if bit_off >= self.map_bits {
+                // next_md_free_region would return (bit_off, 0): done.
+                break;
+            }
             (off, bits) = self.next_md_free_region(bit_off);
         }
     }
@@ -529,10 +541,23 @@ impl Chunk {
     /// `pcpu_block_refresh_hint`: rescan one block. Reproduces the kernel's
     /// behaviour when the promoted scan hint ends at the block's right edge:
     /// nothing is scanned and `right_free` stays 0.
-    fn block_refresh_hint(&mut self, index: usize) {
+    ///
+    /// Called right after `alloc_map` gained an allocation ending at
+    /// block-relative bit `alloc_end` (clamped to the block) that overlaps the
+    /// block's contig hint. The hint's region was entirely free before that
+    /// allocation (a checked invariant), so bits from `max(contig_hint_start,
+    /// alloc_end)` to the hint's end are still clear: a run starting there
+    /// needs no word-by-word search for its end before the hint's end. The
+    /// runs found, and so the `update` calls made, are exactly those of a
+    /// full rescan.
+    #[inline]
+    fn block_refresh_hint(&mut self, index: usize, alloc_end: i32) {
         let base = self.block_base(index) as usize;
         let bb = self.block_bits as usize;
         let block = &mut self.md_blocks[index];
+        // Still clear: [known, known_end) (empty when the hint is).
+        let known = base + block.contig_hint_start.max(alloc_end) as usize;
+        let known_end = base + (block.contig_hint_start + block.contig_hint) as usize;
         let start = if block.scan_hint != 0 {
             let s = block.scan_hint_start + block.scan_hint;
             block.contig_hint_start = block.scan_hint_start;
@@ -544,13 +569,26 @@ impl Chunk {
             block.first_free
         };
         block.right_free = 0;
-        self.alloc_map
-            .for_each_clear_run(base + start as usize, base + bb, |s, e| {
-                block.update((s - base) as i32, (e - base) as i32);
-            });
+        let map = &self.alloc_map;
+        let to = base + bb;
+        let mut pos = base + start as usize;
+        while pos < to {
+            let s = map.find_next_zero_bit(to, pos);
+            if s >= to {
+                return;
+            }
+            let e = if s >= known && s < known_end {
+                map.find_next_bit(to, known_end)
+            } else {
+                map.find_next_bit(to, s)
+            };
+            block.update((s - base) as i32, (e - base) as i32);
+            pos = e;
+        }
     }
 
     /// `pcpu_block_update_hint_alloc`. Returns the empty page delta (<= 0).
+    #[inline]
     fn block_update_hint_alloc(&mut self, bit_off: i32, bits: i32) -> EmptyDelta {
         let bb = self.block_bits;
         let s_index = self.block_index(bit_off);
@@ -579,7 +617,7 @@ impl Chunk {
                 if s_off == 0 {
                     s_block.left_free = 0;
                 }
-                self.block_refresh_hint(s_index);
+                self.block_refresh_hint(s_index, (s_off + bits).min(bb));
             } else {
                 s_block.left_free = s_block.left_free.min(s_off);
                 s_block.right_free = if s_index == e_index {
@@ -609,7 +647,7 @@ impl Chunk {
                 }
                 e_block.left_free = 0;
                 if e_off > e_block.contig_hint_start {
-                    self.block_refresh_hint(e_index);
+                    self.block_refresh_hint(e_index, e_off);
                 } else {
                     e_block.right_free = e_block.right_free.min(bb - e_off);
                 }
@@ -639,6 +677,7 @@ impl Chunk {
     /// block other than block 0 only lowers the chunk's `first_free`: the
     /// kernel passes a block-relative end to the chunk-level update, which
     /// makes the run length negative (DESIGN.md, "W1").
+    #[inline]
     fn block_update_hint_free(&mut self, bit_off: i32, bits: i32) -> EmptyDelta {
         let bb = self.block_bits;
         let s_index = self.block_index(bit_off);

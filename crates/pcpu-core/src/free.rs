@@ -2,9 +2,10 @@
 //! after a free.
 
 use crate::allocator::Allocator;
+use crate::chunk::Chunk;
 use crate::error::FreeError;
 use crate::policy::PolicyKind;
-use crate::slots::Entry;
+use crate::slots::{slot_key, Entry, SlotLayout};
 use crate::{ChunkId, MIN_ALLOC_SIZE};
 
 // === impl Allocator: free ===
@@ -40,16 +41,14 @@ impl Allocator {
     #[doc(alias = "free_percpu")]
     pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
         let id = chunk.0;
-        let bits = match self.arena.get(id as usize).and_then(Entry::chunk) {
-            Some(c)
-                if offset % MIN_ALLOC_SIZE == 0
-                    && offset / MIN_ALLOC_SIZE < c.map_bits as usize =>
-            {
-                c.live_area_bits((offset / MIN_ALLOC_SIZE) as i32)
+        let bit_off = offset / MIN_ALLOC_SIZE;
+        let live = match self.arena.get_mut(id as usize).and_then(Entry::chunk_mut) {
+            Some(c) if offset % MIN_ALLOC_SIZE == 0 && bit_off < c.map_bits as usize => {
+                c.live_area_bits(bit_off as i32).map(|bits| (c, bits))
             }
             _ => None,
         };
-        let Some(bits) = bits else {
+        let Some((c, bits)) = live else {
             // Not a live allocation: say why, state unchanged.
             return Err(self.allocation_size(chunk, offset).err().unwrap_or(
                 FreeError::NotAllocated {
@@ -59,32 +58,33 @@ impl Allocator {
                 },
             ));
         };
-        self.free_area_in(id, (offset / MIN_ALLOC_SIZE) as i32, bits);
+        let (delta, oslot, nslot) = free_in(self.layout, c, bit_off as i32, bits);
+        let (isolated, detached) = (c.isolated, c.detached);
+        self.area_changed(id, delta, oslot, nslot, isolated, detached);
+        self.stats.on_free();
         self.after_free(id);
         Ok(bits as usize * MIN_ALLOC_SIZE)
     }
 
     /// `pcpu_free_area` + relocation + stats.
     pub(crate) fn free_area_in(&mut self, id: u32, bit_off: i32, bits: i32) -> i32 {
-        let layout = self.layout;
         let c = self.arena[id as usize].chunk_mut().expect("live chunk");
-        let oslot = layout.chunk_slot(c);
-        let delta = c.free_area(bit_off, bits);
-        c.nr_alloc -= 1;
-        let (nslot, isolated, detached) = (layout.chunk_slot(c), c.isolated, c.detached);
+        let (delta, oslot, nslot) = free_in(self.layout, c, bit_off, bits);
+        let (isolated, detached) = (c.isolated, c.detached);
         self.area_changed(id, delta, oslot, nslot, isolated, detached);
         self.stats.on_free();
         bits
     }
 
     /// The policy's decision after a free (`free_percpu`'s tail).
+    #[inline]
     pub(crate) fn after_free(&mut self, id: u32) {
         let unit = self.geo.unit_size() as i32;
         let c = self.c(id);
         let fully_free = c.free_bytes == unit;
         match self.policy.kind {
             PolicyKind::Pcpu => {
-                if self.should_reclaim(id) {
+                if self.should_reclaim(id, c) {
                     self.isolate(id);
                     self.balance_pending = true;
                 } else if !c.isolated && fully_free && self.free_slot_has_other(id) {
@@ -96,7 +96,7 @@ impl Allocator {
                     if self.free_slot_has_other(id) {
                         self.balance_pending = true;
                     }
-                } else if self.should_reclaim(id) {
+                } else if self.should_reclaim(id, c) {
                     self.isolate(id);
                     self.balance_pending = true;
                 }
@@ -130,4 +130,16 @@ impl Allocator {
             }
         }
     }
+}
+
+/// `pcpu_free_area` on chunk `c` plus its allocation count: the empty page
+/// delta and the chunk's slots before and after, as
+/// [`SlotLayout::slot_change`] gives them.
+#[inline(always)]
+fn free_in(layout: SlotLayout, c: &mut Chunk, bit_off: i32, bits: i32) -> (i32, usize, usize) {
+    let okey = slot_key(c);
+    let delta = c.free_area(bit_off, bits);
+    c.nr_alloc -= 1;
+    let (oslot, nslot) = layout.slot_change(okey, slot_key(c));
+    (delta, oslot, nslot)
 }

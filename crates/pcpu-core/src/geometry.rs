@@ -149,6 +149,7 @@ impl Geometry {
     }
 
     /// Page size in bytes.
+    #[inline]
     pub fn page_size(&self) -> usize {
         self.page_size
     }
@@ -157,10 +158,12 @@ impl Geometry {
         self.nr_units
     }
     /// Pages per unit.
+    #[inline]
     pub fn unit_pages(&self) -> usize {
         self.unit_pages
     }
     /// Bytes per unit.
+    #[inline]
     pub fn unit_size(&self) -> usize {
         self.unit_pages * self.page_size
     }
@@ -176,10 +179,12 @@ impl Geometry {
     }
     /// Largest single allocation: `PCPU_MIN_UNIT_SIZE`, or the unit size when
     /// it is smaller (only possible with test geometries).
+    #[inline]
     pub fn max_alloc_size(&self) -> usize {
         MIN_UNIT_SIZE.min(self.unit_size())
     }
     /// Bits per page block (`PCPU_BITMAP_BLOCK_BITS`).
+    #[inline]
     pub fn block_bits(&self) -> usize {
         self.page_size / crate::MIN_ALLOC_SIZE
     }

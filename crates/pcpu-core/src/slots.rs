@@ -58,11 +58,41 @@ impl SlotLayout {
     /// `pcpu_chunk_slot`.
     #[inline]
     pub(crate) fn chunk_slot(&self, c: &Chunk) -> usize {
-        if c.free_bytes < crate::MIN_ALLOC_SIZE as i32 || c.chunk_md.contig_hint == 0 {
+        self.key_slot(slot_key(c))
+    }
+
+    /// [`SlotLayout::chunk_slot`] of a chunk whose [`slot_key`] is `key`.
+    #[inline]
+    fn key_slot(&self, key: i32) -> usize {
+        if key == 0 {
             0
         } else {
-            self.size_to_slot(c.chunk_md.contig_hint as usize * crate::MIN_ALLOC_SIZE)
+            self.size_to_slot(key as usize * crate::MIN_ALLOC_SIZE)
         }
+    }
+
+    /// The slots `(old, new)` of a chunk whose [`slot_key`] went from `okey`
+    /// to `nkey`, for `Allocator::area_changed`, which only asks whether and
+    /// which way they differ: equal keys give `(0, 0)` without working the
+    /// slots out.
+    #[inline]
+    pub(crate) fn slot_change(&self, okey: i32, nkey: i32) -> (usize, usize) {
+        if okey == nkey {
+            (0, 0)
+        } else {
+            (self.key_slot(okey), self.key_slot(nkey))
+        }
+    }
+}
+
+/// Everything [`SlotLayout::chunk_slot`] depends on: 0 for a full chunk (less
+/// than one unit free, or no free run), else the chunk's contig hint.
+#[inline]
+pub(crate) fn slot_key(c: &Chunk) -> i32 {
+    if c.free_bytes < crate::MIN_ALLOC_SIZE as i32 || c.chunk_md.contig_hint == 0 {
+        0
+    } else {
+        c.chunk_md.contig_hint
     }
 }
 

@@ -38,6 +38,7 @@ impl GlobalStats {
             ..Default::default()
         }
     }
+    #[inline]
     pub(crate) fn on_alloc(&mut self, size: u64) {
         self.nr_alloc += 1;
         self.nr_cur_alloc += 1;
@@ -45,6 +46,7 @@ impl GlobalStats {
         self.min_alloc_size = self.min_alloc_size.min(size);
         self.max_alloc_size = self.max_alloc_size.max(size);
     }
+    #[inline]
     pub(crate) fn on_free(&mut self) {
         self.nr_dealloc += 1;
         self.nr_cur_alloc -= 1;
