@@ -65,6 +65,34 @@ impl Allocation {
     }
 }
 
+/// What [`Allocator::area_changed`] needs to know after an area of a chunk
+/// was allocated or freed, read while the chunk was at hand.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AreaChange {
+    /// Change of the chunk's empty populated pages.
+    pub(crate) delta: i32,
+    /// Slots before and after, as [`SlotLayout::slot_change`] gives them.
+    pub(crate) oslot: usize,
+    pub(crate) nslot: usize,
+    pub(crate) isolated: bool,
+    pub(crate) detached: bool,
+}
+
+impl AreaChange {
+    /// The change of chunk `c`, whose [`slot_key`] was `okey` before it.
+    #[inline]
+    pub(crate) fn of(layout: SlotLayout, okey: i32, c: &Chunk, delta: i32) -> Self {
+        let (oslot, nslot) = layout.slot_change(okey, slot_key(c));
+        AreaChange {
+            delta,
+            oslot,
+            nslot,
+            isolated: c.isolated,
+            detached: c.detached,
+        }
+    }
+}
+
 /// A validated request: sizes in bits (`bits`, `bit_align`) plus the rounded
 /// byte values the tracepoint reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -645,9 +673,8 @@ impl Allocator {
         let size = req.size as u64;
         c.nr_alloc += 1;
         c.max_alloc_size = c.max_alloc_size.max(size);
-        let (oslot, nslot) = layout.slot_change(okey, slot_key(c));
-        let (isolated, detached) = (c.isolated, c.detached);
-        self.area_changed(id, delta, oslot, nslot, isolated, detached);
+        let change = AreaChange::of(layout, okey, c, delta);
+        self.area_changed(id, change);
         self.stats.on_alloc(size);
         Some(Allocation {
             chunk: ChunkId(id),
@@ -657,27 +684,19 @@ impl Allocator {
     }
 
     /// After an area of chunk `id` was allocated or freed:
-    /// `pcpu_update_empty_pages` and `pcpu_chunk_relocate`, from values the
+    /// `pcpu_update_empty_pages` and `pcpu_chunk_relocate`, from what the
     /// caller read in its single chunk lookup.
     #[inline]
-    pub(crate) fn area_changed(
-        &mut self,
-        id: u32,
-        delta: i32,
-        oslot: usize,
-        nslot: usize,
-        isolated: bool,
-        detached: bool,
-    ) {
+    pub(crate) fn area_changed(&mut self, id: u32, ch: AreaChange) {
         if Some(id) == self.reserved {
             return;
         }
-        self.nr_empty_all += delta;
-        if !isolated {
-            self.nr_empty_pop_pages += delta;
+        self.nr_empty_all += ch.delta;
+        if !ch.isolated {
+            self.nr_empty_pop_pages += ch.delta;
         }
-        if !isolated && !detached && nslot != oslot {
-            self.lists.move_to(id, nslot, oslot < nslot);
+        if !ch.isolated && !ch.detached && ch.nslot != ch.oslot {
+            self.lists.move_to(id, ch.nslot, ch.oslot < ch.nslot);
         }
     }
 

@@ -213,14 +213,33 @@ impl Bitmap {
     /// Call `f(s, e)` for every maximal run of clear bits `[s, e)` within
     /// `[from, to)`, in order (a word-at-a-time `for_each_clear_bitrange_from`).
     #[inline]
-    pub fn for_each_clear_run(&self, from: usize, to: usize, mut f: impl FnMut(usize, usize)) {
+    pub fn for_each_clear_run(&self, from: usize, to: usize, f: impl FnMut(usize, usize)) {
+        self.for_each_clear_run_known(from, to, 0..0, f);
+    }
+
+    /// [`Bitmap::for_each_clear_run`] when the caller knows that every bit of
+    /// `clear` is clear: a run starting inside `clear` is searched for its end
+    /// from `clear.end` on, not bit by bit from its start. The runs reported
+    /// are the same as without the hint (a wrong hint gives wrong runs).
+    #[inline]
+    pub fn for_each_clear_run_known(
+        &self,
+        from: usize,
+        to: usize,
+        clear: core::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize),
+    ) {
         let mut pos = from;
         while pos < to {
             let s = self.find_next_zero_bit(to, pos);
             if s >= to {
                 return;
             }
-            let e = self.find_next_bit(to, s);
+            let e = if clear.contains(&s) {
+                self.find_next_bit(to, clear.end)
+            } else {
+                self.find_next_bit(to, s)
+            };
             f(s, e);
             pos = e;
         }

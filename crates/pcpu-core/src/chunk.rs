@@ -569,22 +569,12 @@ impl Chunk {
             block.first_free
         };
         block.right_free = 0;
-        let map = &self.alloc_map;
-        let to = base + bb;
-        let mut pos = base + start as usize;
-        while pos < to {
-            let s = map.find_next_zero_bit(to, pos);
-            if s >= to {
-                return;
-            }
-            let e = if s >= known && s < known_end {
-                map.find_next_bit(to, known_end)
-            } else {
-                map.find_next_bit(to, s)
-            };
-            block.update((s - base) as i32, (e - base) as i32);
-            pos = e;
-        }
+        self.alloc_map.for_each_clear_run_known(
+            base + start as usize,
+            base + bb,
+            known..known_end,
+            |s, e| block.update((s - base) as i32, (e - base) as i32),
+        );
     }
 
     /// `pcpu_block_update_hint_alloc`. Returns the empty page delta (<= 0).

@@ -1,7 +1,7 @@
 //! The free path (`free_percpu`, `pcpu_free_area`) and each policy's decision
 //! after a free.
 
-use crate::allocator::Allocator;
+use crate::allocator::{Allocator, AreaChange};
 use crate::chunk::Chunk;
 use crate::error::FreeError;
 use crate::policy::PolicyKind;
@@ -58,10 +58,8 @@ impl Allocator {
                 },
             ));
         };
-        let (delta, oslot, nslot) = free_in(self.layout, c, bit_off as i32, bits);
-        let (isolated, detached) = (c.isolated, c.detached);
-        self.area_changed(id, delta, oslot, nslot, isolated, detached);
-        self.stats.on_free();
+        let change = free_in(self.layout, c, bit_off as i32, bits);
+        self.area_freed(id, change);
         self.after_free(id);
         Ok(bits as usize * MIN_ALLOC_SIZE)
     }
@@ -69,11 +67,16 @@ impl Allocator {
     /// `pcpu_free_area` + relocation + stats.
     pub(crate) fn free_area_in(&mut self, id: u32, bit_off: i32, bits: i32) -> i32 {
         let c = self.arena[id as usize].chunk_mut().expect("live chunk");
-        let (delta, oslot, nslot) = free_in(self.layout, c, bit_off, bits);
-        let (isolated, detached) = (c.isolated, c.detached);
-        self.area_changed(id, delta, oslot, nslot, isolated, detached);
-        self.stats.on_free();
+        let change = free_in(self.layout, c, bit_off, bits);
+        self.area_freed(id, change);
         bits
+    }
+
+    /// Relocation and stats after [`free_in`].
+    #[inline]
+    fn area_freed(&mut self, id: u32, change: AreaChange) {
+        self.area_changed(id, change);
+        self.stats.on_free();
     }
 
     /// The policy's decision after a free (`free_percpu`'s tail).
@@ -132,14 +135,12 @@ impl Allocator {
     }
 }
 
-/// `pcpu_free_area` on chunk `c` plus its allocation count: the empty page
-/// delta and the chunk's slots before and after, as
-/// [`SlotLayout::slot_change`] gives them.
+/// `pcpu_free_area` on chunk `c` plus its allocation count, and what
+/// [`Allocator::area_changed`] needs to know afterwards.
 #[inline(always)]
-fn free_in(layout: SlotLayout, c: &mut Chunk, bit_off: i32, bits: i32) -> (i32, usize, usize) {
+fn free_in(layout: SlotLayout, c: &mut Chunk, bit_off: i32, bits: i32) -> AreaChange {
     let okey = slot_key(c);
     let delta = c.free_area(bit_off, bits);
     c.nr_alloc -= 1;
-    let (oslot, nslot) = layout.slot_change(okey, slot_key(c));
-    (delta, oslot, nslot)
+    AreaChange::of(layout, okey, c, delta)
 }
