@@ -92,17 +92,19 @@ pub(crate) struct State {
 impl State {
     /// The region of live chunk `id`.
     pub(crate) fn region(&self, id: ChunkId) -> Arc<Region> {
-        match self.regions.get(id.0 as usize) {
-            Some(Some(r)) => Arc::clone(r),
-            _ => panic!("pcpu: chunk {} has no region", id.0),
-        }
+        Arc::clone(self.mapped(id))
     }
 
     /// The address arithmetic of live chunk `id`'s region, without taking a
     /// reference on it.
     pub(crate) fn layout(&self, id: ChunkId) -> UnitLayout {
+        self.mapped(id).layout()
+    }
+
+    /// The region of live chunk `id` (every live chunk has one).
+    fn mapped(&self, id: ChunkId) -> &Arc<Region> {
         match self.regions.get(id.0 as usize) {
-            Some(Some(r)) => r.layout(),
+            Some(Some(r)) => r,
             _ => panic!("pcpu: chunk {} has no region", id.0),
         }
     }

@@ -438,7 +438,16 @@ impl UnitLayout {
     /// Address of byte `offset` of unit `unit` ([`Region::addr`]).
     #[inline]
     pub(crate) fn addr(&self, unit: usize, offset: usize) -> NonNull<u8> {
-        debug_assert!(unit < self.nr_units && offset < self.unit_size);
+        debug_assert!(
+            unit < self.nr_units,
+            "unit {unit} out of range ({} units)",
+            self.nr_units
+        );
+        debug_assert!(
+            offset < self.unit_size,
+            "offset {offset} out of range (unit size {})",
+            self.unit_size
+        );
         self.ptr_at(unit.wrapping_mul(self.unit_size).wrapping_add(offset))
     }
 
@@ -601,17 +610,7 @@ impl Region {
     /// populated and the region alive.
     #[inline]
     pub(crate) fn addr(&self, unit: usize, offset: usize) -> NonNull<u8> {
-        debug_assert!(
-            unit < self.nr_units,
-            "unit {unit} out of range ({} units)",
-            self.nr_units
-        );
-        debug_assert!(
-            offset < self.unit_size,
-            "offset {offset} out of range (unit size {})",
-            self.unit_size
-        );
-        self.ptr_at(unit.wrapping_mul(self.unit_size).wrapping_add(offset))
+        self.layout().addr(unit, offset)
     }
 
     /// `base + off` without UB for any `off` (in range it is the exact
