@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 use pcpu_replay::{ReplayConfig, Replayer, Report};
+use pcpu_trace::Record;
 
 use crate::error::{emit, warn, CliError, CliResult};
 use crate::input::{self, plural, CommonArgs, Loaded, Progress, RunArgs};
@@ -42,13 +43,15 @@ pub(crate) struct Replayed {
     pub(crate) unknown_frees: u64,
 }
 
-/// Replays all of `loaded` with `cfg`, advancing `progress` by one per record.
-pub(crate) fn run_replay(
+/// Replays `loaded` with `cfg` up to and including the first record for
+/// which `stop` holds (all of it if none), advancing `progress` by one per
+/// record.
+pub(crate) fn replay_until(
     loaded: &Loaded,
     cfg: ReplayConfig,
     progress: &Progress,
-) -> CliResult<Replayed> {
-    let start = Instant::now();
+    stop: &dyn Fn(&Record) -> bool,
+) -> CliResult<Replayer> {
     let mut rp = Replayer::new(
         loaded.setup.clone(),
         cfg,
@@ -63,9 +66,20 @@ pub(crate) fn run_replay(
             progress.inc((done - last) as u64);
             last = done;
         },
-        &|_| false,
+        stop,
     )
     .map_err(|e| loaded.replay_error(&e))?;
+    Ok(rp)
+}
+
+/// Replays all of `loaded` with `cfg`, advancing `progress` by one per record.
+pub(crate) fn run_replay(
+    loaded: &Loaded,
+    cfg: ReplayConfig,
+    progress: &Progress,
+) -> CliResult<Replayed> {
+    let start = Instant::now();
+    let rp = replay_until(loaded, cfg, progress, &|_| false)?;
     let unknown_frees = rp.unknown_frees();
     let mut report = rp.finish(start.elapsed().as_secs_f64());
     report.trace = loaded.name.clone();

@@ -1,12 +1,11 @@
 //! `pcpu stats`: the allocator's `percpu_stats` at a phase marker.
 
 use clap::Args;
-use pcpu_replay::Replayer;
 use pcpu_trace::Event;
 
 use crate::error::{emit, CliError, CliResult};
 use crate::input::{self, CommonArgs, Progress, RunArgs};
-use crate::replay_cmd::warn_unknown_frees;
+use crate::replay_cmd::{replay_until, warn_unknown_frees};
 
 /// Arguments of `pcpu stats`.
 #[derive(Args, Debug)]
@@ -54,29 +53,10 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
 
     progress.stage("replaying", Some(end as u64 + 1), false);
     let cfg = loaded.config(args.run.policy, args.run.placement.into());
-    let result = (|| {
-        let mut rp = Replayer::new(
-            loaded.setup.clone(),
-            cfg,
-            loaded.has_balance,
-            loaded.has_kprobes,
-        )
-        .map_err(|e| loaded.replay_error(&e))?;
-        let stop_line = loaded.records[end].line;
-        let mut last = 0;
-        rp.run(
-            &loaded.records,
-            &mut |done| {
-                progress.inc((done - last) as u64);
-                last = done;
-            },
-            &|r| r.line == stop_line,
-        )
-        .map_err(|e| loaded.replay_error(&e))?;
-        Ok::<_, CliError>(rp)
-    })();
+    let stop_line = loaded.records[end].line;
+    let result = replay_until(&loaded, cfg, &progress, &|r| r.line == stop_line);
     progress.finish();
     let rp = result?;
-    warn_unknown_frees(args.run.policy.name(), rp.unknown_frees());
+    warn_unknown_frees(&args.run.policy.to_string(), rp.unknown_frees());
     emit(&rp.allocator().percpu_stats())
 }

@@ -45,12 +45,7 @@ fn main() {
                     ..Variant::new(format!("pcpu/{div}"), p)
                 };
                 let r = run(input, &v, &opts).expect("replay");
-                let diffs: Vec<f64> = r
-                    .phases
-                    .iter()
-                    .zip(&b.phases)
-                    .map(|(x, y)| 100.0 * (x.percpu_kb as f64 / y.percpu_kb as f64 - 1.0))
-                    .collect();
+                let diffs = r.phase_changes(&b);
                 let worst = diffs.iter().cloned().fold(f64::MIN, f64::max);
                 let best = diffs.iter().cloned().fold(f64::MAX, f64::min);
                 println!(

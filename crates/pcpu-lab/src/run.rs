@@ -399,6 +399,17 @@ impl RunResult {
     pub fn phase(&self, name: &str) -> Option<&PhaseMetrics> {
         self.phases.iter().find(|p| p.name == name)
     }
+
+    /// Percent change of Percpu against `base` at each phase marker, in
+    /// order (markers where `base` has 0 kB are left out).
+    pub fn phase_changes(&self, base: &RunResult) -> Vec<f64> {
+        self.phases
+            .iter()
+            .zip(&base.phases)
+            .filter(|(_, b)| b.percpu_kb > 0)
+            .map(|(a, b)| (a.percpu_kb as f64 - b.percpu_kb as f64) / b.percpu_kb as f64 * 100.0)
+            .collect()
+    }
 }
 
 fn class_name(c: ClassMode) -> &'static str {

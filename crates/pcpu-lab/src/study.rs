@@ -1118,12 +1118,7 @@ pub fn run_study(
         };
         let mut row = vec![s.short.clone(), l.populated_pages.to_string()];
         for r in rr.input(&s.input.name).unwrap_or(&[]) {
-            let worst = r
-                .phases
-                .iter()
-                .zip(&l.phases)
-                .filter_map(|(a, b)| change(a.percpu_kb, b.percpu_kb))
-                .fold(f64::MIN, f64::max);
+            let worst = r.phase_changes(l).into_iter().fold(f64::MIN, f64::max);
             row.push(format!(
                 "{} ({}), {:+.1}%",
                 r.populated_pages,
