@@ -2,7 +2,8 @@
 //! side in one run (`cargo bench -p pcpu --bench alloc`):
 //!
 //! - `alloc_free`: create and drop one per-CPU `u64` slot set: `PerCpu<AtomicU64>`
-//!   vs a `Box<[CachePadded<AtomicU64>]>` of `possible_cpus()` entries vs a
+//!   (with the default thread cache, and without one) vs a
+//!   `Box<[CachePadded<AtomicU64>]>` of `possible_cpus()` entries vs a
 //!   `thread_local::ThreadLocal<AtomicU64>` (created, used once, dropped).
 //! - `counter/{1,2}t`: one increment per thread per iteration:
 //!   `PerCpuCounter::add` (default batch, and a batch that never folds into
@@ -32,6 +33,14 @@ fn bench_alloc_free(c: &mut Criterion) {
     });
     g.bench_function("pcpu_per_cpu_zeroed<u64>", |b| {
         b.iter(|| black_box(alloc.per_cpu_zeroed::<u64>().unwrap()))
+    });
+    // Every pair through the allocator's lock and bookkeeping, as the kernel.
+    let uncached = PerCpuAllocator::builder()
+        .thread_cache(0)
+        .build()
+        .expect("allocator");
+    g.bench_function("pcpu_PerCpu<AtomicU64>_no_thread_cache", |b| {
+        b.iter(|| black_box(uncached.per_cpu(|_| AtomicU64::new(0)).unwrap()))
     });
     g.bench_function("Box<[CachePadded<AtomicU64>]>", |b| {
         b.iter(|| {

@@ -11,6 +11,7 @@ use pcpu_core::{BalanceReport, InvariantError, Policy};
 
 use crate::balance::Balancer;
 use crate::builder::{Builder, Config};
+use crate::cache;
 use crate::counter::PerCpuCounter;
 use crate::error::Error;
 use crate::handle::{PerCpu, Zeroable};
@@ -165,15 +166,31 @@ impl PerCpuAllocator {
     /// Run one balance run (`pcpu_balance_workfn`) on the calling thread now:
     /// destroy surplus free chunks, depopulate isolated chunks, top up empty
     /// populated pages. Waits for a run in progress on the background thread.
+    ///
+    /// First frees the calling thread's cached areas and asks every other
+    /// thread to free its own at its next allocation or drop
+    /// ([`trim_thread_caches`](Self::trim_thread_caches)).
     #[doc(alias = "pcpu_balance_workfn")]
     pub fn balance_now(&self) -> BalanceReport {
+        cache::trim(self);
         self.inner().balance_run()
     }
 
     /// Balance until no work is pending (at least one run, at most 64).
-    /// Returns the number of runs.
+    /// Returns the number of runs. Trims thread caches first, as
+    /// [`balance_now`](Self::balance_now) does.
     pub fn settle(&self) -> usize {
+        cache::trim(self);
         self.inner().settle(SETTLE_MAX_RUNS)
+    }
+
+    /// Free the areas that the calling thread keeps for reuse
+    /// ([`Builder::thread_cache`](crate::Builder::thread_cache)) now, and ask
+    /// every other thread to free its own at its next allocation or drop of
+    /// a per-CPU object of this allocator (a thread that never touches the
+    /// allocator again keeps its cached areas until it exits).
+    pub fn trim_thread_caches(&self) {
+        cache::trim(self);
     }
 
     /// Wait until the background balance thread is idle: no run in progress
@@ -240,6 +257,7 @@ impl PerCpuAllocator {
 impl PerCpuAllocator {
     /// A snapshot of the allocator's figures.
     pub fn stats(&self) -> Stats {
+        let thread_cached = cache::cached_here(self) as u64;
         let st = self.inner().state();
         let g = st.core.stats();
         Stats {
@@ -248,6 +266,7 @@ impl PerCpuAllocator {
             nr_empty_pop_pages: st.core.nr_empty_pop_pages(),
             chunks: st.core.nr_chunks(),
             live_allocations: g.nr_cur_alloc,
+            thread_cached,
             total_allocations: g.nr_alloc,
             total_frees: g.nr_dealloc,
             failed_allocations: g.nr_failed,

@@ -171,6 +171,7 @@ impl Drop for Balancer {
 }
 
 /// The work item: sleep until the core schedules balance work (or stop).
+/// Each run first moves the cache epoch (`cache` module).
 fn balance_thread(inner: &Inner) {
     let mut st = inner.state();
     loop {
@@ -179,6 +180,11 @@ fn balance_thread(inner: &Inner) {
         }
         if st.core.balance_pending() {
             drop(st);
+            // Threads give their cached areas back at their next operation,
+            // so that what they hold can be reclaimed by a later run.
+            inner
+                .cache_epoch
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             inner.balance_run();
             st = inner.state();
             continue;

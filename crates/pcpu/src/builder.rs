@@ -15,6 +15,12 @@ pub const DEFAULT_UNIT_SIZE: usize = 512 << 10;
 /// Default dynamic area of the first chunk: 16 KiB, pre-populated.
 pub const DEFAULT_FIRST_CHUNK_SIZE: usize = 16 << 10;
 
+/// Default areas per size in each thread's cache ([`Builder::thread_cache`]).
+pub const DEFAULT_THREAD_CACHE: usize = 32;
+
+/// Largest [`Builder::thread_cache`].
+const MAX_THREAD_CACHE: usize = 4096;
+
 /// Largest accepted unit size (handles store offsets and strides in 32 bits).
 const MAX_UNIT_SIZE: usize = 1 << 30;
 
@@ -43,6 +49,7 @@ pub struct Builder {
     first_chunk_size: usize,
     watermarks: Option<(usize, usize)>,
     background_balance: bool,
+    thread_cache: usize,
 }
 
 impl Default for Builder {
@@ -54,6 +61,7 @@ impl Default for Builder {
             first_chunk_size: DEFAULT_FIRST_CHUNK_SIZE,
             watermarks: None,
             background_balance: true,
+            thread_cache: DEFAULT_THREAD_CACHE,
         }
     }
 }
@@ -107,6 +115,23 @@ impl Builder {
     /// [`PerCpuAllocator::balance_now`] or [`PerCpuAllocator::settle`].
     pub fn background_balance(mut self, on: bool) -> Self {
         self.background_balance = on;
+        self
+    }
+
+    /// Freed areas of typed handles ([`PerCpu`](crate::PerCpu)) of up to
+    /// 256 bytes that each thread keeps for reuse, per size and alignment
+    /// (default 32; 0 turns the cache off). A pair of allocation and drop
+    /// served from the cache takes no lock. Cached areas stay allocated (and
+    /// keep the allocator alive) until the thread exits, a push onto a full
+    /// class frees the older half, or [`trim_thread_caches`], `balance_now`
+    /// or `settle` is called; at most 16 (allocator, size, alignment) classes
+    /// per thread.
+    /// Raw allocations are never cached. The kernel has no such cache: turn
+    /// it off to place objects exactly as the policy does.
+    ///
+    /// [`trim_thread_caches`]: crate::PerCpuAllocator::trim_thread_caches
+    pub fn thread_cache(mut self, areas_per_size: usize) -> Self {
+        self.thread_cache = areas_per_size;
         self
     }
 
@@ -169,6 +194,13 @@ impl Builder {
                 "must be smaller than the unit size (rounded up to pages)",
             ));
         }
+        if self.thread_cache > MAX_THREAD_CACHE {
+            return Err(bad(
+                "thread_cache",
+                self.thread_cache,
+                "must be at most 4096 areas per size",
+            ));
+        }
         let mut policy = self.policy;
         if let Some((low, high)) = self.watermarks {
             if high > MAX_WATERMARK {
@@ -195,6 +227,7 @@ impl Builder {
             geometry,
             first_chunk_pages: first_rounded / page_size,
             background_balance: self.background_balance,
+            thread_cache: self.thread_cache,
         })
     }
 }
@@ -213,6 +246,8 @@ pub(crate) struct Config {
     pub(crate) geometry: Geometry,
     pub(crate) first_chunk_pages: usize,
     pub(crate) background_balance: bool,
+    /// Areas per class in each thread's cache (0: no cache).
+    pub(crate) thread_cache: usize,
 }
 
 impl Config {

@@ -7,7 +7,8 @@
 //! This is the one module outside `sys` (`mmap`, `cpu`, `rseq`) allowed to
 //! use `unsafe`. Its unsafe code:
 //!
-//! 1. zeroes a fresh allocation in every unit ([`Placed::zero`]);
+//! 1. zeroes a fresh allocation, or one taken from a thread cache, in every
+//!    unit ([`zero_units`]);
 //! 2. writes, borrows and drops the `T` copies of a [`PerCpu<T>`];
 //! 3. declares when `PerCpu<T>` is `Send` / `Sync`, and which types are
 //!    [`Zeroable`];
@@ -63,25 +64,39 @@ use crate::PerCpuAllocator;
 impl Placed {
     /// Zero the area in every unit (`pcpu_alloc` step 14).
     pub(crate) fn zero(&self) {
-        for unit in 0..self.layout.nr_units() {
-            let p = self.layout.addr(unit, self.offset);
-            // SAFETY: by fact A, `[offset, offset + size)` of `unit` lies in
-            // populated, writable pages of the chunk's mapping (alive while
-            // the allocation is), so `p` is valid for `size` bytes of writes;
-            // the unaligned writes need no alignment (and cover exactly
-            // `size` bytes). The allocation is fresh: no handle exists yet, so
-            // no reference into it can observe the write.
-            unsafe {
-                // Small sizes without a `memset` call: the common per-CPU
-                // objects are counters of 4 or 8 bytes.
-                match self.size {
-                    4 => p.as_ptr().cast::<u32>().write_unaligned(0),
-                    8 => p.as_ptr().cast::<u64>().write_unaligned(0),
-                    16 => p.as_ptr().cast::<[u64; 2]>().write_unaligned([0; 2]),
-                    n => p.as_ptr().write_bytes(0, n),
-                }
-            };
-        }
+        let fit = |v: usize| u32::try_from(v).expect("unit sizes and counts fit in u32");
+        let base = self.layout.addr(0, self.offset);
+        let (stride, units) = (fit(self.layout.unit_size()), fit(self.layout.nr_units()));
+        zero_units(base, stride, units, self.size);
+    }
+}
+
+/// Zero `size` bytes at `base + u × stride` for every unit `u < units`.
+///
+/// Callers pass an area's unit-0 address, stride and units (fact A), for an
+/// area that is allocated (live, on populated pages) and not referenced by
+/// any handle: a fresh allocation, or one taken from a thread cache (whose
+/// previous owner dropped its copies before caching it).
+#[inline(always)]
+pub(crate) fn zero_units(base: NonNull<u8>, stride: u32, units: u32, size: usize) {
+    for unit in 0..units as usize {
+        let p = slot(base, stride, unit);
+        // SAFETY: by fact A, the area's `size` bytes of `unit` lie in
+        // populated, writable pages of the chunk's mapping (alive while the
+        // allocation is), so `p` is valid for `size` bytes of writes; the
+        // unaligned writes need no alignment (and cover exactly `size`
+        // bytes). No handle owns the area (see above), so no reference into
+        // it can observe the write.
+        unsafe {
+            // Small sizes without a `memset` call: the common per-CPU objects
+            // are counters of 4 or 8 bytes.
+            match size {
+                4 => p.cast::<u32>().write_unaligned(0),
+                8 => p.cast::<u64>().write_unaligned(0),
+                16 => p.cast::<[u64; 2]>().write_unaligned([0; 2]),
+                n => p.write_bytes(0, n),
+            }
+        };
     }
 }
 
@@ -179,20 +194,17 @@ pub(crate) fn depopulate_empty<'a>(
 /// CPU, and several threads can run on one CPU over time, copies must be
 /// safe to share: use atomics or locks inside `T`, not `Cell`s.
 pub struct PerCpu<T> {
-    /// Unit 0's copy.
-    base: NonNull<T>,
-    /// Bytes between two units' copies (a unit size: at most 1 GiB).
-    stride: u32,
-    units: u32,
-    /// The allocation; freed after the copies are dropped.
+    /// The allocation: unit `cpu`'s copy is at `area.base + cpu ×
+    /// area.stride`; freed (or cached) after the copies are dropped.
     area: Area,
     _owns: PhantomData<T>,
 }
 
 // SAFETY: a `PerCpu<T>` owns its `T` copies (like a `Box<[T]>`) plus an `Area`
-// (allocator handle, region `Arc`, offsets: all `Send + Sync`). Sending it
-// sends the copies, so `T: Send` is exactly what is needed; the raw `base`
-// pointer refers only to memory the handle owns.
+// (allocator handle, which is `Send + Sync`; the copies' address, stride and
+// offsets). Sending it sends the copies, so `T: Send` is exactly what is
+// needed; the raw `base` pointer refers only to memory the handle owns, and
+// the allocator it belongs to is thread-safe.
 unsafe impl<T: Send> Send for PerCpu<T> {}
 
 // SAFETY: through `&PerCpu<T>` any thread gets `&T` to any copy (`get`,
@@ -212,12 +224,6 @@ fn size_for<T>() -> usize {
 fn slot<T>(base: NonNull<T>, stride: u32, cpu: usize) -> *mut T {
     base.as_ptr()
         .wrapping_byte_add(cpu.wrapping_mul(stride as usize))
-}
-
-/// A handle's stride and unit count; both fit in 32 bits (`Config`).
-fn stride_units(area: &Area) -> (u32, u32) {
-    let fit = |v: usize| u32::try_from(v).expect("unit sizes and counts fit in u32");
-    (fit(area.stride()), fit(area.units()))
 }
 
 /// Drops the first `len` copies if initialisation panics.
@@ -244,9 +250,8 @@ impl<T> PerCpu<T> {
         alloc: &PerCpuAllocator,
         mut init: F,
     ) -> Result<Self, Error> {
-        let area = Area::new(alloc, size_for::<T>(), mem::align_of::<T>(), false)?;
-        let base = area.unit_ptr(0).cast::<T>();
-        let (stride, units) = stride_units(&area);
+        let area = Area::new(alloc, size_for::<T>(), mem::align_of::<T>())?;
+        let (base, stride, units) = (area.base.cast::<T>(), area.stride, area.units);
         let mut filled = Filled {
             base,
             stride,
@@ -262,9 +267,6 @@ impl<T> PerCpu<T> {
         }
         mem::forget(filled);
         Ok(PerCpu {
-            base,
-            stride,
-            units,
             area,
             _owns: PhantomData,
         })
@@ -275,22 +277,24 @@ impl<T> PerCpu<T> {
     where
         T: Zeroable,
     {
-        // The area is zeroed in every unit, which is a valid `T` (`Zeroable`).
-        let area = Area::new(alloc, size_for::<T>(), mem::align_of::<T>(), true)?;
-        let base = area.unit_ptr(0).cast::<T>();
-        let (stride, units) = stride_units(&area);
+        // Every copy is zeroed: all-zero bytes are a valid `T` (`Zeroable`).
+        let area = Area::new(alloc, size_for::<T>(), mem::align_of::<T>())?;
+        zero_units(area.base, area.stride, area.units, size_for::<T>());
         Ok(PerCpu {
-            base,
-            stride,
-            units,
             area,
             _owns: PhantomData,
         })
     }
 
+    /// Unit 0's copy.
+    #[inline]
+    fn base(&self) -> NonNull<T> {
+        self.area.base.cast()
+    }
+
     /// Number of copies: the allocator's units (one per possible CPU).
     pub fn units(&self) -> usize {
-        self.units as usize
+        self.area.units as usize
     }
 
     /// The allocator that owns the memory.
@@ -301,37 +305,37 @@ impl<T> PerCpu<T> {
     /// CPU `cpu`'s copy (`per_cpu_ptr(p, cpu)`).
     ///
     /// # Panics
-    /// If `cpu >= self.units()`.
+    /// If `cpu >= self.area.units()`.
     #[inline]
     #[doc(alias = "per_cpu_ptr")]
     pub fn get(&self, cpu: usize) -> &T {
         assert!(
-            cpu < self.units as usize,
+            cpu < self.area.units as usize,
             "CPU {cpu} out of range ({} units)",
-            self.units
+            self.area.units
         );
         // SAFETY: fact A: the copy is in bounds, aligned, initialised (every
         // constructor initialises all units) and stays valid while `self` is
         // borrowed (the area is freed only in `Drop`, pages with live bytes
         // are never discarded: fact B). Only shared references are created
         // through `&self`.
-        unsafe { &*slot(self.base, self.stride, cpu) }
+        unsafe { &*slot(self.base(), self.area.stride, cpu) }
     }
 
     /// CPU `cpu`'s copy, mutably.
     ///
     /// # Panics
-    /// If `cpu >= self.units()`.
+    /// If `cpu >= self.area.units()`.
     #[inline]
     pub fn get_mut(&mut self, cpu: usize) -> &mut T {
         assert!(
-            cpu < self.units as usize,
+            cpu < self.area.units as usize,
             "CPU {cpu} out of range ({} units)",
-            self.units
+            self.area.units
         );
         // SAFETY: as in `get`; `&mut self` guarantees no other reference to
         // any copy exists for the returned lifetime.
-        unsafe { &mut *slot(self.base, self.stride, cpu) }
+        unsafe { &mut *slot(self.base(), self.area.stride, cpu) }
     }
 
     /// The copy of the CPU the calling thread runs on now (`this_cpu_ptr`).
@@ -347,16 +351,16 @@ impl<T> PerCpu<T> {
 
     /// Every copy, in CPU order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
-        (0..self.units as usize).map(move |cpu| self.get(cpu))
+        (0..self.area.units as usize).map(move |cpu| self.get(cpu))
     }
 
     /// Every copy mutably, in CPU order.
     pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = &mut T> + '_ {
-        let (base, stride) = (self.base, self.stride);
+        let (base, stride) = (self.base(), self.area.stride);
         // SAFETY: as in `get_mut`: each copy is valid and initialised, and
         // distinct CPUs' copies are `stride` (a whole unit) apart, so the
         // `&mut T`s never overlap; they live no longer than `&mut self`.
-        (0..self.units as usize).map(move |cpu| unsafe { &mut *slot(base, stride, cpu) })
+        (0..self.area.units as usize).map(move |cpu| unsafe { &mut *slot(base, stride, cpu) })
     }
 }
 
@@ -370,9 +374,9 @@ impl PerCpu<AtomicI64> {
     #[inline]
     pub(crate) fn rseq_add_fold(&self, n: i64, batch: i64) -> AddFold {
         let slots = Slots {
-            base: self.base,
-            stride: self.stride,
-            units: self.units,
+            base: self.base(),
+            stride: self.area.stride,
+            units: self.area.units,
         };
         // SAFETY: `rseq::add_fold` needs, for every `cpu < units`, an
         // initialised, aligned `AtomicI64` at `base + cpu × stride`, valid
@@ -389,13 +393,16 @@ impl PerCpu<AtomicI64> {
 impl<T> Drop for PerCpu<T> {
     fn drop(&mut self) {
         if mem::needs_drop::<T>() {
-            for cpu in 0..self.units as usize {
+            for cpu in 0..self.area.units as usize {
                 // SAFETY: every copy is initialised (constructors) and dropped
                 // exactly once here; `&mut self` shows no reference to it
                 // remains. The area is freed afterwards (field drop), unread.
-                unsafe { ptr::drop_in_place(slot(self.base, self.stride, cpu)) };
+                unsafe { ptr::drop_in_place(slot(self.base(), self.area.stride, cpu)) };
             }
         }
+        // The copies are gone: the area may serve the next allocation of a
+        // `T` on this thread (else the field's drop frees it).
+        self.area.recycle(size_for::<T>(), mem::align_of::<T>());
     }
 }
 

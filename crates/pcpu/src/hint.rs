@@ -48,6 +48,12 @@ pub fn with_lifetime<R>(class: Lifetime, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Is a lifetime scope active on this thread?
+#[inline]
+pub(crate) fn in_scope() -> bool {
+    SCOPE.with(Cell::get).is_some()
+}
+
 /// The class of an allocation made now on this thread.
 pub(crate) fn current_class() -> ClassHint {
     match SCOPE.with(Cell::get) {

@@ -25,6 +25,7 @@
 //! only the empty-page counters are transiently low, which can make a
 //! concurrent balance run populate a page more or reclaim a page less.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use pcpu_core::{
@@ -49,8 +50,11 @@ pub(crate) struct Inner {
     pub(crate) idle: Condvar,
     /// The validated configuration.
     pub(crate) config: Config,
-    /// Identifies this allocator in raw handles.
+    /// Identifies this allocator in raw handles and thread caches.
     pub(crate) id: u64,
+    /// Moved to ask every thread to free its cached areas of this allocator
+    /// (`cache` module).
+    pub(crate) cache_epoch: AtomicU64,
 }
 
 /// The bookkeeping behind `Inner::state`.
@@ -192,6 +196,7 @@ impl Inner {
             idle: Condvar::new(),
             config,
             id,
+            cache_epoch: AtomicU64::new(0),
         })
     }
 
@@ -409,6 +414,17 @@ impl Inner {
         let size = st.core.free(chunk, offset)?;
         self.kick(&mut st);
         Ok(size)
+    }
+
+    /// Free areas that typed handles owned (thread-cache flushes): one lock
+    /// acquisition for all of them.
+    pub(crate) fn free_many(&self, areas: impl Iterator<Item = (ChunkId, usize)>) {
+        let mut st = self.state();
+        for (chunk, offset) in areas {
+            let r = st.core.free(chunk, offset);
+            debug_assert!(r.is_ok(), "freeing a cached area failed: {r:?}");
+        }
+        self.kick(&mut st);
     }
 
     /// The region and size of the live allocation `(chunk, offset)` of chunk

@@ -92,6 +92,7 @@
 mod allocator;
 mod balance;
 mod builder;
+mod cache;
 mod counter;
 pub mod demo;
 mod error;
@@ -103,7 +104,7 @@ mod stats;
 mod sys;
 
 pub use allocator::{global, PerCpuAllocator};
-pub use builder::{Builder, DEFAULT_FIRST_CHUNK_SIZE, DEFAULT_UNIT_SIZE};
+pub use builder::{Builder, DEFAULT_FIRST_CHUNK_SIZE, DEFAULT_THREAD_CACHE, DEFAULT_UNIT_SIZE};
 pub use counter::PerCpuCounter;
 pub use error::{Error, MapError};
 pub use handle::{PerCpu, Zeroable};

@@ -6,8 +6,8 @@ use std::ptr::NonNull;
 
 use pcpu_core::{ChunkId, FreeError};
 
+use crate::cache::{self, Entry};
 use crate::error::Error;
-use crate::sys::mmap::UnitLayout;
 use crate::PerCpuAllocator;
 
 // === Area ===
@@ -17,69 +17,100 @@ use crate::PerCpuAllocator;
 ///
 /// # Invariants
 /// `[offset, offset + size)` of chunk `chunk` is live in the core from
-/// construction to `Drop` (fact A of the `handle` module), in the mapping
-/// that `layout` describes; `alloc` is the allocator it belongs to. The area
+/// construction to `Drop` (fact A of the `handle` module); unit `u`'s copy
+/// starts at `base + u × stride` for `u < units` (the chunk mapping's
+/// `UnitLayout::addr(u, offset)`); `alloc` is the allocator it belongs to. The area
 /// holds no reference count on that mapping: the allocator (kept alive by
 /// `alloc`) unmaps a chunk's region only when it destroys the chunk, which it
-/// does only once no allocation is left in it.
+/// does only once no allocation is left in it. A dropped area of up to 256
+/// bytes may go to the thread's cache instead of being freed ([`Area::recycle`]).
 #[derive(Debug)]
 pub(crate) struct Area {
-    alloc: PerCpuAllocator,
-    layout: UnitLayout,
+    /// `None` only once [`Area::recycle`] gave the area to the thread cache.
+    alloc: Option<PerCpuAllocator>,
+    /// Unit 0's copy: `layout.addr(0, offset)` of the chunk's mapping.
+    pub(crate) base: NonNull<u8>,
+    /// Bytes between two units' copies (the mapping's unit size).
+    pub(crate) stride: u32,
+    /// Number of units.
+    pub(crate) units: u32,
     chunk: ChunkId,
     /// Fits: unit sizes are below 4 GiB (`Config`).
     offset: u32,
 }
 
 impl Area {
-    /// Allocate `size` bytes at `align` in every unit; zero them if asked.
-    pub(crate) fn new(
-        alloc: &PerCpuAllocator,
-        size: usize,
-        align: usize,
-        zero: bool,
-    ) -> Result<Area, Error> {
-        let placed = alloc.inner().alloc(size, align)?;
-        if zero {
-            placed.zero();
+    /// Allocate `size` bytes at `align` in every unit, not zeroed: a fresh
+    /// allocation, or an area of the same request from this thread's cache
+    /// (holding what its previous owner left).
+    pub(crate) fn new(alloc: &PerCpuAllocator, size: usize, align: usize) -> Result<Area, Error> {
+        if cache::serves(size) {
+            if let Some(e) = cache::take(alloc, size, align) {
+                return Ok(Area {
+                    alloc: Some(e.alloc),
+                    base: e.base,
+                    stride: e.stride,
+                    units: e.units,
+                    chunk: e.chunk,
+                    offset: e.offset,
+                });
+            }
         }
-        let offset = u32::try_from(placed.offset).expect("unit offsets fit in u32");
+        let placed = alloc.inner().alloc(size, align)?;
+        let fit = |v: usize| u32::try_from(v).expect("offsets, unit sizes and counts fit in u32");
+        let (stride, units) = (
+            fit(placed.layout.unit_size()),
+            fit(placed.layout.nr_units()),
+        );
+        let base = placed.layout.addr(0, placed.offset);
         Ok(Area {
-            alloc: alloc.clone(),
-            layout: placed.layout,
+            alloc: Some(alloc.clone()),
+            base,
+            stride,
+            units,
             chunk: placed.chunk,
-            offset,
+            offset: fit(placed.offset),
         })
-    }
-
-    /// Address of unit `cpu`'s copy (`cpu < units()`).
-    pub(crate) fn unit_ptr(&self, cpu: usize) -> NonNull<u8> {
-        self.layout.addr(cpu, self.offset as usize)
-    }
-
-    /// Bytes between two units' copies.
-    pub(crate) fn stride(&self) -> usize {
-        self.layout.unit_size()
-    }
-
-    /// Number of units.
-    pub(crate) fn units(&self) -> usize {
-        self.layout.nr_units()
     }
 
     /// The owning allocator.
     pub(crate) fn allocator(&self) -> &PerCpuAllocator {
-        &self.alloc
+        self.alloc
+            .as_ref()
+            .expect("pcpu: an area is used only before it is recycled")
+    }
+
+    /// The owner is done with the area, which it allocated as `(size,
+    /// align)`: keep it in this thread's cache when that is allowed and has
+    /// room. Otherwise (and if not called) `Drop` frees it.
+    pub(crate) fn recycle(&mut self, size: usize, align: usize) {
+        let Some(alloc) = self.alloc.take() else {
+            return;
+        };
+        if !cache::keeps(size) {
+            self.alloc = Some(alloc);
+            return;
+        }
+        let entry = Entry {
+            alloc,
+            base: self.base,
+            stride: self.stride,
+            units: self.units,
+            chunk: self.chunk,
+            offset: self.offset,
+        };
+        if let Err(e) = cache::put(entry, size, align) {
+            self.alloc = Some(e.alloc);
+        }
     }
 }
 
 impl Drop for Area {
     fn drop(&mut self) {
-        let r = self
-            .alloc
-            .inner()
-            .free(self.chunk, self.offset as usize, None);
-        debug_assert!(r.is_ok(), "freeing an owned area failed: {r:?}");
+        if let Some(alloc) = &self.alloc {
+            let r = alloc.inner().free(self.chunk, self.offset as usize, None);
+            debug_assert!(r.is_ok(), "freeing an owned area failed: {r:?}");
+        }
     }
 }
 

@@ -16,8 +16,11 @@ pub struct Stats {
     pub nr_empty_pop_pages: i32,
     /// Live chunks, the first chunk included.
     pub chunks: usize,
-    /// Live allocations.
+    /// Live allocations, the areas kept in thread caches included.
     pub live_allocations: u64,
+    /// Of `live_allocations`, the areas kept for reuse in the calling
+    /// thread's cache (other threads' caches are not visible).
+    pub thread_cached: u64,
     /// Allocations over the allocator's life.
     pub total_allocations: u64,
     /// Frees over the allocator's life.

@@ -74,7 +74,13 @@ fn every_copy_is_dropped_once_and_the_area_freed() {
     assert_eq!(alloc.stats().live_allocations, before + 1);
     drop(v);
     assert_eq!(drops.load(Ordering::Relaxed), alloc.units());
-    assert_eq!(alloc.stats().live_allocations, before);
+    // The area went to this thread's cache, still allocated...
+    let s = alloc.stats();
+    assert_eq!((s.live_allocations, s.thread_cached), (before + 1, 1));
+    // ...until the cache is trimmed.
+    alloc.trim_thread_caches();
+    let s = alloc.stats();
+    assert_eq!((s.live_allocations, s.thread_cached), (before, 0));
     alloc.check_invariants().unwrap();
 }
 
@@ -262,6 +268,9 @@ fn objects_outlive_the_allocator_handle() {
     let alloc = v.allocator().clone();
     drop(v);
     drop(c);
+    // Both areas wait in this thread's cache (which holds the allocator too).
+    assert_eq!(alloc.stats().live_allocations, 2);
+    alloc.trim_thread_caches();
     assert_eq!(alloc.stats().live_allocations, 0);
     drop(alloc); // last handle: the balance thread is stopped and joined
 }
@@ -304,8 +313,12 @@ fn stats_and_texts() {
 
 #[test]
 fn background_thread_balances_on_its_own() {
+    // Without a thread cache every drop reaches the allocator, as in the
+    // kernel (`cache::an_active_thread_flushes_after_a_background_run` covers
+    // the cache).
     let alloc = PerCpuAllocator::builder()
         .unit_size(64 << 10)
+        .thread_cache(0)
         .build()
         .unwrap();
     let v: Vec<_> = (0..20_000)

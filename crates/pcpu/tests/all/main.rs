@@ -1,6 +1,7 @@
 //! Integration tests of the `pcpu` allocator layer, compiled as one binary.
 
 mod api;
+mod cache;
 mod demo;
 mod errors;
 mod hints;

@@ -1,0 +1,298 @@
+//! Per-thread caches of freed small areas ("magazines"): the allocation and
+//! free fast path of typed handles.
+//!
+//! Dropping a [`PerCpu<T>`](crate::PerCpu) of at most [`MAX_CACHED_SIZE`]
+//! bytes does not free its area: the area, still allocated in the core, goes
+//! to the dropping thread's cache, keyed by allocator and by the request
+//! `(size, align)`. The next request of that size and alignment on the thread
+//! takes it back without locking, so an alloc+free pair costs no lock, no
+//! atomic read-modify-write and no bookkeeping (the `Arc` of the allocator
+//! travels with the cached area).
+//!
+//! # Bounds and flushes
+//! - At most [`Config::thread_cache`](crate::builder) areas per class; a push
+//!   onto a full class frees the older half in one lock acquisition.
+//! - At most [`MAX_CLASSES`] classes (allocator, size, alignment) per
+//!   thread; the least recently added one is freed to make room.
+//! - Everything is freed when the thread exits (the thread-local's
+//!   destructor), and a thread's cache of an allocator is freed at its next
+//!   cache operation once that allocator's *cache epoch* moved:
+//!   [`PerCpuAllocator::trim_thread_caches`](crate::PerCpuAllocator::trim_thread_caches),
+//!   `balance_now` and `settle` move it (and flush the caller's own cache
+//!   at once).
+//!
+//! A cached area is a live allocation without an owner: its pages stay
+//! populated (the core never depopulates allocated pages) and its chunk
+//! mapped, and the allocator stays alive (the area holds a handle). The
+//! memory so held is bounded by the limits above. Requests made inside a
+//! lifetime scope ([`with_lifetime`](crate::with_lifetime)) bypass the cache,
+//! so that their class placement holds.
+//!
+//! This module has no `unsafe`: it only moves owned values around.
+
+use std::cell::RefCell;
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+
+use pcpu_core::ChunkId;
+
+use crate::PerCpuAllocator;
+
+/// Largest request (bytes) whose areas are cached.
+pub(crate) const MAX_CACHED_SIZE: usize = 256;
+/// Classes (allocator, size, alignment) cached per thread.
+pub(crate) const MAX_CLASSES: usize = 16;
+
+/// A freed area kept allocated for reuse: `[offset, offset + size)` of every
+/// unit of `chunk` is allocated in `alloc`'s core and referenced by nobody;
+/// unit `u`'s copy is at `base + u × stride` (the fields of a
+/// [`raw::Area`](crate::raw::Area)).
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) alloc: PerCpuAllocator,
+    pub(crate) base: NonNull<u8>,
+    pub(crate) stride: u32,
+    pub(crate) units: u32,
+    pub(crate) chunk: ChunkId,
+    pub(crate) offset: u32,
+}
+
+/// Cached areas of one request `(size, align)` of one allocator.
+///
+/// # Invariants
+/// Every entry's `alloc` has the identity `id`; at most `cap` entries
+/// (`cap > 0`); `epoch` is a value the allocator's cache epoch had after
+/// every entry was cached.
+#[derive(Debug)]
+struct Class {
+    id: u64,
+    size: usize,
+    align: usize,
+    epoch: u64,
+    cap: usize,
+    entries: Vec<Entry>,
+}
+
+/// A thread's cache: at most [`MAX_CLASSES`] classes, oldest first, with
+/// distinct `(id, size, align)` keys.
+#[derive(Debug)]
+struct ThreadCache {
+    classes: Vec<Class>,
+}
+
+impl ThreadCache {
+    /// Every entry of allocator `id`, leaving its classes empty.
+    fn take_all(&mut self, id: u64) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for c in self.classes.iter_mut().filter(|c| c.id == id) {
+            out.append(&mut c.entries);
+        }
+        out
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        // Thread exit: give every area back.
+        let mut all = Vec::new();
+        for c in &mut self.classes {
+            all.append(&mut c.entries);
+        }
+        release(all);
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<ThreadCache> = const {
+        RefCell::new(ThreadCache {
+            classes: Vec::new(),
+        })
+    };
+}
+
+/// Free `entries` in their allocators: one lock acquisition per run of
+/// entries of one allocator. Their handles are dropped afterwards.
+fn release(entries: Vec<Entry>) {
+    let mut rest = entries.as_slice();
+    while let Some(first) = rest.first() {
+        let id = first.alloc.inner().id;
+        let n = rest.iter().take_while(|e| e.alloc.inner().id == id).count();
+        let (run, tail) = rest.split_at(n);
+        first
+            .alloc
+            .inner()
+            .free_many(run.iter().map(|e| (e.chunk, e.offset as usize)));
+        rest = tail;
+    }
+}
+
+/// Is the cache worth asking for this request? Not for large ones, nor
+/// inside a lifetime scope (its objects get the class's own placement).
+#[inline]
+pub(crate) fn serves(size: usize) -> bool {
+    size <= MAX_CACHED_SIZE && !crate::hint::in_scope()
+}
+
+/// May an area of this size be cached when its owner is done with it?
+#[inline]
+pub(crate) fn keeps(size: usize) -> bool {
+    size <= MAX_CACHED_SIZE
+}
+
+/// A cached area of `alloc` for `(size, align)`, if this thread has one.
+#[inline]
+pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option<Entry> {
+    let inner = alloc.inner();
+    let (id, epoch) = (inner.id, inner.cache_epoch.load(Ordering::Relaxed));
+    // Filled only off the fast path (areas cached before the epoch moved).
+    let mut stale: Option<Vec<Entry>> = None;
+    let found = CACHE
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            let class = c
+                .classes
+                .iter_mut()
+                .find(|k| k.size == size && k.align == align && k.id == id)?;
+            if class.epoch == epoch {
+                return class.entries.pop();
+            }
+            stale = Some(c.take_all(id));
+            for k in c.classes.iter_mut().filter(|k| k.id == id) {
+                k.epoch = epoch;
+            }
+            None
+        })
+        .ok()
+        .flatten();
+    if let Some(v) = stale {
+        release(v);
+    }
+    found
+}
+
+/// Keep `entry`, an area of request `(size, align)` whose owner is gone, in
+/// this thread's cache. Gives it back (to be freed) when the thread's cache is
+/// gone (thread exit) or in use.
+#[inline]
+pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> {
+    let inner = entry.alloc.inner();
+    let (id, cap) = (inner.id, inner.config.thread_cache);
+    if cap == 0 {
+        return Err(entry);
+    }
+    let epoch = inner.cache_epoch.load(Ordering::Relaxed);
+    // Filled only off the fast path (stale, spilled or evicted areas).
+    let mut spill: Option<Vec<Entry>> = None;
+    let mut slot = Some(entry);
+    let _ = CACHE.try_with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return;
+        };
+        let c = &mut *c;
+        let k = match c
+            .classes
+            .iter()
+            .position(|k| k.size == size && k.align == align && k.id == id)
+        {
+            Some(k) if c.classes[k].epoch == epoch => k,
+            Some(k) => {
+                spill = Some(c.take_all(id));
+                for k in c.classes.iter_mut().filter(|k| k.id == id) {
+                    k.epoch = epoch;
+                }
+                k
+            }
+            None => add_class(c, &mut spill, Key { id, size, align }, epoch, cap),
+        };
+        let class = &mut c.classes[k];
+        if class.entries.len() >= class.cap {
+            // Full: free the older half (the bottom of the stack) at once.
+            let older = class.entries.len() - class.cap / 2;
+            spill
+                .get_or_insert_with(Vec::new)
+                .extend(class.entries.drain(..older));
+        }
+        if let Some(e) = slot.take() {
+            class.entries.push(e);
+        }
+    });
+    if let Some(v) = spill {
+        release(v);
+    }
+    match slot {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// A class's identity: allocator and request.
+struct Key {
+    id: u64,
+    size: usize,
+    align: usize,
+}
+
+/// Add class `key` with `epoch` and `cap` (evicting the least recently added
+/// one into `spill` if the cache is full); its index.
+#[cold]
+fn add_class(
+    c: &mut ThreadCache,
+    spill: &mut Option<Vec<Entry>>,
+    key: Key,
+    epoch: u64,
+    cap: usize,
+) -> usize {
+    let Key { id, size, align } = key;
+    if c.classes.len() == MAX_CLASSES {
+        let old = c.classes.remove(0).entries;
+        spill.get_or_insert_with(Vec::new).extend(old);
+    }
+    c.classes.push(Class {
+        id,
+        size,
+        align,
+        epoch,
+        cap,
+        entries: Vec::with_capacity(cap),
+    });
+    c.classes.len() - 1
+}
+
+/// Free this thread's cached areas of `alloc` now.
+pub(crate) fn flush(alloc: &PerCpuAllocator) {
+    let id = alloc.inner().id;
+    let entries = CACHE
+        .try_with(|c| {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                return Vec::new();
+            };
+            let out = c.take_all(id);
+            c.classes.retain(|k| k.id != id);
+            out
+        })
+        .unwrap_or_default();
+    release(entries);
+}
+
+/// Areas of `alloc` cached by this thread.
+pub(crate) fn cached_here(alloc: &PerCpuAllocator) -> usize {
+    let id = alloc.inner().id;
+    CACHE
+        .try_with(|c| {
+            c.try_borrow().map_or(0, |c| {
+                c.classes
+                    .iter()
+                    .filter(|k| k.id == id)
+                    .map(|k| k.entries.len())
+                    .sum()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Ask every thread to free its cached areas of `alloc` at its next cache
+/// operation, and free the caller's at once.
+pub(crate) fn trim(alloc: &PerCpuAllocator) {
+    alloc.inner().cache_epoch.fetch_add(1, Ordering::Relaxed);
+    flush(alloc);
+}

@@ -1,0 +1,227 @@
+//! Per-thread caches of freed areas (`Builder::thread_cache`).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use pcpu::{with_lifetime, Error, Lifetime, PerCpuAllocator};
+
+use crate::util::{assert_resident_matches, quiet};
+
+fn addr<T>(v: &pcpu::PerCpu<T>) -> usize {
+    std::ptr::from_ref(v.get(0)) as usize
+}
+
+#[test]
+fn a_dropped_area_serves_the_next_request_zeroed() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    let a = alloc.per_cpu_zeroed::<u64>().unwrap();
+    let first = addr(&a);
+    let b = alloc
+        .per_cpu(|cpu| AtomicU64::new(0xdead_0000 + cpu as u64))
+        .unwrap();
+    drop(b);
+    drop(a);
+    assert_eq!(alloc.stats().thread_cached, 2);
+    // Last in, first out; the stale pattern of `b` is not visible.
+    let c = alloc.per_cpu_zeroed::<u64>().unwrap();
+    assert_eq!(addr(&c), first);
+    let d = alloc.per_cpu_zeroed::<u64>().unwrap();
+    assert!(d.iter().all(|v| *v == 0), "reused area zeroed");
+    let s = alloc.stats();
+    assert_eq!((s.live_allocations, s.thread_cached), (2, 0));
+    // Only two allocations reached the core.
+    assert_eq!(s.total_allocations, 2);
+    // Another size or alignment is another class.
+    drop(c);
+    let e = alloc.per_cpu_zeroed::<u32>().unwrap();
+    assert_ne!(addr(&e), first);
+    assert_eq!(alloc.stats().thread_cached, 1);
+    drop((d, e));
+    alloc.trim_thread_caches();
+    assert_eq!(alloc.stats().live_allocations, 0);
+    alloc.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_class_frees_its_older_half_and_balance_trims() {
+    let alloc = PerCpuAllocator::builder()
+        .unit_size(64 << 10)
+        .background_balance(false)
+        .thread_cache(8)
+        .build()
+        .unwrap();
+    let v: Vec<_> = (0..20_000)
+        .map(|_| alloc.per_cpu_zeroed::<u64>().unwrap())
+        .collect();
+    let peak = alloc.stats();
+    drop(v);
+    let s = alloc.stats();
+    assert!(s.thread_cached <= 8 && s.thread_cached >= 4, "{s:?}");
+    assert_eq!(s.live_allocations, s.thread_cached);
+    // Balancing trims the caller's cache first, so the memory comes back.
+    alloc.settle();
+    let s = alloc.stats();
+    assert_eq!((s.live_allocations, s.thread_cached), (0, 0));
+    assert!(s.populated_pages < peak.populated_pages / 4, "{s:?}");
+    assert_resident_matches(&alloc);
+    alloc.check_invariants().unwrap();
+}
+
+#[test]
+fn thread_exit_frees_the_thread_cache() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    std::thread::scope(|s| {
+        // Joined explicitly: the join waits for the thread's thread-local
+        // destructors, the end of the scope does not.
+        s.spawn(|| {
+            let v: Vec<_> = (0..10)
+                .map(|_| alloc.per_cpu_zeroed::<u64>().unwrap())
+                .collect();
+            drop(v);
+            assert_eq!(alloc.stats().thread_cached, 10);
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(alloc.stats().live_allocations, 0);
+    alloc.check_invariants().unwrap();
+}
+
+#[test]
+fn a_trim_reaches_other_threads_at_their_next_operation() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    let (to_worker, from_main) = std::sync::mpsc::channel::<()>();
+    let (to_main, from_worker) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let alloc = &alloc;
+        let worker = s.spawn(move || {
+            let v: Vec<_> = (0..10)
+                .map(|_| alloc.per_cpu_zeroed::<u64>().unwrap())
+                .collect();
+            drop(v);
+            to_main.send(()).unwrap();
+            from_main.recv().unwrap();
+            // The trim is seen here: the cache is freed, and this request
+            // goes to the allocator.
+            let w = alloc.per_cpu_zeroed::<u64>().unwrap();
+            assert_eq!(alloc.stats().live_allocations, 1);
+            drop(w);
+            to_main.send(()).unwrap();
+            from_main.recv().unwrap();
+        });
+        from_worker.recv().unwrap();
+        assert_eq!(alloc.stats().live_allocations, 10);
+        alloc.trim_thread_caches();
+        assert_eq!(alloc.stats().live_allocations, 10, "not ours to free");
+        to_worker.send(()).unwrap();
+        from_worker.recv().unwrap();
+        assert_eq!(alloc.stats().live_allocations, 1, "the worker's new drop");
+        to_worker.send(()).unwrap();
+        worker.join().unwrap();
+    });
+    assert_eq!(alloc.stats().live_allocations, 0);
+}
+
+#[test]
+fn no_cache_when_turned_off_for_large_objects_or_in_a_lifetime_scope() {
+    let off = PerCpuAllocator::builder()
+        .unit_size(64 << 10)
+        .background_balance(false)
+        .thread_cache(0)
+        .build()
+        .unwrap();
+    drop(off.per_cpu_zeroed::<u64>().unwrap());
+    assert_eq!(off.stats().live_allocations, 0);
+
+    let alloc = quiet("pcpu", 64 << 10);
+    drop(alloc.per_cpu_zeroed::<[u64; 33]>().unwrap()); // 264 bytes
+    assert_eq!(alloc.stats().live_allocations, 0);
+    // A request in a lifetime scope is placed by its class, not served from
+    // the cache (a drop there may still fill the cache).
+    let outside = alloc.per_cpu_zeroed::<u64>().unwrap();
+    let cached_addr = addr(&outside);
+    drop(outside);
+    let inside = with_lifetime(Lifetime(7), || alloc.per_cpu_zeroed::<u64>().unwrap());
+    assert_ne!(addr(&inside), cached_addr);
+    let s = alloc.stats();
+    assert_eq!((s.live_allocations, s.thread_cached), (2, 1));
+    drop(inside);
+    alloc.trim_thread_caches();
+    assert_eq!(alloc.stats().live_allocations, 0);
+
+    let too_big = PerCpuAllocator::builder().thread_cache(4097).build();
+    assert!(
+        matches!(
+            too_big,
+            Err(Error::InvalidConfig {
+                setting: "thread_cache",
+                ..
+            })
+        ),
+        "{too_big:?}"
+    );
+}
+
+/// Allocate and drop one `[u32; N]` for each listed `N`.
+macro_rules! drop_sizes {
+    ($alloc:expr, $($n:literal),*) => {
+        $(drop($alloc.per_cpu_zeroed::<[u32; $n]>().unwrap());)*
+    };
+}
+
+#[test]
+fn seventeen_classes_evict_the_oldest() {
+    let a = quiet("linux-5.14", 64 << 10);
+    let b = quiet("linux-5.14", 64 << 10);
+    drop_sizes!(a, 1, 2, 3, 4, 5, 6, 7, 8);
+    drop_sizes!(b, 1, 2, 3, 4, 5, 6, 7, 8);
+    assert_eq!(a.stats().thread_cached, 8);
+    assert_eq!(b.stats().thread_cached, 8);
+    // A 17th class (size, alignment and allocator) frees the oldest: `a`'s
+    // `[u32; 1]`.
+    drop_sizes!(b, 9);
+    let s = a.stats();
+    assert_eq!((s.live_allocations, s.thread_cached), (7, 7));
+    assert_eq!(b.stats().thread_cached, 9);
+    // Trimming one allocator leaves the other's classes alone.
+    a.trim_thread_caches();
+    assert_eq!(a.stats().live_allocations, 0);
+    assert_eq!(b.stats().thread_cached, 9);
+    b.trim_thread_caches();
+    assert_eq!(b.stats().live_allocations, 0);
+}
+
+#[test]
+fn an_active_thread_flushes_after_a_background_run() {
+    let alloc = PerCpuAllocator::builder()
+        .unit_size(64 << 10)
+        .build()
+        .unwrap();
+    let v: Vec<_> = (0..100)
+        .map(|_| alloc.per_cpu_zeroed::<u64>().unwrap())
+        .collect();
+    drop(v);
+    assert!(alloc.wait_idle(Duration::from_secs(10)));
+    let cached = alloc.stats().thread_cached;
+    assert!(cached > 0);
+    let runs = alloc.stats().balance_runs;
+    // Raw frees are never cached: filling and emptying chunks schedules a
+    // background run.
+    let raws: Vec<_> = (0..20_000)
+        .map(|_| alloc.alloc_raw(8, 8).unwrap())
+        .collect();
+    for r in raws {
+        alloc.free_raw(r).unwrap();
+    }
+    assert!(alloc.wait_idle(Duration::from_secs(10)));
+    let s = alloc.stats();
+    assert!(s.balance_runs > runs, "{s:?}");
+    assert_eq!(s.thread_cached, cached, "kept until this thread acts");
+    // The next operation on this thread sees that a run started after the
+    // areas were cached, frees them, and asks the allocator.
+    let one = alloc.per_cpu_zeroed::<u64>().unwrap();
+    let s = alloc.stats();
+    assert_eq!((s.live_allocations, s.thread_cached), (1, 0));
+    drop(one);
+    alloc.check_invariants().unwrap();
+}
