@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the core bookkeeping (SimBackend: no memory is
-#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! touched, so these measure the allocator's own work).
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -32,6 +32,26 @@ fn pair(c: &mut Criterion) {
                     .alloc(&mut b, black_box(size), 8, AllocFlags::NORMAL)
                     .unwrap();
                 a.free(x.chunk, x.offset).unwrap();
+            });
+        });
+    }
+    g.finish();
+    // The same pairs through a magazine of 32 (areas kept allocated for
+    // reuse: the bookkeeping runs only when the magazine is empty or full).
+    let mut g = c.benchmark_group("alloc_free_pair_magazine");
+    for size in [4usize, 8, 64, 1024] {
+        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |bch, &size| {
+            let mut a = kernel_like();
+            let mut b = SimBackend::default();
+            let _keep: Vec<_> = (0..1000)
+                .map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap())
+                .collect();
+            let mut mag = Magazine::new(a.request(size, 8).unwrap(), 32);
+            bch.iter(|| {
+                let x = a
+                    .alloc_cached(&mut b, black_box(&mut mag), AllocFlags::NORMAL)
+                    .unwrap();
+                a.free_cached(&mut mag, x).unwrap();
             });
         });
     }

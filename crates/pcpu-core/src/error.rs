@@ -99,6 +99,26 @@ pub enum FreeError {
         /// longer live (most likely a double free).
         stale: bool,
     },
+    /// The area is in the magazine already: a double free
+    /// ([`Allocator::free_cached`](crate::Allocator::free_cached)).
+    Cached {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Byte offset.
+        offset: usize,
+    },
+    /// The area's size is not the magazine's request size
+    /// ([`Allocator::free_cached`](crate::Allocator::free_cached)).
+    WrongSize {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Byte offset.
+        offset: usize,
+        /// The live allocation's size.
+        size: usize,
+        /// The magazine's request size.
+        expected: usize,
+    },
 }
 
 impl fmt::Display for FreeError {
@@ -121,6 +141,21 @@ impl fmt::Display for FreeError {
             } => write!(
                 f,
                 "free of offset {offset} in chunk {}, which is not the start of a live allocation",
+                chunk.0
+            ),
+            FreeError::Cached { chunk, offset } => write!(
+                f,
+                "double free: offset {offset} in chunk {} is in the magazine already",
+                chunk.0
+            ),
+            FreeError::WrongSize {
+                chunk,
+                offset,
+                size,
+                expected,
+            } => write!(
+                f,
+                "free of offset {offset} in chunk {} ({size} bytes) into a magazine of {expected}-byte areas",
                 chunk.0
             ),
         }

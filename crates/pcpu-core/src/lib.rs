@@ -45,6 +45,7 @@ mod classes;
 mod error;
 mod free;
 mod geometry;
+mod magazine;
 mod policy;
 mod slots;
 mod stats;
@@ -58,6 +59,7 @@ pub use chunk::{Chunk, ChunkKind};
 pub use classes::{ClassHint, ClassPages};
 pub use error::{AllocError, FreeError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MIN_UNIT_SIZE};
+pub use magazine::Magazine;
 pub use policy::{
     Policy, PolicyKind, PolicyParseError, UnknownPolicy, EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW,
     KNOBS, SLOT_FAIL_THRESHOLD,

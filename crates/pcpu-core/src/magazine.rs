@@ -1,0 +1,169 @@
+//! [`Magazine`]: a bounded stack of freed areas of one request, kept
+//! allocated in front of an [`Allocator`] so that an alloc+free pair of that
+//! request skips the bookkeeping (the slab allocators' per-CPU "magazines").
+//!
+//! Linux's per-CPU allocator has no such cache: every `free_percpu` goes to
+//! the bitmap, so objects are placed exactly as [`Allocator::alloc`] would.
+//! A magazine trades that for speed: an area in a magazine stays allocated
+//! (it counts as a live allocation and keeps its page populated and its
+//! chunk alive) until it is handed out again or the magazine is drained. An
+//! embedder keeps one magazine per CPU or thread and size it serves, and
+//! drains them before balancing when it wants the memory back (the `pcpu`
+//! crate's thread caches do the same with owned handles).
+//!
+//! ```
+//! use pcpu_core::{Allocator, AllocFlags, Geometry, Magazine, Policy, SimBackend};
+//!
+//! let mut a = Allocator::new(Geometry::simple(4, 16).unwrap(), Policy::default());
+//! let mut b = SimBackend::default();
+//! let mut mag = Magazine::new(a.request(8, 8).unwrap(), 16);
+//! let x = a.alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL).unwrap();
+//! a.free_cached(&mut mag, x).unwrap(); // kept, still allocated
+//! assert_eq!(mag.len(), 1);
+//! let y = a.alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL).unwrap();
+//! assert_eq!(x, y); // served from the magazine
+//! a.free_cached(&mut mag, y).unwrap();
+//! a.drain(&mut mag); // now really freed
+//! assert_eq!(a.stats().nr_cur_alloc, 0);
+//! ```
+
+use alloc::vec::Vec;
+
+use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
+use crate::backend::Backend;
+use crate::error::{AllocError, FreeError};
+
+/// Freed areas of one [`Request`], kept allocated for reuse (last in, first
+/// out).
+///
+/// # Invariants
+/// Every area is a live allocation of the allocator the magazine is used
+/// with, of `request().size` bytes, owned by no one else, and appears once;
+/// there are at most `capacity()` of them.
+#[derive(Clone, Debug)]
+pub struct Magazine {
+    req: Request,
+    cap: usize,
+    areas: Vec<Allocation>,
+}
+
+impl Magazine {
+    /// An empty magazine for `req` holding at most `cap` areas (0: every free
+    /// goes straight to the allocator).
+    pub fn new(req: Request, cap: usize) -> Magazine {
+        Magazine {
+            req,
+            cap,
+            areas: Vec::with_capacity(cap),
+        }
+    }
+
+    /// The request it serves.
+    pub fn request(&self) -> Request {
+        self.req
+    }
+
+    /// Areas held.
+    pub fn len(&self) -> usize {
+        self.areas.len()
+    }
+
+    /// Holds no area?
+    pub fn is_empty(&self) -> bool {
+        self.areas.is_empty()
+    }
+
+    /// Most areas held.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The areas held, oldest first.
+    pub fn areas(&self) -> &[Allocation] {
+        &self.areas
+    }
+}
+
+// === impl Allocator: magazines ===
+
+impl Allocator {
+    /// Allocate `mag`'s request: the area freed last into `mag` if it holds
+    /// one (no bookkeeping, no backend call; its bytes are as the previous
+    /// owner left them), else [`Allocator::alloc`]'s result (to be zeroed as
+    /// usual).
+    ///
+    /// # Errors
+    /// As [`Allocator::alloc`], only when `mag` is empty.
+    #[inline]
+    pub fn alloc_cached<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        mag: &mut Magazine,
+        flags: AllocFlags,
+    ) -> Result<Allocation, AllocError> {
+        match mag.areas.pop() {
+            Some(area) => Ok(area),
+            None => self.alloc(backend, mag.req.size, mag.req.align, flags),
+        }
+    }
+
+    /// Free `area` into `mag` instead of the allocator: it stays allocated
+    /// and serves `mag`'s next request. A full magazine first frees its older
+    /// half to the allocator (which may schedule the balance work).
+    ///
+    /// # Errors
+    /// The area must be a live allocation of `mag`'s size and not already in
+    /// `mag`: [`FreeError::UnknownChunk`] and [`FreeError::NotAllocated`] as
+    /// for [`Allocator::free`], [`FreeError::Cached`] for a second free into
+    /// the magazine, [`FreeError::WrongSize`] for an area of another size.
+    /// Nothing changes then.
+    #[inline]
+    pub fn free_cached(&mut self, mag: &mut Magazine, area: Allocation) -> Result<(), FreeError> {
+        let size = self.allocation_size(area.chunk, area.offset)?;
+        let (chunk, offset) = (area.chunk, area.offset);
+        if size != mag.req.size {
+            return Err(FreeError::WrongSize {
+                chunk,
+                offset,
+                size,
+                expected: mag.req.size,
+            });
+        }
+        if mag
+            .areas
+            .iter()
+            .any(|a| a.offset == offset && a.chunk == chunk)
+        {
+            return Err(FreeError::Cached { chunk, offset });
+        }
+        if mag.areas.len() >= mag.cap {
+            self.spill(mag);
+            if mag.cap == 0 {
+                self.free(chunk, offset)?;
+                return Ok(());
+            }
+        }
+        mag.areas.push(Allocation { size, ..area });
+        Ok(())
+    }
+
+    /// Free the older half of a full magazine.
+    #[cold]
+    fn spill(&mut self, mag: &mut Magazine) {
+        let older = mag.areas.len() - mag.cap / 2;
+        for a in mag.areas.drain(..older) {
+            let r = self.free(a.chunk, a.offset);
+            debug_assert!(r.is_ok(), "a magazine held a dead area: {r:?}");
+        }
+    }
+
+    /// Free every area `mag` holds, oldest first. Returns how many.
+    pub fn drain(&mut self, mag: &mut Magazine) -> usize {
+        let n = mag.areas.len();
+        for a in mag.areas.drain(..) {
+            let r = self.free(a.chunk, a.offset);
+            debug_assert!(r.is_ok(), "a magazine held a dead area: {r:?}");
+        }
+        n
+    }
+}

@@ -1,0 +1,177 @@
+//! Magazines: freed areas kept allocated for reuse in front of the allocator.
+
+use std::collections::HashSet;
+
+use pcpu_core::*;
+use proptest::prelude::*;
+
+fn small() -> Allocator {
+    Allocator::new(Geometry::simple(2, 16).unwrap(), Policy::default())
+}
+
+#[test]
+fn last_in_first_out_and_still_allocated() {
+    let mut a = small();
+    let mut b = SimBackend::default();
+    let mut mag = Magazine::new(a.request(8, 8).unwrap(), 4);
+    let xs: Vec<_> = (0..3)
+        .map(|_| {
+            a.alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL)
+                .unwrap()
+        })
+        .collect();
+    for &x in &xs {
+        a.free_cached(&mut mag, x).unwrap();
+        a.check_invariants().unwrap();
+    }
+    assert_eq!(mag.areas(), &xs[..]);
+    assert_eq!(a.stats().nr_cur_alloc, 3, "cached areas stay allocated");
+    let y = a
+        .alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!(y, xs[2]);
+    assert_eq!(a.stats().nr_alloc, 3, "served without the allocator");
+    a.free_cached(&mut mag, y).unwrap();
+    assert_eq!(a.drain(&mut mag), 3);
+    assert!(mag.is_empty());
+    assert_eq!(a.stats().nr_cur_alloc, 0);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_magazine_frees_its_older_half() {
+    let mut a = small();
+    let mut b = SimBackend::default();
+    let mut mag = Magazine::new(a.request(4, 4).unwrap(), 8);
+    let xs: Vec<_> = (0..9)
+        .map(|_| a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap())
+        .collect();
+    for &x in &xs {
+        a.free_cached(&mut mag, x).unwrap();
+    }
+    // The ninth found 8: the oldest 4 went back, then it was pushed.
+    assert_eq!(mag.areas(), &xs[4..]);
+    assert_eq!(a.stats().nr_cur_alloc, 5);
+    for x in &xs[..4] {
+        assert!(a.allocation_size(x.chunk, x.offset).is_err(), "freed");
+    }
+    a.drain(&mut mag);
+    a.check_invariants().unwrap();
+
+    // Capacity 0: straight through.
+    let mut none = Magazine::new(a.request(4, 4).unwrap(), 0);
+    let x = a
+        .alloc_cached(&mut b, &mut none, AllocFlags::NORMAL)
+        .unwrap();
+    a.free_cached(&mut none, x).unwrap();
+    assert_eq!((none.len(), a.stats().nr_cur_alloc), (0, 0));
+}
+
+#[test]
+fn bad_frees_are_refused_without_change() {
+    let mut a = small();
+    let mut b = SimBackend::default();
+    let mut mag = Magazine::new(a.request(8, 8).unwrap(), 4);
+    let x = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    let big = a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap();
+    a.free_cached(&mut mag, x).unwrap();
+    let before = (a.percpu_stats(), mag.areas().to_vec());
+
+    assert_eq!(
+        a.free_cached(&mut mag, x),
+        Err(FreeError::Cached {
+            chunk: x.chunk,
+            offset: x.offset
+        })
+    );
+    assert_eq!(
+        a.free_cached(&mut mag, big),
+        Err(FreeError::WrongSize {
+            chunk: big.chunk,
+            offset: big.offset,
+            size: 64,
+            expected: 8
+        })
+    );
+    let inside = Allocation {
+        offset: big.offset + 8,
+        ..big
+    };
+    assert!(matches!(
+        a.free_cached(&mut mag, inside),
+        Err(FreeError::NotAllocated { stale: false, .. })
+    ));
+    let gone = Allocation {
+        chunk: ChunkId(77),
+        ..x
+    };
+    assert_eq!(
+        a.free_cached(&mut mag, gone),
+        Err(FreeError::UnknownChunk(ChunkId(77)))
+    );
+    assert_eq!((a.percpu_stats(), mag.areas().to_vec()), before);
+    for e in [
+        FreeError::Cached {
+            chunk: x.chunk,
+            offset: 8,
+        },
+        FreeError::WrongSize {
+            chunk: x.chunk,
+            offset: 8,
+            size: 64,
+            expected: 8,
+        },
+    ] {
+        assert!(e.to_string().contains("offset 8"), "{e}");
+    }
+    a.check_invariants().unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random allocs and frees through two magazines, with balance runs
+    /// after draining: the areas handed out never overlap, the allocator's
+    /// live count is what is held plus what is cached, and the invariants
+    /// hold after every step.
+    #[test]
+    fn magazines_against_a_model(ops in proptest::collection::vec((0u8..4, any::<u16>()), 1..400)) {
+        let mut a = small();
+        let mut b = SimBackend::default();
+        let mut mags = [
+            Magazine::new(a.request(8, 8).unwrap(), 6),
+            Magazine::new(a.request(24, 4).unwrap(), 3),
+        ];
+        let mut held: Vec<(usize, Allocation)> = Vec::new();
+        for (op, arg) in ops {
+            let m = usize::from(arg) % 2;
+            match op {
+                0 | 1 => {
+                    let x = a.alloc_cached(&mut b, &mut mags[m], AllocFlags::NORMAL).unwrap();
+                    prop_assert_eq!(x.size, mags[m].request().size);
+                    held.push((m, x));
+                }
+                2 if !held.is_empty() => {
+                    let (m, x) = held.swap_remove(usize::from(arg) % held.len());
+                    a.free_cached(&mut mags[m], x).unwrap();
+                }
+                _ => {
+                    for mag in &mut mags {
+                        a.drain(mag);
+                    }
+                    a.balance(&mut b);
+                }
+            }
+            a.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let cached: usize = mags.iter().map(Magazine::len).sum();
+            prop_assert_eq!(a.stats().nr_cur_alloc as usize, held.len() + cached);
+            let mut bytes = HashSet::new();
+            let areas = held.iter().map(|h| h.1).chain(mags.iter().flat_map(|g| g.areas().to_vec()));
+            for x in areas {
+                for off in (x.offset..x.offset + x.size).step_by(4) {
+                    prop_assert!(bytes.insert((x.chunk, off)), "overlap at {:?}", x);
+                }
+            }
+        }
+    }
+}
