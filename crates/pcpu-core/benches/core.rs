@@ -17,16 +17,22 @@ fn kernel_like() -> Allocator {
     Allocator::new(g, Policy::default())
 }
 
+/// The kernel-like allocator with 1,000 live 8-byte neighbours, so that a
+/// pair does not always hit an empty chunk.
+fn with_neighbours() -> (Allocator, SimBackend) {
+    let mut a = kernel_like();
+    let mut b = SimBackend::default();
+    for _ in 0..1000 {
+        a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    }
+    (a, b)
+}
+
 fn pair(c: &mut Criterion) {
     let mut g = c.benchmark_group("alloc_free_pair");
     for size in [4usize, 8, 64, 1024] {
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |bch, &size| {
-            let mut a = kernel_like();
-            let mut b = SimBackend::default();
-            // some live neighbours so the pair does not always hit an empty chunk
-            let _keep: Vec<_> = (0..1000)
-                .map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap())
-                .collect();
+            let (mut a, mut b) = with_neighbours();
             bch.iter(|| {
                 let x = a
                     .alloc(&mut b, black_box(size), 8, AllocFlags::NORMAL)
@@ -41,11 +47,7 @@ fn pair(c: &mut Criterion) {
     let mut g = c.benchmark_group("alloc_free_pair_magazine");
     for size in [4usize, 8, 64, 1024] {
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |bch, &size| {
-            let mut a = kernel_like();
-            let mut b = SimBackend::default();
-            let _keep: Vec<_> = (0..1000)
-                .map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap())
-                .collect();
+            let (mut a, mut b) = with_neighbours();
             let mut mag = Magazine::new(a.request(size, 8).unwrap(), 32);
             bch.iter(|| {
                 let x = a
