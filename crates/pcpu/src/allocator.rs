@@ -28,8 +28,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// depopulation) on anonymous memory mappings.
 ///
 /// Cloning is cheap (an `Arc`); every clone and every object allocated from
-/// it keep the allocator alive. The balance thread stops when the last clone
-/// and the last object are gone.
+/// it keep the allocator alive, and so do areas waiting in a thread's cache
+/// ([`Builder::thread_cache`]). The balance thread stops when the last clone,
+/// the last object and the last cached area are gone (call
+/// [`trim_thread_caches`](Self::trim_thread_caches) before dropping the last
+/// clone to give this thread's cached areas back at once).
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};

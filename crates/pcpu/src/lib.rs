@@ -63,6 +63,11 @@
 //! # Ok::<(), pcpu::Error>(())
 //! ```
 //!
+//! `settle` (like `balance_now`) first gives back the areas that the calling
+//! thread keeps for reuse: dropping a small `PerCpu<T>` puts its area in the
+//! thread's cache, from which the next allocation of that size on the thread
+//! is served without a lock ([`Builder::thread_cache`]; 0 turns it off).
+//!
 //! ## Raw allocations
 //!
 //! [`PerCpuAllocator::alloc_raw`] returns a plain-data [`RawPerCpu`]
@@ -73,7 +78,8 @@
 //! ## Concurrency
 //!
 //! As in the kernel: one lock (`pcpu_lock`) guards all bookkeeping and is
-//! never held across a system call; a second (`pcpu_alloc_mutex`) serialises
+//! never held across a system call (a pair of allocation and drop served by
+//! the thread cache takes no lock at all); a second (`pcpu_alloc_mutex`) serialises
 //! chunk creation, population and the balance work. Allocations that fit in
 //! populated memory and all frees take only the first. The balance thread
 //! runs [`pcpu_core::BalanceRun`] one page operation at a time, dropping the
