@@ -205,19 +205,27 @@ fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
 
 #[test]
 fn no_corruption_under_concurrent_depopulation() {
-    stress("linux-5.14".parse::<Policy>().unwrap());
+    stress("linux-5.14".parse::<Policy>().unwrap(), pcpu::DEFAULT_THREAD_CACHE);
+}
+
+/// Every typed drop goes to the allocator (no thread cache), as in the
+/// kernel.
+#[test]
+fn no_corruption_under_concurrent_depopulation_without_thread_caches() {
+    stress("linux-5.14".parse::<Policy>().unwrap(), 0);
 }
 
 /// The `pcpu` policy: class regions (per-thread tasks, lifetime scopes in the
 /// churn thread), chunks taken back from the reclaim queue, re-queues.
 #[test]
 fn no_corruption_under_concurrent_depopulation_pcpu_policy() {
-    stress(Policy::pcpu());
+    stress(Policy::pcpu(), pcpu::DEFAULT_THREAD_CACHE);
 }
 
-fn stress(policy: Policy) {
+fn stress(policy: Policy, thread_cache: usize) {
     let alloc = PerCpuAllocator::builder()
         .policy(policy)
+        .thread_cache(thread_cache)
         .unit_size(64 << 10)
         .watermarks(0, 0) // reclaim keeps no spare empty pages
         .background_balance(true)
