@@ -205,7 +205,10 @@ fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
 
 #[test]
 fn no_corruption_under_concurrent_depopulation() {
-    stress("linux-5.14".parse::<Policy>().unwrap(), pcpu::DEFAULT_THREAD_CACHE);
+    stress(
+        "linux-5.14".parse::<Policy>().unwrap(),
+        pcpu::DEFAULT_THREAD_CACHE,
+    );
 }
 
 /// Every typed drop goes to the allocator (no thread cache), as in the
