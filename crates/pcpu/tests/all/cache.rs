@@ -1,6 +1,6 @@
 //! Per-thread caches of freed areas (`Builder::thread_cache`).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pcpu::{with_lifetime, Error, Lifetime, PerCpuAllocator};
@@ -223,5 +223,42 @@ fn an_active_thread_flushes_after_a_background_run() {
     let s = alloc.stats();
     assert_eq!((s.live_allocations, s.thread_cached), (1, 0));
     drop(one);
+    alloc.check_invariants().unwrap();
+}
+
+#[test]
+fn objects_dropped_on_another_thread_are_cached_and_reused_there() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    let (tx, rx) = std::sync::mpsc::channel::<pcpu::PerCpu<AtomicU64>>();
+    std::thread::scope(|s| {
+        let alloc = &alloc;
+        let consumer = s.spawn(move || {
+            let mut reused = 0;
+            for v in rx {
+                let seen: Vec<u64> = v.iter().map(|x| x.load(Ordering::Relaxed)).collect();
+                assert!(seen.iter().all(|&x| x == seen[0]), "{seen:?}");
+                let a = addr(&v);
+                drop(v); // cached here, on the consumer
+                let w = alloc.per_cpu(|cpu| AtomicU64::new(cpu as u64)).unwrap();
+                reused += usize::from(addr(&w) == a);
+                assert!(w
+                    .iter()
+                    .enumerate()
+                    .all(|(c, x)| x.load(Ordering::Relaxed) == c as u64));
+            }
+            reused
+        });
+        for i in 0..1000u64 {
+            tx.send(alloc.per_cpu(|_| AtomicU64::new(i)).unwrap())
+                .unwrap();
+        }
+        drop(tx);
+        assert_eq!(
+            consumer.join().unwrap(),
+            1000,
+            "each drop served the next allocation"
+        );
+    });
+    assert_eq!(alloc.stats().live_allocations, 0);
     alloc.check_invariants().unwrap();
 }
