@@ -10,16 +10,18 @@
 //! travels with the cached area).
 //!
 //! # Bounds and flushes
-//! - At most [`Config::thread_cache`](crate::builder) areas per class; a push
-//!   onto a full class frees the older half in one lock acquisition.
+//! - At most `thread_cache` areas per class
+//!   ([`Builder::thread_cache`](crate::Builder::thread_cache)); a push onto
+//!   a full class frees the older half in one lock acquisition.
 //! - At most [`MAX_CLASSES`] classes (allocator, size, alignment) per
 //!   thread; the least recently added one is freed to make room.
 //! - Everything is freed when the thread exits (the thread-local's
 //!   destructor), and a thread's cache of an allocator is freed at its next
-//!   cache operation once that allocator's *cache epoch* moved:
+//!   allocation or drop of that allocator's objects once the allocator's
+//!   *cache epoch* moved: every background balance run,
 //!   [`PerCpuAllocator::trim_thread_caches`](crate::PerCpuAllocator::trim_thread_caches),
-//!   `balance_now` and `settle` move it (and flush the caller's own cache
-//!   at once).
+//!   `balance_now` and `settle` move it (the last three also flush the
+//!   caller's own cache at once).
 //!
 //! A cached area is a live allocation without an owner: its pages stay
 //! populated (the core never depopulates allocated pages) and its chunk
@@ -61,8 +63,8 @@ pub(crate) struct Entry {
 ///
 /// # Invariants
 /// Every entry's `alloc` has the identity `id`; at most `cap` entries
-/// (`cap > 0`); `epoch` is a value the allocator's cache epoch had after
-/// every entry was cached.
+/// (`cap > 0`); every entry was cached while the allocator's cache epoch was
+/// `epoch` (a class whose `epoch` is behind is flushed before use).
 #[derive(Debug)]
 struct Class {
     id: u64,
@@ -243,6 +245,15 @@ fn add_class(
     cap: usize,
 ) -> usize {
     let Key { id, size, align } = key;
+    // Other classes of this allocator cached before the epoch moved go too.
+    for k in c
+        .classes
+        .iter_mut()
+        .filter(|k| k.id == id && k.epoch != epoch)
+    {
+        spill.get_or_insert_with(Vec::new).append(&mut k.entries);
+        k.epoch = epoch;
+    }
     if c.classes.len() == MAX_CLASSES {
         let old = c.classes.remove(0).entries;
         spill.get_or_insert_with(Vec::new).extend(old);

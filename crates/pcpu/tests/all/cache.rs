@@ -262,3 +262,28 @@ fn objects_dropped_on_another_thread_are_cached_and_reused_there() {
     assert_eq!(alloc.stats().live_allocations, 0);
     alloc.check_invariants().unwrap();
 }
+
+#[test]
+fn a_new_size_after_a_trim_elsewhere_flushes_the_stale_classes() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    std::thread::scope(|s| {
+        let alloc = &alloc;
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let worker = s.spawn(move || {
+            drop(alloc.per_cpu_zeroed::<u64>().unwrap());
+            done.send(()).unwrap();
+            wait.recv().unwrap();
+            // First use of another size after the trim: the stale `u64`
+            // class is freed too.
+            drop(alloc.per_cpu_zeroed::<u32>().unwrap());
+            let s = alloc.stats();
+            assert_eq!((s.live_allocations, s.thread_cached), (1, 1));
+        });
+        finished.recv().unwrap();
+        alloc.trim_thread_caches();
+        go.send(()).unwrap();
+        worker.join().unwrap();
+    });
+    assert_eq!(alloc.stats().live_allocations, 0);
+}
