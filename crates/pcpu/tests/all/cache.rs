@@ -287,3 +287,19 @@ fn a_new_size_after_a_trim_elsewhere_flushes_the_stale_classes() {
     });
     assert_eq!(alloc.stats().live_allocations, 0);
 }
+
+#[test]
+fn a_counter_on_a_reused_area_starts_at_zero() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    let c = alloc.counter().unwrap();
+    c.add(41);
+    c.inc();
+    assert_eq!(c.sum(), 42);
+    drop(c);
+    assert_eq!(alloc.stats().thread_cached, 1);
+    let d = alloc.counter().unwrap();
+    assert_eq!(alloc.stats().thread_cached, 0, "the same area again");
+    assert_eq!(d.sum(), 0);
+    d.dec();
+    assert_eq!(d.sum(), -1);
+}
