@@ -69,6 +69,12 @@ pub(crate) struct CommonArgs {
     /// classes, or call sites (page-exclusive).
     #[arg(long, value_enum, default_value_t = ClassArg::Task)]
     pub(crate) classes: ClassArg,
+
+    /// Per-CPU magazines of N freed areas per request size, drained before
+    /// every balance run (0, the default: none, as in Linux): what a
+    /// slab-like free cache would cost in memory. Simulated placement only.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) magazine: usize,
 }
 
 /// `--classes` values.
@@ -309,6 +315,8 @@ pub(crate) struct Loaded {
     balance: BalanceTiming,
     /// `--classes`.
     classes: ClassMode,
+    /// `--magazine`.
+    magazine: usize,
 }
 
 impl Loaded {
@@ -322,6 +330,7 @@ impl Loaded {
             check_invariants: self.check,
             lenient: self.lenient,
             classes: self.classes,
+            magazine: self.magazine,
             ..ReplayConfig::default()
         }
     }
@@ -465,6 +474,7 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         check: args.check,
         balance: args.balance.into(),
         classes: args.classes.into(),
+        magazine: args.magazine,
     })
 }
 

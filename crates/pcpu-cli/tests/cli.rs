@@ -289,6 +289,22 @@ fn replay_with_invariant_checks_and_no_prefill() {
 }
 
 #[test]
+fn replay_with_per_cpu_magazines() {
+    let o = pcpu(&["replay", SMALL, "--magazine", "16", "--check", "--json"]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // 13 of the 21 freed areas are allocated again from their CPU's magazine.
+    assert_eq!(v["magazine_hits"], 13);
+    assert_eq!(
+        (v["allocs"].as_u64(), v["failed_allocs"].as_u64()),
+        (Some(2296), Some(0))
+    );
+    assert!(v["placement_agreement"].as_f64().unwrap() < 1.0);
+    let plain: Value = serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    assert_eq!(plain["magazine_hits"], 0);
+}
+
+#[test]
 fn replay_reads_standard_input_with_flags_for_geometry() {
     let o = pcpu_with_stdin(
         &[

@@ -266,6 +266,9 @@ pub struct Variant {
     pub classes: ClassMode,
     /// Balance schedule.
     pub schedule: Schedule,
+    /// Per-CPU magazines of this many freed areas per request (0: none, as
+    /// in Linux; `ReplayConfig::magazine`).
+    pub magazine: usize,
 }
 
 impl Variant {
@@ -282,6 +285,7 @@ impl Variant {
                 ClassMode::None
             },
             schedule: Schedule::Auto,
+            magazine: 0,
         }
     }
 
@@ -387,6 +391,10 @@ pub struct RunResult {
     pub alloc_free_events: u64,
     /// Fraction of allocations at the traced kernel's chunk and offset.
     pub placement_agreement: Option<f64>,
+    /// Allocations replayed.
+    pub allocs: u64,
+    /// Allocations served by a per-CPU magazine (`Variant::magazine`).
+    pub magazine_hits: u64,
     /// Wall time of the replay (s): a rough proxy of allocator cost.
     pub wall_s: f64,
     /// Resident memory over time (omitted from JSON).
@@ -431,6 +439,7 @@ pub fn config(v: &Variant, timing: BalanceTiming, opts: &RunOptions) -> ReplayCo
         classes: v.classes,
         sample_every: opts.sample_every,
         page_log: true,
+        magazine: v.magazine,
         ..ReplayConfig::default()
     }
 }
@@ -587,6 +596,8 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
         failed_allocs: report.failed_allocs,
         alloc_free_events: report.allocs + report.frees,
         placement_agreement: report.placement_agreement,
+        allocs: report.allocs,
+        magazine_hits: report.magazine_hits,
         wall_s,
         timeline: report.timeline,
     })

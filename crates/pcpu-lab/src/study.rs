@@ -266,6 +266,7 @@ fn sweeps() -> Vec<Sweep> {
         sweep::marked_threshold(rfc, &[0, 1, 2, 4, 8, 16]),
         sweep::empty_pop(l514, &[(1, 2), (2, 4), (4, 8), (8, 16), (16, 32), (32, 64)]),
         sweep::refault_reserve(Policy::pcpu(), &[0, 32, 16, 8, 4]),
+        sweep::magazines(l514, &[0, 8, 32, 128]),
         side_514,
         side_pcpu,
         place_514,
@@ -289,7 +290,7 @@ fn baseline(id: &str) -> &'static str {
         "reclaim-min-pages" => "32 pages",
         "marked-threshold" => "2 chunks",
         "empty-pop" => "2/4",
-        "refault-reserve" => "off",
+        "refault-reserve" | "magazine" => "off",
         "sideline-5.14" | "sideline-pcpu" => "sidelined",
         _ => "first fit",
     }
@@ -767,6 +768,7 @@ pub fn run_study(
     let mt = by_id("marked-threshold");
     let ep = by_id("empty-pop");
     let rr = by_id("refault-reserve");
+    let mag = by_id("magazine");
     let side = by_id("sideline-5.14");
     let side_pcpu = by_id("sideline-pcpu");
     let place = by_id("placement-5.14");
@@ -873,11 +875,20 @@ pub fn run_study(
             "first fit",
             &floor_kb,
         );
+        // The other slab idea: per-CPU magazines (32 areas per size).
+        let hits: Vec<f64> = subjects
+            .iter()
+            .filter_map(|s| mag.get(&s.input.name, "32"))
+            .map(|r| 100.0 * r.magazine_hits as f64 / r.allocs.max(1) as f64)
+            .collect();
+        let max_hits = hits.iter().copied().fold(0.0, f64::max);
+        let held = changes(&subjects, mag, "32", "off", &after_kb);
         let a = format!(
-            "Segregating by size (page-exclusive power-of-two classes) {}, and {} while the workload is at its peak; segregating by call site {}.",
+            "Segregating by size (page-exclusive power-of-two classes) {}, and {} while the workload is at its peak; segregating by call site {}. A per-CPU cache of freed objects (magazines of 32) would serve at most {max_hits:.1}% of the allocations and {}.",
             verb(&fl, "the floor after removals"),
             verb(&re, "resident memory"),
-            verb(&cs, "the floor")
+            verb(&cs, "the floor"),
+            verb(&held, "resident memory after removals")
         );
         answers.push(("Separate chunks for small objects (slab idea)".into(), a));
     }
@@ -1345,6 +1356,78 @@ pub fn run_study(
         }
     }
 
+    // ---- Q4b: magazines.
+    let _ = writeln!(
+        md,
+        "### 4b. The other slab idea: a per-CPU cache of freed objects\n\n\
+         The slab allocators answer small-object churn with per-CPU caches of freed objects \
+         (magazines); librseq's percpu pool is a free list. `pcpu_core::Magazine` models one in \
+         front of the 5.14 rules: a free on CPU *c* goes to *c*'s magazine of that size and \
+         alignment (a full one frees its older half), an allocation on *c* takes from it \
+         first, and every balance run drains all magazines before it works, so reclaim sees \
+         their areas. A cached area stays allocated: the cost is memory, the gain the \
+         bookkeeping of each allocation it serves (an alloc+free pair through a magazine \
+         takes 14 ns in the core instead of 61 ns, BENCHMARKS.md).\n"
+    );
+    md.push_str(&w.sweep_section(mag, "linux-5.14 rules, per-CPU magazines varied")?);
+    let mut rows = Vec::new();
+    for s in &subjects {
+        let results = mag.input(&s.input.name).unwrap_or(&[]);
+        let Some(off) = results.iter().find(|r| r.label == "off") else {
+            continue;
+        };
+        let allocs = off.allocs.max(1);
+        let mut row = vec![s.short.clone()];
+        for r in results.iter().filter(|r| r.label != "off") {
+            let worst = r.phase_changes(off).into_iter().fold(f64::MIN, f64::max);
+            row.push(format!(
+                "{:.1}%, {} ({}), {:+.1}%",
+                100.0 * r.magazine_hits as f64 / allocs as f64,
+                r.populated_pages,
+                pct(r.populated_pages, off.populated_pages),
+                worst
+            ));
+        }
+        rows.push(row);
+    }
+    let mut headers = vec!["workload".to_string()];
+    headers.extend(
+        mag.sweep
+            .variants
+            .iter()
+            .filter(|v| v.label != "off")
+            .map(|v| format!("magazine of {}", v.label)),
+    );
+    let _ = writeln!(
+        md,
+        "Per magazine size: allocations served by a magazine, pages populated over the run \
+         (change against no magazine) and the worst phase against no magazine (largest Percpu \
+         increase at any phase marker):\n"
+    );
+    md_table(&mut md, &headers, &rows);
+    let _ = writeln!(
+        md,
+        "Magazines serve few allocations on these workloads: cgroups and BPF programs free \
+         their per-CPU objects in bulk, long after allocating them, and the next objects of a \
+         size mostly come from another task on another CPU after the magazines were drained. \
+         What the magazines hold stays populated until the next balance run, which only a free \
+         that reaches the allocator schedules: the worst phases are troughs and trace ends{}. So the kernel \
+         has little to gain from them, and pcpu-core keeps them opt-in; the `pcpu` crate's \
+         thread cache is for the other pattern, programs that allocate and free per-CPU \
+         objects at a high rate on one thread, and is bounded per thread.\n",
+        subjects
+            .iter()
+            .find(|s| s.short == "cover letter (syn)")
+            .and_then(|s| {
+                let on = mag.get(&s.input.name, "32")?.phase("D")?.percpu_kb;
+                let off = mag.get(&s.input.name, "off")?.phase("D")?.percpu_kb;
+                Some(format!(
+                    " (with magazines of 32, the synthetic cover letter's phase D holds {on} kB against {off} kB)"
+                ))
+            })
+            .unwrap_or_default()
+    );
+
     // ---- Q5.
     let _ = writeln!(
         md,
@@ -1498,8 +1581,12 @@ pub fn run_study(
          class, call site, derived lifetime), and the balance schedule.\n\
          * Thrash: a page re-populated within {} balance runs (or {} allocation/free events) of \
          its depopulation, counted per chunk and page from the replay's page-operation log.\n\
-         * Missing knob: sidelining cannot be switched off inside the 5.14 policy; question 3 \
-         compares whole policies instead.\n\
+         * Sidelining alone (question 3) is the `sideline` knob of `Policy`; the rest of each \
+         policy stays as it is.\n\
+         * Magazines (4b) are modelled per traced CPU for requests of at most 256 bytes and \
+         drained at every balance run. A kernel implementation would also drain them on a \
+         timer or under memory pressure: that would lower what they hold at the troughs, not \
+         how few allocations they serve.\n\
          * Size and call-site classes are page-exclusive regions inside shared chunks, not \
          separate chunks.\n\
          * The synthetic traces' kernel placement columns come from pcpu-core's linux-6.1 \

@@ -156,6 +156,26 @@ pub fn sideline(base: Policy) -> Sweep {
     Sweep::new("sideline", "depopulated chunks", variants)
 }
 
+/// Per-CPU magazines of freed areas in front of `base` (`0`: none, as in
+/// Linux): the slab allocators' free cache, drained before each balance run.
+pub fn magazines(base: Policy, values: &[usize]) -> Sweep {
+    let variants = values
+        .iter()
+        .map(|&n| Variant {
+            magazine: n,
+            ..Variant::new(
+                if n == 0 {
+                    "off".to_string()
+                } else {
+                    n.to_string()
+                },
+                base,
+            )
+        })
+        .collect();
+    Sweep::new("magazine", "per-CPU magazine (areas per size)", variants)
+}
+
 /// Balance schedules for one policy.
 pub fn schedules(base: Policy, values: &[Schedule]) -> Sweep {
     let variants = values

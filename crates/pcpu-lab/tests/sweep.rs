@@ -182,6 +182,7 @@ fn sweeps_cover_every_point_and_do_not_depend_on_threads() {
             ],
         ),
         sweep::schedules(l514(), &[Schedule::Modelled, Schedule::Recorded]),
+        sweep::magazines(l514(), &[0, 16]).with_schedule(Schedule::Modelled),
     ];
     let o = RunOptions::default();
     let one = sweep::run_sweeps(&inputs, &sweeps, &o, 1, &|_, _| {}).unwrap();
@@ -215,6 +216,20 @@ fn sweeps_cover_every_point_and_do_not_depend_on_threads() {
     let floor = |l: &str| c(l).phase("C").unwrap().floor_kb;
     assert!(floor("lifetime classes") < floor("first fit"));
     assert!(floor("lifetime classes") <= floor("task-contiguous"));
+    // Magazines: off is Linux (no hit); on, some allocation is served from
+    // one, the same objects are live at every phase, and none fails.
+    let mag = &one[5];
+    let off = mag.get("churn-3x80-80", "off").unwrap();
+    let on = mag.get("churn-3x80-80", "16").unwrap();
+    assert_eq!(off.magazine_hits, 0);
+    assert!(
+        on.magazine_hits > 0 && on.magazine_hits < on.allocs,
+        "{on:?}"
+    );
+    assert_eq!((on.allocs, on.failed_allocs), (off.allocs, 0));
+    for (a, b) in on.phases.iter().zip(&off.phases) {
+        assert_eq!((a.ideal_kb, a.name.as_str()), (b.ideal_kb, b.name.as_str()));
+    }
     // run_many returns results in job order.
     let jobs = vec![
         (1, Variant::new("a", l514())),

@@ -1,12 +1,12 @@
 //! The replay engine: feeds trace records through a [`pcpu_core::Allocator`]
 //! and measures it against the kernel's own record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use pcpu_core::{
     AllocError, AllocFlags, Allocation, Allocator, Backend, BackendError, ChunkId, ChunkKind,
-    ClassHint, Policy, SimBackend,
+    ClassHint, FreeError, Magazine, Policy, SimBackend,
 };
 use pcpu_trace::{Event, Record};
 
@@ -91,6 +91,15 @@ pub struct ReplayConfig {
     /// Keep a log of every page operation of our allocator
     /// ([`Replayer::page_log`]; for thrash and traffic studies).
     pub page_log: bool,
+    /// Per-CPU magazines of this many freed areas per request (0: none, as
+    /// in Linux). With magazines, a free on CPU `c` goes to `c`'s magazine of
+    /// the request's size and alignment (a full one frees its older half),
+    /// an allocation on `c` takes from it first, and every balance run drains
+    /// all magazines before it works: what a slab-like free cache would cost
+    /// the kernel's percpu allocator in memory. Simulated placement only;
+    /// reserved allocations and requests above [`MAGAZINE_MAX_SIZE`] bypass
+    /// them (as in the `pcpu` crate's thread caches).
+    pub magazine: usize,
 }
 
 impl Default for ReplayConfig {
@@ -104,11 +113,16 @@ impl Default for ReplayConfig {
             sample_every: 500,
             classes: ClassMode::Task,
             page_log: false,
+            magazine: 0,
         }
     }
 }
 
 const RESERVED_SERIAL: u32 = u32::MAX;
+
+/// Largest request (bytes) that goes through a magazine
+/// ([`ReplayConfig::magazine`]).
+pub const MAGAZINE_MAX_SIZE: usize = 256;
 
 /// What a [`PageOp`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -200,6 +214,10 @@ impl Backend for LogBackend {
 #[derive(Clone, Debug)]
 struct LiveObj {
     ours: Option<Allocation>,
+    /// The request's alignment, and whether it may go to a magazine (not
+    /// reserved).
+    align: u64,
+    cacheable: bool,
     kchunk: u32,
     koff: u32,
     size: u32,
@@ -276,6 +294,9 @@ pub struct Replayer {
     /// The trace says it is synthetic: its phase figures are placeholders.
     synthetic: bool,
     derived: HashMap<u64, u64>,
+    /// Per-CPU magazines by (cpu, size, align) ([`ReplayConfig::magazine`]);
+    /// ordered, so that draining is deterministic.
+    mags: BTreeMap<(u32, usize, usize), Magazine>,
     report: Report,
     base_pages: u64,
     events: u64,
@@ -348,6 +369,7 @@ impl Replayer {
             swapped: 0,
             synthetic: false,
             derived: HashMap::new(),
+            mags: BTreeMap::new(),
             report,
             base_pages,
             events: 0,
@@ -423,7 +445,39 @@ impl Replayer {
         }
     }
 
+    /// An area from CPU `cpu`'s magazine for `(size, align)`, if it has one.
+    fn take_cached(&mut self, cpu: u32, size: usize, align: usize) -> Option<Allocation> {
+        let req = self.a.request(size, align).ok()?;
+        let mag = self.mags.get_mut(&(cpu, req.size, req.align))?;
+        let x = mag.areas().last().copied()?;
+        let got = self
+            .a
+            .alloc_cached(&mut self.backend, mag, AllocFlags::NORMAL)
+            .ok()?;
+        debug_assert_eq!(got, x);
+        self.report.magazine_hits += 1;
+        Some(got)
+    }
+
+    /// Free `x`, allocated for alignment `align`, into CPU `cpu`'s magazine.
+    fn free_cached(&mut self, cpu: u32, align: usize, x: Allocation) -> Result<(), FreeError> {
+        let req = self
+            .a
+            .request(x.size, align)
+            .expect("a live area's request is valid");
+        let cap = self.cfg.magazine;
+        let mag = self
+            .mags
+            .entry((cpu, req.size, req.align))
+            .or_insert_with(|| Magazine::new(req, cap));
+        self.a.free_cached(mag, x)
+    }
+
     fn run_balance(&mut self) {
+        // Magazines give their areas back first, so that reclaim sees them.
+        for mag in self.mags.values_mut() {
+            self.a.drain(mag);
+        }
         self.report.balance_runs += 1;
         self.backend.run = self.report.balance_runs;
         self.backend.in_balance = true;
@@ -524,7 +578,17 @@ impl Replayer {
                         ev.caller().map(|f| ClassHint::lifetime(call_site_class(f)))
                     }
                 };
+                let cacheable = self.cfg.magazine > 0
+                    && self.cfg.placement == Placement::Simulate
+                    && !flags.reserved
+                    && size <= MAGAZINE_MAX_SIZE;
+                let cached = if cacheable {
+                    self.take_cached(rec.cpu, size, align)
+                } else {
+                    None
+                };
                 let res = match self.cfg.placement {
+                    _ if cached.is_some() => Ok(cached.expect("just checked")),
                     Placement::Simulate => match class {
                         Some(c) if self.a.policy().class_placement => {
                             self.a.alloc_class(&mut self.backend, size, align, flags, c)
@@ -591,6 +655,8 @@ impl Replayer {
                 self.live_bytes += size4 as u64;
                 let obj = LiveObj {
                     ours,
+                    align: ev.align,
+                    cacheable,
                     kchunk,
                     koff: ev.off as u32,
                     size: size4,
@@ -622,9 +688,12 @@ impl Replayer {
                 };
                 self.report.frees += 1;
                 if let Some(x) = obj.ours {
-                    self.a
-                        .free(x.chunk, x.offset)
-                        .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
+                    let freed = if obj.cacheable {
+                        self.free_cached(rec.cpu, obj.align as usize, x)
+                    } else {
+                        self.a.free(x.chunk, x.offset).map(drop)
+                    };
+                    freed.map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
                     self.floor
                         .add(x.chunk.0, x.offset as u32, obj.size, page, -1);
                 }

@@ -15,6 +15,7 @@ use std::fmt;
 pub use engine::{
     call_site_class, derive_lifetime_classes, phase_marks, replay, size_class, trace_features,
     BalanceTiming, ClassMode, LiveObject, PageOp, PageOpKind, Placement, ReplayConfig, Replayer,
+    MAGAZINE_MAX_SIZE,
 };
 pub use report::{Disagreement, PhaseReport, Report, Sample};
 pub use setup::Setup;

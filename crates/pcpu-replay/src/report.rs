@@ -125,6 +125,9 @@ pub struct Report {
     /// Pairs of racing allocations replayed in swapped order (see
     /// `Replayer::should_swap`).
     pub reordered_allocs: u64,
+    /// Allocations served by a per-CPU magazine (`ReplayConfig::magazine`;
+    /// 0 without magazines).
+    pub magazine_hits: u64,
     /// Our pages populated (per unit).
     pub populated_pages: u64,
     /// Our pages depopulated (per unit).
