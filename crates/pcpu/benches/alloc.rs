@@ -5,6 +5,8 @@
 //!   (with the default thread cache, and without one) vs a
 //!   `Box<[CachePadded<AtomicU64>]>` of `possible_cpus()` entries vs a
 //!   `thread_local::ThreadLocal<AtomicU64>` (created, used once, dropped).
+//! - `alloc_free_threads/{1,2}t`: the same pair on 1 and 2 threads at once
+//!   (cached, uncached, `Box`), the slowest thread's time per pair.
 //! - `counter/{1,2}t`: one increment per thread per iteration:
 //!   `PerCpuCounter::add` (default batch, and a batch that never folds into
 //!   the shared total), a bare `PerCpu<AtomicU64>::current().fetch_add`, one
@@ -83,6 +85,52 @@ fn on_threads(threads: usize, iters: u64, f: &(dyn Fn(u64) + Sync)) -> Duration 
             .max()
             .unwrap_or_default()
     })
+}
+
+/// Alloc+free pairs on 1 and 2 threads at once (the slowest thread's time
+/// per pair): the thread cache takes no lock, the uncached path shares the
+/// allocator's lock, `Box` shares malloc's arenas.
+fn bench_alloc_free_threads(c: &mut Criterion) {
+    let cached = PerCpuAllocator::new().expect("allocator");
+    let uncached = PerCpuAllocator::builder()
+        .thread_cache(0)
+        .build()
+        .expect("allocator");
+    let cpus = possible_cpus();
+    let mut g = c.benchmark_group("alloc_free_threads");
+    for threads in [1usize, 2] {
+        for (name, alloc) in [
+            ("pcpu_PerCpu<AtomicU64>", &cached),
+            ("pcpu_PerCpu<AtomicU64>_no_thread_cache", &uncached),
+        ] {
+            g.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, &|n| {
+                        for _ in 0..n {
+                            black_box(alloc.per_cpu(|_| AtomicU64::new(0)).unwrap());
+                        }
+                    })
+                })
+            });
+        }
+        g.bench_function(
+            BenchmarkId::new("Box<[CachePadded<AtomicU64>]>", format!("{threads}t")),
+            |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, &|n| {
+                        for _ in 0..n {
+                            black_box(
+                                (0..cpus)
+                                    .map(|_| CachePadded::new(AtomicU64::new(0)))
+                                    .collect::<Box<[_]>>(),
+                            );
+                        }
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
 }
 
 fn bench_counters(c: &mut Criterion) {
@@ -170,6 +218,7 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     bench_alloc_free(&mut c);
+    bench_alloc_free_threads(&mut c);
     bench_counters(&mut c);
     c.final_summary();
 }
