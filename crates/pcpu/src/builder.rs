@@ -121,7 +121,9 @@ impl Builder {
     /// Freed areas of typed handles ([`PerCpu`](crate::PerCpu)) of up to
     /// 256 bytes that each thread keeps for reuse, per size and alignment
     /// (default 32; 0 turns the cache off). A pair of allocation and drop
-    /// served from the cache takes no lock. Cached areas stay allocated (and
+    /// served from the cache takes no lock. A miss allocates up to 128 bytes
+    /// of neighbouring areas at once (at most half this capacity) and keeps
+    /// the others, so that two threads' objects do not share cache lines. Cached areas stay allocated (and
     /// keep the allocator alive) until the thread exits, a push onto a full
     /// class frees the older half, or [`trim_thread_caches`], `balance_now`
     /// or `settle` is called; at most 16 (allocator, size, alignment) classes

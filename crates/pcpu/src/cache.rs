@@ -7,7 +7,11 @@
 //! `(size, align)`. The next request of that size and alignment on the thread
 //! takes it back without locking, so an alloc+free pair costs no lock, no
 //! atomic read-modify-write and no bookkeeping (the `Arc` of the allocator
-//! travels with the cached area).
+//! travels with the cached area). A miss allocates [`refill_len`]
+//! neighbouring areas under one lock and caches all but the first, so that
+//! one thread's hot area is at least 128 bytes from another's: creating an
+//! object writes its copy in every unit, and neighbours in one cache line
+//! would make two threads' creations contend for it.
 //!
 //! # Bounds and flushes
 //! - At most `thread_cache` areas per class
@@ -133,6 +137,22 @@ fn release(entries: Vec<Entry>) {
 #[inline]
 pub(crate) fn serves(size: usize) -> bool {
     size <= MAX_CACHED_SIZE && !crate::hint::in_scope()
+}
+
+/// Bytes of neighbouring areas a cache miss allocates at once: a thread's
+/// hot area then sits at least this far from another thread's, so their
+/// copies never share a 64-byte cache line (creating an object writes its
+/// copy in every unit).
+const REFILL_BYTES: usize = 128;
+
+/// Areas to allocate on a miss for a request of `size` bytes: enough to
+/// cover [`REFILL_BYTES`], at most half the class capacity, at least 1.
+#[inline]
+pub(crate) fn refill_len(alloc: &PerCpuAllocator, size: usize) -> usize {
+    let cap = alloc.inner().config.thread_cache;
+    (REFILL_BYTES / size.next_multiple_of(4))
+        .min(cap / 2)
+        .max(1)
 }
 
 /// May an area of this size be cached when its owner is done with it?

@@ -254,6 +254,21 @@ impl Inner {
     /// Allocate `size` bytes at `align` in every unit (`pcpu_alloc`), not
     /// zeroed.
     pub(crate) fn alloc(&self, size: usize, align: usize) -> Result<Placed, Error> {
+        let mut out = self.alloc_batch(size, align, 1)?;
+        Ok(out.pop().expect("alloc_batch returns at least one area"))
+    }
+
+    /// Allocate up to `n` areas of `size` bytes at `align` (at least one), as
+    /// [`Inner::alloc`] does, placing them under one acquisition of `state`
+    /// (so first fit makes them neighbours). The batch stops early where the
+    /// next area would need a new chunk, and after an area that needed
+    /// population (which is then populated as usual). In placement order.
+    pub(crate) fn alloc_batch(
+        &self,
+        size: usize,
+        align: usize,
+        n: usize,
+    ) -> Result<Vec<Placed>, Error> {
         if !align.is_power_of_two() {
             // The kernel raises 0..=3 to 4 first; a Rust layout must be a
             // power of two.
@@ -270,39 +285,54 @@ impl Inner {
         };
         let mut st = self.state();
         let req = st.core.request(size, align)?;
-        match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
-            // Fast path: populated space, only `state` taken.
-            Ok(area) if st.core.next_unpopulated(&area).is_none() => Ok(self.finish(&mut st, area)),
-            // The area lies (partly) on unpopulated pages: populate under
-            // `alloc_mutex`. The area is allocated, so nobody depopulates or
-            // destroys its pages meanwhile. Until they are populated the core
-            // counts them as neither empty nor populated (its "non-atomic
-            // allocation window"), which the kernel only ever exposes under
-            // `pcpu_alloc_mutex`: take it without dropping `state` when it is
-            // free, else record the area as in flight (see `State`).
-            Ok(area) => match self.try_serialise() {
-                Some(serial) => {
-                    drop(st);
-                    self.populate_area(&serial, area, false)
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n.max(1) {
+            match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
+                // Fast path: populated space, only `state` taken.
+                Ok(area) if st.core.next_unpopulated(&area).is_none() => {
+                    out.push(self.finish(&mut st, area));
                 }
-                None => {
-                    st.in_flight += 1;
+                // The area lies (partly) on unpopulated pages: populate under
+                // `alloc_mutex`. The area is allocated, so nobody depopulates
+                // or destroys its pages meanwhile. Until they are populated
+                // the core counts them as neither empty nor populated (its
+                // "non-atomic allocation window"), which the kernel only ever
+                // exposes under `pcpu_alloc_mutex`: take it without dropping
+                // `state` when it is free, else record the area as in flight
+                // (see `State`).
+                Ok(area) => {
+                    let placed = match self.try_serialise() {
+                        Some(serial) => {
+                            drop(st);
+                            self.populate_area(&serial, area, false)
+                        }
+                        None => {
+                            st.in_flight += 1;
+                            drop(st);
+                            let serial = self.serialise();
+                            self.populate_area(&serial, area, true)
+                        }
+                    };
+                    return batch_end(out, placed);
+                }
+                // A batch never creates a chunk for more than its first area.
+                Err(AllocError::NeedsChunk) if !out.is_empty() => break,
+                Err(AllocError::NeedsChunk) => {
                     drop(st);
                     let serial = self.serialise();
-                    self.populate_area(&serial, area, true)
+                    let placed = self
+                        .alloc_creating(&serial, req, class)
+                        .and_then(|area| self.populate_area(&serial, area, false));
+                    return batch_end(out, placed);
                 }
-            },
-            Err(AllocError::NeedsChunk) => {
-                drop(st);
-                let serial = self.serialise();
-                let area = self.alloc_creating(&serial, req, class)?;
-                self.populate_area(&serial, area, false)
-            }
-            Err(e) => {
-                self.kick(&mut st);
-                Err(e.into())
+                Err(_) if !out.is_empty() => break,
+                Err(e) => {
+                    self.kick(&mut st);
+                    return Err(e.into());
+                }
             }
         }
+        Ok(out)
     }
 
     /// Retry under `alloc_mutex`, creating chunks until the request is placed.
@@ -439,6 +469,20 @@ impl Inner {
         check_serial(&st, chunk, offset, serial)?;
         let size = st.core.allocation_size(chunk, offset)?;
         Ok((st.region(chunk), size))
+    }
+}
+
+/// The last area of a batch, `placed`, was populated (or failed to be): the
+/// batch, or the error when it is the batch's only area. The areas placed
+/// before a failed one are returned without it.
+fn batch_end(mut out: Vec<Placed>, placed: Result<Placed, Error>) -> Result<Vec<Placed>, Error> {
+    match placed {
+        Ok(p) => {
+            out.push(p);
+            Ok(out)
+        }
+        Err(e) if out.is_empty() => Err(e),
+        Err(_) => Ok(out),
     }
 }
 

@@ -8,6 +8,7 @@ use pcpu_core::{ChunkId, FreeError};
 
 use crate::cache::{self, Entry};
 use crate::error::Error;
+use crate::inner::Placed;
 use crate::PerCpuAllocator;
 
 // === Area ===
@@ -44,33 +45,53 @@ impl Area {
     /// allocation, or an area of the same request from this thread's cache
     /// (holding what its previous owner left).
     pub(crate) fn new(alloc: &PerCpuAllocator, size: usize, align: usize) -> Result<Area, Error> {
-        if cache::serves(size) {
-            if let Some(e) = cache::take(alloc, size, align) {
-                return Ok(Area {
-                    alloc: Some(e.alloc),
-                    base: e.base,
-                    stride: e.stride,
-                    units: e.units,
-                    chunk: e.chunk,
-                    offset: e.offset,
-                });
-            }
+        if !cache::serves(size) {
+            return Ok(Area::from_placed(alloc, alloc.inner().alloc(size, align)?));
         }
-        let placed = alloc.inner().alloc(size, align)?;
+        if let Some(e) = cache::take(alloc, size, align) {
+            return Ok(Area::from_entry(e));
+        }
+        // A miss: refill with a few neighbours in one go, so that this
+        // thread's areas do not share cache lines with another thread's
+        // (`cache::refill_len`). The first is returned, the others cached
+        // with the second on top.
+        let n = cache::refill_len(alloc, size);
+        let mut batch = alloc.inner().alloc_batch(size, align, n)?.into_iter();
+        let first = batch.next().expect("alloc_batch returns at least one area");
+        for p in batch.rev() {
+            let mut extra = Area::from_placed(alloc, p);
+            extra.recycle(size, align); // freed instead if the cache refuses
+        }
+        Ok(Area::from_placed(alloc, first))
+    }
+
+    /// The area of a fresh allocation of `alloc`.
+    fn from_placed(alloc: &PerCpuAllocator, placed: Placed) -> Area {
         let fit = |v: usize| u32::try_from(v).expect("offsets, unit sizes and counts fit in u32");
         let (stride, units) = (
             fit(placed.layout.unit_size()),
             fit(placed.layout.nr_units()),
         );
-        let base = placed.layout.addr(0, placed.offset);
-        Ok(Area {
+        Area {
             alloc: Some(alloc.clone()),
-            base,
+            base: placed.layout.addr(0, placed.offset),
             stride,
             units,
             chunk: placed.chunk,
             offset: fit(placed.offset),
-        })
+        }
+    }
+
+    /// The area of a cache entry.
+    fn from_entry(e: Entry) -> Area {
+        Area {
+            alloc: Some(e.alloc),
+            base: e.base,
+            stride: e.stride,
+            units: e.units,
+            chunk: e.chunk,
+            offset: e.offset,
+        }
     }
 
     /// The owning allocator.
