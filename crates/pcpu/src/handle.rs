@@ -25,14 +25,17 @@
 //!   live allocation: `[offset, offset + size)` of every unit of its region
 //!   is allocated in the core's map (allocations never overlap), lies on
 //!   populated — readable, writable — pages, and stays allocated until the
-//!   owning `Area` is dropped or the raw handle freed. Its mapping stays
-//!   mapped meanwhile: the allocator (which the `Area` keeps alive) drops a
-//!   chunk's region only when it destroys the chunk, and it destroys only
-//!   chunks without allocations (pcpu-core's balance work frees fully free
-//!   chunks only). Unit `u`'s copy starts at
-//!   `layout.addr(u, offset)`; units are `layout.unit_size()` apart, a
-//!   multiple of the page size, and `offset` is a multiple of the requested
-//!   alignment, which is at most the page size: every copy is aligned.
+//!   owning `Area` is dropped or the raw handle freed (an `Area` recycled
+//!   into a thread cache stays allocated, owned by the cache entry, until
+//!   the cache frees it or hands it to a new `Area`). Its mapping stays
+//!   mapped meanwhile: the allocator (which the `Area` or cache entry keeps
+//!   alive) drops a chunk's region only when it destroys the chunk, and it
+//!   destroys only chunks without allocations (pcpu-core's balance work frees
+//!   fully free chunks only). Unit `u`'s copy starts at
+//!   `layout.addr(u, offset)` (an `Area`'s `base + u × stride`); units are
+//!   `layout.unit_size()` apart, a multiple of the page size, and `offset` is
+//!   a multiple of the requested alignment, which is at most the page size:
+//!   every copy is aligned.
 //! - **B. Pages holding a live byte are never discarded.** Only
 //!   [`depopulate_empty`] discards pages, after checking under `state` that
 //!   none of them holds an allocated byte; see its SAFETY argument for why
