@@ -10,7 +10,7 @@ use crate::chunk::{Chunk, ChunkKind};
 use crate::classes::ClassTable;
 use crate::error::AllocError;
 use crate::geometry::Geometry;
-use crate::policy::{Policy, PolicyKind, SLOT_FAIL_THRESHOLD};
+use crate::policy::{Fit, Policy, PolicyKind, SLOT_FAIL_THRESHOLD};
 use crate::slots::{slot_key, Entry, Lists, SlotLayout};
 use crate::stats::GlobalStats;
 use crate::{ChunkId, MIN_ALLOC_SIZE};
@@ -142,6 +142,9 @@ pub struct Allocator {
     /// Largest recent refault distance: extra empty pages that would have
     /// saved the refaults seen lately (decays as reclaim depopulates).
     pub(crate) refault_want: u64,
+    /// [`Fit::Next`]: where the last plain allocation ended (chunk, its
+    /// serial, bit). A hint only: checked against the chunk before use.
+    pub(crate) rover: Option<(u32, u64, i32)>,
 }
 
 // === impl Allocator: setup and accessors ===
@@ -192,6 +195,7 @@ impl Allocator {
             classes: ClassTable::new(policy.class_capacity),
             reclaim_clock: 0,
             refault_want: 0,
+            rover: None,
         };
         a.stats.nr_chunks = 1;
         a.stats.nr_max_chunks = 1;
@@ -606,6 +610,18 @@ impl Allocator {
                 None => Err(self.fail(req, flags, AllocError::ReservedFull)),
             };
         }
+        // Other fits than Linux's first fit (the lab's placement strategies);
+        // atomic requests keep the kernel's populated-only search.
+        let fit = if flags.atomic {
+            Fit::First
+        } else {
+            self.policy.fit
+        };
+        if fit == Fit::Next {
+            if let Some(a) = self.place_at_rover(req) {
+                return Ok(a);
+            }
+        }
         let start_slot = self.layout.size_to_slot(req.size);
         let mut next_slot = start_slot;
         while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
@@ -620,8 +636,17 @@ impl Allocator {
                     }
                     continue;
                 };
+                let start = match fit {
+                    Fit::Best => c
+                        .best_fit_in(0, c.map_bits, req.bits, req.bit_align)
+                        .unwrap_or(start),
+                    Fit::First | Fit::Next => start,
+                };
                 if let Some(a) = self.place(id, req, start) {
                     self.reintegrate(id);
+                    if fit == Fit::Next {
+                        self.note_rover(id, &a);
+                    }
                     return Ok(a);
                 }
             }
@@ -641,15 +666,30 @@ impl Allocator {
     /// anything: `None` when no chunk has room (a new chunk would be created).
     /// Replay uses it to order allocations that raced in the kernel.
     pub fn probe(&self, req: Request, flags: AllocFlags) -> Option<(ChunkId, usize)> {
+        let fit = if flags.atomic || flags.reserved {
+            Fit::First
+        } else {
+            self.policy.fit
+        };
         let fits = |id: u32| -> Option<usize> {
             let c = self.c(id);
             let start = c.find_block_fit(req.bits, req.bit_align, flags.atomic)?;
-            c.probe_area(req.bits, req.bit_align, start)
-                .map(|b| b as usize * MIN_ALLOC_SIZE)
+            let bit = match fit {
+                Fit::Best => c
+                    .best_fit_in(0, c.map_bits, req.bits, req.bit_align)
+                    .unwrap_or(start),
+                Fit::First | Fit::Next => c.probe_area(req.bits, req.bit_align, start)?,
+            };
+            Some(bit as usize * MIN_ALLOC_SIZE)
         };
         if flags.reserved {
             let rid = self.reserved?;
             return fits(rid).map(|o| (ChunkId(rid), o));
+        }
+        if fit == Fit::Next {
+            if let Some((id, bit)) = self.rover_fit(req) {
+                return Some((ChunkId(id), bit as usize * MIN_ALLOC_SIZE));
+            }
         }
         let mut next_slot = self.layout.size_to_slot(req.size);
         while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
@@ -661,6 +701,37 @@ impl Allocator {
             }
         }
         None
+    }
+
+    /// [`Fit::Next`]: the first fit for `req` after the rover, in the rover's
+    /// chunk when it is still live and reachable by allocations.
+    fn rover_fit(&self, req: Request) -> Option<(u32, i32)> {
+        let (id, serial, bit) = self.rover?;
+        let c = self.arena.get(id as usize)?.chunk()?;
+        let reachable = c.serial == serial
+            && !c.isolated
+            && !c.detached
+            && !c.reclaiming
+            && Some(id) != self.reserved;
+        if !reachable {
+            return None;
+        }
+        let off = c.first_fit_in(bit, c.map_bits, req.bits, req.bit_align)?;
+        Some((id, off))
+    }
+
+    /// [`Fit::Next`]: place `req` at [`Allocator::rover_fit`], if any.
+    fn place_at_rover(&mut self, req: Request) -> Option<Allocation> {
+        let (id, off) = self.rover_fit(req)?;
+        let a = self.place(id, req, off)?;
+        self.note_rover(id, &a);
+        Some(a)
+    }
+
+    /// [`Fit::Next`]: the next search starts after `a`, in chunk `id`.
+    fn note_rover(&mut self, id: u32, a: &Allocation) {
+        let serial = self.c(id).serial;
+        self.rover = Some((id, serial, ((a.offset + a.size) / MIN_ALLOC_SIZE) as i32));
     }
 
     /// `pcpu_alloc_area` + relocation + stats (`pcpu_stats_area_alloc`).

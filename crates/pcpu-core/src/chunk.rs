@@ -448,6 +448,31 @@ impl Chunk {
         }
     }
 
+    /// Start of the smallest free run inside `[lo, hi)` that holds `bits`
+    /// bits at `align` (the lowest such run among equals), aligned: best fit.
+    pub(crate) fn best_fit_in(&self, lo: i32, hi: i32, bits: i32, align: i32) -> Option<i32> {
+        let (hi, bits) = (hi.min(self.map_bits) as usize, bits as usize);
+        let mask = (align.max(1) - 1) as usize;
+        let mut pos = lo.max(0) as usize;
+        let mut best: Option<(usize, usize)> = None; // (run length, aligned start)
+        while pos < hi {
+            let s = self.alloc_map.find_next_zero_bit(hi, pos);
+            if s >= hi {
+                break;
+            }
+            let e = self.alloc_map.find_next_bit(hi, s);
+            let a = (s + mask) & !mask;
+            if a + bits <= e && best.map_or(true, |(len, _)| e - s < len) {
+                best = Some((e - s, a));
+                if e - s == bits {
+                    break; // nothing fits more tightly
+                }
+            }
+            pos = e + 1;
+        }
+        best.map(|(_, a)| a as i32)
+    }
+
     /// The bit offset [`Chunk::alloc_area`] would choose, without allocating.
     pub(crate) fn probe_area(&self, alloc_bits: i32, align: i32, start: i32) -> Option<i32> {
         let align_mask = (align.max(1) - 1) as usize;

@@ -61,8 +61,8 @@ pub use error::{AllocError, FreeError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MIN_UNIT_SIZE};
 pub use magazine::Magazine;
 pub use policy::{
-    Policy, PolicyKind, PolicyParseError, UnknownPolicy, EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW,
-    KNOBS, SLOT_FAIL_THRESHOLD,
+    Fit, Policy, PolicyKind, PolicyParseError, UnknownPolicy, EMPTY_POP_PAGES_HIGH,
+    EMPTY_POP_PAGES_LOW, KNOBS, SLOT_FAIL_THRESHOLD,
 };
 pub use stats::{chunk_stats, ChunkStats, GlobalStats};
 

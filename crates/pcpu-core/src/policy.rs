@@ -34,6 +34,30 @@ pub enum PolicyKind {
     Pcpu,
 }
 
+/// Where inside a chunk a plain (unclassed) allocation goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fit {
+    /// Linux: the first free run that fits, searched from the chunk's hints.
+    First,
+    /// Continue from where the previous allocation ended (in that chunk),
+    /// then as `First`.
+    Next,
+    /// The smallest free run of the chosen chunk that fits (lowest offset
+    /// among equals).
+    Best,
+}
+
+impl Fit {
+    /// The knob's text: `first`, `next` or `best`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Fit::First => "first",
+            Fit::Next => "next",
+            Fit::Best => "best",
+        }
+    }
+}
+
 /// A policy and its tunable knobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -78,6 +102,11 @@ pub struct Policy {
     /// normal slot (the RFC's behaviour, Roman's view that depopulated
     /// chunks are deprioritised anyway). Only the isolating policies use it.
     pub sideline: bool,
+    /// Placement inside the chunk the slot walk chose, for allocations that
+    /// are not placed by class (Linux: [`Fit::First`]). Atomic and reserved
+    /// allocations always use first fit (they must find populated space the
+    /// kernel's way).
+    pub fit: Fit,
 }
 
 impl Policy {
@@ -96,6 +125,7 @@ impl Policy {
             reclaim_surplus: 0,
             refault_reserve_divisor: 0,
             sideline: true,
+            fit: Fit::First,
         }
     }
 
@@ -206,7 +236,7 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 11] = [
+pub const KNOBS: [&str; 12] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
@@ -215,6 +245,7 @@ pub const KNOBS: [&str; 11] = [
     "reclaim_surplus",
     "refault_reserve_divisor",
     "sideline",
+    "fit",
     "class_placement",
     "min_run",
     "class_capacity",
@@ -227,6 +258,8 @@ enum KnobValue {
     /// `usize::MAX`, printed as `max` (`reclaim_divisor=max`: any page).
     Max,
     Bool(bool),
+    /// A named choice (`fit=best`).
+    Word(&'static str),
 }
 
 impl fmt::Display for KnobValue {
@@ -235,6 +268,7 @@ impl fmt::Display for KnobValue {
             KnobValue::Int(v) => write!(f, "{v}"),
             KnobValue::Max => f.write_str("max"),
             KnobValue::Bool(b) => write!(f, "{b}"),
+            KnobValue::Word(w) => f.write_str(w),
         }
     }
 }
@@ -312,6 +346,7 @@ impl Policy {
             "reclaim_surplus" => KnobValue::Int(self.reclaim_surplus.into()),
             "refault_reserve_divisor" => count(self.refault_reserve_divisor),
             "sideline" => KnobValue::Bool(self.sideline),
+            "fit" => KnobValue::Word(self.fit.name()),
             "class_placement" => KnobValue::Bool(self.class_placement),
             "min_run" => count(self.min_run),
             "class_capacity" => count(self.class_capacity),
@@ -320,8 +355,9 @@ impl Policy {
     }
 
     /// Set one knob from text (`"reclaim_divisor", "8"`): counts take an
-    /// integer or `max`, switches `true`/`false` (or `on`/`off`). The knobs
-    /// are [`KNOBS`]; on error the policy is unchanged.
+    /// integer or `max`, switches `true`/`false` (or `on`/`off`), `fit`
+    /// `first`, `next` or `best`. The knobs are [`KNOBS`]; on error the
+    /// policy is unchanged.
     ///
     /// ```
     /// let mut p = pcpu_core::Policy::pcpu();
@@ -374,6 +410,14 @@ impl Policy {
             "reclaim_surplus" => p.reclaim_surplus = pages(0)?,
             "refault_reserve_divisor" => p.refault_reserve_divisor = uint()?,
             "sideline" => p.sideline = flag()?,
+            "fit" => {
+                p.fit = match value {
+                    "first" => Fit::First,
+                    "next" => Fit::Next,
+                    "best" => Fit::Best,
+                    _ => return Err(bad("first, next or best")),
+                }
+            }
             "class_placement" => p.class_placement = flag()?,
             "min_run" => p.min_run = uint()?,
             "class_capacity" => p.class_capacity = uint()?.clamp(1, 1 << 16),

@@ -85,6 +85,7 @@ fn policies_print_and_parse_back() {
                     }
                 }
                 "empty_pop_high" => "9",
+                "fit" => "best",
                 "reclaim_divisor" | "min_run" => "7",
                 _ => "3",
             };

@@ -203,6 +203,14 @@ proptest! {
         run(policy, geometries()[g], &ops, None);
     }
 
+    /// Next fit and best fit, over the Linux and pcpu policies.
+    #[test]
+    fn model_other_fits(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..5, best in any::<bool>()) {
+        let mut policy = Policy::all()[p];
+        policy.fit = if best { Fit::Best } else { Fit::Next };
+        run(policy, geometries()[g], &ops, None);
+    }
+
     #[test]
     fn model_with_populate_failures(ops in prop::collection::vec(op(), 1..300), p in 0usize..5) {
         run(Policy::all()[p], geometries()[0], &ops, Some(3));

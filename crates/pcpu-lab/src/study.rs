@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use pcpu_core::{Policy, PolicyKind};
+use pcpu_core::{Fit, Policy, PolicyKind};
 use pcpu_replay::ClassMode;
 use serde::Serialize;
 
@@ -248,6 +248,10 @@ fn sweeps() -> Vec<Sweep> {
     ];
     let mut place_514 = sweep::placements(l514, &placements);
     place_514.id = "placement-5.14".into();
+    // Inside the chosen chunk: next fit and best fit against first fit.
+    place_514
+        .variants
+        .extend(sweep::fits(l514, &[Fit::Next, Fit::Best]));
     let mut place_pcpu = sweep::placements(Policy::pcpu(), &placements);
     place_pcpu.id = "placement-pcpu".into();
     let mut side_514 = sweep::sideline(l514);
@@ -902,11 +906,15 @@ pub fn run_study(
             "first fit",
             &after_kb,
         );
+        let nf = changes(&subjects, place, "next fit", "first fit", &after_kb);
+        let bf = changes(&subjects, place, "best fit", "first fit", &after_kb);
         let a = format!(
-            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}.",
+            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
             verb(&t, "resident memory after removals"),
             span(&tp),
-            verb(&l, "it")
+            verb(&l, "it"),
+            verb(&nf, "it"),
+            verb(&bf, "it")
         );
         answers.push(("Placement by task and by lifetime".into(), a));
     }
@@ -1440,14 +1448,19 @@ pub fn run_study(
          scatters them over holes left by others, so one surviving cgroup keeps several \
          otherwise free pages resident. Task-contiguous placement keeps each allocating task's \
          objects in one run; lifetime classes (derived from the trace: objects freed in the \
-         same phase share pages) are the upper bound of what lifetime hints could do.\n"
+         same phase share pages) are the upper bound of what lifetime hints could do. Next fit \
+         and best fit change only where inside the chunk the slot walk chose an object goes \
+         (the `fit` knob of `Policy`): next fit continues after the previous allocation, best \
+         fit takes the smallest free run that fits.\n"
     );
     md.push_str(&w.sweep_section(place, "linux-5.14 rules, placement varied")?);
     let _ = writeln!(
         md,
-        "Floor after removals, task-contiguous against first fit: {}. Lifetime classes against first fit: {}.\n",
+        "Floor after removals, task-contiguous against first fit: {}. Lifetime classes against first fit: {}. Next fit against first fit: {}; its cost is at the peaks, refill against first fit: {}.\n",
         pairs(&subjects, place, "task-contiguous", "first fit", &floor_kb),
-        pairs(&subjects, place, "lifetime classes", "first fit", &floor_kb)
+        pairs(&subjects, place, "lifetime classes", "first fit", &floor_kb),
+        pairs(&subjects, place, "next fit", "first fit", &floor_kb),
+        pairs(&subjects, place, "next fit", "first fit", &refill_kb)
     );
     let _ = writeln!(
         md,
@@ -1577,8 +1590,9 @@ pub fn run_study(
         md,
         "* Replays run pcpu-core's policies (`pcpu_core::Policy`) with simulated placement. \
          Knobs varied: `reclaim_divisor`, `reclaim_min_pages`, `rfc_marked_threshold`, \
-         `empty_pop_low/high`, `class_placement` with the replay's class modes (task, size \
-         class, call site, derived lifetime), and the balance schedule.\n\
+         `empty_pop_low/high`, `refault_reserve_divisor`, `sideline`, `fit` (first, next, \
+         best), `class_placement` with the replay's class modes (task, size class, call site, \
+         derived lifetime), per-CPU magazines, and the balance schedule.\n\
          * Thrash: a page re-populated within {} balance runs (or {} allocation/free events) of \
          its depopulation, counted per chunk and page from the replay's page-operation log.\n\
          * Sidelining alone (question 3) is the `sideline` knob of `Policy`; the rest of each \

@@ -13,7 +13,7 @@
 //! assert_eq!(results[0].per_input[0].1.len(), 3);
 //! ```
 
-use pcpu_core::Policy;
+use pcpu_core::{Fit, Policy};
 use pcpu_replay::ClassMode;
 
 use crate::run::{run_many, Input, LabError, RunOptions, RunResult, Schedule, Variant};
@@ -220,6 +220,23 @@ pub fn placements(base: Policy, values: &[ClassMode]) -> Sweep {
         })
         .collect();
     Sweep::new("placement", "placement", variants)
+}
+
+/// Fits other than Linux's first fit inside the chosen chunk
+/// ([`Policy::fit`]): labels `next fit` and `best fit`, plain placement.
+pub fn fits(base: Policy, values: &[Fit]) -> Vec<Variant> {
+    values
+        .iter()
+        .map(|&f| {
+            let mut p = base;
+            p.class_placement = false;
+            p.fit = f;
+            Variant {
+                classes: ClassMode::None,
+                ..Variant::new(format!("{} fit", f.name()), p)
+            }
+        })
+        .collect()
 }
 
 /// The results of one sweep: per input, one result per applicable variant.

@@ -1,0 +1,92 @@
+//! Placement inside the chosen chunk: first fit (Linux), next fit, best fit.
+
+use pcpu_core::*;
+
+fn with_fit(fit: Fit) -> (Allocator, SimBackend) {
+    let p = Policy {
+        fit,
+        ..Policy::default()
+    };
+    (
+        Allocator::new(Geometry::simple(2, 16).unwrap(), p),
+        SimBackend::default(),
+    )
+}
+
+/// Holes of 64, 16 and 32 bytes, in that order, in front of the free tail.
+fn holes(a: &mut Allocator, b: &mut SimBackend) -> (ChunkId, usize) {
+    let sizes = [64, 8, 16, 8, 32, 8];
+    let xs: Vec<_> = sizes
+        .iter()
+        .map(|&s| a.alloc(b, s, 4, AllocFlags::NORMAL).unwrap())
+        .collect();
+    for i in [0, 2, 4] {
+        a.free(xs[i].chunk, xs[i].offset).unwrap();
+    }
+    a.check_invariants().unwrap();
+    (xs[0].chunk, xs[0].offset)
+}
+
+#[test]
+fn first_fit_takes_the_first_hole_and_best_fit_the_tightest() {
+    let (mut a, mut b) = with_fit(Fit::First);
+    let (c, base) = holes(&mut a, &mut b);
+    let x = a.alloc(&mut b, 16, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((x.chunk, x.offset), (c, base), "the 64-byte hole");
+
+    let (mut a, mut b) = with_fit(Fit::Best);
+    let (c, base) = holes(&mut a, &mut b);
+    let x = a.alloc(&mut b, 16, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((x.chunk, x.offset), (c, base + 72), "the 16-byte hole");
+    let y = a.alloc(&mut b, 24, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!(y.offset, base + 96, "the 32-byte hole");
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn next_fit_continues_after_the_previous_allocation() {
+    let (mut a, mut b) = with_fit(Fit::Next);
+    let (_, base) = holes(&mut a, &mut b);
+    // The last allocation ended at base + 136: the holes before it are
+    // skipped until the chunk has no room after it.
+    let x = a.alloc(&mut b, 8, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!(x.offset, base + 136);
+    let y = a.alloc(&mut b, 8, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!(y.offset, base + 144);
+    a.check_invariants().unwrap();
+    // The rover is a hint: after its chunk's allocations are freed and
+    // balanced away, allocation falls back to the walk.
+    let (mut a, mut b) = with_fit(Fit::Next);
+    let big: Vec<_> = (0..4)
+        .map(|_| a.alloc(&mut b, 16 << 10, 4, AllocFlags::NORMAL).unwrap())
+        .collect();
+    for x in &big {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    a.balance(&mut b);
+    let z = a.alloc(&mut b, 8, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!(a.allocation_size(z.chunk, z.offset), Ok(8));
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn atomic_requests_keep_first_fit() {
+    let (mut a, mut b) = with_fit(Fit::Best);
+    let (c, base) = holes(&mut a, &mut b);
+    let x = a.alloc(&mut b, 16, 4, AllocFlags::ATOMIC).unwrap();
+    assert_eq!((x.chunk, x.offset), (c, base));
+}
+
+#[test]
+fn the_fit_knob_prints_and_parses() {
+    let p: Policy = "linux-5.14:fit=best".parse().unwrap();
+    assert_eq!(p.fit, Fit::Best);
+    assert_eq!(p.to_string(), "linux-5.14:fit=best");
+    assert_eq!(Policy::default().to_string(), "linux-5.14");
+    let mut q = Policy::pcpu();
+    q.set("fit", "next").unwrap();
+    assert_eq!(q.to_string().parse::<Policy>(), Ok(q));
+    let e = q.set("fit", "worst").unwrap_err();
+    assert!(e.to_string().contains("first, next or best"), "{e}");
+    assert_eq!(q.fit, Fit::Next, "unchanged on error");
+}
