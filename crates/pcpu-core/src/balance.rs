@@ -90,6 +90,8 @@ enum State {
     },
     Reclaim {
         cur: Option<ReclaimChunk>,
+        /// Chunks taken so far (`Policy::reclaim_batch`).
+        taken: usize,
     },
     Populate {
         nr_to_pop: i32,
@@ -197,7 +199,10 @@ impl BalanceRun {
                         to_free: collect_free(a, empty_only),
                         idx: 0,
                     },
-                    Stage::Reclaim => State::Reclaim { cur: None },
+                    Stage::Reclaim => State::Reclaim {
+                        cur: None,
+                        taken: 0,
+                    },
                     Stage::Populate => State::Populate {
                         nr_to_pop: nr_to_pop(a),
                         recompute: true,
@@ -210,7 +215,7 @@ impl BalanceRun {
             }
             let w = match &mut self.state {
                 State::Free { to_free, idx } => plan_free(a, to_free, idx),
-                State::Reclaim { cur } => plan_reclaim(a, cur),
+                State::Reclaim { cur, taken } => plan_reclaim(a, cur, taken),
                 State::Populate {
                     nr_to_pop,
                     slot,
@@ -248,7 +253,7 @@ impl BalanceRun {
                 self.report.destroyed += 1;
                 *idx += 1;
             }
-            (State::Reclaim { cur: Some(rc) }, PageWork::Depopulate { chunk, pages }) => {
+            (State::Reclaim { cur: Some(rc), .. }, PageWork::Depopulate { chunk, pages }) => {
                 if ok {
                     rc.lo = rc.lo.min(pages.start);
                     rc.hi = rc.hi.max(pages.end);
@@ -341,10 +346,20 @@ fn plan_free(a: &Allocator, to_free: &[u32], idx: &mut usize) -> Option<PageWork
 }
 
 /// `pcpu_reclaim_populated`, one page operation at a time.
-fn plan_reclaim(a: &mut Allocator, cur: &mut Option<ReclaimChunk>) -> Option<PageWork> {
+fn plan_reclaim(
+    a: &mut Allocator,
+    cur: &mut Option<ReclaimChunk>,
+    taken: &mut usize,
+) -> Option<PageWork> {
     loop {
         if cur.is_none() {
             let id = a.lists.head(a.layout.to_depopulate)?;
+            if *taken >= a.policy.reclaim_batch {
+                // The batch is done: the rest waits for the next run.
+                a.balance_pending = true;
+                return None;
+            }
+            *taken += 1;
             a.cm(id).reclaiming = true;
             let n = a.c(id).nr_pages;
             *cur = Some(ReclaimChunk {

@@ -107,6 +107,10 @@ pub struct Policy {
     /// allocations always use first fit (they must find populated space the
     /// kernel's way).
     pub fit: Fit,
+    /// Chunks one balance run reclaims at most (Linux: all queued,
+    /// `usize::MAX`); the rest stay queued and the balance work is scheduled
+    /// again, so depopulation is spread over several runs.
+    pub reclaim_batch: usize,
 }
 
 impl Policy {
@@ -126,6 +130,7 @@ impl Policy {
             refault_reserve_divisor: 0,
             sideline: true,
             fit: Fit::First,
+            reclaim_batch: usize::MAX,
         }
     }
 
@@ -236,13 +241,14 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 12] = [
+pub const KNOBS: [&str; 13] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
     "reclaim_min_pages",
     "rfc_marked_threshold",
     "reclaim_surplus",
+    "reclaim_batch",
     "refault_reserve_divisor",
     "sideline",
     "fit",
@@ -344,6 +350,7 @@ impl Policy {
             "reclaim_min_pages" => count(self.reclaim_min_pages),
             "rfc_marked_threshold" => count(self.rfc_marked_threshold),
             "reclaim_surplus" => KnobValue::Int(self.reclaim_surplus.into()),
+            "reclaim_batch" => count(self.reclaim_batch),
             "refault_reserve_divisor" => count(self.refault_reserve_divisor),
             "sideline" => KnobValue::Bool(self.sideline),
             "fit" => KnobValue::Word(self.fit.name()),
@@ -408,6 +415,7 @@ impl Policy {
             "reclaim_min_pages" => p.reclaim_min_pages = uint()?,
             "rfc_marked_threshold" => p.rfc_marked_threshold = uint()?,
             "reclaim_surplus" => p.reclaim_surplus = pages(0)?,
+            "reclaim_batch" => p.reclaim_batch = uint()?.max(1),
             "refault_reserve_divisor" => p.refault_reserve_divisor = uint()?,
             "sideline" => p.sideline = flag()?,
             "fit" => {

@@ -203,11 +203,13 @@ proptest! {
         run(policy, geometries()[g], &ops, None);
     }
 
-    /// Next fit and best fit, over the Linux and pcpu policies.
+    /// Next fit and best fit, with reclaim in batches of 1 to 3 chunks, over
+    /// the Linux and pcpu policies.
     #[test]
-    fn model_other_fits(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..5, best in any::<bool>()) {
+    fn model_other_fits(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..5, best in any::<bool>(), batch in 1usize..4) {
         let mut policy = Policy::all()[p];
         policy.fit = if best { Fit::Best } else { Fit::Next };
+        policy.reclaim_batch = batch;
         run(policy, geometries()[g], &ops, None);
     }
 

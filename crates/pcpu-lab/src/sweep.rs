@@ -119,6 +119,24 @@ pub fn empty_pop(base: Policy, values: &[(i32, i32)]) -> Sweep {
     Sweep::new("empty-pop", "reserve LOW/HIGH (pages)", variants)
 }
 
+/// Chunks reclaimed per balance run (Linux: all queued; `usize::MAX`).
+pub fn reclaim_batch(base: Policy, values: &[usize]) -> Sweep {
+    let variants = values
+        .iter()
+        .map(|&n| {
+            let mut p = base;
+            p.reclaim_batch = n;
+            let label = match n {
+                usize::MAX => "all".to_string(),
+                1 => "1 chunk".to_string(),
+                n => format!("{n} chunks"),
+            };
+            Variant::new(label, p)
+        })
+        .collect();
+    Sweep::new("reclaim-batch", "chunks reclaimed per run", variants)
+}
+
 /// `pcpu`'s refault-aware reserve: after refaults, reclaim keeps up to
 /// `1/d` of the pages in use as extra empty pages (`0`: off).
 pub fn refault_reserve(base: Policy, values: &[usize]) -> Sweep {

@@ -183,6 +183,7 @@ fn sweeps_cover_every_point_and_do_not_depend_on_threads() {
         ),
         sweep::schedules(l514(), &[Schedule::Modelled, Schedule::Recorded]),
         sweep::magazines(l514(), &[0, 16]).with_schedule(Schedule::Modelled),
+        sweep::reclaim_batch(l514(), &[1, usize::MAX]).with_schedule(Schedule::Periodic(64)),
     ];
     let o = RunOptions::default();
     let one = sweep::run_sweeps(&inputs, &sweeps, &o, 1, &|_, _| {}).unwrap();
@@ -230,6 +231,15 @@ fn sweeps_cover_every_point_and_do_not_depend_on_threads() {
     for (a, b) in on.phases.iter().zip(&off.phases) {
         assert_eq!((a.ideal_kb, a.name.as_str()), (b.ideal_kb, b.name.as_str()));
     }
+    // Reclaim batches: one chunk per periodic run depopulates no more than
+    // all of them, and leaves at least as much resident after removals.
+    let b = &one[6];
+    let one_chunk = b.get("cover-letter-20x4", "1 chunk").unwrap();
+    let all = b.get("cover-letter-20x4", "all").unwrap();
+    assert_eq!(one_chunk.balance_runs, all.balance_runs);
+    assert!(one_chunk.depopulated_pages <= all.depopulated_pages);
+    let c_kb = |r: &RunResult| r.phase("C").unwrap().percpu_kb;
+    assert!(c_kb(one_chunk) >= c_kb(all));
     // run_many returns results in job order.
     let jobs = vec![
         (1, Variant::new("a", l514())),
