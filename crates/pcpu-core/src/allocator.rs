@@ -834,6 +834,26 @@ impl Allocator {
         let _ = flags;
     }
 
+    /// Two-phase allocation: the caller decided not to use an area it just
+    /// placed (step 1) and has not populated: free it again. Unlike
+    /// [`Allocator::abort_area`] it is not counted as a failure (the
+    /// statistics count an allocation and a free).
+    ///
+    /// An `area` that is not a live allocation changes nothing (debug builds
+    /// assert).
+    pub fn cancel_area(&mut self, area: Allocation) {
+        let live = self.allocation_size(area.chunk, area.offset) == Ok(area.size);
+        debug_assert!(live, "cancel_area({area:?}): not a live allocation");
+        if !live {
+            return;
+        }
+        self.free_area_in(
+            area.chunk.0,
+            (area.offset / MIN_ALLOC_SIZE) as i32,
+            (area.size / MIN_ALLOC_SIZE) as i32,
+        );
+    }
+
     /// Two-phase allocation, last step: the kernel's post-allocation check
     /// (schedule the balance work when empty pages run low).
     #[inline]

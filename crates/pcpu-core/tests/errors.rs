@@ -235,6 +235,51 @@ fn two_phase_protocol_misuse_changes_nothing() {
         },
         AllocFlags::NORMAL,
     );
+    a.cancel_area(Allocation {
+        chunk: x.chunk,
+        offset: x.offset + 8,
+        size: 8,
+    });
     assert_eq!(before, (a.percpu_stats(), a.nr_populated(), a.nr_chunks()));
+    a.check_invariants().unwrap();
+}
+
+/// A placed area on unpopulated pages that the caller does not want after
+/// all: cancelled, it leaves the counters as if it had never been placed
+/// (and is not a failure).
+#[test]
+fn a_cancelled_area_leaves_consistent_counters() {
+    let mut a = Allocator::new(Geometry::simple(2, 8).unwrap(), Policy::default());
+    let mut b = SimBackend::default();
+    let page = a.geometry().page_size();
+    // Fill the first chunk so that the next area goes to a fresh chunk.
+    while a.nr_chunks() == 1 {
+        a.alloc(&mut b, page, 4, AllocFlags::NORMAL).unwrap();
+    }
+    let req = a.request(3 * page, 4).unwrap();
+    let before = (
+        a.nr_empty_pop_pages(),
+        a.nr_populated(),
+        a.stats().nr_failed,
+    );
+    let area = loop {
+        match a.alloc_area(req, AllocFlags::NORMAL) {
+            Ok(x) => break x,
+            Err(AllocError::NeedsChunk) => {
+                a.create_chunk(&mut b).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(a.next_unpopulated(&area).is_some(), "needs population");
+    a.cancel_area(area);
+    a.check_invariants().unwrap();
+    assert!(a.allocation_size(area.chunk, area.offset).is_err());
+    assert_eq!(a.stats().nr_failed, before.2);
+    assert_eq!(
+        (a.nr_empty_pop_pages(), a.nr_populated()),
+        (before.0, before.1)
+    );
+    a.balance(&mut b);
     a.check_invariants().unwrap();
 }

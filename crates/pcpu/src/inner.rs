@@ -260,9 +260,9 @@ impl Inner {
 
     /// Allocate up to `n` areas of `size` bytes at `align` (at least one), as
     /// [`Inner::alloc`] does, placing them under one acquisition of `state`
-    /// (so first fit makes them neighbours). The batch stops early where the
-    /// next area would need a new chunk, and after an area that needed
-    /// population (which is then populated as usual). In placement order.
+    /// (so first fit makes them neighbours). Only the first may need a new
+    /// chunk or population (done as [`Inner::alloc`] does); the batch stops
+    /// before an extra area that would need either. In placement order.
     pub(crate) fn alloc_batch(
         &self,
         size: usize,
@@ -292,6 +292,12 @@ impl Inner {
                 Ok(area) if st.core.next_unpopulated(&area).is_none() => {
                     out.push(self.finish(&mut st, area));
                 }
+                // A batch's extra areas never cost a population (nor a wait
+                // for `alloc_mutex`): give this one back and stop.
+                Ok(area) if !out.is_empty() => {
+                    st.core.cancel_area(area);
+                    break;
+                }
                 // The area lies (partly) on unpopulated pages: populate under
                 // `alloc_mutex`. The area is allocated, so nobody depopulates
                 // or destroys its pages meanwhile. Until they are populated
@@ -313,7 +319,7 @@ impl Inner {
                             self.populate_area(&serial, area, true)
                         }
                     };
-                    return batch_end(out, placed);
+                    return placed.map(|p| vec![p]);
                 }
                 // A batch never creates a chunk for more than its first area.
                 Err(AllocError::NeedsChunk) if !out.is_empty() => break,
@@ -323,7 +329,7 @@ impl Inner {
                     let placed = self
                         .alloc_creating(&serial, req, class)
                         .and_then(|area| self.populate_area(&serial, area, false));
-                    return batch_end(out, placed);
+                    return placed.map(|p| vec![p]);
                 }
                 Err(_) if !out.is_empty() => break,
                 Err(e) => {
@@ -469,20 +475,6 @@ impl Inner {
         check_serial(&st, chunk, offset, serial)?;
         let size = st.core.allocation_size(chunk, offset)?;
         Ok((st.region(chunk), size))
-    }
-}
-
-/// The last area of a batch, `placed`, was populated (or failed to be): the
-/// batch, or the error when it is the batch's only area. The areas placed
-/// before a failed one are returned without it.
-fn batch_end(mut out: Vec<Placed>, placed: Result<Placed, Error>) -> Result<Vec<Placed>, Error> {
-    match placed {
-        Ok(p) => {
-            out.push(p);
-            Ok(out)
-        }
-        Err(e) if out.is_empty() => Err(e),
-        Err(_) => Ok(out),
     }
 }
 

@@ -305,7 +305,9 @@ fn stats_and_texts() {
         .collect();
     let s1 = alloc.stats();
     assert_eq!(s1.live_allocations - s1.thread_cached, 20_000);
-    assert_eq!(s1.total_allocations, s1.live_allocations);
+    // Refills may place and give back an extra area (an allocation and a
+    // free each), never more than they keep.
+    assert_eq!(s1.total_allocations - s1.total_frees, s1.live_allocations);
     assert!(s1.chunks > 1);
     assert_resident_matches(&alloc);
     drop(v);
