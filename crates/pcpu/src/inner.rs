@@ -254,21 +254,20 @@ impl Inner {
     /// Allocate `size` bytes at `align` in every unit (`pcpu_alloc`), not
     /// zeroed.
     pub(crate) fn alloc(&self, size: usize, align: usize) -> Result<Placed, Error> {
-        let mut out = self.alloc_batch(size, align, 1)?;
-        Ok(out.pop().expect("alloc_batch returns at least one area"))
+        self.alloc_batch(size, align, 0).map(|(first, _)| first)
     }
 
-    /// Allocate up to `n` areas of `size` bytes at `align` (at least one), as
-    /// [`Inner::alloc`] does, placing them under one acquisition of `state`
-    /// (so first fit makes them neighbours). Only the first may need a new
-    /// chunk or population (done as [`Inner::alloc`] does); the batch stops
-    /// before an extra area that would need either. In placement order.
+    /// Allocate `size` bytes at `align` as [`Inner::alloc`] does, then, under
+    /// the same acquisition of `state` (so first fit makes them neighbours),
+    /// up to `extra` more areas of the same request. Only the first may need
+    /// a new chunk or population; the extras stop before one that would need
+    /// either. The extras are in placement order.
     pub(crate) fn alloc_batch(
         &self,
         size: usize,
         align: usize,
-        n: usize,
-    ) -> Result<Vec<Placed>, Error> {
+        extra: usize,
+    ) -> Result<(Placed, Vec<Placed>), Error> {
         if !align.is_power_of_two() {
             // The kernel raises 0..=3 to 4 first; a Rust layout must be a
             // power of two.
@@ -285,60 +284,60 @@ impl Inner {
         };
         let mut st = self.state();
         let req = st.core.request(size, align)?;
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n.max(1) {
+        let first = match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
+            // Fast path: populated space, only `state` taken.
+            Ok(area) if st.core.next_unpopulated(&area).is_none() => self.finish(&mut st, area),
+            // The area lies (partly) on unpopulated pages: populate under
+            // `alloc_mutex`. The area is allocated, so nobody depopulates or
+            // destroys its pages meanwhile. Until they are populated the core
+            // counts them as neither empty nor populated (its "non-atomic
+            // allocation window"), which the kernel only ever exposes under
+            // `pcpu_alloc_mutex`: take it without dropping `state` when it is
+            // free, else record the area as in flight (see `State`).
+            Ok(area) => {
+                let placed = match self.try_serialise() {
+                    Some(serial) => {
+                        drop(st);
+                        self.populate_area(&serial, area, false)
+                    }
+                    None => {
+                        st.in_flight += 1;
+                        drop(st);
+                        let serial = self.serialise();
+                        self.populate_area(&serial, area, true)
+                    }
+                };
+                return placed.map(|p| (p, Vec::new()));
+            }
+            Err(AllocError::NeedsChunk) => {
+                drop(st);
+                let serial = self.serialise();
+                let area = self.alloc_creating(&serial, req, class)?;
+                return self
+                    .populate_area(&serial, area, false)
+                    .map(|p| (p, Vec::new()));
+            }
+            Err(e) => {
+                self.kick(&mut st);
+                return Err(e.into());
+            }
+        };
+        // The extras never cost a population, a new chunk or a wait for
+        // `alloc_mutex`: one that would is given back, and the batch stops.
+        let mut extras = Vec::new();
+        while extras.len() < extra {
             match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
-                // Fast path: populated space, only `state` taken.
                 Ok(area) if st.core.next_unpopulated(&area).is_none() => {
-                    out.push(self.finish(&mut st, area));
+                    extras.push(self.finish(&mut st, area));
                 }
-                // A batch's extra areas never cost a population (nor a wait
-                // for `alloc_mutex`): give this one back and stop.
-                Ok(area) if !out.is_empty() => {
+                Ok(area) => {
                     st.core.cancel_area(area);
                     break;
                 }
-                // The area lies (partly) on unpopulated pages: populate under
-                // `alloc_mutex`. The area is allocated, so nobody depopulates
-                // or destroys its pages meanwhile. Until they are populated
-                // the core counts them as neither empty nor populated (its
-                // "non-atomic allocation window"), which the kernel only ever
-                // exposes under `pcpu_alloc_mutex`: take it without dropping
-                // `state` when it is free, else record the area as in flight
-                // (see `State`).
-                Ok(area) => {
-                    let placed = match self.try_serialise() {
-                        Some(serial) => {
-                            drop(st);
-                            self.populate_area(&serial, area, false)
-                        }
-                        None => {
-                            st.in_flight += 1;
-                            drop(st);
-                            let serial = self.serialise();
-                            self.populate_area(&serial, area, true)
-                        }
-                    };
-                    return placed.map(|p| vec![p]);
-                }
-                // A batch never creates a chunk for more than its first area.
-                Err(AllocError::NeedsChunk) if !out.is_empty() => break,
-                Err(AllocError::NeedsChunk) => {
-                    drop(st);
-                    let serial = self.serialise();
-                    let placed = self
-                        .alloc_creating(&serial, req, class)
-                        .and_then(|area| self.populate_area(&serial, area, false));
-                    return placed.map(|p| vec![p]);
-                }
-                Err(_) if !out.is_empty() => break,
-                Err(e) => {
-                    self.kick(&mut st);
-                    return Err(e.into());
-                }
+                Err(_) => break,
             }
         }
-        Ok(out)
+        Ok((first, extras))
     }
 
     /// Retry under `alloc_mutex`, creating chunks until the request is placed.

@@ -55,10 +55,9 @@ impl Area {
         // thread's areas do not share cache lines with another thread's
         // (`cache::refill_len`). The first is returned, the others cached
         // with the second on top.
-        let n = cache::refill_len(alloc, size);
-        let mut batch = alloc.inner().alloc_batch(size, align, n)?.into_iter();
-        let first = batch.next().expect("alloc_batch returns at least one area");
-        for p in batch.rev() {
+        let extra = cache::refill_len(alloc, size) - 1;
+        let (first, extras) = alloc.inner().alloc_batch(size, align, extra)?;
+        for p in extras.into_iter().rev() {
             let mut extra = Area::from_placed(alloc, p);
             extra.recycle(size, align); // freed instead if the cache refuses
         }
