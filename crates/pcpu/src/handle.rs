@@ -67,10 +67,19 @@ use crate::PerCpuAllocator;
 impl Placed {
     /// Zero the area in every unit (`pcpu_alloc` step 14).
     pub(crate) fn zero(&self) {
-        let fit = |v: usize| u32::try_from(v).expect("unit sizes and counts fit in u32");
-        let base = self.layout.addr(0, self.offset);
-        let (stride, units) = (fit(self.layout.unit_size()), fit(self.layout.nr_units()));
+        let (base, stride, units) = self.copies();
         zero_units(base, stride, units, self.size);
+    }
+
+    /// Unit 0's copy, the bytes between two units' copies, and the number of
+    /// units (both fit in 32 bits: `Config`).
+    pub(crate) fn copies(&self) -> (NonNull<u8>, u32, u32) {
+        let fit = |v: usize| u32::try_from(v).expect("unit sizes and counts fit in u32");
+        (
+            self.layout.addr(0, self.offset),
+            fit(self.layout.unit_size()),
+            fit(self.layout.nr_units()),
+        )
     }
 }
 

@@ -66,18 +66,14 @@ impl Area {
 
     /// The area of a fresh allocation of `alloc`.
     fn from_placed(alloc: &PerCpuAllocator, placed: Placed) -> Area {
-        let fit = |v: usize| u32::try_from(v).expect("offsets, unit sizes and counts fit in u32");
-        let (stride, units) = (
-            fit(placed.layout.unit_size()),
-            fit(placed.layout.nr_units()),
-        );
+        let (base, stride, units) = placed.copies();
         Area {
             alloc: Some(alloc.clone()),
-            base: placed.layout.addr(0, placed.offset),
+            base,
             stride,
             units,
             chunk: placed.chunk,
-            offset: fit(placed.offset),
+            offset: u32::try_from(placed.offset).expect("unit offsets fit in u32"),
         }
     }
 
