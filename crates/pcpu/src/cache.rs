@@ -87,6 +87,20 @@ struct ThreadCache {
 }
 
 impl ThreadCache {
+    /// The entries of allocator `id` cached before its epoch moved to
+    /// `epoch` (the classes whose epoch is behind), into `out`; those classes
+    /// are current again.
+    fn take_stale(&mut self, id: u64, epoch: u64, out: &mut Option<Vec<Entry>>) {
+        for k in self
+            .classes
+            .iter_mut()
+            .filter(|k| k.id == id && k.epoch != epoch)
+        {
+            out.get_or_insert_with(Vec::new).append(&mut k.entries);
+            k.epoch = epoch;
+        }
+    }
+
     /// Every entry of allocator `id`, leaving its classes empty.
     fn take_all(&mut self, id: u64) -> Vec<Entry> {
         let mut out = Vec::new();
@@ -178,10 +192,7 @@ pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option
             if class.epoch == epoch {
                 return class.entries.pop();
             }
-            stale = Some(c.take_all(id));
-            for k in c.classes.iter_mut().filter(|k| k.id == id) {
-                k.epoch = epoch;
-            }
+            c.take_stale(id, epoch, &mut stale);
             None
         })
         .ok()
@@ -218,10 +229,7 @@ pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> 
         {
             Some(k) if c.classes[k].epoch == epoch => k,
             Some(k) => {
-                spill = Some(c.take_all(id));
-                for k in c.classes.iter_mut().filter(|k| k.id == id) {
-                    k.epoch = epoch;
-                }
+                c.take_stale(id, epoch, &mut spill);
                 k
             }
             None => add_class(c, &mut spill, Key { id, size, align }, epoch, cap),
@@ -266,14 +274,7 @@ fn add_class(
 ) -> usize {
     let Key { id, size, align } = key;
     // Other classes of this allocator cached before the epoch moved go too.
-    for k in c
-        .classes
-        .iter_mut()
-        .filter(|k| k.id == id && k.epoch != epoch)
-    {
-        spill.get_or_insert_with(Vec::new).append(&mut k.entries);
-        k.epoch = epoch;
-    }
+    c.take_stale(id, epoch, spill);
     if c.classes.len() == MAX_CLASSES {
         let old = c.classes.remove(0).entries;
         spill.get_or_insert_with(Vec::new).extend(old);
