@@ -151,19 +151,21 @@ impl Allocator {
     #[cold]
     fn spill(&mut self, mag: &mut Magazine) {
         let older = mag.areas.len() - mag.cap / 2;
-        for a in mag.areas.drain(..older) {
-            let r = self.free(a.chunk, a.offset);
-            debug_assert!(r.is_ok(), "a magazine held a dead area: {r:?}");
-        }
+        self.free_oldest(mag, older);
     }
 
     /// Free every area `mag` holds, oldest first. Returns how many.
     pub fn drain(&mut self, mag: &mut Magazine) -> usize {
         let n = mag.areas.len();
-        for a in mag.areas.drain(..) {
+        self.free_oldest(mag, n);
+        n
+    }
+
+    /// Free the `n` oldest areas of `mag`.
+    fn free_oldest(&mut self, mag: &mut Magazine, n: usize) {
+        for a in mag.areas.drain(..n) {
             let r = self.free(a.chunk, a.offset);
             debug_assert!(r.is_ok(), "a magazine held a dead area: {r:?}");
         }
-        n
     }
 }

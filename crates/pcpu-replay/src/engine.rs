@@ -449,12 +449,13 @@ impl Replayer {
     fn take_cached(&mut self, cpu: u32, size: usize, align: usize) -> Option<Allocation> {
         let req = self.a.request(size, align).ok()?;
         let mag = self.mags.get_mut(&(cpu, req.size, req.align))?;
-        let x = mag.areas().last().copied()?;
+        if mag.is_empty() {
+            return None; // the caller places it (by class, when it has one)
+        }
         let got = self
             .a
             .alloc_cached(&mut self.backend, mag, AllocFlags::NORMAL)
             .ok()?;
-        debug_assert_eq!(got, x);
         self.report.magazine_hits += 1;
         Some(got)
     }
