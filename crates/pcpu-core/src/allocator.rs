@@ -636,12 +636,7 @@ impl Allocator {
                     }
                     continue;
                 };
-                let start = match fit {
-                    Fit::Best => c
-                        .best_fit_in(0, c.map_bits, req.bits, req.bit_align)
-                        .unwrap_or(start),
-                    Fit::First | Fit::Next => start,
-                };
+                let start = c.fit_start(fit, req.bits, req.bit_align, start);
                 if let Some(a) = self.place(id, req, start) {
                     self.reintegrate(id);
                     if fit == Fit::Next {
@@ -674,13 +669,9 @@ impl Allocator {
         let fits = |id: u32| -> Option<usize> {
             let c = self.c(id);
             let start = c.find_block_fit(req.bits, req.bit_align, flags.atomic)?;
-            let bit = match fit {
-                Fit::Best => c
-                    .best_fit_in(0, c.map_bits, req.bits, req.bit_align)
-                    .unwrap_or(start),
-                Fit::First | Fit::Next => c.probe_area(req.bits, req.bit_align, start)?,
-            };
-            Some(bit as usize * MIN_ALLOC_SIZE)
+            let start = c.fit_start(fit, req.bits, req.bit_align, start);
+            c.probe_area(req.bits, req.bit_align, start)
+                .map(|b| b as usize * MIN_ALLOC_SIZE)
         };
         if flags.reserved {
             let rid = self.reserved?;

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 use crate::bitmap::Bitmap;
 use crate::block::{align_up, BlockMd};
+use crate::policy::Fit;
 
 /// What a chunk serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -471,6 +472,18 @@ impl Chunk {
             pos = e + 1;
         }
         best.map(|(_, a)| a as i32)
+    }
+
+    /// Where [`Chunk::alloc_area`] starts its search under `fit`, given the
+    /// start [`Chunk::find_block_fit`] found: that start (first fit, and next
+    /// fit once outside the rover's chunk), or the best-fitting run.
+    pub(crate) fn fit_start(&self, fit: Fit, alloc_bits: i32, align: i32, start: i32) -> i32 {
+        match fit {
+            Fit::Best => self
+                .best_fit_in(0, self.map_bits, alloc_bits, align)
+                .unwrap_or(start),
+            Fit::First | Fit::Next => start,
+        }
     }
 
     /// The bit offset [`Chunk::alloc_area`] would choose, without allocating.
