@@ -11,10 +11,11 @@ fn addr<T>(v: &pcpu::PerCpu<T>) -> usize {
     std::ptr::from_ref(v.get(0)) as usize
 }
 
-/// An allocator whose thread caches hold at most `cap` areas per size. With
-/// `cap <= 3` a miss allocates just the one area (a refill takes at most
-/// half the capacity), which keeps the counts below exact.
-fn small_cache(cap: usize) -> PerCpuAllocator {
+/// An allocator (64 KiB units, no background thread) whose thread caches
+/// hold at most `cap` areas per size. With `cap <= 3` a miss allocates just
+/// the one area (a refill takes at most half the capacity), which keeps the
+/// counts below exact.
+fn with_cache(cap: usize) -> PerCpuAllocator {
     PerCpuAllocator::builder()
         .unit_size(64 << 10)
         .background_balance(false)
@@ -25,7 +26,7 @@ fn small_cache(cap: usize) -> PerCpuAllocator {
 
 #[test]
 fn a_dropped_area_serves_the_next_request_zeroed() {
-    let alloc = small_cache(3);
+    let alloc = with_cache(3);
     let a = alloc.per_cpu_zeroed::<u64>().unwrap();
     let first = addr(&a);
     let b = alloc
@@ -56,12 +57,7 @@ fn a_dropped_area_serves_the_next_request_zeroed() {
 
 #[test]
 fn a_full_class_frees_its_older_half_and_balance_trims() {
-    let alloc = PerCpuAllocator::builder()
-        .unit_size(64 << 10)
-        .background_balance(false)
-        .thread_cache(8)
-        .build()
-        .unwrap();
+    let alloc = with_cache(8);
     let v: Vec<_> = (0..20_000)
         .map(|_| alloc.per_cpu_zeroed::<u64>().unwrap())
         .collect();
@@ -101,7 +97,7 @@ fn thread_exit_frees_the_thread_cache() {
 
 #[test]
 fn a_trim_reaches_other_threads_at_their_next_operation() {
-    let alloc = small_cache(3);
+    let alloc = with_cache(3);
     std::thread::scope(|s| {
         // Made inside the scope, so that a failing assertion on either side
         // drops the senders and ends the other side instead of hanging.
@@ -139,12 +135,7 @@ fn a_trim_reaches_other_threads_at_their_next_operation() {
 
 #[test]
 fn no_cache_when_turned_off_for_large_objects_or_in_a_lifetime_scope() {
-    let off = PerCpuAllocator::builder()
-        .unit_size(64 << 10)
-        .background_balance(false)
-        .thread_cache(0)
-        .build()
-        .unwrap();
+    let off = with_cache(0);
     drop(off.per_cpu_zeroed::<u64>().unwrap());
     assert_eq!(off.stats().live_allocations, 0);
 
@@ -190,8 +181,8 @@ macro_rules! drop_sizes {
 
 #[test]
 fn seventeen_classes_evict_the_oldest() {
-    let a = small_cache(3);
-    let b = small_cache(3);
+    let a = with_cache(3);
+    let b = with_cache(3);
     drop_sizes!(a, 1, 2, 3, 4, 5, 6, 7, 8);
     drop_sizes!(b, 1, 2, 3, 4, 5, 6, 7, 8);
     assert_eq!(a.stats().thread_cached, 8);
@@ -289,7 +280,7 @@ fn objects_dropped_on_another_thread_are_cached_and_reused_there() {
 
 #[test]
 fn a_new_size_after_a_trim_elsewhere_flushes_the_stale_classes() {
-    let alloc = small_cache(3);
+    let alloc = with_cache(3);
     std::thread::scope(|s| {
         let alloc = &alloc;
         let (go, wait) = std::sync::mpsc::channel::<()>();
@@ -314,7 +305,7 @@ fn a_new_size_after_a_trim_elsewhere_flushes_the_stale_classes() {
 
 #[test]
 fn a_counter_on_a_reused_area_starts_at_zero() {
-    let alloc = small_cache(3);
+    let alloc = with_cache(3);
     let c = alloc.counter().unwrap();
     c.add(41);
     c.inc();
