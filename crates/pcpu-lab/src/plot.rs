@@ -157,6 +157,38 @@ where
     Ok(())
 }
 
+/// The plotting area of a chart and, to its right, the legend's.
+type Areas<'a> = (
+    DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+);
+
+/// A white, titled SVG canvas, split into [`Areas`].
+fn canvas<'a>(svg: &'a mut String, title: &str) -> Result<Areas<'a>, Box<dyn std::error::Error>> {
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 24))?;
+    Ok(root.split_horizontally(SIZE.0 - LEGEND_WIDTH))
+}
+
+/// The chart builder every plot uses, on `area`.
+fn chart_on<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(area);
+    b.margin(12).x_label_area_size(50).y_label_area_size(80);
+    b
+}
+
+/// Top of the y axis: 12% above the largest value (1 for an empty plot).
+fn headroom(ymax: f64) -> f64 {
+    if ymax > 0.0 {
+        ymax * 1.12
+    } else {
+        1.0
+    }
+}
+
 /// Renders a [`TimePlot`] as SVG text.
 pub fn render_time_plot(plot: &TimePlot) -> Result<String, String> {
     let mut svg = String::new();
@@ -188,17 +220,9 @@ fn draw_time_plot(svg: &mut String, plot: &TimePlot) -> Result<(), Box<dyn std::
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .chain(plot.meminfo.iter().map(|p| p.1))
         .fold(0.0f64, f64::max);
-    let ytop = if ymax > 0.0 { ymax * 1.12 } else { 1.0 };
-
-    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(&plot.title, ("sans-serif", 24))?;
-    let (area, legend) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
-    let mut chart = ChartBuilder::on(&area)
-        .margin(12)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x0..x1, 0.0..ytop)?;
+    let ytop = headroom(ymax);
+    let (area, legend) = canvas(svg, &plot.title)?;
+    let mut chart = chart_on(&area).build_cartesian_2d(x0..x1, 0.0..ytop)?;
     chart
         .configure_mesh()
         .x_desc("trace time (s)")
@@ -247,7 +271,7 @@ fn draw_time_plot(svg: &mut String, plot: &TimePlot) -> Result<(), Box<dyn std::
         &plot.lines,
         (!plot.meminfo.is_empty()).then_some("kernel /proc/meminfo"),
     )?;
-    root.present()?;
+    area.present()?; // the canvas's areas share one backend
     Ok(())
 }
 
@@ -287,16 +311,9 @@ fn draw_category_plot(
         .flat_map(|(_, v)| v.iter().flatten().copied())
         .chain(plot.reference.iter().map(|r| r.1))
         .fold(0.0f64, f64::max);
-    let ytop = if ymax > 0.0 { ymax * 1.12 } else { 1.0 };
-    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(&plot.title, ("sans-serif", 24))?;
-    let (area, legend) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
-    let mut chart = ChartBuilder::on(&area)
-        .margin(12)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..ytop)?;
+    let (area, legend) = canvas(svg, &plot.title)?;
+    let mut chart =
+        chart_on(&area).build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..headroom(ymax))?;
     let cats = plot.categories.clone();
     chart
         .configure_mesh()
@@ -348,6 +365,6 @@ fn draw_category_plot(
         });
     }
     draw_legend(&legend, &lines, None)?;
-    root.present()?;
+    area.present()?; // the canvas's areas share one backend
     Ok(())
 }
