@@ -51,6 +51,14 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Asserts success and an empty stderr (no progress bar off a terminal).
+/// Runs `pcpu args...`, which must succeed, and parses its standard output
+/// as JSON.
+fn json(args: &[&str]) -> Value {
+    let o = pcpu(args);
+    assert_ok(&o);
+    serde_json::from_str(&stdout(&o)).expect("JSON on standard output")
+}
+
 fn assert_ok(o: &Output) {
     assert!(
         o.status.success(),
@@ -273,7 +281,7 @@ fn replay_kernel_placement_json_matches_golden() {
 
 #[test]
 fn replay_with_invariant_checks_and_no_prefill() {
-    let o = pcpu(&[
+    let v = json(&[
         "replay",
         SMALL,
         "--check",
@@ -282,17 +290,13 @@ fn replay_with_invariant_checks_and_no_prefill() {
         "seed-rfc",
         "--json",
     ]);
-    assert_ok(&o);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["policy"], "seed-rfc");
     assert_eq!(v["events"], 2384);
 }
 
 #[test]
 fn replay_with_per_cpu_magazines() {
-    let o = pcpu(&["replay", SMALL, "--magazine", "16", "--check", "--json"]);
-    assert_ok(&o);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = json(&["replay", SMALL, "--magazine", "16", "--check", "--json"]);
     // 13 of the 21 freed areas are allocated again from their CPU's magazine.
     assert_eq!(v["magazine_hits"], 13);
     assert_eq!(
@@ -300,7 +304,7 @@ fn replay_with_per_cpu_magazines() {
         (Some(2296), Some(0))
     );
     assert!(v["placement_agreement"].as_f64().unwrap() < 1.0);
-    let plain: Value = serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    let plain: Value = json(&["replay", SMALL, "--json"]);
     assert_eq!(plain["magazine_hits"], 0);
 }
 
@@ -322,8 +326,7 @@ fn replay_reads_standard_input_with_flags_for_geometry() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["trace"], "stdin");
     // Same result as from the capture folder, whose dmesg gives the same geometry.
-    let mut from_dir: Value =
-        serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    let mut from_dir: Value = json(&["replay", SMALL, "--json"]);
     from_dir["trace"] = "stdin".into();
     assert_eq!(normalise(v), normalise(from_dir));
 }
@@ -331,15 +334,12 @@ fn replay_reads_standard_input_with_flags_for_geometry() {
 #[test]
 fn replay_accepts_a_trace_file() {
     // The standard trace file of a capture folder is the capture.
-    let o = pcpu(&[
+    let v = json(&[
         "replay",
         "tests/fixtures/memcg-small/trace.txt.gz",
         "--json",
     ]);
-    assert_ok(&o);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let from_dir: Value =
-        serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    let from_dir: Value = json(&["replay", SMALL, "--json"]);
     assert_eq!(normalise(v), normalise(from_dir));
 }
 
@@ -390,21 +390,19 @@ fn compare_prints_one_table_for_all_policies() {
 
 #[test]
 fn compare_json_is_an_array_of_reports() {
-    let o = pcpu(&[
+    let v = json(&[
         "compare",
         SMALL,
         "--policies",
         "linux-5.11,linux-6.1",
         "--json",
     ]);
-    assert_ok(&o);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let a = v.as_array().expect("array");
     assert_eq!(a.len(), 2);
     assert_eq!(a[0]["policy"], "linux-5.11");
     assert_eq!(a[1]["policy"], "linux-6.1");
     // Same schema as `replay --json`, and the same report for the same policy.
-    let single: Value = serde_json::from_str(&stdout(&pcpu(&["replay", SMALL, "--json"]))).unwrap();
+    let single: Value = json(&["replay", SMALL, "--json"]);
     assert_eq!(normalise(a[1].clone()), normalise(single));
 }
 
@@ -602,7 +600,7 @@ fn demo_runs_on_real_memory() {
     ] {
         assert!(out.contains(name), "{name}: {out}");
     }
-    let o = pcpu(&[
+    let v = json(&[
         "demo",
         "--parents",
         "20",
@@ -614,8 +612,6 @@ fn demo_runs_on_real_memory() {
         "none",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["groups"], 80);
     let p = &v["policies"][0];
     assert_eq!(p["policy"], "linux-5.14");
@@ -692,15 +688,13 @@ fn error_kernel_placement_overlap_names_the_line() {
 
 #[test]
 fn policies_take_knobs_and_reject_bad_ones() {
-    let o = pcpu(&[
+    let v = json(&[
         "compare",
         SMALL,
         "--policies",
         "linux-5.14,linux-5.14:sideline=false:reclaim_divisor=8",
         "--json",
     ]);
-    assert_ok(&o);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let a = v.as_array().expect("array");
     assert_eq!(a.len(), 2);
     assert_eq!(a[0]["policy"], "linux-5.14");
