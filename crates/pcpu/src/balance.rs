@@ -182,9 +182,7 @@ fn balance_thread(inner: &Inner) {
             drop(st);
             // Threads give their cached areas back at their next operation,
             // so that what they hold can be reclaimed by a later run.
-            inner
-                .cache_epoch
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::cache::move_epoch(inner);
             inner.balance_run();
             st = inner.state();
             continue;

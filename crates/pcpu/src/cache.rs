@@ -42,6 +42,7 @@ use std::sync::atomic::Ordering;
 
 use pcpu_core::ChunkId;
 
+use crate::inner::Inner;
 use crate::PerCpuAllocator;
 
 /// Largest request (bytes) whose areas are cached.
@@ -322,9 +323,14 @@ pub(crate) fn cached_here(alloc: &PerCpuAllocator) -> usize {
         .unwrap_or(0)
 }
 
-/// Ask every thread to free its cached areas of `alloc` at its next cache
-/// operation, and free the caller's at once.
+/// Ask every thread to free its cached areas of `inner`'s allocator at its
+/// next cache operation.
+pub(crate) fn move_epoch(inner: &Inner) {
+    inner.cache_epoch.fetch_add(1, Ordering::Relaxed);
+}
+
+/// [`move_epoch`], and free the caller's cached areas at once.
 pub(crate) fn trim(alloc: &PerCpuAllocator) {
-    alloc.inner().cache_epoch.fetch_add(1, Ordering::Relaxed);
+    move_epoch(alloc.inner());
     flush(alloc);
 }
