@@ -429,22 +429,31 @@ impl Allocator {
         self.refault_want.min(self.refault_cap()) as i32
     }
 
-    /// Reclaim stops once the empty pages (as [`Self::reserve_empty_pages`]
+    /// Reclaim stops once the empty pages (as [`Self::reserve_pages`]
     /// counts them) would drop below this.
     pub(crate) fn reclaim_floor(&self) -> i32 {
         self.policy.empty_pop_high + self.refault_reserve()
     }
 
     /// The empty pages that protect atomic allocations, as the policy counts
-    /// them: Linux counts only non-isolated chunks (so many isolated chunks at
-    /// once can stop reclaim early); `pcpu` counts every chunk, since an
-    /// isolated chunk is reintegrated as soon as an allocation needs it.
-    pub(crate) fn reserve_empty_pages(&self) -> i32 {
-        if self.policy.kind == PolicyKind::Pcpu {
-            self.nr_empty_all
-        } else {
-            self.nr_empty_pop_pages
+    /// them, exact up to `cap` (callers compare against `cap` or less).
+    ///
+    /// Linux counts only the empty pages of non-isolated chunks (so many
+    /// isolated chunks at once can stop reclaim early). `pcpu` counts every
+    /// chunk's empty pages, since an isolated chunk is reintegrated as soon as
+    /// an allocation needs it; and when those fall short of `cap`, it adds the
+    /// first chunk's free room on its partly used pages
+    /// ([`Chunk::room_on_used_pages`]). The first chunk is never depopulated,
+    /// so that room is always there for atomic allocations: populating a page
+    /// of another chunk instead would only keep one more page resident.
+    pub(crate) fn reserve_pages(&self, cap: i32) -> i32 {
+        if self.policy.kind != PolicyKind::Pcpu {
+            return self.nr_empty_pop_pages;
         }
+        if self.nr_empty_all >= cap {
+            return self.nr_empty_all;
+        }
+        self.nr_empty_all + self.c(self.first).room_on_used_pages() as i32
     }
 
     /// `pcpu_should_reclaim_chunk` (5.14, percpu-vm.c); `c` is chunk `id`, as
@@ -461,7 +470,8 @@ impl Allocator {
             // Reclaim depopulates only down to the reserve, so a chunk holding
             // most of the empty pages can still give back the surplus.
             PolicyKind::Pcpu => {
-                self.nr_empty_all >= self.reclaim_floor() + self.policy.reclaim_surplus.max(1)
+                let want = self.reclaim_floor() + self.policy.reclaim_surplus.max(1);
+                self.reserve_pages(want) >= want
             }
             _ => self.nr_empty_pop_pages > high + c.nr_empty_pop_pages,
         };
@@ -849,7 +859,8 @@ impl Allocator {
     /// (schedule the balance work when empty pages run low).
     #[inline]
     pub fn finish_alloc(&mut self) {
-        if self.reserve_empty_pages() < self.policy.empty_pop_low {
+        let low = self.policy.empty_pop_low;
+        if self.reserve_pages(low) < low {
             self.balance_pending = true;
         }
     }

@@ -381,7 +381,8 @@ fn plan_reclaim(
                 rc.scanned = true;
                 break;
             }
-            if a.reserve_empty_pages() < a.reclaim_floor() {
+            let floor = a.reclaim_floor();
+            if a.reserve_pages(floor) < floor {
                 rc.reintegrate = true;
                 rc.scanned = true;
                 break;
@@ -435,7 +436,7 @@ fn plan_reclaim(
 
 fn nr_to_pop_now(a: &Allocator) -> i32 {
     let high = a.policy.empty_pop_high;
-    (high - a.reserve_empty_pages()).clamp(0, high)
+    (high - a.reserve_pages(high)).clamp(0, high)
 }
 
 /// `pcpu_balance_populated`'s target, consuming the atomic-failure flag.

@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use crate::bitmap::Bitmap;
 use crate::block::{align_up, BlockMd};
 use crate::policy::Fit;
+use crate::MIN_ALLOC_SIZE;
 
 /// What a chunk serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +193,14 @@ impl Chunk {
     /// Does page `page` hold at least one allocated (or hidden) byte?
     pub fn is_page_used(&self, page: usize) -> bool {
         !self.md_blocks[page].is_empty_block()
+    }
+    /// Free bytes on the pages that hold allocations (always populated), in
+    /// whole pages, rounded down: room for small requests that needs no
+    /// population and no empty page.
+    pub fn room_on_used_pages(&self) -> usize {
+        let page = self.block_bits as usize * MIN_ALLOC_SIZE;
+        let empty = self.md_blocks.iter().filter(|b| b.is_empty_block()).count();
+        (self.free_bytes.max(0) as usize).saturating_sub(empty * page) / page
     }
     /// Is the chunk isolated (sidelined or queued for depopulation)?
     pub fn is_isolated(&self) -> bool {

@@ -1,4 +1,5 @@
-//! Policy knobs that change a balance decision: `sideline`.
+//! Policy knobs and rules that change a balance decision: `sideline`, and
+//! `pcpu` counting the first chunk's free room toward the reserve.
 
 use pcpu_core::*;
 
@@ -125,4 +126,43 @@ fn bad_knobs_are_rejected_and_change_nothing() {
         "linux-9.9:sideline=true".parse::<Policy>(),
         Err(PolicyParseError::UnknownPolicy)
     );
+}
+
+/// The first chunk's dynamic area (7 pages) with its first four pages in use
+/// by 64-byte objects, of which every `free_every`th is freed again:
+/// 3 empty pages, and free room on the 4 used ones. Returns the pages the
+/// balance work then populates to restore the reserve of 4 empty pages.
+fn populated_for_the_reserve(policy: Policy, free_every: usize) -> usize {
+    let (mut a, mut b) = allocator(policy);
+    let objs: Vec<Allocation> = (0..256)
+        .map(|_| a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap())
+        .collect();
+    let first = a.first_chunk();
+    assert!(objs.iter().all(|x| x.chunk == first));
+    for (i, x) in objs.iter().enumerate() {
+        if i % free_every == 0 {
+            a.free(x.chunk, x.offset).unwrap();
+        }
+    }
+    assert_eq!(a.chunk(first).unwrap().nr_empty_pop_pages(), 3);
+    let before = a.nr_populated();
+    for _ in 0..4 {
+        a.balance(&mut b);
+        a.check_invariants().unwrap();
+    }
+    a.nr_populated() - before
+}
+
+#[test]
+fn pcpu_counts_the_first_chunks_room_toward_the_reserve() {
+    // Linux counts empty pages only: the first chunk has 3 of the 4, so the
+    // balance work populates a page of another chunk, whatever the room.
+    let linux = Policy::new(PolicyKind::Linux514);
+    assert_eq!(populated_for_the_reserve(linux, 2), 1);
+    assert_eq!(populated_for_the_reserve(linux, 8), 1);
+    // pcpu counts the free bytes on the first chunk's used pages in whole
+    // pages: half of 4 pages freed is 2 pages of room, enough.
+    assert_eq!(populated_for_the_reserve(Policy::pcpu(), 2), 0);
+    // 1 object in 8 freed is half a page of room: not enough.
+    assert_eq!(populated_for_the_reserve(Policy::pcpu(), 8), 1);
 }
