@@ -348,6 +348,9 @@ pub struct PhaseMetrics {
     pub thrash_runs_pages: u64,
     /// Of those, within `thrash_events` allocation/free events.
     pub thrash_events_pages: u64,
+    /// Of `floor_kb`, the pages in the first chunk (resident under any
+    /// policy).
+    pub first_chunk_floor_kb: u64,
 }
 
 /// The result of one replay.
@@ -395,6 +398,9 @@ pub struct RunResult {
     pub allocs: u64,
     /// Allocations served by a per-CPU magazine (`Variant::magazine`).
     pub magazine_hits: u64,
+    /// Resident memory of the first and reserved chunks, which no policy
+    /// depopulates (kB).
+    pub first_chunk_kb: u64,
     /// Wall time of the replay (s): a rough proxy of allocator cost.
     pub wall_s: f64,
     /// Resident memory over time (omitted from JSON).
@@ -558,6 +564,7 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
                 repopulated_pages: repop,
                 thrash_runs_pages: by_runs,
                 thrash_events_pages: by_events,
+                first_chunk_floor_kb: p.first_chunk_floor_kb,
             }
         })
         .collect();
@@ -598,6 +605,7 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
         placement_agreement: report.placement_agreement,
         allocs: report.allocs,
         magazine_hits: report.magazine_hits,
+        first_chunk_kb: report.first_chunk_kb,
         wall_s,
         timeline: report.timeline,
     })

@@ -246,21 +246,35 @@ pub struct LiveObject {
 struct PageRefs {
     refs: HashMap<(u32, u32), u32>,
     pages: u64,
+    /// The chunk whose pages `first_pages` counts (`None`: not counted).
+    first: Option<u32>,
+    /// Of `pages`, those of chunk `first`.
+    first_pages: u64,
 }
 
 impl PageRefs {
+    fn new(first: Option<u32>) -> Self {
+        PageRefs {
+            first,
+            ..PageRefs::default()
+        }
+    }
+
     fn add(&mut self, chunk: u32, off: u32, size: u32, page: u32, delta: i32) {
+        let in_first = u64::from(self.first == Some(chunk));
         for p in off / page..(off + size).div_ceil(page) {
             let e = self.refs.entry((chunk, p)).or_insert(0);
             if delta > 0 {
                 if *e == 0 {
                     self.pages += 1;
+                    self.first_pages += in_first;
                 }
                 *e += 1;
             } else {
                 *e -= 1;
                 if *e == 0 {
                     self.pages -= 1;
+                    self.first_pages -= in_first;
                     self.refs.remove(&(chunk, p));
                 }
             }
@@ -334,6 +348,7 @@ impl Replayer {
             BalanceTiming::Auto => has_balance_events,
         };
         let base_pages = a.nr_populated() as u64;
+        let first_chunk_kb = a.percpu_bytes() / 1024;
         let report = Report {
             schema: 1,
             policy: cfg.policy.to_string(),
@@ -345,6 +360,7 @@ impl Replayer {
             balance: if recorded { "recorded" } else { "modelled" }.into(),
             units: setup.geometry.nr_units() as u64,
             page_size: setup.geometry.page_size() as u64,
+            first_chunk_kb,
             ..Report::default()
         };
         Ok(Replayer {
@@ -357,8 +373,8 @@ impl Replayer {
             next_kserial: 1,
             ours_by_kernel: HashMap::new(),
             live: HashMap::new(),
-            floor: PageRefs::default(),
-            kfloor: PageRefs::default(),
+            floor: PageRefs::new(Some(first.0)),
+            kfloor: PageRefs::new(None),
             live_bytes: 0,
             compared: 0,
             agreed: 0,
@@ -734,6 +750,7 @@ impl Replayer {
                     depopulated_pages: self.backend.sim.depopulated_pages,
                     kernel_populated_pages: self.have_kprobes.then_some(self.kpop),
                     kernel_depopulated_pages: self.have_kprobes.then_some(self.kdepop),
+                    first_chunk_floor_kb: self.kb(self.floor.first_pages),
                 };
                 self.report.phases.push(p);
                 self.sample(rec.ts);

@@ -7,6 +7,8 @@
 //!   "events": int, "elapsed_s": float, "events_per_s": float,
 //!   "placement_agreement": float|null,   // fraction of allocations at the kernel's chunk and offset
 //!   "allocs": int, "frees": int, "failed_allocs": int, "reordered_allocs": int,
+//!   "magazine_hits": int,              // allocations served by `--magazine` magazines
+//!   "first_chunk_kb": int,             // the first and reserved chunks, never depopulated
 //!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
 //!   "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
 //!   "balance_runs": int, "chunks_created": int, "chunks_destroyed": int,
@@ -14,7 +16,8 @@
 //!                 "ideal_kb": int, "floor_kb": int, "kernel_floor_kb": int,
 //!                 "chunks": int, "live_objects": int, "live_bytes": int,
 //!                 "populated_pages": int, "depopulated_pages": int,
-//!                 "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null } ],
+//!                 "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
+//!                 "first_chunk_floor_kb": int } ],   // of floor_kb, in the first chunk
 //!   "timeline": [ { "t": float, "resident_kb": int, "floor_kb": int, "ideal_kb": int,
 //!                   "kernel_percpu_kb": int|null } ],
 //!   "disagreements": [ { "line": int, "size": int, "align": int, "kernel_chunk": int,
@@ -54,6 +57,9 @@ pub struct PhaseReport {
     pub kernel_populated_pages: Option<u64>,
     /// The kernel's, from the kprobe events.
     pub kernel_depopulated_pages: Option<u64>,
+    /// Of `floor_kb`, the pages in the first chunk (which is never
+    /// depopulated, so they are resident under any policy).
+    pub first_chunk_floor_kb: u64,
 }
 
 /// One timeline sample.
@@ -128,6 +134,9 @@ pub struct Report {
     /// Allocations served by a per-CPU magazine (`ReplayConfig::magazine`;
     /// 0 without magazines).
     pub magazine_hits: u64,
+    /// Resident memory of the first chunk (static area included) and the
+    /// reserved chunk, which no policy depopulates (kB, all units).
+    pub first_chunk_kb: u64,
     /// Our pages populated (per unit).
     pub populated_pages: u64,
     /// Our pages depopulated (per unit).
