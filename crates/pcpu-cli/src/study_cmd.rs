@@ -47,6 +47,12 @@ pub(crate) struct StudyArgs {
     /// (the numbers are not the study's).
     #[arg(long)]
     pub(crate) small: bool,
+
+    /// The targets section replays the synthetic workloads again with seeds
+    /// 1 to N, under linux-5.14 and pcpu (0: not at all).
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub(crate) seeds: u64,
 }
 
 /// Where a default capture is: `../shared/kernel-traces/<name>` from the
@@ -92,6 +98,10 @@ pub(crate) fn run(args: StudyArgs) -> CliResult {
     if args.json {
         cfg.json = true;
         command.push_str(" --json");
+    }
+    cfg.seeds = args.seeds;
+    if args.seeds != 8 {
+        command.push_str(&format!(" --seeds {}", args.seeds));
     }
     cfg.command = command;
     if args.out.exists() && !args.out.is_dir() {

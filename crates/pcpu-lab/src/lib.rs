@@ -16,6 +16,8 @@
 //! * [`pins`] — which call sites and tasks keep pages resident.
 //! * [`plot`] — SVG charts (shared with the `pcpu` command).
 //! * [`study`] — the study: runs everything and writes `policy-study.md`.
+//! * [`targets`] — the `pcpu` policy's targets against linux-5.14, also
+//!   over other seeds of the synthetic workloads.
 //!
 //! ```
 //! use pcpu_lab::gen::CoverLetter;
@@ -35,5 +37,6 @@ pub mod rng;
 pub mod run;
 pub mod study;
 pub mod sweep;
+pub mod targets;
 
 pub use run::LabError;

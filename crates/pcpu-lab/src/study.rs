@@ -21,6 +21,7 @@ use crate::pins::{self, PinsReport};
 use crate::plot::{self, CategoryPlot, Line, TimePlot, PALETTE};
 use crate::run::{run, Input, LabError, RunOptions, RunResult, Schedule, Variant};
 use crate::sweep::{self, Sweep, SweepResults};
+use crate::targets;
 
 /// Workload sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub struct StudyConfig {
     pub command: String,
     /// Also write every result to `policy-study.json`.
     pub json: bool,
+    /// The targets section replays the synthetic workloads again with seeds
+    /// 1 to `seeds` (0: not at all).
+    pub seeds: u64,
 }
 
 impl StudyConfig {
@@ -64,6 +68,7 @@ impl StudyConfig {
             options: RunOptions::default(),
             command: "pcpu study --out docs/".into(),
             json: false,
+            seeds: 8,
         }
     }
 }
@@ -85,31 +90,55 @@ pub struct StudyOutcome {
     pub wall_s: f64,
 }
 
-/// The synthetic workloads at `scale`.
+/// The synthetic workloads at `scale`, with the generators' default seed.
 pub fn workloads(scale: Scale) -> Vec<SyntheticTrace> {
+    workloads_seeded(scale, CoverLetter::default().seed)
+}
+
+/// The synthetic workloads at `scale`, every generator seeded with `seed`.
+pub fn workloads_seeded(scale: Scale, seed: u64) -> Vec<SyntheticTrace> {
     match scale {
         Scale::Full => vec![
-            CoverLetter::default().generate(),
-            Churn::default().generate(),
-            LargeObjects::default().generate(),
-            Mix::default().generate(),
+            CoverLetter {
+                seed,
+                ..CoverLetter::default()
+            }
+            .generate(),
+            Churn {
+                seed,
+                ..Churn::default()
+            }
+            .generate(),
+            LargeObjects {
+                seed,
+                ..LargeObjects::default()
+            }
+            .generate(),
+            Mix {
+                seed,
+                ..Mix::default()
+            }
+            .generate(),
         ],
         Scale::Small => vec![
             CoverLetter {
                 parents: 40,
                 children: 5,
+                seed,
                 ..CoverLetter::default()
             }
             .generate(),
             Churn {
                 rounds: 3,
                 per_round: 120,
+                seed,
                 ..Churn::default()
             }
             .generate(),
             LargeObjects {
                 rounds: 2,
                 apps_per_round: 25,
+                seed,
                 ..LargeObjects::default()
             }
             .generate(),
@@ -117,6 +146,7 @@ pub fn workloads(scale: Scale) -> Vec<SyntheticTrace> {
                 rounds: 2,
                 groups_per_round: 100,
                 apps_per_round: 8,
+                seed,
                 ..Mix::default()
             }
             .generate(),
@@ -204,7 +234,7 @@ fn pct(a: u64, b: u64) -> String {
 }
 
 /// A markdown table; the first column left-aligned, the others right.
-fn md_table(out: &mut String, headers: &[String], rows: &[Vec<String>]) {
+pub(crate) fn md_table(out: &mut String, headers: &[String], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", headers.join(" | "));
     let aligns: Vec<&str> = (0..headers.len())
         .map(|i| if i == 0 { ":---" } else { "---:" })
@@ -763,7 +793,14 @@ pub fn run_study(
             per_placement.push((v.label.clone(), pins::pins_for(&s.input, "C", v)?));
         }
     }
-    let replays = total_jobs + fidelity.len() + pin_reports.len() + per_placement.len();
+    progress("seeds");
+    let seeds: Vec<u64> = (1..=cfg.seeds).collect();
+    let seed_pairs = targets::seed_pairs(cfg.scale, &seeds, &cfg.options, cfg.threads)?;
+    let replays = total_jobs
+        + fidelity.len()
+        + pin_reports.len()
+        + per_placement.len()
+        + 2 * seed_pairs.len();
     progress("writing the document");
     let mut w = Writer {
         cfg,
@@ -1579,6 +1616,22 @@ pub fn run_study(
         );
     }
 
+    // ---- Targets.
+    let checked: Vec<targets::Checked> = subjects
+        .iter()
+        .filter_map(|s| {
+            let g = s.input.setup.geometry;
+            Some(targets::Checked {
+                short: &s.short,
+                kb_per_page: (g.nr_units() * g.page_size() / 1024) as u64,
+                linux: pol.get(&s.input.name, "linux-5.14")?,
+                pcpu: pol.get(&s.input.name, "pcpu")?,
+                derived: place_pcpu.get(&s.input.name, "lifetime classes"),
+            })
+        })
+        .collect();
+    targets::section(&mut md, &checked, &seed_pairs);
+
     // ---- Fidelity.
     if !fidelity.is_empty() {
         let _ = writeln!(md, "## Replay fidelity on the real captures\n");
@@ -1639,7 +1692,9 @@ pub fn run_study(
          model; their Percpu markers carry no kernel figure (a 0 kB placeholder the lab \
          ignores).\n\
          * `pcpu` is this project's own policy as built for this run; it is being tuned, so \
-         its rows change with the code.\n",
+         its rows change with the code.\n\
+         * The targets (§8) are checked on the replays of the questions above; the seed table \
+         generates each synthetic workload again with other seeds, same parameters.\n",
         cfg.options.thrash_runs, cfg.options.thrash_events
     );
     let _ = writeln!(md, "## How to reproduce\n");

@@ -17,6 +17,7 @@ fn config(out: std::path::PathBuf, threads: usize) -> StudyConfig {
     cfg.threads = threads;
     cfg.captures = vec!["/nonexistent/memcg-1000x10-smp4".into()];
     cfg.command = "pcpu study --small".into();
+    cfg.seeds = 2;
     cfg
 }
 
@@ -38,6 +39,7 @@ fn tiny_study_writes_every_section_deterministically() {
         "## 5. Placement: keep each task's objects together, or each lifetime",
         "## 6. Who pins the memory",
         "## 7. Cost",
+        "## 8. The `pcpu` policy's targets",
         "## How to reproduce",
     ] {
         assert!(md.contains(heading), "missing {heading}");
