@@ -4,7 +4,7 @@ use std::fmt;
 
 use pcpu_core::{AllocError, FreeError, GeometryError};
 
-use crate::sys::mmap::SysError;
+use crate::sys::error::SysError;
 
 /// Everything that can go wrong in this crate. Every variant leaves the
 /// allocator in the state it was in before the failing call (apart from

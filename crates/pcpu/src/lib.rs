@@ -132,5 +132,5 @@ pub mod __private {
     /// Fault-injection knobs for the address-space layer (see
     /// `fail_next_reserves` / `fail_next_populates`).
     #[cfg(any(test, feature = "fault-injection"))]
-    pub use crate::sys::mmap::fault;
+    pub use crate::sys::fault;
 }

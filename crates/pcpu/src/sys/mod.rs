@@ -9,16 +9,28 @@
 //!   with plain instructions that the kernel restarts if interrupted
 //!   ([`rseq::add_fold`], x86_64 with glibc's rseq registration).
 //!
-//! These three modules, and `crate::handle` (per-CPU pointers, zeroing, the
+//! Safe helpers of `mmap`, kept apart so that the unsafe module holds only
+//! the mapping itself: [`error`] (what failed, with the `errno`), [`fault`]
+//! (test knobs that make reservations and populations fail) and [`pagebits`]
+//! (per-page bitmaps and their runs).
+//!
+//! These three modules (`mmap`, `cpu`, `rseq`), and `crate::handle` (per-CPU pointers, zeroing, the
 //! one call of `Region::depopulate`, the one call of `rseq::add_fold`), are
 //! the only ones in the crate that may contain `unsafe` code; everything else
 //! is written against their safe API.
 
 pub(crate) mod cpu;
+pub(crate) mod error;
+// Public (for `pcpu::__private::fault`) only where the knobs exist.
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault;
+#[cfg(not(any(test, feature = "fault-injection")))]
+pub(crate) mod fault;
 // Some introspection helpers of `Region` (`len`, `base`, `unit_base`,
 // `resident_pages_in`, ...) are only used by the module's own tests.
 #[allow(dead_code)]
 pub(crate) mod mmap;
+pub(crate) mod pagebits;
 pub(crate) mod rseq;
 
 #[cfg(test)]
