@@ -125,6 +125,11 @@ impl Chunk {
             if fully_free && self.populated.test(i) {
                 empty += 1;
             }
+            // What `room_on_used_pages` counts on: used pages are populated.
+            ensure!(
+                fully_free || self.populated.test(i),
+                "block {i} holds allocations but is not populated"
+            );
         }
         ensure!(
             self.nr_empty_pop_pages == empty,

@@ -194,12 +194,14 @@ impl Chunk {
     pub fn is_page_used(&self, page: usize) -> bool {
         !self.md_blocks[page].is_empty_block()
     }
-    /// Free bytes on the pages that hold allocations (always populated), in
-    /// whole pages, rounded down: room for small requests that needs no
-    /// population and no empty page.
+    /// Free bytes on the pages that hold allocations, in whole pages,
+    /// rounded down: room for small requests that needs no population and no
+    /// empty page. Constant time: a page that holds allocations is always
+    /// populated (checked by `check_invariants`), so the empty pages are the
+    /// populated empty ones and the unpopulated ones.
     pub fn room_on_used_pages(&self) -> usize {
         let page = self.block_bits as usize * MIN_ALLOC_SIZE;
-        let empty = self.md_blocks.iter().filter(|b| b.is_empty_block()).count();
+        let empty = self.nr_empty_pop_pages.max(0) as usize + (self.nr_pages - self.nr_populated);
         (self.free_bytes.max(0) as usize).saturating_sub(empty * page) / page
     }
     /// Is the chunk isolated (sidelined or queued for depopulation)?
