@@ -1,0 +1,239 @@
+//! The policy study: generates the synthetic workloads, loads the real
+//! captures that are present, runs every sweep, and writes
+//! `policy-study.md` (plus SVG charts and a JSON dump of every result) that
+//! answers the open questions of the seed thread.
+//!
+//! Every number in the document is computed by the run that writes it; the
+//! text around the numbers only compares them. The document is
+//! deterministic (same inputs, same bytes) unless wall times are asked for
+//! ([`StudyConfig::timings`]).
+//!
+//! The code is split by concern: `inputs` (the synthetic
+//! [`workloads`](fn@workloads) and the real captures), `subjects` (an input
+//! with its labels and metrics), `sweeps` (what runs), `compare` and
+//! `format` (how results are compared and put into words), `answers` and
+//! `sections` (the document), `writer` and `json` (the files beside it).
+
+mod answers;
+mod compare;
+mod format;
+mod inputs;
+mod json;
+mod sections;
+mod subjects;
+mod sweeps;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use pcpu_core::{Policy, PolicyKind};
+
+use crate::pins;
+use crate::run::{run, Input, LabError, RunOptions, Schedule, Variant};
+use crate::sweep;
+use crate::targets;
+
+pub(crate) use format::md_table;
+pub use inputs::{workloads, workloads_seeded};
+
+use sections::Ctx;
+use sweeps::Results;
+use writer::Writer;
+
+/// Workload sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// The sizes of the shared captures (the study).
+    Full,
+    /// Tiny workloads (tests, smoke runs).
+    Small,
+}
+
+/// What the study runs and where it writes.
+#[derive(Clone, Debug)]
+pub struct StudyConfig {
+    /// Output folder (created if needed).
+    pub out: PathBuf,
+    /// Real capture folders; missing ones are skipped with a note.
+    pub captures: Vec<PathBuf>,
+    /// Worker threads.
+    pub threads: usize,
+    /// Include wall times (makes the document differ between runs).
+    pub timings: bool,
+    /// Workload sizes.
+    pub scale: Scale,
+    /// Metric knobs.
+    pub options: RunOptions,
+    /// The command line to print under "How to reproduce".
+    pub command: String,
+    /// Also write every result to `policy-study.json`.
+    pub json: bool,
+    /// The targets section replays the synthetic workloads again with seeds
+    /// 1 to `seeds` (0: not at all).
+    pub seeds: u64,
+}
+
+impl StudyConfig {
+    /// The study's defaults, writing to `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        StudyConfig {
+            out: out.into(),
+            captures: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            timings: false,
+            scale: Scale::Full,
+            options: RunOptions::default(),
+            command: "pcpu study --out docs/".into(),
+            json: false,
+            seeds: 8,
+        }
+    }
+}
+
+/// What a study run produced.
+#[derive(Clone, Debug)]
+pub struct StudyOutcome {
+    /// The document.
+    pub doc: PathBuf,
+    /// Every file written (document first).
+    pub files: Vec<PathBuf>,
+    /// Replays run.
+    pub replays: usize,
+    /// Notes (skipped captures).
+    pub notes: Vec<String>,
+    /// Headline lines (also at the top of the document).
+    pub headline: Vec<String>,
+    /// Wall time of the whole study (s).
+    pub wall_s: f64,
+}
+
+/// Runs the study and writes the document. `progress(message)` reports
+/// stages.
+pub fn run_study(
+    cfg: &StudyConfig,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<StudyOutcome, LabError> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&cfg.out).map_err(|error| LabError::Io {
+        path: cfg.out.clone(),
+        error,
+    })?;
+    let mut notes = Vec::new();
+    let (subjects, workload_rows) = inputs::load(cfg, progress, &mut notes)?;
+    let inputs: Vec<Input> = subjects.iter().map(|s| s.input.clone()).collect();
+    let sweeps = sweeps::sweeps();
+    let total_jobs: usize = sweeps
+        .iter()
+        .map(|s| {
+            inputs
+                .iter()
+                .map(|i| s.variants.iter().filter(|v| v.applies(i)).count())
+                .sum::<usize>()
+        })
+        .sum();
+    progress(&format!(
+        "running {total_jobs} replays on {} threads",
+        cfg.threads
+    ));
+    let results = sweep::run_sweeps(&inputs, &sweeps, &cfg.options, cfg.threads, &|d, n| {
+        if d % 50 == 0 || d == n {
+            progress(&format!("replays {d}/{n}"));
+        }
+    })?;
+    let res = Results::new(&results);
+    // Fidelity: linux-6.1 on the real captures at their recorded balance points.
+    let mut fidelity = Vec::new();
+    for s in subjects.iter().filter(|s| !s.input.synthetic) {
+        let v = Variant {
+            schedule: Schedule::Recorded,
+            ..Variant::new("linux-6.1", Policy::new(PolicyKind::Linux61))
+        };
+        fidelity.push(run(&s.input, &v, &cfg.options)?);
+    }
+    progress("pin reports");
+    let mut pin_reports = Vec::new();
+    let l514 = Policy::new(PolicyKind::Linux514);
+    for s in &subjects {
+        let phases = s.input.phases();
+        let at = if phases.iter().any(|p| p == "C") {
+            "C"
+        } else if s.short.starts_with("mix") && phases.iter().any(|p| p == "END") {
+            "END"
+        } else {
+            continue;
+        };
+        let v = Variant {
+            schedule: Schedule::Modelled,
+            ..Variant::new("linux-5.14", l514)
+        };
+        pin_reports.push(pins::pins_for(&s.input, at, &v)?);
+    }
+    // Pages per surviving cgroup under each placement (first cover letter).
+    let mut per_placement = Vec::new();
+    if let Some(s) = subjects
+        .iter()
+        .find(|s| s.short.starts_with("cover letter"))
+    {
+        for v in &res.place.sweep.variants {
+            per_placement.push((v.label.clone(), pins::pins_for(&s.input, "C", v)?));
+        }
+    }
+    progress("seeds");
+    let seeds: Vec<u64> = (1..=cfg.seeds).collect();
+    let seed_pairs = targets::seed_pairs(cfg.scale, &seeds, &cfg.options, cfg.threads)?;
+    let replays = total_jobs
+        + fidelity.len()
+        + pin_reports.len()
+        + per_placement.len()
+        + 2 * seed_pairs.len();
+    progress("writing the document");
+    let mut w = Writer {
+        cfg,
+        subjects: &subjects,
+        files: Vec::new(),
+    };
+    let answers = answers::answers(&subjects, &res);
+    let headline = answers::headline(&subjects, &res);
+    let ctx = Ctx {
+        cfg,
+        subjects: &subjects,
+        res,
+        answers: &answers,
+        headline: &headline,
+        notes: &notes,
+        workload_rows: &workload_rows,
+        replays,
+        start,
+        fidelity: &fidelity,
+        pin_reports: &pin_reports,
+        per_placement: &per_placement,
+        seed_pairs: &seed_pairs,
+    };
+    let md = sections::document(&ctx, &mut w)?;
+    if cfg.json {
+        json::write_json(&mut w, &results, cfg.timings)?;
+    }
+    let doc_path = cfg.out.join("policy-study.md");
+    std::fs::write(&doc_path, &md).map_err(|error| LabError::Io {
+        path: doc_path.clone(),
+        error,
+    })?;
+    let mut files = vec![doc_path.clone()];
+    files.append(&mut w.files);
+    let mut headline_out: Vec<String> = answers.iter().map(|(q, a)| format!("{q}: {a}")).collect();
+    headline_out.extend(headline);
+    Ok(StudyOutcome {
+        doc: doc_path,
+        files,
+        replays,
+        notes,
+        headline: headline_out,
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Does `path` look like a capture folder (or a trace file)?
+pub fn is_capture(path: &Path) -> bool {
+    path.is_file() || path.join("trace.txt.gz").is_file() || path.join("trace.txt").is_file()
+}
