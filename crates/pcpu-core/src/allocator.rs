@@ -435,25 +435,39 @@ impl Allocator {
         self.policy.empty_pop_high + self.refault_reserve()
     }
 
-    /// The empty pages that protect atomic allocations, as the policy counts
-    /// them, exact up to `cap` (callers compare against `cap` or less).
+    /// The empty pages as the policy counts them: Linux counts only
+    /// non-isolated chunks (so many isolated chunks at once can stop reclaim
+    /// early); `pcpu` counts every chunk, since an isolated chunk is
+    /// reintegrated as soon as an allocation needs it.
+    pub(crate) fn empty_pages(&self) -> i32 {
+        if self.policy.kind == PolicyKind::Pcpu {
+            self.nr_empty_all
+        } else {
+            self.nr_empty_pop_pages
+        }
+    }
+
+    /// The reserve that protects atomic allocations, in pages, as the policy
+    /// counts it for the balance work's targets: exact up to `cap` (callers
+    /// compare against `cap` or less).
     ///
-    /// Linux counts only the empty pages of non-isolated chunks (so many
-    /// isolated chunks at once can stop reclaim early). `pcpu` counts every
-    /// chunk's empty pages, since an isolated chunk is reintegrated as soon as
-    /// an allocation needs it; and when those fall short of `cap`, it adds the
-    /// first chunk's free room on its partly used pages
-    /// ([`Chunk::room_on_used_pages`]). The first chunk is never depopulated,
-    /// so that room is always there for atomic allocations: populating a page
-    /// of another chunk instead would only keep one more page resident.
+    /// Linux counts the empty pages ([`Self::empty_pages`]). When those fall
+    /// short of `cap`, `pcpu` adds the first chunk's free room on its partly
+    /// used pages ([`Chunk::room_on_used_pages`]), but only for the part of
+    /// the reserve above `empty_pop_low`: the first chunk is never
+    /// depopulated, so that room is always there for small atomic requests,
+    /// and populating a page of another chunk instead would only keep one
+    /// more page resident; the `empty_pop_low` empty pages stay real, for
+    /// atomic requests larger than the room's holes (and the allocation-time
+    /// check, [`Self::finish_alloc`], counts only those).
     pub(crate) fn reserve_pages(&self, cap: i32) -> i32 {
-        if self.policy.kind != PolicyKind::Pcpu {
-            return self.nr_empty_pop_pages;
+        let empty = self.empty_pages();
+        if self.policy.kind != PolicyKind::Pcpu || empty >= cap {
+            return empty;
         }
-        if self.nr_empty_all >= cap {
-            return self.nr_empty_all;
-        }
-        self.nr_empty_all + self.c(self.first).room_on_used_pages() as i32
+        let above_low = (self.policy.empty_pop_high - self.policy.empty_pop_low).max(0) as usize;
+        let room = self.c(self.first).room_on_used_pages().min(above_low);
+        empty + room as i32
     }
 
     /// `pcpu_should_reclaim_chunk` (5.14, percpu-vm.c); `c` is chunk `id`, as
@@ -859,8 +873,7 @@ impl Allocator {
     /// (schedule the balance work when empty pages run low).
     #[inline]
     pub fn finish_alloc(&mut self) {
-        let low = self.policy.empty_pop_low;
-        if self.reserve_pages(low) < low {
+        if self.empty_pages() < self.policy.empty_pop_low {
             self.balance_pending = true;
         }
     }

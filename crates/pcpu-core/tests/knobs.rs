@@ -166,3 +166,49 @@ fn pcpu_counts_the_first_chunks_room_toward_the_reserve() {
     // 1 object in 8 freed is half a page of room: not enough.
     assert_eq!(populated_for_the_reserve(Policy::pcpu(), 8), 1);
 }
+
+#[test]
+fn pcpu_keeps_real_empty_pages_for_page_sized_atomic_requests() {
+    // The first chunk full of 8-byte objects, every other one freed: 3.5
+    // pages of room, all of it in 8-byte holes, and no empty page there.
+    let (mut a, mut b) = allocator(Policy::pcpu());
+    let first = a.first_chunk();
+    let mut small = Vec::new();
+    loop {
+        let x = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+        if x.chunk != first {
+            a.free(x.chunk, x.offset).unwrap();
+            break;
+        }
+        small.push(x);
+    }
+    for x in small.iter().step_by(2) {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    assert_eq!(a.chunk(first).unwrap().nr_empty_pop_pages(), 0);
+    assert!(a.chunk(first).unwrap().room_on_used_pages() >= 3);
+    // A second chunk's pages come and go.
+    let big: Vec<Allocation> = (0..40)
+        .map(|_| a.alloc(&mut b, 4096, 8, AllocFlags::NORMAL).unwrap())
+        .collect();
+    for x in &big {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    for _ in 0..8 {
+        a.balance(&mut b);
+        a.check_invariants().unwrap();
+    }
+    // The room stands in only above EMPTY_POP_PAGES_LOW: that many real
+    // empty pages stay, so page-sized atomic requests still succeed.
+    let empty: usize = a
+        .chunk_ids()
+        .filter(|&id| Some(id) != a.reserved_chunk())
+        .map(|id| a.chunk(id).unwrap().nr_empty_pop_pages())
+        .sum();
+    assert!(empty >= EMPTY_POP_PAGES_LOW as usize, "{empty} empty pages");
+    for size in [16, 64, 4096] {
+        a.alloc(&mut b, size, 8, AllocFlags::ATOMIC)
+            .unwrap_or_else(|e| panic!("atomic {size} B: {e}"));
+    }
+    a.check_invariants().unwrap();
+}
