@@ -348,8 +348,8 @@ pub struct PhaseMetrics {
     pub thrash_runs_pages: u64,
     /// Of those, within `thrash_events` allocation/free events.
     pub thrash_events_pages: u64,
-    /// Of `floor_kb`, the pages in the first chunk (resident under any
-    /// policy).
+    /// Of `floor_kb`, the pages in the first and reserved chunks (resident
+    /// under any policy).
     pub first_chunk_floor_kb: u64,
 }
 

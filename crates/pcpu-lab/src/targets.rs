@@ -71,8 +71,8 @@ pub fn percent(a: u64, b: u64) -> f64 {
 }
 
 /// Resident memory over the placement floor at phase `name`, both outside
-/// the first chunk (which no policy depopulates): the issue's "resident /
-/// floor" (Linux 1.05 on the memcg capture at C).
+/// the first and reserved chunks (which no policy depopulates): the issue's
+/// "resident / floor" (Linux 1.05 on the memcg capture at C).
 pub fn resident_over_floor(r: &RunResult, name: &str) -> Option<f64> {
     let p = r.phase(name)?;
     let resident = p.percpu_kb.checked_sub(r.first_chunk_kb)?;
@@ -174,7 +174,7 @@ pub fn section(md: &mut String, checked: &[Checked], pairs: &[Pair]) {
         md,
         "The targets set for the `pcpu` policy, measured on the replays above (balance work on \
          demand, no hints unless said). *Outside the first chunk* leaves out the first chunk, \
-         static area included, which no policy depopulates.\n"
+         static area included, and the reserved chunk, which no policy depopulates.\n"
     );
     let mut rows: Vec<Vec<String>> = Vec::new();
     for c in checked {
@@ -301,15 +301,20 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
         worst.sort_by(|a, b| a.0.total_cmp(&b.0));
         let n_over = worst.iter().filter(|w| w.0 > 1.0).count();
         over += n_over;
-        let median = &worst[worst.len() / 2];
-        let max = &worst[worst.len() - 1];
+        let n = worst.len();
+        let median = if n % 2 == 1 {
+            worst[n / 2].0
+        } else {
+            (worst[n / 2 - 1].0 + worst[n / 2].0) / 2.0
+        };
+        let max = &worst[n - 1];
         let traffic: Vec<f64> = mine.iter().map(|p| p.traffic()).collect();
         let t_lo = traffic.iter().copied().fold(f64::INFINITY, f64::min);
         let t_hi = traffic.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         rows.push(vec![
             (*w).to_string(),
             mine.len().to_string(),
-            format!("{:+.2}%", median.0),
+            format!("{median:+.2}%"),
             format!("{:+.2}% (seed {}, {})", max.0, max.2, max.1),
             n_over.to_string(),
             format!("{t_lo:+.1}% to {t_hi:+.1}%"),
@@ -333,7 +338,11 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
         let (c, at) = p.worst_phase();
         if c > 1.0 {
             let short = p.workload.split('-').next().unwrap_or(&p.workload);
-            above.push(format!("{short} seed {} {at} {c:+.1}%", p.seed));
+            let floor = match (p.pcpu.phase(&at), p.linux.phase(&at)) {
+                (Some(a), Some(b)) => format!(" (floor {:+.1}%)", percent(a.floor_kb, b.floor_kb)),
+                _ => String::new(),
+            };
+            above.push(format!("{short} seed {} {at} {c:+.1}%{floor}", p.seed));
         }
     }
     let _ = writeln!(
@@ -349,8 +358,9 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
     if over > 0 {
         let _ = writeln!(
             md,
-            "Where this happens, the cause is `pcpu`'s task placement, not its depopulation: \
-             the floor itself is higher. At refill peaks, holes smaller than `min_run` ({} \
+            "Where this happens, most of the excess is `pcpu`'s task placement rather than its \
+             depopulation: the floor itself is higher at that phase (in parentheses). At refill \
+             peaks, holes smaller than `min_run` ({} \
              bytes) between other tasks' objects are left empty, where first fit fills them; \
              a chunk sidelined after a trough is also refilled only after the active chunks. \
              At the end of the mix, the long-lived single objects (mounts, network devices) \

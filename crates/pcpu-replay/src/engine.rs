@@ -246,35 +246,36 @@ pub struct LiveObject {
 struct PageRefs {
     refs: HashMap<(u32, u32), u32>,
     pages: u64,
-    /// The chunk whose pages `first_pages` counts (`None`: not counted).
-    first: Option<u32>,
-    /// Of `pages`, those of chunk `first`.
-    first_pages: u64,
+    /// The chunks whose pages `fixed_pages` counts (the first and reserved
+    /// chunks, which are never depopulated; `None`: not counted).
+    fixed: [Option<u32>; 2],
+    /// Of `pages`, those of the `fixed` chunks.
+    fixed_pages: u64,
 }
 
 impl PageRefs {
-    fn new(first: Option<u32>) -> Self {
+    fn new(fixed: [Option<u32>; 2]) -> Self {
         PageRefs {
-            first,
+            fixed,
             ..PageRefs::default()
         }
     }
 
     fn add(&mut self, chunk: u32, off: u32, size: u32, page: u32, delta: i32) {
-        let in_first = u64::from(self.first == Some(chunk));
+        let in_fixed = u64::from(self.fixed.contains(&Some(chunk)));
         for p in off / page..(off + size).div_ceil(page) {
             let e = self.refs.entry((chunk, p)).or_insert(0);
             if delta > 0 {
                 if *e == 0 {
                     self.pages += 1;
-                    self.first_pages += in_first;
+                    self.fixed_pages += in_fixed;
                 }
                 *e += 1;
             } else {
                 *e -= 1;
                 if *e == 0 {
                     self.pages -= 1;
-                    self.first_pages -= in_first;
+                    self.fixed_pages -= in_fixed;
                     self.refs.remove(&(chunk, p));
                 }
             }
@@ -349,6 +350,7 @@ impl Replayer {
         };
         let base_pages = a.nr_populated() as u64;
         let first_chunk_kb = a.percpu_bytes() / 1024;
+        let reserved = a.reserved_chunk().map(|c| c.0);
         let report = Report {
             schema: 1,
             policy: cfg.policy.to_string(),
@@ -373,8 +375,8 @@ impl Replayer {
             next_kserial: 1,
             ours_by_kernel: HashMap::new(),
             live: HashMap::new(),
-            floor: PageRefs::new(Some(first.0)),
-            kfloor: PageRefs::new(None),
+            floor: PageRefs::new([Some(first.0), reserved]),
+            kfloor: PageRefs::new([None, None]),
             live_bytes: 0,
             compared: 0,
             agreed: 0,
@@ -750,7 +752,7 @@ impl Replayer {
                     depopulated_pages: self.backend.sim.depopulated_pages,
                     kernel_populated_pages: self.have_kprobes.then_some(self.kpop),
                     kernel_depopulated_pages: self.have_kprobes.then_some(self.kdepop),
-                    first_chunk_floor_kb: self.kb(self.floor.first_pages),
+                    first_chunk_floor_kb: self.kb(self.floor.fixed_pages),
                 };
                 self.report.phases.push(p);
                 self.sample(rec.ts);

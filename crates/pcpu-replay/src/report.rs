@@ -17,7 +17,7 @@
 //!                 "chunks": int, "live_objects": int, "live_bytes": int,
 //!                 "populated_pages": int, "depopulated_pages": int,
 //!                 "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
-//!                 "first_chunk_floor_kb": int } ],   // of floor_kb, in the first chunk
+//!                 "first_chunk_floor_kb": int } ],   // of floor_kb, in the first and reserved chunks
 //!   "timeline": [ { "t": float, "resident_kb": int, "floor_kb": int, "ideal_kb": int,
 //!                   "kernel_percpu_kb": int|null } ],
 //!   "disagreements": [ { "line": int, "size": int, "align": int, "kernel_chunk": int,
@@ -57,8 +57,9 @@ pub struct PhaseReport {
     pub kernel_populated_pages: Option<u64>,
     /// The kernel's, from the kprobe events.
     pub kernel_depopulated_pages: Option<u64>,
-    /// Of `floor_kb`, the pages in the first chunk (which is never
-    /// depopulated, so they are resident under any policy).
+    /// Of `floor_kb`, the pages in the first and reserved chunks (never
+    /// depopulated, so they are resident under any policy; the same chunks
+    /// as `Report::first_chunk_kb`).
     pub first_chunk_floor_kb: u64,
 }
 

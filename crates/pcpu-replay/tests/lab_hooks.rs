@@ -176,3 +176,46 @@ fn magazines_serve_reuse_and_keep_the_allocator_consistent() {
     }
     assert!(live > 0);
 }
+
+#[test]
+fn first_chunk_figures_match_the_live_objects() {
+    // Replay up to each phase marker; the floor's first-and-reserved-chunk
+    // share must be the pages of those chunks that hold live objects.
+    for phase in ["BOOT", "A", "R1c", "R1"] {
+        let (records, setup) = fixture();
+        let cfg = ReplayConfig {
+            policy: Policy::pcpu(),
+            ..ReplayConfig::default()
+        };
+        let mut rp = Replayer::new(setup, cfg, true, true).unwrap();
+        let at = |r: &Record| matches!(&r.event, pcpu_trace::Event::PhasePercpu { name, .. } if name == phase);
+        rp.run(&records, &mut |_| {}, &at).unwrap();
+        let a = rp.allocator();
+        let fixed = [Some(a.first_chunk()), a.reserved_chunk()];
+        let page = a.geometry().page_size() as u64;
+        let units = a.geometry().nr_units() as u64;
+        let managed_pages = a.chunk(a.first_chunk()).unwrap().nr_pages() as u64;
+        let mut pages = HashSet::new();
+        for o in rp.live_objects() {
+            let Some(x) = o.ours else { continue };
+            if fixed.contains(&Some(x.chunk)) {
+                let (lo, hi) = (x.offset as u64, x.offset as u64 + u64::from(o.size));
+                for p in lo / page..hi.div_ceil(page) {
+                    pages.insert((x.chunk, p));
+                }
+            }
+        }
+        let r = rp.finish(0.0);
+        let last = r.phases.last().unwrap();
+        assert_eq!(last.name, phase);
+        assert_eq!(
+            last.first_chunk_floor_kb,
+            pages.len() as u64 * page * units / 1024,
+            "{phase}"
+        );
+        assert!(last.first_chunk_floor_kb <= last.floor_kb);
+        // The first chunk's resident memory: at least its managed pages.
+        assert!(r.first_chunk_kb >= managed_pages * page * units / 1024);
+        assert!(r.first_chunk_kb <= last.percpu_kb);
+    }
+}

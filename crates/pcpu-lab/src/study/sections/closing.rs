@@ -167,9 +167,15 @@ pub(super) fn method(md: &mut String, ctx: &Ctx) {
          ignores).\n\
          * `pcpu` is this project's own policy as built for this run; it is being tuned, so \
          its rows change with the code.\n\
-         * The targets (§8) are checked on the replays of the questions above; the seed table \
-         generates each synthetic workload again with other seeds, same parameters.\n",
-        cfg.options.thrash_runs, cfg.options.thrash_events
+         * The targets (§8) are checked on the replays of the questions above{}.\n",
+        cfg.options.thrash_runs,
+        cfg.options.thrash_events,
+        if cfg.seeds > 0 {
+            "; the seed table generates each synthetic workload again with other seeds, same \
+             parameters"
+        } else {
+            ""
+        }
     );
 }
 
