@@ -212,3 +212,42 @@ fn pcpu_keeps_real_empty_pages_for_page_sized_atomic_requests() {
     }
     a.check_invariants().unwrap();
 }
+
+#[test]
+fn room_on_used_pages_matches_a_page_by_page_count() {
+    // Two first-chunk layouts: dynamic area on a page boundary, and not.
+    for line in [
+        "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288",
+        "percpu: Embedded 62 pages/cpu s217188 r8192 d28572 u524288",
+    ] {
+        let g = Geometry::from_kernel_line(line, 4).unwrap();
+        let (mut a, mut b) = (Allocator::new(g, Policy::pcpu()), SimBackend::default());
+        let page = g.page_size();
+        let mut live = Vec::new();
+        let mut x = 12345u64;
+        for i in 0..6000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if live.is_empty() || x % 3 != 0 {
+                let size = [4, 8, 16, 64, 200, 1096, 4096][(x >> 8) as usize % 7];
+                live.push(a.alloc(&mut b, size, 8, AllocFlags::NORMAL).unwrap());
+            } else {
+                let o: Allocation = live.swap_remove((x >> 16) as usize % live.len());
+                a.free(o.chunk, o.offset).unwrap();
+            }
+            if i % 500 == 0 {
+                a.balance(&mut b);
+            }
+            if i % 97 == 0 {
+                for id in a.chunk_ids() {
+                    let c = a.chunk(id).unwrap();
+                    let unused = (0..c.nr_pages()).filter(|&p| !c.is_page_used(p)).count();
+                    let want = c.free_bytes().saturating_sub(unused * page) / page;
+                    assert_eq!(c.room_on_used_pages(), want, "{line}: chunk {id:?}");
+                }
+            }
+        }
+        a.check_invariants().unwrap();
+    }
+}
