@@ -136,7 +136,8 @@ impl Policy {
 
     /// pcpu's own policy with its default knobs: reclaim any chunk with an
     /// empty populated page (while the system keeps `empty_pop_high` empty
-    /// pages), and class-aware placement.
+    /// pages, of which those above `empty_pop_low` may be the first chunk's
+    /// free room on its partly used pages), and class-aware placement.
     pub const fn pcpu() -> Self {
         let mut p = Policy::new(PolicyKind::Pcpu);
         p.reclaim_divisor = usize::MAX;
