@@ -97,6 +97,12 @@ impl Input {
         }
     }
 
+    /// kB of one page over all units: Percpu kB per page per unit.
+    pub fn kb_per_page(&self) -> u64 {
+        let g = self.setup.geometry;
+        (g.nr_units() * g.page_size() / 1024) as u64
+    }
+
     /// A generated trace.
     pub fn synthetic(t: &SyntheticTrace) -> Result<Self, LabError> {
         let setup = t.setup().map_err(|error| LabError::Replay {
@@ -420,10 +426,14 @@ impl RunResult {
         self.phases
             .iter()
             .zip(&base.phases)
-            .filter(|(_, b)| b.percpu_kb > 0)
-            .map(|(a, b)| (a.percpu_kb as f64 - b.percpu_kb as f64) / b.percpu_kb as f64 * 100.0)
+            .filter_map(|(a, b)| percent_change(a.percpu_kb, b.percpu_kb))
             .collect()
     }
+}
+
+/// Percent change of `a` against `b` (`None` when `b` is 0).
+pub fn percent_change(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| (a as f64 - b as f64) / b as f64 * 100.0)
 }
 
 fn class_name(c: ClassMode) -> &'static str {

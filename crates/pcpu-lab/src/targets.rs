@@ -15,7 +15,9 @@
 
 use pcpu_core::{Policy, PolicyKind};
 
-use crate::run::{run_many, Input, LabError, RunOptions, RunResult, Schedule, Variant};
+use crate::run::{
+    percent_change, run_many, Input, LabError, RunOptions, RunResult, Schedule, Variant,
+};
 use crate::study::{workloads_seeded, Scale};
 
 /// One workload replayed under linux-5.14 and under `pcpu`, both with the
@@ -65,11 +67,7 @@ pub fn worst_phase(r: &RunResult, base: &RunResult) -> (f64, String) {
 
 /// `a` against `b` in percent (0 when `b` is 0).
 pub fn percent(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        (a as f64 - b as f64) / b as f64 * 100.0
-    }
+    percent_change(a, b).unwrap_or(0.0)
 }
 
 /// Resident memory over the placement floor at phase `name`, both outside
@@ -82,12 +80,12 @@ pub fn resident_over_floor(r: &RunResult, name: &str) -> Option<f64> {
     (floor > 0).then(|| resident as f64 / floor as f64)
 }
 
-/// The placement floor over the ideal at every phase marker whose ideal is
-/// above `min_ideal_kb`, in percent: the largest, and that marker's name.
-pub fn worst_floor_over_ideal(r: &RunResult, min_ideal_kb: u64) -> Option<(f64, String)> {
+/// The placement floor over the ideal at every phase marker with live
+/// bytes, in percent: the largest, and that marker's name.
+pub fn worst_floor_over_ideal(r: &RunResult) -> Option<(f64, String)> {
     r.phases
         .iter()
-        .filter(|p| p.ideal_kb > min_ideal_kb)
+        .filter(|p| p.ideal_kb > 0)
         .map(|p| (percent(p.floor_kb, p.ideal_kb), p.name.clone()))
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
@@ -120,12 +118,7 @@ pub fn seed_pairs(
     for &seed in seeds {
         for t in workloads_seeded(scale, seed) {
             let input = Input::synthetic(&t)?;
-            let g = input.setup.geometry;
-            names.push((
-                t.name.clone(),
-                seed,
-                (g.nr_units() * g.page_size() / 1024) as u64,
-            ));
+            names.push((t.name.clone(), seed, input.kb_per_page()));
             inputs.push(input);
         }
     }
@@ -242,7 +235,7 @@ pub fn section(md: &mut String, checked: &[Checked], pairs: &[Pair]) {
         ]);
     }
     for c in checked {
-        if let Some((w, at)) = c.derived.and_then(|d| worst_floor_over_ideal(d, 0)) {
+        if let Some((w, at)) = c.derived.and_then(worst_floor_over_ideal) {
             rows.push(vec![
                 "lifetime classes derived from the trace: floor within 1% of ideal at every phase"
                     .into(),
@@ -296,20 +289,19 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
          `pcpu` against linux-5.14, balance work on demand. The worst phase is the largest \
          Percpu increase at any phase marker of one trace.\n"
     );
+    // Each pair's worst phase, once: (change, phase).
+    let worsts: Vec<(f64, String)> = pairs.iter().map(Pair::worst_phase).collect();
     let mut rows = Vec::new();
-    let mut over = 0;
     for w in &workloads {
         let mine: Vec<&Pair> = pairs.iter().filter(|p| p.workload == *w).collect();
-        let mut worst: Vec<(f64, String, u64)> = mine
+        let mut worst: Vec<(f64, &str, u64)> = pairs
             .iter()
-            .map(|p| {
-                let (c, at) = p.worst_phase();
-                (c, at, p.seed)
-            })
+            .zip(&worsts)
+            .filter(|(p, _)| p.workload == *w)
+            .map(|(p, (c, at))| (*c, at.as_str(), p.seed))
             .collect();
         worst.sort_by(|a, b| a.0.total_cmp(&b.0));
         let n_over = worst.iter().filter(|w| w.0 > 1.0).count();
-        over += n_over;
         let n = worst.len();
         let median = if n % 2 == 1 {
             worst[n / 2].0
@@ -343,17 +335,17 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
         &rows,
     );
     let mut above: Vec<String> = Vec::new();
-    for p in pairs {
-        let (c, at) = p.worst_phase();
+    for (p, &(c, ref at)) in pairs.iter().zip(&worsts) {
         if c > 1.0 {
             let short = p.workload.split('-').next().unwrap_or(&p.workload);
-            let floor = match (p.pcpu.phase(&at), p.linux.phase(&at)) {
+            let floor = match (p.pcpu.phase(at), p.linux.phase(at)) {
                 (Some(a), Some(b)) => format!(" (floor {:+.1}%)", percent(a.floor_kb, b.floor_kb)),
                 _ => String::new(),
             };
             above.push(format!("{short} seed {} {at} {c:+.1}%{floor}", p.seed));
         }
     }
+    let over = above.len();
     let _ = writeln!(
         md,
         "{over} of {} generated traces have a phase more than 1% above linux-5.14{}.\n",

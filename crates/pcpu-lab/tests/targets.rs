@@ -72,7 +72,7 @@ fn helpers_measure_what_they_say() {
     assert!(linux.first_chunk_kb > 0 && c.first_chunk_floor_kb <= c.floor_kb);
     assert_eq!(targets::resident_over_floor(&linux, "nonexistent"), None);
     // Floor over ideal: the largest over the phases.
-    let (w, at) = targets::worst_floor_over_ideal(&pcpu, 0).unwrap();
+    let (w, at) = targets::worst_floor_over_ideal(&pcpu).unwrap();
     for p in &pcpu.phases {
         assert!(targets::percent(p.floor_kb, p.ideal_kb) <= w, "{at}");
     }

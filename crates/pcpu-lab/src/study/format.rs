@@ -3,12 +3,18 @@
 
 use std::fmt::Write as _;
 
+/// Percent change of `a` against `b`.
+pub(super) use crate::run::percent_change as change;
+
 /// `+12.3%` of `a` against `b`.
 pub(super) fn pct(a: u64, b: u64) -> String {
-    if b == 0 {
-        return "n/a".into();
-    }
-    format!("{:+.1}%", (a as f64 - b as f64) / b as f64 * 100.0)
+    change(a, b).map_or_else(|| "n/a".into(), |c| format!("{c:+.1}%"))
+}
+
+/// A question's section heading, then its answer in bold.
+pub(super) fn question(md: &mut String, heading: &str, answer: &str) {
+    let _ = writeln!(md, "{heading}\n");
+    let _ = writeln!(md, "**Answer.** {answer}\n");
 }
 
 /// A markdown table; the first column left-aligned, the others right.
@@ -22,11 +28,6 @@ pub(crate) fn md_table(out: &mut String, headers: &[String], rows: &[Vec<String>
         let _ = writeln!(out, "| {} |", r.join(" | "));
     }
     out.push('\n');
-}
-
-/// Percent change of `a` against `b`.
-pub(super) fn change(a: u64, b: u64) -> Option<f64> {
-    (b > 0).then(|| (a as f64 - b as f64) / b as f64 * 100.0)
 }
 
 /// `−3.1%`, or `−3.1% to +4.0%` for a range.

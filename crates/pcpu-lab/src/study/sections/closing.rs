@@ -87,10 +87,9 @@ pub(super) fn targets(md: &mut String, ctx: &Ctx) {
     let checked: Vec<targets::Checked> = subjects
         .iter()
         .filter_map(|s| {
-            let g = s.input.setup.geometry;
             Some(targets::Checked {
                 short: &s.short,
-                kb_per_page: (g.nr_units() * g.page_size() / 1024) as u64,
+                kb_per_page: s.input.kb_per_page(),
                 linux: pol.get(&s.input.name, "linux-5.14")?,
                 pcpu: pol.get(&s.input.name, "pcpu")?,
                 derived: place_pcpu.get(&s.input.name, "lifetime classes"),

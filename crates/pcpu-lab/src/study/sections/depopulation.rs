@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use super::Ctx;
 use crate::run::{LabError, RunResult};
 use crate::study::compare::{best_line, changes, changes_of, pairs};
-use crate::study::format::{md_table, pct, span};
+use crate::study::format::{md_table, pct, question, span};
 use crate::study::subjects::{after_kb, mean_over, refill_kb};
 use crate::study::sweeps::Results;
 use crate::study::writer::{timeline_chart, Writer};
+use crate::targets;
 
 /// §1: how often the balance work should scan and depopulate (balance
 /// schedules, reclaim batching).
@@ -24,11 +25,11 @@ pub(super) fn how_often(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<()
         batch,
         ..
     } = ctx.res;
-    let _ = writeln!(
+    question(
         md,
-        "## 1. How often should the balance work scan and depopulate?\n"
+        "## 1. How often should the balance work scan and depopulate?",
+        &answers[0].1,
     );
-    let _ = writeln!(md, "**Answer.** {}\n", answers[0].1);
     let _ = writeln!(
         md,
         "Dennis: \"What is the right frequency to do depopulation scanning? … Depopulation isn't \
@@ -89,11 +90,11 @@ pub(super) fn triggers(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(),
         rr,
         ..
     } = ctx.res;
-    let _ = writeln!(
+    question(
         md,
-        "## 2. Are \"1/4 of pages free\" and \"2 or more candidate chunks\" the right triggers?\n"
+        "## 2. Are \"1/4 of pages free\" and \"2 or more candidate chunks\" the right triggers?",
+        &answers[1].1,
     );
-    let _ = writeln!(md, "**Answer.** {}\n", answers[1].1);
     let _ = writeln!(
         md,
         "The RFC marked a chunk when more than 1/4 of its pages were free and populated (and it \
@@ -167,7 +168,7 @@ pub(super) fn triggers(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(),
         };
         let mut row = vec![s.short.clone(), l.populated_pages.to_string()];
         for r in rr.input(&s.input.name).unwrap_or(&[]) {
-            let worst = r.phase_changes(l).into_iter().fold(f64::MIN, f64::max);
+            let (worst, _) = targets::worst_phase(r, l);
             row.push(format!(
                 "{} ({}), {:+.1}%",
                 r.populated_pages,
@@ -208,11 +209,11 @@ pub(super) fn packing(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(), 
         side_pcpu,
         ..
     } = ctx.res;
-    let _ = writeln!(
+    question(
         md,
-        "## 3. Should allocations be packed into fewer chunks after depopulation?\n"
+        "## 3. Should allocations be packed into fewer chunks after depopulation?",
+        &answers[2].1,
     );
-    let _ = writeln!(md, "**Answer.** {}\n", answers[2].1);
     let _ = writeln!(
         md,
         "Dennis proposed sidelining depopulated chunks so that later allocations go to other \

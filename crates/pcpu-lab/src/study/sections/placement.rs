@@ -7,10 +7,11 @@ use super::pins::per_cgroup;
 use super::Ctx;
 use crate::run::LabError;
 use crate::study::compare::{best_line, pairs};
-use crate::study::format::{md_table, pct};
+use crate::study::format::{md_table, pct, question};
 use crate::study::subjects::{after_kb, floor_kb, ideal_kb, refill_kb};
 use crate::study::sweeps::Results;
 use crate::study::writer::Writer;
+use crate::targets;
 
 /// §4: separate chunks for small objects (size and call-site classes).
 pub(super) fn small_objects(md: &mut String, ctx: &Ctx) {
@@ -21,11 +22,11 @@ pub(super) fn small_objects(md: &mut String, ctx: &Ctx) {
         ..
     } = *ctx;
     let Results { place, .. } = ctx.res;
-    let _ = writeln!(
+    question(
         md,
-        "## 4. Do small objects need their own chunks (the slab idea)?\n"
+        "## 4. Do small objects need their own chunks (the slab idea)?",
+        &answers[3].1,
     );
-    let _ = writeln!(md, "**Answer.** {}\n", answers[3].1);
     let _ = writeln!(
         md,
         "Roman: \"probably the right thing to do long-term is to introduce some sort of a slab \
@@ -157,7 +158,7 @@ pub(super) fn magazines(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<()
         let allocs = off.allocs.max(1);
         let mut row = vec![s.short.clone()];
         for r in results.iter().filter(|r| r.label != "off") {
-            let worst = r.phase_changes(off).into_iter().fold(f64::MIN, f64::max);
+            let (worst, _) = targets::worst_phase(r, off);
             row.push(format!(
                 "{:.1}%, {} ({}), {:+.1}%",
                 100.0 * r.magazine_hits as f64 / allocs as f64,
@@ -216,11 +217,11 @@ pub(super) fn placement(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<()
     let Results {
         place, place_pcpu, ..
     } = ctx.res;
-    let _ = writeln!(
+    question(
         md,
-        "## 5. Placement: keep each task's objects together, or each lifetime\n"
+        "## 5. Placement: keep each task's objects together, or each lifetime",
+        &answers[4].1,
     );
-    let _ = writeln!(md, "**Answer.** {}\n", answers[4].1);
     let _ = writeln!(
         md,
         "A cgroup's objects are allocated by one `mkdir` and freed together; first fit \
