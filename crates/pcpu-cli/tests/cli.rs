@@ -718,3 +718,13 @@ fn policies_take_knobs_and_reject_bad_ones() {
         &["malformed policy knob `min_run`"],
     );
 }
+
+#[test]
+fn replay_help_names_every_policy_knob() {
+    let o = pcpu(&["replay", "--help"]);
+    assert_ok(&o);
+    let help = stdout(&o);
+    for knob in pcpu_core::KNOBS {
+        assert!(help.contains(knob), "`pcpu replay --help` omits {knob}");
+    }
+}

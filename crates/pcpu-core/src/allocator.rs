@@ -10,7 +10,7 @@ use crate::chunk::{Chunk, ChunkKind};
 use crate::classes::ClassTable;
 use crate::error::AllocError;
 use crate::geometry::Geometry;
-use crate::policy::{Fit, Policy, PolicyKind, SLOT_FAIL_THRESHOLD};
+use crate::policy::{Fit, Policy, PolicyKind, Refill, SLOT_FAIL_THRESHOLD};
 use crate::slots::{slot_key, Entry, Lists, SlotLayout};
 use crate::stats::GlobalStats;
 use crate::{ChunkId, MIN_ALLOC_SIZE};
@@ -648,7 +648,16 @@ impl Allocator {
         }
         let start_slot = self.layout.size_to_slot(req.size);
         let mut next_slot = start_slot;
-        while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
+        // Under a refill order other than the kernel's, the sidelined and
+        // free slots are walked by `alloc_refill` (atomic requests keep the
+        // kernel's order; reserved ones returned above).
+        let refill = self.policy.refill != Refill::Kernel && !flags.atomic;
+        let last = if refill {
+            self.layout.sidelined - 1
+        } else {
+            self.layout.free
+        };
+        while let Some(slot) = self.lists.next_nonempty(next_slot, last) {
             next_slot = slot + 1;
             let mut cur = self.lists.head(slot);
             while let Some(id) = cur {
@@ -670,6 +679,11 @@ impl Allocator {
                 }
             }
         }
+        if refill {
+            if let Some(a) = self.alloc_refill(req, flags, fit) {
+                return Ok(a);
+            }
+        }
         if flags.atomic {
             return Err(self.fail(req, flags, AllocError::AtomicNoSpace));
         }
@@ -679,6 +693,77 @@ impl Allocator {
         // means the free slot is empty: a new chunk is needed.
         debug_assert_eq!(self.lists.len(self.layout.free), 0);
         Err(AllocError::NeedsChunk)
+    }
+
+    /// [`Allocator::alloc_area`]'s walk of the sidelined slot, in the order
+    /// of [`Policy::refill`], then of the free slot.
+    #[inline(never)]
+    fn alloc_refill(&mut self, req: Request, flags: AllocFlags, fit: Fit) -> Option<Allocation> {
+        let ids = self
+            .sidelined_by_refill()
+            .into_iter()
+            .chain(self.lists.iter(self.layout.free).collect::<Vec<_>>());
+        for id in ids {
+            let c = self.c(id);
+            let Some(start) = c.find_block_fit(req.bits, req.bit_align, flags.atomic) else {
+                continue;
+            };
+            let start = c.fit_start(fit, req.bits, req.bit_align, start);
+            if let Some(a) = self.place(id, req, start) {
+                self.reintegrate_after(id, req);
+                if fit == Fit::Next {
+                    self.note_rover(id, &a);
+                }
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// The chunks of `slot` in the order allocations try them, when that is
+    /// not the list's own: the sidelined slot under [`Refill::Fullest`] or
+    /// [`Refill::Room`] (not for atomic or reserved requests, which keep the
+    /// kernel's order). Ties keep the list's order.
+    pub(crate) fn refill_order(&self, slot: usize, flags: AllocFlags) -> Option<Vec<u32>> {
+        if slot != self.layout.sidelined
+            || self.policy.refill == Refill::Kernel
+            || flags.atomic
+            || flags.reserved
+        {
+            return None;
+        }
+        Some(self.sidelined_by_refill())
+    }
+
+    /// The sidelined chunks sorted for [`Policy::refill`] (off the hot path).
+    #[inline(never)]
+    fn sidelined_by_refill(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.lists.iter(self.layout.sidelined).collect();
+        match self.policy.refill {
+            Refill::Fullest => ids.sort_by_key(|&id| self.c(id).free_bytes()),
+            Refill::Room => {
+                ids.sort_by_key(|&id| core::cmp::Reverse(self.c(id).room_on_used_pages()))
+            }
+            Refill::Kernel => {}
+        }
+        ids
+    }
+
+    /// After `req` was placed in chunk `id`: reintegrate the chunk if it was
+    /// isolated (`pcpu_reintegrate_chunk`), except that under
+    /// [`Refill::Fullest`] and [`Refill::Room`] an allocation of a page or
+    /// more leaves a sidelined chunk sidelined (so the refill order, not the
+    /// large objects, decides where small objects go).
+    pub(crate) fn reintegrate_after(&mut self, id: u32, req: Request) {
+        if !self.c(id).isolated {
+            return;
+        }
+        let keep_sidelined = self.policy.refill != Refill::Kernel
+            && req.size >= self.geo.page_size()
+            && self.lists.slot_of(id) == Some(self.layout.sidelined as u16);
+        if !keep_sidelined {
+            self.reintegrate(id);
+        }
     }
 
     /// Where [`Allocator::alloc_area`] would place `req` now, without changing
@@ -709,10 +794,15 @@ impl Allocator {
         let mut next_slot = self.layout.size_to_slot(req.size);
         while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
-            for id in self.lists.iter(slot) {
-                if let Some(o) = fits(id) {
-                    return Some((ChunkId(id), o));
-                }
+            let found = match self.refill_order(slot, flags) {
+                Some(ids) => ids.into_iter().find_map(|id| fits(id).map(|o| (id, o))),
+                None => self
+                    .lists
+                    .iter(slot)
+                    .find_map(|id| fits(id).map(|o| (id, o))),
+            };
+            if let Some((id, o)) = found {
+                return Some((ChunkId(id), o));
             }
         }
         None

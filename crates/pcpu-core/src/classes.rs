@@ -269,7 +269,7 @@ impl Allocator {
             {
                 if let Some(a) = self.place(r.chunk, req, off) {
                     self.classes.touch(class, &r);
-                    self.reintegrate(r.chunk);
+                    self.reintegrate_after(r.chunk, req);
                     return Ok(a);
                 }
             }
@@ -290,7 +290,12 @@ impl Allocator {
         let mut found = None;
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
-            for id in self.lists.iter(slot) {
+            let order = self.refill_order(slot, flags);
+            let ids: &mut dyn Iterator<Item = u32> = match &order {
+                Some(ids) => &mut ids.iter().copied(),
+                None => &mut self.lists.iter(slot),
+            };
+            for id in ids {
                 let c = self.c(id);
                 if let Some(start) = c.find_block_fit(probe_bits, probe_align, false) {
                     if let Some(off) = c.probe_area(probe_bits, probe_align, start) {
@@ -312,7 +317,7 @@ impl Allocator {
             .find_next_bit(c.map_bits as usize, (off + req.bits) as usize) as i32;
         let serial = c.serial;
         self.classes.open(class, id, serial, off, hi);
-        self.reintegrate(id);
+        self.reintegrate_after(id, req);
         Ok(a)
     }
 }

@@ -58,6 +58,37 @@ impl Fit {
     }
 }
 
+/// Which sidelined chunk an allocation that found no room in the active
+/// slots tries first (question 3 of docs/policy-study.md: packing after
+/// depopulation).
+///
+/// Under `Fullest` and `Room` an allocation of a page or more placed in a
+/// sidelined chunk leaves it sidelined, so that the order, not the large
+/// objects, decides where small objects go (a reintegrated chunk is in an
+/// active slot and would take them first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refill {
+    /// Linux: the sidelined list's order (reclaim appends each chunk it
+    /// depopulated), and any allocation reintegrates the chunk it lands in.
+    Kernel,
+    /// The fullest (fewest free bytes) first: pack into fewer chunks.
+    Fullest,
+    /// The most free room on pages that hold allocations first: fill holes
+    /// before populating pages.
+    Room,
+}
+
+impl Refill {
+    /// The knob's text: `kernel`, `fullest` or `room`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Refill::Kernel => "kernel",
+            Refill::Fullest => "fullest",
+            Refill::Room => "room",
+        }
+    }
+}
+
 /// A policy and its tunable knobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -111,6 +142,9 @@ pub struct Policy {
     /// `usize::MAX`); the rest stay queued and the balance work is scheduled
     /// again, so depopulation is spread over several runs.
     pub reclaim_batch: usize,
+    /// The order in which allocations try sidelined chunks (Linux:
+    /// [`Refill::Kernel`]). Atomic and reserved allocations keep the kernel's.
+    pub refill: Refill,
 }
 
 impl Policy {
@@ -131,13 +165,15 @@ impl Policy {
             sideline: true,
             fit: Fit::First,
             reclaim_batch: usize::MAX,
+            refill: Refill::Kernel,
         }
     }
 
     /// pcpu's own policy with its default knobs: reclaim any chunk with an
     /// empty populated page (while the system keeps `empty_pop_high` empty
     /// pages, of which those above `empty_pop_low` may be the first chunk's
-    /// free room on its partly used pages), and class-aware placement.
+    /// free room on its partly used pages), class-aware placement, and
+    /// sidelined chunks refilled most free room on used pages first.
     pub const fn pcpu() -> Self {
         let mut p = Policy::new(PolicyKind::Pcpu);
         p.reclaim_divisor = usize::MAX;
@@ -147,6 +183,10 @@ impl Policy {
         // memcg trace without a phase worse than linux-5.14 on the churn trace.
         p.reclaim_surplus = 2;
         p.min_run = 64;
+        // The study's §3 (refill order over 32 generated traces): the
+        // smallest excess over linux-5.14 at any phase, at a small cost in
+        // resident memory after removals.
+        p.refill = Refill::Room;
         // The refault reserve stays off: on the shared memcg capture a few
         // refaults before the removal would keep ~14 more pages per unit at
         // phase C (resident/floor 1.017 instead of 1.008); the study's §2e
@@ -242,7 +282,7 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 13] = [
+pub const KNOBS: [&str; 14] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
@@ -253,6 +293,7 @@ pub const KNOBS: [&str; 13] = [
     "refault_reserve_divisor",
     "sideline",
     "fit",
+    "refill",
     "class_placement",
     "min_run",
     "class_capacity",
@@ -355,6 +396,7 @@ impl Policy {
             "refault_reserve_divisor" => count(self.refault_reserve_divisor),
             "sideline" => KnobValue::Bool(self.sideline),
             "fit" => KnobValue::Word(self.fit.name()),
+            "refill" => KnobValue::Word(self.refill.name()),
             "class_placement" => KnobValue::Bool(self.class_placement),
             "min_run" => count(self.min_run),
             "class_capacity" => count(self.class_capacity),
@@ -364,8 +406,8 @@ impl Policy {
 
     /// Set one knob from text (`"reclaim_divisor", "8"`): counts take an
     /// integer or `max`, switches `true`/`false` (or `on`/`off`), `fit`
-    /// `first`, `next` or `best`. The knobs are [`KNOBS`]; on error the
-    /// policy is unchanged.
+    /// `first`, `next` or `best`, `refill` `kernel`, `fullest` or `room`.
+    /// The knobs are [`KNOBS`]; on error the policy is unchanged.
     ///
     /// ```
     /// let mut p = pcpu_core::Policy::pcpu();
@@ -425,6 +467,14 @@ impl Policy {
                     "next" => Fit::Next,
                     "best" => Fit::Best,
                     _ => return Err(bad("first, next or best")),
+                }
+            }
+            "refill" => {
+                p.refill = match value {
+                    "kernel" => Refill::Kernel,
+                    "fullest" => Refill::Fullest,
+                    "room" => Refill::Room,
+                    _ => return Err(bad("kernel, fullest or room")),
                 }
             }
             "class_placement" => p.class_placement = flag()?,

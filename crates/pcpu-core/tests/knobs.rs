@@ -87,6 +87,13 @@ fn policies_print_and_parse_back() {
                 }
                 "empty_pop_high" => "9",
                 "fit" => "best",
+                "refill" => {
+                    if p.refill == Refill::Room {
+                        "kernel"
+                    } else {
+                        "room"
+                    }
+                }
                 "reclaim_divisor" | "min_run" => "7",
                 _ => "3",
             };
@@ -113,6 +120,7 @@ fn bad_knobs_are_rejected_and_change_nothing() {
         ("empty_pop_low", "5"), // above HIGH (4)
         ("reclaim_divisor", "-2"),
         ("min_run", "lots"),
+        ("refill", "lifo"),
     ] {
         let e = p.set(k, v).unwrap_err();
         assert!(!e.to_string().is_empty());

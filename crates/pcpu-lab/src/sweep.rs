@@ -13,7 +13,7 @@
 //! assert_eq!(results[0].per_input[0].1.len(), 3);
 //! ```
 
-use pcpu_core::{Fit, Policy};
+use pcpu_core::{Fit, Policy, Refill};
 use pcpu_replay::ClassMode;
 
 use crate::run::{run_many, Input, LabError, RunOptions, RunResult, Schedule, Variant};
@@ -172,6 +172,21 @@ pub fn sideline(base: Policy) -> Sweep {
         })
         .collect();
     Sweep::new("sideline", "depopulated chunks", variants)
+}
+
+/// The order in which allocations try sidelined chunks (`Policy::refill`),
+/// one variant per value, labelled by its name (`kernel`, `fullest`,
+/// `room`).
+pub fn refill(base: Policy, values: &[Refill]) -> Sweep {
+    let variants = values
+        .iter()
+        .map(|&r| {
+            let mut p = base;
+            p.refill = r;
+            Variant::new(r.name(), p)
+        })
+        .collect();
+    Sweep::new("refill", "sidelined chunks tried", variants)
 }
 
 /// Per-CPU magazines of freed areas in front of `base` (`0`: none, as in

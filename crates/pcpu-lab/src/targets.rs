@@ -34,6 +34,8 @@ pub struct Pair {
     pub linux: RunResult,
     /// `pcpu`.
     pub pcpu: RunResult,
+    /// The extra variants of [`seed_pairs_with`], in their order.
+    pub others: Vec<RunResult>,
 }
 
 impl Pair {
@@ -113,6 +115,18 @@ pub fn seed_pairs(
     opts: &RunOptions,
     threads: usize,
 ) -> Result<Vec<Pair>, LabError> {
+    seed_pairs_with(scale, seeds, &[], opts, threads)
+}
+
+/// [`seed_pairs`], each workload also replayed under `others` (in
+/// [`Pair::others`]; their schedules are used as given).
+pub fn seed_pairs_with(
+    scale: Scale,
+    seeds: &[u64],
+    others: &[Variant],
+    opts: &RunOptions,
+    threads: usize,
+) -> Result<Vec<Pair>, LabError> {
     let mut inputs = Vec::new();
     let mut names = Vec::new();
     for &seed in seeds {
@@ -122,9 +136,12 @@ pub fn seed_pairs(
             inputs.push(input);
         }
     }
-    let [linux, pcpu] = variants();
+    let all: Vec<Variant> = variants()
+        .into_iter()
+        .chain(others.iter().cloned())
+        .collect();
     let jobs: Vec<(usize, Variant)> = (0..inputs.len())
-        .flat_map(|i| [(i, linux.clone()), (i, pcpu.clone())])
+        .flat_map(|i| all.iter().map(move |v| (i, v.clone())))
         .collect();
     let opts = RunOptions {
         sample_every: 0,
@@ -133,15 +150,17 @@ pub fn seed_pairs(
     let mut results = run_many(&inputs, &jobs, &opts, threads, &|_, _| {}).into_iter();
     let mut pairs = Vec::new();
     for (workload, seed, kb_per_page) in names {
-        let mut next = || results.next().expect("two results per input");
+        let mut next = || results.next().expect("one result per variant and input");
         let linux = next()?;
         let pcpu = next()?;
+        let others = others.iter().map(|_| next()).collect::<Result<_, _>>()?;
         pairs.push(Pair {
             workload,
             seed,
             kb_per_page,
             linux,
             pcpu,
+            others,
         });
     }
     Ok(pairs)
@@ -362,10 +381,10 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
             md,
             "Where this happens, most of the excess is `pcpu`'s task placement rather than its \
              depopulation: the floor itself is higher at that phase (in parentheses). At refill \
-             peaks, holes smaller than `min_run` ({} \
-             bytes) between other tasks' objects are left empty, where first fit fills them; \
-             a chunk sidelined after a trough is also refilled only after the active chunks. \
-             At the end of the mix, the long-lived single objects (mounts, network devices) \
+             peaks, holes smaller than `min_run` ({} bytes) are left empty, where first fit \
+             fills them: alignment gaps among one task's own objects (a cgroup's 64-byte \
+             aligned PSI group after its 8- and 64-byte objects), and the rest of regions \
+             opened in holes just larger than `min_run`. At the end of the mix, the long-lived single objects (mounts, network devices) \
              pin whatever pages they landed on, a page each under either placement, and \
              where they land differs. Letting any task back-fill small holes on pages whose \
              objects survived a trough was tried: the churn troughs rose by up to 20% against \

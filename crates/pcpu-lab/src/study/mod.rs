@@ -181,12 +181,26 @@ pub fn run_study(
     }
     progress("seeds");
     let seeds: Vec<u64> = (1..=cfg.seeds).collect();
-    let seed_pairs = targets::seed_pairs(cfg.scale, &seeds, &cfg.options, cfg.threads)?;
+    // The other refill orders over the seeds too (§3).
+    let others: Vec<Variant> = sweeps::REFILLS
+        .iter()
+        .filter(|&&r| r != Policy::pcpu().refill)
+        .map(|&r| {
+            let mut p = Policy::pcpu();
+            p.refill = r;
+            Variant {
+                schedule: Schedule::Modelled,
+                ..Variant::new(r.name(), p)
+            }
+        })
+        .collect();
+    let seed_pairs =
+        targets::seed_pairs_with(cfg.scale, &seeds, &others, &cfg.options, cfg.threads)?;
     let replays = total_jobs
         + fidelity.len()
         + pin_reports.len()
         + per_placement.len()
-        + 2 * seed_pairs.len();
+        + (2 + others.len()) * seed_pairs.len();
     progress("writing the document");
     let mut w = Writer {
         cfg,

@@ -20,15 +20,20 @@ fn is_numbered(name: &str, prefix: char) -> bool {
         .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The phases right after removals among `phases` (`C`, `R3`, `L2`, `M1`).
+pub(super) fn removal_phases<'p>(phases: impl IntoIterator<Item = &'p String>) -> Vec<String> {
+    phases
+        .into_iter()
+        .filter(|p| *p == "C" || ['R', 'L', 'M'].iter().any(|&c| is_numbered(p, c)))
+        .cloned()
+        .collect()
+}
+
 /// A subject for `input`, its after-removal and refill phases picked from
 /// the phase names.
 pub(super) fn subject(input: Input, short: String) -> Subject {
     let phases = input.phases();
-    let mut after: Vec<String> = phases
-        .iter()
-        .filter(|p| *p == "C" || ['R', 'L', 'M'].iter().any(|&c| is_numbered(p, c)))
-        .cloned()
-        .collect();
+    let mut after = removal_phases(&phases);
     if after.is_empty() {
         after = phases.clone();
     }

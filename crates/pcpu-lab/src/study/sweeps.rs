@@ -1,10 +1,13 @@
 //! The sweeps the study runs, their baselines, and their results by role.
 
-use pcpu_core::{Fit, Policy, PolicyKind};
+use pcpu_core::{Fit, Policy, PolicyKind, Refill};
 use pcpu_replay::ClassMode;
 
 use crate::run::Schedule;
 use crate::sweep::{self, Sweep, SweepResults};
+
+/// The refill orders the study compares, the kernel's first.
+pub(super) const REFILLS: [Refill; 3] = [Refill::Kernel, Refill::Fullest, Refill::Room];
 
 /// The sweeps of the study, in document order. The schedule sweeps vary the
 /// balance timing; every other sweep runs the balance work on demand (when
@@ -48,6 +51,8 @@ pub(super) fn sweeps() -> Vec<Sweep> {
     side_514.id = "sideline-5.14".into();
     let mut side_pcpu = sweep::sideline(Policy::pcpu());
     side_pcpu.id = "sideline-pcpu".into();
+    let mut refill = sweep::refill(Policy::pcpu(), &REFILLS);
+    refill.id = "refill-pcpu".into();
     let any = {
         let mut p = l514;
         p.reclaim_divisor = usize::MAX;
@@ -63,6 +68,7 @@ pub(super) fn sweeps() -> Vec<Sweep> {
         sweep::magazines(l514, &[0, 8, 32, 128]),
         side_514,
         side_pcpu,
+        refill,
         place_514,
         place_pcpu,
     ];
@@ -91,6 +97,7 @@ pub(super) fn baseline(id: &str) -> &'static str {
         "refault-reserve" | "magazine" => "off",
         "reclaim-batch" => "all",
         "sideline-5.14" | "sideline-pcpu" => "sidelined",
+        "refill-pcpu" => "kernel",
         _ => "first fit",
     }
 }
@@ -121,6 +128,9 @@ pub(super) struct Results<'a> {
     pub(super) side: &'a SweepResults,
     /// `sideline-pcpu`: sidelining under `pcpu`'s rules.
     pub(super) side_pcpu: &'a SweepResults,
+    /// `refill-pcpu`: the order sidelined chunks are refilled in, under
+    /// `pcpu`'s rules.
+    pub(super) refill: &'a SweepResults,
     /// `placement-5.14`: placement under linux-5.14's rules.
     pub(super) place: &'a SweepResults,
     /// `placement-pcpu`: placement under `pcpu`'s rules.
@@ -149,6 +159,7 @@ impl<'a> Results<'a> {
             mag: by_id("magazine"),
             side: by_id("sideline-5.14"),
             side_pcpu: by_id("sideline-pcpu"),
+            refill: by_id("refill-pcpu"),
             place: by_id("placement-5.14"),
             place_pcpu: by_id("placement-pcpu"),
         }

@@ -283,6 +283,14 @@ pub(super) fn packing(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(), 
         pairs(subjects, side, "sidelined", "kept in slot", &refill_kb)
     );
     md.push_str(&w.sweep_section(side_pcpu, "pcpu, sidelining on and off")?);
+    Ok(())
+}
+
+/// The end of §3: Percpu over time by policy on the cover letter and churn
+/// workloads.
+pub(super) fn timelines(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(), LabError> {
+    let Ctx { subjects, .. } = *ctx;
+    let Results { pol, .. } = ctx.res;
     for s in subjects
         .iter()
         .filter(|s| s.short.starts_with("cover letter") || s.short.starts_with("churn"))

@@ -7,6 +7,7 @@ mod depopulation;
 mod intro;
 mod pins;
 mod placement;
+mod refill;
 
 use std::time::Instant;
 
@@ -56,6 +57,8 @@ pub(super) fn document(ctx: &Ctx, w: &mut Writer) -> Result<String, LabError> {
     depopulation::how_often(&mut md, ctx, w)?;
     depopulation::triggers(&mut md, ctx, w)?;
     depopulation::packing(&mut md, ctx, w)?;
+    refill::refill_order(&mut md, ctx, w)?;
+    depopulation::timelines(&mut md, ctx, w)?;
     placement::small_objects(&mut md, ctx);
     placement::magazines(&mut md, ctx, w)?;
     placement::placement(&mut md, ctx, w)?;
