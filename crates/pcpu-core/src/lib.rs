@@ -47,6 +47,7 @@ mod free;
 mod geometry;
 mod magazine;
 mod policy;
+mod refill;
 mod slots;
 mod stats;
 
