@@ -116,7 +116,7 @@ pub use error::{Error, MapError};
 pub use handle::{PerCpu, Zeroable};
 pub use hint::{with_lifetime, Lifetime};
 pub use pcpu_core::{
-    AllocError, BalanceReport, ChunkId, FreeError, InvariantError, Policy, PolicyKind,
+    AllocError, BalanceReport, ChunkId, Fit, FreeError, InvariantError, Policy, PolicyKind, Refill,
 };
 pub use raw::RawPerCpu;
 pub use stats::Stats;
