@@ -112,15 +112,17 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
         let w = changes(subjects, pol, "linux-5.14", "seed-rfc", &after_kb);
         let room = changes(subjects, res.refill, "room", "kernel", &after_kb);
         let full = changes(subjects, res.refill, "fullest", "kernel", &after_kb);
+        let room_514 = changes(subjects, res.refill_514, "room", "kernel", &after_kb);
         let a = format!(
-            "With everything else 5.14's, sidelining depopulated chunks against keeping them in their slots {}, changes the refill peak by {} and the pages populated by {}; under pcpu's rules it changes resident memory after removals by {}. 5.14's whole design against the RFC's {}. Which sidelined chunk to refill first: against the kernel's order, the fullest first changes resident memory after removals by {} and the one with the most room on its used pages (`pcpu`'s choice) by {}; §3 compares them over the generated traces too.",
+            "With everything else 5.14's, sidelining depopulated chunks against keeping them in their slots {}, changes the refill peak by {} and the pages populated by {}; under pcpu's rules it changes resident memory after removals by {}. 5.14's whole design against the RFC's {}. Which sidelined chunk to refill first: against the kernel's order, the fullest first changes resident memory after removals by {} and the one with the most room on its used pages (`pcpu`'s choice) by {} (by {} under 5.14's rules); §3 compares them over the generated traces too.",
             verb(&v, "resident memory after removals"),
             span(&rf),
             span(&rep),
             span(&vp),
             verb(&w, "it"),
             span(&full),
-            span(&room)
+            span(&room),
+            span(&room_514)
         );
         answers.push((
             "Packing allocations after depopulation (sidelining)".into(),

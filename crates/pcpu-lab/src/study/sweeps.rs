@@ -53,6 +53,8 @@ pub(super) fn sweeps() -> Vec<Sweep> {
     side_pcpu.id = "sideline-pcpu".into();
     let mut refill = sweep::refill(Policy::pcpu(), &REFILLS);
     refill.id = "refill-pcpu".into();
+    let mut refill_514 = sweep::refill(l514, &REFILLS);
+    refill_514.id = "refill-5.14".into();
     let any = {
         let mut p = l514;
         p.reclaim_divisor = usize::MAX;
@@ -68,6 +70,7 @@ pub(super) fn sweeps() -> Vec<Sweep> {
         sweep::magazines(l514, &[0, 8, 32, 128]),
         side_514,
         side_pcpu,
+        refill_514,
         refill,
         place_514,
         place_pcpu,
@@ -97,7 +100,7 @@ pub(super) fn baseline(id: &str) -> &'static str {
         "refault-reserve" | "magazine" => "off",
         "reclaim-batch" => "all",
         "sideline-5.14" | "sideline-pcpu" => "sidelined",
-        "refill-pcpu" => "kernel",
+        "refill-5.14" | "refill-pcpu" => "kernel",
         _ => "first fit",
     }
 }
@@ -128,6 +131,9 @@ pub(super) struct Results<'a> {
     pub(super) side: &'a SweepResults,
     /// `sideline-pcpu`: sidelining under `pcpu`'s rules.
     pub(super) side_pcpu: &'a SweepResults,
+    /// `refill-5.14`: the order sidelined chunks are refilled in, under
+    /// linux-5.14's rules.
+    pub(super) refill_514: &'a SweepResults,
     /// `refill-pcpu`: the order sidelined chunks are refilled in, under
     /// `pcpu`'s rules.
     pub(super) refill: &'a SweepResults,
@@ -159,6 +165,7 @@ impl<'a> Results<'a> {
             mag: by_id("magazine"),
             side: by_id("sideline-5.14"),
             side_pcpu: by_id("sideline-pcpu"),
+            refill_514: by_id("refill-5.14"),
             refill: by_id("refill-pcpu"),
             place: by_id("placement-5.14"),
             place_pcpu: by_id("placement-pcpu"),

@@ -38,6 +38,7 @@ pub(super) fn refill_order(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result
         ..
     } = *ctx;
     let refill = ctx.res.refill;
+    let refill_514 = ctx.res.refill_514;
     let _ = writeln!(
         md,
         "### Which sidelined chunk is refilled first\n\n\
@@ -56,6 +57,17 @@ pub(super) fn refill_order(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result
         "Refill peak against the kernel's order: fullest first {}; most room first {}.\n",
         pairs(subjects, refill, "fullest", "kernel", &refill_kb),
         pairs(subjects, refill, "room", "kernel", &refill_kb)
+    );
+    md.push_str(&w.sweep_section(
+        refill_514,
+        "linux-5.14, sidelined chunks refilled in three orders",
+    )?);
+    let _ = writeln!(
+        md,
+        "Under 5.14's own rules (a chunk is isolated only with a quarter of its pages empty), \
+         refill peak against the kernel's order: fullest first {}; most room first {}.\n",
+        pairs(subjects, refill_514, "fullest", "kernel", &refill_kb),
+        pairs(subjects, refill_514, "room", "kernel", &refill_kb)
     );
     if seed_pairs.is_empty() {
         return Ok(());
