@@ -53,6 +53,12 @@ pub(crate) struct StudyArgs {
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub(crate) seeds: u64,
+
+    /// Section 3 checks its choice of refill order on N further seeds (after
+    /// those of --seeds), which no default was chosen on (0: not at all).
+    #[arg(long, value_name = "N", default_value_t = 12,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub(crate) holdout_seeds: u64,
 }
 
 /// Where a default capture is: `../shared/kernel-traces/<name>` from the
@@ -102,6 +108,10 @@ pub(crate) fn run(args: StudyArgs) -> CliResult {
     cfg.seeds = args.seeds;
     if args.seeds != 8 {
         command.push_str(&format!(" --seeds {}", args.seeds));
+    }
+    cfg.holdout_seeds = args.holdout_seeds;
+    if args.holdout_seeds != 12 {
+        command.push_str(&format!(" --holdout-seeds {}", args.holdout_seeds));
     }
     cfg.command = command;
     if args.out.exists() && !args.out.is_dir() {

@@ -72,6 +72,9 @@ pub struct StudyConfig {
     /// The targets section replays the synthetic workloads again with seeds
     /// 1 to `seeds` (0: not at all).
     pub seeds: u64,
+    /// §3 checks its choice of refill order on this many further seeds
+    /// (`seeds + 1` on), which no default was chosen on (0: not at all).
+    pub holdout_seeds: u64,
 }
 
 impl StudyConfig {
@@ -87,6 +90,7 @@ impl StudyConfig {
             command: "pcpu study --out docs/".into(),
             json: false,
             seeds: 8,
+            holdout_seeds: 12,
         }
     }
 }
@@ -196,11 +200,14 @@ pub fn run_study(
         .collect();
     let seed_pairs =
         targets::seed_pairs_with(cfg.scale, &seeds, &others, &cfg.options, cfg.threads)?;
+    let holdout: Vec<u64> = (cfg.seeds + 1..=cfg.seeds + cfg.holdout_seeds).collect();
+    let holdout_pairs =
+        targets::seed_pairs_with(cfg.scale, &holdout, &others, &cfg.options, cfg.threads)?;
     let replays = total_jobs
         + fidelity.len()
         + pin_reports.len()
         + per_placement.len()
-        + (2 + others.len()) * seed_pairs.len();
+        + (2 + others.len()) * (seed_pairs.len() + holdout_pairs.len());
     progress("writing the document");
     let mut w = Writer {
         cfg,
@@ -223,6 +230,7 @@ pub fn run_study(
         pin_reports: &pin_reports,
         per_placement: &per_placement,
         seed_pairs: &seed_pairs,
+        holdout_pairs: &holdout_pairs,
     };
     let md = sections::document(&ctx, &mut w)?;
     if cfg.json {

@@ -46,6 +46,8 @@ pub(super) struct Ctx<'a> {
     pub(super) per_placement: &'a [(String, PinsReport)],
     /// The synthetic workloads over other seeds (§8).
     pub(super) seed_pairs: &'a [Pair],
+    /// The same over the held-out seeds (§3's check of its choice).
+    pub(super) holdout_pairs: &'a [Pair],
 }
 
 /// Writes the whole document and returns its markdown; charts go through
