@@ -18,6 +18,7 @@ fn config(out: std::path::PathBuf, threads: usize) -> StudyConfig {
     cfg.captures = vec!["/nonexistent/memcg-1000x10-smp4".into()];
     cfg.command = "pcpu study --small".into();
     cfg.seeds = 2;
+    cfg.holdout_seeds = 1;
     cfg
 }
 
@@ -46,6 +47,23 @@ fn tiny_study_writes_every_section_deterministically() {
     }
     assert!(md.contains("**Answer.**"));
     assert!(md.contains("pcpu study --small"));
+    // §3's refill orders: the sweeps, then the seeds they were chosen on and
+    // the held-out one, each with a row per order.
+    assert!(md.contains("### Which sidelined chunk is refilled first"));
+    assert!(md.contains("with seeds 1 to 2 (chosen on;"));
+    assert!(md.contains("with seeds 3 to 3 (held out"));
+    for order in ["`kernel`", "`fullest`", "`room`"] {
+        assert_eq!(
+            md.matches(&format!("| {order} | 4 |")).count(),
+            1,
+            "{order}"
+        );
+        assert_eq!(
+            md.matches(&format!("| {order} | 8 |")).count(),
+            1,
+            "{order}"
+        );
+    }
     // The missing capture is skipped with a note.
     assert_eq!(out.notes.len(), 1);
     assert!(md.contains("> Note: capture `/nonexistent/memcg-1000x10-smp4` not found"));
