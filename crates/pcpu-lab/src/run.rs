@@ -357,6 +357,9 @@ pub struct PhaseMetrics {
     /// Of `floor_kb`, the pages in the first and reserved chunks (resident
     /// under any policy).
     pub first_chunk_floor_kb: u64,
+    /// With derived lifetime classes: the least floor of any placement that
+    /// gives each class pages of its own (`PhaseReport::class_bound_kb`).
+    pub class_bound_kb: Option<u64>,
 }
 
 /// The result of one replay.
@@ -575,6 +578,7 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
                 thrash_runs_pages: by_runs,
                 thrash_events_pages: by_events,
                 first_chunk_floor_kb: p.first_chunk_floor_kb,
+                class_bound_kb: p.class_bound_kb,
             }
         })
         .collect();

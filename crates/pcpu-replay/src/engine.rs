@@ -221,6 +221,8 @@ struct LiveObj {
     kchunk: u32,
     koff: u32,
     size: u32,
+    /// Its lifetime class derived from the trace (`ClassMode::Derived` only).
+    lifetime: Option<u64>,
     call_site: Option<std::sync::Arc<str>>,
     task: std::sync::Arc<str>,
     pid: i32,
@@ -309,6 +311,9 @@ pub struct Replayer {
     /// The trace says it is synthetic: its phase figures are placeholders.
     synthetic: bool,
     derived: HashMap<u64, u64>,
+    /// Live bytes per derived lifetime class (`ClassMode::Derived` only;
+    /// classes with no live byte are removed).
+    class_bytes: HashMap<u64, u64>,
     /// Per-CPU magazines by (cpu, size, align) ([`ReplayConfig::magazine`]);
     /// ordered, so that draining is deterministic.
     mags: BTreeMap<(u32, usize, usize), Magazine>,
@@ -387,6 +392,7 @@ impl Replayer {
             swapped: 0,
             synthetic: false,
             derived: HashMap::new(),
+            class_bytes: HashMap::new(),
             mags: BTreeMap::new(),
             report,
             base_pages,
@@ -586,12 +592,12 @@ impl Replayer {
                 };
                 let size = ev.size as usize;
                 let align = ev.align as usize;
+                let lifetime = (self.cfg.classes == ClassMode::Derived)
+                    .then(|| self.derived.get(&rec.line).copied().unwrap_or(u64::MAX));
                 let class = match self.cfg.classes {
                     ClassMode::None => None,
                     ClassMode::Task => Some(ClassHint::task(rec.pid as u64)),
-                    ClassMode::Derived => Some(ClassHint::lifetime(
-                        self.derived.get(&rec.line).copied().unwrap_or(u64::MAX),
-                    )),
+                    ClassMode::Derived => lifetime.map(ClassHint::lifetime),
                     ClassMode::SizeClass => Some(ClassHint::lifetime(size_class(ev.size))),
                     ClassMode::CallSite => {
                         ev.caller().map(|f| ClassHint::lifetime(call_site_class(f)))
@@ -672,6 +678,9 @@ impl Replayer {
                 }
                 self.kfloor.add(kchunk, ev.off as u32, size4, page, 1);
                 self.live_bytes += size4 as u64;
+                if let Some(l) = lifetime {
+                    *self.class_bytes.entry(l).or_insert(0) += size4 as u64;
+                }
                 let obj = LiveObj {
                     ours,
                     align: ev.align,
@@ -679,6 +688,7 @@ impl Replayer {
                     kchunk,
                     koff: ev.off as u32,
                     size: size4,
+                    lifetime,
                     call_site: ev
                         .call_site
                         .as_ref()
@@ -718,6 +728,14 @@ impl Replayer {
                 }
                 self.kfloor.add(obj.kchunk, obj.koff, obj.size, page, -1);
                 self.live_bytes -= obj.size as u64;
+                if let Some(l) = obj.lifetime {
+                    if let Some(b) = self.class_bytes.get_mut(&l) {
+                        *b -= obj.size as u64;
+                        if *b == 0 {
+                            self.class_bytes.remove(&l);
+                        }
+                    }
+                }
                 self.maybe_balance();
             }
             Event::CreateChunk { base_addr } => {
@@ -753,6 +771,13 @@ impl Replayer {
                     kernel_populated_pages: self.have_kprobes.then_some(self.kpop),
                     kernel_depopulated_pages: self.have_kprobes.then_some(self.kdepop),
                     first_chunk_floor_kb: self.kb(self.floor.fixed_pages),
+                    class_bound_kb: (self.cfg.classes == ClassMode::Derived).then(|| {
+                        self.kb(self
+                            .class_bytes
+                            .values()
+                            .map(|b| b.div_ceil(page as u64))
+                            .sum())
+                    }),
                 };
                 self.report.phases.push(p);
                 self.sample(rec.ts);

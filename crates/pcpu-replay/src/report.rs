@@ -17,7 +17,9 @@
 //!                 "chunks": int, "live_objects": int, "live_bytes": int,
 //!                 "populated_pages": int, "depopulated_pages": int,
 //!                 "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
-//!                 "first_chunk_floor_kb": int } ],   // of floor_kb, in the first and reserved chunks
+//!                 "first_chunk_floor_kb": int,       // of floor_kb, in the first and reserved chunks
+//!                 "class_bound_kb": int|null } ],    // with derived lifetime classes: the least floor
+//!                                                    // when no page holds two classes' objects
 //!   "timeline": [ { "t": float, "resident_kb": int, "floor_kb": int, "ideal_kb": int,
 //!                   "kernel_percpu_kb": int|null } ],
 //!   "disagreements": [ { "line": int, "size": int, "align": int, "kernel_chunk": int,
@@ -61,6 +63,12 @@ pub struct PhaseReport {
     /// depopulated, so they are resident under any policy; the same chunks
     /// as `Report::first_chunk_kb`).
     pub first_chunk_floor_kb: u64,
+    /// With lifetime classes derived from the trace (`--classes derived`):
+    /// the smallest floor of any placement in which no page holds objects
+    /// of two classes, each class's live bytes rounded up to whole pages
+    /// (times units). `floor_kb - ideal_kb` below this is out of reach for
+    /// page-exclusive classes. `None` in the other class modes.
+    pub class_bound_kb: Option<u64>,
 }
 
 /// One timeline sample.
