@@ -11,10 +11,16 @@
 //! * [`ClassPages::Shared`] (a task's objects, no hint from the user): a run of
 //!   at least `min_run` bytes; consecutive classes may share a page boundary.
 //! * [`ClassPages::Exclusive`] (lifetime classes hinted by the user, or size
-//!   classes): whole free pages, so two classes never share a page.
+//!   classes): whole free pages, so two classes never share a page. It skips
+//!   the *growth room* of other classes (the free part of a region past some
+//!   of its objects) and takes a new chunk rather than cut into one: classes
+//!   allocating in turn would otherwise interleave page by page, each switch
+//!   leaving a page partly used. Only when no chunk can be created does it
+//!   fall back to plain first fit.
 //!
 //! A class opening a region inside another class's region truncates the
-//! other one there. The table is bounded (least recently used evicted).
+//! other one there. The table is bounded (least recently used evicted), and
+//! so is the room it protects.
 
 use alloc::vec::Vec;
 
@@ -167,6 +173,32 @@ impl ClassTable {
         self.entries.push((class, region));
     }
 
+    /// The end of the region of a class other than `class` whose growth room
+    /// holds bit `off` of `chunk` (`serial`): `off` lies in that region past
+    /// at least one allocated bit (`used(lo, off)`: is any bit of
+    /// `[lo, off)` allocated?). `None` when `off` is nobody's growth room.
+    pub(crate) fn growth_room_end(
+        &self,
+        class: ClassHint,
+        chunk: u32,
+        serial: u64,
+        off: i32,
+        used: impl Fn(i32, i32) -> bool,
+    ) -> Option<i32> {
+        self.entries
+            .iter()
+            .filter(|(c, r)| {
+                *c != class
+                    && r.chunk == chunk
+                    && r.serial == serial
+                    && r.lo <= off
+                    && off < r.hi
+                    && used(r.lo, off)
+            })
+            .map(|(_, r)| r.hi)
+            .max()
+    }
+
     /// Drop the least recently used region among classes matching `which`.
     fn evict(&mut self, which: impl Fn(ClassHint) -> bool) {
         let oldest = self
@@ -231,10 +263,16 @@ impl Allocator {
         let area = loop {
             match self.alloc_area_class(req, flags, class) {
                 Ok(a) => break a,
-                Err(AllocError::NeedsChunk) => {
-                    self.create_chunk(backend)
-                        .map_err(|e| self.fail(req, flags, e))?;
-                }
+                Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
+                    Ok(_) => {}
+                    // An exclusive class asks for a chunk while others'
+                    // growth room is free: without a new chunk, plain first
+                    // fit (which asks again only when nothing fits).
+                    Err(e) => match self.alloc_area(req, flags) {
+                        Ok(a) => break a,
+                        Err(_) => return Err(self.fail(req, flags, e)),
+                    },
+                },
                 Err(e) => return Err(e),
             }
         };
@@ -242,7 +280,10 @@ impl Allocator {
     }
 
     /// Two-phase [`Allocator::alloc_class`], step 1 (see
-    /// [`Allocator::alloc_area`]).
+    /// [`Allocator::alloc_area`]). `NeedsChunk` may come while free space is
+    /// left, for an exclusive class that would have to cut into another
+    /// class's growth room: a caller that cannot create a chunk then tries
+    /// [`Allocator::alloc_area`], which takes any free space.
     pub fn alloc_area_class(
         &mut self,
         req: Request,
@@ -297,11 +338,18 @@ impl Allocator {
             };
             for id in ids {
                 let c = self.c(id);
-                if let Some(start) = c.find_block_fit(probe_bits, probe_align, false) {
-                    if let Some(off) = c.probe_area(probe_bits, probe_align, start) {
-                        found = Some((id, off));
-                        break 'walk;
+                let Some(start) = c.find_block_fit(probe_bits, probe_align, false) else {
+                    continue;
+                };
+                let off = match class.pages {
+                    ClassPages::Shared => c.probe_area(probe_bits, probe_align, start),
+                    ClassPages::Exclusive => {
+                        self.outside_growth_room(id, class, start, probe_bits, probe_align)
                     }
+                };
+                if let Some(off) = off {
+                    found = Some((id, off));
+                    break 'walk;
                 }
             }
         }
@@ -319,5 +367,29 @@ impl Allocator {
         self.classes.open(class, id, serial, off, hi);
         self.reintegrate_after(id, req);
         Ok(a)
+    }
+
+    /// First fit of `bits` bits at `align` in chunk `id` from bit `start`
+    /// that lies in no other class's growth room
+    /// ([`ClassTable::growth_room_end`]).
+    fn outside_growth_room(
+        &self,
+        id: u32,
+        class: ClassHint,
+        start: i32,
+        bits: i32,
+        align: i32,
+    ) -> Option<i32> {
+        let c = self.c(id);
+        let used =
+            |lo: i32, off: i32| (c.alloc_map.find_next_bit(off as usize, lo as usize) as i32) < off;
+        let mut pos = start;
+        loop {
+            let off = c.first_fit_in(pos, c.map_bits, bits, align)?;
+            match self.classes.growth_room_end(class, id, c.serial, off, used) {
+                None => return Some(off),
+                Some(hi) => pos = hi.max(off + 1),
+            }
+        }
     }
 }

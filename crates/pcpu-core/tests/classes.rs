@@ -122,3 +122,92 @@ fn linux_policies_ignore_hints() {
     let (p2, c2) = cgroups(&mut without, &mut b, |_, _| None);
     assert_eq!((p1, c1), (p2, c2));
 }
+
+/// Three lifetime classes allocating 3 KiB objects in turn: each class's
+/// objects form one run (no object of another class between two of its
+/// own), so each class leaves at most one page partly used, where cutting
+/// into the neighbour's free room would leave one at every switch.
+#[test]
+fn lifetime_classes_allocating_in_turn_do_not_interleave() {
+    let mut a = kernel_like(Policy::pcpu());
+    let mut b = SimBackend::default();
+    let mut objs: Vec<(u64, Allocation)> = Vec::new();
+    for i in 0..150 {
+        let class = i % 3;
+        let x = a
+            .alloc_class(
+                &mut b,
+                3072,
+                8,
+                AllocFlags::NORMAL,
+                ClassHint::lifetime(class),
+            )
+            .unwrap();
+        objs.push((class, x));
+        a.check_invariants().unwrap();
+    }
+    let mut by_place = objs.clone();
+    by_place.sort_by_key(|(_, x)| (x.chunk, x.offset));
+    for class in 0..3 {
+        let mine: Vec<&Allocation> = objs
+            .iter()
+            .filter(|(c, _)| *c == class)
+            .map(|(_, x)| x)
+            .collect();
+        // Runs of this class in address order (a run ends at another class's
+        // object or at a chunk boundary).
+        let runs = by_place
+            .windows(2)
+            .filter(|w| w[0].0 == class && (w[1].0 != class || w[1].1.chunk != w[0].1.chunk))
+            .count()
+            + usize::from(by_place.last().unwrap().0 == class);
+        let chunks: BTreeSet<ChunkId> = mine.iter().map(|x| x.chunk).collect();
+        assert_eq!(runs, chunks.len(), "class {class} split into {runs} runs");
+    }
+    // Pages shared by two classes: none (the classes are page-exclusive);
+    // partly used pages: at most one per class and chunk.
+    let live: usize = objs.iter().map(|(_, x)| x.size).sum();
+    let floor = pages_touched(&objs.iter().map(|(_, x)| *x).collect::<Vec<_>>());
+    let per_class: usize = (0..3u64)
+        .map(|c| {
+            let v: Vec<Allocation> = objs
+                .iter()
+                .filter(|(k, _)| *k == c)
+                .map(|(_, x)| *x)
+                .collect();
+            pages_touched(&v)
+        })
+        .sum();
+    assert_eq!(floor, per_class);
+    assert!(
+        floor <= live.div_ceil(4096) + 3 * a.nr_chunks(),
+        "floor {floor}"
+    );
+}
+
+/// When no chunk can be created, an exclusive class takes the free room of
+/// another class after all (plain first fit) instead of failing.
+#[test]
+fn lifetime_class_falls_back_to_first_fit_without_a_new_chunk() {
+    let mut a = kernel_like(Policy::pcpu());
+    let mut b = FailingBackend::default();
+    // Class 0 takes the dynamic area of the first chunk as its region.
+    let first = a
+        .alloc_class(&mut b, 64, 8, AllocFlags::NORMAL, ClassHint::lifetime(0))
+        .unwrap();
+    let chunks = a.nr_chunks();
+    b.fail_create = 1;
+    let second = a
+        .alloc_class(&mut b, 64, 8, AllocFlags::NORMAL, ClassHint::lifetime(1))
+        .unwrap();
+    a.check_invariants().unwrap();
+    assert_eq!(a.nr_chunks(), chunks, "no chunk was created");
+    assert_eq!(second.chunk, first.chunk);
+    assert_eq!(b.fail_create, 0, "a chunk was asked for first");
+    // With chunks available, the next class goes to a new chunk instead.
+    let third = a
+        .alloc_class(&mut b, 64, 8, AllocFlags::NORMAL, ClassHint::lifetime(2))
+        .unwrap();
+    a.check_invariants().unwrap();
+    assert_ne!(third.chunk, first.chunk);
+}

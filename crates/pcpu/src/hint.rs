@@ -8,6 +8,13 @@
 //! objects together (as it keeps each task's objects together in the
 //! kernel). The Linux policies ignore hints.
 //!
+//! Classes allocating in turn do not cut into each other's free room: a
+//! class that finds free space only there maps a new chunk instead (address
+//! space, not memory: only the pages in use are populated), and takes the
+//! room after all when mapping fails. Lifetimes live at the same time should
+//! therefore be few (tens, as the classes of objects that die together), not
+//! one per object.
+//!
 //! ```
 //! use pcpu::{with_lifetime, Lifetime, PerCpuAllocator, Policy};
 //!

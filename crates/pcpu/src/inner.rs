@@ -367,7 +367,13 @@ impl Inner {
                 }
                 Err(e) => {
                     st.core.abort_create_chunk(id);
-                    return Err(e.into());
+                    // An exclusive lifetime class asks for a chunk rather
+                    // than cut into another class's free room: without one,
+                    // take any free space (plain first fit).
+                    return match st.core.alloc_area(req, AllocFlags::NORMAL) {
+                        Ok(area) => Ok(area),
+                        Err(_) => Err(e.into()),
+                    };
                 }
             }
         }

@@ -89,3 +89,32 @@ fn linux_policies_ignore_hints() {
         "plain first fit"
     );
 }
+
+/// A lifetime class opens a new chunk rather than cut into another class's
+/// free room; when the chunk cannot be mapped, it takes that room after all
+/// instead of failing.
+#[test]
+fn a_class_falls_back_to_shared_room_when_no_chunk_can_be_mapped() {
+    use pcpu::__private::fault;
+    let a = alloc(Policy::pcpu());
+    let first = with_lifetime(Lifetime(1), || a.alloc_raw(64, 8)).unwrap();
+    let chunks = a.stats().chunks;
+    fault::fail_next_reserves(1);
+    let second = with_lifetime(Lifetime(2), || a.alloc_raw(64, 8));
+    let pending = fault::pending_reserve_failures();
+    fault::reset();
+    let second = second.unwrap();
+    assert_eq!(pending, 0, "a chunk was asked for first");
+    assert_eq!(a.stats().chunks, chunks);
+    assert_eq!(second.chunk(), first.chunk());
+    a.check_invariants().unwrap();
+    // With mapping possible, the next class gets a chunk of its own.
+    let third = with_lifetime(Lifetime(3), || a.alloc_raw(64, 8)).unwrap();
+    assert_ne!(third.chunk(), first.chunk());
+    assert_eq!(a.stats().chunks, chunks + 1);
+    a.check_invariants().unwrap();
+    for r in [first, second, third] {
+        a.free_raw(r).unwrap();
+    }
+    a.check_invariants().unwrap();
+}
