@@ -64,6 +64,22 @@ fn tiny_study_writes_every_section_deterministically() {
             "{order}"
         );
     }
+    // §8: the derived lifetime classes over the seeds, one row per
+    // generator (2 seeds each), and the least floor they allow.
+    assert!(md.contains("Lifetime classes derived from the trace over the same seeds"));
+    assert!(md.contains("least possible"));
+    let table: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("Lifetime classes derived from the trace over"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(table.len(), 2 + 4, "{table:?}");
+    assert!(
+        table[2..].iter().all(|l| l.contains(" | 2 | ")),
+        "{table:?}"
+    );
+    assert!(md.contains("traces whose bound is within 1% meet the target"));
     // The missing capture is skipped with a note.
     assert_eq!(out.notes.len(), 1);
     assert!(md.contains("> Note: capture `/nonexistent/memcg-1000x10-smp4` not found"));

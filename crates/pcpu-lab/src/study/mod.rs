@@ -197,6 +197,8 @@ pub fn run_study(
                 ..Variant::new(r.name(), p)
             }
         })
+        // Lifetime classes derived from the trace too (§8).
+        .chain([targets::derived_variant()])
         .collect();
     let seed_pairs =
         targets::seed_pairs_with(cfg.scale, &seeds, &others, &cfg.options, cfg.threads)?;
