@@ -148,7 +148,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The policy `kind` with the kernel's constants.
+    /// The policy `kind` with the kernel's constants. For
+    /// [`PolicyKind::Pcpu`] that is not the `pcpu` policy users get by name
+    /// (no class placement, 5.14's reclaim fraction, the kernel's refill
+    /// order): a base for experiments. Use [`Policy::pcpu`] or
+    /// [`Policy::named`] for the policy with its chosen knobs.
     pub const fn new(kind: PolicyKind) -> Self {
         Policy {
             kind,
