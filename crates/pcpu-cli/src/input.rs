@@ -113,7 +113,8 @@ pub(crate) struct RunArgs {
     /// empty_pop_high, reclaim_divisor, reclaim_min_pages,
     /// rfc_marked_threshold, reclaim_surplus, reclaim_batch,
     /// refault_reserve_divisor, sideline, fit (first, next, best), refill
-    /// (kernel, fullest, room), class_placement, min_run, class_capacity.
+    /// (kernel, fullest, room), class_placement, min_run, class_capacity,
+    /// keep_room.
     #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
     pub(crate) policy: Policy,
 

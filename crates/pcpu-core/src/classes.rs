@@ -11,16 +11,16 @@
 //! * [`ClassPages::Shared`] (a task's objects, no hint from the user): a run of
 //!   at least `min_run` bytes; consecutive classes may share a page boundary.
 //! * [`ClassPages::Exclusive`] (lifetime classes hinted by the user, or size
-//!   classes): whole free pages, so two classes never share a page. It skips
-//!   the *growth room* of other classes (the free part of a region past some
-//!   of its objects) and takes a new chunk rather than cut into one: classes
-//!   allocating in turn would otherwise interleave page by page, each switch
-//!   leaving a page partly used. Only when no chunk can be created does it
-//!   fall back to plain first fit.
+//!   classes): whole free pages, so two classes never share a page. With
+//!   `Policy::keep_room` it skips the *growth room* of the
+//!   [`GROWING_CLASSES`] most recently used other classes (the free part of
+//!   a region past some of its objects) and takes a new chunk rather than
+//!   cut into it: classes allocating in turn would otherwise interleave page
+//!   by page, each switch leaving a page partly used. While chunks wait for
+//!   reclaim, or when no chunk can be created, it cuts in after all.
 //!
 //! A class opening a region inside another class's region truncates the
-//! other one there. The table is bounded (least recently used evicted), and
-//! so is the room it protects.
+//! other one there. The table is bounded (least recently used evicted).
 
 use alloc::vec::Vec;
 
@@ -67,6 +67,11 @@ impl ClassHint {
 
 /// Regions remembered per class.
 const REGIONS_PER_CLASS: usize = 4;
+
+/// How many other classes, the most recently used, an exclusive class's new
+/// region keeps out of (their growth room, `Policy::keep_room`). Bounds the
+/// chunks taken for it.
+pub(crate) const GROWING_CLASSES: usize = 8;
 
 /// One region of a class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,10 +178,37 @@ impl ClassTable {
         self.entries.push((class, region));
     }
 
+    /// Is `other` among the [`GROWING_CLASSES`] most recently used classes
+    /// other than `class`?
+    fn recent(&self, class: ClassHint, other: ClassHint) -> bool {
+        let last = |k: ClassHint| {
+            self.entries
+                .iter()
+                .filter(|(c, _)| *c == k)
+                .map(|(_, r)| r.last_use)
+                .max()
+                .unwrap_or(0)
+        };
+        let mine = last(other);
+        let mut newer = [None::<ClassHint>; GROWING_CLASSES];
+        let mut n = 0;
+        for (c, r) in &self.entries {
+            if r.last_use > mine && *c != class && *c != other && !newer[..n].contains(&Some(*c)) {
+                if n + 1 == GROWING_CLASSES {
+                    return false;
+                }
+                newer[n] = Some(*c);
+                n += 1;
+            }
+        }
+        true
+    }
+
     /// The end of the region of a class other than `class` whose growth room
-    /// holds bit `off` of `chunk` (`serial`): `off` lies in that region past
-    /// at least one allocated bit (`used(lo, off)`: is any bit of
-    /// `[lo, off)` allocated?). `None` when `off` is nobody's growth room.
+    /// holds bit `off` of `chunk` (`serial`): the class is among the
+    /// [`GROWING_CLASSES`] most recently used, and `off` lies in its region
+    /// past some of its objects (`used(lo, off)`: is a bit of `[lo, off)`
+    /// allocated?). `None` when `off` is no such room.
     pub(crate) fn growth_room_end(
         &self,
         class: ClassHint,
@@ -188,12 +220,13 @@ impl ClassTable {
         self.entries
             .iter()
             .filter(|(c, r)| {
-                *c != class
-                    && r.chunk == chunk
+                r.chunk == chunk
                     && r.serial == serial
                     && r.lo <= off
                     && off < r.hi
+                    && *c != class
                     && used(r.lo, off)
+                    && self.recent(class, *c)
             })
             .map(|(_, r)| r.hi)
             .max()
@@ -266,8 +299,9 @@ impl Allocator {
                 Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
                     Ok(_) => {}
                     // An exclusive class asks for a chunk while others'
-                    // growth room is free: without a new chunk, plain first
-                    // fit (which asks again only when nothing fits).
+                    // growth room is free (`keep_room`): without a new
+                    // chunk, plain first fit (which asks only when nothing
+                    // fits).
                     Err(e) => match self.alloc_area(req, flags) {
                         Ok(a) => break a,
                         Err(_) => return Err(self.fail(req, flags, e)),
@@ -280,10 +314,11 @@ impl Allocator {
     }
 
     /// Two-phase [`Allocator::alloc_class`], step 1 (see
-    /// [`Allocator::alloc_area`]). `NeedsChunk` may come while free space is
-    /// left, for an exclusive class that would have to cut into another
-    /// class's growth room: a caller that cannot create a chunk then tries
-    /// [`Allocator::alloc_area`], which takes any free space.
+    /// [`Allocator::alloc_area`]). With `Policy::keep_room`, `NeedsChunk` may
+    /// come while free space is left, for an exclusive class that would have
+    /// to cut into another class's growth room: a caller that cannot create
+    /// a chunk then tries [`Allocator::alloc_area`], which takes any free
+    /// space.
     pub fn alloc_area_class(
         &mut self,
         req: Request,
@@ -329,6 +364,8 @@ impl Allocator {
             .layout
             .size_to_slot(probe_bytes.min(self.geo.unit_size()));
         let mut found = None;
+        // An exclusive class's plain first fit, inside another's growth room.
+        let mut cut = None;
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
             let order = self.refill_order(slot, flags);
@@ -342,9 +379,18 @@ impl Allocator {
                     continue;
                 };
                 let off = match class.pages {
-                    ClassPages::Shared => c.probe_area(probe_bits, probe_align, start),
-                    ClassPages::Exclusive => {
-                        self.outside_growth_room(id, class, start, probe_bits, probe_align)
+                    ClassPages::Exclusive if self.policy.keep_room => {
+                        let off =
+                            self.outside_growth_room(id, class, start, probe_bits, probe_align);
+                        if off.is_none() && cut.is_none() {
+                            cut = c
+                                .probe_area(probe_bits, probe_align, start)
+                                .map(|off| (id, off));
+                        }
+                        off
+                    }
+                    ClassPages::Shared | ClassPages::Exclusive => {
+                        c.probe_area(probe_bits, probe_align, start)
                     }
                 };
                 if let Some(off) = off {
@@ -353,9 +399,17 @@ impl Allocator {
                 }
             }
         }
+        // Rather than cut into another class's growth room (`keep_room`), an
+        // exclusive class takes a new chunk; but not while chunks wait for reclaim (the
+        // balance work is behind: a chunk now would only add to what it must
+        // give back, and without balance runs chunks would pile up).
+        if found.is_none() && self.lists.head(self.layout.to_depopulate).is_some() {
+            found = cut;
+        }
         let Some((id, off)) = found else {
-            // No chunk has a free run that large: a new chunk (the walk above
-            // includes the free slot, so none is empty).
+            // No chunk has a free run that large (or only in growth room): a
+            // new chunk (the walk above includes the free slot, so none is
+            // empty).
             return Err(AllocError::NeedsChunk);
         };
         let a = self.place(id, req, off).ok_or(AllocError::NeedsChunk)?;

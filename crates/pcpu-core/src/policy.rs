@@ -116,6 +116,17 @@ pub struct Policy {
     pub min_run: usize,
     /// How many class regions are remembered (least recently used evicted).
     pub class_capacity: usize,
+    /// Page-exclusive classes (lifetime hints, size and call-site classes)
+    /// open new regions outside the *growth room* of the 8 most recently
+    /// used other classes (the free part of a region past some of its
+    /// objects), taking a new chunk rather than cutting into it; classes
+    /// allocating in turn then stay contiguous instead of interleaving page
+    /// by page. For a few long-lived classes (the lifetime classes derived
+    /// from a trace reach their page-exclusive bound with it); with one
+    /// class per request it only spreads requests over more chunks. While
+    /// chunks wait for reclaim, and when no chunk can be created, the room
+    /// is cut into after all. Off by default.
+    pub keep_room: bool,
     /// `pcpu`: isolate chunks for reclaim only once the system holds at least
     /// this many empty pages beyond `empty_pop_high` (hysteresis: reclaim
     /// then depopulates down to `empty_pop_high`).
@@ -164,6 +175,7 @@ impl Policy {
             class_placement: false,
             min_run: 256,
             class_capacity: 64,
+            keep_room: false,
             reclaim_surplus: 0,
             refault_reserve_divisor: 0,
             sideline: true,
@@ -286,7 +298,7 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 14] = [
+pub const KNOBS: [&str; 15] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
@@ -301,6 +313,7 @@ pub const KNOBS: [&str; 14] = [
     "class_placement",
     "min_run",
     "class_capacity",
+    "keep_room",
 ];
 
 /// A knob's value, as [`Policy::set`] parses it and `Display` prints it.
@@ -404,6 +417,7 @@ impl Policy {
             "class_placement" => KnobValue::Bool(self.class_placement),
             "min_run" => count(self.min_run),
             "class_capacity" => count(self.class_capacity),
+            "keep_room" => KnobValue::Bool(self.keep_room),
             _ => KnobValue::Int(0),
         }
     }
@@ -484,6 +498,7 @@ impl Policy {
             "class_placement" => p.class_placement = flag()?,
             "min_run" => p.min_run = uint()?,
             "class_capacity" => p.class_capacity = uint()?.clamp(1, 1 << 16),
+            "keep_room" => p.keep_room = flag()?,
             _ => unreachable!("every name in KNOBS is handled"),
         }
         if p.empty_pop_low > p.empty_pop_high {

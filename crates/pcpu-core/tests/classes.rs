@@ -123,73 +123,70 @@ fn linux_policies_ignore_hints() {
     assert_eq!((p1, c1), (p2, c2));
 }
 
-/// Three lifetime classes allocating 3 KiB objects in turn: each class's
-/// objects form one run (no object of another class between two of its
-/// own), so each class leaves at most one page partly used, where cutting
-/// into the neighbour's free room would leave one at every switch.
-#[test]
-fn lifetime_classes_allocating_in_turn_do_not_interleave() {
-    let mut a = kernel_like(Policy::pcpu());
-    let mut b = SimBackend::default();
-    let mut objs: Vec<(u64, Allocation)> = Vec::new();
-    for i in 0..150 {
-        let class = i % 3;
-        let x = a
-            .alloc_class(
-                &mut b,
-                3072,
-                8,
-                AllocFlags::NORMAL,
-                ClassHint::lifetime(class),
-            )
-            .unwrap();
-        objs.push((class, x));
-        a.check_invariants().unwrap();
-    }
-    let mut by_place = objs.clone();
-    by_place.sort_by_key(|(_, x)| (x.chunk, x.offset));
-    for class in 0..3 {
-        let mine: Vec<&Allocation> = objs
-            .iter()
-            .filter(|(c, _)| *c == class)
-            .map(|(_, x)| x)
-            .collect();
-        // Runs of this class in address order (a run ends at another class's
-        // object or at a chunk boundary).
-        let runs = by_place
-            .windows(2)
-            .filter(|w| w[0].0 == class && (w[1].0 != class || w[1].1.chunk != w[0].1.chunk))
-            .count()
-            + usize::from(by_place.last().unwrap().0 == class);
-        let chunks: BTreeSet<ChunkId> = mine.iter().map(|x| x.chunk).collect();
-        assert_eq!(runs, chunks.len(), "class {class} split into {runs} runs");
-    }
-    // Pages shared by two classes: none (the classes are page-exclusive);
-    // partly used pages: at most one per class and chunk.
-    let live: usize = objs.iter().map(|(_, x)| x.size).sum();
-    let floor = pages_touched(&objs.iter().map(|(_, x)| *x).collect::<Vec<_>>());
-    let per_class: usize = (0..3u64)
-        .map(|c| {
-            let v: Vec<Allocation> = objs
-                .iter()
-                .filter(|(k, _)| *k == c)
-                .map(|(_, x)| *x)
-                .collect();
-            pages_touched(&v)
-        })
-        .sum();
-    assert_eq!(floor, per_class);
-    assert!(
-        floor <= live.div_ceil(4096) + 3 * a.nr_chunks(),
-        "floor {floor}"
-    );
+fn keep_room() -> Policy {
+    let mut p = Policy::pcpu();
+    p.keep_room = true;
+    p
 }
 
-/// When no chunk can be created, an exclusive class takes the free room of
-/// another class after all (plain first fit) instead of failing.
+/// With `keep_room`, three lifetime classes allocating 3 KiB objects in
+/// turn each form one run per chunk (no object of another class between two
+/// of their own), so each class leaves at most one page partly used per
+/// chunk; without it they interleave page by page.
+#[test]
+fn lifetime_classes_allocating_in_turn_do_not_interleave() {
+    // Runs of each class in address order (a run ends at another class's
+    // object or at a chunk boundary), and the chunks it spans.
+    let runs = |policy: Policy| -> Vec<(usize, usize)> {
+        let mut a = kernel_like(policy);
+        let mut b = SimBackend::default();
+        let mut objs: Vec<(u64, Allocation)> = Vec::new();
+        for i in 0..150 {
+            let class = i % 3;
+            let x = a
+                .alloc_class(
+                    &mut b,
+                    3072,
+                    8,
+                    AllocFlags::NORMAL,
+                    ClassHint::lifetime(class),
+                )
+                .unwrap();
+            objs.push((class, x));
+            a.check_invariants().unwrap();
+        }
+        let mut by_place = objs.clone();
+        by_place.sort_by_key(|(_, x)| (x.chunk, x.offset));
+        (0..3)
+            .map(|class| {
+                let n = by_place
+                    .windows(2)
+                    .filter(|w| {
+                        w[0].0 == class && (w[1].0 != class || w[1].1.chunk != w[0].1.chunk)
+                    })
+                    .count()
+                    + usize::from(by_place.last().unwrap().0 == class);
+                let chunks: BTreeSet<ChunkId> = objs
+                    .iter()
+                    .filter(|(c, _)| *c == class)
+                    .map(|(_, x)| x.chunk)
+                    .collect();
+                (n, chunks.len())
+            })
+            .collect()
+    };
+    for (class, (n, chunks)) in runs(keep_room()).into_iter().enumerate() {
+        assert_eq!(n, chunks, "class {class} split into {n} runs");
+    }
+    assert!(runs(Policy::pcpu()).iter().all(|&(n, _)| n >= 40));
+}
+
+/// `keep_room`: when no chunk can be created, an exclusive class takes the
+/// free room of another class after all (plain first fit) instead of
+/// failing.
 #[test]
 fn lifetime_class_falls_back_to_first_fit_without_a_new_chunk() {
-    let mut a = kernel_like(Policy::pcpu());
+    let mut a = kernel_like(keep_room());
     let mut b = FailingBackend::default();
     // Class 0 takes the dynamic area of the first chunk as its region.
     let first = a
@@ -210,4 +207,56 @@ fn lifetime_class_falls_back_to_first_fit_without_a_new_chunk() {
         .unwrap();
     a.check_invariants().unwrap();
     assert_ne!(third.chunk, first.chunk);
+}
+
+/// One lifetime class per request, 100 requests alive, the balance work run
+/// whenever it is scheduled: (largest number of chunks, pages populated at
+/// the end).
+fn per_request(policy: Policy) -> (usize, u64) {
+    let mut a = kernel_like(policy);
+    let mut b = SimBackend::default();
+    let mut live = std::collections::VecDeque::new();
+    let mut max_chunks = 0;
+    for request in 0..1000u64 {
+        let objs: Vec<Allocation> = (0..20)
+            .map(|_| {
+                a.alloc_class(
+                    &mut b,
+                    300,
+                    8,
+                    AllocFlags::NORMAL,
+                    ClassHint::lifetime(request),
+                )
+                .unwrap()
+            })
+            .collect();
+        live.push_back(objs);
+        if live.len() > 100 {
+            for x in live.pop_front().unwrap() {
+                a.free(x.chunk, x.offset).unwrap();
+            }
+        }
+        if a.balance_pending() {
+            a.balance(&mut b);
+        }
+        max_chunks = max_chunks.max(a.nr_chunks());
+    }
+    a.check_invariants().unwrap();
+    (max_chunks, b.populated_pages - b.depopulated_pages)
+}
+
+/// Short-lived lifetime classes (one per request): by default each new one
+/// reuses the pages the dead ones freed, as plain first fit does; with
+/// `keep_room` the room kept for the most recent ones costs at most
+/// 8 more chunks (the classes whose room is kept), and no more memory.
+#[test]
+fn per_request_classes_stay_bounded() {
+    let (chunks, pages) = per_request(Policy::pcpu());
+    // 100 requests of ~1.5 pages: ~200 pages, two chunks of 128 pages
+    // beside the first one.
+    assert!(chunks <= 5, "{chunks} chunks");
+    assert!(pages <= 200 + 8, "{pages} pages");
+    let (kept, kept_pages) = per_request(keep_room());
+    assert!(kept <= chunks + 8, "{kept} chunks with keep_room");
+    assert!(kept_pages <= pages + 8, "{kept_pages} pages with keep_room");
 }

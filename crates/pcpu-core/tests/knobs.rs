@@ -85,6 +85,13 @@ fn policies_print_and_parse_back() {
                         "true"
                     }
                 }
+                "keep_room" => {
+                    if p.keep_room {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
                 "empty_pop_high" => "9",
                 "fit" => "best",
                 "refill" => {
@@ -121,6 +128,7 @@ fn bad_knobs_are_rejected_and_change_nothing() {
         ("reclaim_divisor", "-2"),
         ("min_run", "lots"),
         ("refill", "lifo"),
+        ("keep_room", "sometimes"),
     ] {
         let e = p.set(k, v).unwrap_err();
         assert!(!e.to_string().is_empty());

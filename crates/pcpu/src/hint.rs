@@ -8,12 +8,16 @@
 //! objects together (as it keeps each task's objects together in the
 //! kernel). The Linux policies ignore hints.
 //!
-//! Classes allocating in turn do not cut into each other's free room: a
-//! class that finds free space only there maps a new chunk instead (address
-//! space, not memory: only the pages in use are populated), and takes the
-//! room after all when mapping fails. Lifetimes live at the same time should
-//! therefore be few (tens, as the classes of objects that die together), not
-//! one per object.
+//! Classes allocating in turn interleave page by page by default: a class
+//! that needs a new region takes the first free pages, often right after
+//! another class's last object, and each switch leaves a page partly used.
+//! With a few long-lived classes, `Policy::keep_room` keeps the free room
+//! after the most recently used classes' objects for them (a class finding
+//! free space only there maps a new chunk instead: address space, not
+//! memory; when mapping fails it takes the room after all). Leave it off
+//! with one lifetime per request: each request would then go to another
+//! chunk, and pages freed by finished requests would be given back and
+//! populated again instead of reused.
 //!
 //! ```
 //! use pcpu::{with_lifetime, Lifetime, PerCpuAllocator, Policy};

@@ -47,6 +47,8 @@ pub(super) fn sweeps() -> Vec<Sweep> {
         .extend(sweep::fits(l514, &[Fit::Next, Fit::Best]));
     let mut place_pcpu = sweep::placements(Policy::pcpu(), &placements);
     place_pcpu.id = "placement-pcpu".into();
+    // Lifetime classes again with `keep_room` (§8's upper bound).
+    place_pcpu.variants.push(crate::targets::derived_variant());
     let mut side_514 = sweep::sideline(l514);
     side_514.id = "sideline-5.14".into();
     let mut side_pcpu = sweep::sideline(Policy::pcpu());

@@ -90,13 +90,15 @@ fn linux_policies_ignore_hints() {
     );
 }
 
-/// A lifetime class opens a new chunk rather than cut into another class's
-/// free room; when the chunk cannot be mapped, it takes that room after all
-/// instead of failing.
+/// With `keep_room`, a lifetime class opens a new chunk rather than cut
+/// into another class's free room; when the chunk cannot be mapped, it takes
+/// that room after all instead of failing.
 #[test]
 fn a_class_falls_back_to_shared_room_when_no_chunk_can_be_mapped() {
     use pcpu::__private::fault;
-    let a = alloc(Policy::pcpu());
+    let mut policy = Policy::pcpu();
+    policy.keep_room = true;
+    let a = alloc(policy);
     let first = with_lifetime(Lifetime(1), || a.alloc_raw(64, 8)).unwrap();
     let chunks = a.stats().chunks;
     fault::fail_next_reserves(1);

@@ -92,7 +92,8 @@ pub(super) fn targets(md: &mut String, ctx: &Ctx) {
                 kb_per_page: s.input.kb_per_page(),
                 linux: pol.get(&s.input.name, "linux-5.14")?,
                 pcpu: pol.get(&s.input.name, "pcpu")?,
-                derived: place_pcpu.get(&s.input.name, "lifetime classes"),
+                derived: place_pcpu.get(&s.input.name, targets::DERIVED),
+                derived_default: place_pcpu.get(&s.input.name, "lifetime classes"),
             })
         })
         .collect();
@@ -159,9 +160,8 @@ pub(super) fn method(md: &mut String, ctx: &Ctx) {
          drained at every balance run. A kernel implementation would also drain them on a \
          timer or under memory pressure: that would lower what they hold at the troughs, not \
          how few allocations they serve.\n\
-         * Size and call-site classes are page-exclusive regions, not chunks reserved per \
-         class: a class takes a new chunk only when every free run left lies in another \
-         class's free room.\n\
+         * Size and call-site classes are page-exclusive regions inside shared chunks, not \
+         separate chunks.\n\
          * The synthetic traces' kernel placement columns come from pcpu-core's linux-6.1 \
          model; their Percpu markers carry no kernel figure (a 0 kB placeholder the lab \
          ignores).\n\

@@ -32,8 +32,7 @@ pub(super) fn small_objects(md: &mut String, ctx: &Ctx) {
         "Roman: \"probably the right thing to do long-term is to introduce some sort of a slab \
          allocator. At least, we can put small allocations (aka percpu reference counters) into \
          separate chunks.\" Size classes give every power-of-two size bucket pages of its own \
-         (page-exclusive regions that keep out of each other's free room, taking a new chunk \
-         rather than cutting into it: the nearest pcpu-core gets to separate chunks); call-site \
+         (page-exclusive regions: the nearest pcpu-core gets to separate chunks); call-site \
          classes do the same per allocating function. Both run on the 5.14 depopulation rules, \
          against Linux's first fit; the floor is what placement alone decides, peak and refill \
          what it costs while the objects are alive.\n"
