@@ -219,8 +219,10 @@ fn verdict(met: bool) -> String {
 }
 
 /// Writes the targets section: the targets on the study's workloads, then
-/// the synthetic workloads over other seeds (`pairs`, from [`seed_pairs`]).
-pub fn section(md: &mut String, checked: &[Checked], pairs: &[Pair]) {
+/// the synthetic workloads over other seeds (`pairs`, from [`seed_pairs`]),
+/// and the derived lifetime classes also over `holdout` seeds (when their
+/// pairs carry [`DERIVED`] runs).
+pub fn section(md: &mut String, checked: &[Checked], pairs: &[Pair], holdout: &[Pair]) {
     use std::fmt::Write as _;
     let _ = writeln!(md, "## 8. The `pcpu` policy's targets\n");
     let _ = writeln!(
@@ -315,7 +317,7 @@ pub fn section(md: &mut String, checked: &[Checked], pairs: &[Pair]) {
          refault reserve that trades one for the other).\n"
     );
     derived_note(md, checked);
-    seeds_table(md, pairs);
+    seeds_table(md, pairs, holdout);
 }
 
 /// Why the derived lifetime classes miss their target: the least floor
@@ -392,7 +394,7 @@ fn derived_note(md: &mut String, checked: &[Checked]) {
 /// [`DERIVED`] runs, when there are any): how many traces meet the 1%
 /// target, how many cannot (their page-exclusive bound is above it), and
 /// how far placement stays from the bound.
-fn derived_seeds_table(md: &mut String, pairs: &[Pair]) {
+fn derived_seeds_table(md: &mut String, pairs: &[Pair], which: &str) {
     use std::fmt::Write as _;
     let mut workloads: Vec<&str> = Vec::new();
     let mut rows = Vec::new();
@@ -446,9 +448,9 @@ fn derived_seeds_table(md: &mut String, pairs: &[Pair]) {
     }
     let _ = writeln!(
         md,
-        "Lifetime classes derived from the trace over the same seeds (`pcpu` with `keep_room`, \
-         balance work on demand): the floor against the ideal at the worst phase of each trace, and against the \
-         least floor page-exclusive classes allow.\n"
+        "Lifetime classes derived from the trace over {which}, with `pcpu`, `keep_room` and \
+         the balance work on demand: the floor against the ideal at the worst phase of each trace, \
+         and against the least floor page-exclusive classes allow.\n"
     );
     crate::study::md_table(
         md,
@@ -472,7 +474,7 @@ fn derived_seeds_table(md: &mut String, pairs: &[Pair]) {
 }
 
 /// The seed robustness table and its summary line.
-fn seeds_table(md: &mut String, pairs: &[Pair]) {
+fn seeds_table(md: &mut String, pairs: &[Pair], holdout: &[Pair]) {
     use std::fmt::Write as _;
     let mut workloads: Vec<&str> = Vec::new();
     for p in pairs {
@@ -563,7 +565,17 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
         }
     );
     cover_letter_floors(md, pairs);
-    derived_seeds_table(md, pairs);
+    derived_seeds_table(md, pairs, "the same seeds");
+    if let (Some(lo), Some(hi)) = (
+        holdout.iter().map(|p| p.seed).min(),
+        holdout.iter().map(|p| p.seed).max(),
+    ) {
+        derived_seeds_table(
+            md,
+            holdout,
+            &format!("seeds {lo} to {hi} (held out: `keep_room` was chosen on the ones above)"),
+        );
+    }
     if over > 0 {
         let _ = writeln!(
             md,

@@ -68,9 +68,10 @@ fn tiny_study_writes_every_section_deterministically() {
     // generator (2 seeds each), and the least floor they allow.
     assert!(md.contains("Lifetime classes derived from the trace over the same seeds"));
     assert!(md.contains("least possible"));
+    assert!(md.contains("Lifetime classes derived from the trace over seeds 3 to 3 (held out"));
     let table: Vec<&str> = md
         .lines()
-        .skip_while(|l| !l.starts_with("Lifetime classes derived from the trace over"))
+        .skip_while(|l| !l.starts_with("Lifetime classes derived from the trace over the same"))
         .skip(2)
         .take_while(|l| l.starts_with('|'))
         .collect();

@@ -97,7 +97,7 @@ pub(super) fn targets(md: &mut String, ctx: &Ctx) {
             })
         })
         .collect();
-    targets::section(md, &checked, seed_pairs);
+    targets::section(md, &checked, seed_pairs, ctx.holdout_pairs);
 }
 
 /// Replay fidelity: linux-6.1 against the kernel's own figures on the real
