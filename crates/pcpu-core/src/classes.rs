@@ -190,6 +190,8 @@ impl ClassTable {
                 .unwrap_or(0)
         };
         let mine = last(other);
+        // The distinct classes used more recently than `other`: it is among
+        // the most recent while fewer than GROWING_CLASSES of them are.
         let mut newer = [None::<ClassHint>; GROWING_CLASSES];
         let mut n = 0;
         for (c, r) in &self.entries {
@@ -400,9 +402,10 @@ impl Allocator {
             }
         }
         // Rather than cut into another class's growth room (`keep_room`), an
-        // exclusive class takes a new chunk; but not while chunks wait for reclaim (the
-        // balance work is behind: a chunk now would only add to what it must
-        // give back, and without balance runs chunks would pile up).
+        // exclusive class takes a new chunk; but not while chunks wait for
+        // reclaim (the balance work is behind: a chunk now would only add to
+        // what it must give back, and without balance runs chunks would pile
+        // up).
         if found.is_none() && self.lists.head(self.layout.to_depopulate).is_some() {
             found = cut;
         }
