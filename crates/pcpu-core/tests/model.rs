@@ -14,10 +14,19 @@ struct Shadow {
     chunks: BTreeMap<u32, BTreeSet<usize>>,
     fail_populate_every: Option<u32>,
     calls: u32,
+    /// Fail every n-th chunk creation.
+    fail_create_every: Option<u32>,
+    creates: u32,
 }
 
 impl Backend for Shadow {
     fn create_chunk(&mut self, id: ChunkId, _n: usize) -> Result<(), BackendError> {
+        self.creates += 1;
+        if let Some(n) = self.fail_create_every {
+            if self.creates % n == 0 {
+                return Err(BackendError::Injected);
+            }
+        }
         assert!(
             self.chunks.insert(id.0, BTreeSet::new()).is_none(),
             "id reused while live"
@@ -87,9 +96,20 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
+    run_with(policy, geo, ops, fail_every, None);
+}
+
+fn run_with(
+    policy: Policy,
+    geo: Geometry,
+    ops: &[Op],
+    fail_every: Option<u32>,
+    fail_create_every: Option<u32>,
+) {
     let mut a = Allocator::new(geo, policy);
     let mut b = Shadow {
         fail_populate_every: fail_every,
+        fail_create_every,
         ..Default::default()
     };
     let mut live: BTreeMap<(u32, usize), usize> = BTreeMap::new();
@@ -139,6 +159,7 @@ fn run(policy: Policy, geo: Geometry, ops: &[Op], fail_every: Option<u32>) {
                         live.insert((x.chunk.0, x.offset), x.size);
                     }
                     Err(AllocError::AtomicNoSpace | AllocError::Populate(_)) => {}
+                    Err(AllocError::ChunkCreate(_)) if fail_create_every.is_some() => {}
                     Err(e) => panic!("unexpected alloc error {e}"),
                 }
             }
@@ -204,13 +225,23 @@ proptest! {
     }
 
     /// Next fit and best fit, with reclaim in batches of 1 to 3 chunks, over
-    /// the Linux and pcpu policies.
+    /// the Linux and pcpu policies, with and without `keep_room`.
     #[test]
-    fn model_other_fits(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..5, best in any::<bool>(), batch in 1usize..4) {
+    fn model_other_fits(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, p in 0usize..5, best in any::<bool>(), batch in 1usize..4, keep in any::<bool>()) {
         let mut policy = Policy::all()[p];
         policy.fit = if best { Fit::Best } else { Fit::Next };
         policy.reclaim_batch = batch;
+        policy.keep_room = keep;
         run(policy, geometries()[g], &ops, None);
+    }
+
+    /// `pcpu` with `keep_room`, chunk creation failing now and then: the
+    /// exclusive classes' fallback to plain first fit keeps every invariant.
+    #[test]
+    fn model_keep_room_with_create_failures(ops in prop::collection::vec(op(), 1..400), g in 0usize..2, every in 2u32..5) {
+        let mut policy = Policy::pcpu();
+        policy.keep_room = true;
+        run_with(policy, geometries()[g], &ops, None, Some(every));
     }
 
     #[test]
