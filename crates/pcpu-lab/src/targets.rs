@@ -565,17 +565,6 @@ fn seeds_table(md: &mut String, pairs: &[Pair], holdout: &[Pair]) {
         }
     );
     cover_letter_floors(md, pairs);
-    derived_seeds_table(md, pairs, "the same seeds");
-    if let (Some(lo), Some(hi)) = (
-        holdout.iter().map(|p| p.seed).min(),
-        holdout.iter().map(|p| p.seed).max(),
-    ) {
-        derived_seeds_table(
-            md,
-            holdout,
-            &format!("seeds {lo} to {hi} (held out: `keep_room` was chosen on the ones above)"),
-        );
-    }
     if over > 0 {
         let _ = writeln!(
             md,
@@ -591,6 +580,17 @@ fn seeds_table(md: &mut String, pairs: &[Pair], holdout: &[Pair]) {
              linux-5.14, since a back-filled object pins its page when its older neighbours \
              die.\n",
             Policy::pcpu().min_run
+        );
+    }
+    derived_seeds_table(md, pairs, "the same seeds");
+    if let (Some(lo), Some(hi)) = (
+        holdout.iter().map(|p| p.seed).min(),
+        holdout.iter().map(|p| p.seed).max(),
+    ) {
+        derived_seeds_table(
+            md,
+            holdout,
+            &format!("seeds {lo} to {hi} (held out: `keep_room` was chosen on the ones above)"),
         );
     }
 }
