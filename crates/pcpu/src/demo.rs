@@ -94,6 +94,7 @@ pub struct DemoConfig {
     pub policies: Vec<Policy>,
     /// Policies run once more with lifetime hints (parents and children in
     /// different classes), reported as `<policy>+hints` (default: pcpu).
+    /// A policy is named as it prints: knobs off their defaults included.
     pub hinted: Vec<Policy>,
     /// Unit size of the allocators (default 512 KiB).
     pub unit_size: usize,
@@ -229,10 +230,12 @@ fn run_policy(
     hints: bool,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<PolicyReport, Error> {
+    // The policy as it parses back: its name, and any knob set off its
+    // default (`pcpu:keep_room=true`).
     let name = if hints {
-        format!("{}+hints", alloc.policy().name())
+        format!("{}+hints", alloc.policy())
     } else {
-        alloc.policy().name().to_owned()
+        alloc.policy().to_string()
     };
     let mut phases = Vec::with_capacity(PHASES.len());
     let mut measure =

@@ -91,3 +91,19 @@ fn demo_with_one_policy_and_no_children() {
     assert_eq!(report.policies.len(), 1);
     assert_eq!(report.policies[0].policy, "linux-6.1");
 }
+
+#[test]
+fn policies_with_knobs_are_named_with_them() {
+    let mut keep = Policy::pcpu();
+    keep.keep_room = true;
+    let cfg = DemoConfig {
+        parents: 5,
+        children: 2,
+        policies: vec![Policy::pcpu()],
+        hinted: vec![keep],
+        ..DemoConfig::default()
+    };
+    let report = demo::run(&cfg, &mut |_, _, _| {}).unwrap();
+    let names: Vec<_> = report.policies.iter().map(|p| p.policy.as_str()).collect();
+    assert_eq!(names, ["pcpu", "pcpu:keep_room=true+hints"]);
+}
