@@ -144,27 +144,35 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
         r.page_size / 1024
     );
     out.push('\n');
-    let mut t = Table::new(&[
+    // With derived lifetime classes, the least floor they allow too.
+    let bound = r.phases.iter().any(|p| p.class_bound_kb.is_some());
+    let mut columns = vec![
         ("phase", Align::Left),
         ("Percpu ours kB", Align::Right),
         ("kernel kB", Align::Right),
         ("diff %", Align::Right),
         ("ideal kB", Align::Right),
         ("floor kB", Align::Right),
-        ("kernel floor kB", Align::Right),
-        ("chunks", Align::Right),
-    ]);
+    ];
+    if bound {
+        columns.push(("class bound kB", Align::Right));
+    }
+    columns.extend([("kernel floor kB", Align::Right), ("chunks", Align::Right)]);
+    let mut t = Table::new(&columns);
     for p in &r.phases {
-        t.row([
+        let mut cells = vec![
             p.name.clone(),
             p.percpu_kb.to_string(),
             opt(p.kernel_percpu_kb),
             diff_pct(p.percpu_kb, p.kernel_percpu_kb),
             p.ideal_kb.to_string(),
             p.floor_kb.to_string(),
-            p.kernel_floor_kb.to_string(),
-            p.chunks.to_string(),
-        ]);
+        ];
+        if bound {
+            cells.push(opt(p.class_bound_kb));
+        }
+        cells.extend([p.kernel_floor_kb.to_string(), p.chunks.to_string()]);
+        t.row(cells);
     }
     if r.phases.is_empty() {
         t.row(["(the trace has no `PHASE <X> Percpu` markers)"]);

@@ -253,6 +253,32 @@ fn replay_prints_a_table_by_phase() {
 }
 
 #[test]
+fn replay_with_derived_classes_shows_their_bound() {
+    let o = pcpu(&["replay", SMALL, "--policy", "pcpu", "--classes", "derived"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("ideal kB  floor kB  class bound kB  kernel floor kB  chunks\n"),
+        "{out}"
+    );
+    // ideal <= class bound <= floor on every phase row.
+    let rows: Vec<Vec<u64>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("---"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[4..7].iter().map(|x| x.parse().unwrap()).collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "{out}");
+    for r in &rows {
+        assert!(r[0] <= r[2] && r[2] <= r[1], "ideal, floor, bound {r:?}");
+    }
+}
+
+#[test]
 fn replay_json_matches_golden() {
     let o = pcpu(&["replay", SMALL, "--json"]);
     assert_ok(&o);
