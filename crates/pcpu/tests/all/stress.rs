@@ -225,6 +225,15 @@ fn no_corruption_under_concurrent_depopulation_pcpu_policy() {
     stress(Policy::pcpu(), pcpu::DEFAULT_THREAD_CACHE);
 }
 
+/// The same with `keep_room`: lifetime classes keep out of each other's
+/// room and may take new chunks while the reclaim queue is busy.
+#[test]
+fn no_corruption_under_concurrent_depopulation_keep_room() {
+    let mut policy = Policy::pcpu();
+    policy.keep_room = true;
+    stress(policy, pcpu::DEFAULT_THREAD_CACHE);
+}
+
 fn stress(policy: Policy, thread_cache: usize) {
     let alloc = PerCpuAllocator::builder()
         .policy(policy)
