@@ -162,11 +162,20 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
         );
         let nf = changes(subjects, place, "next fit", "first fit", &after_kb);
         let bf = changes(subjects, place, "best fit", "first fit", &after_kb);
+        // pcpu's rules: lifetime classes with `keep_room` against without.
+        let keep = changes(
+            subjects,
+            place_pcpu,
+            crate::targets::DERIVED,
+            "lifetime classes",
+            &after_kb,
+        );
         let a = format!(
-            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
+            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}; under pcpu's rules, keeping classes out of each other's free room (`keep_room`) {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
             verb(&t, "resident memory after removals"),
             span(&tp),
             verb(&l, "it"),
+            verb(&keep, "it further"),
             verb(&nf, "it"),
             verb(&bf, "it")
         );
