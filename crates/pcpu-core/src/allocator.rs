@@ -687,12 +687,44 @@ impl Allocator {
         if flags.atomic {
             return Err(self.fail(req, flags, AllocError::AtomicNoSpace));
         }
+        if self.policy.kind == PolicyKind::Pcpu {
+            if let Some(a) = self.take_back_queued(req, fit) {
+                return Ok(a);
+            }
+        }
         // The kernel creates a chunk only when the free slot is empty, else it
         // restarts the walk. The walk above already tried the free slot, and a
         // fully free chunk fits every valid request, so reaching this point
         // means the free slot is empty: a new chunk is needed.
         debug_assert_eq!(self.lists.len(self.layout.free), 0);
         Err(AllocError::NeedsChunk)
+    }
+
+    /// `pcpu`: before a new chunk is mapped, a chunk queued for reclaim (not
+    /// the one being reclaimed) that has room takes the request and goes
+    /// back to its slot. `pcpu` queues a chunk as soon as it has an empty
+    /// page, so between a free and the balance run that reclaims, the
+    /// active chunks can be full while queued ones have room; Linux maps a
+    /// new chunk then, and an allocator whose balance work runs late (or,
+    /// in the `pcpu` crate, not at all) would keep mapping chunks.
+    fn take_back_queued(&mut self, req: Request, fit: Fit) -> Option<Allocation> {
+        let (id, off) = self.queued_room(|c| {
+            let start = c.find_block_fit(req.bits, req.bit_align, false)?;
+            let start = c.fit_start(fit, req.bits, req.bit_align, start);
+            c.probe_area(req.bits, req.bit_align, start)
+        })?;
+        let a = self.place(id, req, off)?;
+        self.reintegrate(id);
+        Some(a)
+    }
+
+    /// The first chunk queued for reclaim, other than the one being
+    /// reclaimed, in which `find` finds room, and that room's bit offset.
+    pub(crate) fn queued_room(&self, find: impl Fn(&Chunk) -> Option<i32>) -> Option<(u32, i32)> {
+        self.lists
+            .iter(self.layout.to_depopulate)
+            .filter(|&id| !self.c(id).reclaiming && !self.c(id).detached)
+            .find_map(|id| find(self.c(id)).map(|off| (id, off)))
     }
 
     /// Where [`Allocator::alloc_area`] would place `req` now, without changing
@@ -704,13 +736,13 @@ impl Allocator {
         } else {
             self.policy.fit
         };
-        let fits = |id: u32| -> Option<usize> {
-            let c = self.c(id);
+        // The bit offset `req` would take in chunk `c`.
+        let fits_in = |c: &Chunk| -> Option<i32> {
             let start = c.find_block_fit(req.bits, req.bit_align, flags.atomic)?;
             let start = c.fit_start(fit, req.bits, req.bit_align, start);
             c.probe_area(req.bits, req.bit_align, start)
-                .map(|b| b as usize * MIN_ALLOC_SIZE)
         };
+        let fits = |id: u32| fits_in(self.c(id)).map(|b| b as usize * MIN_ALLOC_SIZE);
         if flags.reserved {
             let rid = self.reserved?;
             return fits(rid).map(|o| (ChunkId(rid), o));
@@ -733,6 +765,13 @@ impl Allocator {
             if let Some((id, o)) = found {
                 return Some((ChunkId(id), o));
             }
+        }
+        // `pcpu` takes a queued chunk back before a new one
+        // (`take_back_queued`).
+        if self.policy.kind == PolicyKind::Pcpu && !flags.atomic {
+            return self
+                .queued_room(fits_in)
+                .map(|(id, bit)| (ChunkId(id), bit as usize * MIN_ALLOC_SIZE));
         }
         None
     }

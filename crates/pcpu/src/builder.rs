@@ -113,10 +113,11 @@ impl Builder {
     /// Run the balance work on a background thread, woken like the kernel's
     /// work item (default true). Without it, call
     /// [`PerCpuAllocator::balance_now`] or [`PerCpuAllocator::settle`]
-    /// regularly: chunks queued for reclaim take no allocations until a
-    /// balance run has handled them, so under churn an allocator whose
-    /// balance work never runs keeps mapping new chunks
-    /// ([`PerCpuAllocator::balance_pending`] says when a run is due).
+    /// regularly ([`PerCpuAllocator::balance_pending`] says when a run is
+    /// due): until then freed pages stay populated, and under the Linux
+    /// policies chunks queued for reclaim take no allocations, so under
+    /// churn the allocator keeps mapping new chunks (the `pcpu` policy takes
+    /// a queued chunk back before it maps one).
     pub fn background_balance(mut self, on: bool) -> Self {
         self.background_balance = on;
         self

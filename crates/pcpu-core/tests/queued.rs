@@ -1,0 +1,94 @@
+//! `pcpu` takes a chunk queued for reclaim back before it maps a new one, so
+//! an allocator whose balance work runs late (or never) does not keep
+//! mapping chunks; the Linux policies map a new chunk, as the kernel does.
+
+use pcpu_core::*;
+
+fn allocator(policy: Policy) -> Allocator {
+    let g = Geometry::from_kernel_line(
+        "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288",
+        4,
+    )
+    .unwrap();
+    Allocator::new(g, policy)
+}
+
+/// Rounds of 2000 allocations of 300 bytes, all freed, no balance run:
+/// (chunks, pages populated) after each round.
+fn rounds(policy: Policy, hint: Option<ClassHint>) -> Vec<(usize, u64)> {
+    let mut a = allocator(policy);
+    let mut b = SimBackend::default();
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        let objs: Vec<Allocation> = (0..2000)
+            .map(|_| match hint {
+                Some(h) => a.alloc_class(&mut b, 300, 8, AllocFlags::NORMAL, h),
+                None => a.alloc(&mut b, 300, 8, AllocFlags::NORMAL),
+            })
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for x in objs {
+            a.free(x.chunk, x.offset).unwrap();
+        }
+        a.check_invariants().unwrap();
+        out.push((a.nr_chunks(), b.populated_pages - b.depopulated_pages));
+    }
+    out
+}
+
+#[test]
+fn pcpu_reuses_queued_chunks_when_the_balance_work_does_not_run() {
+    for hint in [None, Some(ClassHint::task(7)), Some(ClassHint::lifetime(7))] {
+        let r = rounds(Policy::pcpu(), hint);
+        // Every round fits in the chunks the first one mapped, and the
+        // pages populated stop growing after the second.
+        assert!(r.iter().all(|&(c, _)| c == r[0].0), "{hint:?}: {r:?}");
+        assert!(r[1..].iter().all(|&x| x == r[1]), "{hint:?}: {r:?}");
+    }
+    // linux-5.14 maps a new chunk, as the kernel does (its balance work
+    // would then reclaim the queued ones): without balance runs it grows.
+    let l = rounds(Policy::new(PolicyKind::Linux514), None);
+    assert!(l[4].0 > l[0].0, "{l:?}");
+}
+
+#[test]
+fn probe_agrees_that_a_queued_chunk_is_taken_back() {
+    let mut a = allocator(Policy::pcpu());
+    let mut b = SimBackend::default();
+    // Fill chunks, then free every object of the last one: it gets an
+    // empty page and is queued for reclaim (no balance run yet).
+    let mut objs: Vec<Allocation> = (0..3000)
+        .map(|_| a.alloc(&mut b, 300, 8, AllocFlags::NORMAL).unwrap())
+        .collect();
+    let last = objs.last().unwrap().chunk;
+    objs.retain(|x| {
+        if x.chunk == last {
+            a.free(x.chunk, x.offset).unwrap();
+            false
+        } else {
+            true
+        }
+    });
+    assert!(a.chunk(last).unwrap().is_isolated());
+    // Fill what is left in the active chunks.
+    loop {
+        let req = a.request(300, 8).unwrap();
+        match a.probe(req, AllocFlags::NORMAL) {
+            Some((id, _)) if id != last => {
+                objs.push(a.alloc(&mut b, 300, 8, AllocFlags::NORMAL).unwrap());
+            }
+            other => {
+                // The queued chunk is next, and the allocation goes there.
+                let (id, off) = other.expect("the queued chunk has room");
+                assert_eq!(id, last);
+                let chunks = a.nr_chunks();
+                let x = a.alloc(&mut b, 300, 8, AllocFlags::NORMAL).unwrap();
+                assert_eq!((x.chunk, x.offset), (id, off));
+                assert_eq!(a.nr_chunks(), chunks, "no chunk was mapped");
+                assert!(!a.chunk(last).unwrap().is_isolated());
+                break;
+            }
+        }
+    }
+    a.check_invariants().unwrap();
+}
