@@ -103,3 +103,24 @@ fn empty_pages_are_unmapped_not_just_forgotten() {
     alloc.settle();
     assert_resident_matches(&alloc);
 }
+
+/// Without balance runs (no background thread, no `balance_now`), the
+/// `pcpu` policy takes chunks queued for reclaim back instead of mapping new
+/// ones: rounds of churn stay in the chunks the first round mapped.
+#[test]
+fn pcpu_without_balance_runs_reuses_queued_chunks() {
+    let alloc = quiet("pcpu", 64 << 10);
+    let mut chunks = Vec::new();
+    for _ in 0..5 {
+        let objs: Vec<RawPerCpu> = (0..2000)
+            .map(|_| alloc.alloc_raw(300, 8).unwrap())
+            .collect();
+        for r in objs {
+            alloc.free_raw(r).unwrap();
+        }
+        chunks.push(alloc.stats().chunks);
+    }
+    assert!(alloc.balance_pending(), "reclaim is due");
+    assert!(chunks.iter().all(|&c| c == chunks[0]), "{chunks:?}");
+    alloc.check_invariants().unwrap();
+}
