@@ -634,13 +634,7 @@ impl Allocator {
                 None => Err(self.fail(req, flags, AllocError::ReservedFull)),
             };
         }
-        // Other fits than Linux's first fit (the lab's placement strategies);
-        // atomic requests keep the kernel's populated-only search.
-        let fit = if flags.atomic {
-            Fit::First
-        } else {
-            self.policy.fit
-        };
+        let fit = self.fit_for(flags);
         if fit == Fit::Next {
             if let Some(a) = self.place_at_rover(req) {
                 return Ok(a);
@@ -708,11 +702,7 @@ impl Allocator {
     /// new chunk then, and an allocator whose balance work runs late (or,
     /// in the `pcpu` crate, not at all) would keep mapping chunks.
     fn take_back_queued(&mut self, req: Request, fit: Fit) -> Option<Allocation> {
-        let (id, off) = self.queued_room(|c| {
-            let start = c.find_block_fit(req.bits, req.bit_align, false)?;
-            let start = c.fit_start(fit, req.bits, req.bit_align, start);
-            c.probe_area(req.bits, req.bit_align, start)
-        })?;
+        let (id, off) = self.queued_room(|c| c.probe_fit(fit, req.bits, req.bit_align, false))?;
         let a = self.place(id, req, off)?;
         self.reintegrate(id);
         Some(a)
@@ -731,17 +721,9 @@ impl Allocator {
     /// anything: `None` when no chunk has room (a new chunk would be created).
     /// Replay uses it to order allocations that raced in the kernel.
     pub fn probe(&self, req: Request, flags: AllocFlags) -> Option<(ChunkId, usize)> {
-        let fit = if flags.atomic || flags.reserved {
-            Fit::First
-        } else {
-            self.policy.fit
-        };
+        let fit = self.fit_for(flags);
         // The bit offset `req` would take in chunk `c`.
-        let fits_in = |c: &Chunk| -> Option<i32> {
-            let start = c.find_block_fit(req.bits, req.bit_align, flags.atomic)?;
-            let start = c.fit_start(fit, req.bits, req.bit_align, start);
-            c.probe_area(req.bits, req.bit_align, start)
-        };
+        let fits_in = |c: &Chunk| c.probe_fit(fit, req.bits, req.bit_align, flags.atomic);
         let fits = |id: u32| fits_in(self.c(id)).map(|b| b as usize * MIN_ALLOC_SIZE);
         if flags.reserved {
             let rid = self.reserved?;
@@ -774,6 +756,18 @@ impl Allocator {
                 .map(|(id, bit)| (ChunkId(id), bit as usize * MIN_ALLOC_SIZE));
         }
         None
+    }
+
+    /// The fit inside the chosen chunk for a request with `flags`: the
+    /// policy's ([`Policy::fit`], the lab's placement strategies), but
+    /// atomic and reserved requests keep the kernel's first fit (its
+    /// populated-only search).
+    fn fit_for(&self, flags: AllocFlags) -> Fit {
+        if flags.atomic || flags.reserved {
+            Fit::First
+        } else {
+            self.policy.fit
+        }
     }
 
     /// [`Fit::Next`]: the first fit for `req` after the rover, in the rover's

@@ -506,6 +506,22 @@ impl Chunk {
         (bit_off < end).then_some(bit_off as i32)
     }
 
+    /// The bit offset a request of `alloc_bits` at `align` would take in
+    /// this chunk under `fit`, without allocating: the block-hint search
+    /// ([`Chunk::find_block_fit`], populated pages only with `pop_only`),
+    /// [`Chunk::fit_start`], then [`Chunk::probe_area`].
+    pub(crate) fn probe_fit(
+        &self,
+        fit: Fit,
+        alloc_bits: i32,
+        align: i32,
+        pop_only: bool,
+    ) -> Option<i32> {
+        let start = self.find_block_fit(alloc_bits, align, pop_only)?;
+        let start = self.fit_start(fit, alloc_bits, align, start);
+        self.probe_area(alloc_bits, align, start)
+    }
+
     /// Size in bits of the live allocation starting at `bit_off`, or `None`
     /// when `bit_off` is not the start of a live allocation.
     #[inline(always)]

@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
 use crate::backend::Backend;
 use crate::error::AllocError;
-use crate::policy::PolicyKind;
+use crate::policy::{Fit, PolicyKind};
 use crate::slots::Entry;
 use crate::MIN_ALLOC_SIZE;
 
@@ -405,10 +405,7 @@ impl Allocator {
         // `pcpu` takes a chunk queued for reclaim back before it maps a new
         // one (`Allocator::take_back_queued`).
         if found.is_none() && self.policy.kind == PolicyKind::Pcpu {
-            found = self.queued_room(|c| {
-                let start = c.find_block_fit(probe_bits, probe_align, false)?;
-                c.probe_area(probe_bits, probe_align, start)
-            });
+            found = self.queued_room(|c| c.probe_fit(Fit::First, probe_bits, probe_align, false));
         }
         // Rather than cut into another class's growth room (`keep_room`), an
         // exclusive class takes a new chunk; but not while chunks wait for
