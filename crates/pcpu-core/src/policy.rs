@@ -48,6 +48,9 @@ pub enum Fit {
 }
 
 impl Fit {
+    /// Every fit, in the knob's documented order.
+    const ALL: [Fit; 3] = [Fit::First, Fit::Next, Fit::Best];
+
     /// The knob's text: `first`, `next` or `best`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -79,6 +82,9 @@ pub enum Refill {
 }
 
 impl Refill {
+    /// Every order, in the knob's documented order.
+    const ALL: [Refill; 3] = [Refill::Kernel, Refill::Fullest, Refill::Room];
+
     /// The knob's text: `kernel`, `fullest` or `room`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -480,20 +486,16 @@ impl Policy {
             "refault_reserve_divisor" => p.refault_reserve_divisor = uint()?,
             "sideline" => p.sideline = flag()?,
             "fit" => {
-                p.fit = match value {
-                    "first" => Fit::First,
-                    "next" => Fit::Next,
-                    "best" => Fit::Best,
-                    _ => return Err(bad("first, next or best")),
-                }
+                p.fit = Fit::ALL
+                    .into_iter()
+                    .find(|f| f.name() == value)
+                    .ok_or_else(|| bad("first, next or best"))?
             }
             "refill" => {
-                p.refill = match value {
-                    "kernel" => Refill::Kernel,
-                    "fullest" => Refill::Fullest,
-                    "room" => Refill::Room,
-                    _ => return Err(bad("kernel, fullest or room")),
-                }
+                p.refill = Refill::ALL
+                    .into_iter()
+                    .find(|r| r.name() == value)
+                    .ok_or_else(|| bad("kernel, fullest or room"))?
             }
             "class_placement" => p.class_placement = flag()?,
             "min_run" => p.min_run = uint()?,
