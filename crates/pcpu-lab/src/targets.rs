@@ -396,16 +396,10 @@ fn derived_note(md: &mut String, checked: &[Checked]) {
 /// how far placement stays from the bound.
 fn derived_seeds_table(md: &mut String, pairs: &[Pair], which: &str) {
     use std::fmt::Write as _;
-    let mut workloads: Vec<&str> = Vec::new();
     let mut rows = Vec::new();
     // Traces whose bound allows the target, and of those, the ones meeting it.
     let (mut feasible, mut met, mut total) = (0, 0, 0);
-    for p in pairs {
-        if !workloads.contains(&p.workload.as_str()) {
-            workloads.push(&p.workload);
-        }
-    }
-    for w in workloads {
+    for w in workloads(pairs) {
         // (worst floor over ideal, its phase, worst bound over ideal, seed,
         // largest floor over bound at one phase in points of the ideal).
         let runs: Vec<(f64, String, f64, u64, f64)> = pairs
@@ -473,15 +467,21 @@ fn derived_seeds_table(md: &mut String, pairs: &[Pair], which: &str) {
     );
 }
 
+/// The pairs' workloads, each once, in the order they first appear.
+fn workloads(pairs: &[Pair]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for p in pairs {
+        if !out.contains(&p.workload.as_str()) {
+            out.push(&p.workload);
+        }
+    }
+    out
+}
+
 /// The seed robustness table and its summary line.
 fn seeds_table(md: &mut String, pairs: &[Pair], holdout: &[Pair]) {
     use std::fmt::Write as _;
-    let mut workloads: Vec<&str> = Vec::new();
-    for p in pairs {
-        if !workloads.contains(&p.workload.as_str()) {
-            workloads.push(&p.workload);
-        }
-    }
+    let workloads = workloads(pairs);
     let seeds: Vec<u64> = {
         let mut s: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
         s.sort_unstable();
