@@ -506,10 +506,8 @@ impl Replayer {
         self.report.balance_runs += 1;
         self.backend.run = self.report.balance_runs;
         self.backend.in_balance = true;
-        let r = self.a.balance(&mut self.backend);
+        self.a.balance(&mut self.backend);
         self.backend.in_balance = false;
-        self.report.chunks_created += r.created as u64;
-        self.report.chunks_destroyed += r.destroyed as u64;
     }
 
     fn check(&self, rec: &Record) -> Result<(), ReplayError> {
@@ -830,6 +828,10 @@ impl Replayer {
             (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64);
         r.populated_pages = self.backend.sim.populated_pages;
         r.depopulated_pages = self.backend.sim.depopulated_pages;
+        // Every chunk goes through the backend: made by an allocation, by
+        // the balance work, or (kernel placement) where the kernel's was.
+        r.chunks_created = self.backend.sim.created;
+        r.chunks_destroyed = self.backend.sim.destroyed;
         r.kernel_populated_pages = self.have_kprobes.then_some(self.kpop);
         r.kernel_depopulated_pages = self.have_kprobes.then_some(self.kdepop);
         r.reordered_allocs = self.swapped;

@@ -48,7 +48,12 @@ fn page_log_accounts_for_every_page() {
         .iter()
         .filter(|o| o.kind == PageOpKind::CreateChunk)
         .count() as u64;
-    assert!(created >= r.chunks_created);
+    assert_eq!(created, r.chunks_created);
+    let destroyed = log
+        .iter()
+        .filter(|o| o.kind == PageOpKind::DestroyChunk)
+        .count() as u64;
+    assert_eq!(destroyed, r.chunks_destroyed);
     for w in log.windows(2) {
         assert!(w[0].event <= w[1].event && w[0].balance_run <= w[1].balance_run);
     }
