@@ -27,7 +27,9 @@
 //!   populated — readable, writable — pages, and stays allocated until the
 //!   owning `Area` is dropped or the raw handle freed (an `Area` recycled
 //!   into a thread cache stays allocated, owned by the cache entry, until
-//!   the cache frees it or hands it to a new `Area`). Its mapping stays
+//!   the cache frees it or hands it to a new `Area`). Nothing else frees
+//!   it: `free_raw` frees only allocations in the live raw table
+//!   (`State::raw`, one ticket per `alloc_raw`), which no typed area enters. Its mapping stays
 //!   mapped meanwhile: the allocator (which the `Area` or cache entry keeps
 //!   alive) drops a chunk's region only when it destroys the chunk, and it
 //!   destroys only chunks without allocations (pcpu-core's balance work frees

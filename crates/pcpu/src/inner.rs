@@ -25,7 +25,8 @@
 //! only the empty-page counters are transiently low, which can make a
 //! concurrent balance run populate a page more or reclaim a page less.
 
-use std::sync::atomic::AtomicU64;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use pcpu_core::{
@@ -55,6 +56,9 @@ pub(crate) struct Inner {
     /// Moved to ask every thread to free its cached areas of this allocator
     /// (`cache` module).
     pub(crate) cache_epoch: AtomicU64,
+    /// Every handle and object of the allocator is gone; only thread caches
+    /// can still hold areas of it (`cache` module).
+    pub(crate) closed: AtomicBool,
 }
 
 /// The bookkeeping behind `Inner::state`.
@@ -68,6 +72,9 @@ pub(crate) struct Inner {
 ///   by someone who also holds `state`, and `in_flight == 0`.
 /// - `kicked` implies `core.balance_pending()` was true when it was set; it is
 ///   cleared when a balance run starts.
+/// - Every key of `raw` is the start of a live allocation of `core`, made by
+///   `alloc_raw` and not freed since; its ticket is below `next_ticket`. No
+///   typed area (`Area`, thread caches) is ever a key.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) core: Allocator,
@@ -91,6 +98,14 @@ pub(crate) struct State {
     /// counters are transiently low by those pages (exact again once they are
     /// populated or the area is aborted).
     pub(crate) in_flight: usize,
+    /// Live raw allocations (`alloc_raw`): `(chunk, offset)` → the
+    /// allocation's ticket, unique over the allocator's life. `free_raw` and
+    /// `ptr` accept a [`RawPerCpu`](crate::RawPerCpu) only if its ticket is
+    /// here, so a stale copy of a freed handle can never reach an allocation
+    /// made since at the same place, raw or typed.
+    pub(crate) raw: HashMap<(ChunkId, usize), u64>,
+    /// The next raw allocation's ticket.
+    pub(crate) next_ticket: u64,
 }
 
 impl State {
@@ -154,8 +169,6 @@ pub(crate) struct Placed {
     pub(crate) chunk: ChunkId,
     pub(crate) offset: usize,
     pub(crate) size: usize,
-    /// The chunk's creation serial (detects stale raw handles).
-    pub(crate) serial: u64,
     /// The chunk's mapping (kept alive by the allocation: fact A).
     pub(crate) layout: UnitLayout,
 }
@@ -187,6 +200,8 @@ impl Inner {
             balance_depopulated: 0,
             stop: false,
             in_flight: 0,
+            raw: HashMap::new(),
+            next_ticket: 1,
         };
         state.install(first, region);
         Ok(Inner {
@@ -197,6 +212,7 @@ impl Inner {
             config,
             id,
             cache_epoch: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -415,12 +431,10 @@ impl Inner {
     fn finish(&self, st: &mut State, area: Allocation) -> Placed {
         st.core.finish_alloc();
         self.kick(st);
-        let serial = st.core.chunk(area.chunk).map_or(0, |c| c.serial());
         Placed {
             chunk: area.chunk,
             offset: area.offset,
             size: area.size,
-            serial,
             layout: st.layout(area.chunk),
         }
     }
@@ -429,32 +443,34 @@ impl Inner {
 // === impl Inner: free and look-up ===
 
 impl Inner {
-    /// Free the allocation at `offset` of `chunk` (`free_percpu`). With
-    /// `check = Some((serial, size))` (raw handles), first check that the chunk
-    /// is still the generation the handle was allocated from (chunk ids are
-    /// reused) and that the live allocation there has the handle's size.
-    /// Returns the freed size.
+    /// Free the allocation at `offset` of `chunk` (`free_percpu`): an area
+    /// a typed handle owned, or (`ticket = Some`) a raw allocation, which
+    /// must still be in the live raw table under that ticket. Returns the
+    /// freed size.
     pub(crate) fn free(
         &self,
         chunk: ChunkId,
         offset: usize,
-        check: Option<(u64, usize)>,
+        ticket: Option<u64>,
     ) -> Result<usize, Error> {
         let mut st = self.state();
-        if let Some((serial, size)) = check {
-            check_serial(&st, chunk, offset, serial)?;
-            if st.core.allocation_size(chunk, offset)? != size {
-                // Freed, then the offset was handed out again.
-                return Err(Error::Free(FreeError::NotAllocated {
-                    chunk,
-                    offset,
-                    stale: true,
-                }));
-            }
+        if let Some(ticket) = ticket {
+            check_raw(&st, chunk, offset, ticket)?;
+            st.raw.remove(&(chunk, offset));
         }
         let size = st.core.free(chunk, offset)?;
         self.kick(&mut st);
         Ok(size)
+    }
+
+    /// Record a fresh allocation as raw (`alloc_raw`); returns its ticket.
+    pub(crate) fn register_raw(&self, chunk: ChunkId, offset: usize) -> u64 {
+        let mut st = self.state();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let old = st.raw.insert((chunk, offset), ticket);
+        debug_assert!(old.is_none(), "raw allocation registered twice");
+        ticket
     }
 
     /// Free areas that typed handles owned (thread-cache flushes): one lock
@@ -462,38 +478,44 @@ impl Inner {
     pub(crate) fn free_many(&self, areas: impl Iterator<Item = (ChunkId, usize)>) {
         let mut st = self.state();
         for (chunk, offset) in areas {
-            let r = st.core.free(chunk, offset);
-            debug_assert!(r.is_ok(), "freeing a cached area failed: {r:?}");
+            if let Err(e) = st.core.free(chunk, offset) {
+                // As in `Area`'s drop: only a bug gets here.
+                drop(st);
+                panic!("pcpu: freeing a cached area failed: {e}");
+            }
         }
         self.kick(&mut st);
     }
 
-    /// The region and size of the live allocation `(chunk, offset)` of chunk
-    /// generation `serial`.
-    pub(crate) fn lookup(
+    /// The region and size of the live raw allocation `(chunk, offset)`
+    /// with `ticket`.
+    pub(crate) fn lookup_raw(
         &self,
         chunk: ChunkId,
         offset: usize,
-        serial: u64,
+        ticket: u64,
     ) -> Result<(Arc<Region>, usize), Error> {
         let st = self.state();
-        check_serial(&st, chunk, offset, serial)?;
+        check_raw(&st, chunk, offset, ticket)?;
         let size = st.core.allocation_size(chunk, offset)?;
         Ok((st.region(chunk), size))
     }
 }
 
-/// A handle of chunk generation `serial` must find that generation alive.
-fn check_serial(st: &State, chunk: ChunkId, offset: usize, serial: u64) -> Result<(), Error> {
-    match st.core.chunk(chunk) {
-        Some(c) if c.serial() == serial => Ok(()),
-        // The chunk was destroyed (and maybe its id reused): the allocation
-        // was freed before.
-        Some(_) => Err(Error::Free(FreeError::NotAllocated {
+/// A raw handle must find its own allocation live: the table holds its
+/// ticket at its place. Anything else was freed (a double free, or a stale
+/// copy of the handle, even if the place was handed out again since), or
+/// never was a raw allocation.
+fn check_raw(st: &State, chunk: ChunkId, offset: usize, ticket: u64) -> Result<(), Error> {
+    if st.raw.get(&(chunk, offset)) == Some(&ticket) {
+        return Ok(());
+    }
+    Err(Error::Free(match st.core.chunk(chunk) {
+        Some(_) => FreeError::NotAllocated {
             chunk,
             offset,
             stale: true,
-        })),
-        None => Err(Error::Free(FreeError::UnknownChunk(chunk))),
-    }
+        },
+        None => FreeError::UnknownChunk(chunk),
+    }))
 }

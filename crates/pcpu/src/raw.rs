@@ -3,8 +3,9 @@
 //! (`__alloc_percpu` / `free_percpu`), freed explicitly and checked.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 
-use pcpu_core::{ChunkId, FreeError};
+use pcpu_core::ChunkId;
 
 use crate::cache::{self, Entry};
 use crate::error::Error;
@@ -49,7 +50,7 @@ impl Area {
             return Ok(Area::from_placed(alloc, alloc.inner().alloc(size, align)?));
         }
         if let Some(e) = cache::take(alloc, size, align) {
-            return Ok(Area::from_entry(e));
+            return Ok(Area::from_entry(alloc, e));
         }
         // A miss: refill with a few neighbours in one go, so that this
         // thread's areas do not share cache lines with another thread's
@@ -77,10 +78,11 @@ impl Area {
         }
     }
 
-    /// The area of a cache entry.
-    fn from_entry(e: Entry) -> Area {
+    /// The area of a cache entry of `alloc`.
+    fn from_entry(alloc: &PerCpuAllocator, e: Entry) -> Area {
+        debug_assert_eq!(e.inner.id, alloc.inner().id);
         Area {
-            alloc: Some(e.alloc),
+            alloc: Some(alloc.clone()),
             base: e.base,
             stride: e.stride,
             units: e.units,
@@ -108,15 +110,18 @@ impl Area {
             return;
         }
         let entry = Entry {
-            alloc,
+            inner: Arc::clone(alloc.inner_arc()),
             base: self.base,
             stride: self.stride,
             units: self.units,
             chunk: self.chunk,
             offset: self.offset,
         };
-        if let Err(e) = cache::put(entry, size, align) {
-            self.alloc = Some(e.alloc);
+        match cache::put(entry, size, align) {
+            // Cached: the handle goes (if it was the last, the allocator
+            // closes and its balance thread stops; the entry keeps the state).
+            Ok(()) => drop(alloc),
+            Err(_) => self.alloc = Some(alloc),
         }
     }
 }
@@ -124,8 +129,12 @@ impl Area {
 impl Drop for Area {
     fn drop(&mut self) {
         if let Some(alloc) = &self.alloc {
-            let r = alloc.inner().free(self.chunk, self.offset as usize, None);
-            debug_assert!(r.is_ok(), "freeing an owned area failed: {r:?}");
+            // Only a bug could make this fail (nothing else can free an
+            // area a handle owns): stop rather than go on with memory that
+            // may be handed out twice.
+            if let Err(e) = alloc.inner().free(self.chunk, self.offset as usize, None) {
+                panic!("pcpu: freeing an owned area failed: {e}");
+            }
         }
     }
 }
@@ -135,19 +144,20 @@ impl Drop for Area {
 /// An untyped per-CPU allocation: plain data, `Copy`, freed explicitly with
 /// [`PerCpuAllocator::free_raw`] (like the kernel's `void __percpu *`).
 ///
-/// It names `size` bytes at `offset` in every unit of `chunk`, plus the
-/// chunk's generation and the allocator's identity, so that
-/// [`PerCpuAllocator::ptr`] and [`PerCpuAllocator::free_raw`] detect a handle
-/// that was freed already (double free), whose chunk was destroyed and its
-/// id reused, or that belongs to another allocator. A double free is not
-/// detected if the same offset was handed out again with the same size (the
-/// kernel cannot tell either).
+/// It names `size` bytes at `offset` in every unit of `chunk`, plus a ticket
+/// unique to this allocation and the allocator's identity, so that
+/// [`PerCpuAllocator::ptr`] and [`PerCpuAllocator::free_raw`] refuse a
+/// handle that was freed already (double free), also when its place was
+/// handed out again since, to a raw allocation or a typed one, and a handle
+/// of another allocator. (The kernel cannot tell a stale `void __percpu *`
+/// from a new one at the same address; the allocator keeps a table of its
+/// live raw allocations to do so.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RawPerCpu {
     chunk: ChunkId,
     offset: usize,
     size: usize,
-    serial: u64,
+    ticket: u64,
     owner: u64,
 }
 
@@ -188,11 +198,12 @@ impl PerCpuAllocator {
     pub fn alloc_raw(&self, size: usize, align: usize) -> Result<RawPerCpu, Error> {
         let placed = self.inner().alloc(size, align)?;
         placed.zero();
+        let ticket = self.inner().register_raw(placed.chunk, placed.offset);
         Ok(RawPerCpu {
             chunk: placed.chunk,
             offset: placed.offset,
             size: placed.size,
-            serial: placed.serial,
+            ticket,
             owner: self.inner().id,
         })
     }
@@ -214,15 +225,8 @@ impl PerCpuAllocator {
             return Err(Error::BadCpu { cpu, units });
         }
         self.check_owner(raw)?;
-        let (region, size) = self.inner().lookup(raw.chunk, raw.offset, raw.serial)?;
-        if size != raw.size {
-            let (chunk, offset) = (raw.chunk, raw.offset);
-            return Err(Error::Free(FreeError::NotAllocated {
-                chunk,
-                offset,
-                stale: true,
-            }));
-        }
+        let (region, size) = self.inner().lookup_raw(raw.chunk, raw.offset, raw.ticket)?;
+        debug_assert_eq!(size, raw.size, "a live raw allocation keeps its size");
         Ok(region.addr(cpu, raw.offset))
     }
 
@@ -230,13 +234,14 @@ impl PerCpuAllocator {
     /// from it must not be used any more.
     ///
     /// # Errors
-    /// [`Error::Free`] for a double free or a handle whose chunk is gone,
-    /// [`Error::ForeignHandle`]. Nothing is changed then.
+    /// [`Error::Free`] for a handle that is not live: freed already (a copy
+    /// of it was), whatever was allocated at its place since.
+    /// [`Error::ForeignHandle`] for another allocator's handle. Nothing is
+    /// changed then.
     #[doc(alias = "free_percpu")]
     pub fn free_raw(&self, raw: RawPerCpu) -> Result<usize, Error> {
         self.check_owner(raw)?;
-        self.inner()
-            .free(raw.chunk, raw.offset, Some((raw.serial, raw.size)))
+        self.inner().free(raw.chunk, raw.offset, Some(raw.ticket))
     }
 
     fn check_owner(&self, raw: RawPerCpu) -> Result<(), Error> {

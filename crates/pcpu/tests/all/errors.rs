@@ -200,8 +200,8 @@ fn double_free_and_stale_raw_handles() {
     }
     // One chunk was destroyed, one spared: `c` lands in the spared chunk,
     // `d` in a new chunk that reuses the destroyed chunk's id. The destroyed
-    // chunk's handle (same id, same offset and size as `d`) is detected by
-    // the chunk generation, and `d` survives the attempt.
+    // chunk's handle (same id, same offset and size as `d`) is refused (its
+    // ticket is not `d`'s), and `d` survives the attempt.
     assert_eq!(alloc.stats().chunks, 2);
     let c = alloc.alloc_raw(32 << 10, 8).unwrap();
     let d = alloc.alloc_raw(32 << 10, 8).unwrap();
@@ -218,6 +218,77 @@ fn double_free_and_stale_raw_handles() {
     alloc.free_raw(c).unwrap();
     alloc.free_raw(d).unwrap();
     alloc.check_invariants().unwrap();
+}
+
+/// A stale copy of a freed raw handle never reaches what was allocated at
+/// its place since: a typed `PerCpu` (which the free would have handed out
+/// twice), an area in the thread's cache, or a new raw allocation of the
+/// same size. Before the live-raw table, all three frees succeeded.
+#[test]
+fn stale_raw_handles_never_free_what_came_after() {
+    for cache in [0, 32] {
+        let alloc = PerCpuAllocator::builder()
+            .background_balance(false)
+            .thread_cache(cache)
+            .build()
+            .unwrap();
+        let stale = alloc.alloc_raw(8, 8).unwrap();
+        alloc.free_raw(stale).unwrap();
+
+        // A typed value at the same place.
+        let typed = alloc.per_cpu(|cpu| cpu as u64 + 1).unwrap();
+        assert_eq!(
+            typed.get(0) as *const u64 as *const u8,
+            stale_addr(&alloc, stale)
+        );
+        let before = snapshot(&alloc);
+        assert!(
+            matches!(alloc.free_raw(stale), Err(Error::Free(_))),
+            "cache {cache}"
+        );
+        assert!(matches!(alloc.ptr(stale, 0), Err(Error::Free(_))));
+        assert_eq!(snapshot(&alloc), before);
+        // Dropped: with the cache on the area stays allocated in the
+        // thread's cache, and the stale handle cannot free it there either.
+        drop(typed);
+        assert!(matches!(alloc.free_raw(stale), Err(Error::Free(_))));
+        let again = alloc.per_cpu(|_| 7u64).unwrap();
+        let other = {
+            let a = alloc.clone();
+            std::thread::spawn(move || a.per_cpu(|_| 9u64).unwrap().iter().sum::<u64>())
+                .join()
+                .unwrap()
+        };
+        assert_eq!(other, 9 * alloc.units() as u64);
+        assert!(
+            again.iter().all(|&v| v == 7),
+            "the cached area was not handed out twice"
+        );
+        drop(again);
+        alloc.trim_thread_caches();
+
+        // A new raw allocation of the same size at the same place.
+        let fresh = alloc.alloc_raw(8, 8).unwrap();
+        assert_eq!(
+            (fresh.chunk(), fresh.offset()),
+            (stale.chunk(), stale.offset())
+        );
+        assert!(matches!(alloc.free_raw(stale), Err(Error::Free(_))));
+        assert!(alloc.ptr(fresh, 0).is_ok(), "fresh is still live");
+        assert_eq!(alloc.free_raw(fresh).unwrap(), 8);
+        assert!(matches!(alloc.free_raw(fresh), Err(Error::Free(_))));
+        alloc.check_invariants().unwrap();
+        assert_eq!(alloc.stats().live_allocations, 0);
+    }
+}
+
+/// Where `raw`'s unit-0 copy was (its chunk is still mapped).
+fn stale_addr(alloc: &PerCpuAllocator, raw: pcpu::RawPerCpu) -> *const u8 {
+    let probe = alloc.alloc_raw(8, 8).unwrap();
+    assert_eq!(probe.chunk(), raw.chunk());
+    let p = alloc.ptr(probe, 0).unwrap().as_ptr() as usize;
+    alloc.free_raw(probe).unwrap();
+    (p as isize + raw.offset() as isize - probe.offset() as isize) as *const u8
 }
 
 #[test]
