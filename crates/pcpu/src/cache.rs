@@ -29,8 +29,12 @@
 //!
 //! A cached area is a live allocation without an owner: its pages stay
 //! populated (the core never depopulates allocated pages) and its chunk
-//! mapped, and the allocator stays alive (the area holds a handle). The
-//! memory so held is bounded by the limits above. Requests made inside a
+//! mapped, and the allocator's state stays alive (the entry holds it). An
+//! entry does not hold a [`PerCpuAllocator`] handle, so once every handle and
+//! object of an allocator is gone its balance thread stops at once, and a
+//! thread's areas of it are freed at that thread's next cold cache operation
+//! (a new class, a flush) or exit. The memory so held is bounded by the
+//! limits above. Requests made inside a
 //! lifetime scope ([`with_lifetime`](crate::with_lifetime)) bypass the cache,
 //! so that their class placement holds.
 //!
@@ -39,6 +43,7 @@
 use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use pcpu_core::ChunkId;
 
@@ -51,12 +56,12 @@ pub(crate) const MAX_CACHED_SIZE: usize = 256;
 pub(crate) const MAX_CLASSES: usize = 16;
 
 /// A freed area kept allocated for reuse: `[offset, offset + size)` of every
-/// unit of `chunk` is allocated in `alloc`'s core and referenced by nobody;
+/// unit of `chunk` is allocated in `inner`'s core and referenced by nobody;
 /// unit `u`'s copy is at `base + u × stride` (the fields of a
 /// [`raw::Area`](crate::raw::Area)).
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub(crate) alloc: PerCpuAllocator,
+    pub(crate) inner: Arc<Inner>,
     pub(crate) base: NonNull<u8>,
     pub(crate) stride: u32,
     pub(crate) units: u32,
@@ -67,7 +72,7 @@ pub(crate) struct Entry {
 /// Cached areas of one request `(size, align)` of one allocator.
 ///
 /// # Invariants
-/// Every entry's `alloc` has the identity `id`; at most `cap` entries
+/// Every entry's `inner` has the identity `id`; at most `cap` entries
 /// (`cap > 0`); every entry was cached while the allocator's cache epoch was
 /// `epoch` (a class whose `epoch` is behind is flushed before use).
 #[derive(Debug)]
@@ -102,6 +107,21 @@ impl ThreadCache {
         }
     }
 
+    /// The entries of allocators whose handles are all gone, into `out`;
+    /// their classes are removed.
+    fn take_closed(&mut self, out: &mut Option<Vec<Entry>>) {
+        self.classes.retain_mut(|k| {
+            let closed = k
+                .entries
+                .first()
+                .is_some_and(|e| e.inner.closed.load(Ordering::Relaxed));
+            if closed {
+                out.get_or_insert_with(Vec::new).append(&mut k.entries);
+            }
+            !closed
+        });
+    }
+
     /// Every entry of allocator `id`, leaving its classes empty.
     fn take_all(&mut self, id: u64) -> Vec<Entry> {
         let mut out = Vec::new();
@@ -132,16 +152,16 @@ thread_local! {
 }
 
 /// Free `entries` in their allocators: one lock acquisition per run of
-/// entries of one allocator. Their handles are dropped afterwards.
+/// entries of one allocator. Their references to the state are dropped
+/// afterwards (the last one unmaps the allocator's memory).
 fn release(entries: Vec<Entry>) {
     let mut rest = entries.as_slice();
     while let Some(first) = rest.first() {
-        let id = first.alloc.inner().id;
-        let n = rest.iter().take_while(|e| e.alloc.inner().id == id).count();
+        let id = first.inner.id;
+        let n = rest.iter().take_while(|e| e.inner.id == id).count();
         let (run, tail) = rest.split_at(n);
         first
-            .alloc
-            .inner()
+            .inner
             .free_many(run.iter().map(|e| (e.chunk, e.offset as usize)));
         rest = tail;
     }
@@ -209,7 +229,7 @@ pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option
 /// gone (thread exit) or in use.
 #[inline]
 pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> {
-    let inner = entry.alloc.inner();
+    let inner = &*entry.inner;
     let (id, cap) = (inner.id, inner.config.thread_cache);
     if cap == 0 {
         return Err(entry);
@@ -274,8 +294,10 @@ fn add_class(
     cap: usize,
 ) -> usize {
     let Key { id, size, align } = key;
-    // Other classes of this allocator cached before the epoch moved go too.
+    // Other classes of this allocator cached before the epoch moved go too,
+    // and so do the classes of allocators that are gone.
     c.take_stale(id, epoch, spill);
+    c.take_closed(spill);
     if c.classes.len() == MAX_CLASSES {
         let old = c.classes.remove(0).entries;
         spill.get_or_insert_with(Vec::new).extend(old);
@@ -291,7 +313,8 @@ fn add_class(
     c.classes.len() - 1
 }
 
-/// Free this thread's cached areas of `alloc` now.
+/// Free this thread's cached areas of `alloc` now, and those of allocators
+/// that are gone.
 pub(crate) fn flush(alloc: &PerCpuAllocator) {
     let id = alloc.inner().id;
     let entries = CACHE
@@ -299,8 +322,11 @@ pub(crate) fn flush(alloc: &PerCpuAllocator) {
             let Ok(mut c) = c.try_borrow_mut() else {
                 return Vec::new();
             };
-            let out = c.take_all(id);
+            let mut out = c.take_all(id);
             c.classes.retain(|k| k.id != id);
+            let mut closed = None;
+            c.take_closed(&mut closed);
+            out.extend(closed.into_iter().flatten());
             out
         })
         .unwrap_or_default();

@@ -1,0 +1,112 @@
+//! A long-lived thread (a pool worker) that cached areas of an allocator
+//! must not keep that allocator's balance thread running, nor its memory
+//! mapped for ever, once every handle is dropped.
+//!
+//! Its own test binary with one test: it counts the process's balance
+//! threads and reads /proc/self/maps, which other tests would disturb.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pcpu::PerCpuAllocator;
+
+/// Threads of this process named like the allocator's balance thread.
+fn balance_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "pcpu-balance")
+        .count()
+}
+
+/// Is `addr` inside a mapping of this process?
+fn mapped(addr: usize) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .filter_map(|l| {
+            let (range, _) = l.split_once(' ')?;
+            let (s, e) = range.split_once('-')?;
+            Some((
+                usize::from_str_radix(s, 16).ok()?,
+                usize::from_str_radix(e, 16).ok()?,
+            ))
+        })
+        .any(|(s, e)| (s..e).contains(&addr))
+}
+
+/// Waits up to a second for `cond` (a new thread names itself once it runs;
+/// a joined thread may linger in /proc/self/task for a moment).
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+enum Job {
+    /// Make and drop one object of this allocator.
+    Use(PerCpuAllocator),
+    Exit,
+}
+
+#[test]
+fn a_pool_thread_cache_does_not_keep_a_dropped_allocator() {
+    assert_eq!(balance_threads(), 0);
+    let (jobs, rx) = mpsc::channel::<Job>();
+    let (done, addrs) = mpsc::channel::<usize>();
+    let worker = thread::spawn(move || {
+        for job in rx {
+            match job {
+                Job::Use(alloc) => {
+                    let v = alloc.per_cpu(|_| 1u64).expect("allocate");
+                    let addr = v.get(0) as *const u64 as usize;
+                    drop(v); // into this thread's cache
+                    assert!(alloc.stats().thread_cached > 0, "cached");
+                    drop(alloc);
+                    done.send(addr).unwrap();
+                }
+                Job::Exit => return,
+            }
+        }
+    });
+
+    let a = PerCpuAllocator::builder().build().expect("allocator");
+    // The thread names itself once it runs.
+    assert!(eventually(|| balance_threads() == 1));
+    jobs.send(Job::Use(a.clone())).unwrap();
+    let a_addr = addrs.recv().unwrap();
+    assert!(mapped(a_addr));
+    // The worker still caches areas of `a`; dropping the last handle stops
+    // the balance thread all the same.
+    drop(a);
+    assert!(
+        eventually(|| balance_threads() == 0),
+        "the balance thread outlived every handle"
+    );
+    assert!(
+        mapped(a_addr),
+        "the worker's cached areas are still allocated"
+    );
+
+    // The worker's next cold cache operation (a class of another allocator)
+    // frees `a`'s areas, and with the last of them `a`'s memory goes.
+    let b = PerCpuAllocator::builder()
+        .background_balance(false)
+        .build()
+        .expect("allocator");
+    jobs.send(Job::Use(b.clone())).unwrap();
+    addrs.recv().unwrap();
+    assert!(!mapped(a_addr), "a's memory is unmapped");
+    assert!(b.stats().live_allocations > 0, "b's areas stay cached");
+
+    jobs.send(Job::Exit).unwrap();
+    worker.join().unwrap();
+    assert_eq!(b.stats().live_allocations, 0, "thread exit gives them back");
+    b.check_invariants().unwrap();
+}
