@@ -39,6 +39,8 @@ impl fmt::Display for BackendError {
     }
 }
 
+impl core::error::Error for BackendError {}
+
 /// Page operations for chunks created after setup.
 pub trait Backend {
     /// Reserve address space (or whatever backs it) for chunk `id` of

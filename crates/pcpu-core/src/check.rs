@@ -19,6 +19,8 @@ impl core::fmt::Display for InvariantError {
     }
 }
 
+impl core::error::Error for InvariantError {}
+
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)*) => {
         if !$cond {

@@ -83,6 +83,8 @@ impl fmt::Display for AllocError {
     }
 }
 
+impl core::error::Error for AllocError {}
+
 /// Why a free was refused. The allocator's state is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FreeError {
@@ -161,3 +163,5 @@ impl fmt::Display for FreeError {
         }
     }
 }
+
+impl core::error::Error for FreeError {}

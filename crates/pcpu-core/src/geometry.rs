@@ -54,6 +54,8 @@ impl fmt::Display for GeometryError {
     }
 }
 
+impl core::error::Error for GeometryError {}
+
 impl Geometry {
     /// Validate a geometry. `unit_size` is in bytes.
     pub fn new(

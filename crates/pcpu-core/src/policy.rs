@@ -397,6 +397,8 @@ impl fmt::Display for PolicyParseError {
     }
 }
 
+impl core::error::Error for PolicyParseError {}
+
 impl Policy {
     /// The named policy `kind` with its defaults (`Policy::pcpu()` for
     /// [`PolicyKind::Pcpu`], the kernel's constants otherwise).
@@ -522,6 +524,8 @@ impl fmt::Display for UnknownPolicy {
         )
     }
 }
+
+impl core::error::Error for UnknownPolicy {}
 
 /// `NAME` or `NAME:knob=value:knob=value...` (see [`Policy::set`]).
 impl FromStr for Policy {

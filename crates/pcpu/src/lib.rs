@@ -73,7 +73,8 @@
 //! [`PerCpuAllocator::alloc_raw`] returns a plain-data [`RawPerCpu`]
 //! (`__alloc_percpu`), turned into per-CPU pointers by
 //! [`PerCpuAllocator::ptr`] and freed with [`PerCpuAllocator::free_raw`],
-//! which detects double frees.
+//! which refuses a handle that is not live (a double free, or a stale copy
+//! of a freed handle, even when its place was handed out again since).
 //!
 //! ## Concurrency
 //!
@@ -103,7 +104,7 @@ mod counter;
 pub mod demo;
 mod error;
 mod handle;
-mod hint;
+pub mod hint;
 mod inner;
 mod raw;
 mod stats;
@@ -121,6 +122,12 @@ pub use pcpu_core::{
 pub use raw::RawPerCpu;
 pub use stats::Stats;
 pub use sys::cpu::{current_cpu, possible_cpus};
+
+/// The README's examples, compiled and run as doctests so that they stay
+/// right.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Internal OS-layer entry points exposed only for this crate's benches and
 /// for integration tests of the allocator layer. Not a stable API.
