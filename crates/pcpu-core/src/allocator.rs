@@ -151,9 +151,13 @@ pub struct Allocator {
 
 impl Allocator {
     /// Set up the first chunk (and the reserved chunk when the geometry has
-    /// one), as `pcpu_setup_first_chunk` does.
+    /// one), as `pcpu_setup_first_chunk` does. The policy's fields are
+    /// brought into the ranges [`Policy::set`] accepts ([`Policy::clamped`]):
+    /// they are public, and a divisor of 0 or a negative watermark would
+    /// otherwise fail deep inside a free or a balance run.
     #[doc(alias = "pcpu_setup_first_chunk")]
     pub fn new(geo: Geometry, policy: Policy) -> Self {
+        let policy = policy.clamped();
         let layout = SlotLayout::new(geo.unit_size());
         let fc = geo.first_chunk();
         let page = geo.page_size();
@@ -534,6 +538,13 @@ impl Allocator {
     /// Allocate exactly at `offset` of `chunk` (trace replay's `kernel`
     /// placement mode): the area must be free, aligned and inside the chunk's
     /// managed region. Populates like [`Allocator::alloc`].
+    ///
+    /// The caller decides the place, as the traced kernel did: the area's
+    /// pages are populated even for an atomic request (whose pages the kernel
+    /// had populated, perhaps at a balance run this allocator did not have),
+    /// and `flags.reserved` is not checked against the chunk. It is a
+    /// sequential replay API: do not call it while a balance run
+    /// ([`Allocator::balance_start`]) or a two-phase allocation is under way.
     pub fn alloc_at<B: Backend + ?Sized>(
         &mut self,
         backend: &mut B,
@@ -554,7 +565,7 @@ impl Allocator {
         };
         let lo = c.start_offset();
         let hi = c.nr_pages() * self.geo.page_size() - c.end_offset();
-        if offset % req.align != 0 || offset < lo || offset + req.size > hi {
+        if offset % req.align != 0 || offset < lo || offset > hi || hi - offset < req.size {
             return Err(occupied);
         }
         let bit = offset / MIN_ALLOC_SIZE;

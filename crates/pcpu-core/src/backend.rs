@@ -46,7 +46,10 @@ pub trait Backend {
     /// Reserve address space (or whatever backs it) for chunk `id` of
     /// `nr_pages` pages per unit, nothing populated.
     fn create_chunk(&mut self, id: ChunkId, nr_pages: usize) -> Result<(), BackendError>;
-    /// Release chunk `id` (all its pages were depopulated first).
+    /// Release chunk `id`, which holds no allocation. Its pages were
+    /// depopulated first, except those whose [`Backend::depopulate`] failed
+    /// (as `pcpu_balance_free` does, the chunk is destroyed anyway): release
+    /// whatever still backs them too.
     fn destroy_chunk(&mut self, id: ChunkId);
     /// Back `pages` of chunk `id` with memory in every unit.
     fn populate(&mut self, id: ChunkId, pages: Range<usize>) -> Result<(), BackendError>;

@@ -16,7 +16,7 @@ use core::ops::Range;
 use crate::allocator::Allocator;
 use crate::backend::Backend;
 use crate::policy::Stage;
-use crate::ChunkId;
+use crate::{ChunkId, ChunkKind};
 
 /// One page operation planned by a balance run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,7 +322,10 @@ fn collect_free(a: &mut Allocator, empty_only: bool) -> Vec<u32> {
     let ids: Vec<u32> = a.lists.iter(slot).collect();
     let mut to_free = Vec::new();
     for id in ids {
-        if Some(id) == head {
+        // The first chunk is fully free when its dynamic area fills the unit
+        // (no static or reserved area): it may sit in the free slot, but it
+        // is never freed (the kernel WARNs on an immutable chunk there).
+        if Some(id) == head || a.c(id).kind != ChunkKind::Dynamic {
             continue;
         }
         if !empty_only || a.c(id).nr_empty_pop_pages == 0 {

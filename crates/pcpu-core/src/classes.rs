@@ -296,11 +296,18 @@ impl Allocator {
         class: ClassHint,
     ) -> Result<Allocation, AllocError> {
         let req = self.request(size, align)?;
+        let mut created = false;
         let area = loop {
             match self.alloc_area_class(req, flags, class) {
                 Ok(a) => break a,
+                // A fully free chunk takes any class's request, so one new
+                // chunk is enough; should it not be, plain first fit.
+                Err(AllocError::NeedsChunk) if created => match self.alloc_area(req, flags) {
+                    Ok(a) => break a,
+                    Err(e) => return Err(e),
+                },
                 Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
-                    Ok(_) => {}
+                    Ok(_) => created = true,
                     // An exclusive class asks for a chunk while others'
                     // growth room is free (`keep_room`): without a new
                     // chunk, plain first fit (which asks only when nothing
@@ -356,8 +363,13 @@ impl Allocator {
         // Open a new region: the kernel's walk and first fit, for a larger run.
         let bb = self.geo.block_bits() as i32;
         let (probe_bits, probe_align) = match class.pages {
+            // At most a whole chunk, which a new chunk always has free
+            // (`min_run` may be set larger than a unit).
             ClassPages::Shared => (
-                req.bits.max((self.policy.min_run / MIN_ALLOC_SIZE) as i32),
+                req.bits.max(
+                    (self.policy.min_run / MIN_ALLOC_SIZE)
+                        .min(self.geo.unit_size() / MIN_ALLOC_SIZE) as i32,
+                ),
                 req.bit_align,
             ),
             ClassPages::Exclusive => ((req.bits.max(bb) + bb - 1) / bb * bb, req.bit_align.max(bb)),

@@ -74,8 +74,7 @@ impl fmt::Display for AllocError {
                 size,
             } => write!(
                 f,
-                "area [{offset}, {}) of chunk {} is not free or not inside the chunk",
-                offset + size,
+                "area of {size} bytes at offset {offset} of chunk {} is not free or not inside the chunk",
                 chunk.0
             ),
             AllocError::Populate(e) => write!(f, "failed to populate: {e}"),

@@ -56,6 +56,10 @@ impl fmt::Display for GeometryError {
 
 impl core::error::Error for GeometryError {}
 
+/// The most units (possible CPUs) a geometry may have: Linux's largest
+/// `NR_CPUS` is 8192; the bound keeps nonsense from a boot log out.
+pub const MAX_UNITS: usize = 1 << 16;
+
 impl Geometry {
     /// Validate a geometry. `unit_size` is in bytes.
     pub fn new(
@@ -76,6 +80,9 @@ impl Geometry {
         if nr_units == 0 {
             return Err(err("at least one unit is needed"));
         }
+        if nr_units > MAX_UNITS {
+            return Err(err("at most 65536 units (possible CPUs)"));
+        }
         if unit_size == 0 || unit_size % page_size != 0 {
             return Err(err(
                 "unit size must be a non-zero multiple of the page size",
@@ -90,11 +97,22 @@ impl Geometry {
         if first.dyn_size == 0 {
             return Err(err("the first chunk needs a dynamic area"));
         }
-        let static_size = first.static_size.div_ceil(4) * 4;
-        let total = static_size + first.reserved_size + first.dyn_size;
-        if total > unit_size {
+        let total = first
+            .static_size
+            .checked_next_multiple_of(4)
+            .and_then(|s| s.checked_add(first.reserved_size))
+            .and_then(|t| t.checked_add(first.dyn_size));
+        if !matches!(total, Some(t) if t <= unit_size) {
             return Err(err(
                 "static + reserved + dynamic areas exceed the unit size",
+            ));
+        }
+        // The static area is rounded up to 4 bytes at the dynamic area's
+        // expense (`first_chunk`); what is left must be whole 4-byte bits.
+        let pad = first.static_size.next_multiple_of(4) - first.static_size;
+        if first.dyn_size <= pad || (first.dyn_size - pad) % 4 != 0 {
+            return Err(err(
+                "the dynamic area (less the static area's rounding up to 4) must be a multiple of 4 bytes",
             ));
         }
         Ok(Geometry {

@@ -59,7 +59,7 @@ pub use check::InvariantError;
 pub use chunk::{Chunk, ChunkKind};
 pub use classes::{ClassHint, ClassPages};
 pub use error::{AllocError, FreeError};
-pub use geometry::{FirstChunk, Geometry, GeometryError, MIN_UNIT_SIZE};
+pub use geometry::{FirstChunk, Geometry, GeometryError, MAX_UNITS, MIN_UNIT_SIZE};
 pub use magazine::Magazine;
 pub use policy::{
     Fit, Policy, PolicyKind, PolicyParseError, Refill, UnknownPolicy, EMPTY_POP_PAGES_HIGH,

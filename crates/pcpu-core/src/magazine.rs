@@ -54,7 +54,8 @@ impl Magazine {
         Magazine {
             req,
             cap,
-            areas: Vec::with_capacity(cap),
+            // Grown on demand: a large `cap` costs nothing until areas come.
+            areas: Vec::new(),
         }
     }
 

@@ -95,6 +95,9 @@ impl Refill {
     }
 }
 
+/// The largest watermark or surplus a policy takes, in pages.
+const MAX_PAGES: i32 = 1 << 20;
+
 /// A policy and its tunable knobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -447,6 +450,44 @@ impl Policy {
     /// # Errors
     /// [`PolicyParseError::UnknownKnob`] or [`PolicyParseError::BadValue`].
     pub fn set(&mut self, knob: &str, value: &str) -> Result<(), PolicyParseError> {
+        let mut p = *self;
+        p.set_unchecked(knob, value)?;
+        p.check_pair()?;
+        *self = p;
+        Ok(())
+    }
+
+    /// The policy with every field in the range [`Policy::set`] accepts:
+    /// watermarks within 0..=2^20 (HIGH at least 1, LOW at most HIGH),
+    /// divisor and batch at least 1, surplus at least 0, class capacity
+    /// within 1..=65536. [`Allocator::new`](crate::Allocator::new) applies it.
+    #[must_use]
+    pub fn clamped(mut self) -> Policy {
+        self.empty_pop_high = self.empty_pop_high.clamp(1, MAX_PAGES);
+        self.empty_pop_low = self.empty_pop_low.clamp(0, self.empty_pop_high);
+        self.reclaim_surplus = self.reclaim_surplus.clamp(0, MAX_PAGES);
+        self.reclaim_divisor = self.reclaim_divisor.max(1);
+        self.reclaim_batch = self.reclaim_batch.max(1);
+        self.class_capacity = self.class_capacity.clamp(1, 1 << 16);
+        self
+    }
+
+    /// The one constraint between knobs: `empty_pop_low <= empty_pop_high`.
+    fn check_pair(&self) -> Result<(), PolicyParseError> {
+        if self.empty_pop_low > self.empty_pop_high {
+            return Err(PolicyParseError::BadValue {
+                knob: "empty_pop_low",
+                value: alloc::format!("{}", self.empty_pop_low),
+                expected: "a page count at most empty_pop_high",
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Policy::set`] without the check between knobs (a policy string
+    /// checks it once all its knobs are set, so their order does not
+    /// matter).
+    fn set_unchecked(&mut self, knob: &str, value: &str) -> Result<(), PolicyParseError> {
         let Some(&name) = KNOBS.iter().find(|k| **k == knob) else {
             return Err(PolicyParseError::UnknownKnob(knob.into()));
         };
@@ -473,10 +514,16 @@ impl Policy {
             value
                 .parse::<i32>()
                 .ok()
-                .filter(|v| *v >= lo && *v <= 1 << 20)
-                .ok_or_else(|| bad("a page count up to 1048576 (HIGH at least 1)"))
+                .filter(|v| *v >= lo && *v <= MAX_PAGES)
+                .ok_or_else(|| {
+                    bad(if lo > 0 {
+                        "a page count from 1 to 1048576"
+                    } else {
+                        "a page count up to 1048576"
+                    })
+                })
         };
-        let mut p = *self;
+        let p = self;
         match name {
             "empty_pop_low" => p.empty_pop_low = pages(0)?,
             "empty_pop_high" => p.empty_pop_high = pages(1)?,
@@ -505,10 +552,6 @@ impl Policy {
             "keep_room" => p.keep_room = flag()?,
             _ => unreachable!("every name in KNOBS is handled"),
         }
-        if p.empty_pop_low > p.empty_pop_high {
-            return Err(bad("LOW at most HIGH (set empty_pop_high first)"));
-        }
-        *self = p;
         Ok(())
     }
 }
@@ -545,8 +588,9 @@ impl FromStr for Policy {
             let Some((k, v)) = part.split_once('=') else {
                 return Err(PolicyParseError::Malformed(part.into()));
             };
-            p.set(k.trim(), v.trim())?;
+            p.set_unchecked(k.trim(), v.trim())?;
         }
+        p.check_pair()?;
         Ok(p)
     }
 }

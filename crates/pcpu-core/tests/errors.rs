@@ -198,6 +198,64 @@ fn atomic_allocations_never_create_or_populate() {
     a.check_invariants().unwrap();
 }
 
+/// Sizes and offsets near the top of `usize` are rejected, never wrapped.
+#[test]
+fn huge_offsets_and_sizes_do_not_wrap() {
+    let mut a = alloc_with_reserved();
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    let before = snapshot(&a);
+    for off in [usize::MAX - 3, usize::MAX - 7, 1 << 62] {
+        let e = a
+            .alloc_at(&mut b, first, off, 8, 4, AllocFlags::NORMAL)
+            .unwrap_err();
+        assert!(matches!(e, AllocError::Occupied { .. }), "{e}");
+    }
+    assert_eq!(snapshot(&a), before);
+    a.check_invariants().unwrap();
+    for (s, r, d) in [
+        (usize::MAX - 2, 0, 28672),
+        (0, 8192, usize::MAX - 4095),
+        (4, usize::MAX - 3, 4096),
+    ] {
+        let fc = FirstChunk {
+            static_size: s,
+            reserved_size: r,
+            dyn_size: d,
+        };
+        assert!(
+            Geometry::new(4096, 4, 1 << 19, fc).is_err(),
+            "s{s} r{r} d{d}"
+        );
+    }
+    // Sizes that leave the dynamic area without whole 4-byte bits.
+    for (s, d) in [(2, 8192), (0, 8190), (1, 3)] {
+        let fc = FirstChunk {
+            static_size: s,
+            reserved_size: 0,
+            dyn_size: d,
+        };
+        assert!(Geometry::new(4096, 4, 1 << 19, fc).is_err(), "s{s} d{d}");
+    }
+    let fc = FirstChunk {
+        static_size: 3,
+        reserved_size: 0,
+        dyn_size: 8193,
+    };
+    let a = Allocator::new(
+        Geometry::new(4096, 4, 1 << 19, fc).unwrap(),
+        Policy::default(),
+    );
+    a.check_invariants().unwrap();
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size: 4096,
+    };
+    assert!(Geometry::new(4096, MAX_UNITS + 1, 1 << 19, fc).is_err());
+    assert!(Geometry::new(4096, MAX_UNITS, 1 << 19, fc).is_ok());
+}
+
 #[test]
 fn geometry_errors_print_the_config() {
     let fc = FirstChunk {
@@ -282,4 +340,35 @@ fn a_cancelled_area_leaves_consistent_counters() {
     );
     a.balance(&mut b);
     a.check_invariants().unwrap();
+}
+
+/// A first chunk whose dynamic area fills the unit becomes fully free and
+/// sits in the free slot; the balance work must not free it as a surplus
+/// free chunk (it depopulated and destroyed it, and reused its id).
+#[test]
+fn a_fully_free_first_chunk_is_never_freed() {
+    for policy in Policy::all() {
+        let mut a = Allocator::new(Geometry::simple(4, 2).unwrap(), policy);
+        let mut b = SimBackend::default();
+        let first = a.first_chunk();
+        let x = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+        let y = a.alloc(&mut b, 8192, 8, AllocFlags::NORMAL).unwrap();
+        assert_eq!(x.chunk, first);
+        assert_ne!(y.chunk, first);
+        a.free(x.chunk, x.offset).unwrap();
+        a.free(y.chunk, y.offset).unwrap();
+        for _ in 0..3 {
+            a.balance(&mut b);
+            a.check_invariants().unwrap();
+        }
+        let c = a.chunk(first).expect("the first chunk is still there");
+        assert_eq!(c.kind(), ChunkKind::First, "{}", policy.name());
+        assert!(
+            b.destroyed <= b.created,
+            "only created chunks are destroyed"
+        );
+        let z = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+        a.free(z.chunk, z.offset).unwrap();
+        a.check_invariants().unwrap();
+    }
 }

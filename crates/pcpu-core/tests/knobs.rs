@@ -144,6 +144,44 @@ fn bad_knobs_are_rejected_and_change_nothing() {
     );
 }
 
+/// LOW and HIGH may come in either order in a policy string, and a policy
+/// with both raised prints in a form that parses back.
+#[test]
+fn watermark_knobs_parse_in_any_order() {
+    let a: Policy = "pcpu:empty_pop_low=10:empty_pop_high=20".parse().unwrap();
+    let b: Policy = "pcpu:empty_pop_high=20:empty_pop_low=10".parse().unwrap();
+    assert_eq!(a, b);
+    assert_eq!((a.empty_pop_low, a.empty_pop_high), (10, 20));
+    assert_eq!(a.to_string().parse::<Policy>(), Ok(a));
+    // HIGH below the default LOW, with LOW lowered after it.
+    let c: Policy = "linux-6.1:empty_pop_high=1:empty_pop_low=0"
+        .parse()
+        .unwrap();
+    assert_eq!((c.empty_pop_low, c.empty_pop_high), (0, 1));
+    // The pair is still checked once all knobs are set.
+    let e = "pcpu:empty_pop_high=20:empty_pop_low=30"
+        .parse::<Policy>()
+        .unwrap_err();
+    assert!(e.to_string().contains("empty_pop_low"), "{e}");
+    assert!("linux-6.1:empty_pop_high=1".parse::<Policy>().is_err());
+}
+
+/// `min_run` above a unit's size: a class's region probe is capped at a
+/// whole chunk, so allocations still succeed (they created chunks for ever
+/// before).
+#[test]
+fn min_run_above_the_unit_size_still_allocates() {
+    let mut p = Policy::pcpu();
+    p.set("min_run", "1000000").unwrap();
+    let (mut a, mut b) = allocator(p);
+    for i in 0..200u64 {
+        a.alloc_class(&mut b, 8, 8, AllocFlags::NORMAL, ClassHint::task(i % 7))
+            .unwrap();
+        a.check_invariants().unwrap();
+    }
+    assert!(a.nr_chunks() <= 10, "{} chunks", a.nr_chunks());
+}
+
 /// The first chunk's dynamic area (7 pages) with its first four pages in use
 /// by 64-byte objects, of which every `free_every`th is freed again:
 /// 3 empty pages, and free room on the 4 used ones. Returns the pages the
@@ -265,5 +303,54 @@ fn room_on_used_pages_matches_a_page_by_page_count() {
             }
         }
         a.check_invariants().unwrap();
+    }
+}
+
+/// A policy built field by field may hold values `Policy::set` rejects; the
+/// allocator clamps them instead of dividing by zero or failing a clamp in a
+/// balance run.
+#[test]
+fn out_of_range_fields_are_clamped_by_the_allocator() {
+    let mut p = Policy::pcpu();
+    p.reclaim_divisor = 0;
+    p.reclaim_batch = 0;
+    p.empty_pop_high = -1;
+    p.empty_pop_low = 7;
+    p.reclaim_surplus = -3;
+    p.class_capacity = 0;
+    let q = p.clamped();
+    assert_eq!(
+        (
+            q.reclaim_divisor,
+            q.reclaim_batch,
+            q.empty_pop_high,
+            q.empty_pop_low
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!((q.reclaim_surplus, q.class_capacity), (0, 1));
+    assert_eq!(q.to_string().parse::<Policy>(), Ok(q));
+    for policy in [
+        p,
+        Policy {
+            kind: PolicyKind::Linux514,
+            ..p
+        },
+    ] {
+        let (mut a, mut b) = allocator(policy);
+        assert_eq!(a.policy(), &policy.clamped());
+        let objs: Vec<_> = (0..3000)
+            .map(|i| {
+                a.alloc_class(&mut b, 64, 8, AllocFlags::NORMAL, ClassHint::task(i % 5))
+                    .unwrap()
+            })
+            .collect();
+        for x in objs {
+            a.free(x.chunk, x.offset).unwrap();
+        }
+        for _ in 0..4 {
+            a.balance(&mut b);
+            a.check_invariants().unwrap();
+        }
     }
 }
