@@ -41,10 +41,10 @@ pub(crate) enum Workload {
     /// then everything (phase D).
     CoverLetter {
         /// Parent cgroups.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         parents: u32,
-        /// Children per parent.
-        #[arg(long, default_value_t = 10)]
+        /// Children per parent (at most 1,000,000 groups in all).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
         children: u32,
         /// Fraction of the children removed at phase C (0 to 1).
         #[arg(long, default_value_t = 1.0)]
@@ -57,10 +57,10 @@ pub(crate) enum Workload {
     /// one with some probability (phases R1c, R1, R2c, R2, ..., END).
     Churn {
         /// Rounds.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
         rounds: u32,
         /// Cgroups created per round.
-        #[arg(long, default_value_t = 1500)]
+        #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         per_round: u32,
         /// Chance, in percent, that an existing cgroup is removed in a round.
         #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -73,10 +73,10 @@ pub(crate) enum Workload {
     /// rounds (phases L1c, L1, L2c, L2, ..., END).
     Bpf {
         /// Rounds.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=1000))]
         rounds: u32,
         /// Applications loaded per round.
-        #[arg(long, default_value_t = 150)]
+        #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(0..=10_000))]
         apps: u32,
         /// Chance, in percent, that a live application is unloaded in a round.
         #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -95,13 +95,13 @@ pub(crate) enum Workload {
     /// (phases M1c, M1, M2c, M2, ..., END).
     Mix {
         /// Rounds.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=1000))]
         rounds: u32,
         /// Cgroups created per round.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         groups: u32,
         /// BPF applications loaded per round.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=10_000))]
         apps: u32,
         /// Chance, in percent, that a live cgroup or application is removed.
         #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -131,6 +131,12 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             remove,
             out,
         } => {
+            let groups = u64::from(*parents) * (1 + u64::from(*children));
+            if groups > 1_000_000 {
+                return Err(CliError::usage(format!(
+                    "--parents {parents} --children {children} make {groups} groups; at most 1,000,000"
+                )));
+            }
             if !(0.0..=1.0).contains(remove) {
                 return Err(CliError::usage(format!(
                     "--remove {remove}: expected a fraction between 0 and 1"

@@ -73,7 +73,8 @@ pub(crate) struct CommonArgs {
     /// Per-CPU magazines of N freed areas per request size, drained before
     /// every balance run (0, the default: none, as in Linux): what a
     /// slab-like free cache would cost in memory. Simulated placement only.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=65536))]
     pub(crate) magazine: usize,
 }
 
@@ -584,8 +585,9 @@ pub(crate) fn plural(n: u64) -> &'static str {
     }
 }
 
-/// Checks up front that `path`'s folder exists, so that a bad `--plot` path
-/// fails before the replay rather than after it.
+/// Checks up front that `path`'s folder exists and that it names an SVG
+/// file, so that a bad `--plot` path fails before the replay rather than
+/// after it, and never names the trace.
 pub(crate) fn check_output_path(path: &Path) -> CliResult {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -601,6 +603,18 @@ pub(crate) fn check_output_path(path: &Path) -> CliResult {
     if path.is_dir() {
         return Err(CliError::usage(format!(
             "{}: is a folder, expected a file name",
+            path.display()
+        )));
+    }
+    // Plots only: the extension keeps a slip from overwriting the trace or
+    // its side files (trace.txt, dmesg-percpu.txt), which the plot would
+    // replace without a trace.
+    if !path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Err(CliError::usage(format!(
+            "{}: a plot is written as SVG; give a file name ending in .svg",
             path.display()
         )));
     }

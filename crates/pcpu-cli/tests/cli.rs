@@ -586,6 +586,104 @@ fn error_replay_failure_exits_1() {
     assert!(stderr(&o).contains("skipped 1 free"), "{}", stderr(&o));
 }
 
+/// Inputs from a review that crashed, hung or silently misled the tool:
+/// each now fails (or runs) cleanly, with no panic.
+#[test]
+fn hostile_inputs_fail_cleanly() {
+    let alloc = |off: &str| {
+        format!(
+            "          <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off={off} ptr=0000000000099999 bytes_alloc=24 gfp_flags=\n"
+        )
+    };
+    let stdin = ["replay", "-", "--geometry", GEOMETRY, "--units", "4"];
+    let with = |extra: &[&'static str]| {
+        let mut v = stdin.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    // An offset near the top of the 64-bit range, kernel placement.
+    let o = pcpu_with_stdin(
+        &with(&["--placement", "kernel", "--no-prefill"]),
+        Some(alloc("18446744073709551612").as_bytes()),
+    );
+    assert_fails(&o, 1, &["line 1", "outside the chunk"]);
+    // A kprobe page range beyond the chunk.
+    let depop = "            init-1       [000] .....     5.0: percpu_probe/pcpu_chunk_depopulated: (pcpu_chunk_depopulated+0x0/0x10) chunk=0xffff8dc3bbc37000 base_addr=0xffff8dc3bbc37000 page_start=0 page_end=2147483647\n";
+    let o = pcpu_with_stdin(&stdin, Some(format!("{}{depop}", alloc("2208")).as_bytes()));
+    assert_fails(&o, 1, &["line 2", "page_end=2147483647"]);
+    // A geometry whose sizes wrap around.
+    let o = pcpu_with_stdin(
+        &[
+            "replay",
+            "-",
+            "--units",
+            "4",
+            "--geometry",
+            "s18446744073709551613 r0 d28672 u524288",
+        ],
+        Some(alloc("2208").as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    // One line far longer than any event line.
+    let long = format!("{}{}\n", alloc("2208"), "x".repeat(200_000));
+    let o = pcpu_with_stdin(&stdin, Some(long.as_bytes()));
+    assert_fails(&o, 2, &["line 2", "200001 bytes"]);
+    // Brackets a hostile line repeats: linear time, a clear error.
+    let brackets = format!("{}{}\n", alloc("2208"), "x [0]".repeat(12_000));
+    let o = pcpu_with_stdin(&stdin, Some(brackets.as_bytes()));
+    assert_fails(&o, 2, &["line 2", "[cpu]"]);
+    // A magazine too large to mean anything.
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--magazine", "70000"]),
+        2,
+        &["70000"],
+    );
+    // `min_run` larger than a unit: the region probe is capped at a chunk.
+    let o = pcpu(&["replay", SMALL, "--policy", "pcpu:min_run=600000"]);
+    assert_ok(&o);
+    // A plot may not overwrite the trace (nor anything but an .svg).
+    let plot = tmp("not-a-plot.txt");
+    assert_fails(
+        &pcpu(&["replay", SMALL, "--plot", plot.to_str().unwrap()]),
+        2,
+        &[".svg"],
+    );
+    assert!(!plot.exists());
+    // Generator sizes with no multiple of 8 between them, and too many groups.
+    let out = tmp("gen-odd-sizes");
+    let out = out.to_str().unwrap();
+    let o = pcpu(&[
+        "gen",
+        "bpf",
+        "--min-size",
+        "9",
+        "--max-size",
+        "9",
+        "--rounds",
+        "1",
+        "--apps",
+        "3",
+        "--out",
+        out,
+    ]);
+    assert_ok(&o);
+    assert_fails(
+        &pcpu(&[
+            "gen",
+            "cover-letter",
+            "--parents",
+            "100000",
+            "--children",
+            "1000",
+            "--out",
+            out,
+        ]),
+        2,
+        &["at most 1,000,000"],
+    );
+}
+
 #[test]
 fn error_empty_trace() {
     let o = pcpu_with_stdin(

@@ -529,7 +529,7 @@ impl Replayer {
                 .div_ceil(self.setup.geometry.page_size() as u64)),
             kernel_percpu_kb: self
                 .have_kprobes
-                .then(|| self.kb(self.base_pages + self.kpop - self.kdepop)),
+                .then(|| self.kb((self.base_pages + self.kpop).saturating_sub(self.kdepop))),
         };
         self.report.timeline.push(s);
     }
@@ -582,6 +582,16 @@ impl Replayer {
         let page = self.setup.geometry.page_size() as u32;
         match &rec.event {
             Event::Alloc(ev) => {
+                let unit = self.setup.geometry.unit_size() as u64;
+                if ev.off >= unit || ev.size > unit - ev.off {
+                    return Err(ReplayError::BadEvent {
+                        line: rec.line,
+                        detail: format!(
+                            "off={} size={} lies outside the chunk's {unit}-byte unit",
+                            ev.off, ev.size
+                        ),
+                    });
+                }
                 self.report.allocs += 1;
                 let kchunk = self.kernel_serial(ev.base_addr);
                 let flags = AllocFlags {
@@ -746,8 +756,23 @@ impl Replayer {
                     self.ours_by_kernel.remove(&s);
                 }
             }
-            Event::ChunkPopulated(p) => self.kpop += p.nr_pages() as u64,
-            Event::ChunkDepopulated(p) => self.kdepop += p.nr_pages() as u64,
+            Event::ChunkPopulated(p) | Event::ChunkDepopulated(p) => {
+                let pages = self.setup.geometry.unit_pages();
+                if p.page_start > p.page_end || p.page_end as usize > pages {
+                    return Err(ReplayError::BadEvent {
+                        line: rec.line,
+                        detail: format!(
+                            "page_start={} page_end={} is not a range of the chunk's {pages} pages",
+                            p.page_start, p.page_end
+                        ),
+                    });
+                }
+                if matches!(rec.event, Event::ChunkPopulated(_)) {
+                    self.kpop += u64::from(p.nr_pages());
+                } else {
+                    self.kdepop += u64::from(p.nr_pages());
+                }
+            }
             Event::BalanceWork => {
                 if self.recorded {
                     self.run_balance();

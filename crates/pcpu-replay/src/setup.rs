@@ -76,18 +76,28 @@ impl Setup {
 fn first_chunk_prefill(s: &Setup, records: &[Record]) -> Vec<(usize, usize)> {
     let fc = s.geometry.first_chunk();
     let page = s.geometry.page_size();
+    let unit = s.geometry.unit_size();
     let start = (fc.static_size + fc.reserved_size) % page;
-    let mut allocs: Vec<(usize, usize, usize)> = Vec::new();
+    // Traced allocations of the first chunk, by alignment (a power of two up
+    // to the page size; anything else the replay rejects later), each list
+    // sorted by offset.
+    let mut by_align: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
     let mut covered: BTreeMap<usize, usize> = BTreeMap::new();
     for r in records {
         if let Event::Alloc(a) = &r.event {
-            if a.base_addr == s.first_base {
-                let size = (a.size as usize).div_ceil(4) * 4;
-                let align = (a.align as usize).max(4);
-                allocs.push((a.off as usize, size, align));
-                let e = covered.entry(a.off as usize).or_insert(0);
-                *e = (*e).max(size);
+            let (Ok(off), Ok(size)) = (usize::try_from(a.off), usize::try_from(a.size)) else {
+                continue;
+            };
+            let align = usize::try_from(a.align).unwrap_or(usize::MAX).max(4);
+            if a.base_addr != s.first_base || off >= unit || size > unit {
+                continue;
             }
+            let size = size.next_multiple_of(4);
+            if align.is_power_of_two() && align <= page {
+                by_align.entry(align).or_default().push((off, size));
+            }
+            let e = covered.entry(off).or_insert(0);
+            *e = (*e).max(size);
         }
     }
     let mut gaps = Vec::new();
@@ -98,11 +108,28 @@ fn first_chunk_prefill(s: &Setup, records: &[Record]) -> Vec<(usize, usize)> {
         }
         pos = pos.max(off + size);
     }
+    // For each alignment: the smallest size among the allocations at or
+    // beyond each offset (suffix minima), so that each gap takes one binary
+    // search per alignment instead of a pass over every allocation.
+    let suffix: Vec<(usize, Vec<(usize, usize)>)> = by_align
+        .into_iter()
+        .map(|(align, mut v)| {
+            v.sort_unstable();
+            let mut min = usize::MAX;
+            for e in v.iter_mut().rev() {
+                min = min.min(e.1);
+                e.1 = min;
+            }
+            (align, v)
+        })
+        .collect();
     gaps.retain(|&(gs, glen)| {
         let ge = gs + glen;
-        allocs
-            .iter()
-            .any(|&(off, size, align)| off >= ge && gs.div_ceil(align) * align + size <= ge)
+        suffix.iter().any(|(align, v)| {
+            let i = v.partition_point(|&(off, _)| off < ge);
+            v.get(i)
+                .is_some_and(|&(_, min)| gs.next_multiple_of(*align) + min <= ge)
+        })
     });
     gaps
 }

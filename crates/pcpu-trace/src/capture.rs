@@ -183,7 +183,7 @@ pub fn parse_dmesg(text: &str) -> Option<FirstChunkGeometry> {
     let (s, r, d) = (s?, r?, d?);
     let embedded_pages = match pages {
         Some(p) => p,
-        None => u32::try_from((s + r + d).div_ceil(4096)).ok()?,
+        None => u32::try_from(s.checked_add(r)?.checked_add(d)?.div_ceil(4096)).ok()?,
     };
     Some(FirstChunkGeometry {
         embedded_pages,

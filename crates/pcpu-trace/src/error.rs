@@ -50,6 +50,14 @@ pub enum ParseErrorKind {
         /// The start of the partial line (at most 80 characters).
         text: String,
     },
+    /// The line is longer than [`MAX_LINE`](crate::MAX_LINE) bytes (an event line is a
+    /// few hundred): its start was kept for the message, the rest skipped.
+    TooLong {
+        /// The line's length in bytes.
+        len: u64,
+        /// The start of the line (at most 80 characters).
+        text: String,
+    },
     /// Reading the input failed (including corrupt or truncated gzip data). Always fatal.
     Io {
         /// The I/O error kind.
@@ -114,6 +122,11 @@ impl fmt::Display for ParseError {
             ParseErrorKind::Truncated { text } => {
                 write!(f, "truncated line (no trailing newline): `{text}`")
             }
+            ParseErrorKind::TooLong { len, text } => write!(
+                f,
+                "line of {len} bytes, longer than any event line ({} at most): `{text}`",
+                crate::MAX_LINE
+            ),
             ParseErrorKind::Io { message, .. } => write!(f, "read error: {message}"),
         }
     }

@@ -97,5 +97,5 @@ pub use event::{
 pub use parse::{Line, LineParser};
 pub use reader::{
     decompress, from_reader, open_trace, parse_all, parse_file, ParseOptions, ParseStats, Trace,
-    TraceHeader, TraceReader,
+    TraceHeader, TraceReader, MAX_LINE,
 };

@@ -197,12 +197,23 @@ fn split_task_pid(head: &[u8]) -> Option<(&[u8], i32)> {
     Some((trim_start(&head[..dash]), pid))
 }
 
+/// How far into a line the `[cpu]` column may start. The kernel pads the task
+/// name to 16 columns and truncates it to 15 bytes (`TASK_COMM_LEN`); with the
+/// pid and a record-tgid column the column starts before byte 50. The bound
+/// keeps a hostile line from costing time quadratic in its length.
+const CPU_COLUMN_WITHIN: usize = 256;
+
 fn parse_prefix(s: &[u8]) -> Result<Prefix<'_>, ParseErrorKind> {
     // The task name may contain spaces, dashes and even brackets: take the first ` [` that
     // is followed by `<digits>]` and preceded by `-<pid>`.
     let mut from = 0;
+    let head = &s[..s.len().min(CPU_COLUMN_WITHIN)];
     let (task, pid, cpu, after_cpu) = loop {
-        let Some(b) = s[from..].iter().position(|&c| c == b'[').map(|p| p + from) else {
+        let Some(b) = head[from..]
+            .iter()
+            .position(|&c| c == b'[')
+            .map(|p| p + from)
+        else {
             return Err(layout("no `<task>-<pid> [cpu]` columns", s));
         };
         from = b + 1;

@@ -14,6 +14,38 @@ use crate::parse::{Line, LineParser};
 /// Buffer size for file and decompressor reads.
 const BUF_SIZE: usize = 256 * 1024;
 
+/// The longest line kept (bytes): event lines are a few hundred bytes, so a
+/// longer one is malformed, and keeping it whole would let a small gzip fill
+/// memory. Its start is kept for the error message, the rest skipped.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads one line (with its `\n`, if any) into `buf`, keeping at most
+/// [`MAX_LINE`] bytes of it; returns the line's whole length (0 at the end).
+fn read_line_bounded<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<u64> {
+    let mut len = 0u64;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(len);
+        }
+        let (used, done) = match chunk.iter().position(|&c| c == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..used.min(room)]);
+        len += used as u64;
+        r.consume(used);
+        if done {
+            return Ok(len);
+        }
+    }
+}
+
 /// How to treat malformed lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseOptions {
@@ -200,7 +232,7 @@ impl<R: BufRead> Iterator for TraceReader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             self.buf.clear();
-            let n = match self.reader.read_until(b'\n', &mut self.buf) {
+            let n = match read_line_bounded(&mut self.reader, &mut self.buf) {
                 Ok(n) => n,
                 Err(e) => {
                     let line = self.stats.lines + 1;
@@ -213,6 +245,19 @@ impl<R: BufRead> Iterator for TraceReader<R> {
             }
             self.stats.lines += 1;
             let line_no = self.stats.lines;
+            if n > MAX_LINE as u64 {
+                let kind = ParseErrorKind::TooLong {
+                    len: n,
+                    text: snippet(&self.buf),
+                };
+                if let Some(r) = self.fail(ParseError {
+                    line: line_no,
+                    kind,
+                }) {
+                    return Some(r);
+                }
+                continue;
+            }
             let complete = self.buf.last() == Some(&b'\n');
             match self.parser.parse_line(&self.buf, line_no) {
                 Ok(Line::Blank) => self.stats.blank_lines += 1,

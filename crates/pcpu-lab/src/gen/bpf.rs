@@ -57,11 +57,14 @@ impl Default for LargeObjects {
     }
 }
 
-/// A size log-uniform in `lo..=hi`, rounded up to 8 bytes.
+/// A size log-uniform in `lo..=hi`, rounded up to 8 bytes (to the multiple
+/// of 8 above `lo` when no multiple of 8 lies in `lo..=hi`).
 pub(crate) fn log_uniform(t: &mut Builder, lo: u32, hi: u32) -> u32 {
     let (l, h) = (f64::from(lo.max(8)).ln(), f64::from(hi.max(lo).max(8)).ln());
     let x = (l + t.rng.unit() * (h - l)).exp() as u32;
-    (x.div_ceil(8) * 8).clamp(lo.max(8).div_ceil(8) * 8, hi.max(8) / 8 * 8)
+    let lo8 = lo.max(8).div_ceil(8) * 8;
+    let hi8 = (hi.max(8) / 8 * 8).max(lo8);
+    (x.div_ceil(8) * 8).clamp(lo8, hi8)
 }
 
 /// Loads one application: its objects, in allocation order.

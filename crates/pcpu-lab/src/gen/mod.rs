@@ -212,8 +212,14 @@ impl SyntheticTrace {
 
     /// Writes a capture folder `dir` (created if needed): `trace.txt`,
     /// `dmesg-percpu.txt` and `capture-params.txt`. `pcpu replay dir` reads it.
+    /// A `trace.txt.gz` already there is removed: a capture folder's reader
+    /// prefers it, and would replay the old trace.
     pub fn write_capture(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        match std::fs::remove_file(dir.join("trace.txt.gz")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = io::BufWriter::new(std::fs::File::create(dir.join("trace.txt"))?);
         self.write_text(&mut f)?;
         f.flush()?;
