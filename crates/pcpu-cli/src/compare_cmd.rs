@@ -10,7 +10,7 @@ use pcpu_replay::{Placement, Report};
 use crate::error::{emit, CliError, CliResult};
 use crate::input::{self, parse_policy, CommonArgs, Progress};
 use crate::plot;
-use crate::replay_cmd::{run_replay, warn_unknown_frees, Replayed};
+use crate::replay_cmd::{run_replay, Replayed};
 use crate::table::{diff_pct, opt, Align, Table};
 
 /// Arguments of `pcpu compare`.
@@ -80,11 +80,8 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
     progress.finish();
     let mut reports = Vec::with_capacity(results.len());
     for r in results {
-        let Replayed {
-            report,
-            unknown_frees,
-        } = r?;
-        warn_unknown_frees(&report.policy, unknown_frees);
+        let Replayed { report, skipped } = r?;
+        skipped.warn(&report.policy);
         reports.push(report);
     }
 

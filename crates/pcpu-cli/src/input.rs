@@ -48,8 +48,9 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     pub(crate) no_prefill: bool,
 
-    /// Skip malformed trace lines and frees of unknown pointers (counted and
-    /// reported on stderr) instead of failing.
+    /// Skip malformed trace lines, frees of unknown pointers and events that
+    /// cannot be replayed (invalid requests, offsets or page ranges outside
+    /// the unit), counted and reported on stderr, instead of failing.
     #[arg(long)]
     pub(crate) lenient: bool,
 

@@ -39,8 +39,46 @@ pub(crate) struct ReplayArgs {
 pub(crate) struct Replayed {
     /// The report (with the trace name set).
     pub(crate) report: Report,
-    /// Frees of unknown pointers skipped (`--lenient`).
+    /// Frees of unknown pointers and events that make no sense, skipped
+    /// (`--lenient`).
+    pub(crate) skipped: Skipped,
+}
+
+/// What a lenient replay skipped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Skipped {
+    /// Frees of pointers with no live traced allocation.
     pub(crate) unknown_frees: u64,
+    /// Events that parse but cannot be replayed.
+    pub(crate) bad_events: u64,
+}
+
+impl Skipped {
+    /// What `rp` skipped so far.
+    pub(crate) fn of(rp: &Replayer) -> Skipped {
+        Skipped {
+            unknown_frees: rp.unknown_frees(),
+            bad_events: rp.bad_events(),
+        }
+    }
+
+    /// Warns about what was skipped, if anything.
+    pub(crate) fn warn(self, policy: &str) {
+        let n = self.unknown_frees;
+        if n > 0 {
+            warn(&format!(
+                "{policy}: skipped {n} free{} of pointers with no live traced allocation (--lenient)",
+                plural(n)
+            ));
+        }
+        let n = self.bad_events;
+        if n > 0 {
+            warn(&format!(
+                "{policy}: skipped {n} event{} that cannot be replayed (invalid request, or outside the unit) (--lenient)",
+                plural(n)
+            ));
+        }
+    }
 }
 
 /// Replays `loaded` with `cfg` up to and including the first record for
@@ -80,23 +118,10 @@ pub(crate) fn run_replay(
 ) -> CliResult<Replayed> {
     let start = Instant::now();
     let rp = replay_until(loaded, cfg, progress, &|_| false)?;
-    let unknown_frees = rp.unknown_frees();
+    let skipped = Skipped::of(&rp);
     let mut report = rp.finish(start.elapsed().as_secs_f64());
     report.trace = loaded.name.clone();
-    Ok(Replayed {
-        report,
-        unknown_frees,
-    })
-}
-
-/// Warns about frees of unknown pointers skipped in lenient mode.
-pub(crate) fn warn_unknown_frees(policy: &str, n: u64) {
-    if n > 0 {
-        warn(&format!(
-            "{policy}: skipped {n} free{} of pointers with no live traced allocation (--lenient)",
-            plural(n)
-        ));
-    }
+    Ok(Replayed { report, skipped })
 }
 
 /// Runs `pcpu replay`.
@@ -110,11 +135,8 @@ pub(crate) fn run(args: ReplayArgs) -> CliResult {
     let cfg = loaded.config(args.run.policy, args.run.placement.into());
     let result = run_replay(&loaded, cfg, &progress);
     progress.finish();
-    let Replayed {
-        report,
-        unknown_frees,
-    } = result?;
-    warn_unknown_frees(&report.policy, unknown_frees);
+    let Replayed { report, skipped } = result?;
+    skipped.warn(&report.policy);
 
     let phases = loaded.phase_marks();
     if args.json {

@@ -5,7 +5,7 @@ use pcpu_trace::Event;
 
 use crate::error::{emit, CliError, CliResult};
 use crate::input::{self, CommonArgs, Progress, RunArgs};
-use crate::replay_cmd::{replay_until, warn_unknown_frees};
+use crate::replay_cmd::{replay_until, Skipped};
 
 /// Arguments of `pcpu stats`.
 #[derive(Args, Debug)]
@@ -57,6 +57,6 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
     let result = replay_until(&loaded, cfg, &progress, &|r| r.line == stop_line);
     progress.finish();
     let rp = result?;
-    warn_unknown_frees(&args.run.policy.to_string(), rp.unknown_frees());
+    Skipped::of(&rp).warn(&args.run.policy.to_string());
     emit(&rp.allocator().percpu_stats())
 }

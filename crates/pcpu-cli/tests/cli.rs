@@ -607,6 +607,15 @@ fn hostile_inputs_fail_cleanly() {
         Some(alloc("18446744073709551612").as_bytes()),
     );
     assert_fails(&o, 1, &["line 1", "outside the chunk"]);
+    // With --lenient such an event is skipped, counted and reported.
+    let mut lenient = with(&["--placement", "kernel", "--no-prefill", "--lenient"]);
+    lenient.push("--json");
+    let o = pcpu_with_stdin(
+        &lenient,
+        Some(format!("{}{}", alloc("18446744073709551612"), alloc("2208")).as_bytes()),
+    );
+    assert_ok(&o);
+    assert!(stderr(&o).contains("skipped 1 event"), "{}", stderr(&o));
     // A kprobe page range beyond the chunk.
     let depop = "            init-1       [000] .....     5.0: percpu_probe/pcpu_chunk_depopulated: (pcpu_chunk_depopulated+0x0/0x10) chunk=0xffff8dc3bbc37000 base_addr=0xffff8dc3bbc37000 page_start=0 page_end=2147483647\n";
     let o = pcpu_with_stdin(&stdin, Some(format!("{}{depop}", alloc("2208")).as_bytes()));

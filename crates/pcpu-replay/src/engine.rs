@@ -82,7 +82,10 @@ pub struct ReplayConfig {
     pub balance: BalanceTiming,
     /// Run the full invariant check after every operation (slow; for tests).
     pub check_invariants: bool,
-    /// Skip frees of unknown pointers (counted) instead of failing.
+    /// Skip (and count) what cannot be replayed instead of failing: frees of
+    /// unknown pointers, and events that parse but make no sense (an
+    /// allocation request the kernel would reject or placed outside the
+    /// unit, a kprobe page range outside the chunk).
     pub lenient: bool,
     /// Take a timeline sample every this many records (0: phases only).
     pub sample_every: usize,
@@ -307,6 +310,8 @@ pub struct Replayer {
     kdepop: u64,
     have_kprobes: bool,
     unknown_frees: u64,
+    /// Events that make no sense, skipped in lenient mode.
+    bad_events: u64,
     swapped: u64,
     /// The trace says it is synthetic: its phase figures are placeholders.
     synthetic: bool,
@@ -389,6 +394,7 @@ impl Replayer {
             kdepop: 0,
             have_kprobes: has_kprobes,
             unknown_frees: 0,
+            bad_events: 0,
             swapped: 0,
             synthetic: false,
             derived: HashMap::new(),
@@ -577,12 +583,37 @@ impl Replayer {
 
     /// Replay one record.
     pub fn feed(&mut self, rec: &Record) -> Result<(), ReplayError> {
+        match self.feed_one(rec) {
+            Err(ReplayError::BadEvent { .. }) if self.cfg.lenient => {
+                self.bad_events += 1;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// [`Replayer::feed`]; a `BadEvent` error changes nothing but the event
+    /// count.
+    fn feed_one(&mut self, rec: &Record) -> Result<(), ReplayError> {
         self.events += 1;
         self.backend.event = self.events;
         let page = self.setup.geometry.page_size() as u32;
         match &rec.event {
             Event::Alloc(ev) => {
                 let unit = self.setup.geometry.unit_size() as u64;
+                let valid = usize::try_from(ev.size)
+                    .ok()
+                    .zip(usize::try_from(ev.align).ok())
+                    .is_some_and(|(s, a)| self.a.request(s, a).is_ok());
+                if !valid {
+                    return Err(ReplayError::BadEvent {
+                        line: rec.line,
+                        detail: format!(
+                            "size {} align {} is not a valid percpu request",
+                            ev.size, ev.align
+                        ),
+                    });
+                }
                 if ev.off >= unit || ev.size > unit - ev.off {
                     return Err(ReplayError::BadEvent {
                         line: rec.line,
@@ -866,6 +897,12 @@ impl Replayer {
     /// Frees of unknown pointers skipped in lenient mode.
     pub fn unknown_frees(&self) -> u64 {
         self.unknown_frees
+    }
+
+    /// Events that make no sense (see [`ReplayConfig::lenient`]), skipped in
+    /// lenient mode.
+    pub fn bad_events(&self) -> u64 {
+        self.bad_events
     }
 }
 
