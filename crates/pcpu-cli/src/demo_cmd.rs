@@ -29,8 +29,9 @@ pub(crate) struct DemoArgs {
     /// different classes), comma-separated; `none` for none (default: pcpu).
     #[arg(long, value_delimiter = ',')]
     hinted: Option<Vec<String>>,
-    /// Unit size of each allocator in bytes (a multiple of the page size).
-    #[arg(long)]
+    /// Unit size of each allocator in bytes (a multiple of the page size,
+    /// 32 KiB to 1 GiB).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(32768..=1 << 30))]
     unit_size: Option<usize>,
     /// Print the report as JSON (schema in the `pcpu::demo` documentation).
     #[arg(long)]

@@ -187,10 +187,16 @@ impl Chunk {
         self.free_bytes as usize
     }
     /// Is page `page` populated?
+    ///
+    /// # Panics
+    /// If `page >= self.nr_pages()`.
     pub fn is_page_populated(&self, page: usize) -> bool {
         self.populated.test(page)
     }
     /// Does page `page` hold at least one allocated (or hidden) byte?
+    ///
+    /// # Panics
+    /// If `page >= self.nr_pages()`.
     pub fn is_page_used(&self, page: usize) -> bool {
         !self.md_blocks[page].is_empty_block()
     }

@@ -59,7 +59,7 @@ impl fmt::Display for AllocError {
             }
             AllocError::InvalidAlign { align, max } => write!(
                 f,
-                "illegal align ({align}) for percpu allocation: must be a power of two <= {max}"
+                "illegal align ({align}) for percpu allocation: must be a power of two <= {max} (below 4 is taken as 4)"
             ),
             AllocError::NoReservedChunk => {
                 f.write_str("reserved allocation requested but there is no reserved chunk")
