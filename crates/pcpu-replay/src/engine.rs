@@ -123,6 +123,9 @@ impl Default for ReplayConfig {
 
 const RESERVED_SERIAL: u32 = u32::MAX;
 
+/// The most chunks a kernel-placement replay keeps at once.
+const MAX_KERNEL_CHUNKS: usize = 4096;
+
 /// Largest request (bytes) that goes through a magazine
 /// ([`ReplayConfig::magazine`]).
 pub const MAGAZINE_MAX_SIZE: usize = 256;
@@ -441,7 +444,7 @@ impl Replayer {
         }
     }
 
-    fn our_chunk_for(&mut self, kserial: u32) -> Result<ChunkId, ReplayError> {
+    fn our_chunk_for(&mut self, kserial: u32, line: u64) -> Result<ChunkId, ReplayError> {
         match kserial {
             0 => return Ok(self.a.first_chunk()),
             RESERVED_SERIAL => {
@@ -460,6 +463,18 @@ impl Replayer {
             {
                 return Ok(id);
             }
+        }
+        // Each chunk costs tens of kilobytes of bitmaps: a trace that spreads
+        // a few lines over thousands of made-up chunk addresses must not
+        // take gigabytes (the captures here use under 50; 4096 chunks of
+        // 512 KiB units would be 2 GiB of Percpu per CPU).
+        if self.a.nr_chunks() >= MAX_KERNEL_CHUNKS {
+            return Err(ReplayError::BadEvent {
+                line,
+                detail: format!(
+                    "the trace's allocations lie in more than {MAX_KERNEL_CHUNKS} chunks at once"
+                ),
+            });
         }
         let id = self
             .a
@@ -660,7 +675,7 @@ impl Replayer {
                         _ => self.a.alloc(&mut self.backend, size, align, flags),
                     },
                     Placement::Kernel => {
-                        let id = self.our_chunk_for(kchunk)?;
+                        let id = self.our_chunk_for(kchunk, rec.line)?;
                         match self.a.alloc_at(
                             &mut self.backend,
                             id,
