@@ -70,13 +70,18 @@ pub struct PinsReport {
     /// Of those, the static and reserved areas (not part of any chunk the
     /// allocator manages).
     pub static_pages: u64,
-    /// Populated chunk pages holding at least one live object (floor).
+    /// Populated chunk pages holding at least one live object, or bytes the
+    /// first chunk held before tracing started. The replay's `floor_kb`
+    /// counts traced objects only, so this can be above it by the pages
+    /// only pre-tracing bytes hold (2 per unit on the real captures with
+    /// lifetime classes, none under first fit).
     pub used_pages: u64,
     /// Populated chunk pages holding nothing.
     pub empty_pages: u64,
     /// Populated pages of isolated (sidelined or queued) chunks.
     pub isolated_pages: u64,
-    /// Live chunks (first chunk included).
+    /// Live chunks, the first chunk and the reserved chunk (when the
+    /// geometry has one) included.
     pub chunks: u64,
     /// Live objects (those allocated before tracing not included).
     pub live_objects: u64,
@@ -356,13 +361,13 @@ pub fn render(r: &PinsReport, top: usize) -> String {
             ),
         ),
         (
-            "  static area",
+            "  static and reserved areas",
             format!("{} kB ({} pages)", kb(r.static_pages), r.static_pages),
         ),
         (
             "  holding live objects",
             format!(
-                "{} kB ({} pages): the floor for this placement",
+                "{} kB ({} pages): the floor for this placement, counting bytes allocated before tracing",
                 kb(r.used_pages),
                 r.used_pages
             ),

@@ -302,7 +302,10 @@ pub struct Replayer {
     recorded: bool,
     kserial_by_base: HashMap<u64, u32>,
     next_kserial: u32,
-    ours_by_kernel: HashMap<u32, ChunkId>,
+    /// Kernel placement: our chunk for each kernel chunk, with its creation
+    /// serial (our balance work may destroy a chunk the kernel kept, and a
+    /// new chunk may then take its id).
+    ours_by_kernel: HashMap<u32, (ChunkId, u64)>,
     live: HashMap<u64, LiveObj>,
     floor: PageRefs,
     kfloor: PageRefs,
@@ -455,14 +458,32 @@ impl Replayer {
             }
             _ => {}
         }
-        if let Some(&id) = self.ours_by_kernel.get(&kserial) {
-            if self
-                .a
-                .chunk(id)
-                .is_some_and(|c| c.kind() == ChunkKind::Dynamic)
-            {
+        if let Some(&(id, serial)) = self.ours_by_kernel.get(&kserial) {
+            if self.a.chunk(id).is_some_and(|c| c.serial() == serial) {
                 return Ok(id);
             }
+        }
+        // A chunk of ours that no kernel chunk is bound to and holds nothing
+        // (the spare our balance work created when the kernel's did) is the
+        // kernel's new chunk; a second one would only add pages.
+        let spare = self
+            .a
+            .chunk_ids()
+            .filter(|&id| {
+                self.a.chunk(id).is_some_and(|c| {
+                    c.kind() == ChunkKind::Dynamic
+                        && c.nr_alloc() == 0
+                        && !self
+                            .ours_by_kernel
+                            .values()
+                            .any(|&(b, s)| b == id && s == c.serial())
+                })
+            })
+            .max_by_key(|&id| self.a.chunk(id).map_or(0, |c| c.serial()));
+        if let Some(id) = spare {
+            let serial = self.a.chunk(id).map_or(0, |c| c.serial());
+            self.ours_by_kernel.insert(kserial, (id, serial));
+            return Ok(id);
         }
         // Each chunk costs tens of kilobytes of bitmaps: a trace that spreads
         // a few lines over thousands of made-up chunk addresses must not
@@ -480,7 +501,8 @@ impl Replayer {
             .a
             .create_chunk(&mut self.backend)
             .map_err(|e| ReplayError::Internal(e.to_string()))?;
-        self.ours_by_kernel.insert(kserial, id);
+        let serial = self.a.chunk(id).map_or(0, |c| c.serial());
+        self.ours_by_kernel.insert(kserial, (id, serial));
         Ok(id)
     }
 

@@ -45,7 +45,8 @@ pub struct PhaseReport {
     pub floor_kb: u64,
     /// The same under the kernel's placement.
     pub kernel_floor_kb: u64,
-    /// Our live chunks (first chunk included).
+    /// Our live chunks, the first chunk and the reserved chunk (when the
+    /// geometry has one) included.
     pub chunks: u64,
     /// Live traced allocations.
     pub live_objects: u64,
@@ -67,7 +68,9 @@ pub struct PhaseReport {
     /// the smallest floor of any placement in which no page holds objects
     /// of two classes, each class's live bytes rounded up to whole pages
     /// (times units). `floor_kb - ideal_kb` below this is out of reach for
-    /// page-exclusive classes. `None` in the other class modes.
+    /// page-exclusive classes. `None` in the other class modes. A policy
+    /// that ignores classes (the `linux-*` policies: first fit) is not
+    /// page-exclusive and may have a floor below it.
     pub class_bound_kb: Option<u64>,
 }
 

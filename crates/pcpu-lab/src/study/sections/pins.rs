@@ -29,7 +29,7 @@ fn pins_md(md: &mut String, r: &PinsReport, top: usize) {
     let kb = |p: u64| r.kb(p as f64) as u64;
     let _ = writeln!(
         md,
-        "**{}** at phase {} ({}, {}): resident {} kB; {} kB hold live objects, {} kB are populated but empty, {} kB are the static area.\n",
+        "**{}** at phase {} ({}, {}): resident {} kB; {} kB hold live objects, {} kB are populated but empty, {} kB are the static and reserved areas.\n",
         r.trace,
         r.phase,
         r.policy,
