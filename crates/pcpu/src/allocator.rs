@@ -116,6 +116,13 @@ impl PerCpuAllocator {
     }
 }
 
+// The balance thread's `JoinHandle` keeps the auto traits away, but a panic
+// cannot leave the allocator half-updated where a caller could see it: user
+// code (initialisers, `Drop` of `T`) never runs while the state lock is held,
+// and an internal panic poisons that lock, so every later call panics too.
+impl std::panic::RefUnwindSafe for PerCpuAllocator {}
+impl std::panic::UnwindSafe for PerCpuAllocator {}
+
 impl Drop for Shared {
     /// The last handle and the last object are gone: thread caches may
     /// still hold areas (and so the state), and free them at their next

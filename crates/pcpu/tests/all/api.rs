@@ -26,6 +26,26 @@ fn handles_are_send_and_sync_when_their_contents_are() {
     assert_send::<RawPerCpu>();
 }
 
+fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+
+/// `catch_unwind(|| alloc.per_cpu(..))` needs no `AssertUnwindSafe`: user
+/// code never runs under the allocator's lock, so a panic in it cannot leave
+/// the allocator half-updated.
+#[test]
+fn the_allocator_is_unwind_safe() {
+    assert_unwind_safe::<PerCpuAllocator>();
+    assert_unwind_safe::<&PerCpuAllocator>();
+    assert_unwind_safe::<PerCpuCounter>();
+    let alloc = quiet("linux-5.14", 64 << 10);
+    let r = catch_unwind(|| alloc.per_cpu(|cpu| if cpu == 0 { panic!("init") } else { cpu }));
+    assert!(r.is_err());
+    alloc.check_invariants().unwrap();
+    alloc.trim_thread_caches();
+    assert_eq!(alloc.stats().live_allocations, 0, "the area was freed");
+    let v = alloc.per_cpu(|cpu| cpu).unwrap();
+    assert_eq!(*v.get(0), 0);
+}
+
 #[test]
 fn values_per_cpu_get_iter_and_mut() {
     let alloc = quiet("linux-5.14", 64 << 10);
