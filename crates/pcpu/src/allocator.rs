@@ -28,11 +28,12 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// depopulation) on anonymous memory mappings.
 ///
 /// Cloning is cheap (an `Arc`); every clone and every object allocated from
-/// it keep the allocator alive. The balance thread stops when the last clone
-/// and the last object are gone. Areas still waiting in threads' caches
-/// ([`Builder::thread_cache`]) keep only the memory they are in: each thread
-/// frees them at its next cold cache operation (its first allocation of
-/// another size or allocator, or a flush) or when it exits. Call
+/// it keep the allocator alive, and so do areas waiting in a thread's cache
+/// ([`Builder::thread_cache`]). The balance thread stops when the last clone,
+/// the last object and the last cached area are gone. A thread whose cached
+/// areas are all that is left of an allocator frees them at its next cold
+/// cache operation (its first allocation of another size or allocator, or a
+/// flush) or when it exits. Call
 /// [`trim_thread_caches`](Self::trim_thread_caches) before dropping the last
 /// clone to give this thread's cached areas back at once.
 ///
@@ -108,11 +109,10 @@ impl PerCpuAllocator {
         &self.shared.inner
     }
 
-    /// The state itself, for thread caches (which must not keep the
-    /// allocator's handles, and so its balance thread, alive).
-    #[inline]
-    pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
-        &self.shared.inner
+    /// Handles to this allocator alive anywhere: the user's clones, one per
+    /// live object, one per area in a thread cache.
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
     }
 }
 
@@ -122,16 +122,6 @@ impl PerCpuAllocator {
 // and an internal panic poisons that lock, so every later call panics too.
 impl std::panic::RefUnwindSafe for PerCpuAllocator {}
 impl std::panic::UnwindSafe for PerCpuAllocator {}
-
-impl Drop for Shared {
-    /// The last handle and the last object are gone: thread caches may
-    /// still hold areas (and so the state), and free them at their next
-    /// cold operation (`cache` module) or when their thread exits. The
-    /// balance thread stops when `_balancer` is dropped, right after.
-    fn drop(&mut self) {
-        self.inner.closed.store(true, Ordering::Relaxed);
-    }
-}
 
 // === impl PerCpuAllocator: typed allocation ===
 

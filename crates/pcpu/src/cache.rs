@@ -29,12 +29,14 @@
 //!
 //! A cached area is a live allocation without an owner: its pages stay
 //! populated (the core never depopulates allocated pages) and its chunk
-//! mapped, and the allocator's state stays alive (the entry holds it). An
-//! entry does not hold a [`PerCpuAllocator`] handle, so once every handle and
-//! object of an allocator is gone its balance thread stops at once, and a
-//! thread's areas of it are freed at that thread's next cold cache operation
-//! (a new class, a flush) or exit. The memory so held is bounded by the
-//! limits above. Requests made inside a
+//! mapped, and the allocator stays alive (the entry holds a handle, which
+//! moves between the entry and the area without touching a reference
+//! count). The memory so held is bounded by the limits above. When a
+//! thread's entries are the last handles of an allocator (its user dropped
+//! every clone and object), the thread frees them at its next cold cache
+//! operation (a new class, a flush), so a long-lived thread does not keep a
+//! dropped allocator and its balance thread alive; entries spread over
+//! several threads go when those threads exit or evict them. Requests made inside a
 //! lifetime scope ([`with_lifetime`](crate::with_lifetime)) bypass the cache,
 //! so that their class placement holds.
 //!
@@ -43,7 +45,6 @@
 use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use pcpu_core::ChunkId;
 
@@ -56,12 +57,12 @@ pub(crate) const MAX_CACHED_SIZE: usize = 256;
 pub(crate) const MAX_CLASSES: usize = 16;
 
 /// A freed area kept allocated for reuse: `[offset, offset + size)` of every
-/// unit of `chunk` is allocated in `inner`'s core and referenced by nobody;
+/// unit of `chunk` is allocated in `alloc`'s core and referenced by nobody;
 /// unit `u`'s copy is at `base + u × stride` (the fields of a
 /// [`raw::Area`](crate::raw::Area)).
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) alloc: PerCpuAllocator,
     pub(crate) base: NonNull<u8>,
     pub(crate) stride: u32,
     pub(crate) units: u32,
@@ -72,7 +73,7 @@ pub(crate) struct Entry {
 /// Cached areas of one request `(size, align)` of one allocator.
 ///
 /// # Invariants
-/// Every entry's `inner` has the identity `id`; at most `cap` entries
+/// Every entry's `alloc` has the identity `id`; at most `cap` entries
 /// (`cap > 0`); every entry was cached while the allocator's cache epoch was
 /// `epoch` (a class whose `epoch` is behind is flushed before use).
 #[derive(Debug)]
@@ -107,18 +108,36 @@ impl ThreadCache {
         }
     }
 
-    /// The entries of allocators whose handles are all gone, into `out`;
-    /// their classes are removed.
-    fn take_closed(&mut self, out: &mut Option<Vec<Entry>>) {
+    /// The entries of allocators whose only handles left are this
+    /// thread's entries (their users dropped every clone and object), into
+    /// `out`; their classes are removed. Off the fast path: it reads
+    /// reference counts.
+    fn take_orphaned(&mut self, out: &mut Option<Vec<Entry>>) {
+        let mut orphaned: Vec<u64> = Vec::new();
+        for k in &self.classes {
+            let Some(e) = k.entries.first() else { continue };
+            if orphaned.contains(&k.id) {
+                continue;
+            }
+            let here: usize = self
+                .classes
+                .iter()
+                .filter(|c| c.id == k.id)
+                .map(|c| c.entries.len())
+                .sum();
+            if e.alloc.handles() == here {
+                orphaned.push(k.id);
+            }
+        }
+        if orphaned.is_empty() {
+            return;
+        }
         self.classes.retain_mut(|k| {
-            let closed = k
-                .entries
-                .first()
-                .is_some_and(|e| e.inner.closed.load(Ordering::Relaxed));
-            if closed {
+            let gone = orphaned.contains(&k.id);
+            if gone {
                 out.get_or_insert_with(Vec::new).append(&mut k.entries);
             }
-            !closed
+            !gone
         });
     }
 
@@ -157,11 +176,12 @@ thread_local! {
 fn release(entries: Vec<Entry>) {
     let mut rest = entries.as_slice();
     while let Some(first) = rest.first() {
-        let id = first.inner.id;
-        let n = rest.iter().take_while(|e| e.inner.id == id).count();
+        let id = first.alloc.inner().id;
+        let n = rest.iter().take_while(|e| e.alloc.inner().id == id).count();
         let (run, tail) = rest.split_at(n);
         first
-            .inner
+            .alloc
+            .inner()
             .free_many(run.iter().map(|e| (e.chunk, e.offset as usize)));
         rest = tail;
     }
@@ -229,7 +249,7 @@ pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option
 /// gone (thread exit) or in use.
 #[inline]
 pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> {
-    let inner = &*entry.inner;
+    let inner = entry.alloc.inner();
     let (id, cap) = (inner.id, inner.config.thread_cache);
     if cap == 0 {
         return Err(entry);
@@ -295,9 +315,9 @@ fn add_class(
 ) -> usize {
     let Key { id, size, align } = key;
     // Other classes of this allocator cached before the epoch moved go too,
-    // and so do the classes of allocators that are gone.
+    // and so do the classes of allocators only this cache still holds.
     c.take_stale(id, epoch, spill);
-    c.take_closed(spill);
+    c.take_orphaned(spill);
     if c.classes.len() == MAX_CLASSES {
         let old = c.classes.remove(0).entries;
         spill.get_or_insert_with(Vec::new).extend(old);
@@ -314,7 +334,7 @@ fn add_class(
 }
 
 /// Free this thread's cached areas of `alloc` now, and those of allocators
-/// that are gone.
+/// only this cache still holds.
 pub(crate) fn flush(alloc: &PerCpuAllocator) {
     let id = alloc.inner().id;
     let entries = CACHE
@@ -324,9 +344,9 @@ pub(crate) fn flush(alloc: &PerCpuAllocator) {
             };
             let mut out = c.take_all(id);
             c.classes.retain(|k| k.id != id);
-            let mut closed = None;
-            c.take_closed(&mut closed);
-            out.extend(closed.into_iter().flatten());
+            let mut orphaned = None;
+            c.take_orphaned(&mut orphaned);
+            out.extend(orphaned.into_iter().flatten());
             out
         })
         .unwrap_or_default();

@@ -26,7 +26,7 @@
 //! concurrent balance run populate a page more or reclaim a page less.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use pcpu_core::{
@@ -56,9 +56,6 @@ pub(crate) struct Inner {
     /// Moved to ask every thread to free its cached areas of this allocator
     /// (`cache` module).
     pub(crate) cache_epoch: AtomicU64,
-    /// Every handle and object of the allocator is gone; only thread caches
-    /// can still hold areas of it (`cache` module).
-    pub(crate) closed: AtomicBool,
 }
 
 /// The bookkeeping behind `Inner::state`.
@@ -212,7 +209,6 @@ impl Inner {
             config,
             id,
             cache_epoch: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
         })
     }
 

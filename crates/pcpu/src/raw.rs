@@ -3,7 +3,6 @@
 //! (`__alloc_percpu` / `free_percpu`), freed explicitly and checked.
 
 use std::ptr::NonNull;
-use std::sync::Arc;
 
 use pcpu_core::ChunkId;
 
@@ -50,7 +49,7 @@ impl Area {
             return Ok(Area::from_placed(alloc, alloc.inner().alloc(size, align)?));
         }
         if let Some(e) = cache::take(alloc, size, align) {
-            return Ok(Area::from_entry(alloc, e));
+            return Ok(Area::from_entry(e));
         }
         // A miss: refill with a few neighbours in one go, so that this
         // thread's areas do not share cache lines with another thread's
@@ -78,11 +77,11 @@ impl Area {
         }
     }
 
-    /// The area of a cache entry of `alloc`.
-    fn from_entry(alloc: &PerCpuAllocator, e: Entry) -> Area {
-        debug_assert_eq!(e.inner.id, alloc.inner().id);
+    /// The area of a cache entry (its allocator handle moves along: no
+    /// reference count changes on the cached path).
+    fn from_entry(e: Entry) -> Area {
         Area {
-            alloc: Some(alloc.clone()),
+            alloc: Some(e.alloc),
             base: e.base,
             stride: e.stride,
             units: e.units,
@@ -110,18 +109,15 @@ impl Area {
             return;
         }
         let entry = Entry {
-            inner: Arc::clone(alloc.inner_arc()),
+            alloc,
             base: self.base,
             stride: self.stride,
             units: self.units,
             chunk: self.chunk,
             offset: self.offset,
         };
-        match cache::put(entry, size, align) {
-            // Cached: the handle goes (if it was the last, the allocator
-            // closes and its balance thread stops; the entry keeps the state).
-            Ok(()) => drop(alloc),
-            Err(_) => self.alloc = Some(alloc),
+        if let Err(e) = cache::put(entry, size, align) {
+            self.alloc = Some(e.alloc);
         }
     }
 }

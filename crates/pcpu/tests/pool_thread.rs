@@ -82,26 +82,27 @@ fn a_pool_thread_cache_does_not_keep_a_dropped_allocator() {
     jobs.send(Job::Use(a.clone())).unwrap();
     let a_addr = addrs.recv().unwrap();
     assert!(mapped(a_addr));
-    // The worker still caches areas of `a`; dropping the last handle stops
-    // the balance thread all the same.
+    // The worker's cached areas are now the last handles of `a`: the
+    // allocator lives on until the worker's next cold cache operation.
     drop(a);
-    assert!(
-        eventually(|| balance_threads() == 0),
-        "the balance thread outlived every handle"
-    );
     assert!(
         mapped(a_addr),
         "the worker's cached areas are still allocated"
     );
 
-    // The worker's next cold cache operation (a class of another allocator)
-    // frees `a`'s areas, and with the last of them `a`'s memory goes.
+    // That operation (a class of another allocator) finds that only its own
+    // entries hold `a`, frees them, and with the last of them `a` goes: its
+    // balance thread stops and its memory is unmapped.
     let b = PerCpuAllocator::builder()
         .background_balance(false)
         .build()
         .expect("allocator");
     jobs.send(Job::Use(b.clone())).unwrap();
     addrs.recv().unwrap();
+    assert!(
+        eventually(|| balance_threads() == 0),
+        "the balance thread outlived every handle"
+    );
     assert!(!mapped(a_addr), "a's memory is unmapped");
     assert!(b.stats().live_allocations > 0, "b's areas stay cached");
 
