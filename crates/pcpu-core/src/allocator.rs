@@ -952,6 +952,14 @@ impl Allocator {
         }
     }
 
+    /// Two-phase allocation: the caller gives up on `req` (it could not
+    /// create the chunk the request needed). Counted in the statistics like a
+    /// failure of [`Allocator::alloc`]; an atomic request also schedules the
+    /// balance work, as the kernel's failure path does.
+    pub fn fail_request(&mut self, req: Request, flags: AllocFlags) {
+        self.fail(req, flags, AllocError::NeedsChunk);
+    }
+
     /// The backend failed to create chunk `id`: release the id.
     ///
     /// An id that was not reserved changes nothing (debug builds assert).

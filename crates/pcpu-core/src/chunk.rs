@@ -200,6 +200,18 @@ impl Chunk {
     pub fn is_page_used(&self, page: usize) -> bool {
         !self.md_blocks[page].is_empty_block()
     }
+    /// Is page `page` clear in the allocation map itself (no allocated or
+    /// hidden bit), the ground truth behind the block hints? For a check
+    /// that must not rest on the hints, such as the last one before
+    /// discarding a page's memory.
+    ///
+    /// # Panics
+    /// If `page >= self.nr_pages()`.
+    pub fn is_page_clear(&self, page: usize) -> bool {
+        assert!(page < self.nr_pages, "page {page} of {}", self.nr_pages);
+        let bb = self.block_bits as usize;
+        self.alloc_map.count_ones_in(page * bb, (page + 1) * bb) == 0
+    }
     /// Free bytes on the pages that hold allocations, in whole pages,
     /// rounded down: room for small requests that needs no population and no
     /// empty page. Constant time: a page that holds allocations is always

@@ -234,6 +234,7 @@ pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option
                 return class.entries.pop();
             }
             c.take_stale(id, epoch, &mut stale);
+            c.take_orphaned(&mut stale);
             None
         })
         .ok()
@@ -269,9 +270,15 @@ pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> 
             .position(|k| k.size == size && k.align == align && k.id == id)
         {
             Some(k) if c.classes[k].epoch == epoch => k,
-            Some(k) => {
+            Some(_) => {
                 c.take_stale(id, epoch, &mut spill);
-                k
+                // Off the fast path: also let go of allocators only this
+                // cache still holds (which may remove classes before ours).
+                c.take_orphaned(&mut spill);
+                c.classes
+                    .iter()
+                    .position(|k| k.size == size && k.align == align && k.id == id)
+                    .expect("the class of a live allocator stays")
             }
             None => add_class(c, &mut spill, Key { id, size, align }, epoch, cap),
         };

@@ -132,7 +132,7 @@ pub(crate) fn depopulate_empty<'a>(
     let empty = st.core.chunk(chunk).is_some_and(|c| {
         pages.start < pages.end
             && pages.end <= c.nr_pages()
-            && pages.clone().all(|p| !c.is_page_used(p))
+            && pages.clone().all(|p| c.is_page_clear(p))
     });
     let region = st.regions.get(chunk.0 as usize).cloned().flatten();
     let Some(region) = region.filter(|_| empty) else {

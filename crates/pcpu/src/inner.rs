@@ -384,7 +384,10 @@ impl Inner {
                     // take any free space (plain first fit).
                     return match st.core.alloc_area(req, AllocFlags::NORMAL) {
                         Ok(area) => Ok(area),
-                        Err(_) => Err(e.into()),
+                        Err(_) => {
+                            st.core.fail_request(req, AllocFlags::NORMAL);
+                            Err(e.into())
+                        }
                     };
                 }
             }

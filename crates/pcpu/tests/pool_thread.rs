@@ -106,6 +106,24 @@ fn a_pool_thread_cache_does_not_keep_a_dropped_allocator() {
     assert!(!mapped(a_addr), "a's memory is unmapped");
     assert!(b.stats().live_allocations > 0, "b's areas stay cached");
 
+    // Again, but the worker's next operation uses a class it already has (of
+    // `b`), made stale by a moved cache epoch: flushing it is also a cold
+    // operation, and lets go of `c`.
+    let c = PerCpuAllocator::builder().build().expect("allocator");
+    assert!(eventually(|| balance_threads() == 1));
+    jobs.send(Job::Use(c.clone())).unwrap();
+    let c_addr = addrs.recv().unwrap();
+    drop(c);
+    assert!(mapped(c_addr));
+    b.trim_thread_caches(); // moves b's epoch
+    jobs.send(Job::Use(b.clone())).unwrap();
+    addrs.recv().unwrap();
+    assert!(
+        eventually(|| balance_threads() == 0),
+        "c's balance thread outlived every handle"
+    );
+    assert!(!mapped(c_addr), "c's memory is unmapped");
+
     jobs.send(Job::Exit).unwrap();
     worker.join().unwrap();
     assert_eq!(b.stats().live_allocations, 0, "thread exit gives them back");

@@ -114,6 +114,7 @@ fn chunk_reservation_failure_changes_nothing() {
     }
     assert!(std::error::Error::source(&e).is_some());
     assert_eq!(snapshot(&alloc), before);
+    assert_eq!(alloc.stats().failed_allocations, 1, "counted as a failure");
     alloc.check_invariants().unwrap();
     let raw = alloc.alloc_raw(32 << 10, 8).unwrap();
     assert_eq!(alloc.stats().chunks, 2);
