@@ -22,7 +22,8 @@ pub(crate) struct CompareArgs {
     #[arg(long, value_name = "A,B,...", value_delimiter = ',', value_parser = parse_policy)]
     pub(crate) policies: Vec<Policy>,
 
-    /// Print the reports as a JSON array (same schema as `replay --json`).
+    /// Print the reports as a JSON array (same schema as `replay --json`,
+    /// docs/json.md).
     #[arg(long)]
     pub(crate) json: bool,
 

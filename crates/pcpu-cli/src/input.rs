@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pcpu_core::{FirstChunk, Geometry, Policy};
+use pcpu_core::{FirstChunk, Geometry, Policy, PolicyKind};
 use pcpu_replay::{BalanceTiming, ClassMode, Placement, ReplayConfig, ReplayError, Setup};
 use pcpu_trace::{
     Capture, CaptureError, Event, FirstChunkGeometry, ParseError, ParseOptions, Record, TraceReader,
@@ -116,7 +116,8 @@ pub(crate) struct RunArgs {
     /// rfc_marked_threshold, reclaim_surplus, reclaim_batch,
     /// refault_reserve_divisor, sideline, fit (first, next, best), refill
     /// (kernel, fullest, room), class_placement, min_run, class_capacity,
-    /// keep_room.
+    /// keep_room. `pcpu policies` says what each does, which policies it
+    /// affects, and its defaults.
     #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
     pub(crate) policy: Policy,
 
@@ -195,15 +196,21 @@ pub(crate) fn parse_geometry(s: &str) -> Result<FirstChunkGeometry, String> {
             }
         };
         match value {
+            Some(_) if slot.is_some() => return Err(format!("`{key}` given twice")),
             Some(v) => *slot = Some(v),
             None => return Err(format!("`{tok}`: expected a number of bytes after `{key}`")),
         }
     }
-    let missing: Vec<&str> = [("s<static>", st), ("r<reserved>", r), ("d<dynamic>", d)]
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(n, _)| *n)
-        .collect();
+    let missing: Vec<&str> = [
+        ("s<static>", st),
+        ("r<reserved>", r),
+        ("d<dynamic>", d),
+        ("u<unit>", u),
+    ]
+    .iter()
+    .filter(|(_, v)| v.is_none())
+    .map(|(n, _)| *n)
+    .collect();
     if !missing.is_empty() {
         return Err(format!(
             "missing {} (expected \"s<static> r<reserved> d<dynamic> u<unit>\")",
@@ -324,12 +331,47 @@ pub(crate) struct Loaded {
     classes: ClassMode,
     /// `--magazine`.
     magazine: usize,
+    /// A note about the balance timing or the classes was printed.
+    noted: std::sync::atomic::AtomicBool,
 }
 
 impl Loaded {
+    /// Notes, once per command, the settings a user may not expect: the
+    /// kernel's recorded balance runs (chosen by `--balance auto` on a real
+    /// capture) applied to a policy that is not the kernel's, and placement
+    /// classes given to a policy that ignores them.
+    fn note(&self, policy: &Policy) {
+        use std::sync::atomic::Ordering;
+        let kernel = [PolicyKind::Linux514, PolicyKind::Linux61]
+            .into_iter()
+            .any(|k| *policy == Policy::named(k));
+        let recorded_auto = self.balance == BalanceTiming::Auto && self.has_balance;
+        if recorded_auto && (!kernel || self.magazine > 0) {
+            if !self.noted.swap(true, Ordering::Relaxed) {
+                let who = if kernel {
+                    format!("{policy} with --magazine")
+                } else {
+                    policy.to_string()
+                };
+                warn(&format!(
+                    "{who} runs its balance work at the kernel's recorded times (--balance auto on a capture with pcpu_balance_workfn events); \
+                     --balance modelled runs it whenever the policy schedules it, as docs/policy-study.md does"
+                ));
+            }
+        } else if !policy.class_placement
+            && !matches!(self.classes, ClassMode::Task | ClassMode::None)
+            && !self.noted.swap(true, Ordering::Relaxed)
+        {
+            warn(&format!(
+                "{policy} places by first fit and ignores --classes (add :class_placement=true to use them)"
+            ));
+        }
+    }
+
     /// The replay configuration for `policy` and `placement` under the
     /// shared options.
     pub(crate) fn config(&self, policy: Policy, placement: Placement) -> ReplayConfig {
+        self.note(&policy);
         ReplayConfig {
             policy,
             placement,
@@ -470,6 +512,12 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         e => CliError::replay(format!("{name}: {e}")),
     })?;
     let (has_balance, has_kprobes) = pcpu_replay::trace_features(&records);
+    if args.balance == BalanceArg::Recorded && !has_balance {
+        return Err(CliError::usage(format!(
+            "{trace_label}: --balance recorded, but the trace has no pcpu_balance_workfn events \
+             (a generated trace has none): use --balance modelled"
+        )));
+    }
     Ok(Loaded {
         name,
         records,
@@ -482,6 +530,7 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         balance: args.balance.into(),
         classes: args.classes.into(),
         magazine: args.magazine,
+        noted: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -517,6 +566,13 @@ fn resolve_geometry(args: &CommonArgs, source: &Source) -> CliResult<(FirstChunk
     let dmesg_units = dmesg_geo.and_then(FirstChunkGeometry::nr_units);
     let geo = args.geometry.clone().or_else(|| dmesg_geo.cloned());
     let units = args.units.or(dmesg_units);
+    if let (Some(given), Some(traced)) = (args.units, dmesg_units) {
+        if given != traced {
+            warn(&format!(
+                "--units {given}, but the traced kernel had {traced}: Percpu figures scale with the units, so they no longer compare with the kernel's"
+            ));
+        }
+    }
 
     let why = match cap {
         None => "standard input has no dmesg-percpu.txt".to_string(),

@@ -8,6 +8,7 @@
 //! pcpu pins    <CAPTURE> --at PHASE [--policy P] [--top N] [--json] ...
 //! pcpu study   --out DIR [--capture DIR]... [--timings]
 //! pcpu gen     <WORKLOAD> --out DIR [--seed N] ...
+//! pcpu policies
 //! ```
 //!
 //! Every failure is one `pcpu: error: ...` line on stderr; the exit code is 2
@@ -20,6 +21,7 @@ mod gen_cmd;
 mod input;
 mod pins_cmd;
 mod plot;
+mod policies_cmd;
 mod replay_cmd;
 mod stats_cmd;
 mod study_cmd;
@@ -64,6 +66,9 @@ enum Command {
     Study(study_cmd::StudyArgs),
     /// Write a synthetic workload as a capture folder.
     Gen(gen_cmd::GenArgs),
+    /// List the policies, every knob's default under each, and what each
+    /// knob does.
+    Policies(policies_cmd::PoliciesArgs),
 }
 
 impl Command {
@@ -77,6 +82,7 @@ impl Command {
             Command::Pins(a) => pins_cmd::run(a),
             Command::Study(a) => study_cmd::run(a),
             Command::Gen(a) => gen_cmd::run(a),
+            Command::Policies(a) => policies_cmd::run(a),
         }
     }
 }

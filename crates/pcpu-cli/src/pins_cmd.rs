@@ -26,13 +26,39 @@ pub(crate) struct PinsArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) top: usize,
 
-    /// Print the whole report (every call site and task) as JSON.
+    /// Order owners by `pinned` (pages on which only their objects are
+    /// left: what freeing them would give back) or by `share` (their
+    /// byte-proportional share of the pages they touch: how much of the
+    /// floor they account for).
+    #[arg(long, value_enum, default_value_t = SortArg::Pinned)]
+    pub(crate) sort: SortArg,
+
+    /// Print the whole report (every call site and task) as JSON (fields and
+    /// units in docs/json.md).
     #[arg(long)]
     pub(crate) json: bool,
 
     /// The capture and the options every replay takes.
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+}
+
+/// `--sort` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SortArg {
+    /// Pages pinned alone.
+    Pinned,
+    /// Share of the pages touched.
+    Share,
+}
+
+impl From<SortArg> for pins::PinOrder {
+    fn from(s: SortArg) -> Self {
+        match s {
+            SortArg::Pinned => pins::PinOrder::Pinned,
+            SortArg::Share => pins::PinOrder::Share,
+        }
+    }
 }
 
 /// A lab error as a command error.
@@ -54,12 +80,13 @@ pub(crate) fn run(args: PinsArgs) -> CliResult {
         loaded.setup.clone(),
     );
     drop(loaded);
-    let report = pins::pins_at(&lab_input, &args.at, cfg).map_err(lab_error)?;
+    let mut report = pins::pins_at(&lab_input, &args.at, cfg).map_err(lab_error)?;
+    report.sort(args.sort.into());
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::replay(format!("cannot encode the report as JSON: {e}")))?;
         emit(&(json + "\n"))
     } else {
-        emit(&pins::render(&report, args.top))
+        emit(&pins::render(&report, args.top, args.sort.into()))
     }
 }

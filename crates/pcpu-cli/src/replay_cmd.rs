@@ -21,7 +21,8 @@ pub(crate) struct ReplayArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
 
-    /// Print the report as JSON (stable schema, see pcpu_replay::report).
+    /// Print the report as JSON (stable schema, fields and units in
+    /// docs/json.md).
     #[arg(long)]
     pub(crate) json: bool,
 
@@ -128,6 +129,11 @@ pub(crate) fn run_replay(
 pub(crate) fn run(args: ReplayArgs) -> CliResult {
     if let Some(p) = &args.plot {
         input::check_output_path(p)?;
+    }
+    if args.common.magazine > 0 && args.run.placement == input::PlacementArg::Kernel {
+        return Err(CliError::usage(
+            "--magazine needs simulated placement: with --placement kernel every allocation goes where the kernel put it",
+        ));
     }
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;

@@ -21,9 +21,9 @@ pub(crate) struct StudyArgs {
     pub(crate) out: PathBuf,
 
     /// A real capture folder to include (repeatable) [default:
-    /// ../shared/kernel-traces/memcg-1000x10-smp4 and
-    /// ../shared/kernel-traces/memcg-churn-smp4]; missing ones are skipped
-    /// with a note.
+    /// memcg-1000x10-smp4 and memcg-churn-smp4 in ../shared/kernel-traces
+    /// from the current folder, else beside the checkout the binary was
+    /// built from]; missing ones are skipped with a note.
     #[arg(long = "capture", value_name = "DIR")]
     pub(crate) captures: Vec<PathBuf>,
 
@@ -43,8 +43,9 @@ pub(crate) struct StudyArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
-    /// Tiny workloads: a smoke test of the whole pipeline in a few seconds
-    /// (the numbers are not the study's).
+    /// Tiny synthetic workloads: a smoke test of the whole pipeline (the
+    /// numbers are not the study's). The real captures still run at full
+    /// size; with --no-captures it takes a second or two.
     #[arg(long)]
     pub(crate) small: bool,
 

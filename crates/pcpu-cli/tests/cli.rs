@@ -693,6 +693,60 @@ fn hostile_inputs_fail_cleanly() {
     );
 }
 
+/// docs/json.md names every field the JSON outputs carry.
+#[test]
+fn json_fields_are_documented() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/json.md"))
+            .expect("docs/json.md");
+    let mut missing = Vec::new();
+    let mut check = |v: &Value| {
+        for k in v.as_object().expect("object").keys() {
+            if !doc.contains(&format!("`{k}`")) {
+                missing.push(k.clone());
+            }
+        }
+    };
+    let r = json(&["replay", SMALL, "--json", "--classes", "derived"]);
+    check(&r);
+    check(&r["phases"][0]);
+    check(&r["timeline"][0]);
+    // The pcpu policy places elsewhere than the kernel did.
+    let r = json(&["replay", SMALL, "--json", "--policy", "pcpu"]);
+    check(&r["disagreements"][0]);
+    let p = json(&["pins", SMALL, "--at", "A", "--json"]);
+    check(&p);
+    check(&p["by_call_site"][0]);
+    assert!(missing.is_empty(), "not in docs/json.md: {missing:?}");
+}
+
+/// `pcpu policies` documents every knob and shows every policy's default.
+#[test]
+fn policies_lists_every_knob_with_its_defaults() {
+    let o = pcpu(&["policies"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    for name in ["linux-5.11", "seed-rfc", "linux-5.14", "linux-6.1", "pcpu"] {
+        assert!(out.contains(name), "{name}");
+    }
+    for knob in pcpu_core::KNOBS {
+        assert!(
+            out.lines().any(|l| l.starts_with(knob)),
+            "{knob} has no row"
+        );
+        assert!(
+            out.contains(&format!("  {knob}: ")),
+            "{knob} is not described"
+        );
+    }
+    // pcpu reclaims at any empty page, the kernel at a quarter.
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("reclaim_divisor"))
+        .unwrap();
+    assert!(row.contains(" 4 ") && row.contains("max"), "{row}");
+}
+
 #[test]
 fn error_empty_trace() {
     let o = pcpu_with_stdin(

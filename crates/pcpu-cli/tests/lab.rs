@@ -137,6 +137,29 @@ fn pins_reports_call_sites_and_tasks() {
         .map(|s| s["share_pages"].as_f64().unwrap())
         .sum();
     assert!((share - r["used_pages"].as_f64().unwrap()).abs() < 1e-6);
+    // Ordered by share: the rows come in falling share.
+    let o = pcpu(&[
+        "pins",
+        d,
+        "--at",
+        "C",
+        "--policy",
+        "linux-5.14",
+        "--sort",
+        "share",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let shares: Vec<f64> = r["by_call_site"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["share_pages"].as_f64().unwrap())
+        .collect();
+    assert!(shares.windows(2).all(|w| w[0] >= w[1]), "{shares:?}");
+    let o = pcpu(&["pins", d, "--at", "C", "--sort", "share", "--top", "2"]);
+    assert!(stdout(&o).contains("call sites by share of the pages:"));
     // Unknown phase: a usage error naming the phases.
     let o = pcpu(&["pins", d, "--at", "Z"]);
     assert_eq!(o.status.code(), Some(2));

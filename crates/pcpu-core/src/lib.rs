@@ -62,8 +62,8 @@ pub use error::{AllocError, FreeError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MAX_UNITS, MIN_UNIT_SIZE};
 pub use magazine::Magazine;
 pub use policy::{
-    Fit, Policy, PolicyKind, PolicyParseError, Refill, UnknownPolicy, EMPTY_POP_PAGES_HIGH,
-    EMPTY_POP_PAGES_LOW, KNOBS, SLOT_FAIL_THRESHOLD,
+    knob_doc, Fit, Policy, PolicyKind, PolicyParseError, Refill, UnknownPolicy,
+    EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW, KNOBS, SLOT_FAIL_THRESHOLD,
 };
 pub use stats::{chunk_stats, ChunkStats, GlobalStats};
 

@@ -325,6 +325,74 @@ pub const KNOBS: [&str; 15] = [
     "keep_room",
 ];
 
+/// What knob `name` does, and which policies it affects (one line each),
+/// for command-line help; `None` for an unknown knob. The field docs of
+/// [`Policy`] say more.
+pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
+    const RECLAIMERS: &str = "linux-5.14, linux-6.1, pcpu";
+    const CLASSES: &str = "any policy with class_placement=true (pcpu)";
+    Some(match name {
+        "empty_pop_low" => (
+            "pages: the balance work populates when fewer empty pages than this are left (PCPU_EMPTY_POP_PAGES_LOW)",
+            "all",
+        ),
+        "empty_pop_high" => (
+            "pages: the empty-page reserve the balance work populates up to, and reclaim stops at (PCPU_EMPTY_POP_PAGES_HIGH)",
+            "all",
+        ),
+        "reclaim_divisor" => (
+            "a chunk is a reclaim candidate when at least 1/N of its pages are empty (5.14: 4; larger N reclaims sooner; max: any empty page)",
+            "linux-5.14, linux-6.1, pcpu, seed-rfc",
+        ),
+        "reclaim_min_pages" => (
+            "pages: a reclaim candidate also needs at least this many empty pages",
+            RECLAIMERS,
+        ),
+        "rfc_marked_threshold" => (
+            "chunks: the RFC schedules depopulation once more than this many chunks are marked (1: \"2 or more\")",
+            "seed-rfc",
+        ),
+        "reclaim_surplus" => (
+            "pages: isolate chunks only once this many empty pages above the reserve exist (hysteresis)",
+            "pcpu",
+        ),
+        "reclaim_batch" => (
+            "chunks one balance run reclaims at most; the rest wait for the next run (max: all)",
+            RECLAIMERS,
+        ),
+        "refault_reserve_divisor" => (
+            "after a depopulated page is populated again, reclaim keeps up to 1/N of the pages in use as extra empty pages (0: off)",
+            RECLAIMERS,
+        ),
+        "sideline" => (
+            "after reclaim, move a chunk still holding objects behind every active slot (5.14) instead of its own slot",
+            RECLAIMERS,
+        ),
+        "fit" => (
+            "placement inside the chosen chunk: first, next or best fit (atomic and reserved requests keep first fit)",
+            "all",
+        ),
+        "refill" => (
+            "which sidelined chunk an allocation tries first: kernel (list order), fullest, or room (most free room on used pages)",
+            RECLAIMERS,
+        ),
+        "class_placement" => (
+            "keep each class's objects together (task, lifetime, size or call-site classes: replay's --classes)",
+            "all (on for pcpu)",
+        ),
+        "min_run" => (
+            "bytes: a task class opens a new region only in a free run at least this long",
+            CLASSES,
+        ),
+        "class_capacity" => ("class regions remembered (least recently used evicted)", CLASSES),
+        "keep_room" => (
+            "page-exclusive classes take a new chunk rather than cut into the free room after the 8 most recently used classes",
+            CLASSES,
+        ),
+        _ => return None,
+    })
+}
+
 /// A knob's value, as [`Policy::set`] parses it and `Display` prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KnobValue {
@@ -412,6 +480,14 @@ impl Policy {
         }
     }
 
+    /// Knob `name`'s value as [`Policy::set`] takes it (`"4"`, `"max"`,
+    /// `"true"`, `"room"`), `None` for an unknown knob.
+    pub fn knob_value(&self, name: &str) -> Option<String> {
+        KNOBS
+            .contains(&name)
+            .then(|| alloc::format!("{}", self.knob(name)))
+    }
+
     fn knob(&self, knob: &str) -> KnobValue {
         match knob {
             "empty_pop_low" => KnobValue::Int(self.empty_pop_low.into()),
@@ -457,13 +533,14 @@ impl Policy {
         Ok(())
     }
 
-    /// The policy with every field in the range [`Policy::set`] accepts:
-    /// watermarks within 0..=2^20 (HIGH at least 1, LOW at most HIGH),
+    /// The policy with every field in a range the allocator works with:
+    /// watermarks within 0..=2^20 (LOW at most HIGH; the userspace builder
+    /// may set HIGH to 0, which [`Policy::set`] refuses),
     /// divisor and batch at least 1, surplus at least 0, class capacity
     /// within 1..=65536. [`Allocator::new`](crate::Allocator::new) applies it.
     #[must_use]
     pub fn clamped(mut self) -> Policy {
-        self.empty_pop_high = self.empty_pop_high.clamp(1, MAX_PAGES);
+        self.empty_pop_high = self.empty_pop_high.clamp(0, MAX_PAGES);
         self.empty_pop_low = self.empty_pop_low.clamp(0, self.empty_pop_high);
         self.reclaim_surplus = self.reclaim_surplus.clamp(0, MAX_PAGES);
         self.reclaim_divisor = self.reclaim_divisor.max(1);
@@ -510,6 +587,12 @@ impl Policy {
                     .map_err(|_| bad("a count (0 or more) or max"))
             }
         };
+        let positive = || {
+            uint()
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| bad("a count (1 or more) or max"))
+        };
         let pages = |lo: i32| {
             value
                 .parse::<i32>()
@@ -527,11 +610,11 @@ impl Policy {
         match name {
             "empty_pop_low" => p.empty_pop_low = pages(0)?,
             "empty_pop_high" => p.empty_pop_high = pages(1)?,
-            "reclaim_divisor" => p.reclaim_divisor = uint()?.max(1),
+            "reclaim_divisor" => p.reclaim_divisor = positive()?,
             "reclaim_min_pages" => p.reclaim_min_pages = uint()?,
             "rfc_marked_threshold" => p.rfc_marked_threshold = uint()?,
             "reclaim_surplus" => p.reclaim_surplus = pages(0)?,
-            "reclaim_batch" => p.reclaim_batch = uint()?.max(1),
+            "reclaim_batch" => p.reclaim_batch = positive()?,
             "refault_reserve_divisor" => p.refault_reserve_divisor = uint()?,
             "sideline" => p.sideline = flag()?,
             "fit" => {
@@ -548,7 +631,12 @@ impl Policy {
             }
             "class_placement" => p.class_placement = flag()?,
             "min_run" => p.min_run = uint()?,
-            "class_capacity" => p.class_capacity = uint()?.clamp(1, 1 << 16),
+            "class_capacity" => {
+                p.class_capacity = uint()
+                    .ok()
+                    .filter(|v| (1..=1 << 16).contains(v))
+                    .ok_or_else(|| bad("a count from 1 to 65536"))?
+            }
             "keep_room" => p.keep_room = flag()?,
             _ => unreachable!("every name in KNOBS is handled"),
         }

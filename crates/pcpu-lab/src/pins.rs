@@ -50,6 +50,28 @@ pub struct PinRow {
     pub share_pages: f64,
 }
 
+/// How [`render`] and [`PinsReport::sort`] order the owners.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PinOrder {
+    /// Pages on which the owner's objects are alone (what freeing them
+    /// would give back), then share.
+    #[default]
+    Pinned,
+    /// Byte-proportional share of the pages the owner touches (how much of
+    /// the floor it accounts for), then pinned.
+    Share,
+}
+
+impl PinOrder {
+    /// The order's name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            PinOrder::Pinned => "pinned pages",
+            PinOrder::Share => "share of the pages",
+        }
+    }
+}
+
 /// The pin report at one phase.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PinsReport {
@@ -211,13 +233,7 @@ pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
                 share_pages: a.share,
             })
             .collect();
-        rows.sort_by(|x, y| {
-            y.pages_pinned
-                .cmp(&x.pages_pinned)
-                .then(y.share_pages.total_cmp(&x.share_pages))
-                .then(y.bytes.cmp(&x.bytes))
-                .then(x.owner.cmp(&y.owner))
-        });
+        sort_rows(&mut rows, PinOrder::Pinned);
         rows
     };
     let by_call_site = rows(0, &acc[0]);
@@ -336,7 +352,32 @@ pub fn pins_for(input: &Input, phase: &str, v: &Variant) -> Result<PinsReport, L
 
 /// Plain-text rendering: the resident total broken down, then the top `top`
 /// call sites and tasks.
-pub fn render(r: &PinsReport, top: usize) -> String {
+/// Orders `rows` by `order`, ties by bytes and then name.
+fn sort_rows(rows: &mut [PinRow], order: PinOrder) {
+    rows.sort_by(|x, y| {
+        let pinned = y.pages_pinned.cmp(&x.pages_pinned);
+        let share = y.share_pages.total_cmp(&x.share_pages);
+        match order {
+            PinOrder::Pinned => pinned.then(share),
+            PinOrder::Share => share.then(pinned),
+        }
+        .then(y.bytes.cmp(&x.bytes))
+        .then(x.owner.cmp(&y.owner))
+    });
+}
+
+impl PinsReport {
+    /// Orders both tables (call sites, tasks) by `order` (the report comes
+    /// ordered by [`PinOrder::Pinned`]).
+    pub fn sort(&mut self, order: PinOrder) {
+        sort_rows(&mut self.by_call_site, order);
+        sort_rows(&mut self.by_task, order);
+    }
+}
+
+/// The report as text, the `top` owners of each table, ordered by `order`
+/// (which names the table's order; sort the report with it first).
+pub fn render(r: &PinsReport, top: usize, order: PinOrder) -> String {
     let mut out = String::new();
     let kb = |pages: u64| r.kb(pages as f64) as u64;
     let _ = writeln!(
@@ -410,8 +451,9 @@ pub fn render(r: &PinsReport, top: usize) -> String {
         let shown = rows.len().min(top);
         let _ = writeln!(
             out,
-            "Top {shown} of {} {title} by pinned pages:",
-            rows.len()
+            "Top {shown} of {} {title} by {}:",
+            rows.len(),
+            order.name()
         );
         let header = [
             what,

@@ -89,7 +89,7 @@ fn one_survivor_per_page_pins_the_page() {
         r.static_pages + r.used_pages + r.empty_pages,
         "{r:?}"
     );
-    let text = pins::render(&r, 5);
+    let text = pins::render(&r, 5, pins::PinOrder::Pinned);
     assert!(
         text.contains("Top 2 of 2 call sites by pinned pages"),
         "{text}"
