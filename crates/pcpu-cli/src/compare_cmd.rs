@@ -31,6 +31,12 @@ pub(crate) struct CompareArgs {
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) plot: Option<PathBuf>,
 
+    /// Show each policy's difference against this one (one of --policies)
+    /// instead of against the kernel's figures [default: the kernel's, or
+    /// the first policy when the trace has none, as a generated one].
+    #[arg(long, value_name = "NAME", value_parser = parse_policy)]
+    pub(crate) baseline: Option<Policy>,
+
     /// The capture and the options every replay takes.
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -51,6 +57,15 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
             policies.push(p);
         }
     }
+
+    let baseline = match args.baseline {
+        None => None,
+        Some(b) => Some(policies.iter().position(|p| *p == b).ok_or_else(|| {
+            CliError::usage(format!(
+                "--baseline {b} is not one of the compared policies"
+            ))
+        })?),
+    };
 
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
@@ -91,7 +106,7 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
             .map_err(|e| CliError::replay(format!("cannot encode the reports as JSON: {e}")))?;
         emit(&(json + "\n"))?;
     } else {
-        emit(&render(&reports, loaded.parse_s))?;
+        emit(&render(&reports, loaded.parse_s, baseline))?;
     }
     if let Some(p) = &args.plot {
         plot::compare_plot(p, &reports, &loaded.phase_marks())?;
@@ -100,12 +115,17 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
 }
 
 /// One table: per phase the kernel's Percpu figure and, per policy, ours and
-/// the difference; then populated/depopulated page totals.
-pub(crate) fn render(reports: &[Report], parse_s: f64) -> String {
+/// the difference against the kernel's (or against `baseline`, an index into
+/// `reports`; the first report when the trace has no kernel figures); then
+/// populated/depopulated page totals.
+pub(crate) fn render(reports: &[Report], parse_s: f64, baseline: Option<usize>) -> String {
     let mut out = String::new();
     let Some(first) = reports.first() else {
         return out;
     };
+    let no_kernel = first.phases.iter().all(|p| p.kernel_percpu_kb.is_none());
+    let baseline = baseline.or((no_kernel && reports.len() > 1).then_some(0));
+    let base = baseline.map(|b| &reports[b]);
     let _ = writeln!(
         out,
         "{}: {} events, simulate placement, {} balance, {} units of {} kB pages",
@@ -124,16 +144,24 @@ pub(crate) fn render(reports: &[Report], parse_s: f64) -> String {
     }
     let mut t = Table::new(&columns);
     t.group("Percpu", 2);
-    for r in reports {
-        t.group(&r.policy, 2);
+    for (k, r) in reports.iter().enumerate() {
+        if Some(k) == baseline {
+            t.group(&format!("{} (baseline)", r.policy), 2);
+        } else {
+            t.group(&r.policy, 2);
+        }
     }
     for (i, p) in first.phases.iter().enumerate() {
         let mut row = vec![p.name.clone(), opt(p.kernel_percpu_kb)];
+        let against = match base {
+            Some(b) => b.phases.get(i).map(|q| q.percpu_kb),
+            None => p.kernel_percpu_kb,
+        };
         for r in reports {
             match r.phases.get(i) {
                 Some(q) => {
                     row.push(q.percpu_kb.to_string());
-                    row.push(diff_pct(q.percpu_kb, q.kernel_percpu_kb));
+                    row.push(diff_pct(q.percpu_kb, against));
                 }
                 None => row.extend(["-".to_string(), "-".to_string()]),
             }
@@ -143,9 +171,10 @@ pub(crate) fn render(reports: &[Report], parse_s: f64) -> String {
     t.rule();
     let pages_row = |label: &str, kernel: Option<u64>, ours: &dyn Fn(&Report) -> u64| {
         let mut row = vec![label.to_string(), opt(kernel)];
+        let against = base.map_or(kernel, |b| Some(ours(b)));
         for r in reports {
             row.push(ours(r).to_string());
-            row.push(diff_pct(ours(r), kernel));
+            row.push(diff_pct(ours(r), against));
         }
         row
     };
@@ -163,8 +192,25 @@ pub(crate) fn render(reports: &[Report], parse_s: f64) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "pages are per unit; diff % is ours against the kernel's"
+        "pages are per unit, populated and depopulated over the whole trace; diff % is each policy's against {}",
+        base.map_or_else(|| "the kernel's".to_string(), |b| b.policy.clone())
     );
+    let hits: Vec<String> = reports
+        .iter()
+        .filter(|r| r.magazine_hits > 0)
+        .map(|r| {
+            format!(
+                "{} {} of {} allocations ({:.1} %)",
+                r.policy,
+                r.magazine_hits,
+                r.allocs,
+                r.magazine_hits as f64 * 100.0 / r.allocs.max(1) as f64
+            )
+        })
+        .collect();
+    if !hits.is_empty() {
+        let _ = writeln!(out, "served by magazines: {}", hits.join(", "));
+    }
     let mut agreement = Vec::new();
     let mut timing = Vec::new();
     for r in reports {

@@ -22,7 +22,7 @@ fn reference_lines(plot: &mut TimePlot, r: &Report, phases: &[(String, f64)]) {
     plot::reference_lines(
         plot,
         &r.timeline,
-        format!("floor ({})", r.placement),
+        format!("floor ({}, {} placement)", r.policy, r.placement),
         meminfo(r, phases),
         phases,
     );

@@ -207,6 +207,17 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
     }
     out.push_str(&t.render());
     out.push('\n');
+    let _ = writeln!(
+        out,
+        "kB over all units; ideal: live traced bytes rounded up to pages; floor: pages holding a \
+         live traced byte, under our placement (kernel floor: under the traced one){}",
+        if bound {
+            "; class bound: the least floor when no page holds two lifetime classes"
+        } else {
+            ""
+        }
+    );
+    out.push('\n');
 
     let rate = if r.events_per_s >= 1e6 {
         format!("{:.2} M events/s", r.events_per_s / 1e6)
@@ -254,6 +265,17 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
     ];
     if r.failed_allocs > 0 {
         lines.push(("failed allocations", r.failed_allocs.to_string()));
+    }
+    if r.magazine_hits > 0 {
+        lines.push((
+            "served by magazines",
+            format!(
+                "{} of {} allocations ({:.1} %)",
+                r.magazine_hits,
+                r.allocs,
+                r.magazine_hits as f64 * 100.0 / r.allocs.max(1) as f64
+            ),
+        ));
     }
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {

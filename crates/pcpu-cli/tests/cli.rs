@@ -414,6 +414,45 @@ fn compare_prints_one_table_for_all_policies() {
     assert_eq!(row("depopulated pages")[2..4], ["0", "0"]);
 }
 
+/// `--baseline`: differences against one of the policies, which must be
+/// among those compared.
+#[test]
+fn compare_against_a_baseline_policy() {
+    let o = pcpu(&[
+        "compare",
+        SMALL,
+        "--policies",
+        "linux-5.11,pcpu",
+        "--baseline",
+        "linux-5.11",
+        "--magazine",
+        "8",
+        "--balance",
+        "modelled",
+    ]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("linux-5.11 (baseline)"), "{out}");
+    assert!(out.contains("against linux-5.11"), "{out}");
+    assert!(out.contains("served by magazines:"), "{out}");
+    // The baseline's own differences are zero.
+    let a = out.lines().find(|l| l.starts_with('A')).unwrap();
+    let cells: Vec<&str> = a.split_whitespace().filter(|c| *c != "|").collect();
+    assert_eq!(cells[3], "+0.0", "{a}");
+    assert_fails(
+        &pcpu(&[
+            "compare",
+            SMALL,
+            "--policies",
+            "pcpu",
+            "--baseline",
+            "seed-rfc",
+        ]),
+        2,
+        &["--baseline seed-rfc", "not one of"],
+    );
+}
+
 #[test]
 fn compare_json_is_an_array_of_reports() {
     let v = json(&[
