@@ -188,11 +188,22 @@ pub(crate) fn render(reports: &[Report], parse_s: f64, baseline: Option<usize>) 
         first.kernel_depopulated_pages,
         &|r| r.depopulated_pages,
     ));
+    t.row(pages_row(
+        "re-populated pages",
+        first.kernel_repopulated_pages,
+        &|r| r.repopulated_pages,
+    ));
+    t.row(pages_row(
+        &format!("  within {} runs", pcpu_replay::SOON_RUNS),
+        first.kernel_repopulated_soon_pages,
+        &|r| r.repopulated_soon_pages,
+    ));
     out.push_str(&t.render());
     out.push('\n');
     let _ = writeln!(
         out,
-        "pages are per unit, populated and depopulated over the whole trace; diff % is each policy's against {}",
+        "pages are per unit, over the whole trace (re-populated: populated again after a depopulation of the same chunk; within {} runs: of balance runs after it); diff % is each policy's against {}",
+        pcpu_replay::SOON_RUNS,
         base.map_or_else(|| "the kernel's".to_string(), |b| b.policy.clone())
     );
     let hits: Vec<String> = reports

@@ -256,6 +256,17 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
             pages_line(r.depopulated_pages, r.kernel_depopulated_pages),
         ),
         (
+            "re-populated pages",
+            format!(
+                "{}; within {} balance runs of their depopulation: ours {}{}",
+                pages_line(r.repopulated_pages, r.kernel_repopulated_pages),
+                pcpu_replay::SOON_RUNS,
+                r.repopulated_soon_pages,
+                r.kernel_repopulated_soon_pages
+                    .map_or_else(String::new, |k| format!(", kernel {k}"))
+            ),
+        ),
+        (
             "balance runs",
             format!(
                 "{} ({}); chunks created {}, destroyed {}",

@@ -10,6 +10,7 @@ use pcpu_core::{
 };
 use pcpu_trace::{Event, Record};
 
+use crate::refaults::Refaults;
 use crate::report::{Disagreement, PhaseReport, Report, Sample};
 use crate::setup::Setup;
 use crate::ReplayError;
@@ -167,6 +168,8 @@ pub struct PageOp {
 #[derive(Debug, Default)]
 struct LogBackend {
     sim: SimBackend,
+    /// Pages populated again after a depopulation (ours).
+    refaults: Refaults,
     log: Option<Vec<PageOp>>,
     event: u64,
     run: u64,
@@ -191,6 +194,7 @@ impl LogBackend {
 impl Backend for LogBackend {
     fn create_chunk(&mut self, id: ChunkId, nr_pages: usize) -> Result<(), BackendError> {
         self.sim.create_chunk(id, nr_pages)?;
+        self.refaults.forget(id.0.into());
         self.push(PageOpKind::CreateChunk, id, 0..0);
         Ok(())
     }
@@ -200,6 +204,8 @@ impl Backend for LogBackend {
     }
     fn populate(&mut self, id: ChunkId, pages: std::ops::Range<usize>) -> Result<(), BackendError> {
         self.sim.populate(id, pages.clone())?;
+        let p = pages.start as u32..pages.end as u32;
+        self.refaults.populated(id.0.into(), p, self.run);
         self.push(PageOpKind::Populate, id, pages);
         Ok(())
     }
@@ -209,6 +215,8 @@ impl Backend for LogBackend {
         pages: std::ops::Range<usize>,
     ) -> Result<(), BackendError> {
         self.sim.depopulate(id, pages.clone())?;
+        let p = pages.start as u32..pages.end as u32;
+        self.refaults.depopulated(id.0.into(), p, self.run);
         self.push(PageOpKind::Depopulate, id, pages);
         Ok(())
     }
@@ -313,6 +321,10 @@ pub struct Replayer {
     compared: u64,
     agreed: u64,
     kpop: u64,
+    /// The trace's `pcpu_balance_workfn` events so far (the kernel's runs).
+    kruns: u64,
+    /// The kernel's re-populated pages, from the kprobes.
+    krefaults: Refaults,
     kdepop: u64,
     have_kprobes: bool,
     unknown_frees: u64,
@@ -397,6 +409,8 @@ impl Replayer {
             compared: 0,
             agreed: 0,
             kpop: 0,
+            kruns: 0,
+            krefaults: Refaults::default(),
             kdepop: 0,
             have_kprobes: has_kprobes,
             unknown_frees: 0,
@@ -823,6 +837,7 @@ impl Replayer {
                 if let Some(s) = self.kserial_by_base.remove(base_addr) {
                     self.ours_by_kernel.remove(&s);
                 }
+                self.krefaults.forget(*base_addr);
             }
             Event::ChunkPopulated(p) | Event::ChunkDepopulated(p) => {
                 let pages = self.setup.geometry.unit_pages();
@@ -835,13 +850,17 @@ impl Replayer {
                         ),
                     });
                 }
+                let range = p.page_start..p.page_end;
                 if matches!(rec.event, Event::ChunkPopulated(_)) {
                     self.kpop += u64::from(p.nr_pages());
+                    self.krefaults.populated(p.base_addr, range, self.kruns);
                 } else {
                     self.kdepop += u64::from(p.nr_pages());
+                    self.krefaults.depopulated(p.base_addr, range, self.kruns);
                 }
             }
             Event::BalanceWork => {
+                self.kruns += 1;
                 if self.recorded {
                     self.run_balance();
                 }
@@ -927,6 +946,10 @@ impl Replayer {
         r.chunks_destroyed = self.backend.sim.destroyed;
         r.kernel_populated_pages = self.have_kprobes.then_some(self.kpop);
         r.kernel_depopulated_pages = self.have_kprobes.then_some(self.kdepop);
+        r.repopulated_pages = self.backend.refaults.pages;
+        r.repopulated_soon_pages = self.backend.refaults.soon;
+        r.kernel_repopulated_pages = self.have_kprobes.then_some(self.krefaults.pages);
+        r.kernel_repopulated_soon_pages = self.have_kprobes.then_some(self.krefaults.soon);
         r.reordered_allocs = self.swapped;
         self.report
     }

@@ -11,6 +11,8 @@
 //!   "first_chunk_kb": int,             // the first and reserved chunks, never depopulated
 //!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
 //!   "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
+//!   "repopulated_pages": int, "repopulated_soon_pages": int,      // ours, per unit
+//!   "kernel_repopulated_pages": int|null, "kernel_repopulated_soon_pages": int|null,
 //!   "balance_runs": int, "chunks_created": int, "chunks_destroyed": int,
 //!   "phases": [ { "name": str, "percpu_kb": int, "kernel_percpu_kb": int|null,
 //!                 "ideal_kb": int, "floor_kb": int, "kernel_floor_kb": int,
@@ -157,6 +159,16 @@ pub struct Report {
     pub kernel_populated_pages: Option<u64>,
     /// The kernel's, from kprobes.
     pub kernel_depopulated_pages: Option<u64>,
+    /// Our pages populated again after a depopulation of the same chunk
+    /// (per unit): page traffic a policy could have saved by keeping them.
+    pub repopulated_pages: u64,
+    /// Of those, within [`SOON_RUNS`](crate::SOON_RUNS) (16) balance runs of
+    /// the depopulation (per unit).
+    pub repopulated_soon_pages: u64,
+    /// The kernel's, from kprobes (its balance runs are the traced ones).
+    pub kernel_repopulated_pages: Option<u64>,
+    /// The kernel's, within 16 of its balance runs.
+    pub kernel_repopulated_soon_pages: Option<u64>,
     /// Balance runs.
     pub balance_runs: u64,
     /// Chunks we created.

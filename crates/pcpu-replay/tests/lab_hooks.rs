@@ -284,3 +284,47 @@ fn class_bound_is_each_derived_class_rounded_up_to_pages() {
         .iter()
         .all(|p| p.class_bound_kb.is_none()));
 }
+
+/// `repopulated_pages` and `repopulated_soon_pages` agree with a count made
+/// from the page-operation log, under a policy that gives pages back and
+/// takes them again (pcpu, which reclaims at the first empty page).
+#[test]
+fn repopulated_pages_match_the_page_log() {
+    let cfg = ReplayConfig {
+        policy: Policy::pcpu(),
+        balance: BalanceTiming::Modelled,
+        page_log: true,
+        ..ReplayConfig::default()
+    };
+    let (rp, _) = replayer(cfg);
+    let log = rp.page_log().to_vec();
+    let r = rp.finish(0.0);
+    let mut last: HashMap<(u32, u32), u64> = HashMap::new();
+    let (mut again, mut soon) = (0u64, 0u64);
+    for op in &log {
+        match op.kind {
+            PageOpKind::CreateChunk | PageOpKind::DestroyChunk => {
+                last.retain(|&(c, _), _| c != op.chunk)
+            }
+            PageOpKind::Depopulate => {
+                for p in op.pages.clone() {
+                    last.insert((op.chunk, p), op.balance_run);
+                }
+            }
+            PageOpKind::Populate => {
+                for p in op.pages.clone() {
+                    if let Some(at) = last.remove(&(op.chunk, p)) {
+                        again += 1;
+                        soon += u64::from(op.balance_run - at <= SOON_RUNS);
+                    }
+                }
+            }
+        }
+    }
+    assert!(again > 0, "the fixture re-populates pages under pcpu");
+    assert_eq!(
+        (r.repopulated_pages, r.repopulated_soon_pages),
+        (again, soon)
+    );
+    assert!(r.repopulated_soon_pages <= r.repopulated_pages);
+}
