@@ -45,8 +45,20 @@ pub(super) fn intro(md: &mut String, ctx: &Ctx) {
         "**The measure.** *Resident after removals* is the resident percpu memory \
          (`/proc/meminfo` Percpu: populated pages × units × 4 KiB) averaged over the phase \
          markers that follow a removal ({}). The *floor* is the memory of the pages that hold at \
-         least one live byte under the placement used: no depopulation policy can go below it. \
-         The *ideal* is the live bytes rounded up to whole pages.\n",
+         least one live byte of a traced object under the placement used: no depopulation \
+         policy can go below it. The *ideal* is the traced live bytes rounded up to whole pages \
+         (the bytes the first chunk held before tracing started are in neither).\n\n\
+         **Terms.** A *trough* is the phase right after a round of removals, a *refill peak* \
+         the phase right after the next round of creations. *On demand* means the balance work \
+         runs whenever an allocation or free schedules it, as in the kernel (`--balance \
+         modelled` in `pcpu replay` and `compare`); *recorded* runs it at the capture's traced \
+         `pcpu_balance_workfn` events. *Room* is the `refill` order that tries first the \
+         sidelined chunk with the most free room on its used pages. *Points of the ideal* are \
+         percentage points of the ideal (a floor 1.2% above the ideal is 0.2 points above a \
+         bound 1.0% above it). *Seeds 1 to 8* are the traces the `pcpu` policy's choices were \
+         made on; seeds 9 to 20 are *held out*: used only to check those choices. Page traffic \
+         cells read `depopulated / re-populated within 16 balance runs / balance runs`, all \
+         counts per unit except the runs.\n",
         subjects
             .iter()
             .map(|s| format!("{}: {}", s.short, s.after.join(", ")))
