@@ -19,7 +19,7 @@ pub(crate) struct GenArgs {
 /// Output folder, seed and machine, shared by every workload.
 #[derive(Args, Debug)]
 pub(crate) struct GenOut {
-    /// Capture folder to write (trace.txt, dmesg-percpu.txt,
+    /// Capture folder to write (trace.txt.gz, dmesg-percpu.txt,
     /// capture-params.txt); created if needed.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,

@@ -68,7 +68,7 @@ fn gen_is_deterministic_and_replays() {
     let a = small_capture("gen-a", "7");
     let b = small_capture("gen-b", "7");
     let c = small_capture("gen-c", "8");
-    let text = |d: &Path| std::fs::read(d.join("trace.txt")).unwrap();
+    let text = |d: &Path| std::fs::read(d.join("trace.txt.gz")).unwrap();
     assert_eq!(text(&a), text(&b));
     assert_ne!(text(&a), text(&c));
     let o = pcpu(&[

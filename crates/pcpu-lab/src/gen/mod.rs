@@ -3,7 +3,7 @@
 //! Every generator produces a [`SyntheticTrace`]: `Vec<pcpu_trace::Record>` in
 //! the Linux 6.1 ftrace layout, so that synthetic and real traces take one
 //! path (parse → replay). A trace can be written as a capture folder
-//! ([`SyntheticTrace::write_capture`]: `trace.txt` plus a `dmesg-percpu.txt`
+//! ([`SyntheticTrace::write_capture`]: `trace.txt.gz` plus a `dmesg-percpu.txt`
 //! with the matching `percpu: Embedded ...` line) that `pcpu replay` reads.
 //!
 //! The generators are deterministic: the same parameters and seed give the
@@ -210,19 +210,24 @@ impl SyntheticTrace {
         String::from_utf8(v).expect("ftrace text is UTF-8")
     }
 
-    /// Writes a capture folder `dir` (created if needed): `trace.txt`,
-    /// `dmesg-percpu.txt` and `capture-params.txt`. `pcpu replay dir` reads it.
-    /// A `trace.txt.gz` already there is removed: a capture folder's reader
-    /// prefers it, and would replay the old trace.
+    /// Writes a capture folder `dir` (created if needed): `trace.txt.gz`
+    /// (gzipped like a real capture's: a tenth of the text's size),
+    /// `dmesg-percpu.txt` and `capture-params.txt`. `pcpu replay dir` reads
+    /// it. A `trace.txt` already there is removed, so that no older trace is
+    /// left beside the new one.
     pub fn write_capture(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        match std::fs::remove_file(dir.join("trace.txt.gz")) {
+        match std::fs::remove_file(dir.join("trace.txt")) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let mut f = io::BufWriter::new(std::fs::File::create(dir.join("trace.txt"))?);
-        self.write_text(&mut f)?;
-        f.flush()?;
+        let file = std::fs::File::create(dir.join("trace.txt.gz"))?;
+        let mut gz = flate2::write::GzEncoder::new(
+            io::BufWriter::new(file),
+            flate2::Compression::fast(),
+        );
+        self.write_text(&mut gz)?;
+        gz.finish()?.flush()?;
         std::fs::write(dir.join("dmesg-percpu.txt"), self.machine.dmesg())?;
         std::fs::write(
             dir.join("capture-params.txt"),
