@@ -75,11 +75,23 @@ pub struct TimePlot {
 }
 
 /// `(t, kB)` of one timeline field.
+///
+/// Drawn as steps: each value holds until the next sample. The figures
+/// change only at trace events, and a sample comes every few hundred of
+/// them, so a straight line between two samples across an idle stretch of
+/// the trace would show a change that happened at its end as a slope over
+/// the whole of it.
 pub fn series(timeline: &[Sample], f: impl Fn(&Sample) -> Option<u64>) -> Vec<(f64, f64)> {
-    timeline
-        .iter()
-        .filter_map(|s| f(s).map(|v| (s.t, v as f64)))
-        .collect()
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(timeline.len() * 2);
+    for (t, v) in timeline.iter().filter_map(|s| f(s).map(|v| (s.t, v as f64))) {
+        if let Some(&(_, prev)) = out.last() {
+            if prev != v {
+                out.push((t, prev));
+            }
+        }
+        out.push((t, v));
+    }
+    out
 }
 
 /// Adds the kernel (kprobes) line when the timeline has it, the floor and
