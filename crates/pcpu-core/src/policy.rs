@@ -533,9 +533,8 @@ impl Policy {
         Ok(())
     }
 
-    /// The policy with every field in a range the allocator works with:
-    /// watermarks within 0..=2^20 (LOW at most HIGH; the userspace builder
-    /// may set HIGH to 0, which [`Policy::set`] refuses),
+    /// The policy with every field in the range [`Policy::set`] accepts:
+    /// watermarks within 0..=2^20 (LOW at most HIGH),
     /// divisor and batch at least 1, surplus at least 0, class capacity
     /// within 1..=65536. [`Allocator::new`](crate::Allocator::new) applies it.
     #[must_use]
@@ -593,27 +592,21 @@ impl Policy {
                 .filter(|&v| v > 0)
                 .ok_or_else(|| bad("a count (1 or more) or max"))
         };
-        let pages = |lo: i32| {
+        let pages = || {
             value
                 .parse::<i32>()
                 .ok()
-                .filter(|v| *v >= lo && *v <= MAX_PAGES)
-                .ok_or_else(|| {
-                    bad(if lo > 0 {
-                        "a page count from 1 to 1048576"
-                    } else {
-                        "a page count up to 1048576"
-                    })
-                })
+                .filter(|v| (0..=MAX_PAGES).contains(v))
+                .ok_or_else(|| bad("a page count from 0 to 1048576"))
         };
         let p = self;
         match name {
-            "empty_pop_low" => p.empty_pop_low = pages(0)?,
-            "empty_pop_high" => p.empty_pop_high = pages(1)?,
+            "empty_pop_low" => p.empty_pop_low = pages()?,
+            "empty_pop_high" => p.empty_pop_high = pages()?,
             "reclaim_divisor" => p.reclaim_divisor = positive()?,
             "reclaim_min_pages" => p.reclaim_min_pages = uint()?,
             "rfc_marked_threshold" => p.rfc_marked_threshold = uint()?,
-            "reclaim_surplus" => p.reclaim_surplus = pages(0)?,
+            "reclaim_surplus" => p.reclaim_surplus = pages()?,
             "reclaim_batch" => p.reclaim_batch = positive()?,
             "refault_reserve_divisor" => p.refault_reserve_divisor = uint()?,
             "sideline" => p.sideline = flag()?,

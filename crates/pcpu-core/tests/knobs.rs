@@ -122,7 +122,7 @@ fn bad_knobs_are_rejected_and_change_nothing() {
     for (k, v) in [
         ("nope", "1"),
         ("sideline", "maybe"),
-        ("empty_pop_high", "0"),
+        ("empty_pop_high", "2000000"),
         ("empty_pop_low", "-1"),
         ("empty_pop_low", "5"), // above HIGH (4)
         ("reclaim_divisor", "-2"),
