@@ -10,7 +10,7 @@ use pcpu_replay::{Placement, Report};
 use crate::error::{emit, CliError, CliResult};
 use crate::input::{self, parse_policy, CommonArgs, Progress};
 use crate::plot;
-use crate::replay_cmd::{run_replay, Replayed};
+use crate::replay_cmd::{magazine_hits, run_replay, Replayed};
 use crate::table::{diff_pct, opt, Align, Table};
 
 /// Arguments of `pcpu compare`.
@@ -69,6 +69,7 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
 
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
+    loaded.check_runs(&policies, Placement::Simulate)?;
     progress.stage(
         "replaying",
         Some((loaded.records.len() * policies.len()) as u64),
@@ -209,15 +210,7 @@ pub(crate) fn render(reports: &[Report], parse_s: f64, baseline: Option<usize>) 
     let hits: Vec<String> = reports
         .iter()
         .filter(|r| r.magazine_hits > 0)
-        .map(|r| {
-            format!(
-                "{} {} of {} allocations ({:.1} %)",
-                r.policy,
-                r.magazine_hits,
-                r.allocs,
-                r.magazine_hits as f64 * 100.0 / r.allocs.max(1) as f64
-            )
-        })
+        .map(|r| format!("{} {}", r.policy, magazine_hits(r)))
         .collect();
     if !hits.is_empty() {
         let _ = writeln!(out, "served by magazines: {}", hits.join(", "));

@@ -331,47 +331,66 @@ pub(crate) struct Loaded {
     classes: ClassMode,
     /// `--magazine`.
     magazine: usize,
-    /// A note about the balance timing or the classes was printed.
-    noted: std::sync::atomic::AtomicBool,
 }
 
 impl Loaded {
-    /// Notes, once per command, the settings a user may not expect: the
-    /// kernel's recorded balance runs (chosen by `--balance auto` on a real
-    /// capture) applied to a policy that is not the kernel's, and placement
-    /// classes given to a policy that ignores them.
-    fn note(&self, policy: &Policy) {
-        use std::sync::atomic::Ordering;
-        let kernel = [PolicyKind::Linux514, PolicyKind::Linux61]
-            .into_iter()
-            .any(|k| *policy == Policy::named(k));
-        let recorded_auto = self.balance == BalanceTiming::Auto && self.has_balance;
-        if recorded_auto && (!kernel || self.magazine > 0) {
-            if !self.noted.swap(true, Ordering::Relaxed) {
-                let who = if kernel {
-                    format!("{policy} with --magazine")
-                } else {
-                    policy.to_string()
-                };
-                warn(&format!(
-                    "{who} runs its balance work at the kernel's recorded times (--balance auto on a capture with pcpu_balance_workfn events); \
-                     --balance modelled runs it whenever the policy schedules it, as docs/policy-study.md does"
-                ));
-            }
-        } else if !policy.class_placement
-            && !matches!(self.classes, ClassMode::Task | ClassMode::None)
-            && !self.noted.swap(true, Ordering::Relaxed)
-        {
-            warn(&format!(
-                "{policy} places by first fit and ignores --classes (add :class_placement=true to use them)"
+    /// Checks the replays a command is about to run, `policies` with
+    /// `placement`: a magazine needs simulated placement (an error), and the
+    /// settings a user may not expect are noted, each once, naming every
+    /// policy concerned: the kernel's recorded balance runs (chosen by
+    /// `--balance auto` on a real capture) applied to a policy that is not
+    /// the kernel's or with a magazine, and placement classes given to
+    /// policies that ignore them.
+    pub(crate) fn check_runs(&self, policies: &[Policy], placement: Placement) -> CliResult {
+        if self.magazine > 0 && placement == Placement::Kernel {
+            return Err(CliError::usage(
+                "--magazine needs simulated placement: with --placement kernel every allocation goes where the kernel put it",
             ));
         }
+        let kernel = |p: &Policy| {
+            [PolicyKind::Linux514, PolicyKind::Linux61]
+                .into_iter()
+                .any(|k| *p == Policy::named(k))
+        };
+        let names = |ps: Vec<&Policy>| {
+            ps.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.balance == BalanceTiming::Auto && self.has_balance {
+            let off: Vec<&Policy> = policies
+                .iter()
+                .filter(|p| !kernel(p) || self.magazine > 0)
+                .collect();
+            if !off.is_empty() {
+                warn(&format!(
+                    "{}{} run{} the balance work at the kernel's recorded times (--balance auto on a capture with \
+                     pcpu_balance_workfn events); --balance modelled runs it whenever the policy schedules it, as \
+                     docs/policy-study.md does",
+                    names(off.clone()),
+                    if self.magazine > 0 { " (with --magazine)" } else { "" },
+                    if off.len() == 1 { "s" } else { "" }
+                ));
+            }
+        }
+        if !matches!(self.classes, ClassMode::Task | ClassMode::None) {
+            let ignoring: Vec<&Policy> = policies.iter().filter(|p| !p.class_placement).collect();
+            if !ignoring.is_empty() {
+                warn(&format!(
+                    "{} place{} by first fit and ignore{} --classes (add :class_placement=true to use them)",
+                    names(ignoring.clone()),
+                    if ignoring.len() == 1 { "s" } else { "" },
+                    if ignoring.len() == 1 { "s" } else { "" }
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The replay configuration for `policy` and `placement` under the
     /// shared options.
     pub(crate) fn config(&self, policy: Policy, placement: Placement) -> ReplayConfig {
-        self.note(&policy);
         ReplayConfig {
             policy,
             placement,
@@ -530,7 +549,6 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         balance: args.balance.into(),
         classes: args.classes.into(),
         magazine: args.magazine,
-        noted: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

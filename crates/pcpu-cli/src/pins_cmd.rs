@@ -73,6 +73,7 @@ pub(crate) fn lab_error(e: LabError) -> CliError {
 pub(crate) fn run(args: PinsArgs) -> CliResult {
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
+    loaded.check_runs(&[args.policy], Placement::Simulate)?;
     let cfg = loaded.config(args.policy, Placement::Simulate);
     let lab_input = Input::new(
         loaded.name.clone(),

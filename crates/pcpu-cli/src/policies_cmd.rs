@@ -35,7 +35,7 @@ const ABOUT: [(&str, &str); 5] = [
     ),
     (
         "linux-6.1",
-        "the traced kernel: the same algorithm as 5.14 (the default of replay, compare, stats and pins)",
+        "the traced kernel: the same algorithm as 5.14 (the default of replay, stats and pins)",
     ),
     (
         "pcpu",

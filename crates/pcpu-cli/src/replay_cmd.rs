@@ -130,13 +130,9 @@ pub(crate) fn run(args: ReplayArgs) -> CliResult {
     if let Some(p) = &args.plot {
         input::check_output_path(p)?;
     }
-    if args.common.magazine > 0 && args.run.placement == input::PlacementArg::Kernel {
-        return Err(CliError::usage(
-            "--magazine needs simulated placement: with --placement kernel every allocation goes where the kernel put it",
-        ));
-    }
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
+    loaded.check_runs(&[args.run.policy], args.run.placement.into())?;
     progress.stage("replaying", Some(loaded.records.len() as u64), false);
     let cfg = loaded.config(args.run.policy, args.run.placement.into());
     let result = run_replay(&loaded, cfg, &progress);
@@ -278,21 +274,23 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
         lines.push(("failed allocations", r.failed_allocs.to_string()));
     }
     if r.magazine_hits > 0 {
-        lines.push((
-            "served by magazines",
-            format!(
-                "{} of {} allocations ({:.1} %)",
-                r.magazine_hits,
-                r.allocs,
-                r.magazine_hits as f64 * 100.0 / r.allocs.max(1) as f64
-            ),
-        ));
+        lines.push(("served by magazines", magazine_hits(r)));
     }
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {
         let _ = writeln!(out, "{:<w$}  {v}", format!("{k}:"), w = w + 1);
     }
     out
+}
+
+/// `H of N allocations (p %)`: how many allocations magazines served.
+pub(crate) fn magazine_hits(r: &Report) -> String {
+    format!(
+        "{} of {} allocations ({:.1} %)",
+        r.magazine_hits,
+        r.allocs,
+        r.magazine_hits as f64 * 100.0 / r.allocs.max(1) as f64
+    )
 }
 
 /// `ours N, kernel M (+d %)`, per unit.

@@ -27,6 +27,7 @@ pub(crate) struct StatsArgs {
 pub(crate) fn run(args: StatsArgs) -> CliResult {
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
+    loaded.check_runs(&[args.run.policy], args.run.placement.into())?;
     let is_target = |e: &Event| matches!(e, Event::PhasePercpu { name, .. } if *name == args.at);
     let Some(end) = loaded.records.iter().position(|r| is_target(&r.event)) else {
         progress.finish();

@@ -304,7 +304,7 @@ impl Allocator {
                 // chunk is enough; should it not be, plain first fit.
                 Err(AllocError::NeedsChunk) if created => match self.alloc_area(req, flags) {
                     Ok(a) => break a,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(self.fail(req, flags, e)),
                 },
                 Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
                     Ok(_) => created = true,

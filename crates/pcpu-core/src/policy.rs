@@ -333,7 +333,7 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
     const CLASSES: &str = "any policy with class_placement=true (pcpu)";
     Some(match name {
         "empty_pop_low" => (
-            "pages: the balance work populates when fewer empty pages than this are left (PCPU_EMPTY_POP_PAGES_LOW)",
+            "pages: an allocation that leaves fewer empty pages than this schedules the balance work (PCPU_EMPTY_POP_PAGES_LOW); pcpu: also caps how much of the first chunk's free room counts toward the reserve",
             "all",
         ),
         "empty_pop_high" => (
@@ -341,7 +341,7 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
             "all",
         ),
         "reclaim_divisor" => (
-            "a chunk is a reclaim candidate when at least 1/N of its pages are empty (5.14: 4; larger N reclaims sooner; max: any empty page)",
+            "a chunk is a reclaim candidate when at least 1/N of its pages are empty (seed-rfc: more than 1/N; 5.14: 4; larger N reclaims sooner; max with reclaim_min_pages=1, pcpu's setting: any empty page; max alone: any chunk)",
             "linux-5.14, linux-6.1, pcpu, seed-rfc",
         ),
         "reclaim_min_pages" => (
@@ -353,7 +353,7 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
             "seed-rfc",
         ),
         "reclaim_surplus" => (
-            "pages: isolate chunks only once this many empty pages above the reserve exist (hysteresis)",
+            "pages: isolate chunks only once this many empty pages above the reserve exist (hysteresis; 0 acts as 1)",
             "pcpu",
         ),
         "reclaim_batch" => (

@@ -350,8 +350,6 @@ pub fn pins_for(input: &Input, phase: &str, v: &Variant) -> Result<PinsReport, L
     pins_at(&input, phase, cfg)
 }
 
-/// Plain-text rendering: the resident total broken down, then the top `top`
-/// call sites and tasks.
 /// Orders `rows` by `order`, ties by bytes and then name.
 fn sort_rows(rows: &mut [PinRow], order: PinOrder) {
     rows.sort_by(|x, y| {
@@ -375,8 +373,9 @@ impl PinsReport {
     }
 }
 
-/// The report as text, the `top` owners of each table, ordered by `order`
-/// (which names the table's order; sort the report with it first).
+/// Plain-text rendering: the resident total broken down, then the top `top`
+/// call sites and tasks, under a title naming `order` (sort the report with
+/// it first, [`PinsReport::sort`]).
 pub fn render(r: &PinsReport, top: usize, order: PinOrder) -> String {
     let mut out = String::new();
     let kb = |pages: u64| r.kb(pages as f64) as u64;

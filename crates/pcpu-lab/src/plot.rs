@@ -83,7 +83,10 @@ pub struct TimePlot {
 /// the whole of it.
 pub fn series(timeline: &[Sample], f: impl Fn(&Sample) -> Option<u64>) -> Vec<(f64, f64)> {
     let mut out: Vec<(f64, f64)> = Vec::with_capacity(timeline.len() * 2);
-    for (t, v) in timeline.iter().filter_map(|s| f(s).map(|v| (s.t, v as f64))) {
+    for (t, v) in timeline
+        .iter()
+        .filter_map(|s| f(s).map(|v| (s.t, v as f64)))
+    {
         if let Some(&(_, prev)) = out.last() {
             if prev != v {
                 out.push((t, prev));

@@ -327,6 +327,8 @@ pub struct Replayer {
     krefaults: Refaults,
     kdepop: u64,
     have_kprobes: bool,
+    /// The trace has `pcpu_balance_workfn` events (the kernel's runs).
+    have_kruns: bool,
     unknown_frees: u64,
     /// Events that make no sense, skipped in lenient mode.
     bad_events: u64,
@@ -410,6 +412,7 @@ impl Replayer {
             agreed: 0,
             kpop: 0,
             kruns: 0,
+            have_kruns: has_balance_events,
             krefaults: Refaults::default(),
             kdepop: 0,
             have_kprobes: has_kprobes,
@@ -504,7 +507,7 @@ impl Replayer {
         // take gigabytes (the captures here use under 50; 4096 chunks of
         // 512 KiB units would be 2 GiB of Percpu per CPU).
         if self.a.nr_chunks() >= MAX_KERNEL_CHUNKS {
-            return Err(ReplayError::BadEvent {
+            return Err(ReplayError::Limit {
                 line,
                 detail: format!(
                     "the trace's allocations lie in more than {MAX_KERNEL_CHUNKS} chunks at once"
@@ -949,7 +952,8 @@ impl Replayer {
         r.repopulated_pages = self.backend.refaults.pages;
         r.repopulated_soon_pages = self.backend.refaults.soon;
         r.kernel_repopulated_pages = self.have_kprobes.then_some(self.krefaults.pages);
-        r.kernel_repopulated_soon_pages = self.have_kprobes.then_some(self.krefaults.soon);
+        r.kernel_repopulated_soon_pages =
+            (self.have_kprobes && self.have_kruns).then_some(self.krefaults.soon);
         r.reordered_allocs = self.swapped;
         self.report
     }

@@ -51,6 +51,14 @@ pub enum ReplayError {
         /// What is wrong.
         detail: String,
     },
+    /// A bound of the replay was reached (kernel placement: more chunks at
+    /// once than any kernel has); not skipped by `lenient`.
+    Limit {
+        /// Line number.
+        line: u64,
+        /// Which bound.
+        detail: String,
+    },
     /// An internal consistency failure (a bug).
     Internal(String),
 }
@@ -66,7 +74,9 @@ impl fmt::Display for ReplayError {
                 write!(f, "line {line}: free of pointer {ptr:#x}, which is not a live allocation (use --lenient to skip)")
             }
             ReplayError::Overlap { line, detail } => write!(f, "line {line}: {detail}"),
-            ReplayError::BadEvent { line, detail } => write!(f, "line {line}: {detail}"),
+            ReplayError::BadEvent { line, detail } | ReplayError::Limit { line, detail } => {
+                write!(f, "line {line}: {detail}")
+            }
             ReplayError::Internal(s) => write!(f, "internal error: {s}"),
         }
     }

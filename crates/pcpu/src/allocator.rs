@@ -32,8 +32,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// ([`Builder::thread_cache`]). The balance thread stops when the last clone,
 /// the last object and the last cached area are gone. A thread whose cached
 /// areas are all that is left of an allocator frees them at its next cold
-/// cache operation (its first allocation of another size or allocator, or a
-/// flush) or when it exits. Call
+/// cache operation (the first request of a size or allocator it has no
+/// cached class for, the first use of a class after a balance run of its
+/// allocator, or a flush) or when it exits. Call
 /// [`trim_thread_caches`](Self::trim_thread_caches) before dropping the last
 /// clone to give this thread's cached areas back at once.
 ///
@@ -117,9 +118,12 @@ impl PerCpuAllocator {
 }
 
 // The balance thread's `JoinHandle` keeps the auto traits away, but a panic
-// cannot leave the allocator half-updated where a caller could see it: user
-// code (initialisers, `Drop` of `T`) never runs while the state lock is held,
-// and an internal panic poisons that lock, so every later call panics too.
+// in user code cannot leave the allocator half-updated where a caller could
+// see it: user code (initialisers, `Drop` of `T`) never runs while the state
+// lock is held or in the middle of a balance run, and an internal panic under
+// the lock poisons it, so every later call panics too. (The steps a balance
+// run takes with the lock dropped call only system-call wrappers that return
+// errors; a panic there would leave the run marked as running.)
 impl std::panic::RefUnwindSafe for PerCpuAllocator {}
 impl std::panic::UnwindSafe for PerCpuAllocator {}
 

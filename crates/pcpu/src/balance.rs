@@ -79,22 +79,19 @@ impl Inner {
                 }
             }
             PageWork::DestroyChunk { chunk } => {
-                // The core destroys only chunks without allocations; should a
-                // bug ever plan otherwise, the mapping is kept (leaked) rather
-                // than unmapped under live objects.
-                let holds = st.core.chunk(chunk).is_some_and(|c| c.nr_alloc() > 0);
-                debug_assert!(
-                    !holds,
-                    "core planned to destroy chunk {} holding allocations",
-                    chunk.0
-                );
+                // The core destroys only chunks without allocations. Should a
+                // bug ever plan otherwise, stop here, with `state` held (so
+                // every later call fails too): unmapping would leave live
+                // objects dangling, and forgetting the chunk would let its id
+                // and offsets be handed out again under them.
+                if st.core.chunk(chunk).is_some_and(|c| c.nr_alloc() > 0) {
+                    panic!(
+                        "pcpu: the balance work planned to destroy chunk {} holding allocations",
+                        chunk.0
+                    );
+                }
                 run.done(&mut st.core, true);
                 let region = st.regions.get_mut(chunk.0 as usize).and_then(Option::take);
-                if holds {
-                    st.balance_failures += 1;
-                    std::mem::forget(region);
-                    return st;
-                }
                 drop(st);
                 // munmap, unless a (stale) handle still holds the region.
                 drop(region);

@@ -34,7 +34,8 @@
 //! count). The memory so held is bounded by the limits above. When a
 //! thread's entries are the last handles of an allocator (its user dropped
 //! every clone and object), the thread frees them at its next cold cache
-//! operation (a new class, a flush), so a long-lived thread does not keep a
+//! operation (a new class, a class whose allocator's epoch moved, a flush),
+//! so a long-lived thread does not keep a
 //! dropped allocator and its balance thread alive; entries spread over
 //! several threads go when those threads exit or evict them. Requests made inside a
 //! lifetime scope ([`with_lifetime`](crate::with_lifetime)) bypass the cache,

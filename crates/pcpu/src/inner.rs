@@ -361,10 +361,20 @@ impl Inner {
     ) -> Result<Allocation, Error> {
         debug_assert!(serial.is_for(self));
         let mut st = self.state();
+        let mut created = false;
         loop {
             // Someone may have created a chunk or freed space meanwhile.
             match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
                 Ok(area) => return Ok(area),
+                // A fully free chunk takes any class's request, so one new
+                // chunk is enough (as in the core's `alloc_class`); should it
+                // not be, plain first fit rather than another mapping.
+                Err(AllocError::NeedsChunk) if created => {
+                    return st.core.alloc_area(req, AllocFlags::NORMAL).map_err(|e| {
+                        st.core.fail_request(req, AllocFlags::NORMAL);
+                        e.into()
+                    });
+                }
                 Err(AllocError::NeedsChunk) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -376,6 +386,7 @@ impl Inner {
                 Ok(region) => {
                     st.core.finish_create_chunk(id);
                     st.install(id, region);
+                    created = true;
                 }
                 Err(e) => {
                     st.core.abort_create_chunk(id);
@@ -455,9 +466,11 @@ impl Inner {
         let mut st = self.state();
         if let Some(ticket) = ticket {
             check_raw(&st, chunk, offset, ticket)?;
-            st.raw.remove(&(chunk, offset));
         }
         let size = st.core.free(chunk, offset)?;
+        if ticket.is_some() {
+            st.raw.remove(&(chunk, offset));
+        }
         self.kick(&mut st);
         Ok(size)
     }

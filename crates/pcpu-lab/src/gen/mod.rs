@@ -222,10 +222,8 @@ impl SyntheticTrace {
             _ => {}
         }
         let file = std::fs::File::create(dir.join("trace.txt.gz"))?;
-        let mut gz = flate2::write::GzEncoder::new(
-            io::BufWriter::new(file),
-            flate2::Compression::fast(),
-        );
+        let mut gz =
+            flate2::write::GzEncoder::new(io::BufWriter::new(file), flate2::Compression::fast());
         self.write_text(&mut gz)?;
         gz.finish()?.flush()?;
         std::fs::write(dir.join("dmesg-percpu.txt"), self.machine.dmesg())?;
