@@ -8,7 +8,7 @@ use pcpu_core::Policy;
 use pcpu_replay::{Placement, Report};
 
 use crate::error::{emit, CliError, CliResult};
-use crate::input::{self, parse_policy, CommonArgs, Progress};
+use crate::input::{self, parse_policy, CommonArgs, PlacementArg, Progress};
 use crate::plot;
 use crate::replay_cmd::{magazine_hits, run_replay, Replayed};
 use crate::table::{diff_pct, opt, Align, Table};
@@ -30,6 +30,12 @@ pub(crate) struct CompareArgs {
     /// Also draw Percpu over time for every policy into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) plot: Option<PathBuf>,
+
+    /// Where allocations go: chosen by each policy (simulate), or at the
+    /// kernel's recorded chunk and offset for all of them (kernel), so that
+    /// only their population and depopulation differ.
+    #[arg(long, value_enum, default_value_t = PlacementArg::Simulate)]
+    pub(crate) placement: PlacementArg,
 
     /// Show each policy's difference against this one (one of --policies)
     /// instead of against the kernel's figures [default: the kernel's, or
@@ -69,7 +75,8 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
 
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
-    loaded.check_runs(&policies, Placement::Simulate)?;
+    let placement: Placement = args.placement.into();
+    loaded.check_runs(&policies, placement)?;
     progress.stage(
         "replaying",
         Some((loaded.records.len() * policies.len()) as u64),
@@ -81,9 +88,7 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
             .iter()
             .map(|&policy| {
                 let (loaded, progress) = (&loaded, &progress);
-                s.spawn(move || {
-                    run_replay(loaded, loaded.config(policy, Placement::Simulate), progress)
-                })
+                s.spawn(move || run_replay(loaded, loaded.config(policy, placement), progress))
             })
             .collect();
         handles
@@ -129,9 +134,10 @@ pub(crate) fn render(reports: &[Report], parse_s: f64, baseline: Option<usize>) 
     let base = baseline.map(|b| &reports[b]);
     let _ = writeln!(
         out,
-        "{}: {} events, simulate placement, {} balance, {} units of {} kB pages",
+        "{}: {} events, {} placement, {} balance, {} units of {} kB pages",
         first.trace,
         first.events,
+        first.placement,
         first.balance,
         first.units,
         first.page_size / 1024

@@ -414,6 +414,31 @@ fn compare_prints_one_table_for_all_policies() {
     assert_eq!(row("depopulated pages")[2..4], ["0", "0"]);
 }
 
+/// `compare --placement kernel`: every policy places where the kernel did,
+/// so only population and depopulation differ; linux-6.1 then matches the
+/// kernel exactly on the fixture.
+#[test]
+fn compare_under_the_kernels_placement() {
+    let v = json(&[
+        "compare",
+        SMALL,
+        "--placement",
+        "kernel",
+        "--policies",
+        "linux-6.1,pcpu",
+        "--json",
+    ]);
+    let reports = v.as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    for r in reports {
+        assert_eq!(r["placement"], "kernel");
+        assert_eq!(r["failed_allocs"], 0);
+    }
+    for p in reports[0]["phases"].as_array().unwrap() {
+        assert_eq!(p["percpu_kb"], p["kernel_percpu_kb"], "{p}");
+    }
+}
+
 /// `--baseline`: differences against one of the policies, which must be
 /// among those compared.
 #[test]
