@@ -47,8 +47,12 @@ pub(crate) enum Workload {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
         children: u32,
         /// Fraction of the children removed at phase C (0 to 1).
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, conflicts_with = "remove_pct")]
         remove: f64,
+        /// The same in percent (0 to 100), like the other workloads'
+        /// `--remove-pct`.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+        remove_pct: Option<u32>,
         /// Output and seed.
         #[command(flatten)]
         out: GenOut,
@@ -129,8 +133,10 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             parents,
             children,
             remove,
+            remove_pct,
             out,
         } => {
+            let remove = &remove_pct.map_or(*remove, |p| f64::from(p) / 100.0);
             let groups = u64::from(*parents) * (1 + u64::from(*children));
             if groups > 1_000_000 {
                 return Err(CliError::usage(format!(
