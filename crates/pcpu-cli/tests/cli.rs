@@ -755,6 +755,22 @@ fn hostile_inputs_fail_cleanly() {
         2,
         &["at most 1,000,000"],
     );
+    // The removal share in percent, as the other generators take it.
+    let o = pcpu(&[
+        "gen",
+        "cover-letter",
+        "--parents",
+        "4",
+        "--children",
+        "2",
+        "--remove-pct",
+        "50",
+        "--out",
+        out,
+    ]);
+    assert_ok(&o);
+    let params = std::fs::read_to_string(Path::new(out).join("capture-params.txt")).unwrap();
+    assert!(params.contains("remove_children=0.5"), "{params}");
 }
 
 /// docs/json.md names every field the JSON outputs carry.
