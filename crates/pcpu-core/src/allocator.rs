@@ -578,7 +578,13 @@ impl Allocator {
         let area = self.place(chunk.0, req, bit as i32).ok_or(occupied)?;
         debug_assert_eq!(area.offset, offset);
         self.reintegrate(chunk.0);
-        self.populate_and_finish(backend, area, flags)
+        // Populated even for an atomic request: the kernel placed it there,
+        // so its pages were populated (see above).
+        let populate = AllocFlags {
+            atomic: false,
+            ..flags
+        };
+        self.populate_and_finish(backend, area, populate)
     }
 
     /// Create a chunk now through `backend` (used by replay to follow the

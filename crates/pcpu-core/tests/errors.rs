@@ -372,3 +372,22 @@ fn a_fully_free_first_chunk_is_never_freed() {
         a.check_invariants().unwrap();
     }
 }
+
+/// `alloc_at` (replay's kernel placement) populates the area's pages even
+/// for an atomic request: the traced kernel put it there, so its pages were
+/// populated. It left a live area on unpopulated pages before.
+#[test]
+fn alloc_at_populates_for_atomic_requests_too() {
+    let mut a = alloc_with_reserved();
+    let mut b = SimBackend::default();
+    let c = a.create_chunk(&mut b).unwrap();
+    let flags = AllocFlags {
+        atomic: true,
+        reserved: false,
+    };
+    let x = a.alloc_at(&mut b, c, 8192, 4, 4, flags).unwrap();
+    a.check_invariants().unwrap();
+    assert!(a.chunk(c).unwrap().is_page_populated(8192 / 4096));
+    a.free(x.chunk, x.offset).unwrap();
+    a.check_invariants().unwrap();
+}
