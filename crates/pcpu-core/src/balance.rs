@@ -167,12 +167,12 @@ impl BalanceRun {
     }
 
     /// Plan the next page operation, or `None` when the run is over. Each
-    /// item must be followed by [`BalanceRun::done`] before the next call.
+    /// item is to be followed by [`BalanceRun::done`]; called again before
+    /// that, it returns the same operation (nothing was committed).
     pub fn next(&mut self, a: &mut Allocator) -> Option<PageWork> {
-        assert!(
-            self.pending.is_none(),
-            "BalanceRun::next called before done"
-        );
+        if let Some(w) = &self.pending {
+            return Some(w.clone());
+        }
         let w = self.plan(a)?;
         self.pending = Some(w.clone());
         Some(w)

@@ -391,3 +391,32 @@ fn alloc_at_populates_for_atomic_requests_too() {
     a.free(x.chunk, x.offset).unwrap();
     a.check_invariants().unwrap();
 }
+
+/// Calling `BalanceRun::next` twice without `done` hands out the same
+/// operation again instead of planning a second one (it panicked before).
+#[test]
+fn balance_next_twice_repeats_the_pending_operation() {
+    let mut a = alloc_with_reserved();
+    let mut b = SimBackend::default();
+    let objs: Vec<_> = (0..3000)
+        .map(|_| a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap())
+        .collect();
+    for x in &objs {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    let mut run = a.balance_start();
+    let w = run.next(&mut a).expect("work after freeing everything");
+    assert_eq!(run.next(&mut a), Some(w.clone()));
+    run.done(&mut a, true);
+    while let Some(w) = run.next(&mut a) {
+        match w {
+            PageWork::Depopulate { chunk, pages } => {
+                b.depopulate(chunk, pages).unwrap();
+            }
+            PageWork::DestroyChunk { chunk } => b.destroy_chunk(chunk),
+            _ => {}
+        }
+        run.done(&mut a, true);
+    }
+    a.check_invariants().unwrap();
+}
