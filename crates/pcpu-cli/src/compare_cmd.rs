@@ -120,6 +120,9 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
     Ok(())
 }
 
+/// Policy names longer than this are shown as letters with a key.
+const LONG_NAME: usize = 24;
+
 /// One table: per phase the kernel's Percpu figure and, per policy, ours and
 /// the difference against the kernel's (or against `baseline`, an index into
 /// `reports`; the first report when the trace has no kernel figures); then
@@ -151,11 +154,21 @@ pub(crate) fn render(reports: &[Report], parse_s: f64, baseline: Option<usize>) 
     }
     let mut t = Table::new(&columns);
     t.group("Percpu", 2);
-    for (k, r) in reports.iter().enumerate() {
-        if Some(k) == baseline {
-            t.group(&format!("{} (baseline)", r.policy), 2);
+    // Long policy names (knobs) would make every column that wide: label the
+    // groups with letters then, and print the key under the table.
+    let short = reports.iter().any(|r| r.policy.len() > LONG_NAME);
+    let label = |k: usize| -> String {
+        if short {
+            format!("({})", (b'A' + (k % 26) as u8) as char)
         } else {
-            t.group(&r.policy, 2);
+            reports[k].policy.clone()
+        }
+    };
+    for k in 0..reports.len() {
+        if Some(k) == baseline {
+            t.group(&format!("{} (baseline)", label(k)), 2);
+        } else {
+            t.group(&label(k), 2);
         }
     }
     for (i, p) in first.phases.iter().enumerate() {
@@ -207,6 +220,11 @@ pub(crate) fn render(reports: &[Report], parse_s: f64, baseline: Option<usize>) 
     ));
     out.push_str(&t.render());
     out.push('\n');
+    if short {
+        for (k, r) in reports.iter().enumerate() {
+            let _ = writeln!(out, "{} = {}", label(k), r.policy);
+        }
+    }
     let _ = writeln!(
         out,
         "pages are per unit, over the whole trace (re-populated: populated again after a depopulation of the same chunk; within {} runs: of balance runs after it); diff % is each policy's against {}",

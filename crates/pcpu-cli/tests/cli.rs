@@ -439,6 +439,31 @@ fn compare_under_the_kernels_placement() {
     }
 }
 
+/// Policies with long names (knobs) are lettered, with a key, so that the
+/// table stays narrow.
+#[test]
+fn compare_letters_long_policy_names() {
+    let o = pcpu(&[
+        "compare",
+        SMALL,
+        "--policies",
+        "pcpu,pcpu:refault_reserve_divisor=4,linux-5.14:sideline=false",
+        "--balance",
+        "modelled",
+    ]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    for key in [
+        "(A) = pcpu\n",
+        "(B) = pcpu:refault_reserve_divisor=4\n",
+        "(C) = linux-5.14:sideline=false\n",
+    ] {
+        assert!(out.contains(key), "{key} in {out}");
+    }
+    let widest = out.lines().take(16).map(str::len).max().unwrap();
+    assert!(widest < 100, "{widest} columns:\n{out}");
+}
+
 /// `--baseline`: differences against one of the policies, which must be
 /// among those compared.
 #[test]
