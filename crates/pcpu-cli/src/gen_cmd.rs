@@ -49,8 +49,7 @@ pub(crate) enum Workload {
         /// Fraction of the children removed at phase C (0 to 1).
         #[arg(long, default_value_t = 1.0, conflicts_with = "remove_pct")]
         remove: f64,
-        /// The same in percent (0 to 100), like the other workloads'
-        /// `--remove-pct`.
+        /// The same in percent (0 to 100), as `churn` and `mix` take it.
         #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
         remove_pct: Option<u32>,
         /// Output and seed.

@@ -214,8 +214,9 @@ impl Policy {
         p.refill = Refill::Room;
         // The refault reserve stays off: on the shared memcg capture a few
         // refaults before the removal would keep ~14 more pages per unit at
-        // phase C (resident/floor 1.017 instead of 1.008); the study's §2e
-        // shows what each setting trades on churn.
+        // phase C (resident/floor outside the first and reserved chunks
+        // 1.017 instead of 1.008); the study's §2e shows what each setting
+        // trades on churn.
         p
     }
 

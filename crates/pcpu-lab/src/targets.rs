@@ -90,8 +90,8 @@ pub fn percent(a: u64, b: u64) -> f64 {
 }
 
 /// Resident memory over the placement floor at phase `name`, both outside
-/// the first and reserved chunks (which no policy depopulates): the issue's
-/// "resident / floor" (Linux 1.05 on the memcg capture at C).
+/// the first and reserved chunks (which no policy depopulates): the target's
+/// "resident / floor" (issue 5; Linux 1.05 on the memcg capture at C).
 pub fn resident_over_floor(r: &RunResult, name: &str) -> Option<f64> {
     let p = r.phase(name)?;
     let resident = p.percpu_kb.checked_sub(r.first_chunk_kb)?;
