@@ -242,6 +242,14 @@ fn draw_time_plot(svg: &mut String, plot: &TimePlot) -> Result<(), Box<dyn std::
         .configure_mesh()
         .x_desc("trace time (s)")
         .y_desc("Percpu (kB, all units)")
+        // Whole seconds print without a fraction ("10", not "10.0").
+        .x_label_formatter(&|x| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x}")
+            }
+        })
         .y_label_formatter(&|v| format!("{v:.0}"))
         .axis_desc_style(("sans-serif", 16))
         .label_style(("sans-serif", 13))
