@@ -1,7 +1,9 @@
 //! `pcpu stats`: the allocator's `percpu_stats` at a phase marker.
 
 use clap::Args;
+use pcpu_core::{chunk_stats, Allocator, ChunkKind, Policy};
 use pcpu_trace::Event;
+use serde_json::json;
 
 use crate::error::{emit, CliError, CliResult};
 use crate::input::{self, CommonArgs, Progress, RunArgs};
@@ -17,6 +19,11 @@ pub(crate) struct StatsArgs {
     /// Policy and placement.
     #[command(flatten)]
     pub(crate) run: RunArgs,
+
+    /// Print the figures as JSON instead of the kernel's text layout
+    /// (fields in docs/json.md).
+    #[arg(long)]
+    pub(crate) json: bool,
 
     /// The capture and the options every replay takes.
     #[command(flatten)]
@@ -59,5 +66,64 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
     progress.finish();
     let rp = result?;
     Skipped::of(&rp).warn(&args.run.policy.to_string());
-    emit(&rp.allocator().percpu_stats())
+    if args.json {
+        let v = stats_json(rp.allocator(), &loaded.name, &args.at, &args.run.policy);
+        let json = serde_json::to_string_pretty(&v)
+            .map_err(|e| CliError::replay(format!("cannot encode the figures as JSON: {e}")))?;
+        emit(&(json + "\n"))
+    } else {
+        emit(&rp.allocator().percpu_stats())
+    }
+}
+
+/// `percpu_stats` as JSON: the global counters and one entry per chunk.
+fn stats_json(a: &Allocator, trace: &str, phase: &str, policy: &Policy) -> serde_json::Value {
+    let g = a.stats();
+    let chunks: Vec<serde_json::Value> = a
+        .chunk_ids()
+        .filter_map(|id| {
+            let c = a.chunk(id)?;
+            let s = chunk_stats(c);
+            Some(json!({
+                "id": id.0,
+                "kind": match c.kind() {
+                    ChunkKind::First => "first",
+                    ChunkKind::Reserved => "reserved",
+                    ChunkKind::Dynamic => "dynamic",
+                },
+                "isolated": c.is_isolated(),
+                "nr_pages": c.nr_pages(),
+                "nr_populated": c.nr_populated(),
+                "nr_alloc": s.nr_alloc,
+                "max_alloc_size": s.max_alloc_size,
+                "empty_pop_pages": s.empty_pop_pages,
+                "first_bit": s.first_bit,
+                "free_bytes": s.free_bytes,
+                "contig_bytes": s.contig_bytes,
+                "sum_frag": s.sum_frag,
+                "max_frag": s.max_frag,
+                "cur_min_alloc": s.cur_min_alloc,
+                "cur_med_alloc": s.cur_med_alloc,
+                "cur_max_alloc": s.cur_max_alloc,
+            }))
+        })
+        .collect();
+    json!({
+        "trace": trace,
+        "phase": phase,
+        "policy": policy.to_string(),
+        "percpu_kb": a.percpu_bytes() / 1024,
+        "nr_populated": a.nr_populated(),
+        "nr_empty_pop_pages": a.nr_empty_pop_pages(),
+        "nr_alloc": g.nr_alloc,
+        "nr_dealloc": g.nr_dealloc,
+        "nr_cur_alloc": g.nr_cur_alloc,
+        "nr_max_alloc": g.nr_max_alloc,
+        "nr_chunks": g.nr_chunks,
+        "nr_max_chunks": g.nr_max_chunks,
+        "min_alloc_size": g.min_alloc_size,
+        "max_alloc_size": g.max_alloc_size,
+        "nr_failed": g.nr_failed,
+        "chunks": chunks,
+    })
 }

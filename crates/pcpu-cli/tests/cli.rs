@@ -822,6 +822,10 @@ fn json_fields_are_documented() {
     let p = json(&["pins", SMALL, "--at", "A", "--json"]);
     check(&p);
     check(&p["by_call_site"][0]);
+    let s = json(&["stats", SMALL, "--at", "A", "--json"]);
+    check(&s);
+    check(&s["chunks"][0]);
+    assert!(s["chunks"].as_array().unwrap().len() >= 2);
     assert!(missing.is_empty(), "not in docs/json.md: {missing:?}");
 }
 
