@@ -2,7 +2,6 @@
 //! ideal, page traffic, thrash and balance runs, plus wall time.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +10,8 @@ use std::time::Instant;
 
 use pcpu_core::Policy;
 use pcpu_replay::{
-    BalanceTiming, ClassMode, PageOpKind, Placement, ReplayConfig, ReplayError, Replayer, Sample,
-    Setup,
+    BalanceTiming, ClassMode, PageOpKind, Placement, Refaults, ReplayConfig, ReplayError, Replayer,
+    Sample, Setup,
 };
 use pcpu_trace::{Capture, CaptureError, Event, ParseError, ParseOptions, Record};
 use serde::Serialize;
@@ -463,17 +462,6 @@ pub fn config(v: &Variant, timing: BalanceTiming, opts: &RunOptions) -> ReplayCo
     }
 }
 
-/// Thrash bookkeeping over a page log.
-#[derive(Debug, Default)]
-struct Thrash {
-    /// (chunk, page) → (balance run, alloc/free event index) of its last
-    /// depopulation.
-    last: HashMap<(u32, u32), (u64, u64)>,
-    repop: u64,
-    by_runs: u64,
-    by_events: u64,
-}
-
 /// Replays `input` under `v` and measures it.
 pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, LabError> {
     let err = |error| LabError::Replay {
@@ -509,7 +497,8 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
         }
         af.push(n);
     }
-    let mut th = Thrash::default();
+    // Thrash over the page log, events counted as allocations and frees.
+    let mut th = Refaults::new(opts.thrash_runs, opts.thrash_events);
     // Cumulative thrash counters after each page op, to read them per phase.
     let log = rp.page_log();
     let mut cum: Vec<(u64, u64, u64, u64)> = Vec::with_capacity(log.len());
@@ -517,31 +506,17 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
     for op in log {
         let ev = af[(op.event as usize).min(af.len() - 1)];
         match op.kind {
-            PageOpKind::CreateChunk | PageOpKind::DestroyChunk => {
-                th.last.retain(|&(c, _), _| c != op.chunk);
-            }
+            PageOpKind::CreateChunk | PageOpKind::DestroyChunk => th.forget(op.chunk.into()),
             PageOpKind::Depopulate => {
                 page_ops += 1;
-                for p in op.pages.clone() {
-                    th.last.insert((op.chunk, p), (op.balance_run, ev));
-                }
+                th.depopulated(op.chunk.into(), op.pages.clone(), op.balance_run, ev);
             }
             PageOpKind::Populate => {
                 page_ops += 1;
-                for p in op.pages.clone() {
-                    if let Some((run, e)) = th.last.remove(&(op.chunk, p)) {
-                        th.repop += 1;
-                        if op.balance_run.saturating_sub(run) <= opts.thrash_runs {
-                            th.by_runs += 1;
-                        }
-                        if ev.saturating_sub(e) <= opts.thrash_events {
-                            th.by_events += 1;
-                        }
-                    }
-                }
+                th.populated(op.chunk.into(), op.pages.clone(), op.balance_run, ev);
             }
         }
-        cum.push((op.event, th.repop, th.by_runs, th.by_events));
+        cum.push((op.event, th.pages, th.within_runs, th.within_events));
     }
     let report = rp.finish(start.elapsed().as_secs_f64());
     let wall_s = start.elapsed().as_secs_f64();
@@ -608,9 +583,9 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
         depopulated_pages: report.depopulated_pages,
         page_ops,
         balance_runs: report.balance_runs,
-        repopulated_pages: th.repop,
-        thrash_runs_pages: th.by_runs,
-        thrash_events_pages: th.by_events,
+        repopulated_pages: th.pages,
+        thrash_runs_pages: th.within_runs,
+        thrash_events_pages: th.within_events,
         mean_kb,
         peak_kb: samples.iter().copied().max().unwrap_or(0),
         chunks_created: report.chunks_created,

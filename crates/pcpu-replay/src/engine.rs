@@ -10,7 +10,7 @@ use pcpu_core::{
 };
 use pcpu_trace::{Event, Record};
 
-use crate::refaults::Refaults;
+use crate::refaults::{Refaults, SOON_RUNS};
 use crate::report::{Disagreement, PhaseReport, Report, Sample};
 use crate::setup::Setup;
 use crate::ReplayError;
@@ -205,7 +205,8 @@ impl Backend for LogBackend {
     fn populate(&mut self, id: ChunkId, pages: std::ops::Range<usize>) -> Result<(), BackendError> {
         self.sim.populate(id, pages.clone())?;
         let p = pages.start as u32..pages.end as u32;
-        self.refaults.populated(id.0.into(), p, self.run);
+        self.refaults
+            .populated(id.0.into(), p, self.run, self.event);
         self.push(PageOpKind::Populate, id, pages);
         Ok(())
     }
@@ -216,7 +217,8 @@ impl Backend for LogBackend {
     ) -> Result<(), BackendError> {
         self.sim.depopulate(id, pages.clone())?;
         let p = pages.start as u32..pages.end as u32;
-        self.refaults.depopulated(id.0.into(), p, self.run);
+        self.refaults
+            .depopulated(id.0.into(), p, self.run, self.event);
         self.push(PageOpKind::Depopulate, id, pages);
         Ok(())
     }
@@ -358,6 +360,7 @@ impl Replayer {
         let mut a = Allocator::new(setup.geometry, cfg.policy);
         let mut backend = LogBackend {
             log: cfg.page_log.then(Vec::new),
+            refaults: Refaults::new(SOON_RUNS, u64::MAX),
             ..LogBackend::default()
         };
         let first = a.first_chunk();
@@ -413,7 +416,7 @@ impl Replayer {
             kpop: 0,
             kruns: 0,
             have_kruns: has_balance_events,
-            krefaults: Refaults::default(),
+            krefaults: Refaults::new(SOON_RUNS, u64::MAX),
             kdepop: 0,
             have_kprobes: has_kprobes,
             unknown_frees: 0,
@@ -856,10 +859,12 @@ impl Replayer {
                 let range = p.page_start..p.page_end;
                 if matches!(rec.event, Event::ChunkPopulated(_)) {
                     self.kpop += u64::from(p.nr_pages());
-                    self.krefaults.populated(p.base_addr, range, self.kruns);
+                    self.krefaults
+                        .populated(p.base_addr, range, self.kruns, self.events);
                 } else {
                     self.kdepop += u64::from(p.nr_pages());
-                    self.krefaults.depopulated(p.base_addr, range, self.kruns);
+                    self.krefaults
+                        .depopulated(p.base_addr, range, self.kruns, self.events);
                 }
             }
             Event::BalanceWork => {
@@ -950,10 +955,10 @@ impl Replayer {
         r.kernel_populated_pages = self.have_kprobes.then_some(self.kpop);
         r.kernel_depopulated_pages = self.have_kprobes.then_some(self.kdepop);
         r.repopulated_pages = self.backend.refaults.pages;
-        r.repopulated_soon_pages = self.backend.refaults.soon;
+        r.repopulated_soon_pages = self.backend.refaults.within_runs;
         r.kernel_repopulated_pages = self.have_kprobes.then_some(self.krefaults.pages);
         r.kernel_repopulated_soon_pages =
-            (self.have_kprobes && self.have_kruns).then_some(self.krefaults.soon);
+            (self.have_kprobes && self.have_kruns).then_some(self.krefaults.within_runs);
         r.reordered_allocs = self.swapped;
         self.report
     }

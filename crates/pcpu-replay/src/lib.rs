@@ -18,7 +18,7 @@ pub use engine::{
     BalanceTiming, ClassMode, LiveObject, PageOp, PageOpKind, Placement, ReplayConfig, Replayer,
     MAGAZINE_MAX_SIZE,
 };
-pub use refaults::SOON_RUNS;
+pub use refaults::{Refaults, SOON_RUNS};
 pub use report::{Disagreement, PhaseReport, Report, Sample};
 pub use setup::Setup;
 
