@@ -35,10 +35,9 @@
 //! thread's entries are the last handles of an allocator (its user dropped
 //! every clone and object), the thread frees them at its next cold cache
 //! operation (a new class, a class whose allocator's epoch moved, a flush),
-//! so a long-lived thread does not keep a
-//! dropped allocator and its balance thread alive; entries spread over
-//! several threads go when those threads exit or evict them. Requests made inside a
-//! lifetime scope ([`with_lifetime`](crate::with_lifetime)) bypass the cache,
+//! so a long-lived thread does not keep a dropped allocator and its balance
+//! thread alive; entries spread over several threads go when those threads
+//! exit or evict them. Requests made inside a lifetime scope ([`with_lifetime`](crate::with_lifetime)) bypass the cache,
 //! so that their class placement holds.
 //!
 //! This module has no `unsafe`: it only moves owned values around.
@@ -172,8 +171,8 @@ thread_local! {
 }
 
 /// Free `entries` in their allocators: one lock acquisition per run of
-/// entries of one allocator. Their references to the state are dropped
-/// afterwards (the last one unmaps the allocator's memory).
+/// entries of one allocator. Their handles are dropped afterwards (dropping
+/// an allocator's last one stops its balance thread and unmaps its memory).
 fn release(entries: Vec<Entry>) {
     let mut rest = entries.as_slice();
     while let Some(first) = rest.first() {

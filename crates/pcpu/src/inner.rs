@@ -106,6 +106,15 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The class path's way out when no (further) chunk helps: plain first
+    /// fit in any free space, the request counted as failed if even that
+    /// finds none.
+    fn first_fit_or_fail(&mut self, req: Request) -> Result<Allocation, AllocError> {
+        self.core
+            .alloc_area(req, AllocFlags::NORMAL)
+            .inspect_err(|_| self.core.fail_request(req, AllocFlags::NORMAL))
+    }
+
     /// The region of live chunk `id`.
     pub(crate) fn region(&self, id: ChunkId) -> Arc<Region> {
         Arc::clone(self.mapped(id))
@@ -370,10 +379,7 @@ impl Inner {
                 // chunk is enough (as in the core's `alloc_class`); should it
                 // not be, plain first fit rather than another mapping.
                 Err(AllocError::NeedsChunk) if created => {
-                    return st.core.alloc_area(req, AllocFlags::NORMAL).map_err(|e| {
-                        st.core.fail_request(req, AllocFlags::NORMAL);
-                        e.into()
-                    });
+                    return st.first_fit_or_fail(req).map_err(Into::into);
                 }
                 Err(AllocError::NeedsChunk) => {}
                 Err(e) => return Err(e.into()),
@@ -393,13 +399,7 @@ impl Inner {
                     // An exclusive lifetime class asks for a chunk rather
                     // than cut into another class's free room: without one,
                     // take any free space (plain first fit).
-                    return match st.core.alloc_area(req, AllocFlags::NORMAL) {
-                        Ok(area) => Ok(area),
-                        Err(_) => {
-                            st.core.fail_request(req, AllocFlags::NORMAL);
-                            Err(e.into())
-                        }
-                    };
+                    return st.first_fit_or_fail(req).map_err(|_| e.into());
                 }
             }
         }
