@@ -111,13 +111,8 @@ impl From<ClassArg> for ClassMode {
 pub(crate) struct RunArgs {
     /// Depopulation policy: linux-5.11, seed-rfc, linux-5.14, linux-6.1 or
     /// pcpu, optionally followed by knobs, `NAME:knob=value:knob=value`
-    /// (e.g. `linux-5.14:sideline=false`). Knobs: empty_pop_low,
-    /// empty_pop_high, reclaim_divisor, reclaim_min_pages,
-    /// rfc_marked_threshold, reclaim_surplus, reclaim_batch,
-    /// refault_reserve_divisor, sideline, fit (first, next, best), refill
-    /// (kernel, fullest, room), class_placement, min_run, class_capacity,
-    /// keep_room. `pcpu policies` says what each does, which policies it
-    /// affects, and its defaults.
+    /// (e.g. `linux-5.14:sideline=false`). `pcpu policies` lists the knobs,
+    /// what each does, which policies it affects, and its defaults.
     #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
     pub(crate) policy: Policy,
 
@@ -352,7 +347,7 @@ impl Loaded {
                 .into_iter()
                 .any(|k| *p == Policy::named(k))
         };
-        let names = |ps: Vec<&Policy>| {
+        let names = |ps: &[&Policy]| {
             ps.iter()
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
@@ -368,7 +363,7 @@ impl Loaded {
                     "{}{} run{} the balance work at the kernel's recorded times (--balance auto on a capture with \
                      pcpu_balance_workfn events); --balance modelled runs it whenever the policy schedules it, as \
                      docs/policy-study.md does",
-                    names(off.clone()),
+                    names(&off),
                     if self.magazine > 0 { " (with --magazine)" } else { "" },
                     if off.len() == 1 { "s" } else { "" }
                 ));
@@ -379,7 +374,7 @@ impl Loaded {
             if !ignoring.is_empty() {
                 warn(&format!(
                     "{} place{} by first fit and ignore{} --classes (add :class_placement=true to use them)",
-                    names(ignoring.clone()),
+                    names(&ignoring),
                     if ignoring.len() == 1 { "s" } else { "" },
                     if ignoring.len() == 1 { "s" } else { "" }
                 ));
