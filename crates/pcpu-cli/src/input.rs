@@ -111,8 +111,13 @@ impl From<ClassArg> for ClassMode {
 pub(crate) struct RunArgs {
     /// Depopulation policy: linux-5.11, seed-rfc, linux-5.14, linux-6.1 or
     /// pcpu, optionally followed by knobs, `NAME:knob=value:knob=value`
-    /// (e.g. `linux-5.14:sideline=false`). `pcpu policies` lists the knobs,
-    /// what each does, which policies it affects, and its defaults.
+    /// (e.g. `linux-5.14:sideline=false`). Knobs: empty_pop_low,
+    /// empty_pop_high, reclaim_divisor, reclaim_min_pages,
+    /// rfc_marked_threshold, reclaim_surplus, reclaim_batch,
+    /// refault_reserve_divisor, sideline, fit (first, next, best), refill
+    /// (kernel, fullest, room), class_placement, min_run, class_capacity,
+    /// keep_room. `pcpu policies` says what each does, which policies it
+    /// affects, and its defaults.
     #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
     pub(crate) policy: Policy,
 
