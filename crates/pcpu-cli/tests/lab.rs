@@ -95,16 +95,13 @@ fn gen_is_deterministic_and_replays() {
 fn pins_reports_call_sites_and_tasks() {
     let dir = small_capture("pins", "1");
     let d = dir.to_str().unwrap();
-    let o = pcpu(&[
-        "pins",
-        d,
-        "--at",
-        "C",
-        "--policy",
-        "linux-5.14",
-        "--top",
-        "3",
-    ]);
+    // `pcpu pins` at C under linux-5.14, with `extra` arguments.
+    let pins_at_c = |extra: &[&str]| {
+        let mut args = vec!["pins", d, "--at", "C", "--policy", "linux-5.14"];
+        args.extend_from_slice(extra);
+        pcpu(&args)
+    };
+    let o = pins_at_c(&["--top", "3"]);
     assert_ok(&o);
     let text = stdout(&o);
     for needle in [
@@ -119,7 +116,7 @@ fn pins_reports_call_sites_and_tasks() {
     ] {
         assert!(text.contains(needle), "`{needle}` not in:\n{text}");
     }
-    let o = pcpu(&["pins", d, "--at", "C", "--policy", "linux-5.14", "--json"]);
+    let o = pins_at_c(&["--json"]);
     assert_ok(&o);
     let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(r["phase"], "C");
@@ -138,17 +135,7 @@ fn pins_reports_call_sites_and_tasks() {
         .sum();
     assert!((share - r["used_pages"].as_f64().unwrap()).abs() < 1e-6);
     // Ordered by share: the rows come in falling share.
-    let o = pcpu(&[
-        "pins",
-        d,
-        "--at",
-        "C",
-        "--policy",
-        "linux-5.14",
-        "--sort",
-        "share",
-        "--json",
-    ]);
+    let o = pins_at_c(&["--sort", "share", "--json"]);
     assert_ok(&o);
     let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let shares: Vec<f64> = r["by_call_site"]
