@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use pcpu_core::{BalanceReport, InvariantError, Policy};
@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::handle::{PerCpu, Zeroable};
 use crate::inner::Inner;
 use crate::stats::Stats;
+use crate::sync::Arc;
 
 /// Upper bound of balance runs in one [`PerCpuAllocator::settle`].
 const SETTLE_MAX_RUNS: usize = 64;
@@ -245,7 +246,7 @@ impl PerCpuAllocator {
             }
             drop(st);
             drop(serial);
-            std::thread::yield_now();
+            crate::sync::thread::yield_now();
         };
         st.core.check_invariants()?;
         for id in st.core.chunk_ids() {

@@ -7,8 +7,7 @@
 //! (de)populated, chunks mapped or unmapped (the kernel's "take the mutex,
 //! then the spinlock once, drop the spinlock around slow work").
 
-use std::sync::{Arc, MutexGuard};
-use std::thread::{self, JoinHandle, ThreadId};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use pcpu_core::{BalanceReport, BalanceRun, PageWork};
@@ -16,6 +15,8 @@ use pcpu_core::{BalanceReport, BalanceRun, PageWork};
 use crate::error::Error;
 use crate::handle;
 use crate::inner::{AllocLock, Inner, State};
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{Arc, MutexGuard};
 use crate::sys::mmap::Region;
 
 const POISONED: &str = "pcpu: allocator state poisoned by an internal panic";
@@ -143,7 +144,19 @@ impl Inner {
 pub(crate) struct Balancer {
     inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
-    id: ThreadId,
+}
+
+// Set on balance threads. Read with `try_with`, and a constant `Cell<bool>`
+// (no destructor) under std: a `Balancer` may be dropped in a thread-local
+// destructor (a thread cache holding an allocator's last handle, at thread
+// exit), where `thread::current()` is not reliably available.
+#[cfg(not(loom))]
+thread_local! {
+    static ON_BALANCE_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static ON_BALANCE_THREAD: Cell<bool> = Cell::new(false);
 }
 
 impl Balancer {
@@ -153,13 +166,14 @@ impl Balancer {
         let for_thread = Arc::clone(&inner);
         let thread = thread::Builder::new()
             .name("pcpu-balance".into())
-            .spawn(move || balance_thread(&for_thread))
+            .spawn(move || {
+                ON_BALANCE_THREAD.with(|on| on.set(true));
+                balance_thread(&for_thread);
+            })
             .map_err(Error::Spawn)?;
-        let id = thread.thread().id();
         Ok(Balancer {
             inner,
             thread: Some(thread),
-            id,
         })
     }
 }
@@ -173,8 +187,9 @@ impl Drop for Balancer {
         }
         if let Some(t) = self.thread.take() {
             // Never join ourselves (cannot happen by construction: the thread
-            // holds no allocator handle; kept as a guard).
-            if thread::current().id() != self.id {
+            // holds no allocator handle; kept as a guard). Not
+            // `thread::current()`: this may run in a thread-local destructor.
+            if !ON_BALANCE_THREAD.try_with(Cell::get).unwrap_or(false) {
                 let _ = t.join();
             }
         }

@@ -162,12 +162,21 @@ impl Drop for ThreadCache {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static CACHE: RefCell<ThreadCache> = const {
         RefCell::new(ThreadCache {
             classes: Vec::new(),
         })
     };
+}
+
+// loom runs its threads on one OS thread: each needs its own cache.
+#[cfg(loom)]
+loom::thread_local! {
+    static CACHE: RefCell<ThreadCache> = RefCell::new(ThreadCache {
+        classes: Vec::new(),
+    });
 }
 
 /// Free `entries` in their allocators: one lock acquisition per run of

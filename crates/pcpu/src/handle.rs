@@ -53,13 +53,13 @@ use std::sync::atomic::{
     AtomicBool, AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicIsize, AtomicU16, AtomicU32,
     AtomicU64, AtomicU8, AtomicUsize,
 };
-use std::sync::MutexGuard;
 
 use pcpu_core::ChunkId;
 
 use crate::error::Error;
 use crate::inner::{AllocLock, Inner, Placed, State};
 use crate::raw::Area;
+use crate::sync::MutexGuard;
 use crate::sys::cpu::current_cpu;
 use crate::sys::rseq::{self, AddFold, Slots};
 use crate::PerCpuAllocator;

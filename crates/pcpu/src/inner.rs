@@ -26,8 +26,6 @@
 //! concurrent balance run populate a page more or reclaim a page less.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use pcpu_core::{
     AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHint, FreeError, Request,
@@ -35,6 +33,7 @@ use pcpu_core::{
 
 use crate::builder::Config;
 use crate::error::Error;
+use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, SerialGuard, SerialMutex};
 use crate::sys::mmap::{Region, UnitLayout};
 
 /// Everything the allocator shares between handles, objects and the balance
@@ -44,7 +43,7 @@ pub(crate) struct Inner {
     /// `pcpu_lock`: all bookkeeping.
     state: Mutex<State>,
     /// `pcpu_alloc_mutex`: serialises chunk creation, population and balance.
-    alloc_mutex: Mutex<()>,
+    alloc_mutex: SerialMutex,
     /// Wakes the balance thread (paired with `state`).
     pub(crate) wake: Condvar,
     /// Signalled when a balance run ends (paired with `state`).
@@ -157,7 +156,7 @@ impl State {
 /// (`lockdep_assert_held(&pcpu_alloc_mutex)` as a type).
 #[derive(Debug)]
 pub(crate) struct AllocLock<'a> {
-    _guard: MutexGuard<'a, ()>,
+    _guard: SerialGuard<'a>,
     inner: &'a Inner,
 }
 
@@ -212,7 +211,7 @@ impl Inner {
         state.install(first, region);
         Ok(Inner {
             state: Mutex::new(state),
-            alloc_mutex: Mutex::new(()),
+            alloc_mutex: SerialMutex::default(),
             wake: Condvar::new(),
             idle: Condvar::new(),
             config,
@@ -235,10 +234,7 @@ impl Inner {
     /// Take `alloc_mutex` (`mutex_lock(&pcpu_alloc_mutex)`). It guards no data,
     /// so a poisoned lock is simply taken over.
     pub(crate) fn serialise(&self) -> AllocLock<'_> {
-        let guard = self
-            .alloc_mutex
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let guard = self.alloc_mutex.lock();
         AllocLock {
             _guard: guard,
             inner: self,
@@ -248,11 +244,7 @@ impl Inner {
     /// Take `alloc_mutex` if it is free (never blocks, so it may be called
     /// with `state` held).
     fn try_serialise(&self) -> Option<AllocLock<'_>> {
-        let guard = match self.alloc_mutex.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
+        let guard = self.alloc_mutex.try_lock()?;
         Some(AllocLock {
             _guard: guard,
             inner: self,

@@ -108,6 +108,7 @@ pub mod hint;
 mod inner;
 mod raw;
 mod stats;
+mod sync;
 mod sys;
 
 pub use allocator::{global, PerCpuAllocator};

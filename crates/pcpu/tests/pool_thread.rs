@@ -124,8 +124,24 @@ fn a_pool_thread_cache_does_not_keep_a_dropped_allocator() {
     );
     assert!(!mapped(c_addr), "c's memory is unmapped");
 
+    // Last, an allocator whose last handles are still cached when the worker
+    // exits: its thread-local destructor drops them, which stops and joins
+    // the balance thread from inside that destructor.
+    let d = PerCpuAllocator::builder().build().expect("allocator");
+    assert!(eventually(|| balance_threads() == 1));
+    jobs.send(Job::Use(d.clone())).unwrap();
+    let d_addr = addrs.recv().unwrap();
+    drop(d);
+    assert!(mapped(d_addr));
+    assert_eq!(balance_threads(), 1, "d's areas are still cached");
+
     jobs.send(Job::Exit).unwrap();
     worker.join().unwrap();
     assert_eq!(b.stats().live_allocations, 0, "thread exit gives them back");
     b.check_invariants().unwrap();
+    assert!(
+        eventually(|| balance_threads() == 0),
+        "d's balance thread outlived the worker"
+    );
+    assert!(!mapped(d_addr), "d's memory is unmapped");
 }

@@ -1,0 +1,272 @@
+//! Model checking of the allocator's lock protocol with loom: every
+//! interleaving (up to a preemption bound) of a few threads that allocate,
+//! write, free, balance and drop, on real mappings.
+//!
+//! Built only with `--cfg loom` (the crate then takes its locks, condition
+//! variables, `Arc`s, threads and the thread caches' thread-locals from loom;
+//! `src/sync.rs`):
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p pcpu --release --test loom
+//! ```
+//!
+//! What a failure would look like: a deadlock or lost wake-up (loom reports
+//! that every thread is blocked), a panic or failed check in some
+//! interleaving, or a write to a page the balance work discarded (the page
+//! is `PROT_NONE` then, so the process dies of `SIGSEGV`).
+//!
+//! `LOOM_MAX_PREEMPTIONS` overrides each model's preemption bound (the
+//! two-thread models are explored exhaustively, the three-thread ones with
+//! at most 4 preemptions per execution).
+#![cfg(loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use loom::thread;
+use pcpu::{PerCpu, PerCpuAllocator, Policy};
+
+/// 32 KiB units (the least), a one-page first chunk.
+const UNIT: usize = 32 << 10;
+const PAGE: usize = 4096;
+/// A quarter page: four objects per page.
+const OBJ: usize = 1024;
+
+/// A small allocator with `policy`, with or without the background thread,
+/// `cache` areas per thread-cache class, and a high watermark of 0, so that
+/// reclaim keeps no empty page and a balance run has depopulation work as
+/// soon as a chunk has empty pages.
+fn small(policy: &str, background: bool, cache: usize) -> PerCpuAllocator {
+    let alloc = PerCpuAllocator::builder()
+        .policy(policy.parse::<Policy>().expect("policy"))
+        .unit_size(UNIT)
+        .first_chunk_size(PAGE)
+        .watermarks(0, 0)
+        .background_balance(background)
+        .thread_cache(cache)
+        .build()
+        .expect("build");
+    assert_eq!(alloc.page_size(), PAGE, "the models assume 4 KiB pages");
+    alloc
+}
+
+/// No background thread, no thread cache: every operation reaches the core.
+fn quiet(policy: &str) -> PerCpuAllocator {
+    small(policy, false, 0)
+}
+
+/// An object whose every copy is written with `tag` (a write to a
+/// discarded page faults).
+fn obj(alloc: &PerCpuAllocator, tag: u8) -> PerCpu<[u8; OBJ]> {
+    let mut o = alloc.per_cpu(|_| [tag; OBJ]).expect("alloc");
+    for copy in o.iter_mut() {
+        copy[OBJ - 1] = tag;
+    }
+    o
+}
+
+fn assert_intact(o: &PerCpu<[u8; OBJ]>, tag: u8) {
+    for copy in o.iter() {
+        assert!(copy.iter().all(|&b| b == tag), "object {tag} was changed");
+    }
+}
+
+/// The state every model must end in: the core's invariants hold, its
+/// populated pages are the mappings', and resident memory is what it says.
+fn assert_consistent(alloc: &PerCpuAllocator) {
+    alloc.check_invariants().expect("invariants");
+    let stats = alloc.stats();
+    assert_eq!(
+        alloc.resident_bytes().expect("mincore"),
+        stats.percpu_bytes,
+        "{stats:?}"
+    );
+}
+
+/// Explore `f` under loom: exhaustively (`bound` `None`), or with at most
+/// `bound` preemptions per execution where the three-thread models would
+/// take minutes otherwise. Prints how many executions it ran.
+fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+    use std::sync::Arc;
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = bound;
+    }
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = Arc::clone(&n);
+    b.check(move || {
+        n2.fetch_add(1, Ordering::Relaxed);
+        f()
+    });
+    eprintln!("{} executions", n.load(Ordering::Relaxed));
+}
+
+/// A balance run that depopulates a chunk's empty pages, against an
+/// allocation that needs a page populated (taking `alloc_mutex` with
+/// `try_lock`, or waiting for it "in flight" while the run holds it), and a
+/// free. Live objects must keep their contents, and pages under them must
+/// never be discarded.
+fn balance_run_against_allocation_and_free(policy: &'static str) {
+    // Executions in which the run depopulated pages (in the others the
+    // allocations ran first and left no empty page above the reserve, so
+    // the run put the chunk back instead).
+    let depopulating = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&depopulating);
+    model(None, move || {
+        let alloc = quiet(policy);
+        // In use: the first chunk's page, the second chunk's first page and
+        // the third chunk's first page. Emptied again: the third chunk's
+        // second page, then the second chunk's seven others, which isolates
+        // the second chunk for reclaim.
+        let mut keep: Vec<_> = (0..8).map(|i| obj(&alloc, i)).collect();
+        let mid: Vec<_> = (8..36).map(|i| obj(&alloc, i)).collect();
+        let mut tail: Vec<_> = (36..44).map(|i| obj(&alloc, i)).collect();
+        drop(tail.split_off(4));
+        drop(mid);
+        assert_eq!(alloc.stats().chunks, 3);
+        assert!(alloc.balance_pending(), "{:?}", alloc.stats());
+
+        let a2 = alloc.clone();
+        let balancer = thread::spawn(move || a2.balance_now());
+        // Concurrently: new objects (the fifth on a page to populate) and a
+        // free.
+        let fresh: Vec<_> = (100..105).map(|i| obj(&alloc, i)).collect();
+        drop(keep.pop());
+        if balancer.join().expect("balance thread").depopulated > 0 {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+
+        for (i, o) in fresh.iter().enumerate() {
+            assert_intact(o, 100 + i as u8);
+        }
+        for (i, o) in keep.iter().enumerate() {
+            assert_intact(o, i as u8);
+        }
+        for (i, o) in tail.iter().enumerate() {
+            assert_intact(o, 36 + i as u8);
+        }
+        assert_consistent(&alloc);
+        drop((fresh, keep, tail));
+        alloc.settle();
+        assert_consistent(&alloc);
+        assert_eq!(alloc.stats().live_allocations, 0);
+    });
+    assert!(depopulating.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn balance_run_against_allocation_and_free_linux_5_14() {
+    balance_run_against_allocation_and_free("linux-5.14");
+}
+
+#[test]
+fn balance_run_against_allocation_and_free_pcpu() {
+    balance_run_against_allocation_and_free("pcpu");
+}
+
+/// Two threads allocating into the same empty space at once, one of them
+/// creating a chunk, while a third balances: placements never overlap and
+/// every chunk creation is installed once.
+#[test]
+fn concurrent_allocations_creating_chunks() {
+    model(Some(4), || {
+        let alloc = quiet("linux-5.14");
+        // The first chunk is full: the next allocation needs a chunk.
+        let base: Vec<_> = (0..4).map(|i| obj(&alloc, i)).collect();
+        let threads: Vec<_> = (0..2u8)
+            .map(|t| {
+                let a = alloc.clone();
+                thread::spawn(move || {
+                    let o = obj(&a, 10 + t);
+                    assert_intact(&o, 10 + t);
+                    o
+                })
+            })
+            .collect();
+        let mine = obj(&alloc, 20);
+        let objs: Vec<_> = threads
+            .into_iter()
+            .map(|h| h.join().expect("allocating thread"))
+            .collect();
+        assert_intact(&mine, 20);
+        for (t, o) in objs.iter().enumerate() {
+            assert_intact(o, 10 + t as u8);
+        }
+        for (i, o) in base.iter().enumerate() {
+            assert_intact(o, i as u8);
+        }
+        assert_consistent(&alloc);
+    });
+}
+
+/// The background balance thread: woken by frees, stopped and joined when
+/// the last handle goes, in any interleaving with a run in progress (no
+/// lost wake-up, no deadlock at drop).
+#[test]
+fn background_thread_wakes_and_stops() {
+    model(None, || {
+        let alloc = small("linux-5.14", true, 0);
+        let objs: Vec<_> = (0..6).map(|i| obj(&alloc, i)).collect();
+        // Frees schedule the balance work (a free chunk page, then a whole
+        // free chunk) and wake the thread.
+        drop(objs);
+        let a2 = alloc.clone();
+        let user = thread::spawn(move || {
+            let o = obj(&a2, 7);
+            assert_intact(&o, 7);
+        });
+        user.join().expect("user thread");
+        // The last handle: stops the thread, mid-run or asleep.
+        drop(alloc);
+    });
+}
+
+/// Thread caches: one thread allocates and drops through its cache while
+/// another moves the allocator's cache epoch and flushes its own
+/// (`trim_thread_caches`); the worker's cache goes back at its next
+/// operation after the move, or when it trims. (Loom finishes a joined
+/// thread before it drops the thread's thread-locals, so the exit path is
+/// `last_handle_in_a_thread_cache`'s.)
+#[test]
+fn thread_caches_trim_and_exit() {
+    model(None, || {
+        let alloc = small("linux-5.14", false, 4);
+        let a2 = alloc.clone();
+        let worker = thread::spawn(move || {
+            let x = a2.per_cpu_zeroed::<u64>().expect("alloc");
+            drop(x); // into this thread's cache
+            let y = a2.per_cpu(|cpu| cpu as u64).expect("alloc");
+            for (cpu, v) in y.iter().enumerate() {
+                assert_eq!(*v, cpu as u64);
+            }
+            drop(y);
+            a2.trim_thread_caches();
+        });
+        alloc.trim_thread_caches();
+        let z = alloc.per_cpu_zeroed::<u64>().expect("alloc");
+        assert!(z.iter().all(|&v| v == 0));
+        drop(z);
+        worker.join().expect("worker");
+        alloc.settle();
+        assert_eq!(alloc.stats().live_allocations, 0);
+        assert_consistent(&alloc);
+    });
+}
+
+/// The worker's cached areas hold the allocator's last handles: dropping
+/// them at thread exit frees the areas and drops the allocator on that
+/// thread, stopping its background thread, while the creator has dropped its
+/// clone concurrently.
+#[test]
+fn last_handle_in_a_thread_cache() {
+    model(Some(4), || {
+        let alloc = small("linux-5.14", true, 4);
+        let a2 = alloc.clone();
+        let worker = thread::spawn(move || {
+            let x = a2.per_cpu_zeroed::<u64>().expect("alloc");
+            drop(a2);
+            drop(x); // the area and a handle go into this thread's cache
+        });
+        drop(alloc);
+        worker.join().expect("worker");
+    });
+}
