@@ -146,17 +146,18 @@ pub(crate) struct Balancer {
     thread: Option<JoinHandle<()>>,
 }
 
-// Set on balance threads. Read with `try_with`, and a constant `Cell<bool>`
-// (no destructor) under std: a `Balancer` may be dropped in a thread-local
-// destructor (a thread cache holding an allocator's last handle, at thread
-// exit), where `thread::current()` is not reliably available.
+// On a balance thread, the id of its allocator (0 elsewhere). Read with
+// `try_with`, and a constant `Cell<u64>` (no destructor) under std: a
+// `Balancer` may be dropped in a thread-local destructor (a thread cache
+// holding an allocator's last handle, at thread exit), where std does not
+// promise `thread::current()` (older releases panic; loom's does).
 #[cfg(not(loom))]
 thread_local! {
-    static ON_BALANCE_THREAD: Cell<bool> = const { Cell::new(false) };
+    static BALANCE_THREAD_OF: Cell<u64> = const { Cell::new(0) };
 }
 #[cfg(loom)]
 loom::thread_local! {
-    static ON_BALANCE_THREAD: Cell<bool> = Cell::new(false);
+    static BALANCE_THREAD_OF: Cell<u64> = Cell::new(0);
 }
 
 impl Balancer {
@@ -167,7 +168,7 @@ impl Balancer {
         let thread = thread::Builder::new()
             .name("pcpu-balance".into())
             .spawn(move || {
-                ON_BALANCE_THREAD.with(|on| on.set(true));
+                BALANCE_THREAD_OF.with(|of| of.set(for_thread.id));
                 balance_thread(&for_thread);
             })
             .map_err(Error::Spawn)?;
@@ -189,7 +190,7 @@ impl Drop for Balancer {
             // Never join ourselves (cannot happen by construction: the thread
             // holds no allocator handle; kept as a guard). Not
             // `thread::current()`: this may run in a thread-local destructor.
-            if !ON_BALANCE_THREAD.try_with(Cell::get).unwrap_or(false) {
+            if BALANCE_THREAD_OF.try_with(Cell::get).ok() != Some(self.inner.id) {
                 let _ = t.join();
             }
         }

@@ -10,6 +10,12 @@
 //! (`sys::mmap`) is never held across a switch point, and the lifetime-scope
 //! thread-locals (`hint`) are plain `Cell`s: those stay std's. Lock results
 //! (`PoisonError`, `TryLockError`) are std's types under loom too.
+//!
+//! Limits of the loom build: loom runs all its threads on one OS thread, so
+//! the std thread-locals left (`hint`'s task class and lifetime scope, the
+//! fault-injection knobs) are shared by every loom thread (under `pcpu`'s
+//! class placement all threads are one task); and loom's `wait_timeout`
+//! never times out, so `wait_idle` waits for a notification.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{atomic::AtomicU64, Arc, Condvar, Mutex, MutexGuard};

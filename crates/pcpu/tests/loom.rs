@@ -16,8 +16,9 @@
 //! is `PROT_NONE` then, so the process dies of `SIGSEGV`).
 //!
 //! `LOOM_MAX_PREEMPTIONS` overrides each model's preemption bound (the
-//! two-thread models are explored exhaustively, the three-thread ones with
-//! at most 3 or 4 preemptions per execution).
+//! models with three allocating or checking threads are bounded at 3 and 4
+//! preemptions per execution, the background thread's at 2; the others are
+//! explored exhaustively).
 #![cfg(loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -163,9 +164,10 @@ fn balance_run_against_allocation_and_free_pcpu() {
     balance_run_against_allocation_and_free("pcpu");
 }
 
-/// Two threads allocating into the same empty space at once, one of them
-/// creating a chunk, while a third balances: placements never overlap and
-/// every chunk creation is installed once.
+/// Three threads that each need a new chunk at once (the first chunk is
+/// full): one maps it, the others wait for `alloc_mutex` or go in flight
+/// and land in it too. Placements never overlap, and exactly one chunk is
+/// created.
 #[test]
 fn concurrent_allocations_creating_chunks() {
     model(Some(4), || {
@@ -194,6 +196,7 @@ fn concurrent_allocations_creating_chunks() {
         for (i, o) in base.iter().enumerate() {
             assert_intact(o, i as u8);
         }
+        assert_eq!(alloc.stats().chunks, 2);
         assert_consistent(&alloc);
     });
 }
@@ -233,64 +236,88 @@ fn invariant_check_against_allocation_in_flight() {
     });
 }
 
-/// The background balance thread: woken by frees, stopped and joined when
-/// the last handle goes, in any interleaving with a run in progress (no
-/// lost wake-up, no deadlock at drop).
+/// The background balance thread: woken when a free isolates a chunk,
+/// checked while it may be mid-run, and stopped and joined when the last
+/// handle goes, whether it is asleep or running (no lost wake-up, no
+/// deadlock at drop).
 #[test]
 fn background_thread_wakes_and_stops() {
-    model(None, || {
+    // Executions in which the thread had completed a run before the drop.
+    let ran = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&ran);
+    model(Some(2), move || {
         let alloc = small("linux-5.14", true, 0);
-        let objs: Vec<_> = (0..6).map(|i| obj(&alloc, i)).collect();
-        // Frees schedule the balance work (a free chunk page, then a whole
-        // free chunk) and wake the thread.
-        drop(objs);
-        let a2 = alloc.clone();
-        let user = thread::spawn(move || {
-            let o = obj(&a2, 7);
-            assert_intact(&o, 7);
-        });
-        user.join().expect("user thread");
-        // The last handle: stops the thread, mid-run or asleep.
-        drop(alloc);
+        // As in the balance model: the second chunk isolated for reclaim,
+        // which wakes the thread.
+        let keep: Vec<_> = (0..8).map(|i| obj(&alloc, i)).collect();
+        let mid: Vec<_> = (8..36).map(|i| obj(&alloc, i)).collect();
+        let mut tail: Vec<_> = (36..44).map(|i| obj(&alloc, i)).collect();
+        drop(tail.split_off(4));
+        drop(mid);
+        // Waits for a run in progress; the mappings match the bookkeeping.
+        alloc.check_invariants().expect("invariants");
+        for (i, o) in keep.iter().chain(&tail).enumerate() {
+            let tag = if i < 8 { i } else { 28 + i };
+            assert_intact(o, tag as u8);
+        }
+        if alloc.stats().balance_runs > 0 {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+        // The last handle (objects hold one each): stops the thread.
+        drop((keep, tail, alloc));
     });
+    assert!(ran.load(Ordering::Relaxed) > 0);
 }
 
-/// Thread caches: one thread allocates and drops through its cache while
-/// another moves the allocator's cache epoch and flushes its own
-/// (`trim_thread_caches`); the worker's cache goes back at its next
-/// operation after the move, or when it trims. (Loom finishes a joined
-/// thread before it drops the thread's thread-locals, so the exit path is
-/// `last_handle_in_a_thread_cache`'s.)
+/// Thread caches: a thread's cached areas go back at its next operation
+/// once another thread moved the allocator's cache epoch
+/// (`trim_thread_caches`), which also flushes the trimming thread's own.
 #[test]
-fn thread_caches_trim_and_exit() {
+fn thread_caches_trim_reaches_another_thread() {
     model(None, || {
         let alloc = small("linux-5.14", false, 4);
+        let (trimmed, wait) = loom::sync::mpsc::channel::<()>();
+        let (cached_one, first_cached) = loom::sync::mpsc::channel::<()>();
         let a2 = alloc.clone();
         let worker = thread::spawn(move || {
             let x = a2.per_cpu_zeroed::<u64>().expect("alloc");
-            drop(x); // into this thread's cache
+            drop(x); // into this thread's cache, with a neighbour
+            assert_eq!(a2.stats().thread_cached, 2);
+            cached_one.send(()).expect("main");
+            wait.recv().expect("trimmed");
+            // The class is stale now: its areas are freed and a fresh batch
+            // allocated, rather than one of them handed out again.
+            let before = a2.stats().total_allocations;
             let y = a2.per_cpu(|cpu| cpu as u64).expect("alloc");
+            assert!(a2.stats().total_allocations > before, "stale area reused");
             for (cpu, v) in y.iter().enumerate() {
                 assert_eq!(*v, cpu as u64);
             }
             drop(y);
-            a2.trim_thread_caches();
+            a2.stats().thread_cached
         });
-        alloc.trim_thread_caches();
         let z = alloc.per_cpu_zeroed::<u64>().expect("alloc");
         assert!(z.iter().all(|&v| v == 0));
         drop(z);
-        worker.join().expect("worker");
-        alloc.settle();
-        assert_eq!(alloc.stats().live_allocations, 0);
+        first_cached.recv().expect("worker");
+        alloc.trim_thread_caches();
+        assert_eq!(alloc.stats().thread_cached, 0);
+        trimmed.send(()).expect("worker");
+        let cached = worker.join().expect("worker");
+        // What is live is what the worker's cache holds, or nothing once the
+        // worker's thread-local destructor ran (under loom, `join` may return
+        // before or after it).
+        let live = alloc.stats().live_allocations;
+        assert!(live == cached || live == 0, "{live} live, {cached} cached");
         assert_consistent(&alloc);
     });
 }
 
 /// The worker's cached areas hold the allocator's last handles: dropping
 /// them at thread exit frees the areas and drops the allocator on that
-/// thread, stopping its background thread, while the creator has dropped its
-/// clone concurrently.
+/// thread, in a thread-local destructor, stopping its background thread,
+/// while the creator has dropped its clone concurrently. (Nothing is left to
+/// check afterwards: the test is that no execution panics or deadlocks.)
 #[test]
 fn last_handle_in_a_thread_cache() {
     model(None, || {
