@@ -146,17 +146,13 @@ pub(crate) struct Balancer {
     thread: Option<JoinHandle<()>>,
 }
 
-// On a balance thread, the id of its allocator (0 elsewhere). Read with
-// `try_with`, and a constant `Cell<u64>` (no destructor) under std: a
-// `Balancer` may be dropped in a thread-local destructor (a thread cache
-// holding an allocator's last handle, at thread exit), where std does not
-// promise `thread::current()` (older releases panic; loom's does).
-#[cfg(not(loom))]
-thread_local! {
-    static BALANCE_THREAD_OF: Cell<u64> = const { Cell::new(0) };
-}
-#[cfg(loom)]
-loom::thread_local! {
+crate::sync::const_thread_local! {
+    /// On a balance thread, the id of its allocator (0 elsewhere). Read with
+    /// `try_with`, and a constant `Cell<u64>` (no destructor) under std: a
+    /// `Balancer` may be dropped in a thread-local destructor (a thread
+    /// cache holding an allocator's last handle, at thread exit), where std
+    /// does not promise `thread::current()` (older releases panic; loom's
+    /// does).
     static BALANCE_THREAD_OF: Cell<u64> = Cell::new(0);
 }
 

@@ -162,18 +162,7 @@ impl Drop for ThreadCache {
     }
 }
 
-#[cfg(not(loom))]
-thread_local! {
-    static CACHE: RefCell<ThreadCache> = const {
-        RefCell::new(ThreadCache {
-            classes: Vec::new(),
-        })
-    };
-}
-
-// loom runs its threads on one OS thread: each needs its own cache.
-#[cfg(loom)]
-loom::thread_local! {
+crate::sync::const_thread_local! {
     static CACHE: RefCell<ThreadCache> = RefCell::new(ThreadCache {
         classes: Vec::new(),
     });

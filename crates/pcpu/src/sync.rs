@@ -27,6 +27,23 @@ pub(crate) use loom::sync::{atomic::AtomicU64, Arc, Condvar, Mutex, MutexGuard};
 #[cfg(loom)]
 pub(crate) use loom::thread;
 
+/// A thread-local with a constant initializer: std's `const` form, or under
+/// loom (whose threads share one OS thread) loom's, one value per loom
+/// thread.
+macro_rules! const_thread_local {
+    ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        #[cfg(not(loom))]
+        std::thread_local! {
+            $(#[$attr])* static $name: $t = const { $init };
+        }
+        #[cfg(loom)]
+        loom::thread_local! {
+            $(#[$attr])* static $name: $t = $init;
+        }
+    };
+}
+pub(crate) use const_thread_local;
+
 /// A lock that guards no data (`pcpu_alloc_mutex`), with a `try_lock` that
 /// never blocks: std's `Mutex<()>` (poisoning ignored: there is no data to
 /// leave inconsistent).
@@ -37,22 +54,27 @@ pub(crate) struct SerialMutex(Mutex<()>);
 /// Holding a [`SerialMutex`]; unlocks on drop.
 #[cfg(not(loom))]
 #[derive(Debug)]
-pub(crate) struct SerialGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+pub(crate) struct SerialGuard<'a> {
+    _held: MutexGuard<'a, ()>,
+}
 
 #[cfg(not(loom))]
 impl SerialMutex {
     pub(crate) fn lock(&self) -> SerialGuard<'_> {
-        SerialGuard(
-            self.0
+        SerialGuard {
+            _held: self
+                .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        }
     }
 
     pub(crate) fn try_lock(&self) -> Option<SerialGuard<'_>> {
         match self.0.try_lock() {
-            Ok(g) => Some(SerialGuard(g)),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(SerialGuard(p.into_inner())),
+            Ok(g) => Some(SerialGuard { _held: g }),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(SerialGuard {
+                _held: p.into_inner(),
+            }),
             Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
