@@ -31,6 +31,8 @@ const UNIT: usize = 32 << 10;
 const PAGE: usize = 4096;
 /// A quarter page: four objects per page.
 const OBJ: usize = 1024;
+/// A test object: `OBJ` bytes per CPU, every byte its tag.
+type Obj = PerCpu<[u8; OBJ]>;
 
 /// A small allocator with `policy`, with or without the background thread,
 /// `cache` areas per thread-cache class, and a high watermark of 0, so that
@@ -57,7 +59,7 @@ fn quiet(policy: &str) -> PerCpuAllocator {
 
 /// An object whose every copy is written with `tag` (a write to a
 /// discarded page faults).
-fn obj(alloc: &PerCpuAllocator, tag: u8) -> PerCpu<[u8; OBJ]> {
+fn obj(alloc: &PerCpuAllocator, tag: u8) -> Obj {
     let mut o = alloc.per_cpu(|_| [tag; OBJ]).expect("alloc");
     for copy in o.iter_mut() {
         copy[OBJ - 1] = tag;
@@ -65,10 +67,31 @@ fn obj(alloc: &PerCpuAllocator, tag: u8) -> PerCpu<[u8; OBJ]> {
     o
 }
 
-fn assert_intact(o: &PerCpu<[u8; OBJ]>, tag: u8) {
+fn assert_intact(o: &Obj, tag: u8) {
     for copy in o.iter() {
         assert!(copy.iter().all(|&b| b == tag), "object {tag} was changed");
     }
+}
+
+/// `objs` were made by [`obj`] with the tags `first`, `first + 1`, ...
+fn assert_all_intact(objs: &[Obj], first: u8) {
+    for (i, o) in objs.iter().enumerate() {
+        assert_intact(o, first + i as u8);
+    }
+}
+
+/// In use: the first chunk's page (tags 0-3), the second chunk's first page
+/// (4-7) and the third chunk's first page (36-39). Emptied again: the third
+/// chunk's second page, then the second chunk's seven others, which
+/// isolates the second chunk for reclaim. Returns the objects of tags 0-7
+/// and 36-39.
+fn isolate_second_chunk(alloc: &PerCpuAllocator) -> (Vec<Obj>, Vec<Obj>) {
+    let keep: Vec<_> = (0..8).map(|i| obj(alloc, i)).collect();
+    let mid: Vec<_> = (8..36).map(|i| obj(alloc, i)).collect();
+    let mut tail: Vec<_> = (36..44).map(|i| obj(alloc, i)).collect();
+    drop(tail.split_off(4));
+    drop(mid);
+    (keep, tail)
 }
 
 /// The state every model must end in: the core's invariants hold, its
@@ -114,15 +137,7 @@ fn balance_run_against_allocation_and_free(policy: &'static str) {
     let seen = std::sync::Arc::clone(&depopulating);
     model(None, move || {
         let alloc = quiet(policy);
-        // In use: the first chunk's page, the second chunk's first page and
-        // the third chunk's first page. Emptied again: the third chunk's
-        // second page, then the second chunk's seven others, which isolates
-        // the second chunk for reclaim.
-        let mut keep: Vec<_> = (0..8).map(|i| obj(&alloc, i)).collect();
-        let mid: Vec<_> = (8..36).map(|i| obj(&alloc, i)).collect();
-        let mut tail: Vec<_> = (36..44).map(|i| obj(&alloc, i)).collect();
-        drop(tail.split_off(4));
-        drop(mid);
+        let (mut keep, tail) = isolate_second_chunk(&alloc);
         assert_eq!(alloc.stats().chunks, 3);
         assert!(alloc.balance_pending(), "{:?}", alloc.stats());
 
@@ -136,15 +151,9 @@ fn balance_run_against_allocation_and_free(policy: &'static str) {
             seen.fetch_add(1, Ordering::Relaxed);
         }
 
-        for (i, o) in fresh.iter().enumerate() {
-            assert_intact(o, 100 + i as u8);
-        }
-        for (i, o) in keep.iter().enumerate() {
-            assert_intact(o, i as u8);
-        }
-        for (i, o) in tail.iter().enumerate() {
-            assert_intact(o, 36 + i as u8);
-        }
+        assert_all_intact(&fresh, 100);
+        assert_all_intact(&keep, 0);
+        assert_all_intact(&tail, 36);
         assert_consistent(&alloc);
         drop((fresh, keep, tail));
         alloc.settle();
@@ -190,12 +199,8 @@ fn concurrent_allocations_creating_chunks() {
             .map(|h| h.join().expect("allocating thread"))
             .collect();
         assert_intact(&mine, 20);
-        for (t, o) in objs.iter().enumerate() {
-            assert_intact(o, 10 + t as u8);
-        }
-        for (i, o) in base.iter().enumerate() {
-            assert_intact(o, i as u8);
-        }
+        assert_all_intact(&objs, 10);
+        assert_all_intact(&base, 0);
         assert_eq!(alloc.stats().chunks, 2);
         assert_consistent(&alloc);
     });
@@ -226,12 +231,8 @@ fn invariant_check_against_allocation_in_flight() {
         alloc.check_invariants().expect("invariants during the run");
         balancer.join().expect("balance thread");
         let objs = allocator.join().expect("allocating thread");
-        for (i, o) in objs.iter().enumerate() {
-            assert_intact(o, 20 + i as u8);
-        }
-        for (i, o) in base.iter().enumerate() {
-            assert_intact(o, i as u8);
-        }
+        assert_all_intact(&objs, 20);
+        assert_all_intact(&base, 0);
         assert_consistent(&alloc);
     });
 }
@@ -247,19 +248,12 @@ fn background_thread_wakes_and_stops() {
     let seen = std::sync::Arc::clone(&ran);
     model(Some(2), move || {
         let alloc = small("linux-5.14", true, 0);
-        // As in the balance model: the second chunk isolated for reclaim,
-        // which wakes the thread.
-        let keep: Vec<_> = (0..8).map(|i| obj(&alloc, i)).collect();
-        let mid: Vec<_> = (8..36).map(|i| obj(&alloc, i)).collect();
-        let mut tail: Vec<_> = (36..44).map(|i| obj(&alloc, i)).collect();
-        drop(tail.split_off(4));
-        drop(mid);
+        // The free that isolates the second chunk wakes the thread.
+        let (keep, tail) = isolate_second_chunk(&alloc);
         // Waits for a run in progress; the mappings match the bookkeeping.
         alloc.check_invariants().expect("invariants");
-        for (i, o) in keep.iter().chain(&tail).enumerate() {
-            let tag = if i < 8 { i } else { 28 + i };
-            assert_intact(o, tag as u8);
-        }
+        assert_all_intact(&keep, 0);
+        assert_all_intact(&tail, 36);
         if alloc.stats().balance_runs > 0 {
             seen.fetch_add(1, Ordering::Relaxed);
         }

@@ -49,6 +49,33 @@ fn eventually(cond: impl Fn() -> bool) -> bool {
     cond()
 }
 
+/// A new allocator with a balance thread whose only handles left are the
+/// worker's cached areas (it made and dropped one object): the address of
+/// that object, still mapped.
+fn cached_by_worker(jobs: &mpsc::Sender<Job>, addrs: &mpsc::Receiver<usize>) -> usize {
+    let alloc = PerCpuAllocator::builder().build().expect("allocator");
+    // The thread names itself once it runs.
+    assert!(eventually(|| balance_threads() == 1));
+    jobs.send(Job::Use(alloc.clone())).unwrap();
+    let addr = addrs.recv().unwrap();
+    drop(alloc);
+    assert!(
+        mapped(addr),
+        "the worker's cached areas are still allocated"
+    );
+    addr
+}
+
+/// The allocator that mapped `addr` is gone: its balance thread stopped and
+/// its memory unmapped.
+fn assert_gone(addr: usize, which: &str) {
+    assert!(
+        eventually(|| balance_threads() == 0),
+        "{which}'s balance thread outlived every handle"
+    );
+    assert!(!mapped(addr), "{which}'s memory is unmapped");
+}
+
 enum Job {
     /// Make and drop one object of this allocator.
     Use(PerCpuAllocator),
@@ -76,19 +103,9 @@ fn a_pool_thread_cache_does_not_keep_a_dropped_allocator() {
         }
     });
 
-    let a = PerCpuAllocator::builder().build().expect("allocator");
-    // The thread names itself once it runs.
-    assert!(eventually(|| balance_threads() == 1));
-    jobs.send(Job::Use(a.clone())).unwrap();
-    let a_addr = addrs.recv().unwrap();
-    assert!(mapped(a_addr));
-    // The worker's cached areas are now the last handles of `a`: the
-    // allocator lives on until the worker's next cold cache operation.
-    drop(a);
-    assert!(
-        mapped(a_addr),
-        "the worker's cached areas are still allocated"
-    );
+    // The worker's cached areas are the last handles of `a`: the allocator
+    // lives on until the worker's next cold cache operation.
+    let a_addr = cached_by_worker(&jobs, &addrs);
 
     // That operation (a class of another allocator) finds that only its own
     // entries hold `a`, frees them, and with the last of them `a` goes: its
@@ -99,49 +116,27 @@ fn a_pool_thread_cache_does_not_keep_a_dropped_allocator() {
         .expect("allocator");
     jobs.send(Job::Use(b.clone())).unwrap();
     addrs.recv().unwrap();
-    assert!(
-        eventually(|| balance_threads() == 0),
-        "the balance thread outlived every handle"
-    );
-    assert!(!mapped(a_addr), "a's memory is unmapped");
+    assert_gone(a_addr, "a");
     assert!(b.stats().live_allocations > 0, "b's areas stay cached");
 
     // Again, but the worker's next operation uses a class it already has (of
     // `b`), made stale by a moved cache epoch: flushing it is also a cold
     // operation, and lets go of `c`.
-    let c = PerCpuAllocator::builder().build().expect("allocator");
-    assert!(eventually(|| balance_threads() == 1));
-    jobs.send(Job::Use(c.clone())).unwrap();
-    let c_addr = addrs.recv().unwrap();
-    drop(c);
-    assert!(mapped(c_addr));
+    let c_addr = cached_by_worker(&jobs, &addrs);
     b.trim_thread_caches(); // moves b's epoch
     jobs.send(Job::Use(b.clone())).unwrap();
     addrs.recv().unwrap();
-    assert!(
-        eventually(|| balance_threads() == 0),
-        "c's balance thread outlived every handle"
-    );
-    assert!(!mapped(c_addr), "c's memory is unmapped");
+    assert_gone(c_addr, "c");
 
     // Last, an allocator whose last handles are still cached when the worker
     // exits: its thread-local destructor drops them, which stops and joins
     // the balance thread from inside that destructor.
-    let d = PerCpuAllocator::builder().build().expect("allocator");
-    assert!(eventually(|| balance_threads() == 1));
-    jobs.send(Job::Use(d.clone())).unwrap();
-    let d_addr = addrs.recv().unwrap();
-    drop(d);
-    assert!(mapped(d_addr));
+    let d_addr = cached_by_worker(&jobs, &addrs);
     assert_eq!(balance_threads(), 1, "d's areas are still cached");
 
     jobs.send(Job::Exit).unwrap();
     worker.join().unwrap();
     assert_eq!(b.stats().live_allocations, 0, "thread exit gives them back");
     b.check_invariants().unwrap();
-    assert!(
-        eventually(|| balance_threads() == 0),
-        "d's balance thread outlived the worker"
-    );
-    assert!(!mapped(d_addr), "d's memory is unmapped");
+    assert_gone(d_addr, "d");
 }
