@@ -469,7 +469,8 @@ impl Allocator {
         if self.policy.kind != PolicyKind::Pcpu || empty >= cap {
             return empty;
         }
-        let above_low = (self.policy.empty_pop_high - self.policy.empty_pop_low).max(0) as usize;
+        // The policy is clamped: `empty_pop_low <= empty_pop_high`.
+        let above_low = (self.policy.empty_pop_high - self.policy.empty_pop_low) as usize;
         let room = self.c(self.first).room_on_used_pages().min(above_low);
         empty + room as i32
     }
@@ -727,10 +728,11 @@ impl Allocator {
 
     /// The first chunk queued for reclaim, other than the one being
     /// reclaimed, in which `find` finds room, and that room's bit offset.
+    /// (Detached chunks are on no list.)
     pub(crate) fn queued_room(&self, find: impl Fn(&Chunk) -> Option<i32>) -> Option<(u32, i32)> {
         self.lists
             .iter(self.layout.to_depopulate)
-            .filter(|&id| !self.c(id).reclaiming && !self.c(id).detached)
+            .filter(|&id| !self.c(id).reclaiming)
             .find_map(|id| find(self.c(id)).map(|off| (id, off)))
     }
 
@@ -958,12 +960,18 @@ impl Allocator {
         }
     }
 
-    /// Two-phase allocation: the caller gives up on `req` (it could not
-    /// create the chunk the request needed). Counted in the statistics like a
-    /// failure of [`Allocator::alloc`]; an atomic request also schedules the
-    /// balance work, as the kernel's failure path does.
-    pub fn fail_request(&mut self, req: Request, flags: AllocFlags) {
-        self.fail(req, flags, AllocError::NeedsChunk);
+    /// Two-phase allocation, class placement's way out when no (further)
+    /// chunk helps: plain first fit ([`Allocator::alloc_area`]) in any free
+    /// space. If even that finds none, the request is counted as failed,
+    /// like a failure of [`Allocator::alloc`] (an atomic request also
+    /// schedules the balance work, as the kernel's failure path does).
+    pub fn first_fit_or_fail(
+        &mut self,
+        req: Request,
+        flags: AllocFlags,
+    ) -> Result<Allocation, AllocError> {
+        self.alloc_area(req, flags)
+            .map_err(|e| self.fail(req, flags, e))
     }
 
     /// The backend failed to create chunk `id`: release the id.

@@ -79,6 +79,13 @@ impl Chunk {
         }
         // Block hints.
         let mut empty = 0;
+        // The kernel's block refresh (`pcpu_block_refresh_hint`) rescans
+        // only past a promoted scan hint, so a block's `left_free` can stay
+        // above its real leading free run after an allocation inside it
+        // (DESIGN.md §8, "stale left_free"); the chunk refresh then stitches
+        // that stale run to the previous block's right edge. The chunk hint
+        // may over-estimate by the largest such excess and no more.
+        let mut stale_left = 0;
         for (i, b) in self.md_blocks.iter().enumerate() {
             let lo = i * bb;
             let hi = lo + bb;
@@ -118,6 +125,8 @@ impl Chunk {
                     "block {i}: scan hint region not free"
                 );
             }
+            let lead = self.alloc_map.find_next_bit(hi, lo) - lo;
+            stale_left = stale_left.max(b.left_free - lead as i32);
             let first_free = self.alloc_map.find_next_zero_bit(hi, lo) - lo;
             ensure!(
                 b.first_free as usize <= first_free,
@@ -143,23 +152,6 @@ impl Chunk {
             "nr_populated {} != popcount",
             self.nr_populated
         );
-        // The kernel's block refresh (`pcpu_block_refresh_hint`) rescans
-        // only past a promoted scan hint, so a block's `left_free` can stay
-        // above its real leading free run after an allocation inside it
-        // (DESIGN.md §8, "stale left_free"); the chunk refresh then stitches
-        // that stale run to the previous block's right edge. The chunk hint
-        // may over-estimate by that much and no more.
-        let stale_left = self
-            .md_blocks
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let lo = i * bb;
-                let lead = self.alloc_map.find_next_bit(lo + bb, lo) - lo;
-                (b.left_free - lead as i32).max(0)
-            })
-            .max()
-            .unwrap_or(0);
         let true_max = max_free_run(self, 0, map_bits) as i32;
         ensure!(
             self.chunk_md.contig_hint <= true_max + stale_left,

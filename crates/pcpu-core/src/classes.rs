@@ -74,6 +74,11 @@ const REGIONS_PER_CLASS: usize = 4;
 /// chunks taken for it.
 pub(crate) const GROWING_CLASSES: usize = 8;
 
+/// The classes whose growth room an exclusive class keeps out of
+/// ([`ClassTable::growing`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Growing([Option<ClassHint>; GROWING_CLASSES]);
+
 /// One region of a class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Region {
@@ -103,10 +108,11 @@ pub(crate) struct ClassTable {
 }
 
 impl ClassTable {
+    /// `capacity` is at least 1, as in every clamped policy.
     pub(crate) fn new(capacity: usize) -> Self {
         ClassTable {
             entries: Vec::new(),
-            capacity: capacity.max(1),
+            capacity,
             tick: 0,
         }
     }
@@ -179,42 +185,40 @@ impl ClassTable {
         self.entries.push((class, region));
     }
 
-    /// Is `other` among the [`GROWING_CLASSES`] most recently used classes
-    /// other than `class`?
-    fn recent(&self, class: ClassHint, other: ClassHint) -> bool {
-        let last = |k: ClassHint| {
-            self.entries
-                .iter()
-                .filter(|(c, _)| *c == k)
-                .map(|(_, r)| r.last_use)
-                .max()
-                .unwrap_or(0)
-        };
-        let mine = last(other);
-        // The distinct classes used more recently than `other`: it is among
-        // the most recent while fewer than GROWING_CLASSES of them are.
-        let mut newer = [None::<ClassHint>; GROWING_CLASSES];
-        let mut n = 0;
+    /// The [`GROWING_CLASSES`] most recently used classes other than
+    /// `class` (a class's last use is its most recently used region's), the
+    /// ones whose growth room [`Self::growth_room_end`] keeps free. Ticks
+    /// are unique, so the set is well defined.
+    pub(crate) fn growing(&self, class: ClassHint) -> Growing {
+        let mut top = [None::<(ClassHint, u64)>; GROWING_CLASSES];
+        let last = |e: &Option<(ClassHint, u64)>| e.map_or(0, |(_, t)| t);
+        // A class's last use only rises as its regions go by, and the least
+        // of `top` never falls: a class ends up here iff it is among the
+        // most recent, with its own last use.
         for (c, r) in &self.entries {
-            if r.last_use > mine && *c != class && *c != other && !newer[..n].contains(&Some(*c)) {
-                if n + 1 == GROWING_CLASSES {
-                    return false;
-                }
-                newer[n] = Some(*c);
-                n += 1;
+            if *c == class {
+                continue;
+            }
+            let slot = match top.iter().position(|e| e.is_some_and(|(k, _)| k == *c)) {
+                Some(i) => i,
+                None => (0..GROWING_CLASSES)
+                    .min_by_key(|&i| last(&top[i]))
+                    .expect("GROWING_CLASSES > 0"),
+            };
+            if r.last_use > last(&top[slot]) {
+                top[slot] = Some((*c, r.last_use));
             }
         }
-        true
+        Growing(top.map(|e| e.map(|(c, _)| c)))
     }
 
-    /// The end of the region of a class other than `class` whose growth room
-    /// holds bit `off` of `chunk` (`serial`): the class is among the
-    /// [`GROWING_CLASSES`] most recently used, and `off` lies in its region
-    /// past some of its objects (`used(lo, off)`: is a bit of `[lo, off)`
-    /// allocated?). `None` when `off` is no such room.
+    /// The end of the region of a class of `growing` whose growth room holds
+    /// bit `off` of `chunk` (`serial`): `off` lies in its region past some
+    /// of its objects (`used(lo, off)`: is a bit of `[lo, off)` allocated?).
+    /// `None` when `off` is no such room.
     pub(crate) fn growth_room_end(
         &self,
-        class: ClassHint,
+        growing: &Growing,
         chunk: u32,
         serial: u64,
         off: i32,
@@ -227,9 +231,8 @@ impl ClassTable {
                     && r.serial == serial
                     && r.lo <= off
                     && off < r.hi
-                    && *c != class
+                    && growing.0.contains(&Some(*c))
                     && used(r.lo, off)
-                    && self.recent(class, *c)
             })
             .map(|(_, r)| r.hi)
             .max()
@@ -302,20 +305,16 @@ impl Allocator {
                 Ok(a) => break a,
                 // A fully free chunk takes any class's request, so one new
                 // chunk is enough; should it not be, plain first fit.
-                Err(AllocError::NeedsChunk) if created => match self.alloc_area(req, flags) {
-                    Ok(a) => break a,
-                    Err(e) => return Err(self.fail(req, flags, e)),
-                },
+                Err(AllocError::NeedsChunk) if created => {
+                    break self.first_fit_or_fail(req, flags)?
+                }
                 Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
                     Ok(_) => created = true,
                     // An exclusive class asks for a chunk while others'
                     // growth room is free (`keep_room`): without a new
                     // chunk, plain first fit (which asks only when nothing
                     // fits).
-                    Err(e) => match self.alloc_area(req, flags) {
-                        Ok(a) => break a,
-                        Err(_) => return Err(self.fail(req, flags, e)),
-                    },
+                    Err(e) => break self.first_fit_or_fail(req, flags).map_err(|_| e)?,
                 },
                 Err(e) => return Err(e),
             }
@@ -379,6 +378,16 @@ impl Allocator {
             .layout
             .size_to_slot(probe_bytes.min(self.geo.unit_size()));
         let mut found = None;
+        // With `keep_room`, the classes whose growth room an exclusive class
+        // keeps out of (the table does not change during the walk).
+        let growing = (class.pages == ClassPages::Exclusive && self.policy.keep_room)
+            .then(|| self.classes.growing(class));
+        // Rather than cut into another class's growth room, an exclusive
+        // class takes a new chunk; but not while chunks wait for reclaim (the
+        // balance work is behind: a chunk now would only add to what it must
+        // give back, and without balance runs chunks would pile up). The
+        // walk changes no list.
+        let may_cut = self.lists.head(self.layout.to_depopulate).is_some();
         // An exclusive class's plain first fit, inside another's growth room.
         let mut cut = None;
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
@@ -393,20 +402,18 @@ impl Allocator {
                 let Some(start) = c.find_block_fit(probe_bits, probe_align, false) else {
                     continue;
                 };
-                let off = match class.pages {
-                    ClassPages::Exclusive if self.policy.keep_room => {
+                let off = match &growing {
+                    Some(growing) => {
                         let off =
-                            self.outside_growth_room(id, class, start, probe_bits, probe_align);
-                        if off.is_none() && cut.is_none() {
+                            self.outside_growth_room(id, growing, start, probe_bits, probe_align);
+                        if off.is_none() && may_cut && cut.is_none() {
                             cut = c
                                 .probe_area(probe_bits, probe_align, start)
                                 .map(|off| (id, off));
                         }
                         off
                     }
-                    ClassPages::Shared | ClassPages::Exclusive => {
-                        c.probe_area(probe_bits, probe_align, start)
-                    }
+                    None => c.probe_area(probe_bits, probe_align, start),
                 };
                 if let Some(off) = off {
                     found = Some((id, off));
@@ -419,12 +426,7 @@ impl Allocator {
         if found.is_none() && self.policy.kind == PolicyKind::Pcpu {
             found = self.queued_room(|c| c.probe_fit(Fit::First, probe_bits, probe_align, false));
         }
-        // Rather than cut into another class's growth room (`keep_room`), an
-        // exclusive class takes a new chunk; but not while chunks wait for
-        // reclaim (the balance work is behind: a chunk now would only add to
-        // what it must give back, and without balance runs chunks would pile
-        // up).
-        if found.is_none() && self.lists.head(self.layout.to_depopulate).is_some() {
+        if found.is_none() {
             found = cut;
         }
         let Some((id, off)) = found else {
@@ -445,12 +447,12 @@ impl Allocator {
     }
 
     /// First fit of `bits` bits at `align` in chunk `id` from bit `start`
-    /// that lies in no other class's growth room
+    /// that lies in the growth room of no class of `growing`
     /// ([`ClassTable::growth_room_end`]).
     fn outside_growth_room(
         &self,
         id: u32,
-        class: ClassHint,
+        growing: &Growing,
         start: i32,
         bits: i32,
         align: i32,
@@ -461,7 +463,10 @@ impl Allocator {
         let mut pos = start;
         loop {
             let off = c.first_fit_in(pos, c.map_bits, bits, align)?;
-            match self.classes.growth_room_end(class, id, c.serial, off, used) {
+            match self
+                .classes
+                .growth_room_end(growing, id, c.serial, off, used)
+            {
                 None => return Some(off),
                 Some(hi) => pos = hi.max(off + 1),
             }

@@ -94,6 +94,24 @@ struct ThreadCache {
 }
 
 impl ThreadCache {
+    /// What a cold cache operation on allocator `id` (now at `epoch`) gives
+    /// back, into `out`: the classes of `id` cached before its epoch moved
+    /// ([`Self::take_stale`]), and the allocators only this cache still
+    /// holds ([`Self::take_orphaned`], which may remove classes).
+    fn take_cold(&mut self, id: u64, epoch: u64, out: &mut Option<Vec<Entry>>) {
+        self.take_stale(id, epoch, out);
+        self.take_orphaned(out);
+    }
+
+    /// Areas of allocator `id` in this cache.
+    fn count(&self, id: u64) -> usize {
+        self.classes
+            .iter()
+            .filter(|k| k.id == id)
+            .map(|k| k.entries.len())
+            .sum()
+    }
+
     /// The entries of allocator `id` cached before its epoch moved to
     /// `epoch` (the classes whose epoch is behind), into `out`; those classes
     /// are current again.
@@ -119,13 +137,7 @@ impl ThreadCache {
             if orphaned.contains(&k.id) {
                 continue;
             }
-            let here: usize = self
-                .classes
-                .iter()
-                .filter(|c| c.id == k.id)
-                .map(|c| c.entries.len())
-                .sum();
-            if e.alloc.handles() == here {
+            if e.alloc.handles() == self.count(k.id) {
                 orphaned.push(k.id);
             }
         }
@@ -231,8 +243,7 @@ pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option
             if class.epoch == epoch {
                 return class.entries.pop();
             }
-            c.take_stale(id, epoch, &mut stale);
-            c.take_orphaned(&mut stale);
+            c.take_cold(id, epoch, &mut stale);
             None
         })
         .ok()
@@ -269,10 +280,8 @@ pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> 
         {
             Some(k) if c.classes[k].epoch == epoch => k,
             Some(_) => {
-                c.take_stale(id, epoch, &mut spill);
-                // Off the fast path: also let go of allocators only this
-                // cache still holds (which may remove classes before ours).
-                c.take_orphaned(&mut spill);
+                // Off the fast path; may remove classes before ours.
+                c.take_cold(id, epoch, &mut spill);
                 c.classes
                     .iter()
                     .position(|k| k.size == size && k.align == align && k.id == id)
@@ -321,8 +330,7 @@ fn add_class(
     let Key { id, size, align } = key;
     // Other classes of this allocator cached before the epoch moved go too,
     // and so do the classes of allocators only this cache still holds.
-    c.take_stale(id, epoch, spill);
-    c.take_orphaned(spill);
+    c.take_cold(id, epoch, spill);
     if c.classes.len() == MAX_CLASSES {
         let old = c.classes.remove(0).entries;
         spill.get_or_insert_with(Vec::new).extend(old);
@@ -362,15 +370,7 @@ pub(crate) fn flush(alloc: &PerCpuAllocator) {
 pub(crate) fn cached_here(alloc: &PerCpuAllocator) -> usize {
     let id = alloc.inner().id;
     CACHE
-        .try_with(|c| {
-            c.try_borrow().map_or(0, |c| {
-                c.classes
-                    .iter()
-                    .filter(|k| k.id == id)
-                    .map(|k| k.entries.len())
-                    .sum()
-            })
-        })
+        .try_with(|c| c.try_borrow().map_or(0, |c| c.count(id)))
         .unwrap_or(0)
 }
 

@@ -105,15 +105,6 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The class path's way out when no (further) chunk helps: plain first
-    /// fit in any free space, the request counted as failed if even that
-    /// finds none.
-    fn first_fit_or_fail(&mut self, req: Request) -> Result<Allocation, AllocError> {
-        self.core
-            .alloc_area(req, AllocFlags::NORMAL)
-            .inspect_err(|_| self.core.fail_request(req, AllocFlags::NORMAL))
-    }
-
     /// The region of live chunk `id`.
     pub(crate) fn region(&self, id: ChunkId) -> Arc<Region> {
         Arc::clone(self.mapped(id))
@@ -371,7 +362,10 @@ impl Inner {
                 // chunk is enough (as in the core's `alloc_class`); should it
                 // not be, plain first fit rather than another mapping.
                 Err(AllocError::NeedsChunk) if created => {
-                    return st.first_fit_or_fail(req).map_err(Into::into);
+                    return st
+                        .core
+                        .first_fit_or_fail(req, AllocFlags::NORMAL)
+                        .map_err(Into::into);
                 }
                 Err(AllocError::NeedsChunk) => {}
                 Err(e) => return Err(e.into()),
@@ -391,7 +385,10 @@ impl Inner {
                     // An exclusive lifetime class asks for a chunk rather
                     // than cut into another class's free room: without one,
                     // take any free space (plain first fit).
-                    return st.first_fit_or_fail(req).map_err(|_| e.into());
+                    return st
+                        .core
+                        .first_fit_or_fail(req, AllocFlags::NORMAL)
+                        .map_err(|_| e.into());
                 }
             }
         }
@@ -491,18 +488,24 @@ impl Inner {
         self.kick(&mut st);
     }
 
-    /// The region and size of the live raw allocation `(chunk, offset)`
-    /// with `ticket`.
+    /// The region of the live raw allocation `(chunk, offset)` with
+    /// `ticket`, of `size` bytes (checked against the allocation map in
+    /// debug builds only: every key of the raw table is a live allocation).
     pub(crate) fn lookup_raw(
         &self,
         chunk: ChunkId,
         offset: usize,
         ticket: u64,
-    ) -> Result<(Arc<Region>, usize), Error> {
+        size: usize,
+    ) -> Result<Arc<Region>, Error> {
         let st = self.state();
         check_raw(&st, chunk, offset, ticket)?;
-        let size = st.core.allocation_size(chunk, offset)?;
-        Ok((st.region(chunk), size))
+        debug_assert_eq!(
+            st.core.allocation_size(chunk, offset).ok(),
+            Some(size),
+            "a live raw allocation keeps its size"
+        );
+        Ok(st.region(chunk))
     }
 }
 

@@ -221,8 +221,9 @@ impl PerCpuAllocator {
             return Err(Error::BadCpu { cpu, units });
         }
         self.check_owner(raw)?;
-        let (region, size) = self.inner().lookup_raw(raw.chunk, raw.offset, raw.ticket)?;
-        debug_assert_eq!(size, raw.size, "a live raw allocation keeps its size");
+        let region = self
+            .inner()
+            .lookup_raw(raw.chunk, raw.offset, raw.ticket, raw.size)?;
         Ok(region.addr(cpu, raw.offset))
     }
 
