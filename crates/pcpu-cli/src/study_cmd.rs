@@ -51,13 +51,13 @@ pub(crate) struct StudyArgs {
 
     /// The targets section replays the synthetic workloads again with seeds
     /// 1 to N, under linux-5.14 and pcpu (0: not at all).
-    #[arg(long, value_name = "N", default_value_t = 8,
+    #[arg(long, value_name = "N", default_value_t = StudyConfig::DEFAULT_SEEDS,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub(crate) seeds: u64,
 
     /// Section 3 checks its choice of refill order on N further seeds (after
     /// those of --seeds), which no default was chosen on (0: not at all).
-    #[arg(long, value_name = "N", default_value_t = 12,
+    #[arg(long, value_name = "N", default_value_t = StudyConfig::DEFAULT_HOLDOUT_SEEDS,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub(crate) holdout_seeds: u64,
 }
@@ -107,11 +107,11 @@ pub(crate) fn run(args: StudyArgs) -> CliResult {
         command.push_str(" --json");
     }
     cfg.seeds = args.seeds;
-    if args.seeds != 8 {
+    if args.seeds != StudyConfig::DEFAULT_SEEDS {
         command.push_str(&format!(" --seeds {}", args.seeds));
     }
     cfg.holdout_seeds = args.holdout_seeds;
-    if args.holdout_seeds != 12 {
+    if args.holdout_seeds != StudyConfig::DEFAULT_HOLDOUT_SEEDS {
         command.push_str(&format!(" --holdout-seeds {}", args.holdout_seeds));
     }
     cfg.command = command;

@@ -317,7 +317,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            thrash_runs: 16,
+            thrash_runs: pcpu_replay::SOON_RUNS,
             thrash_events: 2048,
             sample_every: 500,
         }
@@ -505,16 +505,9 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
     let mut page_ops = 0u64;
     for op in log {
         let ev = af[(op.event as usize).min(af.len() - 1)];
-        match op.kind {
-            PageOpKind::CreateChunk | PageOpKind::DestroyChunk => th.forget(op.chunk.into()),
-            PageOpKind::Depopulate => {
-                page_ops += 1;
-                th.depopulated(op.chunk.into(), op.pages.clone(), op.balance_run, ev);
-            }
-            PageOpKind::Populate => {
-                page_ops += 1;
-                th.populated(op.chunk.into(), op.pages.clone(), op.balance_run, ev);
-            }
+        th.page_op(op, ev);
+        if matches!(op.kind, PageOpKind::Depopulate | PageOpKind::Populate) {
+            page_ops += 1;
         }
         cum.push((op.event, th.pages, th.within_runs, th.within_events));
     }

@@ -16,7 +16,8 @@
 use pcpu_core::{Policy, PolicyKind};
 
 use crate::run::{
-    percent_change, run_many, Input, LabError, RunOptions, RunResult, Schedule, Variant,
+    percent_change, run_many, Input, LabError, PhaseMetrics, RunOptions, RunResult, Schedule,
+    Variant,
 };
 use crate::study::{workloads_seeded, Scale};
 
@@ -102,11 +103,7 @@ pub fn resident_over_floor(r: &RunResult, name: &str) -> Option<f64> {
 /// The placement floor over the ideal at every phase marker with live
 /// bytes, in percent: the largest, and that marker's name.
 pub fn worst_floor_over_ideal(r: &RunResult) -> Option<(f64, String)> {
-    r.phases
-        .iter()
-        .filter(|p| p.ideal_kb > 0)
-        .map(|p| (percent(p.floor_kb, p.ideal_kb), p.name.clone()))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+    worst_over_ideal(r, |p| Some(p.floor_kb))
 }
 
 /// With derived lifetime classes: the least floor that page-exclusive
@@ -114,10 +111,19 @@ pub fn worst_floor_over_ideal(r: &RunResult) -> Option<(f64, String)> {
 /// the largest over the phase markers and that marker's name. `None` when
 /// the run has no bound (other class modes).
 pub fn worst_class_bound_over_ideal(r: &RunResult) -> Option<(f64, String)> {
+    worst_over_ideal(r, |p| p.class_bound_kb)
+}
+
+/// `kb` of each phase marker with live bytes (where it has one) over the
+/// ideal, in percent: the largest, and that marker's name.
+fn worst_over_ideal(
+    r: &RunResult,
+    kb: impl Fn(&PhaseMetrics) -> Option<u64>,
+) -> Option<(f64, String)> {
     r.phases
         .iter()
         .filter(|p| p.ideal_kb > 0)
-        .filter_map(|p| Some((percent(p.class_bound_kb?, p.ideal_kb), p.name.clone())))
+        .filter_map(|p| Some((percent(kb(p)?, p.ideal_kb), p.name.clone())))
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 

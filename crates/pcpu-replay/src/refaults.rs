@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use crate::engine::{PageOp, PageOpKind};
+
 /// A re-population counts as *soon* when it comes at most this many balance
 /// runs after the depopulation (the study's measure of thrash).
 pub const SOON_RUNS: u64 = 16;
@@ -78,6 +80,19 @@ impl Refaults {
     pub fn forget(&mut self, chunk: u64) {
         if !self.last.is_empty() {
             self.last.retain(|&(c, _), _| c != chunk);
+        }
+    }
+
+    /// Count one operation of a replay's page log
+    /// ([`Replayer::page_log`](crate::Replayer::page_log)) at `event`.
+    pub fn page_op(&mut self, op: &PageOp, event: u64) {
+        let chunk = u64::from(op.chunk);
+        match op.kind {
+            PageOpKind::CreateChunk | PageOpKind::DestroyChunk => self.forget(chunk),
+            PageOpKind::Depopulate => {
+                self.depopulated(chunk, op.pages.clone(), op.balance_run, event);
+            }
+            PageOpKind::Populate => self.populated(chunk, op.pages.clone(), op.balance_run, event),
         }
     }
 }

@@ -303,12 +303,7 @@ fn repopulated_pages_match_the_page_log() {
     let r = rp.finish(0.0);
     let mut th = Refaults::new(SOON_RUNS, u64::MAX);
     for op in &log {
-        let chunk = u64::from(op.chunk);
-        match op.kind {
-            PageOpKind::CreateChunk | PageOpKind::DestroyChunk => th.forget(chunk),
-            PageOpKind::Depopulate => th.depopulated(chunk, op.pages.clone(), op.balance_run, 0),
-            PageOpKind::Populate => th.populated(chunk, op.pages.clone(), op.balance_run, 0),
-        }
+        th.page_op(op, 0);
     }
     assert!(th.pages > 0, "the fixture re-populates pages under pcpu");
     assert_eq!(

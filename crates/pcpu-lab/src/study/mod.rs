@@ -78,6 +78,11 @@ pub struct StudyConfig {
 }
 
 impl StudyConfig {
+    /// The default of [`StudyConfig::seeds`].
+    pub const DEFAULT_SEEDS: u64 = 8;
+    /// The default of [`StudyConfig::holdout_seeds`].
+    pub const DEFAULT_HOLDOUT_SEEDS: u64 = 12;
+
     /// The study's defaults, writing to `out`.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         StudyConfig {
@@ -89,8 +94,8 @@ impl StudyConfig {
             options: RunOptions::default(),
             command: "pcpu study --out docs/".into(),
             json: false,
-            seeds: 8,
-            holdout_seeds: 12,
+            seeds: Self::DEFAULT_SEEDS,
+            holdout_seeds: Self::DEFAULT_HOLDOUT_SEEDS,
         }
     }
 }

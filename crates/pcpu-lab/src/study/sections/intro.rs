@@ -55,15 +55,19 @@ pub(super) fn intro(md: &mut String, ctx: &Ctx) {
          `pcpu_balance_workfn` events. *Room* is the `refill` order that tries first the \
          sidelined chunk with the most free room on its used pages. *Points of the ideal* are \
          percentage points of the ideal (a floor 1.2% above the ideal is 0.2 points above a \
-         bound 1.0% above it). *Seeds 1 to 8* are the traces the `pcpu` policy's choices were \
-         made on; seeds 9 to 20 are *held out*: used only to check those choices. Page traffic \
-         cells read `depopulated / re-populated within 16 balance runs / balance runs`, all \
+         bound 1.0% above it). *Seeds 1 to {}* are the traces the `pcpu` policy's choices were \
+         made on; seeds {} to {} are *held out*: used only to check those choices. Page traffic \
+         cells read `depopulated / re-populated within {} balance runs / balance runs`, all \
          counts per unit except the runs.\n",
         subjects
             .iter()
             .map(|s| format!("{}: {}", s.short, s.after.join(", ")))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; "),
+        cfg.seeds,
+        cfg.seeds + 1,
+        cfg.seeds + cfg.holdout_seeds,
+        cfg.options.thrash_runs,
     );
     let _ = writeln!(md, "## Answers in brief\n");
     for (q, a) in answers {
