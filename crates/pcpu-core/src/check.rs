@@ -262,7 +262,9 @@ impl Allocator {
             self.nr_populated,
             base + populated
         );
-        self.classes.check().map_err(InvariantError)?;
+        self.classes
+            .check(self.geo.block_bits() as i32)
+            .map_err(InvariantError)?;
         let marked = self
             .arena
             .iter()

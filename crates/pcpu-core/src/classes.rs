@@ -19,6 +19,11 @@
 //!   by page, each switch leaving a page partly used. While chunks wait for
 //!   reclaim, or when no chunk can be created, it cuts in after all.
 //!
+//! With `Policy::long_lived`, a task class's first object from a call site
+//! whose classes mostly stayed at one object goes to the shared
+//! [`LONG_LIVED`] class instead (`long_lived.rs`): one page at a time, whose
+//! growth room every other class keeps out of in the same way.
+//!
 //! A class opening a region inside another class's region truncates the
 //! other one there. The table is bounded (least recently used evicted).
 
@@ -27,6 +32,7 @@ use alloc::vec::Vec;
 use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
 use crate::backend::Backend;
 use crate::error::AllocError;
+use crate::long_lived::{Starters, LONG_LIVED};
 use crate::policy::{Fit, PolicyKind};
 use crate::slots::Entry;
 use crate::MIN_ALLOC_SIZE;
@@ -47,6 +53,9 @@ pub struct ClassHint {
     pub id: u64,
     /// Region shape.
     pub pages: ClassPages,
+    /// The allocation's call site (any stable id; 0: unknown). Not part of
+    /// the class: it feeds the long-lived prediction (`Policy::long_lived`).
+    pub site: u64,
 }
 
 impl ClassHint {
@@ -55,6 +64,7 @@ impl ClassHint {
         ClassHint {
             id,
             pages: ClassPages::Shared,
+            site: 0,
         }
     }
     /// Objects expected to die together (page-exclusive regions).
@@ -62,7 +72,16 @@ impl ClassHint {
         ClassHint {
             id,
             pages: ClassPages::Exclusive,
+            site: 0,
         }
+    }
+    /// The same class, allocating from call site `site`.
+    pub const fn at_site(self, site: u64) -> Self {
+        ClassHint { site, ..self }
+    }
+    /// The class alone, without its call site (the class tables' key).
+    pub(crate) const fn bare(self) -> Self {
+        ClassHint { site: 0, ..self }
     }
 }
 
@@ -77,7 +96,8 @@ pub(crate) const GROWING_CLASSES: usize = 8;
 /// The classes whose growth room an exclusive class keeps out of
 /// ([`ClassTable::growing`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Growing([Option<ClassHint>; GROWING_CLASSES]);
+/// The last entry is the long-lived class's (`Policy::long_lived`).
+pub(crate) struct Growing([Option<ClassHint>; GROWING_CLASSES + 1]);
 
 /// One region of a class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +125,8 @@ pub(crate) struct ClassTable {
     entries: Vec<(ClassHint, Region)>,
     capacity: usize,
     tick: u64,
+    /// Call sites that start one-object classes (`Policy::long_lived`).
+    pub(crate) starters: Starters,
 }
 
 impl ClassTable {
@@ -114,6 +136,7 @@ impl ClassTable {
             entries: Vec::new(),
             capacity,
             tick: 0,
+            starters: Starters::default(),
         }
     }
 
@@ -130,6 +153,11 @@ impl ClassTable {
         }
         v[..n].sort_unstable_by_key(|r| core::cmp::Reverse(r.map_or(0, |r| r.last_use)));
         v.into_iter().flatten()
+    }
+
+    /// The allocation clock (one tick per placed object).
+    pub(crate) fn tick(&self) -> u64 {
+        self.tick
     }
 
     /// Mark `region` of `class` as just used.
@@ -173,7 +201,11 @@ impl ClassTable {
             self.evict(|c| c == class);
         }
         if self.entries.len() >= self.capacity {
-            self.evict(|_| true);
+            // The long-lived region goes last: the classes it serves each
+            // used it once, so it is rarely the most recently used.
+            if !self.evict(|c| c != LONG_LIVED) {
+                self.evict(|_| true);
+            }
         }
         let region = Region {
             chunk,
@@ -209,7 +241,11 @@ impl ClassTable {
                 top[slot] = Some((*c, r.last_use));
             }
         }
-        Growing(top.map(|e| e.map(|(c, _)| c)))
+        let mut g = [None; GROWING_CLASSES + 1];
+        for (g, t) in g.iter_mut().zip(top) {
+            *g = t.map(|(c, _)| c);
+        }
+        Growing(g)
     }
 
     /// The end of the region of a class of `growing` whose growth room holds
@@ -238,8 +274,9 @@ impl ClassTable {
             .max()
     }
 
-    /// Drop the least recently used region among classes matching `which`.
-    fn evict(&mut self, which: impl Fn(ClassHint) -> bool) {
+    /// Drop the least recently used region among classes matching `which`;
+    /// false if none matches.
+    fn evict(&mut self, which: impl Fn(ClassHint) -> bool) -> bool {
         let oldest = self
             .entries
             .iter()
@@ -250,10 +287,22 @@ impl ClassTable {
         if let Some(i) = oldest {
             self.entries.swap_remove(i);
         }
+        oldest.is_some()
     }
 
     /// Check the invariants.
-    pub(crate) fn check(&self) -> Result<(), alloc::string::String> {
+    /// `page_bits`: bits per page, which a long-lived region never exceeds.
+    pub(crate) fn check(&self, page_bits: i32) -> Result<(), alloc::string::String> {
+        self.starters.check()?;
+        if let Some((c, r)) = self
+            .entries
+            .iter()
+            .find(|(c, r)| c.site != 0 || (*c == LONG_LIVED && r.hi - r.lo > page_bits))
+        {
+            return Err(alloc::format!(
+                "class region {c:?} {r:?}: a site in the key, or a long-lived region over a page"
+            ));
+        }
         if self.entries.len() > self.capacity {
             return Err(alloc::format!(
                 "{} class regions, capacity {}",
@@ -310,8 +359,8 @@ impl Allocator {
                 }
                 Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
                     Ok(_) => created = true,
-                    // An exclusive class asks for a chunk while others'
-                    // growth room is free (`keep_room`): without a new
+                    // A class asks for a chunk while growth room is free
+                    // (`keep_room`, `long_lived`): without a new
                     // chunk, plain first fit (which asks only when nothing
                     // fits).
                     Err(e) => break self.first_fit_or_fail(req, flags).map_err(|_| e)?,
@@ -323,9 +372,11 @@ impl Allocator {
     }
 
     /// Two-phase [`Allocator::alloc_class`], step 1 (see
-    /// [`Allocator::alloc_area`]). With `Policy::keep_room`, `NeedsChunk` may
-    /// come while free space is left, for an exclusive class that would have
-    /// to cut into another class's growth room: a caller that cannot create
+    /// [`Allocator::alloc_area`]). With `Policy::keep_room` or
+    /// `Policy::long_lived`, `NeedsChunk` may come while free space is left,
+    /// for a class that would have to cut into another class's growth room
+    /// (the long-lived page's, or with `keep_room` a recent class's): a
+    /// caller that cannot create
     /// a chunk then tries [`Allocator::alloc_area`], which takes any free
     /// space.
     pub fn alloc_area_class(
@@ -336,6 +387,24 @@ impl Allocator {
     ) -> Result<Allocation, AllocError> {
         if !self.policy.class_placement || flags.atomic || flags.reserved {
             return self.alloc_area(req, flags);
+        }
+        let site = class.site;
+        let mut class = class.bare();
+        // A task class's first object, from a site whose classes mostly
+        // stayed at one object, goes to the long-lived class (`long_lived.rs`).
+        // Every task-class allocation settles verdicts; only a small first
+        // object with a known site starts one (a large one fills pages of
+        // its own anyway).
+        if self.policy.long_lived && class.pages == ClassPages::Shared {
+            let now = self.classes.tick();
+            let went_on = self.classes.starters.observe(class, now);
+            let small = req.bits <= self.geo.block_bits() as i32 / 4;
+            if site != 0 && small && !went_on && self.classes.regions(class).next().is_none() {
+                self.classes.starters.start(class, site, now);
+                if self.classes.starters.predicts_single(site) {
+                    class = LONG_LIVED;
+                }
+            }
         }
         for r in self.classes.regions(class) {
             let usable = match self.arena.get(r.chunk as usize).and_then(Entry::chunk) {
@@ -378,17 +447,27 @@ impl Allocator {
             .layout
             .size_to_slot(probe_bytes.min(self.geo.unit_size()));
         let mut found = None;
-        // With `keep_room`, the classes whose growth room an exclusive class
-        // keeps out of (the table does not change during the walk).
-        let growing = (class.pages == ClassPages::Exclusive && self.policy.keep_room)
-            .then(|| self.classes.growing(class));
-        // Rather than cut into another class's growth room, an exclusive
-        // class takes a new chunk; but not while chunks wait for reclaim (the
+        // The classes whose growth room this one keeps out of (the table
+        // does not change during the walk): with `keep_room`, an exclusive
+        // class keeps out of the most recently used ones'; with
+        // `long_lived`, every class keeps out of the long-lived page's.
+        let keeps_recent = class.pages == ClassPages::Exclusive && self.policy.keep_room;
+        let mut growing = keeps_recent.then(|| self.classes.growing(class));
+        if self.policy.long_lived
+            && class != LONG_LIVED
+            && self.classes.regions(LONG_LIVED).next().is_some()
+        {
+            growing
+                .get_or_insert(Growing([None; GROWING_CLASSES + 1]))
+                .0[GROWING_CLASSES] = Some(LONG_LIVED);
+        }
+        // Rather than cut into another class's growth room, a class takes a
+        // new chunk; but not while chunks wait for reclaim (the
         // balance work is behind: a chunk now would only add to what it must
         // give back, and without balance runs chunks would pile up). The
         // walk changes no list.
         let may_cut = self.lists.head(self.layout.to_depopulate).is_some();
-        // An exclusive class's plain first fit, inside another's growth room.
+        // The plain first fit, inside another class's growth room.
         let mut cut = None;
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
@@ -404,8 +483,14 @@ impl Allocator {
                 };
                 let off = match &growing {
                     Some(growing) => {
-                        let off =
-                            self.outside_growth_room(id, growing, start, probe_bits, probe_align);
+                        // Only `keep_room` looks past the kernel's window.
+                        let off = self.outside_growth_room(
+                            id,
+                            growing,
+                            start,
+                            (probe_bits, probe_align),
+                            !keeps_recent,
+                        );
                         if off.is_none() && may_cut && cut.is_none() {
                             cut = c
                                 .probe_area(probe_bits, probe_align, start)
@@ -441,28 +526,42 @@ impl Allocator {
             .alloc_map
             .find_next_bit(c.map_bits as usize, (off + req.bits) as usize) as i32;
         let serial = c.serial;
+        // The long-lived region is one page: its room is kept from others.
+        let hi = if class == LONG_LIVED {
+            hi.min(off + bb)
+        } else {
+            hi
+        };
         self.classes.open(class, id, serial, off, hi);
         self.reintegrate_after(id, req);
         Ok(a)
     }
 
-    /// First fit of `bits` bits at `align` in chunk `id` from bit `start`
-    /// that lies in the growth room of no class of `growing`
-    /// ([`ClassTable::growth_room_end`]).
+    /// First fit of `(bits, align)` in chunk `id` from bit `start` that
+    /// lies in the growth room of no class of `growing`
+    /// ([`ClassTable::growth_room_end`]). `bounded`: the first try searches
+    /// only the kernel's window ([`Chunk::probe_area`]), as the walk without
+    /// growth room does (the same placement while no growth room is hit);
+    /// each try past a growth room, and every try unbounded, searches the
+    /// rest of the chunk.
     fn outside_growth_room(
         &self,
         id: u32,
         growing: &Growing,
         start: i32,
-        bits: i32,
-        align: i32,
+        (bits, align): (i32, i32),
+        bounded: bool,
     ) -> Option<i32> {
         let c = self.c(id);
         let used =
             |lo: i32, off: i32| (c.alloc_map.find_next_bit(off as usize, lo as usize) as i32) < off;
         let mut pos = start;
         loop {
-            let off = c.first_fit_in(pos, c.map_bits, bits, align)?;
+            let off = if bounded && pos == start {
+                c.probe_area(bits, align, pos)?
+            } else {
+                c.first_fit_in(pos, c.map_bits, bits, align)?
+            };
             match self
                 .classes
                 .growth_room_end(growing, id, c.serial, off, used)

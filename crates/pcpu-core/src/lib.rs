@@ -45,6 +45,7 @@ mod classes;
 mod error;
 mod free;
 mod geometry;
+mod long_lived;
 mod magazine;
 mod policy;
 mod refill;

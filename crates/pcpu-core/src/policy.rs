@@ -136,6 +136,11 @@ pub struct Policy {
     /// chunks wait for reclaim, and when no chunk can be created, the room
     /// is cut into after all. Off by default.
     pub keep_room: bool,
+    /// Task classes: a class's first object from a call site whose first
+    /// objects were mostly their class's only one (singletons: mounts,
+    /// network devices) goes to one shared long-lived region, whose room
+    /// other classes keep out of.
+    pub long_lived: bool,
     /// `pcpu`: isolate chunks for reclaim only once the system holds at least
     /// this many empty pages beyond `empty_pop_high` (hysteresis: reclaim
     /// then depopulates down to `empty_pop_high`).
@@ -185,6 +190,7 @@ impl Policy {
             min_run: 256,
             class_capacity: 64,
             keep_room: false,
+            long_lived: false,
             reclaim_surplus: 0,
             refault_reserve_divisor: 0,
             sideline: true,
@@ -212,6 +218,9 @@ impl Policy {
         // smallest excess over linux-5.14 at any phase, at a small cost in
         // resident memory after removals.
         p.refill = Refill::Room;
+        // The study's §5b: one-object tasks' objects (mounts, network
+        // devices) share pages instead of each pinning one.
+        p.long_lived = true;
         // The refault reserve stays off: on the shared memcg capture a few
         // refaults before the removal would keep ~14 more pages per unit at
         // phase C (resident/floor outside the first and reserved chunks
@@ -308,7 +317,7 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 15] = [
+pub const KNOBS: [&str; 16] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
@@ -324,6 +333,7 @@ pub const KNOBS: [&str; 15] = [
     "min_run",
     "class_capacity",
     "keep_room",
+    "long_lived",
 ];
 
 /// What knob `name` does, and which policies it affects (one line each),
@@ -388,6 +398,10 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
         "class_capacity" => ("class regions remembered (least recently used evicted)", CLASSES),
         "keep_room" => (
             "page-exclusive classes take a new chunk rather than cut into the free room after the 8 most recently used classes",
+            CLASSES,
+        ),
+        "long_lived" => (
+            "task classes: first objects from call sites that mostly start one-object classes share one long-lived region",
             CLASSES,
         ),
         _ => return None,
@@ -506,6 +520,7 @@ impl Policy {
             "min_run" => count(self.min_run),
             "class_capacity" => count(self.class_capacity),
             "keep_room" => KnobValue::Bool(self.keep_room),
+            "long_lived" => KnobValue::Bool(self.long_lived),
             _ => KnobValue::Int(0),
         }
     }
@@ -632,6 +647,7 @@ impl Policy {
                     .ok_or_else(|| bad("a count from 1 to 65536"))?
             }
             "keep_room" => p.keep_room = flag()?,
+            "long_lived" => p.long_lived = flag()?,
             _ => unreachable!("every name in KNOBS is handled"),
         }
         Ok(())

@@ -260,3 +260,89 @@ fn per_request_classes_stay_bounded() {
     assert!(kept <= chunks + 8, "{kept} chunks with keep_room");
     assert!(kept_pages <= pages + 8, "{kept_pages} pages with keep_room");
 }
+
+/// Call sites of the long-lived test: a cgroup's first object, a mount's.
+const MKDIR_SITE: u64 = 0x100;
+const MOUNT_SITE: u64 = 0x200;
+
+/// 400 cgroups (11 objects each, a task of their own) and after every 10th a
+/// `mount` task allocating one 8-byte object from its own site; every cgroup
+/// freed at the end. Returns the pages the 40 mounts' objects are on.
+fn mounts_among_cgroups(policy: Policy) -> usize {
+    let mut a = kernel_like(policy);
+    let mut b = SimBackend::default();
+    let (mut groups, mut mounts) = (Vec::new(), Vec::new());
+    for task in 1..=400u64 {
+        for (i, &(size, align)) in GROUP.iter().enumerate() {
+            let site = if i == 0 { MKDIR_SITE } else { 0x300 + i as u64 };
+            let hint = ClassHint::task(task).at_site(site);
+            groups.push(
+                a.alloc_class(&mut b, size, align, AllocFlags::NORMAL, hint)
+                    .unwrap(),
+            );
+            a.check_invariants().unwrap();
+        }
+        if task % 10 == 0 {
+            let hint = ClassHint::task(100_000 + task).at_site(MOUNT_SITE);
+            mounts.push(
+                a.alloc_class(&mut b, 8, 8, AllocFlags::NORMAL, hint)
+                    .unwrap(),
+            );
+            a.check_invariants().unwrap();
+        }
+    }
+    for g in &groups {
+        a.free(g.chunk, g.offset).unwrap();
+        a.check_invariants().unwrap();
+    }
+    for _ in 0..3 {
+        a.balance(&mut b);
+    }
+    a.check_invariants().unwrap();
+    assert_eq!(a.stats().nr_cur_alloc as usize, mounts.len());
+    pages_touched(&mounts)
+}
+
+/// `long_lived` (on in `pcpu`): once a site's tasks have shown they allocate
+/// one object each, its next first objects share one page instead of each
+/// landing in (and later pinning) a page of the cgroup region it followed.
+#[test]
+fn one_object_tasks_share_pages() {
+    let on = mounts_among_cgroups(Policy::pcpu());
+    let mut p = Policy::pcpu();
+    p.long_lived = false;
+    let off = mounts_among_cgroups(p);
+    // The first few mounts are placed before the site is learnt.
+    assert!(on <= 4, "long_lived: the 40 mounts are on {on} pages");
+    assert!(off >= 30, "without it: {off} pages");
+}
+
+/// A site whose tasks go on allocating is not predicted long-lived: with
+/// every cgroup's first object from one site, `long_lived` changes nothing.
+#[test]
+fn busy_sites_are_not_long_lived() {
+    let place = |policy: Policy| {
+        let mut a = kernel_like(policy);
+        let mut b = SimBackend::default();
+        let mut out = Vec::new();
+        for task in 1..=300u64 {
+            for (i, &(size, align)) in GROUP.iter().enumerate() {
+                let hint = ClassHint::task(task).at_site(if i == 0 { MKDIR_SITE } else { 0 });
+                out.push(
+                    a.alloc_class(&mut b, size, align, AllocFlags::NORMAL, hint)
+                        .unwrap(),
+                );
+            }
+        }
+        out
+    };
+    let mut off = Policy::pcpu();
+    off.long_lived = false;
+    let (on, off) = (place(Policy::pcpu()), place(off));
+    let first_difference = on.iter().zip(&off).position(|(x, y)| x != y);
+    assert_eq!(
+        first_difference, None,
+        "object {first_difference:?} placed differently"
+    );
+    assert_eq!(on.len(), off.len());
+}

@@ -92,6 +92,13 @@ fn policies_print_and_parse_back() {
                         "true"
                     }
                 }
+                "long_lived" => {
+                    if p.long_lived {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
                 "empty_pop_high" => "9",
                 "fit" => "best",
                 "refill" => {

@@ -41,7 +41,9 @@ pub enum BalanceTiming {
 pub enum ClassMode {
     /// No classes: plain first fit.
     None,
-    /// The allocating task (pid): its objects are kept contiguous.
+    /// The allocating task (pid): its objects are kept contiguous. Each
+    /// allocation also carries its call site (the whole `call_site=` text,
+    /// hashed), which `Policy::long_lived` learns from.
     Task,
     /// Lifetime classes derived from the trace: objects freed in the same
     /// phase (or never) share pages. The upper bound of what hints can do.
@@ -692,7 +694,13 @@ impl Replayer {
                     .then(|| self.derived.get(&rec.line).copied().unwrap_or(u64::MAX));
                 let class = match self.cfg.classes {
                     ClassMode::None => None,
-                    ClassMode::Task => Some(ClassHint::task(rec.pid as u64)),
+                    ClassMode::Task => Some(
+                        ClassHint::task(rec.pid as u64).at_site(
+                            ev.call_site
+                                .as_ref()
+                                .map_or(0, |c| call_site_class(c.as_str())),
+                        ),
+                    ),
                     ClassMode::Derived => lifetime.map(ClassHint::lifetime),
                     ClassMode::SizeClass => Some(ClassHint::lifetime(size_class(ev.size))),
                     ClassMode::CallSite => {
