@@ -2,8 +2,11 @@
 //! do not pin pages shared with objects that die at other times.
 //!
 //! A class owns a *region* `[lo, hi)` of one chunk (in bits): a free run it
-//! took when it last needed room. Its allocations go first fit inside its
-//! region, so it back-fills only its own holes. When the region is full, the
+//! took when it last needed room (it keeps its last few). Its allocations go
+//! first fit inside its regions, so it back-fills only its own holes: first
+//! a hole on a page already in use, oldest region first (nothing else fills
+//! the holes a class left behind when an object did not fit), then any room,
+//! most recent region first (where the class grows). When no region fits, the
 //! class takes a new one with the kernel's own slot walk and first fit, but
 //! probing for a larger run, so that it skips the small holes of other
 //! classes:
@@ -406,30 +409,50 @@ impl Allocator {
                 }
             }
         }
-        for r in self.classes.regions(class) {
+        // The class's usable regions, most recently used first.
+        let mut regions = [None::<Region>; REGIONS_PER_CLASS];
+        for (slot, r) in regions.iter_mut().zip(self.classes.regions(class)) {
             let usable = match self.arena.get(r.chunk as usize).and_then(Entry::chunk) {
                 // A queued (not yet reclaiming) chunk may be taken back, as a
                 // sidelined one is: place() reintegrates it.
                 Some(c) => c.serial == r.serial && !c.detached && !c.reclaiming,
                 None => false,
             };
-            if !usable {
+            if usable {
+                *slot = Some(r);
+            } else {
                 self.classes.remove(class, &r);
-                continue;
             }
-            if let Some(off) = self
-                .c(r.chunk)
-                .first_fit_in(r.lo, r.hi, req.bits, req.bit_align)
-            {
+        }
+        // First a hole on pages already in use, oldest region first: the
+        // holes of a region the class moved on from (an alignment gap, the
+        // room an object too large for it left) are filled by nobody else.
+        // Then any room, most recent region first: where the class grows.
+        let bb = self.geo.block_bits() as i32;
+        for used_pages_only in [true, false] {
+            let order = regions.iter().flatten();
+            let order: &mut dyn Iterator<Item = &Region> = if used_pages_only {
+                &mut order.rev()
+            } else {
+                &mut { order }
+            };
+            for r in order {
+                let c = self.c(r.chunk);
+                let Some(off) = c.first_fit_in(r.lo, r.hi, req.bits, req.bit_align) else {
+                    continue;
+                };
+                let mut pages = (off / bb) as usize..=((off + req.bits - 1) / bb) as usize;
+                if used_pages_only && !pages.all(|p| c.is_page_used(p)) {
+                    continue;
+                }
                 if let Some(a) = self.place(r.chunk, req, off) {
-                    self.classes.touch(class, &r);
+                    self.classes.touch(class, r);
                     self.reintegrate_after(r.chunk, req);
                     return Ok(a);
                 }
             }
         }
         // Open a new region: the kernel's walk and first fit, for a larger run.
-        let bb = self.geo.block_bits() as i32;
         let (probe_bits, probe_align) = match class.pages {
             // At most a whole chunk, which a new chunk always has free
             // (`min_run` may be set larger than a unit).

@@ -346,3 +346,40 @@ fn busy_sites_are_not_long_lived() {
     );
     assert_eq!(on.len(), off.len());
 }
+
+/// A task class fills the holes its older region keeps on pages in use (here
+/// the gap before a cache-line aligned object) before its newest region's
+/// room: nothing else fills them, and at a peak they would be waste.
+#[test]
+fn a_class_fills_its_older_regions_holes_first() {
+    let mut a = kernel_like(Policy::pcpu());
+    let mut b = SimBackend::default();
+    let mut alloc = |a: &mut Allocator, task: u64, size: usize, align: usize| {
+        let x = a
+            .alloc_class(
+                &mut b,
+                size,
+                align,
+                AllocFlags::NORMAL,
+                ClassHint::task(task),
+            )
+            .unwrap();
+        a.check_invariants().unwrap();
+        x
+    };
+    let ref0 = alloc(&mut a, 1, 8, 8);
+    let rstat = alloc(&mut a, 1, 64, 8);
+    let psi = alloc(&mut a, 1, 128, 64);
+    assert_eq!(rstat.offset, ref0.offset + 8);
+    assert_eq!(psi.offset, ref0.offset + 128, "a 56-byte gap before it");
+    // Another task opens its region right after (the gap is under min_run).
+    let other = alloc(&mut a, 2, 8, 8);
+    assert_eq!(other.offset, psi.offset + 128);
+    // Task 1's next object no longer fits before the other task's: a second
+    // region.
+    let big = alloc(&mut a, 1, 1096, 8);
+    assert!(big.chunk != psi.chunk || big.offset > other.offset);
+    // Its next small object goes into the gap of its first region.
+    let small = alloc(&mut a, 1, 8, 8);
+    assert_eq!((small.chunk, small.offset), (ref0.chunk, ref0.offset + 72));
+}
