@@ -174,6 +174,19 @@ pub fn sideline(base: Policy) -> Sweep {
     Sweep::new("sideline", "depopulated chunks", variants)
 }
 
+/// Long-lived prediction off and on (`Policy::long_lived`).
+pub fn long_lived(base: Policy) -> Sweep {
+    let variants = [false, true]
+        .into_iter()
+        .map(|on| {
+            let mut p = base;
+            p.long_lived = on;
+            Variant::new(if on { "on" } else { "off" }, p)
+        })
+        .collect();
+    Sweep::new("long-lived", "long-lived prediction", variants)
+}
+
 /// The order in which allocations try sidelined chunks (`Policy::refill`),
 /// one variant per value, labelled by its name (`kernel`, `fullest`,
 /// `room`).

@@ -76,6 +76,7 @@ pub(super) fn sweeps() -> Vec<Sweep> {
         refill,
         place_514,
         place_pcpu,
+        sweep::long_lived(Policy::pcpu()),
     ];
     // Batching matters only when chunks queue up between runs: a periodic
     // work item.
@@ -99,7 +100,7 @@ pub(super) fn baseline(id: &str) -> &'static str {
         "reclaim-min-pages" => "32 pages",
         "marked-threshold" => "2 chunks",
         "empty-pop" => "2/4",
-        "refault-reserve" | "magazine" => "off",
+        "refault-reserve" | "magazine" | "long-lived" => "off",
         "reclaim-batch" => "all",
         "sideline-5.14" | "sideline-pcpu" => "sidelined",
         "refill-5.14" | "refill-pcpu" => "kernel",
@@ -143,6 +144,8 @@ pub(super) struct Results<'a> {
     pub(super) place: &'a SweepResults,
     /// `placement-pcpu`: placement under `pcpu`'s rules.
     pub(super) place_pcpu: &'a SweepResults,
+    /// `long-lived`: `pcpu`'s long-lived prediction off and on.
+    pub(super) long_lived: &'a SweepResults,
 }
 
 impl<'a> Results<'a> {
@@ -171,6 +174,7 @@ impl<'a> Results<'a> {
             refill: by_id("refill-pcpu"),
             place: by_id("placement-5.14"),
             place_pcpu: by_id("placement-pcpu"),
+            long_lived: by_id("long-lived"),
         }
     }
 }

@@ -151,7 +151,7 @@ pub(super) fn method(md: &mut String, ctx: &Ctx) {
          Knobs varied: `reclaim_divisor`, `reclaim_min_pages`, `rfc_marked_threshold`, \
          `empty_pop_low/high`, `refault_reserve_divisor`, `sideline`, `fit` (first, next, \
          best), `class_placement` with the replay's class modes (task, size class, call site, \
-         derived lifetime), per-CPU magazines, and the balance schedule.\n\
+         derived lifetime), `long_lived`, per-CPU magazines, and the balance schedule.\n\
          * Thrash: a page re-populated within {} balance runs (or {} allocation/free events) of \
          its depopulation, counted per chunk and page from the replay's page-operation log.\n\
          * Sidelining alone (question 3) is the `sideline` knob of `Policy`; the rest of each \

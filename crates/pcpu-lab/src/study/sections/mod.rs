@@ -64,6 +64,7 @@ pub(super) fn document(ctx: &Ctx, w: &mut Writer) -> Result<String, LabError> {
     placement::small_objects(&mut md, ctx);
     placement::magazines(&mut md, ctx, w)?;
     placement::placement(&mut md, ctx, w)?;
+    placement::long_lived(&mut md, ctx, w)?;
     pins::who_pins(&mut md, ctx);
     closing::cost(&mut md, ctx);
     closing::targets(&mut md, ctx);
