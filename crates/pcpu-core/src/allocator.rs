@@ -7,7 +7,7 @@ use core::ops::Range;
 
 use crate::backend::Backend;
 use crate::chunk::{Chunk, ChunkKind};
-use crate::classes::ClassTable;
+use crate::class_table::ClassTable;
 use crate::error::AllocError;
 use crate::geometry::Geometry;
 use crate::policy::{Fit, Policy, PolicyKind, Refill, SLOT_FAIL_THRESHOLD};
@@ -235,6 +235,11 @@ impl Allocator {
     /// Global statistics (percpu_stats).
     pub fn stats(&self) -> &GlobalStats {
         &self.stats
+    }
+    /// Objects the long-lived prediction sent to the shared long-lived
+    /// class so far (`Policy::long_lived`; `classes.rs`).
+    pub fn long_lived_objects(&self) -> u64 {
+        self.classes.starters.routed()
     }
     /// The first chunk's id.
     pub fn first_chunk(&self) -> ChunkId {

@@ -41,6 +41,7 @@ pub mod bitmap;
 mod block;
 mod check;
 mod chunk;
+mod class_table;
 mod classes;
 mod error;
 mod free;

@@ -7,7 +7,7 @@
 //! sooner, where it later pins a page of its own. The allocator learns,
 //! per call site, whether the classes that started there (the class's
 //! first object came from it) stayed at one object: a class is *single*
-//! when [`SINGLE_AFTER`] other class allocations pass without it
+//! when [`SINGLE_AFTER`] objects of other classes are placed without it
 //! allocating again. A first object from a site whose classes mostly stayed
 //! single goes to one shared class, [`LONG_LIVED`], a page at a time, whose
 //! room the other classes keep out of: those objects then share pages with
@@ -15,26 +15,30 @@
 //!
 //! Only the call site is used, never the task: the kernel's `mkdir` and
 //! `mount` tasks both start with a new pid, and what tells them apart is
-//! what their first allocation was for.
+//! what their first allocation was for. Tasks that allocate in one burst
+//! are told apart from single ones; tasks that interleave their objects
+//! with more than [`SINGLE_AFTER`] objects of others may be taken for
+//! single.
 
 use alloc::vec::Vec;
 
 use crate::classes::{ClassHint, ClassPages};
 
 /// The shared class of objects predicted long-lived: page-exclusive
-/// regions, one page each.
+/// regions, one page each. Its call site is `u64::MAX`, which no class in
+/// the class table has (their keys carry no site: `ClassHint::bare`), so
+/// no hint can name it.
 pub(crate) const LONG_LIVED: ClassHint = ClassHint {
     id: u64::MAX,
     pages: ClassPages::Exclusive,
-    site: 0,
+    site: u64::MAX,
 };
 
-/// Class allocations after which a class's first object counts as its
-/// only one.
-pub(crate) const SINGLE_AFTER: u64 = 16;
-/// Classes awaiting their verdict (the oldest is settled as single when
-/// more start).
-const PENDING: usize = 8;
+/// Objects of other classes placed after which a class's first object
+/// counts as its only one.
+pub(crate) const SINGLE_AFTER: u64 = 64;
+/// Classes awaiting their verdict (one pushed out gets none).
+const PENDING: usize = 16;
 /// Call sites with statistics (the one with the fewest verdicts is
 /// forgotten first).
 const SITES: usize = 32;
@@ -52,6 +56,18 @@ struct SiteStats {
     went_on: u32,
 }
 
+/// A class that placed its first object and awaits the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pending {
+    class: ClassHint,
+    /// The site of its first object.
+    site: u64,
+    /// The class clock when it was started.
+    since: u64,
+    /// Whether its first object went to [`LONG_LIVED`].
+    routed: bool,
+}
+
 /// What the allocator has learnt of call sites that start classes.
 ///
 /// # Invariants
@@ -60,26 +76,81 @@ struct SiteStats {
 /// - Each site's `single + went_on` is at most [`HISTORY`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Starters {
-    /// (class, the site of its first object, the class clock then).
-    pending: Vec<(ClassHint, u64, u64)>,
+    pending: Vec<Pending>,
     sites: Vec<SiteStats>,
+    /// Objects routed to [`LONG_LIVED`] so far.
+    routed: u64,
 }
 
 impl Starters {
-    /// `class` allocates at class clock `now` (before placement): settles
-    /// the verdicts that are due. Returns whether `class` was awaiting its
-    /// verdict (this is its second object).
-    pub(crate) fn observe(&mut self, class: ClassHint, now: u64) -> bool {
+    /// Where an object of task class `class` from `site` goes, at class
+    /// clock `now` (the clock advances only when an object is placed):
+    /// [`LONG_LIVED`] or `class` itself. `first`: the class has no region
+    /// (this is its first object); `small`: the request may be predicted.
+    /// Settles the verdicts that are due. A request tried again at the
+    /// same clock (after `NeedsChunk`) gets the same answer and counts once.
+    pub(crate) fn route(
+        &mut self,
+        class: ClassHint,
+        site: u64,
+        now: u64,
+        first: bool,
+        small: bool,
+    ) -> ClassHint {
+        if let Some(p) = self
+            .pending
+            .iter()
+            .find(|p| p.class == class && p.since == now)
+        {
+            // The same request again: nothing was placed since.
+            return if p.routed { LONG_LIVED } else { class };
+        }
+        let went_on = self.settle(class, now);
+        if went_on || !first || !small || site == 0 {
+            return class;
+        }
+        let routed = self.predicts_single(site);
+        if self.pending.len() >= PENDING {
+            // INVARIANT: at most PENDING; the oldest leaves without a
+            // verdict (it may be a task interleaved with many others).
+            let oldest = (0..self.pending.len())
+                .min_by_key(|&i| self.pending[i].since)
+                .expect("PENDING > 0");
+            self.pending.swap_remove(oldest);
+        }
+        self.pending.push(Pending {
+            class,
+            site,
+            since: now,
+            routed,
+        });
+        if routed {
+            self.routed += 1;
+            LONG_LIVED
+        } else {
+            class
+        }
+    }
+
+    /// Objects routed to [`LONG_LIVED`] so far.
+    pub(crate) fn routed(&self) -> u64 {
+        self.routed
+    }
+
+    /// `class` allocates at `now`: counts the verdicts that are due.
+    /// Returns whether `class` was awaiting its verdict (this is its second
+    /// object).
+    fn settle(&mut self, class: ClassHint, now: u64) -> bool {
         let mut went_on = false;
         let mut i = 0;
         while i < self.pending.len() {
-            let (c, site, t) = self.pending[i];
-            if c == class {
-                self.count(site, false);
+            let p = self.pending[i];
+            if p.class == class {
+                self.count(p.site, false);
                 self.pending.swap_remove(i);
                 went_on = true;
-            } else if now.saturating_sub(t) > SINGLE_AFTER {
-                self.count(site, true);
+            } else if now.saturating_sub(p.since) > SINGLE_AFTER {
+                self.count(p.site, true);
                 self.pending.swap_remove(i);
             } else {
                 i += 1;
@@ -88,21 +159,9 @@ impl Starters {
         went_on
     }
 
-    /// `class` allocates its first object, from `site`, at clock `now`.
-    pub(crate) fn start(&mut self, class: ClassHint, site: u64, now: u64) {
-        if self.pending.len() >= PENDING {
-            let oldest = (0..self.pending.len())
-                .min_by_key(|&i| self.pending[i].2)
-                .expect("PENDING > 0");
-            let (_, s, _) = self.pending.swap_remove(oldest);
-            self.count(s, true);
-        }
-        self.pending.push((class, site, now));
-    }
-
     /// Did the classes started at `site` mostly stay at one object (at
     /// least two did, and four times as many as went on)?
-    pub(crate) fn predicts_single(&self, site: u64) -> bool {
+    fn predicts_single(&self, site: u64) -> bool {
         self.sites
             .iter()
             .find(|e| e.site == site)
@@ -150,8 +209,8 @@ impl Starters {
             ));
         }
         for (i, p) in self.pending.iter().enumerate() {
-            if self.pending[i + 1..].iter().any(|q| q.0 == p.0) {
-                return Err(alloc::format!("class {:?} pending twice", p.0));
+            if self.pending[i + 1..].iter().any(|q| q.class == p.class) {
+                return Err(alloc::format!("class {:?} pending twice", p.class));
             }
         }
         for (i, s) in self.sites.iter().enumerate() {
@@ -173,59 +232,38 @@ mod tests {
     const MOUNT: u64 = 0x6d6f;
     const MKDIR: u64 = 0x6d6b;
 
-    /// Classes 1, 2, ... each allocate `n` objects from `site` in turn.
-    fn run(s: &mut Starters, now: &mut u64, first_class: u64, classes: u64, site: u64, n: u32) {
+    /// Classes `first_class..first_class + classes` each allocate `n`
+    /// objects from `site` in turn (the clock advancing per object), and
+    /// return where their first objects went.
+    fn run(
+        s: &mut Starters,
+        now: &mut u64,
+        first_class: u64,
+        classes: u64,
+        site: u64,
+        n: u32,
+    ) -> Vec<bool> {
+        let mut routed = Vec::new();
         for c in first_class..first_class + classes {
             let class = ClassHint::task(c);
             for k in 0..n {
-                *now += 1;
-                if !s.observe(class, *now) && k == 0 {
-                    s.start(class, site, *now);
+                let to = s.route(class, site, *now, k == 0, true);
+                if k == 0 {
+                    routed.push(to == LONG_LIVED);
                 }
+                *now += 1;
                 s.check().unwrap();
             }
         }
+        routed
     }
 
-    #[test]
-    fn learns_single_sites_and_not_busy_ones() {
+    /// `n` mounts, each followed by a burst long enough to settle it: the
+    /// site is then predicted single.
+    fn mounts_then_bursts(n: u64) -> (Starters, u64) {
         let mut s = Starters::default();
         let mut now = 0;
-        // Cgroups: 11 objects each, the first from MKDIR's site.
-        run(&mut s, &mut now, 1, 10, MKDIR, 11);
-        assert!(!s.predicts_single(MKDIR));
-        // Mounts: one object each, between cgroups.
-        for i in 0..4 {
-            run(&mut s, &mut now, 100 + i, 1, MOUNT, 1);
-            run(&mut s, &mut now, 200 + 10 * i, 2, MKDIR, 11);
-        }
-        assert!(s.predicts_single(MOUNT));
-        assert!(!s.predicts_single(MKDIR));
-        assert!(
-            !s.predicts_single(0x1234),
-            "unknown sites are not predicted"
-        );
-    }
-
-    #[test]
-    fn a_verdict_waits_for_single_after_allocations() {
-        let mut s = Starters::default();
-        let mut now = 0;
-        for i in 0..3 {
-            run(&mut s, &mut now, 100 + i, 1, MOUNT, 1);
-        }
-        // Fewer than SINGLE_AFTER allocations passed: no verdict yet.
-        assert!(!s.predicts_single(MOUNT));
-        // SINGLE_AFTER allocations of another class settle them.
-        run(&mut s, &mut now, 1, 1, MKDIR, SINGLE_AFTER as u32 + 2);
-        assert!(s.predicts_single(MOUNT));
-    }
-
-    #[test]
-    fn a_site_that_changes_use_is_relearnt() {
-        let mut s = Starters::default();
-        let mut now = 0;
-        for i in 0..6 {
+        for i in 0..n {
             run(&mut s, &mut now, 100 + i, 1, MOUNT, 1);
             run(
                 &mut s,
@@ -237,9 +275,98 @@ mod tests {
             );
         }
         assert!(s.predicts_single(MOUNT));
+        (s, now)
+    }
+
+    #[test]
+    fn learns_single_sites_and_not_busy_ones() {
+        let mut s = Starters::default();
+        let mut now = 0;
+        // Cgroups: 11 objects each, the first from MKDIR's site.
+        run(&mut s, &mut now, 1, 10, MKDIR, 11);
+        assert!(!s.predicts_single(MKDIR));
+        // Mounts: one object each, between bursts of cgroups.
+        let mut routed = Vec::new();
+        for i in 0..6 {
+            routed.extend(run(&mut s, &mut now, 100 + i, 1, MOUNT, 1));
+            run(&mut s, &mut now, 200 + 10 * i, 7, MKDIR, 11);
+        }
+        assert!(s.predicts_single(MOUNT));
+        assert!(!s.predicts_single(MKDIR));
+        assert!(
+            !s.predicts_single(0x1234),
+            "unknown sites are not predicted"
+        );
+        // The first two mounts teach it; the later ones go long-lived.
+        assert_eq!(routed, [false, false, true, true, true, true]);
+        assert_eq!(s.routed(), 4);
+    }
+
+    #[test]
+    fn a_verdict_waits_for_single_after_objects() {
+        let mut s = Starters::default();
+        let mut now = 0;
+        for i in 0..3 {
+            run(&mut s, &mut now, 100 + i, 1, MOUNT, 1);
+        }
+        // Fewer than SINGLE_AFTER objects placed since: no verdict yet.
+        assert!(!s.predicts_single(MOUNT));
+        run(&mut s, &mut now, 1, 1, MKDIR, SINGLE_AFTER as u32 + 2);
+        assert!(s.predicts_single(MOUNT));
+    }
+
+    #[test]
+    fn a_retried_request_counts_once() {
+        let (mut s, mut now) = mounts_then_bursts(3);
+        // A mount's request needs a chunk: tried again at the same clock.
+        let before = s.routed();
+        let m = ClassHint::task(500);
+        assert_eq!(s.route(m, MOUNT, now, true, true), LONG_LIVED);
+        assert_eq!(
+            s.route(m, MOUNT, now, true, true),
+            LONG_LIVED,
+            "same answer"
+        );
+        assert_eq!(s.routed(), before + 1);
+        now += 1;
+        // Not a second object: the mount is still single.
+        run(&mut s, &mut now, 1, 1, MKDIR, SINGLE_AFTER as u32 + 2);
+        assert!(s.predicts_single(MOUNT));
+        assert_eq!(
+            s.sites.iter().find(|e| e.site == MOUNT).map(|e| e.went_on),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn a_site_that_changes_use_is_relearnt() {
+        let (mut s, mut now) = mounts_then_bursts(6);
         // Now the classes starting at MOUNT go on allocating.
         run(&mut s, &mut now, 300, 3, MOUNT, 3);
         assert!(!s.predicts_single(MOUNT));
+    }
+
+    #[test]
+    fn pushed_out_classes_get_no_verdict() {
+        let mut s = Starters::default();
+        let mut now = 0;
+        // 40 tasks start at one site, then each allocates 10 more: more
+        // than PENDING at once, interleaved. None is judged single.
+        let tasks: Vec<ClassHint> = (0..40).map(ClassHint::task).collect();
+        for &t in &tasks {
+            s.route(t, MKDIR, now, true, true);
+            now += 1;
+        }
+        for _ in 0..10 {
+            for &t in &tasks {
+                s.route(t, 0, now, false, true);
+                now += 1;
+            }
+        }
+        s.check().unwrap();
+        let e = s.sites.iter().find(|e| e.site == MKDIR).copied();
+        assert_eq!(e.map(|e| e.single), Some(0), "{e:?}");
+        assert!(!s.predicts_single(MKDIR));
     }
 
     #[test]
@@ -254,6 +381,7 @@ mod tests {
         // One site, many verdicts: halved, never above HISTORY.
         for i in 0..500 {
             run(&mut s, &mut now, 10_000 + i, 1, MOUNT, 1);
+            run(&mut s, &mut now, 100_000 + i, 1, MKDIR, 5);
         }
         s.check().unwrap();
         assert!(s.predicts_single(MOUNT));

@@ -267,8 +267,9 @@ const MOUNT_SITE: u64 = 0x200;
 
 /// 400 cgroups (11 objects each, a task of their own) and after every 10th a
 /// `mount` task allocating one 8-byte object from its own site; every cgroup
-/// freed at the end. Returns the pages the 40 mounts' objects are on.
-fn mounts_among_cgroups(policy: Policy) -> usize {
+/// freed at the end. Returns the pages the 40 mounts' objects are on, and
+/// how many went to the long-lived class.
+fn mounts_among_cgroups(policy: Policy) -> (usize, u64) {
     let mut a = kernel_like(policy);
     let mut b = SimBackend::default();
     let (mut groups, mut mounts) = (Vec::new(), Vec::new());
@@ -300,7 +301,10 @@ fn mounts_among_cgroups(policy: Policy) -> usize {
     }
     a.check_invariants().unwrap();
     assert_eq!(a.stats().nr_cur_alloc as usize, mounts.len());
-    pages_touched(&mounts)
+    if !a.policy().long_lived {
+        assert_eq!(a.long_lived_objects(), 0);
+    }
+    (pages_touched(&mounts), a.long_lived_objects())
 }
 
 /// `long_lived` (on in `pcpu`): once a site's tasks have shown they allocate
@@ -308,12 +312,16 @@ fn mounts_among_cgroups(policy: Policy) -> usize {
 /// landing in (and later pinning) a page of the cgroup region it followed.
 #[test]
 fn one_object_tasks_share_pages() {
-    let on = mounts_among_cgroups(Policy::pcpu());
+    let (on, routed) = mounts_among_cgroups(Policy::pcpu());
     let mut p = Policy::pcpu();
     p.long_lived = false;
-    let off = mounts_among_cgroups(p);
+    let (off, _) = mounts_among_cgroups(p);
     // The first few mounts are placed before the site is learnt.
     assert!(on <= 4, "long_lived: the 40 mounts are on {on} pages");
+    assert!(
+        (35..=38).contains(&routed),
+        "{routed} mounts went long-lived"
+    );
     assert!(off >= 30, "without it: {off} pages");
 }
 
@@ -382,4 +390,30 @@ fn a_class_fills_its_older_regions_holes_first() {
     // Its next small object goes into the gap of its first region.
     let small = alloc(&mut a, 1, 8, 8);
     assert_eq!((small.chunk, small.offset), (ref0.chunk, ref0.offset + 72));
+}
+
+/// No hint names the shared long-lived class: a lifetime class with the
+/// largest id is placed like any other.
+#[test]
+fn no_hint_is_the_long_lived_class() {
+    let place = |id: u64| {
+        let mut a = kernel_like(Policy::pcpu());
+        let mut b = SimBackend::default();
+        let mut out = Vec::new();
+        for i in 0..200u64 {
+            let hint = if i % 2 == 0 {
+                ClassHint::lifetime(id)
+            } else {
+                ClassHint::task(1)
+            };
+            out.push(
+                a.alloc_class(&mut b, 64, 8, AllocFlags::NORMAL, hint)
+                    .unwrap(),
+            );
+            a.check_invariants().unwrap();
+        }
+        assert_eq!(a.long_lived_objects(), 0);
+        out
+    };
+    assert_eq!(place(u64::MAX), place(5));
 }

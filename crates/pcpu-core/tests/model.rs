@@ -259,10 +259,10 @@ proptest! {
         run_with(policy, geometries()[g], &ops, None, Some(every));
     }
 
-    /// `pcpu` with many one-object tasks from a few call sites: the
-    /// long-lived prediction engages (its class keeps its page's room from
-    /// the others) and every invariant holds, also with chunk creation
-    /// failing now and then.
+    /// `pcpu` with many one-object tasks from a few call sites, so that the
+    /// long-lived class is used (about 760 objects over 256 cases when this
+    /// was written; `tests/classes.rs` asserts it is used at all): every
+    /// invariant holds, also with chunk creation failing now and then.
     #[test]
     fn model_long_lived(ops in prop::collection::vec(op_with(0..300), 1..400), g in 0usize..2, every in prop::option::of(2u32..5)) {
         run_with(Policy::pcpu(), geometries()[g], &ops, None, every);
