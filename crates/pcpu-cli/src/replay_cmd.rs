@@ -276,6 +276,15 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
     if r.magazine_hits > 0 {
         lines.push(("served by magazines", magazine_hits(r)));
     }
+    if r.long_lived_objects > 0 {
+        lines.push((
+            "predicted long-lived",
+            format!(
+                "{} of {} allocations (shared pages)",
+                r.long_lived_objects, r.allocs
+            ),
+        ));
+    }
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {
         let _ = writeln!(out, "{:<w$}  {v}", format!("{k}:"), w = w + 1);

@@ -1024,3 +1024,42 @@ fn replay_help_names_every_policy_knob() {
         assert!(help.contains(knob), "`pcpu replay --help` omits {knob}");
     }
 }
+
+/// `pcpu replay` reports how many allocations the `pcpu` policy's
+/// long-lived prediction placed together: on a mix (mounts and network
+/// devices among cgroups), some; with the knob off, or under linux-6.1, none.
+#[test]
+fn replay_reports_long_lived_objects() {
+    let out = tmp("gen-mix-long-lived");
+    let out = out.to_str().unwrap();
+    let o = pcpu(&[
+        "gen", "mix", "--rounds", "2", "--groups", "200", "--apps", "10", "--seed", "1", "--out",
+        out,
+    ]);
+    assert_ok(&o);
+    let count = |policy: &str| {
+        json(&[
+            "replay",
+            out,
+            "--json",
+            "--balance",
+            "modelled",
+            "--policy",
+            policy,
+        ])["long_lived_objects"]
+            .as_u64()
+            .expect("long_lived_objects")
+    };
+    assert!(count("pcpu") > 0);
+    assert_eq!(count("pcpu:long_lived=false"), 0);
+    assert_eq!(count("linux-6.1"), 0);
+    let text = stdout(&pcpu(&[
+        "replay",
+        out,
+        "--balance",
+        "modelled",
+        "--policy",
+        "pcpu",
+    ]));
+    assert!(text.contains("predicted long-lived:"), "{text}");
+}

@@ -949,6 +949,7 @@ impl Replayer {
             (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64);
         r.populated_pages = self.backend.sim.populated_pages;
         r.depopulated_pages = self.backend.sim.depopulated_pages;
+        r.long_lived_objects = self.a.long_lived_objects();
         // Every chunk goes through the backend: made by an allocation, by
         // the balance work, or (kernel placement) where the kernel's was.
         r.chunks_created = self.backend.sim.created;

@@ -8,6 +8,7 @@
 //!   "placement_agreement": float|null,   // fraction of allocations at the kernel's chunk and offset
 //!   "allocs": int, "frees": int, "failed_allocs": int, "reordered_allocs": int,
 //!   "magazine_hits": int,              // allocations served by `--magazine` magazines
+//!   "long_lived_objects": int,         // allocations the long-lived prediction placed together
 //!   "first_chunk_kb": int,             // the first and reserved chunks, never depopulated
 //!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
 //!   "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
@@ -148,6 +149,9 @@ pub struct Report {
     /// Allocations served by a per-CPU magazine (`ReplayConfig::magazine`;
     /// 0 without magazines).
     pub magazine_hits: u64,
+    /// Allocations the long-lived prediction sent to the shared long-lived
+    /// class (`Policy::long_lived`; 0 with other policies).
+    pub long_lived_objects: u64,
     /// Resident memory of the first chunk (static area included) and the
     /// reserved chunk, which no policy depopulates (kB, all units).
     pub first_chunk_kb: u64,
