@@ -89,6 +89,12 @@ impl ClassTable {
         self.entries.iter().any(|(c, _)| *c == class)
     }
 
+    /// Advance the allocation clock for an object placed outside the class
+    /// regions (plain first fit for a class request).
+    pub(crate) fn bump(&mut self) {
+        self.tick += 1;
+    }
+
     /// The allocation clock (one tick per placed object).
     pub(crate) fn tick(&self) -> u64 {
         self.tick

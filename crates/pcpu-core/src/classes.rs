@@ -108,14 +108,16 @@ impl Allocator {
         class: ClassHint,
     ) -> Result<Allocation, AllocError> {
         let req = self.request(size, align)?;
+        let now = self.classes.tick();
         let mut created = false;
-        let area = loop {
+        // (the area, whether plain first fit placed it)
+        let placed = loop {
             match self.alloc_area_class(req, flags, class) {
-                Ok(a) => break a,
+                Ok(a) => break Ok((a, false)),
                 // A fully free chunk takes any class's request, so one new
                 // chunk is enough; should it not be, plain first fit.
                 Err(AllocError::NeedsChunk) if created => {
-                    break self.first_fit_or_fail(req, flags)?
+                    break self.first_fit_or_fail(req, flags).map(|a| (a, true))
                 }
                 Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
                     Ok(_) => created = true,
@@ -123,9 +125,28 @@ impl Allocator {
                     // (`keep_room`, `long_lived`): without a new
                     // chunk, plain first fit (which asks only when nothing
                     // fits).
-                    Err(e) => break self.first_fit_or_fail(req, flags).map_err(|_| e)?,
+                    Err(e) => {
+                        break self
+                            .first_fit_or_fail(req, flags)
+                            .map(|a| (a, true))
+                            .map_err(|_| e)
+                    }
                 },
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
+            }
+        };
+        let area = match placed {
+            // The class clock counts placed objects, these too (the retries
+            // above were the same request, at the same clock).
+            Ok((a, true)) => {
+                self.classes.bump();
+                a
+            }
+            Ok((a, false)) => a,
+            Err(e) => {
+                // Nothing placed: the long-lived prediction forgets it.
+                self.classes.starters.abandon(class.bare(), now);
+                return Err(e);
             }
         };
         self.populate_and_finish(backend, area, flags)

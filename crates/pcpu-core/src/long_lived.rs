@@ -80,15 +80,20 @@ pub(crate) struct Starters {
     sites: Vec<SiteStats>,
     /// Objects routed to [`LONG_LIVED`] so far.
     routed: u64,
+    /// The last request: (class, clock, where it went), so that a retry
+    /// gets the same answer.
+    last: Option<(ClassHint, u64, ClassHint)>,
 }
 
 impl Starters {
     /// Where an object of task class `class` from `site` goes, at class
-    /// clock `now` (the clock advances only when an object is placed):
-    /// [`LONG_LIVED`] or `class` itself. `first`: the class has no region
-    /// (this is its first object); `small`: the request may be predicted.
-    /// Settles the verdicts that are due. A request tried again at the
-    /// same clock (after `NeedsChunk`) gets the same answer and counts once.
+    /// clock `now` (it advances with every object placed for a class
+    /// request): [`LONG_LIVED`] or `class` itself. `first`: the class has
+    /// no region (this is its first object); `small`: the request may be
+    /// predicted. Settles the verdicts that are due. The same request tried
+    /// again (after `NeedsChunk`: the same class at the same clock) gets
+    /// the same answer and counts once; callers must retry before placing
+    /// anything else for a class.
     pub(crate) fn route(
         &mut self,
         class: ClassHint,
@@ -97,38 +102,56 @@ impl Starters {
         first: bool,
         small: bool,
     ) -> ClassHint {
-        if let Some(p) = self
-            .pending
-            .iter()
-            .find(|p| p.class == class && p.since == now)
-        {
-            // The same request again: nothing was placed since.
-            return if p.routed { LONG_LIVED } else { class };
+        if let Some((c, t, to)) = self.last {
+            if c == class && t == now {
+                return to;
+            }
         }
-        let went_on = self.settle(class, now);
-        if went_on || !first || !small || site == 0 {
-            return class;
-        }
-        let routed = self.predicts_single(site);
-        if self.pending.len() >= PENDING {
-            // INVARIANT: at most PENDING; the oldest leaves without a
-            // verdict (it may be a task interleaved with many others).
-            let oldest = (0..self.pending.len())
-                .min_by_key(|&i| self.pending[i].since)
-                .expect("PENDING > 0");
-            self.pending.swap_remove(oldest);
-        }
-        self.pending.push(Pending {
-            class,
-            site,
-            since: now,
-            routed,
-        });
-        if routed {
-            self.routed += 1;
-            LONG_LIVED
-        } else {
-            class
+        let to = 'decide: {
+            let went_on = self.settle(class, now);
+            if went_on || !first || !small || site == 0 {
+                break 'decide class;
+            }
+            let routed = self.predicts_single(site);
+            if self.pending.len() >= PENDING {
+                // INVARIANT: at most PENDING; the oldest leaves without a
+                // verdict (it may be a task interleaved with many others).
+                let oldest = (0..self.pending.len())
+                    .min_by_key(|&i| self.pending[i].since)
+                    .expect("PENDING > 0");
+                self.pending.swap_remove(oldest);
+            }
+            self.pending.push(Pending {
+                class,
+                site,
+                since: now,
+                routed,
+            });
+            if routed {
+                self.routed += 1;
+                LONG_LIVED
+            } else {
+                class
+            }
+        };
+        self.last = Some((class, now, to));
+        to
+    }
+
+    /// A request of `class` at `now` placed nothing after all: forget what
+    /// it started (its pending verdict, its routing).
+    pub(crate) fn abandon(&mut self, class: ClassHint, now: u64) {
+        if self.last.is_some_and(|(c, t, _)| c == class && t == now) {
+            if let Some(i) = self
+                .pending
+                .iter()
+                .position(|p| p.class == class && p.since == now)
+            {
+                if self.pending.swap_remove(i).routed {
+                    self.routed = self.routed.saturating_sub(1);
+                }
+            }
+            self.last = None;
         }
     }
 
@@ -336,6 +359,51 @@ mod tests {
             s.sites.iter().find(|e| e.site == MOUNT).map(|e| e.went_on),
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_retried_second_object_stays_with_its_class() {
+        let (mut s, mut now) = mounts_then_bursts(3);
+        let m = ClassHint::task(500);
+        assert_eq!(s.route(m, MOUNT, now, true, true), LONG_LIVED);
+        now += 1;
+        let routed = s.routed();
+        // Its second object (no region of its own yet, so `first`) needs a
+        // chunk: asked twice at the same clock, it stays with its class.
+        assert_eq!(s.route(m, MOUNT, now, true, true), m);
+        assert_eq!(s.route(m, MOUNT, now, true, true), m);
+        assert_eq!(s.routed(), routed);
+        let went_on = |s: &Starters| s.sites.iter().find(|e| e.site == MOUNT).unwrap().went_on;
+        assert_eq!(went_on(&s), 1);
+        now += 1;
+        // Its third object changes nothing either.
+        assert_eq!(s.route(m, MOUNT, now, true, true), m);
+        assert_eq!(went_on(&s), 1);
+        assert_eq!(s.routed(), routed);
+    }
+
+    #[test]
+    fn an_abandoned_request_leaves_nothing() {
+        let (mut s, now) = mounts_then_bursts(3);
+        let m = ClassHint::task(500);
+        let (routed, pending) = (s.routed(), s.pending.len());
+        assert_eq!(s.route(m, MOUNT, now, true, true), LONG_LIVED);
+        s.abandon(m, now);
+        assert_eq!((s.routed(), s.pending.len()), (routed, pending));
+        s.check().unwrap();
+    }
+
+    #[test]
+    fn single_after_is_the_boundary() {
+        for (after, single) in [(SINGLE_AFTER, false), (SINGLE_AFTER + 1, true)] {
+            let mut s = Starters::default();
+            s.route(ClassHint::task(1), MOUNT, 0, true, true);
+            // Another class's object `after` placements later settles it
+            // only past SINGLE_AFTER.
+            s.route(ClassHint::task(2), 0, after, false, true);
+            let e = s.sites.iter().find(|e| e.site == MOUNT).copied();
+            assert_eq!(e.map_or(0, |e| e.single), u32::from(single), "{after}");
+        }
     }
 
     #[test]

@@ -269,7 +269,7 @@ pub(super) fn long_lived(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(
          opened, next to objects that die sooner, where it later pins a page of its own. With \
          `long_lived` (on in `pcpu`) the allocator learns, per call site, whether the tasks \
          whose first object came from it stayed at one object (no second object while the next \
-         64 objects of other tasks are placed); a small first object from a site whose tasks \
+         64 other objects are placed); a small first object from a site whose tasks \
          mostly did goes to one shared long-lived region, a page at a time, whose room other \
          tasks keep out of. A site whose tasks allocate in one burst (a cgroup's `mkdir`) is never \
          predicted; tasks that interleave their objects with many others' could be.\n"
