@@ -25,6 +25,7 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
         side_pcpu,
         place,
         place_pcpu,
+        long_lived,
         ..
     } = *res;
     // Like `changes`, on the real captures only.
@@ -170,12 +171,14 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
             "lifetime classes",
             &after_kb,
         );
+        let ll = changes(subjects, long_lived, "on", "off", &after_kb);
         let a = format!(
-            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}; under pcpu's rules, keeping classes out of each other's free room (`keep_room`) {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
+            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}; under pcpu's rules, keeping classes out of each other's free room (`keep_room`) {}, and predicting that the objects of tasks allocating only one live long (`long_lived`, §5b) {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
             verb(&t, "resident memory after removals"),
             span(&tp),
             verb(&l, "it"),
             verb(&keep, "it further"),
+            verb(&ll, "it"),
             verb(&nf, "it"),
             verb(&bf, "it")
         );
