@@ -157,9 +157,11 @@ impl Allocator {
     /// `Policy::long_lived`, `NeedsChunk` may come while free space is left,
     /// for a class that would have to cut into another class's growth room
     /// (the long-lived page's, or with `keep_room` a recent class's): a
-    /// caller that cannot create
-    /// a chunk then tries [`Allocator::alloc_area`], which takes any free
-    /// space.
+    /// caller that cannot create a chunk then tries
+    /// [`Allocator::alloc_area`], which takes any free space. A caller that
+    /// retries after creating a chunk does so before placing anything else
+    /// for a class: the long-lived prediction knows the retry by the class
+    /// clock, which only placements advance.
     pub fn alloc_area_class(
         &mut self,
         req: Request,
