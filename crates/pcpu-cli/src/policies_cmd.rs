@@ -27,7 +27,7 @@ fn about(kind: PolicyKind) -> &'static str {
             "the traced kernel: the same algorithm as 5.14 (the default of replay, stats and pins)"
         }
         PolicyKind::Pcpu => {
-            "this project's policy: task/lifetime class placement, reclaim at the first empty page, refill by room"
+            "this project's policy: task/lifetime class placement with long-lived prediction, reclaim at the first empty page, refill by room"
         }
     }
 }
