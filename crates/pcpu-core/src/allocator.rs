@@ -838,6 +838,8 @@ impl Allocator {
         let change = AreaChange::of(layout, okey, c, delta);
         self.area_changed(id, change);
         self.stats.on_alloc(size);
+        // The class clock counts every object placed (`classes.rs`).
+        self.classes.bump();
         Some(Allocation {
             chunk: ChunkId(id),
             offset: bit_off as usize * MIN_ALLOC_SIZE,

@@ -89,8 +89,8 @@ impl ClassTable {
         self.entries.iter().any(|(c, _)| *c == class)
     }
 
-    /// Advance the allocation clock for an object placed outside the class
-    /// regions (plain first fit for a class request).
+    /// Advance the allocation clock: `Allocator::place` calls it for every
+    /// object placed, by any path.
     pub(crate) fn bump(&mut self) {
         self.tick += 1;
     }
@@ -100,9 +100,9 @@ impl ClassTable {
         self.tick
     }
 
-    /// Mark `region` of `class` as just used.
+    /// Mark `region` of `class` as just used (after an object was placed in
+    /// it: the stamp, the clock, is then unique).
     pub(crate) fn touch(&mut self, class: ClassHint, region: &Region) {
-        self.tick += 1;
         let tick = self.tick;
         if let Some(e) = self
             .entries
@@ -119,10 +119,10 @@ impl ClassTable {
             .retain(|(c, r)| !(*c == class && r.same_place(region)));
     }
 
-    /// Give `class` the new region `[lo, hi)` of `chunk`, truncating any
-    /// other region of that chunk that overlaps it.
+    /// Give `class` the new region `[lo, hi)` of `chunk` (after its first
+    /// object was placed there), truncating any other region of that chunk
+    /// that overlaps it.
     pub(crate) fn open(&mut self, class: ClassHint, chunk: u32, serial: u64, lo: i32, hi: i32) {
-        self.tick += 1;
         for (_, r) in self.entries.iter_mut() {
             if r.chunk == chunk && r.serial == serial && r.lo <= lo && lo < r.hi {
                 r.hi = lo;

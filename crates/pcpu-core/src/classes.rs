@@ -110,46 +110,35 @@ impl Allocator {
         let req = self.request(size, align)?;
         let now = self.classes.tick();
         let mut created = false;
-        // (the area, whether plain first fit placed it)
         let placed = loop {
             match self.alloc_area_class(req, flags, class) {
-                Ok(a) => break Ok((a, false)),
+                Ok(a) => break Ok(a),
                 // A fully free chunk takes any class's request, so one new
                 // chunk is enough; should it not be, plain first fit.
-                Err(AllocError::NeedsChunk) if created => {
-                    break self.first_fit_or_fail(req, flags).map(|a| (a, true))
-                }
+                Err(AllocError::NeedsChunk) if created => break self.first_fit_or_fail(req, flags),
                 Err(AllocError::NeedsChunk) => match self.create_chunk(backend) {
                     Ok(_) => created = true,
                     // A class asks for a chunk while growth room is free
                     // (`keep_room`, `long_lived`): without a new
                     // chunk, plain first fit (which asks only when nothing
                     // fits).
-                    Err(e) => {
-                        break self
-                            .first_fit_or_fail(req, flags)
-                            .map(|a| (a, true))
-                            .map_err(|_| e)
-                    }
+                    Err(e) => break self.first_fit_or_fail(req, flags).map_err(|_| e),
                 },
                 Err(e) => break Err(e),
             }
         };
+        // Nothing placed after all: the long-lived prediction forgets the
+        // request (the retries above were the same request, at the same
+        // class clock, which every placement advances).
         let area = match placed {
-            // The class clock counts placed objects, these too (the retries
-            // above were the same request, at the same clock).
-            Ok((a, true)) => {
-                self.classes.bump();
-                a
-            }
-            Ok((a, false)) => a,
+            Ok(a) => a,
             Err(e) => {
-                // Nothing placed: the long-lived prediction forgets it.
                 self.classes.starters.abandon(class.bare(), now);
                 return Err(e);
             }
         };
         self.populate_and_finish(backend, area, flags)
+            .inspect_err(|_| self.classes.starters.abandon(class.bare(), now))
     }
 
     /// Two-phase [`Allocator::alloc_class`], step 1 (see
@@ -159,9 +148,10 @@ impl Allocator {
     /// (the long-lived page's, or with `keep_room` a recent class's): a
     /// caller that cannot create a chunk then tries
     /// [`Allocator::alloc_area`], which takes any free space. A caller that
-    /// retries after creating a chunk does so before placing anything else
-    /// for a class: the long-lived prediction knows the retry by the class
-    /// clock, which only placements advance.
+    /// retries after creating a chunk does so before any other class
+    /// request: the long-lived prediction knows a retry by the class and the
+    /// class clock, which every placement advances (retries of two classes
+    /// interleaved may be taken for second objects).
     pub fn alloc_area_class(
         &mut self,
         req: Request,

@@ -87,8 +87,8 @@ pub(crate) struct Starters {
 
 impl Starters {
     /// Where an object of task class `class` from `site` goes, at class
-    /// clock `now` (it advances with every object placed for a class
-    /// request): [`LONG_LIVED`] or `class` itself. `first`: the class has
+    /// clock `now` (it advances with every object placed):
+    /// [`LONG_LIVED`] or `class` itself. `first`: the class has
     /// no region (this is its first object); `small`: the request may be
     /// predicted. Settles the verdicts that are due. The same request tried
     /// again (after `NeedsChunk`: the same class at the same clock) gets
@@ -106,6 +106,14 @@ impl Starters {
             if c == class && t == now {
                 return to;
             }
+        }
+        // A first object's retry after another class's request.
+        if let Some(p) = self
+            .pending
+            .iter()
+            .find(|p| p.class == class && p.since == now)
+        {
+            return if p.routed { LONG_LIVED } else { class };
         }
         let to = 'decide: {
             let went_on = self.settle(class, now);
