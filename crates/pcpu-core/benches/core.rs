@@ -58,6 +58,31 @@ fn pair(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The `pcpu` policy's class path: a task class (with a call site, so
+    // the long-lived prediction runs unless it is off), its regions, its
+    // reclaim rules; 1,000 neighbours of another task.
+    let mut g = c.benchmark_group("alloc_free_pair_pcpu_task_class");
+    for (size, long_lived) in [(8usize, true), (64, true), (8, false)] {
+        let id = format!("{size}{}", if long_lived { "" } else { "_no_long_lived" });
+        g.bench_function(id, |bch| {
+            let mut p = Policy::pcpu();
+            p.long_lived = long_lived;
+            let mut a = Allocator::new(*kernel_like().geometry(), p);
+            let mut b = SimBackend::default();
+            let hint = ClassHint::task(1).at_site(0x100);
+            for _ in 0..1000 {
+                a.alloc_class(&mut b, 8, 8, AllocFlags::NORMAL, ClassHint::task(2))
+                    .unwrap();
+            }
+            bch.iter(|| {
+                let x = a
+                    .alloc_class(&mut b, black_box(size), 8, AllocFlags::NORMAL, hint)
+                    .unwrap();
+                a.free(x.chunk, x.offset).unwrap();
+            });
+        });
+    }
+    g.finish();
 }
 
 fn bulk(c: &mut Criterion) {
