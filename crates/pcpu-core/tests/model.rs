@@ -137,20 +137,14 @@ fn run_with(
                 };
                 let res = match class {
                     None => a.alloc(&mut b, size, align, flags),
-                    Some((id, true, site)) => a.alloc_class(
-                        &mut b,
-                        size,
-                        align,
-                        flags,
-                        ClassHint::lifetime(id).at_site(site),
-                    ),
-                    Some((id, false, site)) => a.alloc_class(
-                        &mut b,
-                        size,
-                        align,
-                        flags,
-                        ClassHint::task(id).at_site(site),
-                    ),
+                    Some((id, lifetime, site)) => {
+                        let hint = if lifetime {
+                            ClassHint::lifetime(id)
+                        } else {
+                            ClassHint::task(id)
+                        };
+                        a.alloc_class(&mut b, size, align, flags, hint.at_site(site))
+                    }
                 };
                 match res {
                     Ok(x) => {

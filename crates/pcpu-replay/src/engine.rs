@@ -694,10 +694,13 @@ impl Replayer {
                     .then(|| self.derived.get(&rec.line).copied().unwrap_or(u64::MAX));
                 let class = match self.cfg.classes {
                     ClassMode::None => None,
+                    // The call site only feeds `Policy::long_lived`: not
+                    // hashed for a policy without it.
                     ClassMode::Task => Some(
                         ClassHint::task(rec.pid as u64).at_site(
                             ev.call_site
                                 .as_ref()
+                                .filter(|_| self.a.policy().long_lived)
                                 .map_or(0, |c| call_site_class(c.as_str())),
                         ),
                     ),
