@@ -83,6 +83,58 @@ fn pair(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // A new task's first object opens a region, among 2,000 half-kilobyte
+    // objects of other tasks, with and without the search for a run beside
+    // them. `beside`: 3 of every 4 freed, so the first free run is beside
+    // survivors (the search stops at once). `worst`: the first 8 pages
+    // freed and 1 of every 4 of the rest, so first fit lands on an empty
+    // page and the search scans ~1,500 holes too small to count, to the
+    // chunk's end, before it falls back.
+    let mut g = c.benchmark_group("open_region_pcpu_task");
+    for layout in ["beside", "worst"] {
+        for backfill in [true, false] {
+            let id = format!(
+                "{layout}_{}",
+                if backfill { "backfill" } else { "first_fit" }
+            );
+            g.bench_function(id, |bch| {
+                let mut p = Policy::pcpu();
+                p.backfill = backfill;
+                let mut a = Allocator::new(*kernel_like().geometry(), p);
+                let mut b = SimBackend::default();
+                let objs: Vec<_> = (0..2000u64)
+                    .map(|t| {
+                        a.alloc_class(&mut b, 512, 8, AllocFlags::NORMAL, ClassHint::task(t))
+                            .unwrap()
+                    })
+                    .collect();
+                let dynamic = objs[200].chunk;
+                for (i, x) in objs.iter().enumerate() {
+                    let free = match layout {
+                        "beside" => i % 4 != 0,
+                        _ => x.chunk == dynamic && (x.offset < 8 * 4096 || i % 4 == 1),
+                    };
+                    if free {
+                        a.free(x.chunk, x.offset).unwrap();
+                    }
+                }
+                // Reclaim: the emptied chunk is sidelined, not queued.
+                for _ in 0..3 {
+                    a.balance(&mut b);
+                }
+                let mut task = 1u64 << 32;
+                bch.iter(|| {
+                    task += 1;
+                    let x = a
+                        .alloc_class(&mut b, 64, 8, AllocFlags::NORMAL, ClassHint::task(task))
+                        .unwrap();
+                    a.free(x.chunk, x.offset).unwrap();
+                });
+            });
+        }
+    }
+    g.finish();
 }
 
 fn bulk(c: &mut Criterion) {

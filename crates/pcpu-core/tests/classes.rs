@@ -417,3 +417,76 @@ fn no_hint_is_the_long_lived_class() {
     };
     assert_eq!(place(u64::MAX), place(5));
 }
+
+/// Tasks of one cgroup each: 300 of them after those that fill the first
+/// chunk, then all of the first 60 freed (an empty run at the start of a
+/// chunk) and 3 of every 4 of the rest (holes beside survivors); the balance
+/// work gives back the empty pages. With `backfill`, the next tasks open
+/// their regions beside the survivors, on pages that stay resident anyway;
+/// without it, first fit spreads them over the empty run.
+#[test]
+fn a_refill_backfills_beside_survivors() {
+    let refill = |policy: Policy| {
+        let mut a = kernel_like(policy);
+        let mut b = SimBackend::default();
+        let first = a.first_chunk();
+        let cgroup = |a: &mut Allocator, b: &mut SimBackend, task: u64| -> Vec<Allocation> {
+            let objs = GROUP
+                .iter()
+                .map(|&(size, align)| {
+                    a.alloc_class(b, size, align, AllocFlags::NORMAL, ClassHint::task(task))
+                        .unwrap()
+                })
+                .collect();
+            a.check_invariants().unwrap();
+            objs
+        };
+        let mut task = 0;
+        let mut tasks = Vec::new();
+        while tasks.len() < 300 {
+            task += 1;
+            let objs = cgroup(&mut a, &mut b, task);
+            // The first chunk's objects stay, out of the count.
+            if objs.iter().any(|o| o.chunk != first) {
+                tasks.push(objs);
+            }
+        }
+        let mut survivors = Vec::new();
+        for (i, objs) in tasks.into_iter().enumerate() {
+            if i >= 60 && i % 4 == 0 {
+                survivors.extend(objs);
+            } else {
+                for o in objs {
+                    a.free(o.chunk, o.offset).unwrap();
+                }
+            }
+        }
+        for _ in 0..3 {
+            a.balance(&mut b);
+        }
+        a.check_invariants().unwrap();
+        let before = pages_touched(&survivors);
+        let pinned: BTreeSet<_> = survivors
+            .iter()
+            .flat_map(|o| o.pages(4096).map(move |p| (o.chunk, p)))
+            .collect();
+        let new: Vec<Allocation> = (1000..1040)
+            .flat_map(|t| cgroup(&mut a, &mut b, t))
+            .collect();
+        let first_on_pinned = new[..GROUP.len()]
+            .iter()
+            .all(|o| o.pages(4096).any(|p| pinned.contains(&(o.chunk, p))));
+        survivors.extend(new);
+        (first_on_pinned, pages_touched(&survivors) - before)
+    };
+    let mut off = Policy::pcpu();
+    off.backfill = false;
+    let (on_pinned, on_added) = refill(Policy::pcpu());
+    let (off_pinned, off_added) = refill(off);
+    assert!(on_pinned, "the first new task lands beside survivors");
+    assert!(!off_pinned, "without backfill it lands in the empty run");
+    assert!(
+        on_added < off_added,
+        "40 new cgroups touch {on_added} more pages with backfill, {off_added} without"
+    );
+}

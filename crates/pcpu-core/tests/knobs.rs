@@ -99,6 +99,13 @@ fn policies_print_and_parse_back() {
                         "true"
                     }
                 }
+                "backfill" => {
+                    if p.backfill {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
                 "empty_pop_high" => "9",
                 "fit" => "best",
                 "refill" => {

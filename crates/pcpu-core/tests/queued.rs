@@ -92,3 +92,65 @@ fn probe_agrees_that_a_queued_chunk_is_taken_back() {
     }
     a.check_invariants().unwrap();
 }
+
+/// A task class takes a chunk queued for reclaim back before it starts on a
+/// fully free chunk: the queued chunk's survivors pin its pages anyway, and
+/// the free chunk's pages would have to be populated. (On the real churn
+/// capture with the kernel's recorded balance runs, a refill that filled a
+/// spare free chunk instead left a queued chunk with 41 pages of room at
+/// R5c: +2.2% against linux-5.14.)
+#[test]
+fn a_task_class_takes_a_queued_chunk_back_before_a_free_chunk() {
+    let mut a = allocator(Policy::pcpu());
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    // Tasks of 8 half-kilobyte objects until two dynamic chunks hold some.
+    let mut objs = Vec::new();
+    let mut task = 0u64;
+    let dynamic = |objs: &Vec<Allocation>| {
+        let mut ids: Vec<ChunkId> = objs
+            .iter()
+            .map(|o: &Allocation| o.chunk)
+            .filter(|&c| c != first)
+            .collect();
+        ids.dedup();
+        ids
+    };
+    while dynamic(&objs).len() < 2 {
+        task += 1;
+        for _ in 0..8 {
+            objs.push(
+                a.alloc_class(&mut b, 512, 8, AllocFlags::NORMAL, ClassHint::task(task))
+                    .unwrap(),
+            );
+        }
+    }
+    let queued = dynamic(&objs)[0];
+    // Free the full chunk's objects but those on every fourth page: it has
+    // empty pages and is queued (no balance run).
+    objs.retain(|o| {
+        if o.chunk == queued && (o.offset / 4096) % 4 != 0 {
+            a.free(o.chunk, o.offset).unwrap();
+            false
+        } else {
+            true
+        }
+    });
+    assert!(a.chunk(queued).unwrap().is_isolated());
+    // A spare chunk, fully free.
+    let spare = a.create_chunk(&mut b).unwrap();
+    a.check_invariants().unwrap();
+    // Fill the other active chunk, then a new task's object.
+    loop {
+        task += 1;
+        let o = a
+            .alloc_class(&mut b, 512, 8, AllocFlags::NORMAL, ClassHint::task(task))
+            .unwrap();
+        a.check_invariants().unwrap();
+        assert_ne!(o.chunk, spare, "the spare chunk before the queued one");
+        if o.chunk == queued {
+            assert!(!a.chunk(queued).unwrap().is_isolated(), "taken back");
+            break;
+        }
+    }
+}

@@ -174,17 +174,31 @@ pub fn sideline(base: Policy) -> Sweep {
     Sweep::new("sideline", "depopulated chunks", variants)
 }
 
-/// Long-lived prediction off and on (`Policy::long_lived`).
-pub fn long_lived(base: Policy) -> Sweep {
+/// A switch of `Policy` off and on (variants labelled `off` and `on`).
+fn switch(base: Policy, id: &str, knob: &str, set: fn(&mut Policy, bool)) -> Sweep {
     let variants = [false, true]
         .into_iter()
         .map(|on| {
             let mut p = base;
-            p.long_lived = on;
+            set(&mut p, on);
             Variant::new(if on { "on" } else { "off" }, p)
         })
         .collect();
-    Sweep::new("long-lived", "long-lived prediction", variants)
+    Sweep::new(id, knob, variants)
+}
+
+/// Long-lived prediction off and on (`Policy::long_lived`).
+pub fn long_lived(base: Policy) -> Sweep {
+    switch(base, "long-lived", "long-lived prediction", |p, on| {
+        p.long_lived = on
+    })
+}
+
+/// Back-filling beside survivors off and on (`Policy::backfill`).
+pub fn backfill(base: Policy) -> Sweep {
+    switch(base, "backfill", "back-fill beside survivors", |p, on| {
+        p.backfill = on
+    })
 }
 
 /// The order in which allocations try sidelined chunks (`Policy::refill`),

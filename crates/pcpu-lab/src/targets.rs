@@ -497,8 +497,9 @@ fn seeds_table(md: &mut String, pairs: &[Pair], holdout: &[Pair]) {
         &format!(
             "(`keep_room` was chosen on seeds 1 to 8; `pcpu`'s task regions' order and \
              long-lived prediction on seeds 1 to {0}, so only seeds above {0} are held out for \
-             them)",
-            crate::study::PLACEMENT_TUNED_ON
+             them; its back-fill on seeds 1 to {1})",
+            crate::study::PLACEMENT_TUNED_ON,
+            crate::study::BACKFILL_TUNED_ON
         ),
     );
     if above.unwrap_or(0) + above_holdout.unwrap_or(0) > 0 {

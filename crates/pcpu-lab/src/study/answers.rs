@@ -26,6 +26,7 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
         place,
         place_pcpu,
         long_lived,
+        backfill,
         ..
     } = *res;
     // Like `changes`, on the real captures only.
@@ -172,13 +173,15 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
             &after_kb,
         );
         let ll = changes(subjects, long_lived, "on", "off", &after_kb);
+        let bfill = changes(subjects, backfill, "on", "off", &after_kb);
         let a = format!(
-            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}; under pcpu's rules, keeping classes out of each other's free room (`keep_room`) {}, and predicting that the objects of tasks allocating only one live long (`long_lived`, §5b) {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
+            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}; under pcpu's rules, keeping classes out of each other's free room (`keep_room`) {}, predicting that the objects of tasks allocating only one live long (`long_lived`, §5b) {}, and opening a task's region beside the survivors of the last removal before an empty page (`backfill`, §5c) {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
             verb(&t, "resident memory after removals"),
             span(&tp),
             verb(&l, "it"),
             verb(&keep, "it further"),
             verb(&ll, "it"),
+            verb(&bfill, "it"),
             verb(&nf, "it"),
             verb(&bf, "it")
         );

@@ -55,6 +55,10 @@ pub enum Scale {
 /// next to the held-out seeds).
 pub const PLACEMENT_TUNED_ON: u64 = 20;
 
+/// `pcpu`'s back-fill beside survivors (`Policy::backfill`) and its run
+/// length were chosen looking at the generated traces of seeds 1 to this.
+pub const BACKFILL_TUNED_ON: u64 = 60;
+
 /// What the study runs and where it writes.
 #[derive(Clone, Debug)]
 pub struct StudyConfig {
@@ -208,6 +212,15 @@ pub fn run_study(
                 ..Variant::new(r.name(), p)
             }
         })
+        // Without back-fill (§5c).
+        .chain([{
+            let mut p = Policy::pcpu();
+            p.backfill = false;
+            Variant {
+                schedule: Schedule::Modelled,
+                ..Variant::new(sections::NO_BACKFILL, p)
+            }
+        }])
         // Lifetime classes derived from the trace too (§8).
         .chain([targets::derived_variant()])
         .collect();

@@ -77,6 +77,7 @@ pub(super) fn sweeps() -> Vec<Sweep> {
         place_514,
         place_pcpu,
         sweep::long_lived(Policy::pcpu()),
+        sweep::backfill(Policy::pcpu()),
     ];
     // Batching matters only when chunks queue up between runs: a periodic
     // work item.
@@ -100,7 +101,7 @@ pub(super) fn baseline(id: &str) -> &'static str {
         "reclaim-min-pages" => "32 pages",
         "marked-threshold" => "2 chunks",
         "empty-pop" => "2/4",
-        "refault-reserve" | "magazine" | "long-lived" => "off",
+        "refault-reserve" | "magazine" | "long-lived" | "backfill" => "off",
         "reclaim-batch" => "all",
         "sideline-5.14" | "sideline-pcpu" => "sidelined",
         "refill-5.14" | "refill-pcpu" => "kernel",
@@ -146,6 +147,8 @@ pub(super) struct Results<'a> {
     pub(super) place_pcpu: &'a SweepResults,
     /// `long-lived`: `pcpu`'s long-lived prediction off and on.
     pub(super) long_lived: &'a SweepResults,
+    /// `backfill`: `pcpu`'s back-fill beside survivors off and on.
+    pub(super) backfill: &'a SweepResults,
 }
 
 impl<'a> Results<'a> {
@@ -175,6 +178,7 @@ impl<'a> Results<'a> {
             place: by_id("placement-5.14"),
             place_pcpu: by_id("placement-pcpu"),
             long_lived: by_id("long-lived"),
+            backfill: by_id("backfill"),
         }
     }
 }

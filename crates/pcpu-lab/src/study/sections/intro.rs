@@ -57,7 +57,8 @@ pub(super) fn intro(md: &mut String, ctx: &Ctx) {
          percentage points of the ideal (a floor 1.2% above the ideal is 0.2 points above a \
          bound 1.0% above it). *Seeds 1 to {}* are the traces the `pcpu` policy's choices were \
          made on; seeds {} to {} are *held out*: used only to check those choices (except its \
-         task regions' order and long-lived prediction, chosen on seeds 1 to {}). Page traffic \
+         task regions' order and long-lived prediction, chosen on seeds 1 to {}, and its \
+         back-fill, chosen on seeds 1 to {}). Page traffic \
          cells read `depopulated / re-populated within {} balance runs / balance runs`, all \
          counts per unit except the runs.\n",
         subjects
@@ -69,6 +70,7 @@ pub(super) fn intro(md: &mut String, ctx: &Ctx) {
         cfg.seeds + 1,
         cfg.seeds + cfg.holdout_seeds,
         crate::study::PLACEMENT_TUNED_ON,
+        crate::study::BACKFILL_TUNED_ON,
         cfg.options.thrash_runs,
     );
     let _ = writeln!(md, "## Answers in brief\n");

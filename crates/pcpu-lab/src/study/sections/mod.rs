@@ -2,6 +2,7 @@
 //! its markdown and, where it has charts, writes them through the
 //! [`Writer`].
 
+mod backfill;
 mod closing;
 mod depopulation;
 mod intro;
@@ -18,6 +19,7 @@ use super::StudyConfig;
 use crate::pins::PinsReport;
 use crate::run::{LabError, RunResult};
 use crate::targets::Pair;
+pub(super) use backfill::NO_BACKFILL;
 
 /// Everything the sections read: the configuration, the inputs, the sweep
 /// results, the replays beside the sweeps, and what the document says first.
@@ -65,6 +67,7 @@ pub(super) fn document(ctx: &Ctx, w: &mut Writer) -> Result<String, LabError> {
     placement::magazines(&mut md, ctx, w)?;
     placement::placement(&mut md, ctx, w)?;
     placement::long_lived(&mut md, ctx, w)?;
+    backfill::backfill(&mut md, ctx, w)?;
     pins::who_pins(&mut md, ctx);
     closing::cost(&mut md, ctx);
     closing::targets(&mut md, ctx);
