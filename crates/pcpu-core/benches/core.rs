@@ -84,13 +84,14 @@ fn pair(c: &mut Criterion) {
     }
     g.finish();
 
-    // A new task's first object opens a region, among 2,000 half-kilobyte
-    // objects of other tasks, with and without the search for a run beside
-    // them. `beside`: 3 of every 4 freed, so the first free run is beside
-    // survivors (the search stops at once). `worst`: the first 8 pages
-    // freed and 1 of every 4 of the rest, so first fit lands on an empty
-    // page and the search scans ~1,500 holes too small to count, to the
-    // chunk's end, before it falls back.
+    // A new task's first object opens a region, with and without the
+    // search for a run beside survivors. `beside`: 2,000 half-kilobyte
+    // objects of other tasks, 3 of every 4 freed, so the first free run is
+    // beside survivors (the search stops at once). `worst`: the first chunk
+    // and one dynamic chunk full of them, then that chunk's first 8 pages
+    // freed and 1 of every 4 other objects: first fit lands on an empty page
+    // and the search walks the chunk's ~240 half-kilobyte holes, too small
+    // to count, to its end before it falls back.
     let mut g = c.benchmark_group("open_region_pcpu_task");
     for layout in ["beside", "worst"] {
         for backfill in [true, false] {
@@ -103,23 +104,33 @@ fn pair(c: &mut Criterion) {
                 p.backfill = backfill;
                 let mut a = Allocator::new(*kernel_like().geometry(), p);
                 let mut b = SimBackend::default();
-                let objs: Vec<_> = (0..2000u64)
-                    .map(|t| {
-                        a.alloc_class(&mut b, 512, 8, AllocFlags::NORMAL, ClassHint::task(t))
-                            .unwrap()
-                    })
-                    .collect();
-                let dynamic = objs[200].chunk;
+                let first = a.first_chunk();
+                let mut objs = Vec::new();
+                for t in 0..2000u64 {
+                    let x = a
+                        .alloc_class(&mut b, 512, 8, AllocFlags::NORMAL, ClassHint::task(t))
+                        .unwrap();
+                    // `worst`: stop when a second dynamic chunk is needed.
+                    let dynamic = objs.iter().find(|o: &&Allocation| o.chunk != first);
+                    if layout == "worst"
+                        && dynamic.is_some_and(|d| d.chunk != x.chunk)
+                        && x.chunk != first
+                    {
+                        a.free(x.chunk, x.offset).unwrap();
+                        break;
+                    }
+                    objs.push(x);
+                }
                 for (i, x) in objs.iter().enumerate() {
                     let free = match layout {
                         "beside" => i % 4 != 0,
-                        _ => x.chunk == dynamic && (x.offset < 8 * 4096 || i % 4 == 1),
+                        _ => x.chunk != first && (x.offset < 8 * 4096 || i % 4 == 1),
                     };
                     if free {
                         a.free(x.chunk, x.offset).unwrap();
                     }
                 }
-                // Reclaim: the emptied chunk is sidelined, not queued.
+                // Reclaim: the emptied chunk is sidelined.
                 for _ in 0..3 {
                     a.balance(&mut b);
                 }

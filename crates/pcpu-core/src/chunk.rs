@@ -478,31 +478,6 @@ impl Chunk {
         }
     }
 
-    /// First aligned run of `bits` free bits from bit `lo` that starts on a
-    /// page holding allocations and is followed by at least `room` free
-    /// bits (itself included): a hole beside live objects
-    /// (`Policy::backfill`).
-    pub(crate) fn first_fit_beside_used(
-        &self,
-        lo: i32,
-        bits: i32,
-        align: i32,
-        room: i32,
-    ) -> Option<i32> {
-        let mut pos = lo;
-        loop {
-            let off = self.first_fit_in(pos, self.map_bits, bits, align)?;
-            let end = self
-                .alloc_map
-                .find_next_bit(self.map_bits as usize, off as usize) as i32;
-            if end - off >= room && self.is_page_used((off / self.block_bits) as usize) {
-                return Some(off);
-            }
-            // The next free run (`end` is busy, or the end of the map).
-            pos = end.max(off + 1);
-        }
-    }
-
     /// Start of the smallest free run inside `[lo, hi)` that holds `bits`
     /// bits at `align` (the lowest such run among equals), aligned: best fit.
     pub(crate) fn best_fit_in(&self, lo: i32, hi: i32, bits: i32, align: i32) -> Option<i32> {

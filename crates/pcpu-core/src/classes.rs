@@ -26,7 +26,8 @@
 //! walk chose (a dynamic one), in the first free run of at least three
 //! eighths of a page that starts on a page already holding objects, before
 //! first fit: after a removal, the refill fills the holes beside the
-//! survivors before it spreads onto empty pages.
+//! survivors before it spreads onto empty pages (`backfill.rs`). It also
+//! takes a chunk queued for reclaim back before a fully free chunk.
 //!
 //! With `Policy::long_lived`, a task class's first small object from a call
 //! site whose classes mostly stayed at one object goes to the shared
@@ -44,7 +45,7 @@ use crate::chunk::ChunkKind;
 use crate::class_table::{Growing, Region, GROWING_CLASSES, REGIONS_PER_CLASS};
 use crate::error::AllocError;
 use crate::long_lived::LONG_LIVED;
-use crate::policy::{Fit, PolicyKind};
+use crate::policy::PolicyKind;
 use crate::slots::Entry;
 use crate::MIN_ALLOC_SIZE;
 
@@ -283,27 +284,18 @@ impl Allocator {
         let mut cut = None;
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
-            // `pcpu` takes a chunk queued for reclaim back before it starts
-            // on a fully free chunk (or maps a new one, below): the queued
-            // chunk's survivors pin their pages anyway, the free chunk's
-            // pages would have to be populated. It matters when the balance
-            // work runs late (the real churn capture at its recorded balance
-            // runs: +2.2% against linux-5.14 at R5c without it, -1.4% with).
-            if slot == self.layout.free && self.policy.kind == PolicyKind::Pcpu {
-                let q = backfill
-                    .and_then(|room| {
-                        self.queued_room(|c| {
-                            let start = c.find_block_fit(probe_bits, probe_align, false)?;
-                            c.first_fit_beside_used(start, probe_bits, probe_align, room)
-                        })
-                    })
-                    .or_else(|| {
-                        self.queued_room(|c| {
-                            c.probe_fit(Fit::First, probe_bits, probe_align, false)
-                        })
-                    });
-                if q.is_some() {
-                    found = q;
+            // With `backfill`, a chunk queued for reclaim is taken back
+            // before a fully free chunk (and, as without it, before a new
+            // one, below): its survivors pin their pages anyway, while the
+            // free chunk's pages would have to be populated. Here outside
+            // the growth room the class keeps out of: a free chunk is there.
+            // It matters when the balance work runs late (the real churn
+            // capture at its recorded balance runs).
+            if slot == self.layout.free && backfill.is_some() {
+                if let Some(q) =
+                    self.queued_fit(probe_bits, probe_align, growing.as_ref(), backfill)
+                {
+                    found = Some(q);
                     break 'walk;
                 }
             }
@@ -354,7 +346,7 @@ impl Allocator {
         // `pcpu` takes a chunk queued for reclaim back before it maps a new
         // one (`Allocator::take_back_queued`).
         if found.is_none() && self.policy.kind == PolicyKind::Pcpu {
-            found = self.queued_room(|c| c.probe_fit(Fit::First, probe_bits, probe_align, false));
+            found = self.queued_fit(probe_bits, probe_align, None, backfill);
         }
         if found.is_none() {
             found = cut;
@@ -382,6 +374,38 @@ impl Allocator {
         self.classes.open(class, id, serial, off, hi);
         self.reintegrate_after(id, req);
         Ok(a)
+    }
+
+    /// A chunk queued for reclaim (not the one being reclaimed) for a new
+    /// region of `(bits, align)`: the first with a fit, outside the growth
+    /// room of `growing`'s classes when given, and in it, with `backfill`
+    /// (the run length), a run beside survivors first.
+    fn queued_fit(
+        &self,
+        bits: i32,
+        align: i32,
+        growing: Option<&Growing>,
+        backfill: Option<i32>,
+    ) -> Option<(u32, i32)> {
+        self.lists
+            .iter(self.layout.to_depopulate)
+            .filter(|&id| !self.c(id).reclaiming)
+            .find_map(|id| {
+                let c = self.c(id);
+                let start = c.find_block_fit(bits, align, false)?;
+                let in_room = |fit: &dyn Fn(i32) -> Option<i32>| match growing {
+                    Some(g) => self.outside_growth_room(id, g, start, fit),
+                    None => fit(start),
+                };
+                let first = match growing {
+                    Some(_) => in_room(&|pos| c.first_fit_in(pos, c.map_bits, bits, align))?,
+                    None => c.probe_area(bits, align, start)?,
+                };
+                let beside = backfill.and_then(|room| {
+                    in_room(&|pos| c.first_fit_beside_used(pos, bits, align, room))
+                });
+                Some((id, beside.unwrap_or(first)))
+            })
     }
 
     /// First fit of `req` in region `r`; with `used_pages_only`, only if

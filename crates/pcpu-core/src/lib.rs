@@ -36,6 +36,7 @@ extern crate alloc;
 
 mod allocator;
 mod backend;
+mod backfill;
 mod balance;
 pub mod bitmap;
 mod block;

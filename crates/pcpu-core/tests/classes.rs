@@ -426,10 +426,28 @@ fn no_hint_is_the_long_lived_class() {
 /// without it, first fit spreads them over the empty run.
 #[test]
 fn a_refill_backfills_beside_survivors() {
-    let refill = |policy: Policy| {
+    let refill = |policy: Policy, long_lived_region: bool| {
         let mut a = kernel_like(policy);
         let mut b = SimBackend::default();
         let first = a.first_chunk();
+        if long_lived_region {
+            // Two one-object tasks of one site, each followed by another
+            // task's burst, teach the site; a third's object opens the
+            // long-lived region, whose room the walk then keeps out of
+            // (`outside_growth_room`).
+            const MOUNT: u64 = 0x200;
+            for t in 0..3u64 {
+                let hint = ClassHint::task(1 << 40 | t).at_site(MOUNT);
+                a.alloc_class(&mut b, 8, 8, AllocFlags::NORMAL, hint)
+                    .unwrap();
+                for _ in 0..70 {
+                    let burst = ClassHint::task(1 << 41 | t).at_site(0x300);
+                    a.alloc_class(&mut b, 8, 8, AllocFlags::NORMAL, burst)
+                        .unwrap();
+                }
+            }
+            assert_eq!(a.long_lived_objects(), 1);
+        }
         let cgroup = |a: &mut Allocator, b: &mut SimBackend, task: u64| -> Vec<Allocation> {
             let objs = GROUP
                 .iter()
@@ -473,20 +491,30 @@ fn a_refill_backfills_beside_survivors() {
         let new: Vec<Allocation> = (1000..1040)
             .flat_map(|t| cgroup(&mut a, &mut b, t))
             .collect();
-        let first_on_pinned = new[..GROUP.len()]
+        // (What the first chunk still has room for goes there first.)
+        let outside: Vec<&Allocation> = new[..GROUP.len()]
             .iter()
-            .all(|o| o.pages(4096).any(|p| pinned.contains(&(o.chunk, p))));
+            .filter(|o| o.chunk != first)
+            .collect();
+        assert!(outside.len() > GROUP.len() / 2);
+        // Where its region opened (the rest may spill onto the next page).
+        let first_on_pinned = outside[0]
+            .pages(4096)
+            .any(|p| pinned.contains(&(outside[0].chunk, p)));
         survivors.extend(new);
         (first_on_pinned, pages_touched(&survivors) - before)
     };
     let mut off = Policy::pcpu();
     off.backfill = false;
-    let (on_pinned, on_added) = refill(Policy::pcpu());
-    let (off_pinned, off_added) = refill(off);
-    assert!(on_pinned, "the first new task lands beside survivors");
-    assert!(!off_pinned, "without backfill it lands in the empty run");
-    assert!(
-        on_added < off_added,
-        "40 new cgroups touch {on_added} more pages with backfill, {off_added} without"
-    );
+    for long_lived_region in [false, true] {
+        let (on_pinned, on_added) = refill(Policy::pcpu(), long_lived_region);
+        let (off_pinned, off_added) = refill(off, long_lived_region);
+        assert!(on_pinned, "the first new task lands beside survivors");
+        assert!(!off_pinned, "without backfill it lands in the empty run");
+        assert!(
+            on_added < off_added,
+            "40 new cgroups touch {on_added} more pages with backfill, {off_added} without \
+             (long-lived region: {long_lived_region})"
+        );
+    }
 }

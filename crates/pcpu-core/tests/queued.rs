@@ -93,12 +93,12 @@ fn probe_agrees_that_a_queued_chunk_is_taken_back() {
     a.check_invariants().unwrap();
 }
 
-/// A task class takes a chunk queued for reclaim back before it starts on a
-/// fully free chunk: the queued chunk's survivors pin its pages anyway, and
-/// the free chunk's pages would have to be populated. (On the real churn
-/// capture with the kernel's recorded balance runs, a refill that filled a
-/// spare free chunk instead left a queued chunk with 41 pages of room at
-/// R5c: +2.2% against linux-5.14.)
+/// With `backfill`, a task class takes a chunk queued for reclaim back
+/// before it starts on a fully free chunk, beside its survivors first: the
+/// queued chunk's survivors pin their pages anyway, and the free chunk's
+/// pages would have to be populated. (On the real churn capture with the
+/// kernel's recorded balance runs, a refill that filled a spare free chunk
+/// instead left a queued chunk with 41 pages' worth of room at R5c.)
 #[test]
 fn a_task_class_takes_a_queued_chunk_back_before_a_free_chunk() {
     let mut a = allocator(Policy::pcpu());
@@ -126,10 +126,12 @@ fn a_task_class_takes_a_queued_chunk_back_before_a_free_chunk() {
         }
     }
     let queued = dynamic(&objs)[0];
-    // Free the full chunk's objects but those on every fourth page: it has
-    // empty pages and is queued (no balance run).
+    // Free the full chunk's objects but the first half of every fourth
+    // page from page 2: it has empty pages (page 0 among them) and is
+    // queued (no balance run).
+    let kept = |o: &Allocation| o.offset / 4096 % 4 == 2 && o.offset % 4096 < 2048;
     objs.retain(|o| {
-        if o.chunk == queued && (o.offset / 4096) % 4 != 0 {
+        if o.chunk == queued && !kept(o) {
             a.free(o.chunk, o.offset).unwrap();
             false
         } else {
@@ -150,6 +152,103 @@ fn a_task_class_takes_a_queued_chunk_back_before_a_free_chunk() {
         assert_ne!(o.chunk, spare, "the spare chunk before the queued one");
         if o.chunk == queued {
             assert!(!a.chunk(queued).unwrap().is_isolated(), "taken back");
+            // Beside the survivors of page 2, not on the empty page 0.
+            assert_eq!(o.offset, 2 * 4096 + 2048);
+            break;
+        }
+    }
+}
+
+/// The queued chunk taken back before a free one is taken outside the room
+/// other classes keep free: the long-lived page's (`Policy::long_lived`).
+#[test]
+fn a_queued_chunk_is_taken_back_outside_the_long_lived_room() {
+    const MOUNT: u64 = 0x200;
+    const BURST: u64 = 0x300;
+    let mut a = allocator(Policy::pcpu());
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    let mut task = 0u64;
+    let mut task_alloc = |a: &mut Allocator, b: &mut SimBackend, size: usize, site: u64| {
+        task += 1;
+        let x = a
+            .alloc_class(
+                b,
+                size,
+                8,
+                AllocFlags::NORMAL,
+                ClassHint::task(task).at_site(site),
+            )
+            .unwrap();
+        a.check_invariants().unwrap();
+        x
+    };
+    // Half-kilobyte tasks until one lands outside the first chunk.
+    let mut objs = Vec::new();
+    let x = loop {
+        let o = task_alloc(&mut a, &mut b, 512, 0);
+        objs.push(o);
+        if o.chunk != first {
+            break o.chunk;
+        }
+    };
+    // Teach MOUNT's site (two one-object tasks, each followed by a burst of
+    // another task), then a third mount: the long-lived object.
+    for _ in 0..2 {
+        task_alloc(&mut a, &mut b, 8, MOUNT);
+        let burst = task_alloc(&mut a, &mut b, 8, BURST);
+        for _ in 0..70 {
+            a.alloc_class(
+                &mut b,
+                8,
+                8,
+                AllocFlags::NORMAL,
+                ClassHint::task(burst.offset as u64 + (1 << 40)).at_site(BURST),
+            )
+            .unwrap();
+        }
+    }
+    let ll = task_alloc(&mut a, &mut b, 8, MOUNT);
+    assert_eq!(a.long_lived_objects(), 1);
+    assert_eq!(ll.chunk, x, "the long-lived page is in chunk X");
+    let ll_page = ll.offset / 4096;
+    // Fill X and the next chunk; the object that opens a third one is
+    // freed again: that chunk is the spare, fully free.
+    let mut full = vec![first, x];
+    let spare = loop {
+        let o = task_alloc(&mut a, &mut b, 512, 0);
+        if !full.contains(&o.chunk) {
+            if full.len() == 3 {
+                a.free(o.chunk, o.offset).unwrap();
+                break o.chunk;
+            }
+            full.push(o.chunk);
+        }
+        objs.push(o);
+    };
+    assert!(!a.chunk(spare).unwrap().is_isolated());
+    // Free X's objects but on every fourth page: X is queued.
+    objs.retain(|o| {
+        let page = o.offset / 4096;
+        if o.chunk == x && page != ll_page && page % 4 != 0 {
+            a.free(o.chunk, o.offset).unwrap();
+            false
+        } else {
+            true
+        }
+    });
+    assert!(a.chunk(x).unwrap().is_isolated());
+    a.check_invariants().unwrap();
+    // New tasks: none lands in the long-lived page's room.
+    for _ in 0..50 {
+        let o = task_alloc(&mut a, &mut b, 64, 0);
+        assert!(
+            !(o.chunk == x && o.offset / 4096 == ll_page),
+            "a task's object at {} beside the long-lived object at {}",
+            o.offset,
+            ll.offset
+        );
+        if o.chunk == spare {
             break;
         }
     }
