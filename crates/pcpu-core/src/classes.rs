@@ -26,8 +26,10 @@
 //! walk chose (a dynamic one), in the first free run of at least three
 //! eighths of a page that starts on a page already holding objects, before
 //! first fit: after a removal, the refill fills the holes beside the
-//! survivors before it spreads onto empty pages (`backfill.rs`). It also
-//! takes a chunk queued for reclaim back before a fully free chunk.
+//! survivors before it spreads onto empty pages (`backfill.rs`). A small
+//! request defers an active chunk more than three quarters free to such a
+//! run in an isolated chunk, and a chunk queued for reclaim is taken back
+//! before a fully free chunk.
 //!
 //! With `Policy::long_lived`, a task class's first small object from a call
 //! site whose classes mostly stayed at one object goes to the shared
@@ -282,6 +284,15 @@ impl Allocator {
             .then_some(backfill_room(bb));
         // The plain first fit, inside another class's growth room.
         let mut cut = None;
+        // With `backfill`, a small request whose walk first comes to an
+        // active chunk more than three quarters free (the spare chunk a
+        // large object opened, the last refill's overflow) takes a run
+        // beside the survivors of an isolated chunk first (sidelined, in
+        // the refill order, then queued), if there is one: those pages stay
+        // resident anyway, the free chunk's would be populated. `deferred`
+        // keeps the active chunk's fit meanwhile.
+        let mut deferred: Option<(u32, i32)> = None;
+        let small = req.bits <= bb / 4;
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
             // With `backfill`, a chunk queued for reclaim is taken back
@@ -292,9 +303,13 @@ impl Allocator {
             // It matters when the balance work runs late (the real churn
             // capture at its recorded balance runs).
             if slot == self.layout.free && backfill.is_some() {
-                if let Some(q) =
-                    self.queued_fit(probe_bits, probe_align, growing.as_ref(), backfill)
-                {
+                if let Some(q) = self.queued_fit(
+                    probe_bits,
+                    probe_align,
+                    growing.as_ref(),
+                    backfill,
+                    deferred.is_some(),
+                ) {
                     found = Some(q);
                     break 'walk;
                 }
@@ -315,38 +330,64 @@ impl Allocator {
                 // Not in the first chunk: its pages are all populated and
                 // never given back, so nothing is saved there.
                 let backfill = backfill.filter(|_| c.kind == ChunkKind::Dynamic);
-                let off = match &growing {
+                let (beside, off) = match &growing {
                     Some(growing) => {
-                        let off = backfill
-                            .and_then(|room| {
-                                self.outside_growth_room(id, growing, start, beside_used(room))
-                            })
-                            .or_else(|| self.outside_growth_room(id, growing, start, plain));
+                        let beside = backfill.and_then(|room| {
+                            self.outside_growth_room(id, growing, start, beside_used(room))
+                        });
+                        let off =
+                            beside.or_else(|| self.outside_growth_room(id, growing, start, plain));
                         if off.is_none() && may_cut && cut.is_none() {
                             cut = c
                                 .probe_area(probe_bits, probe_align, start)
                                 .map(|off| (id, off));
                         }
-                        off
+                        (beside, off)
                     }
                     None => {
                         let first = c.probe_area(probe_bits, probe_align, start);
                         match (first, backfill) {
-                            (Some(first), Some(room)) => beside_used(room)(first).or(Some(first)),
-                            _ => first,
+                            (Some(first), Some(room)) => {
+                                let b = beside_used(room)(first);
+                                (b, b.or(Some(first)))
+                            }
+                            _ => (None, first),
                         }
                     }
                 };
-                if let Some(off) = off {
-                    found = Some((id, off));
-                    break 'walk;
+                // While deferring, only a run beside survivors is taken.
+                if deferred.is_some() {
+                    if let Some(b) = beside {
+                        found = Some((id, b));
+                        break 'walk;
+                    }
+                    continue;
                 }
+                let Some(off) = off else {
+                    continue;
+                };
+                let mostly_free = c.free_bytes as i64 * 4 > c.map_bits as i64 * 4 * 3;
+                if backfill.is_some() && small && mostly_free && slot < self.layout.sidelined {
+                    deferred = Some((id, off));
+                    next_slot = self.layout.sidelined;
+                    continue 'walk;
+                }
+                found = Some((id, off));
+                break 'walk;
+            }
+        }
+        if found.is_none() {
+            if let Some(d) = deferred {
+                found = Some(
+                    self.queued_fit(probe_bits, probe_align, growing.as_ref(), backfill, true)
+                        .unwrap_or(d),
+                );
             }
         }
         // `pcpu` takes a chunk queued for reclaim back before it maps a new
         // one (`Allocator::take_back_queued`).
         if found.is_none() && self.policy.kind == PolicyKind::Pcpu {
-            found = self.queued_fit(probe_bits, probe_align, None, backfill);
+            found = self.queued_fit(probe_bits, probe_align, None, backfill, false);
         }
         if found.is_none() {
             found = cut;
@@ -379,13 +420,15 @@ impl Allocator {
     /// A chunk queued for reclaim (not the one being reclaimed) for a new
     /// region of `(bits, align)`: the first with a fit, outside the growth
     /// room of `growing`'s classes when given, and in it, with `backfill`
-    /// (the run length), a run beside survivors first.
+    /// (the run length), a run beside survivors first; with `beside_only`,
+    /// the first with such a run.
     fn queued_fit(
         &self,
         bits: i32,
         align: i32,
         growing: Option<&Growing>,
         backfill: Option<i32>,
+        beside_only: bool,
     ) -> Option<(u32, i32)> {
         self.lists
             .iter(self.layout.to_depopulate)
@@ -404,7 +447,11 @@ impl Allocator {
                 let beside = backfill.and_then(|room| {
                     in_room(&|pos| c.first_fit_beside_used(pos, bits, align, room))
                 });
-                Some((id, beside.unwrap_or(first)))
+                match beside {
+                    Some(b) => Some((id, b)),
+                    None if beside_only => None,
+                    None => Some((id, first)),
+                }
             })
     }
 

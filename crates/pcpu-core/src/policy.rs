@@ -148,7 +148,11 @@ pub struct Policy {
     /// empty page (else plain first fit): the next round of a churn
     /// back-fills the holes beside the survivors, which pin their pages
     /// anyway, before it spreads onto pages of their own. Smaller holes are
-    /// left to first fit: a task's objects would be split over them.
+    /// left to first fit: a task's objects would be split over them. A small
+    /// request whose walk first comes to an active chunk more than three
+    /// quarters free takes such a run in an isolated chunk first, and a
+    /// class takes a chunk queued for reclaim back (outside other classes'
+    /// growth room) before it starts on a fully free chunk.
     pub backfill: bool,
     /// `pcpu`: isolate chunks for reclaim only once the system holds at least
     /// this many empty pages beyond `empty_pop_high` (hysteresis: reclaim

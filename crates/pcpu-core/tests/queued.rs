@@ -253,3 +253,62 @@ fn a_queued_chunk_is_taken_back_outside_the_long_lived_room() {
         }
     }
 }
+
+/// With `backfill`, a small request whose walk first comes to an active
+/// chunk more than three quarters free (here the spare chunk a large object
+/// opened) takes a run beside the survivors of an isolated chunk first.
+#[test]
+fn a_small_request_fills_beside_survivors_before_a_mostly_free_chunk() {
+    let mut a = allocator(Policy::pcpu());
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    let mut task = 0u64;
+    let mut alloc = |a: &mut Allocator, b: &mut SimBackend, size: usize| {
+        task += 1;
+        let x = a
+            .alloc_class(b, size, 8, AllocFlags::NORMAL, ClassHint::task(task))
+            .unwrap();
+        a.check_invariants().unwrap();
+        x
+    };
+    // Half-kilobyte tasks fill the first chunk and chunk X.
+    let mut objs = Vec::new();
+    let x = loop {
+        let o = alloc(&mut a, &mut b, 512);
+        objs.push(o);
+        if o.chunk != first {
+            break o.chunk;
+        }
+    };
+    while a.chunk(x).unwrap().free_bytes() >= 512 {
+        objs.push(alloc(&mut a, &mut b, 512));
+    }
+    // Chunk Y: 16 pages of them, all freed again (its empty pages are the
+    // reserve, so that X can be sidelined).
+    let ys: Vec<Allocation> = (0..128).map(|_| alloc(&mut a, &mut b, 512)).collect();
+    let y = ys[0].chunk;
+    assert!(ys.iter().all(|o| o.chunk == y) && y != x);
+    for o in &ys {
+        a.free(o.chunk, o.offset).unwrap();
+    }
+    // Keep the first half of every fourth page of X from page 2; the
+    // balance work reclaims X and sidelines it.
+    for o in &objs {
+        if o.chunk == x && !(o.offset / 4096 % 4 == 2 && o.offset % 4096 < 2048) {
+            a.free(o.chunk, o.offset).unwrap();
+        }
+    }
+    for _ in 0..3 {
+        a.balance(&mut b);
+    }
+    a.check_invariants().unwrap();
+    assert!(a.chunk(x).unwrap().is_isolated(), "X sidelined");
+    assert!(!a.chunk(y).unwrap().is_isolated(), "Y active");
+    // A large object opens another chunk, which is then mostly free.
+    let big = alloc(&mut a, &mut b, 32 << 10);
+    assert_ne!(big.chunk, x);
+    // A small task goes beside X's survivors, not into the big one's chunk.
+    let o = alloc(&mut a, &mut b, 64);
+    assert_eq!(o.chunk, x);
+    assert_eq!(o.offset % (4 * 4096), 2 * 4096 + 2048, "beside a survivor");
+}
