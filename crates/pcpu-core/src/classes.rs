@@ -313,6 +313,11 @@ impl Allocator {
                     found = Some(q);
                     break 'walk;
                 }
+                // Deferring: the queued chunks were looked at, and a free
+                // chunk has no survivors to be beside.
+                if deferred.is_some() {
+                    break 'walk;
+                }
             }
             let order = self.refill_order(slot, flags);
             let ids: &mut dyn Iterator<Item = u32> = match &order {
@@ -378,10 +383,15 @@ impl Allocator {
         }
         if found.is_none() {
             if let Some(d) = deferred {
-                found = Some(
-                    self.queued_fit(probe_bits, probe_align, growing.as_ref(), backfill, true)
-                        .unwrap_or(d),
-                );
+                // (The walk looked at the queued chunks when it reached the
+                // free slot; when that slot is empty, here.)
+                let queued = match self.lists.head(self.layout.free) {
+                    Some(_) => None,
+                    None => {
+                        self.queued_fit(probe_bits, probe_align, growing.as_ref(), backfill, true)
+                    }
+                };
+                found = Some(queued.unwrap_or(d));
             }
         }
         // `pcpu` takes a chunk queued for reclaim back before it maps a new

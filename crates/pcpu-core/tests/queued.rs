@@ -254,35 +254,52 @@ fn a_queued_chunk_is_taken_back_outside_the_long_lived_room() {
     }
 }
 
-/// With `backfill`, a small request whose walk first comes to an active
-/// chunk more than three quarters free (here the spare chunk a large object
-/// opened) takes a run beside the survivors of an isolated chunk first.
-#[test]
-fn a_small_request_fills_beside_survivors_before_a_mostly_free_chunk() {
-    let mut a = allocator(Policy::pcpu());
-    let mut b = SimBackend::default();
-    let first = a.first_chunk();
-    let mut task = 0u64;
-    let mut alloc = |a: &mut Allocator, b: &mut SimBackend, size: usize| {
-        task += 1;
+/// A task per allocation (task class hints), invariants checked after each.
+struct Tasks(u64);
+
+impl Tasks {
+    fn alloc(&mut self, a: &mut Allocator, b: &mut SimBackend, size: usize) -> Allocation {
+        self.0 += 1;
         let x = a
-            .alloc_class(b, size, 8, AllocFlags::NORMAL, ClassHint::task(task))
+            .alloc_class(b, size, 8, AllocFlags::NORMAL, ClassHint::task(self.0))
             .unwrap();
         a.check_invariants().unwrap();
         x
-    };
-    // Half-kilobyte tasks fill the first chunk and chunk X.
+    }
+}
+
+/// Half-kilobyte objects until the first chunk and the next one, X, are
+/// full: X and the objects.
+fn fill_first_and_x(
+    a: &mut Allocator,
+    b: &mut SimBackend,
+    alloc: &mut impl FnMut(&mut Allocator, &mut SimBackend, usize) -> Allocation,
+) -> (ChunkId, Vec<Allocation>) {
+    let first = a.first_chunk();
     let mut objs = Vec::new();
     let x = loop {
-        let o = alloc(&mut a, &mut b, 512);
+        let o = alloc(a, b, 512);
         objs.push(o);
         if o.chunk != first {
             break o.chunk;
         }
     };
     while a.chunk(x).unwrap().free_bytes() >= 512 {
-        objs.push(alloc(&mut a, &mut b, 512));
+        objs.push(alloc(a, b, 512));
     }
+    (x, objs)
+}
+
+/// With `backfill`, a small request whose walk first comes to an active
+/// chunk more than three quarters free (here the spare chunk a large object
+/// opened) takes a run beside the survivors of an isolated chunk first.
+#[test]
+fn a_small_request_fills_beside_survivors_before_a_mostly_free_chunk() {
+    let (mut a, mut b) = (allocator(Policy::pcpu()), SimBackend::default());
+    let mut tasks = Tasks(0);
+    let mut alloc = |a: &mut Allocator, b: &mut SimBackend, size: usize| tasks.alloc(a, b, size);
+    // Half-kilobyte tasks fill the first chunk and chunk X.
+    let (x, objs) = fill_first_and_x(&mut a, &mut b, &mut alloc);
     // Chunk Y: 16 pages of them, all freed again (its empty pages are the
     // reserve, so that X can be sidelined).
     let ys: Vec<Allocation> = (0..128).map(|_| alloc(&mut a, &mut b, 512)).collect();
@@ -307,8 +324,37 @@ fn a_small_request_fills_beside_survivors_before_a_mostly_free_chunk() {
     // A large object opens another chunk, which is then mostly free.
     let big = alloc(&mut a, &mut b, 32 << 10);
     assert_ne!(big.chunk, x);
+    // A request over a quarter page does not defer.
+    let o = alloc(&mut a, &mut b, 2048);
+    assert_eq!(o.chunk, big.chunk);
+    assert!(a.chunk(x).unwrap().is_isolated());
     // A small task goes beside X's survivors, not into the big one's chunk.
     let o = alloc(&mut a, &mut b, 64);
     assert_eq!(o.chunk, x);
     assert_eq!(o.offset % (4 * 4096), 2 * 4096 + 2048, "beside a survivor");
+}
+
+/// The deferral takes only a run beside survivors: a queued chunk whose
+/// room lies on empty pages loses to the mostly free active chunk.
+#[test]
+fn a_deferred_request_takes_no_queued_empty_page() {
+    let (mut a, mut b) = (allocator(Policy::pcpu()), SimBackend::default());
+    let mut tasks = Tasks(0);
+    let mut alloc = |a: &mut Allocator, b: &mut SimBackend, size: usize| tasks.alloc(a, b, size);
+    // Half-kilobyte tasks fill the first chunk and chunk X.
+    let (x, objs) = fill_first_and_x(&mut a, &mut b, &mut alloc);
+    // A large object opens chunk Y, which stays mostly free.
+    let big = alloc(&mut a, &mut b, 32 << 10);
+    assert_ne!(big.chunk, x);
+    // X keeps every fourth page whole (no room beside its survivors) and
+    // is queued: no balance run.
+    for o in &objs {
+        if o.chunk == x && o.offset / 4096 % 4 != 0 {
+            a.free(o.chunk, o.offset).unwrap();
+        }
+    }
+    a.check_invariants().unwrap();
+    assert!(a.chunk(x).unwrap().is_isolated(), "X queued");
+    let o = alloc(&mut a, &mut b, 64);
+    assert_eq!(o.chunk, big.chunk, "the deferred fit, not X's empty page");
 }
