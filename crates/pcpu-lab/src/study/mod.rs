@@ -55,9 +55,10 @@ pub enum Scale {
 /// next to the held-out seeds).
 pub const PLACEMENT_TUNED_ON: u64 = 20;
 
-/// `pcpu`'s back-fill beside survivors (`Policy::backfill`) and its run
-/// length were chosen looking at the generated traces of seeds 1 to this.
-pub const BACKFILL_TUNED_ON: u64 = 60;
+/// `pcpu`'s back-fill beside survivors (`Policy::backfill`), its run
+/// length and its deferral threshold were chosen looking at the generated
+/// traces of seeds 1 to this.
+pub const BACKFILL_TUNED_ON: u64 = 100;
 
 /// What the study runs and where it writes.
 #[derive(Clone, Debug)]

@@ -58,9 +58,10 @@ pub(super) fn backfill(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(),
     if chosen || held {
         let _ = writeln!(
             md,
-            "The rule and its run length were chosen looking at seeds 1 to {BACKFILL_TUNED_ON}, \
-             so none of the study's seeds is held out for them; `pcpu study --holdout-seeds 92` \
-             adds seeds 41 to 100. Back-filling costs page traffic: the pages beside the \
+            "The rule, its run length and its deferral threshold were chosen looking at seeds \
+             1 to {BACKFILL_TUNED_ON}, so none of the study's seeds is held out for them; \
+             `pcpu study --holdout-seeds 132` adds seeds 41 to 140, of which seeds 101 to 140 \
+             were generated after the choice. Back-filling costs page traffic: the pages beside the \
              survivors are filled first, so more whole pages are left empty at the next \
              trough and given back (the traffic table above).\n"
         );
