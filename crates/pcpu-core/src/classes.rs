@@ -115,6 +115,12 @@ pub(crate) const fn backfill_room(block_bits: i32) -> i32 {
     block_bits * 3 / 8
 }
 
+/// A request of at most a quarter page: the long-lived prediction routes
+/// only these, and only these defer a mostly free chunk (`backfill`).
+const fn is_small(bits: i32, block_bits: i32) -> bool {
+    bits <= block_bits / 4
+}
+
 // === impl Allocator: class placement ===
 
 impl Allocator {
@@ -193,7 +199,7 @@ impl Allocator {
         // reserved ones took plain first fit above).
         if self.policy.long_lived && class.pages == ClassPages::Shared {
             let first = !self.classes.has_regions(class);
-            let small = req.bits <= bb / 4;
+            let small = is_small(req.bits, bb);
             let now = self.classes.tick();
             class = self.classes.starters.route(class, site, now, first, small);
         }
@@ -292,7 +298,7 @@ impl Allocator {
         // resident anyway, the free chunk's would be populated. `deferred`
         // keeps the active chunk's fit meanwhile.
         let mut deferred: Option<(u32, i32)> = None;
-        let small = req.bits <= bb / 4;
+        let small = is_small(req.bits, bb);
         'walk: while let Some(slot) = self.lists.next_nonempty(next_slot, self.layout.free) {
             next_slot = slot + 1;
             // With `backfill`, a chunk queued for reclaim is taken back
@@ -329,37 +335,13 @@ impl Allocator {
                 let Some(start) = c.find_block_fit(probe_bits, probe_align, false) else {
                     continue;
                 };
-                let plain = |pos| c.first_fit_in(pos, c.map_bits, probe_bits, probe_align);
-                let beside_used =
-                    |room| move |pos| c.first_fit_beside_used(pos, probe_bits, probe_align, room);
-                // Not in the first chunk: its pages are all populated and
-                // never given back, so nothing is saved there.
-                let backfill = backfill.filter(|_| c.kind == ChunkKind::Dynamic);
-                let (beside, off) = match &growing {
-                    Some(growing) => {
-                        let beside = backfill.and_then(|room| {
-                            self.outside_growth_room(id, growing, start, beside_used(room))
-                        });
-                        let off =
-                            beside.or_else(|| self.outside_growth_room(id, growing, start, plain));
-                        if off.is_none() && may_cut && cut.is_none() {
-                            cut = c
-                                .probe_area(probe_bits, probe_align, start)
-                                .map(|off| (id, off));
-                        }
-                        (beside, off)
-                    }
-                    None => {
-                        let first = c.probe_area(probe_bits, probe_align, start);
-                        match (first, backfill) {
-                            (Some(first), Some(room)) => {
-                                let b = beside_used(room)(first);
-                                (b, b.or(Some(first)))
-                            }
-                            _ => (None, first),
-                        }
-                    }
-                };
+                let probe = (probe_bits, probe_align);
+                let (beside, off) = self.region_fit(id, start, probe, growing.as_ref(), backfill);
+                if growing.is_some() && off.is_none() && may_cut && cut.is_none() {
+                    cut = c
+                        .probe_area(probe_bits, probe_align, start)
+                        .map(|off| (id, off));
+                }
                 // While deferring, only a run beside survivors is taken.
                 if deferred.is_some() {
                     if let Some(b) = beside {
@@ -371,8 +353,16 @@ impl Allocator {
                 let Some(off) = off else {
                     continue;
                 };
-                let mostly_free = c.free_bytes as i64 * 4 > c.map_bits as i64 * 4 * 3;
-                if backfill.is_some() && small && mostly_free && slot < self.layout.sidelined {
+                // More than three quarters of its bits free.
+                let mostly_free =
+                    (c.free_bytes / MIN_ALLOC_SIZE as i32) as i64 * 4 > c.map_bits as i64 * 3;
+                let dynamic = c.kind == ChunkKind::Dynamic;
+                if backfill.is_some()
+                    && dynamic
+                    && small
+                    && mostly_free
+                    && slot < self.layout.sidelined
+                {
                     deferred = Some((id, off));
                     next_slot = self.layout.sidelined;
                     continue 'walk;
@@ -431,7 +421,7 @@ impl Allocator {
     /// region of `(bits, align)`: the first with a fit, outside the growth
     /// room of `growing`'s classes when given, and in it, with `backfill`
     /// (the run length), a run beside survivors first; with `beside_only`,
-    /// the first with such a run.
+    /// the first with such a run ([`Allocator::region_fit`]).
     fn queued_fit(
         &self,
         bits: i32,
@@ -444,25 +434,48 @@ impl Allocator {
             .iter(self.layout.to_depopulate)
             .filter(|&id| !self.c(id).reclaiming)
             .find_map(|id| {
-                let c = self.c(id);
-                let start = c.find_block_fit(bits, align, false)?;
-                let in_room = |fit: &dyn Fn(i32) -> Option<i32>| match growing {
-                    Some(g) => self.outside_growth_room(id, g, start, fit),
-                    None => fit(start),
-                };
-                let first = match growing {
-                    Some(_) => in_room(&|pos| c.first_fit_in(pos, c.map_bits, bits, align))?,
-                    None => c.probe_area(bits, align, start)?,
-                };
-                let beside = backfill.and_then(|room| {
-                    in_room(&|pos| c.first_fit_beside_used(pos, bits, align, room))
-                });
-                match beside {
-                    Some(b) => Some((id, b)),
-                    None if beside_only => None,
-                    None => Some((id, first)),
-                }
+                let start = self.c(id).find_block_fit(bits, align, false)?;
+                let (beside, off) = self.region_fit(id, start, (bits, align), growing, backfill);
+                if beside_only { beside } else { off }.map(|off| (id, off))
             })
+    }
+
+    /// Where a new region of `(bits, align)` opens in chunk `id`, whose
+    /// block hints put a fit at or after bit `start`: with `backfill` (the
+    /// run length) in a dynamic chunk, the first run beside survivors
+    /// ([`Chunk::first_fit_beside_used`]), and the fit to take, that run or
+    /// else the first fit; both outside the growth room of `growing`'s
+    /// classes when given. Not in the first chunk: its pages are all
+    /// populated and never given back, so nothing is saved there.
+    fn region_fit(
+        &self,
+        id: u32,
+        start: i32,
+        (bits, align): (i32, i32),
+        growing: Option<&Growing>,
+        backfill: Option<i32>,
+    ) -> (Option<i32>, Option<i32>) {
+        let c = self.c(id);
+        let backfill = backfill.filter(|_| c.kind == ChunkKind::Dynamic);
+        let beside_used = |room| move |pos| c.first_fit_beside_used(pos, bits, align, room);
+        match growing {
+            Some(g) => {
+                let beside = backfill
+                    .and_then(|room| self.outside_growth_room(id, g, start, beside_used(room)));
+                let plain = |pos| c.first_fit_in(pos, c.map_bits, bits, align);
+                (
+                    beside,
+                    beside.or_else(|| self.outside_growth_room(id, g, start, plain)),
+                )
+            }
+            None => {
+                let Some(first) = c.probe_area(bits, align, start) else {
+                    return (None, None);
+                };
+                let beside = backfill.and_then(|room| beside_used(room)(first));
+                (beside, beside.or(Some(first)))
+            }
+        }
     }
 
     /// First fit of `req` in region `r`; with `used_pages_only`, only if
