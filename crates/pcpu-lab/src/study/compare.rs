@@ -2,9 +2,10 @@
 //! changes, the best variant per subject, and per-subject pairs in kB.
 
 use super::format::{change, pct};
-use super::subjects::{after_kb, Subject};
+use super::subjects::{after_kb, after_removals_kb, Subject};
 use crate::run::RunResult;
 use crate::sweep::SweepResults;
+use crate::targets::{percent, worst_phase, Pair};
 
 /// Percent changes of variant `a` against `b` under `metric`, one per
 /// subject that has both.
@@ -96,4 +97,46 @@ pub(super) fn pairs(
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// One variant's runs over generated traces, each against linux-5.14 on
+/// the same trace ([`over_seeds`]).
+pub(super) struct OverSeeds {
+    /// Traces with a phase more than 1% above linux-5.14.
+    pub(super) above: usize,
+    /// The largest excess at any phase (percent) and where it is
+    /// (`workload seed N, phase`); the first such trace on ties.
+    pub(super) largest: (f64, String),
+    /// Resident memory after removals against linux-5.14 (percent), one
+    /// per trace with a run.
+    pub(super) after: Vec<f64>,
+}
+
+/// The runs `run` picks from `pairs` (the traces without one are left
+/// out) against each pair's linux-5.14 run; `None` without any.
+pub(super) fn over_seeds<'p>(
+    pairs: &'p [Pair],
+    run: impl Fn(&'p Pair) -> Option<&'p RunResult>,
+) -> Option<OverSeeds> {
+    let mut above = 0;
+    let mut largest: Option<(f64, String)> = None;
+    let mut after = Vec::new();
+    for p in pairs {
+        let Some(r) = run(p) else {
+            continue;
+        };
+        let (w, at) = worst_phase(r, &p.linux);
+        if w > 1.0 {
+            above += 1;
+        }
+        if largest.as_ref().map_or(true, |(l, _)| w > *l) {
+            largest = Some((w, format!("{} seed {}, {at}", p.workload, p.seed)));
+        }
+        after.push(percent(after_removals_kb(r), after_removals_kb(&p.linux)));
+    }
+    Some(OverSeeds {
+        above,
+        largest: largest?,
+        after,
+    })
 }

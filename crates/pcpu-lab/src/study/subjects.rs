@@ -71,6 +71,13 @@ pub(super) fn mean_over(
     }
 }
 
+/// Resident memory averaged over `r`'s own phases right after removals
+/// (kB): for runs outside the subjects (the seeds' traces).
+pub(super) fn after_removals_kb(r: &RunResult) -> u64 {
+    let names = removal_phases(r.phases.iter().map(|p| &p.name));
+    mean_over(r, &names, |p| p.percpu_kb)
+}
+
 /// Resident memory after removals (kB).
 pub(super) fn after_kb(s: &Subject, r: &RunResult) -> u64 {
     mean_over(r, &s.after, |p| p.percpu_kb)

@@ -4,13 +4,13 @@
 use std::fmt::Write as _;
 
 use super::Ctx;
-use crate::run::LabError;
-use crate::study::compare::changes;
+use crate::run::{LabError, RunResult};
+use crate::study::compare::{changes, over_seeds, OverSeeds};
 use crate::study::format::{md_table, span};
-use crate::study::subjects::{after_kb, mean_over, removal_phases};
+use crate::study::subjects::after_kb;
 use crate::study::writer::Writer;
 use crate::study::BACKFILL_TUNED_ON;
-use crate::targets::{percent, worst_phase, Pair};
+use crate::targets::{percent, Pair};
 
 /// Label of the seed replays without back-fill ([`Pair::others`]).
 pub(crate) const NO_BACKFILL: &str = "pcpu, backfill off";
@@ -69,6 +69,15 @@ pub(super) fn backfill(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(),
     Ok(())
 }
 
+/// The `pcpu` run of `pair` with back-fill `on`, or without it.
+fn backfill_run(pair: &Pair, on: bool) -> Option<&RunResult> {
+    if on {
+        Some(&pair.pcpu)
+    } else {
+        pair.others.iter().find(|r| r.label == NO_BACKFILL)
+    }
+}
+
 /// Back-fill on and off over `pairs` (generated traces replayed under
 /// linux-5.14, `pcpu` and `pcpu` without back-fill): traces with a phase
 /// above +1%, the largest excess, resident memory after removals. False
@@ -76,41 +85,25 @@ pub(super) fn backfill(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(),
 fn seeds_table(md: &mut String, pairs: &[Pair], note: &str) -> bool {
     let mut rows = Vec::new();
     for (label, on) in [("off", false), ("on (`pcpu`)", true)] {
-        let mut above = 0;
-        let mut largest: Option<(f64, String)> = None;
-        let mut after = Vec::new();
-        let mut traffic = Vec::new();
-        for p in pairs {
-            let r = if on {
-                &p.pcpu
-            } else {
-                match p.others.iter().find(|r| r.label == NO_BACKFILL) {
-                    Some(r) => r,
-                    None => continue,
-                }
-            };
-            let (w, at) = worst_phase(r, &p.linux);
-            if w > 1.0 {
-                above += 1;
-            }
-            if largest.as_ref().map_or(true, |(l, _)| w > *l) {
-                largest = Some((w, format!("{} seed {}, {at}", p.workload, p.seed)));
-            }
-            let names = removal_phases(r.phases.iter().map(|p| &p.name));
-            let kb = |r| mean_over(r, &names, |p| p.percpu_kb);
-            after.push(percent(kb(r), kb(&p.linux)));
-            if p.workload.starts_with("churn") {
-                traffic.push(percent(r.populated_pages, p.linux.populated_pages));
-            }
-        }
-        if after.is_empty() {
+        let Some(OverSeeds {
+            above,
+            largest: (worst, at),
+            mut after,
+        }) = over_seeds(pairs, |p| backfill_run(p, on))
+        else {
             continue;
-        }
+        };
+        let mut traffic: Vec<f64> = pairs
+            .iter()
+            .filter(|p| p.workload.starts_with("churn"))
+            .filter_map(|p| {
+                backfill_run(p, on).map(|r| percent(r.populated_pages, p.linux.populated_pages))
+            })
+            .collect();
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v.get(v.len() / 2).copied()
         };
-        let (worst, at) = largest.unwrap_or((0.0, String::new()));
         rows.push(vec![
             label.to_string(),
             after.len().to_string(),

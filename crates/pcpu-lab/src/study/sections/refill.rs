@@ -7,18 +7,12 @@ use pcpu_core::{Policy, Refill};
 
 use super::Ctx;
 use crate::run::{LabError, RunResult};
-use crate::study::compare::{changes, pairs};
+use crate::study::compare::{changes, over_seeds, pairs, OverSeeds};
 use crate::study::format::{md_table, span};
-use crate::study::subjects::{after_kb, mean_over, refill_kb, removal_phases};
+use crate::study::subjects::{after_kb, refill_kb};
 use crate::study::sweeps::REFILLS;
 use crate::study::writer::Writer;
-use crate::targets::{percent, worst_phase, Pair};
-
-/// Resident memory averaged over `r`'s phases right after removals (kB).
-fn after_removals_kb(r: &RunResult) -> u64 {
-    let names = removal_phases(r.phases.iter().map(|p| &p.name));
-    mean_over(r, &names, |p| p.percpu_kb)
-}
+use crate::targets::Pair;
 
 /// The `pcpu` run of `pair` with refill order `order`: the policy's own, or
 /// one of the other orders (labelled by name).
@@ -101,29 +95,17 @@ fn orders_table(md: &mut String, pairs: &[Pair], which: &str) -> Option<Refill> 
     let mut rows = Vec::new();
     let mut best: Option<(Refill, f64)> = None;
     for &order in &REFILLS {
-        let mut above = 0;
-        let mut largest: Option<(f64, String)> = None;
-        let mut after = Vec::new();
-        for p in pairs {
-            let Some(r) = order_run(p, order) else {
-                continue;
-            };
-            let (w, at) = worst_phase(r, &p.linux);
-            if w > 1.0 {
-                above += 1;
-            }
-            if largest.as_ref().map_or(true, |(l, _)| w > *l) {
-                largest = Some((w, format!("{} seed {}, {at}", p.workload, p.seed)));
-            }
-            after.push(percent(after_removals_kb(r), after_removals_kb(&p.linux)));
-        }
-        if after.is_empty() {
+        let Some(OverSeeds {
+            above,
+            largest: (worst, at),
+            mut after,
+        }) = over_seeds(pairs, |p| order_run(p, order))
+        else {
             continue;
-        }
+        };
         after.sort_by(f64::total_cmp);
         let median = after[after.len() / 2];
         let (lo, hi) = (after[0], after[after.len() - 1]);
-        let (worst, at) = largest.unwrap_or((0.0, String::new()));
         if best.map_or(true, |(_, b)| worst < b) {
             best = Some((order, worst));
         }
