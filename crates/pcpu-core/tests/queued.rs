@@ -159,6 +159,30 @@ fn a_task_class_takes_a_queued_chunk_back_before_a_free_chunk() {
     }
 }
 
+/// A task per allocation (task class hints), invariants checked after each.
+struct Tasks(u64);
+
+impl Tasks {
+    fn alloc(&mut self, a: &mut Allocator, b: &mut SimBackend, size: usize) -> Allocation {
+        self.alloc_at(a, b, size, 0)
+    }
+
+    /// From call site `site` (`ClassHint::at_site`).
+    fn alloc_at(
+        &mut self,
+        a: &mut Allocator,
+        b: &mut SimBackend,
+        size: usize,
+        site: u64,
+    ) -> Allocation {
+        self.0 += 1;
+        let hint = ClassHint::task(self.0).at_site(site);
+        let x = a.alloc_class(b, size, 8, AllocFlags::NORMAL, hint).unwrap();
+        a.check_invariants().unwrap();
+        x
+    }
+}
+
 /// The queued chunk taken back before a free one is taken outside the room
 /// other classes keep free: the long-lived page's (`Policy::long_lived`).
 #[test]
@@ -168,20 +192,9 @@ fn a_queued_chunk_is_taken_back_outside_the_long_lived_room() {
     let mut a = allocator(Policy::pcpu());
     let mut b = SimBackend::default();
     let first = a.first_chunk();
-    let mut task = 0u64;
+    let mut tasks = Tasks(0);
     let mut task_alloc = |a: &mut Allocator, b: &mut SimBackend, size: usize, site: u64| {
-        task += 1;
-        let x = a
-            .alloc_class(
-                b,
-                size,
-                8,
-                AllocFlags::NORMAL,
-                ClassHint::task(task).at_site(site),
-            )
-            .unwrap();
-        a.check_invariants().unwrap();
-        x
+        tasks.alloc_at(a, b, size, site)
     };
     // Half-kilobyte tasks until one lands outside the first chunk.
     let mut objs = Vec::new();
@@ -251,20 +264,6 @@ fn a_queued_chunk_is_taken_back_outside_the_long_lived_room() {
         if o.chunk == spare {
             break;
         }
-    }
-}
-
-/// A task per allocation (task class hints), invariants checked after each.
-struct Tasks(u64);
-
-impl Tasks {
-    fn alloc(&mut self, a: &mut Allocator, b: &mut SimBackend, size: usize) -> Allocation {
-        self.0 += 1;
-        let x = a
-            .alloc_class(b, size, 8, AllocFlags::NORMAL, ClassHint::task(self.0))
-            .unwrap();
-        a.check_invariants().unwrap();
-        x
     }
 }
 
