@@ -90,6 +90,39 @@ pub fn percent(a: u64, b: u64) -> f64 {
     percent_change(a, b).unwrap_or(0.0)
 }
 
+/// The pages per unit `r` has to populate given the Percpu its phase markers
+/// show: those populated by the first marker, plus every rise of Percpu from
+/// one marker to the next (`kb_per_page`: kB of one page over all units).
+/// What a run populates beyond it went away and came back between two
+/// markers.
+pub fn marker_forced_pages(r: &RunResult, kb_per_page: u64) -> u64 {
+    let kpp = kb_per_page.max(1);
+    let first = r.phases.first().map_or(0, |p| p.populated_pages);
+    let rises: u64 = r
+        .phases
+        .windows(2)
+        .map(|w| w[1].percpu_kb.saturating_sub(w[0].percpu_kb) / kpp)
+        .sum();
+    first + rises
+}
+
+/// How far `r` sits below `base` (pages per unit, summed; negative when
+/// above) at the markers after which `r`'s Percpu rises: the troughs a
+/// refill follows, whose depth decides what the refill populates. Markers
+/// pair up by position, as in [`RunResult::phase_changes`]; the count of
+/// such markers comes second.
+pub fn below_before_rises(r: &RunResult, base: &RunResult, kb_per_page: u64) -> (i64, usize) {
+    let kpp = kb_per_page.max(1) as i64;
+    let troughs: Vec<i64> = r
+        .phases
+        .windows(2)
+        .zip(&base.phases)
+        .filter(|(w, _)| w[1].percpu_kb > w[0].percpu_kb)
+        .map(|(w, b)| (b.percpu_kb as i64 - w[0].percpu_kb as i64) / kpp)
+        .collect();
+    (troughs.iter().sum(), troughs.len())
+}
+
 /// Resident memory over the placement floor at phase `name`, both outside
 /// the first and reserved chunks (which no policy depopulates): the target's
 /// "resident / floor" (issue 5; Linux 1.05 on the memcg capture at C).
@@ -315,15 +348,50 @@ pub fn section(md: &mut String, checked: &[Checked], pairs: &[Pair], holdout: &[
         &["target", "workload", "measured", "met"].map(String::from),
         &rows,
     );
-    let _ = writeln!(
+    traffic_note(md, checked);
+    derived_note(md, checked);
+    seeds_table(md, pairs, holdout);
+}
+
+/// Why page traffic on churn misses its target: what the troughs force, and
+/// how much of `pcpu`'s lead at the troughs populating no more than
+/// linux-5.14 would leave.
+fn traffic_note(md: &mut String, checked: &[Checked]) {
+    use std::fmt::Write as _;
+    let _ = write!(
         md,
         "Page traffic on churn cannot meet its target together with the others: over a round \
          the pages populated are at least the peak minus the trough, the peaks are at the \
          floor for both policies, and `pcpu` gives back more at the troughs (§2e sweeps the \
-         refault reserve that trades one for the other).\n"
+         refault reserve that trades one for the other)."
     );
-    derived_note(md, checked);
-    seeds_table(md, pairs, holdout);
+    for c in checked.iter().filter(|c| c.short.contains("churn")) {
+        let kpp = c.kb_per_page;
+        let forced = marker_forced_pages(c.pcpu, kpp);
+        let (below, n) = below_before_rises(c.pcpu, c.linux, kpp);
+        // Raising those troughs by the excess would bring the pages their
+        // refills populate down to linux-5.14's.
+        let excess = forced as i64 - c.linux.populated_pages as i64;
+        let left = (below - excess.max(0)).max(0);
+        let share = if below > 0 {
+            left as f64 / below as f64 * 100.0
+        } else {
+            0.0
+        };
+        let _ = write!(
+            md,
+            " On {}, `pcpu` populates {} pages per unit, of which the Percpu at its phase markers \
+             alone forces {} (linux-5.14: {} populated, {} forced); at the {n} markers a refill follows it is \
+             {below} pages per unit below linux-5.14 in total, and with its peaks it could stay \
+             only {left} of them ({share:.0}%) below and populate no more than linux-5.14.",
+            c.short,
+            c.pcpu.populated_pages,
+            forced,
+            c.linux.populated_pages,
+            marker_forced_pages(c.linux, kpp),
+        );
+    }
+    let _ = writeln!(md, "\n");
 }
 
 /// Why the derived lifetime classes miss their target: the least floor

@@ -106,3 +106,51 @@ fn seed_pairs_come_in_seed_then_workload_order() {
     // Different seeds, different traces.
     assert_ne!(pairs[0].linux.phases, pairs[4].linux.phases);
 }
+
+/// A run whose only figures are Percpu (kB) and pages populated so far at
+/// its markers.
+fn markers(percpu_kb: &[u64], populated: &[u64]) -> RunResult {
+    let phases = percpu_kb
+        .iter()
+        .zip(populated)
+        .enumerate()
+        .map(|(i, (&kb, &pop))| pcpu_lab::run::PhaseMetrics {
+            name: format!("M{i}"),
+            percpu_kb: kb,
+            populated_pages: pop,
+            ..Default::default()
+        })
+        .collect();
+    RunResult {
+        phases,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn marker_traffic_helpers_count_rises_and_troughs() {
+    // 16 kB per page over all units (4 units of 4 kB): Percpu 160 → 480 →
+    // 320 → 640 → 160 kB rises by 20 and then 20 pages; 3 populated before
+    // the first marker.
+    let r = markers(&[160, 480, 320, 640, 160], &[3, 23, 23, 43, 43]);
+    assert_eq!(targets::marker_forced_pages(&r, 16), 3 + 20 + 20);
+    // A base 4 pages higher at the first trough (M0) and 6 at the second
+    // (M2); its other markers do not count (no rise follows them in `r`).
+    let base = markers(&[224, 0, 416, 0, 9999], &[0; 5]);
+    assert_eq!(targets::below_before_rises(&r, &base, 16), (4 + 6, 2));
+    // Above the base counts negative.
+    let low = markers(&[96, 0, 320, 0, 0], &[0; 5]);
+    assert_eq!(targets::below_before_rises(&r, &low, 16), (-4, 2));
+    // No markers: nothing forced, no troughs.
+    let none = RunResult::default();
+    assert_eq!(targets::marker_forced_pages(&none, 16), 0);
+    assert_eq!(targets::below_before_rises(&none, &none, 16), (0, 0));
+    // On a replay, what the markers force is at most what was populated,
+    // and more than nothing (the workload grows).
+    let kpp = Input::synthetic(&workloads(Scale::Small).remove(0))
+        .unwrap()
+        .kb_per_page();
+    let pcpu = small("pcpu");
+    let forced = targets::marker_forced_pages(&pcpu, kpp);
+    assert!(forced > 0 && forced <= pcpu.populated_pages, "{forced}");
+}
