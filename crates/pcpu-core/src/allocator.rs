@@ -490,17 +490,28 @@ impl Allocator {
         let high = self.policy.empty_pop_high;
         let threshold =
             (c.nr_pages / self.policy.reclaim_divisor).max(self.policy.reclaim_min_pages);
-        let enough = match self.policy.kind {
+        match self.policy.kind {
             // Reclaim depopulates only down to the reserve, so a chunk holding
-            // most of the empty pages can still give back the surplus.
+            // most of the empty pages can still give back the surplus. An
+            // isolated chunk may keep empty pages that are the reserve
+            // (`plan_reclaim`): it is queued again only when a page can go.
             PolicyKind::Pcpu => {
-                let want = self.reclaim_floor() + self.policy.reclaim_surplus.max(1);
-                self.reserve_pages(want) >= want
+                let more = if c.isolated {
+                    1
+                } else {
+                    self.policy.reclaim_surplus.max(1)
+                };
+                let want = self.reclaim_floor() + more;
+                c.nr_empty_pop_pages > 0
+                    && (c.isolated || c.nr_empty_pop_pages as usize >= threshold)
+                    && self.reserve_pages(want) >= want
             }
-            _ => self.nr_empty_pop_pages > high + c.nr_empty_pop_pages,
-        };
-        (c.isolated && c.nr_empty_pop_pages > 0)
-            || (enough && c.nr_empty_pop_pages as usize >= threshold)
+            _ => {
+                (c.isolated && c.nr_empty_pop_pages > 0)
+                    || (self.nr_empty_pop_pages > high + c.nr_empty_pop_pages
+                        && c.nr_empty_pop_pages as usize >= threshold)
+            }
+        }
     }
 
     pub(crate) fn free_slot_has_other(&self, id: u32) -> bool {

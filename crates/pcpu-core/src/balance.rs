@@ -384,14 +384,43 @@ fn plan_reclaim(
                 rc.scanned = true;
                 break;
             }
+            let i = rc.i as usize;
+            let empty = c.md_blocks[i].is_empty_block() && c.populated.test(i);
             let floor = a.reclaim_floor();
-            if a.reserve_pages(floor) < floor {
+            if a.policy.kind == crate::PolicyKind::Pcpu {
+                // `pcpu`'s reserve counts isolated chunks (the kernel's
+                // does not), so a run of empty pages depopulated at once
+                // could take it below the floor, and the populate stage
+                // would then populate as many pages elsewhere: count the
+                // run found so far and stop before the page that would.
+                let pending = if rc.end == -1 {
+                    0
+                } else {
+                    (rc.end - rc.i) as i32
+                };
+                let need = floor + pending + i32::from(empty);
+                let have = a.reserve_pages(need);
+                if have < need {
+                    // Isolated chunks' empty pages count for `pcpu`'s
+                    // reserve, so the chunk need not come back for it.
+                    rc.scanned = true;
+                    // The top of the run that the reserve can spare.
+                    let spare = (have - floor).clamp(0, pending);
+                    if spare > 0 {
+                        let end = rc.end as usize + 1;
+                        return Some(PageWork::Depopulate {
+                            chunk,
+                            pages: end - spare as usize..end,
+                        });
+                    }
+                    break;
+                }
+            } else if a.reserve_pages(floor) < floor {
                 rc.reintegrate = true;
                 rc.scanned = true;
                 break;
             }
-            let i = rc.i as usize;
-            if c.md_blocks[i].is_empty_block() && c.populated.test(i) {
+            if empty {
                 if rc.end == -1 {
                     rc.end = rc.i;
                 }

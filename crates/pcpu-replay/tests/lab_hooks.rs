@@ -290,6 +290,38 @@ fn class_bound_is_each_derived_class_rounded_up_to_pages() {
 /// page-operation log, under a policy that gives pages back and takes them
 /// again (pcpu, which reclaims at the first empty page). (`Refaults`' own
 /// counting has its unit test.)
+/// The fixture, then every object it freed allocated again (same request,
+/// same kernel pointer, now free), as the next round of a churn would:
+/// pages reclaim gave back are populated again.
+fn refilled() -> (Vec<Record>, Setup) {
+    let (mut records, setup) = fixture();
+    // Each pointer's last allocation, and whether it is free at the end.
+    let mut last: HashMap<u64, (usize, bool)> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        match &r.event {
+            pcpu_trace::Event::Alloc(a) => {
+                last.insert(a.ptr, (i, false));
+            }
+            pcpu_trace::Event::Free { ptr, .. } => {
+                if let Some(e) = last.get_mut(ptr) {
+                    e.1 = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut again: Vec<usize> = last.values().filter(|e| e.1).map(|e| e.0).collect();
+    again.sort_unstable();
+    let again: Vec<Record> = again.into_iter().map(|i| records[i].clone()).collect();
+    let mut line = records.last().map_or(0, |r| r.line);
+    for mut r in again {
+        line += 1;
+        r.line = line;
+        records.push(r);
+    }
+    (records, setup)
+}
+
 #[test]
 fn repopulated_pages_match_the_page_log() {
     let cfg = ReplayConfig {
@@ -298,7 +330,9 @@ fn repopulated_pages_match_the_page_log() {
         page_log: true,
         ..ReplayConfig::default()
     };
-    let (rp, _) = replayer(cfg);
+    let (records, setup) = refilled();
+    let mut rp = Replayer::new(setup, cfg, true, true).unwrap();
+    rp.run(&records, &mut |_| {}, &|_| false).unwrap();
     let log = rp.page_log().to_vec();
     let r = rp.finish(0.0);
     let mut th = Refaults::new(SOON_RUNS, u64::MAX);
