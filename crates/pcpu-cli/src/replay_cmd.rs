@@ -75,7 +75,7 @@ impl Skipped {
         let n = self.bad_events;
         if n > 0 {
             warn(&format!(
-                "{policy}: skipped {n} event{} that cannot be replayed (invalid request, or outside the unit) (--lenient)",
+                "{policy}: skipped {n} event{} that cannot be replayed (invalid request, a place no area can have, or a pointer allocated again while live) (--lenient)",
                 plural(n)
             ));
         }

@@ -577,13 +577,22 @@ impl Allocator {
             offset,
             size: req.size,
         };
+        let misplaced = |reason| AllocError::Misplaced {
+            chunk,
+            offset,
+            size: req.size,
+            reason,
+        };
         let Some(c) = self.chunk(chunk) else {
-            return Err(occupied);
+            return Err(misplaced("no such chunk"));
         };
         let lo = c.start_offset();
         let hi = c.nr_pages() * self.geo.page_size() - c.end_offset();
-        if offset % req.align != 0 || offset < lo || offset > hi || hi - offset < req.size {
-            return Err(occupied);
+        if offset % req.align != 0 {
+            return Err(misplaced("not aligned to the request"));
+        }
+        if offset < lo || offset > hi || hi - offset < req.size {
+            return Err(misplaced("not inside the chunk's managed region"));
         }
         let bit = offset / MIN_ALLOC_SIZE;
         if c.alloc_map

@@ -53,6 +53,17 @@ impl Chunk {
             map_bits - set
         );
         ensure!(set >= hidden, "hidden bits not allocated");
+        if let Some(cached) = &self.cached {
+            ensure!(cached.len() == map_bits, "cached map length");
+            let mut i = cached.find_next_bit(map_bits, 0);
+            while i < map_bits {
+                ensure!(
+                    self.alloc_map.test(i) && self.bound_map.test(i),
+                    "cached bit {i} starts no live allocation"
+                );
+                i = cached.find_next_bit(map_bits, i + 1);
+            }
+        }
         // Bound map: no bound bit strictly inside an allocation; every
         // allocated run is covered by bound-delimited allocations.
         let mut pos = (self.start_offset / 4) as usize;

@@ -57,6 +57,10 @@ pub struct Chunk {
     /// `pcpu` refault-aware reserve: per page, the allocator's reclaim clock
     /// when reclaim last depopulated it (0: not since it was last populated).
     pub(crate) depop_stamp: Vec<u64>,
+    /// Starts of the live allocations held by a [`Magazine`](crate::Magazine)
+    /// (made at the chunk's first such area): only their magazine may hand
+    /// them out or free them.
+    pub(crate) cached: Option<Bitmap>,
     pub(crate) nr_populated: usize,
     pub(crate) nr_empty_pop_pages: i32,
     pub(crate) free_bytes: i32,
@@ -101,6 +105,7 @@ impl Chunk {
             chunk_md: BlockMd::new_free(map_bits),
             populated: Bitmap::new(nr_pages),
             depop_stamp: alloc::vec![0; nr_pages],
+            cached: None,
             nr_populated: 0,
             nr_empty_pop_pages: 0,
             free_bytes: map_bits * crate::MIN_ALLOC_SIZE as i32,

@@ -35,7 +35,7 @@ pub enum AllocError {
     NeedsChunk,
     /// The backend could not create a chunk.
     ChunkCreate(BackendError),
-    /// `alloc_at`: the requested area is not free (or not in the chunk).
+    /// `alloc_at`: the requested area overlaps a live allocation.
     Occupied {
         /// Chunk.
         chunk: ChunkId,
@@ -43,6 +43,19 @@ pub enum AllocError {
         offset: usize,
         /// Size in bytes.
         size: usize,
+    },
+    /// `alloc_at`: no area can start there: no such chunk, an offset not
+    /// aligned to the request, or an area not inside the chunk's managed
+    /// region.
+    Misplaced {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Byte offset.
+        offset: usize,
+        /// Size in bytes.
+        size: usize,
+        /// Which of the three.
+        reason: &'static str,
     },
     /// The backend could not populate the area's pages.
     Populate(BackendError),
@@ -74,7 +87,17 @@ impl fmt::Display for AllocError {
                 size,
             } => write!(
                 f,
-                "area of {size} bytes at offset {offset} of chunk {} is not free or not inside the chunk",
+                "area of {size} bytes at offset {offset} of chunk {} is not free",
+                chunk.0
+            ),
+            AllocError::Misplaced {
+                chunk,
+                offset,
+                size,
+                reason,
+            } => write!(
+                f,
+                "area of {size} bytes at offset {offset} of chunk {}: {reason}",
                 chunk.0
             ),
             AllocError::Populate(e) => write!(f, "failed to populate: {e}"),
@@ -100,8 +123,10 @@ pub enum FreeError {
         /// longer live (most likely a double free).
         stale: bool,
     },
-    /// The area is in the magazine already: a double free
-    /// ([`Allocator::free_cached`](crate::Allocator::free_cached)).
+    /// The area is held by a magazine: a double free, into a magazine
+    /// ([`Allocator::free_cached`](crate::Allocator::free_cached)) or with
+    /// [`Allocator::free`](crate::Allocator::free) (only its magazine frees
+    /// it).
     Cached {
         /// Chunk.
         chunk: ChunkId,
@@ -146,7 +171,7 @@ impl fmt::Display for FreeError {
             ),
             FreeError::Cached { chunk, offset } => write!(
                 f,
-                "double free: offset {offset} in chunk {} is in the magazine already",
+                "double free: offset {offset} in chunk {} is held by a magazine",
                 chunk.0
             ),
             FreeError::WrongSize {

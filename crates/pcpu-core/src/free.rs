@@ -58,6 +58,10 @@ impl Allocator {
                 },
             ));
         };
+        if c.cached.as_ref().is_some_and(|m| m.test(bit_off)) {
+            // Its magazine hands it out or frees it.
+            return Err(FreeError::Cached { chunk, offset });
+        }
         let change = free_in(self.layout, c, bit_off as i32, bits);
         self.area_freed(id, change);
         self.after_free(id);

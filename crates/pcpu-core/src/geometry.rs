@@ -132,7 +132,11 @@ impl Geometry {
             reserved_size: 0,
             dyn_size: 8192,
         };
-        Geometry::new(4096, nr_units, unit_pages * 4096, first)
+        let unit_size = unit_pages.checked_mul(4096).ok_or(GeometryError {
+            reason: "unit size overflows",
+            config: (4096, nr_units, usize::MAX, first),
+        })?;
+        Geometry::new(4096, nr_units, unit_size, first)
     }
 
     /// Parse the kernel's boot line `percpu: Embedded 62 pages/cpu s217088
@@ -144,7 +148,10 @@ impl Geometry {
         let mut d = None;
         let mut u = None;
         for tok in line.split_whitespace() {
-            let (k, v) = tok.split_at(1.min(tok.len()));
+            // The key is one ASCII letter (a token may start with any char).
+            let Some((k, v)) = tok.split_at_checked(1) else {
+                continue;
+            };
             let v: Option<usize> = v.parse().ok();
             match (k, v) {
                 ("s", Some(v)) => s = Some(v),

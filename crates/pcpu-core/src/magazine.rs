@@ -31,7 +31,9 @@ use alloc::vec::Vec;
 
 use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
 use crate::backend::Backend;
+use crate::bitmap::Bitmap;
 use crate::error::{AllocError, FreeError};
+use crate::MIN_ALLOC_SIZE;
 
 /// Freed areas of one [`Request`], kept allocated for reuse (last in, first
 /// out).
@@ -39,7 +41,9 @@ use crate::error::{AllocError, FreeError};
 /// # Invariants
 /// Every area is a live allocation of the allocator the magazine is used
 /// with, of `request().size` bytes, owned by no one else, and appears once;
-/// there are at most `capacity()` of them.
+/// there are at most `capacity()` of them. The allocator marks the areas
+/// magazines hold (checked by `check_invariants`), so a second magazine and
+/// [`Allocator::free`] refuse them with [`FreeError::Cached`].
 #[derive(Clone, Debug)]
 pub struct Magazine {
     req: Request,
@@ -103,7 +107,10 @@ impl Allocator {
         flags: AllocFlags,
     ) -> Result<Allocation, AllocError> {
         match mag.areas.pop() {
-            Some(area) => Ok(area),
+            Some(area) => {
+                self.set_cached(area, false);
+                Ok(area)
+            }
             None => self.alloc(backend, mag.req.size, mag.req.align, flags),
         }
     }
@@ -113,11 +120,11 @@ impl Allocator {
     /// half to the allocator (which may schedule the balance work).
     ///
     /// # Errors
-    /// The area must be a live allocation of `mag`'s size and not already in
-    /// `mag`: [`FreeError::UnknownChunk`] and [`FreeError::NotAllocated`] as
-    /// for [`Allocator::free`], [`FreeError::Cached`] for a second free into
-    /// the magazine, [`FreeError::WrongSize`] for an area of another size.
-    /// Nothing changes then.
+    /// The area must be a live allocation of `mag`'s size and not held by a
+    /// magazine: [`FreeError::UnknownChunk`] and [`FreeError::NotAllocated`]
+    /// as for [`Allocator::free`], [`FreeError::Cached`] for an area that
+    /// this or another magazine holds, [`FreeError::WrongSize`] for an area
+    /// of another size. Nothing changes then.
     #[inline]
     pub fn free_cached(&mut self, mag: &mut Magazine, area: Allocation) -> Result<(), FreeError> {
         let size = self.allocation_size(area.chunk, area.offset)?;
@@ -130,11 +137,8 @@ impl Allocator {
                 expected: mag.req.size,
             });
         }
-        if mag
-            .areas
-            .iter()
-            .any(|a| a.offset == offset && a.chunk == chunk)
-        {
+        if self.is_cached(area) {
+            // In this magazine or another one.
             return Err(FreeError::Cached { chunk, offset });
         }
         if mag.areas.len() >= mag.cap {
@@ -144,8 +148,37 @@ impl Allocator {
                 return Ok(());
             }
         }
-        mag.areas.push(Allocation { size, ..area });
+        let area = Allocation { size, ..area };
+        self.set_cached(area, true);
+        mag.areas.push(area);
         Ok(())
+    }
+
+    /// Is `area` (a live allocation) held by a magazine?
+    #[inline]
+    fn is_cached(&self, area: Allocation) -> bool {
+        let bit = area.offset / MIN_ALLOC_SIZE;
+        self.c(area.chunk.0)
+            .cached
+            .as_ref()
+            .is_some_and(|m| m.test(bit))
+    }
+
+    /// Mark `area` (a live allocation) as held by a magazine, or not.
+    #[inline]
+    fn set_cached(&mut self, area: Allocation, on: bool) {
+        let bit = area.offset / MIN_ALLOC_SIZE;
+        let c = self.cm(area.chunk.0);
+        match (&mut c.cached, on) {
+            (Some(m), true) => m.set(bit),
+            (Some(m), false) => m.clear(bit),
+            (None, true) => {
+                let mut m = Bitmap::new(c.map_bits as usize);
+                m.set(bit);
+                c.cached = Some(m);
+            }
+            (None, false) => {}
+        }
     }
 
     /// Free the older half of a full magazine.
@@ -165,6 +198,7 @@ impl Allocator {
     /// Free the `n` oldest areas of `mag`.
     fn free_oldest(&mut self, mag: &mut Magazine, n: usize) {
         for a in mag.areas.drain(..n) {
+            self.set_cached(a, false);
             let r = self.free(a.chunk, a.offset);
             debug_assert!(r.is_ok(), "a magazine held a dead area: {r:?}");
         }

@@ -478,6 +478,14 @@ pub enum PolicyParseError {
     },
     /// A `:`-separated part is not `knob=value`.
     Malformed(String),
+    /// `empty_pop_low` above `empty_pop_high` once all knobs are set (one of
+    /// them may be the policy's default).
+    LowAboveHigh {
+        /// `empty_pop_low`.
+        low: i32,
+        /// `empty_pop_high`.
+        high: i32,
+    },
 }
 
 impl fmt::Display for PolicyParseError {
@@ -500,6 +508,11 @@ impl fmt::Display for PolicyParseError {
             PolicyParseError::Malformed(part) => write!(
                 f,
                 "malformed policy knob `{part}` (expected NAME:knob=value:knob=value...)"
+            ),
+            PolicyParseError::LowAboveHigh { low, high } => write!(
+                f,
+                "empty_pop_low ({low}) is above empty_pop_high ({high}): \
+                 set empty_pop_low to at most {high} too"
             ),
         }
     }
@@ -590,10 +603,9 @@ impl Policy {
     /// The one constraint between knobs: `empty_pop_low <= empty_pop_high`.
     fn check_pair(&self) -> Result<(), PolicyParseError> {
         if self.empty_pop_low > self.empty_pop_high {
-            return Err(PolicyParseError::BadValue {
-                knob: "empty_pop_low",
-                value: alloc::format!("{}", self.empty_pop_low),
-                expected: "a page count at most empty_pop_high",
+            return Err(PolicyParseError::LowAboveHigh {
+                low: self.empty_pop_low,
+                high: self.empty_pop_high,
             });
         }
         Ok(())

@@ -209,7 +209,7 @@ fn huge_offsets_and_sizes_do_not_wrap() {
         let e = a
             .alloc_at(&mut b, first, off, 8, 4, AllocFlags::NORMAL)
             .unwrap_err();
-        assert!(matches!(e, AllocError::Occupied { .. }), "{e}");
+        assert!(matches!(e, AllocError::Misplaced { .. }), "{e}");
     }
     assert_eq!(snapshot(&a), before);
     a.check_invariants().unwrap();
@@ -271,6 +271,21 @@ fn geometry_errors_print_the_config() {
     );
     assert!("linux-9.9".parse::<Policy>().is_err());
     assert_eq!("seed-rfc".parse::<Policy>().unwrap().name(), "seed-rfc");
+}
+
+#[test]
+fn geometry_constructors_refuse_what_they_cannot_parse_or_hold() {
+    // Tokens starting with a multi-byte character are not fields (this
+    // panicked on the char boundary).
+    assert!(Geometry::from_kernel_line("é", 4).is_err());
+    assert!(Geometry::from_kernel_line("ésu", 4).is_err());
+    let g = Geometry::from_kernel_line("ø€ s217088 r8192 d28672 u524288 ü", 4).unwrap();
+    assert_eq!(g.unit_size(), 524_288);
+    assert!(Geometry::from_kernel_line("", 4).is_err());
+    // A unit of more pages than a usize holds in bytes.
+    let e = Geometry::simple(1, usize::MAX).unwrap_err();
+    assert!(e.to_string().contains("overflows"), "{e}");
+    assert!(Geometry::simple(4, 16).is_ok());
 }
 
 #[test]

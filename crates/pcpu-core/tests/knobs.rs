@@ -181,7 +181,11 @@ fn watermark_knobs_parse_in_any_order() {
         .parse::<Policy>()
         .unwrap_err();
     assert!(e.to_string().contains("empty_pop_low"), "{e}");
-    assert!("linux-6.1:empty_pop_high=1".parse::<Policy>().is_err());
+    // Lowering HIGH below the default LOW names both, not a value the user
+    // never wrote.
+    let e = "linux-6.1:empty_pop_high=1".parse::<Policy>().unwrap_err();
+    assert_eq!(e, PolicyParseError::LowAboveHigh { low: 2, high: 1 });
+    assert!(e.to_string().contains("empty_pop_high (1)"), "{e}");
 }
 
 /// `min_run` above a unit's size: a class's region probe is capped at a

@@ -129,6 +129,12 @@ const RESERVED_SERIAL: u32 = u32::MAX;
 /// The most chunks a kernel-placement replay keeps at once.
 const MAX_KERNEL_CHUNKS: usize = 4096;
 
+/// The most unit bytes (chunks × unit size) a kernel-placement replay keeps
+/// at once: a chunk's bitmaps take about 1/128 of its unit, so this bounds
+/// them near 512 MiB whatever the unit size (4096 chunks of 512 KiB units
+/// are 2 GiB).
+const MAX_KERNEL_UNIT_BYTES: usize = 1 << 36;
+
 /// Largest request (bytes) that goes through a magazine
 /// ([`ReplayConfig::magazine`]).
 pub const MAGAZINE_MAX_SIZE: usize = 256;
@@ -511,11 +517,15 @@ impl Replayer {
         // a few lines over thousands of made-up chunk addresses must not
         // take gigabytes (the captures here use under 50; 4096 chunks of
         // 512 KiB units would be 2 GiB of Percpu per CPU).
-        if self.a.nr_chunks() >= MAX_KERNEL_CHUNKS {
+        let max = MAX_KERNEL_CHUNKS
+            .min(MAX_KERNEL_UNIT_BYTES / self.setup.geometry.unit_size())
+            .max(1);
+        if self.a.nr_chunks() >= max {
             return Err(ReplayError::Limit {
                 line,
                 detail: format!(
-                    "the trace's allocations lie in more than {MAX_KERNEL_CHUNKS} chunks at once"
+                    "the trace's allocations lie in more than {max} chunks of {} bytes per unit at once",
+                    self.setup.geometry.unit_size()
                 ),
             });
         }
@@ -682,6 +692,28 @@ impl Replayer {
                         ),
                     });
                 }
+                if ev.off % ev.align.max(1) != 0 {
+                    return Err(ReplayError::BadEvent {
+                        line: rec.line,
+                        detail: format!("off={} is not aligned to {}", ev.off, ev.align),
+                    });
+                }
+                if self.live.contains_key(&ev.ptr) {
+                    // Checked before anything changes: a lost free event
+                    // (skipped with --lenient) or a corrupt trace.
+                    let detail = format!("pointer {:#x} allocated again while live", ev.ptr);
+                    return Err(if self.cfg.lenient {
+                        ReplayError::BadEvent {
+                            line: rec.line,
+                            detail,
+                        }
+                    } else {
+                        ReplayError::Overlap {
+                            line: rec.line,
+                            detail,
+                        }
+                    });
+                }
                 self.report.allocs += 1;
                 let kchunk = self.kernel_serial(ev.base_addr);
                 let flags = AllocFlags {
@@ -737,8 +769,20 @@ impl Replayer {
                             align,
                             flags,
                         ) {
-                            Err(e @ AllocError::Occupied { .. }) => {
+                            // Nothing changed (alignment and the unit were
+                            // checked above, so a chunk newly bound to this
+                            // kernel chunk cannot refuse it): skipped with
+                            // --lenient.
+                            Err(e @ AllocError::Occupied { .. }) if !self.cfg.lenient => {
                                 return Err(ReplayError::Overlap {
+                                    line: rec.line,
+                                    detail: e.to_string(),
+                                })
+                            }
+                            Err(
+                                e @ (AllocError::Occupied { .. } | AllocError::Misplaced { .. }),
+                            ) => {
+                                return Err(ReplayError::BadEvent {
                                     line: rec.line,
                                     detail: e.to_string(),
                                 })
@@ -796,12 +840,8 @@ impl Replayer {
                     task: rec.task.clone(),
                     pid: rec.pid,
                 };
-                if self.live.insert(ev.ptr, obj).is_some() {
-                    return Err(ReplayError::Overlap {
-                        line: rec.line,
-                        detail: format!("pointer {:#x} allocated again while live", ev.ptr),
-                    });
-                }
+                let old = self.live.insert(ev.ptr, obj);
+                debug_assert!(old.is_none(), "checked before the allocation");
                 self.maybe_balance();
             }
             Event::Free { ptr, .. } => {

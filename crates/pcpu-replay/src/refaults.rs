@@ -4,7 +4,7 @@
 //! policy lab counts its thrash windows over a replay's page log with the
 //! same [`Refaults`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use crate::engine::{PageOp, PageOpKind};
@@ -13,21 +13,28 @@ use crate::engine::{PageOp, PageOpKind};
 /// runs after the depopulation (the study's measure of thrash).
 pub const SOON_RUNS: u64 = 16;
 
+/// Runs of depopulated pages of one chunk: start → (end, balance runs,
+/// event) of their depopulation.
+type Runs = BTreeMap<u32, (u32, u64, u64)>;
+
 /// Depopulated pages waiting to be populated again, and the counts.
 ///
 /// Each depopulation and population carries the balance runs done so far
 /// and an event index (any increasing count the caller chooses); a
 /// re-population within `runs_window` runs, or within `events_window`
 /// events, of the depopulation is counted in `within_runs` or
-/// `within_events`.
+/// `within_events`. Pages are kept as runs, so the cost of an operation
+/// does not grow with the pages it covers, and forgetting a chunk does not
+/// grow with the other chunks.
 ///
 /// # Invariants
-/// `within_runs <= pages` and `within_events <= pages`; every key is a page
-/// depopulated since its chunk was created, not populated since.
+/// `within_runs <= pages` and `within_events <= pages`; the runs of a chunk
+/// are non-empty and disjoint, hold pages depopulated since the chunk was
+/// created and not populated since, and a chunk without runs has no entry.
 #[derive(Debug, Default)]
 pub struct Refaults {
-    /// (chunk, page) → (balance runs, event) when it was depopulated.
-    last: HashMap<(u64, u32), (u64, u64)>,
+    /// chunk → its runs of depopulated pages.
+    last: HashMap<u64, Runs>,
     runs_window: u64,
     events_window: u64,
     /// Pages populated again after a depopulation.
@@ -36,6 +43,32 @@ pub struct Refaults {
     pub within_runs: u64,
     /// Of those, within `events_window` events.
     pub within_events: u64,
+}
+
+/// Take the parts of `runs` inside `pages` out (the rest of a run that
+/// straddles an end stays), returning them as (start, end, run, event).
+fn cut(runs: &mut Runs, pages: &Range<u32>) -> Vec<(u32, u32, u64, u64)> {
+    let (s, e) = (pages.start, pages.end);
+    let mut taken = Vec::new();
+    // Runs are disjoint and sorted: the overlapping ones are the last that
+    // start before `e`, back to the first that ends after `s`.
+    let hits: Vec<u32> = runs
+        .range(..e)
+        .rev()
+        .take_while(|(_, &(end, _, _))| end > s)
+        .map(|(&start, _)| start)
+        .collect();
+    for start in hits {
+        let (end, run, event) = runs.remove(&start).expect("listed above");
+        if start < s {
+            runs.insert(start, (s, run, event));
+        }
+        if end > e {
+            runs.insert(e, (end, run, event));
+        }
+        taken.push((start.max(s), end.min(e), run, event));
+    }
+    taken
 }
 
 impl Refaults {
@@ -51,36 +84,39 @@ impl Refaults {
     /// `pages` of `chunk` were depopulated after `run` balance runs, at
     /// `event`.
     pub fn depopulated(&mut self, chunk: u64, pages: Range<u32>, run: u64, event: u64) {
-        for p in pages {
-            self.last.insert((chunk, p), (run, event));
+        if pages.is_empty() {
+            return;
         }
+        let runs = self.last.entry(chunk).or_default();
+        cut(runs, &pages);
+        runs.insert(pages.start, (pages.end, run, event));
     }
 
     /// `pages` of `chunk` were populated after `run` balance runs, at
     /// `event`.
     pub fn populated(&mut self, chunk: u64, pages: Range<u32>, run: u64, event: u64) {
-        if self.last.is_empty() {
+        let Some(runs) = self.last.get_mut(&chunk) else {
             return;
-        }
-        for p in pages {
-            if let Some((at_run, at_event)) = self.last.remove(&(chunk, p)) {
-                self.pages += 1;
-                if run.saturating_sub(at_run) <= self.runs_window {
-                    self.within_runs += 1;
-                }
-                if event.saturating_sub(at_event) <= self.events_window {
-                    self.within_events += 1;
-                }
+        };
+        for (start, end, at_run, at_event) in cut(runs, &pages) {
+            let n = u64::from(end - start);
+            self.pages += n;
+            if run.saturating_sub(at_run) <= self.runs_window {
+                self.within_runs += n;
             }
+            if event.saturating_sub(at_event) <= self.events_window {
+                self.within_events += n;
+            }
+        }
+        if runs.is_empty() {
+            self.last.remove(&chunk);
         }
     }
 
     /// `chunk` was created or destroyed: its pages start afresh (ids and
     /// addresses are reused).
     pub fn forget(&mut self, chunk: u64) {
-        if !self.last.is_empty() {
-            self.last.retain(|&(c, _), _| c != chunk);
-        }
+        self.last.remove(&chunk);
     }
 
     /// Count one operation of a replay's page log
@@ -117,5 +153,25 @@ mod tests {
         r.depopulated(2, 0..1, 0, 0);
         r.populated(1, 0..1, 0, 0); // another chunk's page
         assert_eq!(r.pages, 3);
+    }
+
+    #[test]
+    fn runs_split_and_merge_like_pages() {
+        let mut r = Refaults::new(SOON_RUNS, u64::MAX);
+        r.depopulated(7, 0..10, 0, 0);
+        r.depopulated(7, 4..6, 5, 5); // restamps pages 4 and 5
+        r.populated(7, 3..5, 20, 20); // page 3 late, page 4 soon
+        assert_eq!((r.pages, r.within_runs), (2, 1));
+        r.populated(7, 0..100, 20, 20); // 0..3, 5 (soon), 6..10
+        assert_eq!((r.pages, r.within_runs), (10, 2));
+        assert!(r.last.is_empty(), "{:?}", r.last);
+        r.populated(7, 0..10, 30, 30); // nothing left
+        assert_eq!(r.pages, 10);
+        // A huge range is one run, not a page each.
+        r.depopulated(8, 0..u32::MAX, 0, 0);
+        assert_eq!(r.last[&8].len(), 1);
+        r.populated(8, 10..20, 1, 1);
+        assert_eq!(r.last[&8].len(), 2);
+        assert_eq!(r.pages, 20);
     }
 }

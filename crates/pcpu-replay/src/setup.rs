@@ -46,12 +46,28 @@ impl Setup {
                 Event::Alloc(a) => Some(a.base_addr.wrapping_add(a.off).wrapping_sub(a.ptr)),
                 _ => None,
             })
-            .ok_or(ReplayError::NoEvents)?;
+            .ok_or_else(|| {
+                if records
+                    .iter()
+                    .any(|r| matches!(r.event, Event::Free { .. }))
+                {
+                    ReplayError::Setup(
+                        "the trace has percpu_free_percpu events but no percpu_alloc_percpu \
+                         event, which the first chunk's address is derived from"
+                            .into(),
+                    )
+                } else {
+                    ReplayError::NoEvents
+                }
+            })?;
         let fc = geometry.first_chunk();
         let page = geometry.page_size() as u64;
-        let first_base = (pcpu_base + (fc.static_size + fc.reserved_size) as u64) & !(page - 1);
-        let reserved_base =
-            (fc.reserved_size > 0).then(|| (pcpu_base + fc.static_size as u64) & !(page - 1));
+        // Addresses wrap like the pointers they come from (a corrupt
+        // `base_addr` makes a bogus base, never an overflow).
+        let first_base =
+            pcpu_base.wrapping_add((fc.static_size + fc.reserved_size) as u64) & !(page - 1);
+        let reserved_base = (fc.reserved_size > 0)
+            .then(|| pcpu_base.wrapping_add(fc.static_size as u64) & !(page - 1));
         let mut s = Setup {
             geometry,
             pcpu_base,
@@ -76,8 +92,9 @@ impl Setup {
 fn first_chunk_prefill(s: &Setup, records: &[Record]) -> Vec<(usize, usize)> {
     let fc = s.geometry.first_chunk();
     let page = s.geometry.page_size();
-    let unit = s.geometry.unit_size();
     let start = (fc.static_size + fc.reserved_size) % page;
+    // The dynamic area's end, from the chunk's base page.
+    let end = start + fc.dyn_size;
     // Traced allocations of the first chunk, by alignment (a power of two up
     // to the page size; anything else the replay rejects later), each list
     // sorted by offset.
@@ -89,7 +106,10 @@ fn first_chunk_prefill(s: &Setup, records: &[Record]) -> Vec<(usize, usize)> {
                 continue;
             };
             let align = usize::try_from(a.align).unwrap_or(usize::MAX).max(4);
-            if a.base_addr != s.first_base || off >= unit || size > unit {
+            // Allocations outside the first chunk's managed region (a
+            // corrupt trace: the replay refuses them itself) say nothing
+            // about what was in use before tracing.
+            if a.base_addr != s.first_base || off < start || size > end.saturating_sub(off) {
                 continue;
             }
             let size = size.next_multiple_of(4);

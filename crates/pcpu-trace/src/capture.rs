@@ -255,15 +255,31 @@ pub struct Capture {
     pub phases: Vec<MeminfoPhase>,
 }
 
+/// The most bytes read of a side file (`dmesg-percpu.txt`,
+/// `meminfo-phases.txt`): a few kilobytes in a capture, so anything near
+/// this is not one (a device such as `/dev/zero` would never end).
+const MAX_SIDE_FILE: u64 = 16 << 20;
+
 fn read_side(path: &Path) -> Result<Option<String>, CaptureError> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CaptureError::Io {
-            path: path.to_owned(),
-            source: e,
-        }),
+    let io_error = |source| CaptureError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+    };
+    let mut b = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_SIDE_FILE + 1), &mut b)
+        .map_err(io_error)?;
+    if b.len() as u64 > MAX_SIDE_FILE {
+        return Err(io_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SIDE_FILE} bytes: not a capture's side file"),
+        )));
     }
+    Ok(Some(String::from_utf8_lossy(&b).into_owned()))
 }
 
 impl Capture {

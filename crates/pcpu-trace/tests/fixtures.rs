@@ -308,6 +308,14 @@ fn capture_from_plain_trace_path_and_missing_paths() {
     .unwrap();
     let e = Capture::open(&empty).unwrap_err();
     assert!(matches!(e, CaptureError::Format { line: 2, .. }), "{e}");
+    // A side file that never ends (a device) is refused, not read forever.
+    std::fs::remove_file(empty.join("meminfo-phases.txt")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", empty.join("dmesg-percpu.txt")).unwrap();
+    let e = Capture::open(&empty).unwrap_err();
+    assert!(
+        matches!(e, CaptureError::Io { .. }) && e.to_string().contains("not a capture's side file"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&empty).unwrap();
 }
 
