@@ -144,8 +144,8 @@ impl PerCpuAllocator {
         PerCpu::new_with(self, init)
     }
 
-    /// Allocate one all-zero `T` per CPU (the allocator's memory is zeroed;
-    /// nothing else is written).
+    /// Allocate one all-zero `T` per CPU: zeros are written over every copy
+    /// (`alloc_percpu`'s memset), no constructor runs.
     ///
     /// # Errors
     /// As [`PerCpuAllocator::per_cpu`].

@@ -144,6 +144,9 @@ impl Inner {
 pub(crate) struct Balancer {
     inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
+    /// The process that started the thread: a `fork()`ed child has no
+    /// balance thread to stop or join.
+    pid: u32,
 }
 
 crate::sync::const_thread_local! {
@@ -171,12 +174,23 @@ impl Balancer {
         Ok(Balancer {
             inner,
             thread: Some(thread),
+            pid: std::process::id(),
         })
     }
 }
 
 impl Drop for Balancer {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // A `fork()`ed child: the thread, and any lock it held at the
+            // fork, are the parent's. Taking the lock could block for ever
+            // and joining would wait for a thread that does not exist here;
+            // the thread's handle on `inner` keeps the chunks mapped.
+            if let Some(t) = self.thread.take() {
+                std::mem::forget(t);
+            }
+            return;
+        }
         {
             let mut st = self.inner.state();
             st.stop = true;

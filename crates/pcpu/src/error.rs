@@ -64,6 +64,14 @@ pub enum Error {
     /// A [`RawPerCpu`](crate::RawPerCpu) used with an allocator that did not
     /// allocate it.
     ForeignHandle,
+    /// A [`RawPerCpu`](crate::RawPerCpu) looked up after it was freed (or a
+    /// copy of it was).
+    NotLive {
+        /// Its chunk.
+        chunk: pcpu_core::ChunkId,
+        /// Its offset.
+        offset: usize,
+    },
     /// The background balance thread could not be started.
     Spawn(std::io::Error),
 }
@@ -93,6 +101,11 @@ impl fmt::Display for Error {
                 write!(f, "CPU {cpu} has no unit (the allocator has {units} units)")
             }
             Error::ForeignHandle => f.write_str("raw per-CPU handle belongs to another allocator"),
+            Error::NotLive { chunk, offset } => write!(
+                f,
+                "raw per-CPU handle at offset {offset} in chunk {} is not live: it was freed",
+                chunk.0
+            ),
             Error::Spawn(e) => write!(f, "cannot start the balance thread: {e}"),
         }
     }

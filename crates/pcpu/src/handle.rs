@@ -429,8 +429,9 @@ impl<T: fmt::Debug> fmt::Debug for PerCpu<T> {
 // === Zeroable ===
 
 /// Types for which all-zero bytes are a valid value, so
-/// [`PerCpuAllocator::per_cpu_zeroed`] can hand out the allocator's zeroed
-/// memory without writing anything.
+/// [`PerCpuAllocator::per_cpu_zeroed`] can hand out zeroed memory without
+/// running any constructor (it writes zeros over every copy, as an area
+/// taken back from a thread cache holds its previous owner's bytes).
 ///
 /// # Safety
 ///

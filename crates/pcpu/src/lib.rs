@@ -87,6 +87,16 @@
 //! bookkeeping lock around each. Only pages that hold no allocation, in
 //! chunks that allocations cannot reach, are ever discarded.
 //!
+//! ## `fork()`
+//!
+//! A child of `fork()` has the parent's memory but not its balance threads.
+//! It may drop an allocator made before the fork (nothing is joined or
+//! unmapped then: the parent's thread held a reference), and use one as long
+//! as no other thread held its locks at the fork (as for any lock); memory
+//! is then given back only by [`PerCpuAllocator::balance_now`] and
+//! [`PerCpuAllocator::settle`]. As with any multi-threaded program, the safe
+//! course after `fork()` is to call `exec` soon.
+//!
 //! ## Where `unsafe` lives
 //!
 //! `sys::mmap` (the mappings), `sys::cpu` (rseq's current CPU), `sys::rseq`

@@ -207,13 +207,14 @@ impl PerCpuAllocator {
     /// Address of `raw`'s copy for CPU `cpu` (`per_cpu_ptr`), checked.
     ///
     /// The pointer is valid for reads and writes of `raw.size()` bytes, aligned
-    /// as requested, until `raw` is freed; using it afterwards is undefined
-    /// behaviour (the page may be discarded or unmapped). Computing it is
-    /// always safe.
+    /// as requested, until `raw` is freed or the allocator is dropped (its
+    /// last handle: a raw allocation does not keep it alive, and dropping it
+    /// unmaps every chunk); using it afterwards is undefined behaviour (the
+    /// page may be discarded or unmapped). Computing it is always safe.
     ///
     /// # Errors
     /// [`Error::BadCpu`] if `cpu >= units()`, [`Error::ForeignHandle`],
-    /// [`Error::Free`] if `raw` is not live (freed already).
+    /// [`Error::NotLive`] if `raw` is not live (freed already).
     #[doc(alias = "per_cpu_ptr")]
     pub fn ptr(&self, raw: RawPerCpu, cpu: usize) -> Result<NonNull<u8>, Error> {
         let units = self.units();
@@ -223,7 +224,14 @@ impl PerCpuAllocator {
         self.check_owner(raw)?;
         let region = self
             .inner()
-            .lookup_raw(raw.chunk, raw.offset, raw.ticket, raw.size)?;
+            .lookup_raw(raw.chunk, raw.offset, raw.ticket, raw.size)
+            .map_err(|e| match e {
+                Error::Free(_) => Error::NotLive {
+                    chunk: raw.chunk,
+                    offset: raw.offset,
+                },
+                e => e,
+            })?;
         Ok(region.addr(cpu, raw.offset))
     }
 
