@@ -31,6 +31,32 @@ pub(crate) struct GenOut {
     /// Units (possible CPUs) of the traced machine.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub(crate) units: u32,
+
+    /// Overwrite a capture in DIR that `pcpu gen` did not write (a real
+    /// capture, say); one it wrote is always replaced.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// Refuse to overwrite a capture that no generator wrote (its
+/// `capture-params.txt` names no `generator=`), unless `--force`.
+fn check_out(out: &GenOut) -> Result<(), CliError> {
+    let dir = &out.out;
+    let has_trace = ["trace.txt.gz", "trace.txt"]
+        .iter()
+        .any(|n| dir.join(n).exists());
+    if !has_trace || out.force {
+        return Ok(());
+    }
+    let params = std::fs::read_to_string(dir.join("capture-params.txt")).unwrap_or_default();
+    if params.lines().any(|l| l.starts_with("generator=")) {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "{}: holds a trace that `pcpu gen` did not write (its capture-params.txt names no \
+         generator); refusing to overwrite it (--force overwrites)",
+        dir.display()
+    )))
 }
 
 /// The workloads.
@@ -215,6 +241,7 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             (w.generate(), out)
         }
     };
+    check_out(out)?;
     trace.write_capture(&out.out).map_err(|e| {
         CliError::usage(format!(
             "{}: cannot write the capture: {e}",

@@ -796,6 +796,34 @@ fn hostile_inputs_fail_cleanly() {
     assert_ok(&o);
     let params = std::fs::read_to_string(Path::new(out).join("capture-params.txt")).unwrap();
     assert!(params.contains("remove_children=0.5"), "{params}");
+    // A capture no generator wrote is not overwritten without --force.
+    std::fs::write(
+        Path::new(out).join("capture-params.txt"),
+        "name=real\nsmp=4\n",
+    )
+    .unwrap();
+    let gen = |force: bool| {
+        let mut a = vec![
+            "gen",
+            "cover-letter",
+            "--parents",
+            "4",
+            "--children",
+            "2",
+            "--out",
+            out,
+        ];
+        if force {
+            a.push("--force");
+        }
+        pcpu(&a)
+    };
+    assert_fails(&gen(false), 2, &["did not write", "--force"]);
+    let params = std::fs::read_to_string(Path::new(out).join("capture-params.txt")).unwrap();
+    assert_eq!(params, "name=real\nsmp=4\n", "left as it was");
+    assert_ok(&gen(true));
+    // Its own capture is replaced without asking.
+    assert_ok(&gen(false));
 }
 
 /// docs/json.md names every field the JSON outputs carry.
