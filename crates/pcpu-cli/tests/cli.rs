@@ -780,29 +780,7 @@ fn hostile_inputs_fail_cleanly() {
         2,
         &["at most 1,000,000"],
     );
-    // The removal share in percent, as the other generators take it.
-    let o = pcpu(&[
-        "gen",
-        "cover-letter",
-        "--parents",
-        "4",
-        "--children",
-        "2",
-        "--remove-pct",
-        "50",
-        "--out",
-        out,
-    ]);
-    assert_ok(&o);
-    let params = std::fs::read_to_string(Path::new(out).join("capture-params.txt")).unwrap();
-    assert!(params.contains("remove_children=0.5"), "{params}");
-    // A capture no generator wrote is not overwritten without --force.
-    std::fs::write(
-        Path::new(out).join("capture-params.txt"),
-        "name=real\nsmp=4\n",
-    )
-    .unwrap();
-    let gen = |force: bool| {
+    let gen = |extra: &[&str]| {
         let mut a = vec![
             "gen",
             "cover-letter",
@@ -813,17 +791,25 @@ fn hostile_inputs_fail_cleanly() {
             "--out",
             out,
         ];
-        if force {
-            a.push("--force");
-        }
+        a.extend_from_slice(extra);
         pcpu(&a)
     };
-    assert_fails(&gen(false), 2, &["did not write", "--force"]);
+    // The removal share in percent, as the other generators take it.
+    assert_ok(&gen(&["--remove-pct", "50"]));
+    let params = std::fs::read_to_string(Path::new(out).join("capture-params.txt")).unwrap();
+    assert!(params.contains("remove_children=0.5"), "{params}");
+    // A capture no generator wrote is not overwritten without --force.
+    std::fs::write(
+        Path::new(out).join("capture-params.txt"),
+        "name=real\nsmp=4\n",
+    )
+    .unwrap();
+    assert_fails(&gen(&[]), 2, &["did not write", "--force"]);
     let params = std::fs::read_to_string(Path::new(out).join("capture-params.txt")).unwrap();
     assert_eq!(params, "name=real\nsmp=4\n", "left as it was");
-    assert_ok(&gen(true));
+    assert_ok(&gen(&["--force"]));
     // Its own capture is replaced without asking.
-    assert_ok(&gen(false));
+    assert_ok(&gen(&[]));
 }
 
 /// docs/json.md names every field the JSON outputs carry.
