@@ -146,7 +146,7 @@ pub(super) fn magazines(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<()
          first, and every balance run drains all magazines before it works, so reclaim sees \
          their areas. A cached area stays allocated: the cost is memory, the gain the \
          bookkeeping of each allocation it serves (an alloc+free pair through a magazine \
-         takes 14 ns in the core instead of 61 ns, BENCHMARKS.md).\n"
+         takes 8 ns in the core instead of 60 ns, BENCHMARKS.md).\n"
     );
     md.push_str(&w.sweep_section(mag, "linux-5.14 rules, per-CPU magazines varied")?);
     let mut rows = Vec::new();
