@@ -42,10 +42,16 @@ pub(crate) struct GenOut {
 /// `capture-params.txt` names no `generator=`), unless `--force`.
 fn check_out(out: &GenOut) -> Result<(), CliError> {
     let dir = &out.out;
-    let has_trace = ["trace.txt.gz", "trace.txt"]
-        .iter()
-        .any(|n| dir.join(n).exists());
-    if !has_trace || out.force {
+    let has_capture = [
+        "trace.txt.gz",
+        "trace.txt",
+        "dmesg-percpu.txt",
+        "meminfo-phases.txt",
+        "capture-params.txt",
+    ]
+    .iter()
+    .any(|n| dir.join(n).exists());
+    if !has_capture || out.force {
         return Ok(());
     }
     let params = std::fs::read_to_string(dir.join("capture-params.txt")).unwrap_or_default();
@@ -53,7 +59,7 @@ fn check_out(out: &GenOut) -> Result<(), CliError> {
         return Ok(());
     }
     Err(CliError::usage(format!(
-        "{}: holds a trace that `pcpu gen` did not write (its capture-params.txt names no \
+        "{}: holds a capture that `pcpu gen` did not write (its capture-params.txt names no \
          generator); refusing to overwrite it (--force overwrites)",
         dir.display()
     )))

@@ -495,6 +495,9 @@ impl Allocator {
             // most of the empty pages can still give back the surplus. An
             // isolated chunk may keep empty pages that are the reserve
             // (`plan_reclaim`): it is queued again only when a page can go.
+            // A fully free isolated chunk is always queued: reclaim returns
+            // it to the free slot (it can hold nothing that a later free
+            // would queue it for).
             PolicyKind::Pcpu => {
                 let more = if c.isolated {
                     1
@@ -502,9 +505,11 @@ impl Allocator {
                     self.policy.reclaim_surplus.max(1)
                 };
                 let want = self.reclaim_floor() + more;
+                let fully_free = c.free_bytes == self.geo.unit_size() as i32;
                 c.nr_empty_pop_pages > 0
-                    && (c.isolated || c.nr_empty_pop_pages as usize >= threshold)
-                    && self.reserve_pages(want) >= want
+                    && ((c.isolated && fully_free)
+                        || ((c.isolated || c.nr_empty_pop_pages as usize >= threshold)
+                            && self.reserve_pages(want) >= want))
             }
             _ => {
                 (c.isolated && c.nr_empty_pop_pages > 0)
@@ -929,11 +934,14 @@ impl Allocator {
     /// Two-phase allocation: population failed; free the area again
     /// ("failed to populate").
     ///
-    /// An `area` that is not a live allocation changes nothing (debug builds
-    /// assert).
+    /// An `area` that is not a live allocation, or that a [`Magazine`]
+    /// holds, changes nothing (debug builds assert).
+    ///
+    /// [`Magazine`]: crate::Magazine
     pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) {
         let id = area.chunk.0;
-        let live = self.allocation_size(area.chunk, area.offset) == Ok(area.size);
+        let live =
+            self.allocation_size(area.chunk, area.offset) == Ok(area.size) && !self.is_cached(area);
         debug_assert!(live, "abort_area({area:?}): not a live allocation");
         if !live {
             return;
@@ -952,10 +960,13 @@ impl Allocator {
     /// [`Allocator::abort_area`] it is not counted as a failure (the
     /// statistics count an allocation and a free).
     ///
-    /// An `area` that is not a live allocation changes nothing (debug builds
-    /// assert).
+    /// An `area` that is not a live allocation, or that a [`Magazine`]
+    /// holds, changes nothing (debug builds assert).
+    ///
+    /// [`Magazine`]: crate::Magazine
     pub fn cancel_area(&mut self, area: Allocation) {
-        let live = self.allocation_size(area.chunk, area.offset) == Ok(area.size);
+        let live =
+            self.allocation_size(area.chunk, area.offset) == Ok(area.size) && !self.is_cached(area);
         debug_assert!(live, "cancel_area({area:?}): not a live allocation");
         if !live {
             return;

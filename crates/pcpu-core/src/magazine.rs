@@ -43,7 +43,10 @@ use crate::MIN_ALLOC_SIZE;
 /// with, of `request().size` bytes, owned by no one else, and appears once;
 /// there are at most `capacity()` of them. The allocator marks the areas
 /// magazines hold (checked by `check_invariants`), so a second magazine and
-/// [`Allocator::free`] refuse them with [`FreeError::Cached`].
+/// [`Allocator::free`] refuse them with [`FreeError::Cached`]. `Clone` is
+/// for snapshots of a magazine together with its allocator: two clones used
+/// with one allocator would hand the same area out twice (debug builds
+/// assert).
 #[derive(Clone, Debug)]
 pub struct Magazine {
     req: Request,
@@ -108,6 +111,10 @@ impl Allocator {
     ) -> Result<Allocation, AllocError> {
         match mag.areas.pop() {
             Some(area) => {
+                debug_assert!(
+                    self.is_cached(area),
+                    "{area:?} is not marked: a clone of the magazine handed it out"
+                );
                 self.set_cached(area, false);
                 Ok(area)
             }
@@ -156,7 +163,7 @@ impl Allocator {
 
     /// Is `area` (a live allocation) held by a magazine?
     #[inline]
-    fn is_cached(&self, area: Allocation) -> bool {
+    pub(crate) fn is_cached(&self, area: Allocation) -> bool {
         let bit = area.offset / MIN_ALLOC_SIZE;
         self.c(area.chunk.0)
             .cached

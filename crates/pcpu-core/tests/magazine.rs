@@ -146,6 +146,17 @@ fn an_area_in_a_magazine_has_no_other_owner() {
     assert_eq!(a.free_cached(&mut m2, z), Err(held.clone()));
     assert_eq!(a.free(z.chunk, z.offset), Err(held));
     assert!(m2.is_empty());
+    // Nor may the two-phase protocol take it back (debug builds assert).
+    for cancel in [true, false] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if cancel {
+                a.cancel_area(z);
+            } else {
+                a.abort_area(z, AllocFlags::NORMAL);
+            }
+        }));
+        assert_eq!(r.is_err(), cfg!(debug_assertions));
+    }
     assert_eq!((a.percpu_stats(), m1.areas().to_vec()), before);
     a.check_invariants().unwrap();
     // Nothing else can be placed there while m1 holds it.

@@ -24,6 +24,9 @@ fn allocator(policy: Policy) -> Allocator {
 /// populated, and all pages the runs populated.
 #[derive(Debug, Default)]
 struct Runs {
+    /// Fully free isolated chunks with populated pages, seen after settling
+    /// (nothing would queue them again: they hold nothing to free).
+    stuck: usize,
     runs: usize,
     idle: usize,
     reclaimed: usize,
@@ -33,6 +36,12 @@ struct Runs {
 }
 
 fn settle(a: &mut Allocator, b: &mut SimBackend, runs: &mut Runs) {
+    let stuck = |a: &Allocator| {
+        a.chunk_ids()
+            .filter_map(|id| a.chunk(id))
+            .filter(|c| c.is_isolated() && c.nr_alloc() == 0 && c.nr_empty_pop_pages() > 0)
+            .count()
+    };
     while a.balance_pending() {
         let r = a.balance(b);
         runs.runs += 1;
@@ -49,6 +58,7 @@ fn settle(a: &mut Allocator, b: &mut SimBackend, runs: &mut Runs) {
             runs.repopulated_in_run += r.populated;
         }
     }
+    runs.stuck += stuck(a);
 }
 
 /// Rounds of groups of objects (8 to 512 bytes) allocated together and
@@ -110,4 +120,48 @@ fn pcpu_queues_an_isolated_chunk_again_only_when_a_page_can_go() {
     // would find nothing to do (about 2,400 of 2,550 on this churn).
     let (pcpu, _) = churn(Policy::pcpu());
     assert!(pcpu.idle * 10 <= pcpu.runs, "{pcpu:?}");
+    // A chunk emptied while isolated goes back to the free slot, whatever
+    // the reserve: nothing would queue it again later.
+    assert_eq!(pcpu.stuck, 0, "{pcpu:?}");
+}
+
+/// Allocations and frees mixed at random, the balance work settled every
+/// 40 operations: frees that empty an isolated chunk come while the reserve
+/// is short.
+fn mixed(seed: u64) -> Runs {
+    let mut a = allocator(Policy::pcpu());
+    let mut b = SimBackend::default();
+    let mut runs = Runs::default();
+    let mut rng = seed;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut live: Vec<Allocation> = Vec::new();
+    for step in 0..20_000u64 {
+        // Phases of growth and of shrinking, so chunks fill and empty.
+        let grow = (step / 2000) % 2 == 0;
+        if live.is_empty() || next(10) < if grow { 7 } else { 3 } {
+            let size = 8usize << next(9);
+            live.push(a.alloc(&mut b, size, 8, AllocFlags::NORMAL).unwrap());
+        } else {
+            let x = live.swap_remove(next(live.len() as u64) as usize);
+            a.free(x.chunk, x.offset).unwrap();
+        }
+        a.check_invariants().unwrap();
+        if step % 40 == 39 {
+            settle(&mut a, &mut b, &mut runs);
+        }
+    }
+    runs
+}
+
+#[test]
+fn an_isolated_chunk_emptied_while_the_reserve_is_short_goes_back() {
+    for seed in 1..=4 {
+        let r = mixed(0x9e37_79b9 + seed);
+        assert_eq!(r.stuck, 0, "seed {seed}: {r:?}");
+    }
 }

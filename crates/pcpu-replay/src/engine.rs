@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use pcpu_core::{
     AllocError, AllocFlags, Allocation, Allocator, Backend, BackendError, ChunkId, ChunkKind,
-    ClassHint, FreeError, Magazine, Policy, SimBackend,
+    ClassHint, FreeError, Magazine, Policy, SimBackend, MIN_ALLOC_SIZE,
 };
 use pcpu_trace::{Event, Record};
 
@@ -692,10 +692,15 @@ impl Replayer {
                         ),
                     });
                 }
-                if ev.off % ev.align.max(1) != 0 {
+                // Alignments under 4 are 4, as in the kernel and `alloc_at`.
+                if ev.off % ev.align.max(MIN_ALLOC_SIZE as u64) != 0 {
                     return Err(ReplayError::BadEvent {
                         line: rec.line,
-                        detail: format!("off={} is not aligned to {}", ev.off, ev.align),
+                        detail: format!(
+                            "off={} is not aligned to {}",
+                            ev.off,
+                            ev.align.max(MIN_ALLOC_SIZE as u64)
+                        ),
                     });
                 }
                 if self.live.contains_key(&ev.ptr) {
@@ -714,7 +719,6 @@ impl Replayer {
                         }
                     });
                 }
-                self.report.allocs += 1;
                 let kchunk = self.kernel_serial(ev.base_addr);
                 let flags = AllocFlags {
                     atomic: ev.is_atomic,
@@ -791,7 +795,10 @@ impl Replayer {
                         }
                     }
                 };
-                // Invalid requests were refused above, before anything changed.
+                // Invalid requests were refused above, before anything changed
+                // (a new kernel chunk's serial or binding only comes with an
+                // allocation it accepts: see the kernel arm).
+                self.report.allocs += 1;
                 let ours = match res {
                     Ok(x) => Some(x),
                     Err(_) => {

@@ -95,6 +95,9 @@ impl Refaults {
     /// `pages` of `chunk` were populated after `run` balance runs, at
     /// `event`.
     pub fn populated(&mut self, chunk: u64, pages: Range<u32>, run: u64, event: u64) {
+        if pages.is_empty() {
+            return;
+        }
         let Some(runs) = self.last.get_mut(&chunk) else {
             return;
         };
@@ -173,5 +176,13 @@ mod tests {
         r.populated(8, 10..20, 1, 1);
         assert_eq!(r.last[&8].len(), 2);
         assert_eq!(r.pages, 20);
+        // Empty and reversed ranges are nothing (a reversed one broke the
+        // runs).
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = 30..25;
+        r.populated(8, reversed.clone(), 2, 2);
+        r.depopulated(8, reversed, 2, 2);
+        r.populated(8, 5..5, 2, 2);
+        assert_eq!((r.pages, r.last[&8].len()), (20, 2));
     }
 }

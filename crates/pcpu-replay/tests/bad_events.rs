@@ -159,3 +159,26 @@ fn an_allocation_past_the_first_chunks_region_is_refused_where_it_is() {
         }
     }
 }
+
+#[test]
+fn a_skipped_event_binds_no_chunk_and_counts_no_allocation() {
+    // Alignments under 4 are 4: `align=2 off=2` is misaligned, on a kernel
+    // chunk not seen before.
+    let other = BASE + (1 << 20);
+    let bad = format!(
+        "  mkdir-100 [001] .....  1.000000: percpu_alloc_percpu: call_site=f+0x1/0x2 reserved=0 is_atomic=0 size=4 align=2 base_addr={other:x} off=2 ptr={:016x} bytes_alloc=16 gfp_flags=\n",
+        other + 2 - PCPU_BASE
+    );
+    let recs = records(&[alloc(FIRST, 8, 8), bad].concat());
+    let mut rp = replayer(&recs, "linux-6.1", Placement::Kernel, true);
+    rp.feed(&recs[0]).unwrap();
+    let chunks = rp.allocator().nr_chunks();
+    rp.feed(&recs[1]).unwrap();
+    assert_eq!(rp.bad_events(), 1);
+    assert_eq!(rp.allocator().nr_chunks(), chunks);
+    assert_eq!(rp.finish(0.0).allocs, 1);
+    let mut rp = replayer(&recs, "linux-6.1", Placement::Kernel, false);
+    rp.feed(&recs[0]).unwrap();
+    let e = rp.feed(&recs[1]).unwrap_err();
+    assert!(e.to_string().contains("not aligned to 4"), "{e}");
+}
