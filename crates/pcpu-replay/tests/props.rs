@@ -9,10 +9,12 @@ use pcpu_trace::{FirstChunkGeometry, ParseOptions, TraceReader};
 use proptest::prelude::*;
 
 /// The first chunk's base address of the geometry below, and two others.
-const BASES: [u64; 3] = [
+const BASES: [u64; 4] = [
     0xffff_8dc3_bbc3_7000,
     0xffff_f075_ffc0_0000,
     0xffff_f075_ffc8_0000,
+    // Where additions wrap.
+    0xffff_ffff_ffff_f000,
 ];
 /// `pcpu_base_addr` of every allocation (`base_addr + off - ptr`).
 const PCPU_BASE: u64 = 0xffff_8dc3_bbc0_0000;
@@ -25,6 +27,8 @@ enum Ev {
         base: usize,
         off: u64,
         atomic: bool,
+        /// A pointer that does not match `base` and `off` (a corrupt line).
+        bogus_ptr: Option<u64>,
     },
     /// Free the `k`th allocation so far (or a made-up pointer when none).
     Free(usize),
@@ -58,12 +62,14 @@ fn ev() -> impl Strategy<Value = Ev> {
         1 => prop_oneof![0u64..600_000, Just(u64::MAX - 3), Just(1 << 40)],
     ];
     let first_off = (0u64..7168).prop_map(|w| 225_280 + w * 4);
+    let bogus = prop_oneof![15 => Just(None), 1 => any::<u64>().prop_map(Some)];
     prop_oneof![
-        4 => (size.clone(), align.clone(), 1usize..3, off, any::<bool>()).prop_map(
-            |(size, align, base, off, atomic)| Ev::Alloc { size, align, base, off, atomic }
-        ),
-        2 => (size, align, first_off, any::<bool>()).prop_map(|(size, align, off, atomic)| {
-            Ev::Alloc { size, align, base: 0, off, atomic }
+        4 => (size.clone(), align.clone(), prop_oneof![8 => 1usize..3, 1 => Just(3)], off, any::<bool>(), bogus.clone())
+            .prop_map(|(size, align, base, off, atomic, bogus_ptr)| Ev::Alloc {
+                size, align, base, off, atomic, bogus_ptr
+            }),
+        2 => (size, align, first_off, any::<bool>(), bogus).prop_map(|(size, align, off, atomic, bogus_ptr)| {
+            Ev::Alloc { size, align, base: 0, off, atomic, bogus_ptr }
         }),
         4 => (0usize..64).prop_map(Ev::Free),
         1 => (any::<bool>(), 0usize..3, 0u32..140, 0u32..140)
@@ -93,8 +99,10 @@ fn text(events: &[Ev]) -> String {
                 base,
                 off,
                 atomic,
+                bogus_ptr,
             } => {
-                let ptr = BASES[base].wrapping_add(off).wrapping_sub(PCPU_BASE);
+                let ptr = bogus_ptr
+                    .unwrap_or_else(|| BASES[base].wrapping_add(off).wrapping_sub(PCPU_BASE));
                 ptrs.push(ptr);
                 format!(
                     "percpu_alloc_percpu: call_site=f+0x1/0x2 reserved=0 is_atomic={} size={size} align={align} base_addr={:x} off={off} ptr={ptr:016x} bytes_alloc=48 gfp_flags=",
