@@ -446,7 +446,15 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
                 path.display()
             )));
         }
-        let cap = Capture::open(path).map_err(|e| capture_error(&e))?;
+        let (cap, meminfo_error) =
+            Capture::open_without_bad_meminfo(path).map_err(|e| capture_error(&e))?;
+        if let Some(e) = meminfo_error {
+            // The kernel's Percpu figures come from the trace's phase
+            // markers; the meminfo file only repeats them.
+            warn(&format!(
+                "{e} (ignored: the trace's phase markers are used)"
+            ));
+        }
         // The folder's name for a capture folder or its standard trace file,
         // else the file's name.
         let file_name = path

@@ -1077,3 +1077,22 @@ fn replay_reports_long_lived_objects() {
     ]));
     assert!(text.contains("predicted long-lived:"), "{text}");
 }
+
+/// A malformed meminfo-phases.txt, which the commands do not use, is a
+/// warning, not the end of the run.
+#[test]
+fn a_bad_meminfo_file_is_only_a_warning() {
+    let dir = tmp("bad-meminfo");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["trace.txt.gz", "dmesg-percpu.txt"] {
+        std::fs::copy(Path::new(SMALL).join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join("meminfo-phases.txt"), "PHASE B\n").unwrap();
+    let o = pcpu(&["replay", dir.to_str().unwrap()]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("meminfo-phases.txt:1") && err.contains("ignored"),
+        "{err}"
+    );
+}

@@ -287,7 +287,24 @@ impl Capture {
     /// `meminfo-phases.txt` are looked for beside it). Reads the small side files now; the
     /// trace itself is read by [`Capture::reader`] or [`Capture::parse`].
     pub fn open(path: impl AsRef<Path>) -> Result<Capture, CaptureError> {
-        let path = path.as_ref();
+        Capture::open_inner(path.as_ref(), true).map(|(cap, _)| cap)
+    }
+
+    /// [`Capture::open`], but a `meminfo-phases.txt` that cannot be read or
+    /// decoded is left out (no phases) and its error returned beside the
+    /// capture, for tools that do not need the kernel's meminfo figures.
+    pub fn open_without_bad_meminfo(
+        path: impl AsRef<Path>,
+    ) -> Result<(Capture, Option<CaptureError>), CaptureError> {
+        Capture::open_inner(path.as_ref(), false)
+    }
+
+    /// Open; with `strict`, a bad meminfo file is the error, else it comes
+    /// back beside the capture.
+    fn open_inner(
+        path: &Path,
+        strict: bool,
+    ) -> Result<(Capture, Option<CaptureError>), CaptureError> {
         let meta = fs::metadata(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => CaptureError::NoTrace {
                 path: path.to_owned(),
@@ -316,24 +333,30 @@ impl Capture {
         let dmesg = dir.join("dmesg-percpu.txt");
         let dmesg_text = read_side(&dmesg)?;
         let meminfo = dir.join("meminfo-phases.txt");
-        let phases = match read_side(&meminfo)? {
-            Some(text) => Some(parse_meminfo_phases(&text).map_err(|(line, message)| {
-                CaptureError::Format {
+        let parsed = read_side(&meminfo).and_then(|text| {
+            text.map(|t| {
+                parse_meminfo_phases(&t).map_err(|(line, message)| CaptureError::Format {
                     path: meminfo.clone(),
                     line,
                     message,
-                }
-            })?),
-            None => None,
+                })
+            })
+            .transpose()
+        });
+        let (phases, meminfo_error) = match parsed {
+            Ok(p) => (p, None),
+            Err(e) if strict => return Err(e),
+            Err(e) => (None, Some(e)),
         };
-        Ok(Capture {
+        let cap = Capture {
             geometry: dmesg_text.as_deref().and_then(parse_dmesg),
             dmesg_path: dmesg_text.map(|_| dmesg),
             meminfo_path: phases.as_ref().map(|_| meminfo),
             phases: phases.unwrap_or_default(),
             dir,
             trace_path,
-        })
+        };
+        Ok((cap, meminfo_error))
     }
 
     /// The folder's name (e.g. `memcg-1000x10-smp4`).

@@ -308,6 +308,13 @@ fn capture_from_plain_trace_path_and_missing_paths() {
     .unwrap();
     let e = Capture::open(&empty).unwrap_err();
     assert!(matches!(e, CaptureError::Format { line: 2, .. }), "{e}");
+    // Tools that do not need it open the capture anyway and get the error.
+    let (cap, e) = Capture::open_without_bad_meminfo(&empty).unwrap();
+    assert!(
+        matches!(e, Some(CaptureError::Format { line: 2, .. })),
+        "{e:?}"
+    );
+    assert!(cap.phases.is_empty() && cap.meminfo_path.is_none());
     // A side file that never ends (a device) is refused, not read forever.
     std::fs::remove_file(empty.join("meminfo-phases.txt")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", empty.join("dmesg-percpu.txt")).unwrap();
