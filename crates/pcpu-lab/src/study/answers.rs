@@ -144,7 +144,7 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
         let max_hits = hits.iter().copied().fold(0.0, f64::max);
         let held = changes(subjects, mag, "32", "off", &after_kb);
         let a = format!(
-            "Segregating by size (page-exclusive power-of-two classes) {}, and {} while the workload is at its peak; segregating by call site {}. A per-CPU cache of freed objects (magazines of 32) would serve at most {max_hits:.1}% of the allocations and {}.",
+            "Segregating by size (page-exclusive power-of-two classes) {}, and {} at the refill peaks (the phases right after creation); segregating by call site {}. A per-CPU cache of freed objects (magazines of 32) would serve at most {max_hits:.1}% of the allocations and {}.",
             verb(&fl, "the floor after removals"),
             verb(&re, "resident memory"),
             verb(&cs, "the floor"),

@@ -36,7 +36,8 @@ pub(super) fn backfill(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(),
          least three eighths of a page that starts on a page already holding objects, and only \
          without one in the first fit. Smaller holes stay with first fit (a task's objects would \
          be split over them); looking across chunks instead spreads every refill over every \
-         chunk (32 of 162 traces of seeds 1 to 40 above +1% of linux-5.14). One exception: a \
+         chunk (32 of 162 traces, seeds 1 to 40 and the two real captures, above +1% of \
+         linux-5.14). One exception: a \
          small request whose walk first comes to an active chunk more than three quarters free \
          (the spare chunk a large object opened) takes a run beside the survivors of an \
          isolated chunk first; otherwise the refill goes on in that chunk while isolated \

@@ -67,7 +67,7 @@ pub(super) fn refill_order(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result
     let held_out = orders_table(
         md,
         ctx.holdout_pairs,
-        "held out: no default was chosen on them",
+        "held out: the refill order was not chosen on them",
     );
     let room = changes(subjects, refill, "room", "kernel", &after_kb);
     let name = |o: Option<Refill>| o.map_or("n/a", |o| o.name());
