@@ -33,6 +33,7 @@ use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
 use crate::backend::Backend;
 use crate::bitmap::Bitmap;
 use crate::error::{AllocError, FreeError};
+use crate::slots::Entry;
 use crate::MIN_ALLOC_SIZE;
 
 /// Freed areas of one [`Request`], kept allocated for reuse (last in, first
@@ -44,9 +45,9 @@ use crate::MIN_ALLOC_SIZE;
 /// there are at most `capacity()` of them. The allocator marks the areas
 /// magazines hold (checked by `check_invariants`), so a second magazine and
 /// [`Allocator::free`] refuse them with [`FreeError::Cached`]. `Clone` is
-/// for snapshots of a magazine together with its allocator: two clones used
-/// with one allocator would hand the same area out twice (debug builds
-/// assert).
+/// for snapshots of a magazine together with its allocator; two clones used
+/// with one allocator share their areas, each going to whichever hands it
+/// out or drains it first (the other skips it).
 #[derive(Clone, Debug)]
 pub struct Magazine {
     req: Request,
@@ -109,17 +110,13 @@ impl Allocator {
         mag: &mut Magazine,
         flags: AllocFlags,
     ) -> Result<Allocation, AllocError> {
-        match mag.areas.pop() {
-            Some(area) => {
-                debug_assert!(
-                    self.is_cached(area),
-                    "{area:?} is not marked: a clone of the magazine handed it out"
-                );
-                self.set_cached(area, false);
-                Ok(area)
+        while let Some(area) = mag.areas.pop() {
+            // Unmarked: a clone of this magazine took it first.
+            if self.take_cached(area) {
+                return Ok(area);
             }
-            None => self.alloc(backend, mag.req.size, mag.req.align, flags),
         }
+        self.alloc(backend, mag.req.size, mag.req.align, flags)
     }
 
     /// Free `area` into `mag` instead of the allocator: it stays allocated
@@ -156,35 +153,46 @@ impl Allocator {
             }
         }
         let area = Allocation { size, ..area };
-        self.set_cached(area, true);
+        self.mark_cached(area);
         mag.areas.push(area);
         Ok(())
     }
 
-    /// Is `area` (a live allocation) held by a magazine?
+    /// Is `area` held by a magazine?
     #[inline]
     pub(crate) fn is_cached(&self, area: Allocation) -> bool {
         let bit = area.offset / MIN_ALLOC_SIZE;
-        self.c(area.chunk.0)
-            .cached
-            .as_ref()
-            .is_some_and(|m| m.test(bit))
+        self.chunk(area.chunk)
+            .and_then(|c| c.cached.as_ref())
+            .is_some_and(|m| bit < m.len() && m.test(bit))
     }
 
-    /// Mark `area` (a live allocation) as held by a magazine, or not.
+    /// Mark `area`, a live allocation, as held by a magazine.
     #[inline]
-    fn set_cached(&mut self, area: Allocation, on: bool) {
+    fn mark_cached(&mut self, area: Allocation) {
         let bit = area.offset / MIN_ALLOC_SIZE;
         let c = self.cm(area.chunk.0);
-        match (&mut c.cached, on) {
-            (Some(m), true) => m.set(bit),
-            (Some(m), false) => m.clear(bit),
-            (None, true) => {
-                let mut m = Bitmap::new(c.map_bits as usize);
-                m.set(bit);
-                c.cached = Some(m);
+        let map_bits = c.map_bits as usize;
+        c.cached
+            .get_or_insert_with(|| Bitmap::new(map_bits))
+            .set(bit);
+    }
+
+    /// Clear `area`'s mark, if it has one: whether it had.
+    #[inline]
+    fn take_cached(&mut self, area: Allocation) -> bool {
+        let bit = area.offset / MIN_ALLOC_SIZE;
+        let map = self
+            .arena
+            .get_mut(area.chunk.0 as usize)
+            .and_then(Entry::chunk_mut)
+            .and_then(|c| c.cached.as_mut());
+        match map {
+            Some(m) if bit < m.len() && m.test(bit) => {
+                m.clear(bit);
+                true
             }
-            (None, false) => {}
+            _ => false,
         }
     }
 
@@ -192,22 +200,27 @@ impl Allocator {
     #[cold]
     fn spill(&mut self, mag: &mut Magazine) {
         let older = mag.areas.len() - mag.cap / 2;
-        self.free_oldest(mag, older);
+        let _ = self.free_oldest(mag, older);
     }
 
-    /// Free every area `mag` holds, oldest first. Returns how many.
+    /// Free every area `mag` holds, oldest first. Returns how many (areas a
+    /// clone of `mag` took first are only dropped).
     pub fn drain(&mut self, mag: &mut Magazine) -> usize {
         let n = mag.areas.len();
-        self.free_oldest(mag, n);
-        n
+        self.free_oldest(mag, n)
     }
 
-    /// Free the `n` oldest areas of `mag`.
-    fn free_oldest(&mut self, mag: &mut Magazine, n: usize) {
+    /// Free the `n` oldest areas of `mag`; returns how many it freed.
+    fn free_oldest(&mut self, mag: &mut Magazine, n: usize) -> usize {
+        let mut freed = 0;
         for a in mag.areas.drain(..n) {
-            self.set_cached(a, false);
-            let r = self.free(a.chunk, a.offset);
-            debug_assert!(r.is_ok(), "a magazine held a dead area: {r:?}");
+            // Unmarked: a clone of this magazine took it first.
+            if self.take_cached(a) {
+                let r = self.free(a.chunk, a.offset);
+                debug_assert!(r.is_ok(), "a magazine held a dead area: {r:?}");
+                freed += 1;
+            }
         }
+        freed
     }
 }

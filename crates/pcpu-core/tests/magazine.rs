@@ -177,6 +177,43 @@ fn an_area_in_a_magazine_has_no_other_owner() {
     a.check_invariants().unwrap();
 }
 
+/// Clones of a magazine (snapshots) used with one allocator share their
+/// areas: each goes to whichever hands it out or drains it first.
+#[test]
+fn clones_of_a_magazine_never_hand_one_area_out_twice() {
+    let mut a = small();
+    let mut b = SimBackend::default();
+    let mut m1 = Magazine::new(a.request(8, 8).unwrap(), 4);
+    let z = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    let y = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    a.free_cached(&mut m1, y).unwrap();
+    a.free_cached(&mut m1, z).unwrap();
+    let mut m2 = m1.clone();
+    assert_eq!(
+        a.alloc_cached(&mut b, &mut m1, AllocFlags::NORMAL).unwrap(),
+        z
+    );
+    let other = a.alloc_cached(&mut b, &mut m2, AllocFlags::NORMAL).unwrap();
+    assert_eq!(other, y, "z is taken: the clone skips it");
+    let next = a.alloc_cached(&mut b, &mut m1, AllocFlags::NORMAL).unwrap();
+    assert!(next != z && next != y, "{next:?}");
+    a.check_invariants().unwrap();
+    // Everything freed once, by its one owner.
+    for x in [z, y, next] {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    assert_eq!((a.drain(&mut m1), a.drain(&mut m2)), (0, 0));
+    assert_eq!(a.stats().nr_cur_alloc, 0);
+    // Both clones holding an area: the first drain frees it, the second
+    // skips it.
+    let w = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    a.free_cached(&mut m1, w).unwrap();
+    let mut m2 = m1.clone();
+    assert_eq!((a.drain(&mut m1), a.drain(&mut m2)), (1, 0));
+    assert_eq!(a.stats().nr_cur_alloc, 0);
+    a.check_invariants().unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
