@@ -519,7 +519,8 @@ pub fn render(r: &PinsReport, top: usize, order: PinOrder) -> String {
     out.push_str(
         "pinned: pages (per unit) on which this owner's objects are the only live objects;\n\
          freeing them would empty those pages. share: each page holding live objects split\n\
-         among its owners by live bytes (shares add up to the pages holding live objects).\n",
+         among its owners by live bytes (shares add up to the pages holding live objects,\n\
+         the figures shown up to their rounding).\n",
     );
     out
 }
