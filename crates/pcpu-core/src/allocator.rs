@@ -940,8 +940,7 @@ impl Allocator {
     /// [`Magazine`]: crate::Magazine
     pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) {
         let id = area.chunk.0;
-        let live =
-            self.allocation_size(area.chunk, area.offset) == Ok(area.size) && !self.is_cached(area);
+        let live = self.is_own_area(area);
         debug_assert!(live, "abort_area({area:?}): not a live allocation");
         if !live {
             return;
@@ -965,8 +964,7 @@ impl Allocator {
     ///
     /// [`Magazine`]: crate::Magazine
     pub fn cancel_area(&mut self, area: Allocation) {
-        let live =
-            self.allocation_size(area.chunk, area.offset) == Ok(area.size) && !self.is_cached(area);
+        let live = self.is_own_area(area);
         debug_assert!(live, "cancel_area({area:?}): not a live allocation");
         if !live {
             return;

@@ -58,7 +58,7 @@ impl Allocator {
                 },
             ));
         };
-        if c.cached.as_ref().is_some_and(|m| m.test(bit_off)) {
+        if c.is_cached_at(bit_off) {
             // Its magazine hands it out or frees it.
             return Err(FreeError::Cached { chunk, offset });
         }

@@ -32,6 +32,7 @@ use alloc::vec::Vec;
 use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
 use crate::backend::Backend;
 use crate::bitmap::Bitmap;
+use crate::chunk::Chunk;
 use crate::error::{AllocError, FreeError};
 use crate::slots::Entry;
 use crate::MIN_ALLOC_SIZE;
@@ -161,10 +162,14 @@ impl Allocator {
     /// Is `area` held by a magazine?
     #[inline]
     pub(crate) fn is_cached(&self, area: Allocation) -> bool {
-        let bit = area.offset / MIN_ALLOC_SIZE;
         self.chunk(area.chunk)
-            .and_then(|c| c.cached.as_ref())
-            .is_some_and(|m| bit < m.len() && m.test(bit))
+            .is_some_and(|c| c.is_cached_at(area.offset / MIN_ALLOC_SIZE))
+    }
+
+    /// Is `area` a live allocation of its size that no magazine holds: one
+    /// its caller may give back?
+    pub(crate) fn is_own_area(&self, area: Allocation) -> bool {
+        self.allocation_size(area.chunk, area.offset) == Ok(area.size) && !self.is_cached(area)
     }
 
     /// Mark `area`, a live allocation, as held by a magazine.
@@ -182,14 +187,13 @@ impl Allocator {
     #[inline]
     fn take_cached(&mut self, area: Allocation) -> bool {
         let bit = area.offset / MIN_ALLOC_SIZE;
-        let map = self
+        let chunk = self
             .arena
             .get_mut(area.chunk.0 as usize)
-            .and_then(Entry::chunk_mut)
-            .and_then(|c| c.cached.as_mut());
-        match map {
-            Some(m) if bit < m.len() && m.test(bit) => {
-                m.clear(bit);
+            .and_then(Entry::chunk_mut);
+        match chunk {
+            Some(c) if c.is_cached_at(bit) => {
+                c.cached.as_mut().expect("marked").clear(bit);
                 true
             }
             _ => false,
@@ -222,5 +226,15 @@ impl Allocator {
             }
         }
         freed
+    }
+}
+
+impl Chunk {
+    /// Is the allocation starting at `bit` held by a magazine?
+    #[inline]
+    pub(crate) fn is_cached_at(&self, bit: usize) -> bool {
+        self.cached
+            .as_ref()
+            .is_some_and(|m| bit < m.len() && m.test(bit))
     }
 }

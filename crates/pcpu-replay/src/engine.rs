@@ -693,14 +693,11 @@ impl Replayer {
                     });
                 }
                 // Alignments under 4 are 4, as in the kernel and `alloc_at`.
-                if ev.off % ev.align.max(MIN_ALLOC_SIZE as u64) != 0 {
+                let min_align = ev.align.max(MIN_ALLOC_SIZE as u64);
+                if ev.off % min_align != 0 {
                     return Err(ReplayError::BadEvent {
                         line: rec.line,
-                        detail: format!(
-                            "off={} is not aligned to {}",
-                            ev.off,
-                            ev.align.max(MIN_ALLOC_SIZE as u64)
-                        ),
+                        detail: format!("off={} is not aligned to {min_align}", ev.off),
                     });
                 }
                 if self.live.contains_key(&ev.ptr) {
