@@ -514,7 +514,10 @@ impl Allocator {
             _ => {
                 (c.isolated && c.nr_empty_pop_pages > 0)
                     || (self.nr_empty_pop_pages > high + c.nr_empty_pop_pages
-                        && c.nr_empty_pop_pages as usize >= threshold)
+                        // Negative while placed pages wait for population
+                        // (`pcpu_block_update_hint_alloc` counts them):
+                        // the kernel's int comparison is false then.
+                        && usize::try_from(c.nr_empty_pop_pages).is_ok_and(|n| n >= threshold))
             }
         }
     }

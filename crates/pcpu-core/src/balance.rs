@@ -204,7 +204,7 @@ impl BalanceRun {
                         taken: 0,
                     },
                     Stage::Populate => State::Populate {
-                        nr_to_pop: nr_to_pop(a),
+                        nr_to_pop: populate_target(a),
                         recompute: true,
                         slot: a.layout.size_to_slot(a.geo.page_size()),
                         chunk: None,
@@ -293,8 +293,10 @@ impl BalanceRun {
                 if ok {
                     a.finish_create_chunk(id);
                     self.report.created += 1;
+                    // `retry_pop`: the target again, and an atomic
+                    // failure while the chunk was created boosts it.
                     if *recompute {
-                        *nr_to_pop = nr_to_pop_now(a);
+                        *nr_to_pop = populate_target(a);
                     }
                     *slot = a.layout.size_to_slot(a.geo.page_size());
                     *chunk = None;
@@ -472,7 +474,7 @@ fn nr_to_pop_now(a: &Allocator) -> i32 {
 }
 
 /// `pcpu_balance_populated`'s target, consuming the atomic-failure flag.
-fn nr_to_pop(a: &mut Allocator) -> i32 {
+fn populate_target(a: &mut Allocator) -> i32 {
     if a.atomic_alloc_failed {
         a.atomic_alloc_failed = false;
         a.policy.empty_pop_high

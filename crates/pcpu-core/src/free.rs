@@ -118,7 +118,8 @@ impl Allocator {
                     if self.free_slot_has_other(id) {
                         self.balance_pending = true;
                     }
-                } else if c.nr_empty_pop_pages as usize > c.nr_pages / self.policy.reclaim_divisor
+                } else if usize::try_from(c.nr_empty_pop_pages)
+                    .is_ok_and(|n| n > c.nr_pages / self.policy.reclaim_divisor)
                     && id != self.first
                     && Some(id) != self.reserved
                 {

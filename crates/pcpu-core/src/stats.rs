@@ -84,18 +84,28 @@ pub struct ChunkStats {
 pub fn chunk_stats(c: &Chunk) -> ChunkStats {
     let map_bits = c.map_bits as usize;
     let end_hidden = (c.end_offset / 4) as usize;
-    // Like the kernel: last set bit searched over [0, map_bits - end/4 - 1).
+    // Like the kernel: the last set bit is searched over
+    // [0, map_bits - end/4 - 1), which leaves the managed region's last bit
+    // out; when none is set there, the bit at the search's end decides
+    // (`find_last_bit` returns its size). The walk below stops at
+    // `last_alloc`, so an allocation that ends on the region's last bit is
+    // reported 4 bytes short, as by the kernel.
     let limit = map_bits.saturating_sub(end_hidden + 1);
-    let last_alloc = c.alloc_map.find_prev_bit(0, limit).map_or(0, |b| b + 1);
+    let last = c.alloc_map.find_prev_bit(0, limit).unwrap_or(limit);
+    let last_alloc = if last < map_bits && c.alloc_map.test(last) {
+        last + 1
+    } else {
+        0
+    };
     let mut sizes: Vec<i64> = Vec::new();
     let mut start = (c.start_offset / 4) as usize;
     while start < last_alloc {
         if c.alloc_map.test(start) {
-            let end = c.bound_map.find_next_bit(map_bits, start + 1);
+            let end = c.bound_map.find_next_bit(last_alloc, start + 1);
             sizes.push(((end - start) * 4) as i64);
             start = end;
         } else {
-            let end = c.alloc_map.find_next_bit(map_bits, start + 1);
+            let end = c.alloc_map.find_next_bit(last_alloc, start + 1);
             sizes.push(-(((end - start) * 4) as i64));
             start = end;
         }
