@@ -59,7 +59,9 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
     } else {
         args.policies.clone()
     } {
-        if !policies.contains(&p) {
+        if policies.contains(&p) {
+            crate::error::warn(&format!("{p} is given more than once: compared once"));
+        } else {
             policies.push(p);
         }
     }

@@ -1096,3 +1096,30 @@ fn a_bad_meminfo_file_is_only_a_warning() {
         "{err}"
     );
 }
+
+/// The warning about the kernel's recorded balance runs names policies that
+/// are not the kernel's: not one whose only change is a class knob, which
+/// it ignores without class placement. A policy given twice to `compare` is
+/// compared once, and said so.
+#[test]
+fn warnings_name_only_what_matters() {
+    let recorded = "at the kernel's recorded times";
+    let o = pcpu(&["replay", SMALL, "--policy", "linux-5.14:sideline=false"]);
+    assert_ok(&o);
+    assert!(stderr(&o).contains(recorded), "{}", stderr(&o));
+    let o = pcpu(&["replay", SMALL, "--policy", "linux-5.14:keep_room=true"]);
+    assert_ok(&o);
+    assert!(!stderr(&o).contains(recorded), "{}", stderr(&o));
+    let o = pcpu(&[
+        "compare",
+        SMALL,
+        "--policies",
+        "linux-5.14,linux-6.1,linux-5.14",
+    ]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("linux-5.14 is given more than once"),
+        "{}",
+        stderr(&o)
+    );
+}

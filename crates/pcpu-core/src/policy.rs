@@ -463,8 +463,8 @@ fn count(v: usize) -> KnobValue {
 /// Why a policy specification was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PolicyParseError {
-    /// Not one of the named policies.
-    UnknownPolicy,
+    /// Not one of the named policies (the name given).
+    UnknownPolicy(String),
     /// `knob=value` names no knob.
     UnknownKnob(String),
     /// The value does not fit the knob.
@@ -491,7 +491,11 @@ pub enum PolicyParseError {
 impl fmt::Display for PolicyParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PolicyParseError::UnknownPolicy => fmt::Display::fmt(&UnknownPolicy, f),
+            PolicyParseError::UnknownPolicy(name) => write!(
+                f,
+                "unknown policy `{name}` (expected one of: {})",
+                POLICY_NAMES.join(", ")
+            ),
             PolicyParseError::UnknownKnob(k) => write!(
                 f,
                 "unknown policy knob `{k}` (expected one of: {})",
@@ -690,14 +694,19 @@ impl Policy {
     }
 }
 
+/// The policies [`Policy`]'s `FromStr` knows by name.
+const POLICY_NAMES: [&str; 5] = ["linux-5.11", "seed-rfc", "linux-5.14", "linux-6.1", "pcpu"];
+
 /// An unknown policy name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownPolicy;
 
 impl fmt::Display for UnknownPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "unknown policy (expected one of: linux-5.11, seed-rfc, linux-5.14, linux-6.1, pcpu)",
+        write!(
+            f,
+            "unknown policy (expected one of: {})",
+            POLICY_NAMES.join(", ")
         )
     }
 }
@@ -709,13 +718,14 @@ impl FromStr for Policy {
     type Err = PolicyParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut parts = s.split(':');
-        let kind = match parts.next().unwrap_or("") {
+        let name = parts.next().unwrap_or("");
+        let kind = match name {
             "linux-5.11" => PolicyKind::Linux511,
             "seed-rfc" => PolicyKind::SeedRfc,
             "linux-5.14" => PolicyKind::Linux514,
             "linux-6.1" => PolicyKind::Linux61,
             "pcpu" => PolicyKind::Pcpu,
-            _ => return Err(PolicyParseError::UnknownPolicy),
+            _ => return Err(PolicyParseError::UnknownPolicy(name.into())),
         };
         let mut p = Policy::named(kind);
         for part in parts {

@@ -156,9 +156,11 @@ fn bad_knobs_are_rejected_and_change_nothing() {
         "pcpu:min_run".parse::<Policy>(),
         Err(PolicyParseError::Malformed(_))
     ));
-    assert_eq!(
-        "linux-9.9:sideline=true".parse::<Policy>(),
-        Err(PolicyParseError::UnknownPolicy)
+    let e = "linux-9.9:sideline=true".parse::<Policy>().unwrap_err();
+    assert_eq!(e, PolicyParseError::UnknownPolicy("linux-9.9".into()));
+    assert!(
+        e.to_string().starts_with("unknown policy `linux-9.9`"),
+        "{e}"
     );
 }
 

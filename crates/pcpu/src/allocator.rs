@@ -218,7 +218,8 @@ impl PerCpuAllocator {
     }
 
     /// Wait until the background balance thread is idle: no run in progress
-    /// and none pending. Without background balancing, only waits for a
+    /// and none pending. Without background balancing (or in a `fork()`ed
+    /// child, which has no balance thread), only waits for a
     /// [`balance_now`](Self::balance_now) in progress on another thread.
     /// Returns false if `timeout` passed first.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
@@ -345,9 +346,27 @@ impl PerCpuAllocator {
 /// If the default allocator cannot be built (the first chunk cannot be
 /// mapped, or the balance thread cannot be started).
 pub fn global() -> &'static PerCpuAllocator {
-    static GLOBAL: OnceLock<PerCpuAllocator> = OnceLock::new();
-    GLOBAL.get_or_init(|| match PerCpuAllocator::new() {
+    match try_global() {
         Ok(a) => a,
         Err(e) => panic!("pcpu: cannot build the global per-CPU allocator: {e}"),
+    }
+}
+
+/// [`global`], or the error that building it gave (a later call tries
+/// again).
+///
+/// # Errors
+/// As [`PerCpuAllocator::new`].
+pub fn try_global() -> Result<&'static PerCpuAllocator, Error> {
+    static GLOBAL: OnceLock<PerCpuAllocator> = OnceLock::new();
+    if let Some(a) = GLOBAL.get() {
+        return Ok(a);
+    }
+    let built = PerCpuAllocator::new()?;
+    // Two threads may build one each: the first stored wins, the other is
+    // dropped (its balance thread stopped, its memory unmapped).
+    Ok(match GLOBAL.set(built) {
+        Ok(()) => GLOBAL.get().expect("just set"),
+        Err(_) => GLOBAL.get().expect("set by another thread"),
     })
 }

@@ -115,12 +115,15 @@ impl Inner {
     }
 
     /// Wait until no balance run is in progress and (with the background
-    /// thread) none is pending, or `timeout` passes. True when idle.
+    /// thread, in the process that started it) none is pending, or
+    /// `timeout` passes. True when idle.
     pub(crate) fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        // In a `fork()`ed child no thread would ever run the pending work.
+        let background = self.config.background_balance && std::process::id() == self.pid;
         let mut st = self.state();
         loop {
-            let pending = self.config.background_balance && st.core.balance_pending();
+            let pending = background && st.core.balance_pending();
             if !st.running && !pending {
                 return true;
             }

@@ -75,7 +75,7 @@ impl Builder {
 
     /// Number of units, one per CPU id (default: [`possible_cpus`]). Must be
     /// at least [`possible_cpus`], because [`PerCpu::current`] indexes a unit
-    /// with the id of whatever CPU the thread runs on.
+    /// with the id of whatever CPU the thread runs on, and at most 65535.
     ///
     /// [`possible_cpus`]: crate::possible_cpus
     /// [`PerCpu::current`]: crate::PerCpu::current
@@ -118,6 +118,12 @@ impl Builder {
     /// policies chunks queued for reclaim take no allocations, so under
     /// churn the allocator keeps mapping new chunks (the `pcpu` policy takes
     /// a queued chunk back before it maps one).
+    ///
+    /// Each allocator built with it starts one thread (named
+    /// `pcpu-balance`, asleep until work is scheduled) and stops it when its
+    /// last handle is dropped. Programs that want many allocators (one per
+    /// subsystem, one per test) share one instead, or build the others
+    /// without background balancing.
     pub fn background_balance(mut self, on: bool) -> Self {
         self.background_balance = on;
         self
@@ -166,6 +172,9 @@ impl Builder {
         }
         if units < cpus {
             return Err(Error::TooFewUnits { units, cpus });
+        }
+        if units > usize::from(u16::MAX) {
+            return Err(bad("units", units, "at most 65535 units"));
         }
         let unit_size = self.unit_size;
         if unit_size < MIN_UNIT_SIZE {

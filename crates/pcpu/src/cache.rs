@@ -37,8 +37,11 @@
 //! operation (a new class, a class whose allocator's epoch moved, a flush),
 //! so a long-lived thread does not keep a dropped allocator and its balance
 //! thread alive; entries spread over several threads go when those threads
-//! exit or evict them. Requests made inside a lifetime scope ([`with_lifetime`](crate::with_lifetime)) bypass the cache,
-//! so that their class placement holds.
+//! exit or evict them. Requests made inside a lifetime scope
+//! ([`with_lifetime`](crate::with_lifetime)) bypass the cache, and their
+//! areas are freed, not cached, when dropped (wherever that happens), so
+//! that their class placement holds: a cached area would give the class's
+//! place to an object of another lifetime, which would pin the class's pages.
 //!
 //! This module has no `unsafe`: it only moves owned values around.
 
@@ -65,7 +68,7 @@ pub(crate) struct Entry {
     pub(crate) alloc: PerCpuAllocator,
     pub(crate) base: NonNull<u8>,
     pub(crate) stride: u32,
-    pub(crate) units: u32,
+    pub(crate) units: u16,
     pub(crate) chunk: ChunkId,
     pub(crate) offset: u32,
 }

@@ -89,9 +89,10 @@ impl PerCpuCounter {
     /// A counter at 0 in the [global](crate::global) allocator.
     ///
     /// # Errors
-    /// As [`PerCpuAllocator::per_cpu`].
+    /// As [`crate::try_global`] (the global allocator cannot be built) and
+    /// [`PerCpuAllocator::per_cpu`].
     pub fn new() -> Result<Self, Error> {
-        crate::global().counter()
+        crate::try_global()?.counter()
     }
 
     /// A counter at 0 in `alloc`, with the default batch:

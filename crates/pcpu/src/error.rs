@@ -64,8 +64,8 @@ pub enum Error {
     /// A [`RawPerCpu`](crate::RawPerCpu) used with an allocator that did not
     /// allocate it.
     ForeignHandle,
-    /// A [`RawPerCpu`](crate::RawPerCpu) looked up after it was freed (or a
-    /// copy of it was).
+    /// A [`RawPerCpu`](crate::RawPerCpu) used (looked up or freed) after it
+    /// was freed, or a copy of it was: a double free or a stale handle.
     NotLive {
         /// Its chunk.
         chunk: pcpu_core::ChunkId,
@@ -103,7 +103,7 @@ impl fmt::Display for Error {
             Error::ForeignHandle => f.write_str("raw per-CPU handle belongs to another allocator"),
             Error::NotLive { chunk, offset } => write!(
                 f,
-                "raw per-CPU handle at offset {offset} in chunk {} is not live: it was freed",
+                "raw per-CPU handle at offset {offset} in chunk {} is not live: it (or a copy of it) was freed already, and its place may have been handed out again since",
                 chunk.0
             ),
             Error::Spawn(e) => write!(f, "cannot start the balance thread: {e}"),

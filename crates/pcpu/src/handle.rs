@@ -293,7 +293,7 @@ impl<T> PerCpu<T> {
     {
         // Every copy is zeroed: all-zero bytes are a valid `T` (`Zeroable`).
         let area = Area::new(alloc, size_for::<T>(), mem::align_of::<T>())?;
-        zero_units(area.base, area.stride, area.units, size_for::<T>());
+        zero_units(area.base, area.stride, area.units.into(), size_for::<T>());
         Ok(PerCpu {
             area,
             _owns: PhantomData,
@@ -390,7 +390,7 @@ impl PerCpu<AtomicI64> {
         let slots = Slots {
             base: self.base(),
             stride: self.area.stride,
-            units: self.area.units,
+            units: self.area.units.into(),
         };
         // SAFETY: `rseq::add_fold` needs, for every `cpu < units`, an
         // initialised, aligned `AtomicI64` at `base + cpu × stride`, valid

@@ -27,9 +27,7 @@
 
 use std::collections::HashMap;
 
-use pcpu_core::{
-    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHint, FreeError, Request,
-};
+use pcpu_core::{AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHint, Request};
 
 use crate::builder::Config;
 use crate::error::Error;
@@ -52,6 +50,9 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     /// Identifies this allocator in raw handles and thread caches.
     pub(crate) id: u64,
+    /// The process that built it (and started its balance thread, if any):
+    /// a `fork()`ed child has no balance thread.
+    pub(crate) pid: u32,
     /// Moved to ask every thread to free its cached areas of this allocator
     /// (`cache` module).
     pub(crate) cache_epoch: AtomicU64,
@@ -207,6 +208,7 @@ impl Inner {
             idle: Condvar::new(),
             config,
             id,
+            pid: std::process::id(),
             cache_epoch: AtomicU64::new(0),
         })
     }
@@ -511,18 +513,11 @@ impl Inner {
 
 /// A raw handle must find its own allocation live: the table holds its
 /// ticket at its place. Anything else was freed (a double free, or a stale
-/// copy of the handle, even if the place was handed out again since), or
-/// never was a raw allocation.
+/// copy of the handle, even if the place was handed out again since, or its
+/// chunk destroyed), or never was a raw allocation: [`Error::NotLive`].
 fn check_raw(st: &State, chunk: ChunkId, offset: usize, ticket: u64) -> Result<(), Error> {
     if st.raw.get(&(chunk, offset)) == Some(&ticket) {
         return Ok(());
     }
-    Err(Error::Free(match st.core.chunk(chunk) {
-        Some(_) => FreeError::NotAllocated {
-            chunk,
-            offset,
-            stale: true,
-        },
-        None => FreeError::UnknownChunk(chunk),
-    }))
+    Err(Error::NotLive { chunk, offset })
 }

@@ -94,7 +94,8 @@
 //! unmapped then: the parent's thread held a reference), and use one as long
 //! as no other thread held its locks at the fork (as for any lock); memory
 //! is then given back only by [`PerCpuAllocator::balance_now`] and
-//! [`PerCpuAllocator::settle`]. As with any multi-threaded program, the safe
+//! [`PerCpuAllocator::settle`] ([`PerCpuAllocator::wait_idle`] does not
+//! wait for pending work there). As with any multi-threaded program, the safe
 //! course after `fork()` is to call `exec` soon.
 //!
 //! ## Where `unsafe` lives
@@ -121,7 +122,7 @@ mod stats;
 mod sync;
 mod sys;
 
-pub use allocator::{global, PerCpuAllocator};
+pub use allocator::{global, try_global, PerCpuAllocator};
 pub use builder::{Builder, DEFAULT_FIRST_CHUNK_SIZE, DEFAULT_THREAD_CACHE, DEFAULT_UNIT_SIZE};
 pub use counter::PerCpuCounter;
 pub use error::{Error, MapError};

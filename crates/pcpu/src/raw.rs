@@ -24,7 +24,10 @@ use crate::PerCpuAllocator;
 /// holds no reference count on that mapping: the allocator (kept alive by
 /// `alloc`) unmaps a chunk's region only when it destroys the chunk, which it
 /// does only once no allocation is left in it. A dropped area of up to 256
-/// bytes may go to the thread's cache instead of being freed ([`Area::recycle`]).
+/// bytes may go to the thread's cache instead of being freed
+/// ([`Area::recycle`]), unless it was allocated inside a lifetime scope
+/// (`recyclable` false: the cache would hand the class's place to an
+/// object of another lifetime).
 #[derive(Debug)]
 pub(crate) struct Area {
     /// `None` only once [`Area::recycle`] gave the area to the thread cache.
@@ -33,11 +36,13 @@ pub(crate) struct Area {
     pub(crate) base: NonNull<u8>,
     /// Bytes between two units' copies (the mapping's unit size).
     pub(crate) stride: u32,
-    /// Number of units.
-    pub(crate) units: u32,
-    chunk: ChunkId,
     /// Fits: unit sizes are below 4 GiB (`Config`).
     offset: u32,
+    chunk: ChunkId,
+    /// Number of units (at most 65535: `Config`).
+    pub(crate) units: u16,
+    /// Allocated outside any lifetime scope: may go to the thread cache.
+    recyclable: bool,
 }
 
 impl Area {
@@ -71,9 +76,10 @@ impl Area {
             alloc: Some(alloc.clone()),
             base,
             stride,
-            units,
+            units: u16::try_from(units).expect("at most 65535 units (Config)"),
             chunk: placed.chunk,
             offset: u32::try_from(placed.offset).expect("unit offsets fit in u32"),
+            recyclable: !crate::hint::in_scope(),
         }
     }
 
@@ -87,6 +93,8 @@ impl Area {
             units: e.units,
             chunk: e.chunk,
             offset: e.offset,
+            // Cached areas come from (and go to) unscoped requests only.
+            recyclable: true,
         }
     }
 
@@ -101,6 +109,9 @@ impl Area {
     /// align)`: keep it in this thread's cache when that is allowed and has
     /// room. Otherwise (and if not called) `Drop` frees it.
     pub(crate) fn recycle(&mut self, size: usize, align: usize) {
+        if !self.recyclable {
+            return;
+        }
         let Some(alloc) = self.alloc.take() else {
             return;
         };
@@ -224,14 +235,7 @@ impl PerCpuAllocator {
         self.check_owner(raw)?;
         let region = self
             .inner()
-            .lookup_raw(raw.chunk, raw.offset, raw.ticket, raw.size)
-            .map_err(|e| match e {
-                Error::Free(_) => Error::NotLive {
-                    chunk: raw.chunk,
-                    offset: raw.offset,
-                },
-                e => e,
-            })?;
+            .lookup_raw(raw.chunk, raw.offset, raw.ticket, raw.size)?;
         Ok(region.addr(cpu, raw.offset))
     }
 
@@ -239,10 +243,10 @@ impl PerCpuAllocator {
     /// from it must not be used any more.
     ///
     /// # Errors
-    /// [`Error::Free`] for a handle that is not live: freed already (a copy
-    /// of it was), whatever was allocated at its place since.
-    /// [`Error::ForeignHandle`] for another allocator's handle. Nothing is
-    /// changed then.
+    /// [`Error::NotLive`] for a handle that is not live: freed already (a
+    /// double free, or a copy of it was freed), whatever was allocated at
+    /// its place since. [`Error::ForeignHandle`] for another allocator's
+    /// handle. Nothing is changed then.
     #[doc(alias = "free_percpu")]
     pub fn free_raw(&self, raw: RawPerCpu) -> Result<usize, Error> {
         self.check_owner(raw)?;

@@ -1,8 +1,10 @@
 //! A `fork()`ed child that drops an allocator made before the fork exits
 //! normally: the balance thread is the parent's, so the child neither stops
 //! nor joins it (joining a thread that does not exist in the child hung or
-//! panicked). The child only drops the allocator and `_exit`s, and the
-//! parent's balance thread is idle at the fork, holding no lock.
+//! panicked). Before that, the child allocates and frees until balance work
+//! is pending, and `wait_idle` returns at once rather than wait for that
+//! thread (it timed out). The parent's balance thread is idle at the fork,
+//! holding no lock.
 
 use std::time::{Duration, Instant};
 
@@ -20,15 +22,27 @@ fn a_forked_child_drops_an_allocator_and_exits() {
     if pid == 0 {
         // A panic must end the child with a failure: unwinding into the
         // test harness would end it as a thread, exiting 0.
-        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             drop(c);
+            // Pending balance work in the child: `wait_idle` must not wait
+            // for a balance thread the child does not have.
+            let objs: Vec<_> = (0..50_000).map(|_| alloc.per_cpu_zeroed::<u64>()).collect();
+            drop(objs);
             alloc.trim_thread_caches();
+            let pending = alloc.balance_pending();
+            let idle = alloc.wait_idle(Duration::from_secs(30));
+            alloc.settle();
             drop(alloc);
+            match (pending, idle) {
+                (false, _) => 3,
+                (true, false) => 2,
+                (true, true) => 0,
+            }
         }));
         // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(i32::from(dropped.is_err())) };
+        unsafe { libc::_exit(code.unwrap_or(1)) };
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut status = 0;
     loop {
         // SAFETY: waits for our own child; `status` is a valid out pointer.
@@ -48,7 +62,7 @@ fn a_forked_child_drops_an_allocator_and_exits() {
     }
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child status {status:#x}"
+        "child status {status:#x} (exit 1: panic, 2: wait_idle timed out, 3: no work pending)"
     );
     // The parent's allocator still works.
     let x = alloc.per_cpu(|c| c as u64).unwrap();

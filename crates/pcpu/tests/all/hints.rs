@@ -120,3 +120,42 @@ fn a_class_falls_back_to_shared_room_when_no_chunk_can_be_mapped() {
     }
     a.check_invariants().unwrap();
 }
+
+/// Typed handles allocated inside a lifetime scope are freed, not cached,
+/// when dropped: the thread cache would hand their places to unscoped
+/// objects, which would then pin the dead class's pages (a review found a
+/// 62-fold difference: 4008 against 64 kB for 2000 long-lived `u64`s).
+#[test]
+fn scoped_handles_skip_the_thread_cache_on_drop() {
+    let run = |thread_cache: usize| {
+        let a = PerCpuAllocator::builder()
+            .policy(Policy::pcpu())
+            .unit_size(64 << 10)
+            .thread_cache(thread_cache)
+            .background_balance(false)
+            .build()
+            .unwrap();
+        let mut long_lived = Vec::new();
+        for r in 0..100u64 {
+            let req: Vec<_> = with_lifetime(Lifetime(1000 + r), || {
+                (0..200)
+                    .map(|_| a.per_cpu_zeroed::<u64>().unwrap())
+                    .collect()
+            });
+            for _ in 0..4 {
+                long_lived.push(a.per_cpu_zeroed::<u64>().unwrap());
+            }
+            drop(req);
+        }
+        a.settle();
+        let s = a.stats();
+        assert_eq!(long_lived.len(), 400);
+        s.percpu_bytes
+    };
+    let (cached, uncached) = (run(32), run(0));
+    // 400 u64s take one page; a per-request page pinned each would be 100.
+    assert!(
+        cached <= uncached + 2 * 4096 * 2,
+        "with the thread cache {cached} B, without {uncached} B"
+    );
+}
