@@ -73,6 +73,30 @@ mod tests {
         }
     }
 
+    /// A run that leaves its page by one bit is judged whole: the page's own
+    /// part (`contig_hint`) is one bit short of `room`, and the page is not
+    /// skipped.
+    #[test]
+    fn a_run_crossing_into_the_next_page_by_one_bit_counts() {
+        let mut c = Chunk::new(ChunkKind::Dynamic, 1, 8, 256);
+        let bb = c.block_bits;
+        let mut offs = Vec::new();
+        while let Some(start) = c.find_block_fit(1, 1, false) {
+            let Some((off, _)) = c.alloc_area(1, 1, start) else {
+                break;
+            };
+            offs.push(off);
+        }
+        assert_eq!(offs.len(), c.map_bits as usize);
+        let k = 40;
+        for off in bb - k..=bb {
+            c.free_area(off, 1);
+        }
+        assert_eq!(c.first_fit_beside_used(0, 1, 1, k + 1), Some(bb - k));
+        assert_eq!(c.first_fit_beside_used(0, 1, 1, k + 2), None);
+        assert_eq!(reference(&c, 0, 1, 1, k + 1), Some(bb - k));
+    }
+
     proptest! {
         /// Allocations of 1 to 300 bits packed from the start, some freed:
         /// the page-skipping search finds what the run-by-run one does.
