@@ -164,10 +164,26 @@ impl Chunk {
             self.nr_populated
         );
         let true_max = max_free_run(self, 0, map_bits) as i32;
+        // A stale `left_free` may since have been corrected by an allocation
+        // in its block that did not touch the chunk hint's region (so the
+        // chunk hint was not refreshed), taking `stale_left` back to 0 while
+        // the chunk hint keeps what was stitched from it. What it claims is
+        // then still that shape: free up to the start of the block its run
+        // ends in, and from there at most a block's leading part.
+        let hint = self.chunk_md.contig_hint;
+        let stitched = hint > 0 && {
+            let start = self.chunk_md.contig_hint_start;
+            let last_block = (start + hint - 1) / bb as i32 * bb as i32;
+            start <= last_block
+                && start + hint <= map_bits as i32
+                && self
+                    .alloc_map
+                    .count_ones_in(start as usize, last_block as usize)
+                    == 0
+        };
         ensure!(
-            self.chunk_md.contig_hint <= true_max + stale_left,
-            "chunk contig_hint {} over-estimates the largest free run {true_max}",
-            self.chunk_md.contig_hint
+            hint <= true_max + stale_left || stitched,
+            "chunk contig_hint {hint} over-estimates the largest free run {true_max}"
         );
         let first = self.alloc_map.find_next_zero_bit(map_bits, 0);
         ensure!(

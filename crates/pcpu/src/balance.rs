@@ -118,7 +118,9 @@ impl Inner {
     /// thread, in the process that started it) none is pending, or
     /// `timeout` passes. True when idle.
     pub(crate) fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // No deadline when it would overflow (`Duration::MAX`): wait as long
+        // as it takes.
+        let deadline = Instant::now().checked_add(timeout);
         // In a `fork()`ed child no thread would ever run the pending work.
         let background = self.config.background_balance && std::process::id() == self.pid;
         let mut st = self.state();
@@ -127,15 +129,19 @@ impl Inner {
             if !st.running && !pending {
                 return true;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .idle
-                .wait_timeout(st, deadline - now)
-                .expect(POISONED)
-                .0;
+            st = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.idle
+                        .wait_timeout(st, deadline - now)
+                        .expect(POISONED)
+                        .0
+                }
+                None => self.idle.wait(st).expect(POISONED),
+            };
         }
     }
 }

@@ -138,7 +138,10 @@ impl Builder {
     /// keep the allocator alive) until the thread exits, a push onto a full
     /// class frees the older half, or [`trim_thread_caches`], `balance_now`
     /// or `settle` is called; at most 16 (allocator, size, alignment) classes
-    /// per thread.
+    /// per thread. ("Until the thread exits" is until its thread-locals are
+    /// destroyed: `std::thread::scope` returns once its threads' closures
+    /// are done, which may be before that; join their handles, or call
+    /// `trim_thread_caches` on them, to wait for it.)
     /// Raw allocations are never cached. The kernel has no such cache: turn
     /// it off to place objects exactly as the policy does.
     ///

@@ -404,15 +404,55 @@ impl PerCpu<AtomicI64> {
     }
 }
 
+/// Copies `next..units` of a handle being dropped: dropped one by one
+/// ([`DropRest::drop_next`]), and by its own `Drop` if one of their
+/// destructors panics, so that the rest are still dropped during the unwind,
+/// as a slice's elements are (a second panic aborts).
+struct DropRest<T> {
+    base: NonNull<T>,
+    stride: u32,
+    next: usize,
+    units: usize,
+}
+
+impl<T> DropRest<T> {
+    /// Drop the next copy; false when none is left.
+    fn drop_next(&mut self) -> bool {
+        if self.next >= self.units {
+            return false;
+        }
+        let cpu = self.next;
+        // Counted before the call: a panicking destructor has dropped its
+        // copy as far as it goes, and is not called again.
+        self.next += 1;
+        // SAFETY: `DropRest` is built only in `PerCpu::drop`, over the
+        // handle's copies, every one initialised (constructors); each index
+        // is taken once, so each copy is dropped exactly once, and `&mut
+        // self` of the handle shows no reference to it remains. The area is
+        // freed afterwards (field drop), unread.
+        unsafe { ptr::drop_in_place(slot(self.base, self.stride, cpu)) };
+        true
+    }
+}
+
+impl<T> Drop for DropRest<T> {
+    fn drop(&mut self) {
+        while self.drop_next() {}
+    }
+}
+
 impl<T> Drop for PerCpu<T> {
     fn drop(&mut self) {
         if mem::needs_drop::<T>() {
-            for cpu in 0..self.area.units as usize {
-                // SAFETY: every copy is initialised (constructors) and dropped
-                // exactly once here; `&mut self` shows no reference to it
-                // remains. The area is freed afterwards (field drop), unread.
-                unsafe { ptr::drop_in_place(slot(self.base(), self.area.stride, cpu)) };
-            }
+            let mut rest = DropRest {
+                base: self.base(),
+                stride: self.area.stride,
+                next: 0,
+                units: self.area.units as usize,
+            };
+            // Here, not in `rest`'s `Drop`: a panic unwinds through `rest`,
+            // whose `Drop` then drops the copies after the one that panicked.
+            while rest.drop_next() {}
         }
         // The copies are gone: the area may serve the next allocation of a
         // `T` on this thread (else the field's drop frees it).

@@ -138,6 +138,39 @@ fn panic_in_init_drops_what_was_made_and_frees() {
     alloc.check_invariants().unwrap();
 }
 
+/// A copy whose destructor panics on unit 0.
+struct PanicsOnZero(usize, Arc<AtomicUsize>);
+
+impl Drop for PanicsOnZero {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        assert!(self.0 != 0, "drop fails on unit 0");
+    }
+}
+
+#[test]
+fn a_panicking_drop_still_drops_the_other_copies() {
+    let alloc = PerCpuAllocator::builder()
+        .units(pcpu::possible_cpus().max(4))
+        .background_balance(false)
+        .thread_cache(0)
+        .build()
+        .unwrap();
+    let before = alloc.stats().live_allocations;
+    let drops = Arc::new(AtomicUsize::new(0));
+    let x = alloc
+        .per_cpu(|cpu| PanicsOnZero(cpu, Arc::clone(&drops)))
+        .unwrap();
+    assert!(catch_unwind(AssertUnwindSafe(|| drop(x))).is_err());
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        alloc.units(),
+        "every copy dropped"
+    );
+    assert_eq!(alloc.stats().live_allocations, before, "area freed");
+    alloc.check_invariants().unwrap();
+}
+
 #[test]
 fn zero_sized_and_large_types() {
     let alloc = quiet("linux-5.14", 64 << 10);
@@ -364,7 +397,8 @@ fn background_thread_balances_on_its_own() {
         .collect();
     let full = alloc.stats();
     drop(v);
-    assert!(alloc.wait_idle(std::time::Duration::from_secs(10)));
+    // No deadline at all (`Instant + Duration::MAX` overflowed).
+    assert!(alloc.wait_idle(std::time::Duration::MAX));
     let after = alloc.stats();
     assert!(after.balance_runs > 0);
     assert!(after.chunks < full.chunks, "{full:?} -> {after:?}");
