@@ -1,0 +1,297 @@
+//! Embedding `pcpu-core` where memory is managed by hand (a kernel, a
+//! hypervisor, an arena): a [`Backend`] that maps each unit's pages to
+//! frames of a page-frame allocator, `per_cpu_ptr` as address arithmetic,
+//! and the kernel's two locks: `pcpu_lock` (the allocator's bookkeeping,
+//! dropped around every page operation) and `pcpu_alloc_mutex`
+//! (serialising population, chunk creation and the balance work, which
+//! runs step by step with [`BalanceRun`]).
+//!
+//! Run with `cargo run -p pcpu-core --example kernel_embedding`: two threads
+//! allocate per-CPU counters (with the `pcpu` policy, each thread's objects
+//! kept together: [`ClassHint::task`]) and write each CPU's copy; all of
+//! one thread's and most of the other's are freed, and the balance work
+//! gives the emptied pages' frames back.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Mutex, MutexGuard};
+
+use pcpu_core::{
+    AllocError, AllocFlags, Allocation, Allocator, Backend, BackendError, BalanceRun, ChunkId,
+    ClassHint, Geometry, PageWork, Policy,
+};
+
+const PAGE: usize = 4096;
+const UNITS: usize = 4;
+const UNIT_PAGES: usize = 32;
+
+/// A page-frame allocator: frame `f` is `mem[f]`.
+#[derive(Default)]
+struct Frames {
+    mem: Vec<Box<[u8; PAGE]>>,
+    free: Vec<usize>,
+}
+
+impl Frames {
+    fn get(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.mem.push(Box::new([0; PAGE]));
+            self.mem.len() - 1
+        })
+    }
+    fn put(&mut self, f: usize) {
+        self.mem[f].fill(0); // a fresh page reads as zeros, as after MADV_DONTNEED
+        self.free.push(f);
+    }
+    fn in_use(&self) -> usize {
+        self.mem.len() - self.free.len()
+    }
+}
+
+/// The "page tables": each chunk is a virtual range of `UNITS × UNIT_PAGES`
+/// pages at `base`; unit `u`'s page `p` maps to a frame once populated.
+#[derive(Default)]
+struct Mapper {
+    frames: Frames,
+    chunks: HashMap<ChunkId, (usize, Vec<Option<usize>>)>,
+    next_base: usize,
+}
+
+impl Mapper {
+    /// `per_cpu_ptr`: the address of `cpu`'s copy of an allocation.
+    fn per_cpu_ptr(&self, a: &Allocation, cpu: usize) -> usize {
+        let (base, _) = &self.chunks[&a.chunk];
+        base + cpu * UNIT_PAGES * PAGE + a.offset
+    }
+    /// The frame and offset behind a virtual address (a page fault on an
+    /// unpopulated page would be a bug: the allocator never hands one out).
+    fn translate(&self, va: usize) -> (usize, usize) {
+        let (base, ptes) = self
+            .chunks
+            .values()
+            .find(|(base, ptes)| (*base..base + ptes.len() * PAGE).contains(&va))
+            .expect("address in a chunk");
+        let page = (va - base) / PAGE;
+        (ptes[page].expect("page populated"), (va - base) % PAGE)
+    }
+    fn write_u64(&mut self, va: usize, v: u64) {
+        let (f, off) = self.translate(va);
+        self.frames.mem[f][off..off + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+    fn read_u64(&self, va: usize) -> u64 {
+        let (f, off) = self.translate(va);
+        u64::from_ne_bytes(self.frames.mem[f][off..off + 8].try_into().unwrap())
+    }
+    /// The first chunk is mapped at boot, every page populated (the kernel
+    /// embeds it in the static per-CPU area).
+    fn map_first_chunk(&mut self, id: ChunkId) {
+        self.create_chunk(id, UNIT_PAGES).unwrap();
+        self.populate(id, 0..UNIT_PAGES).unwrap();
+    }
+}
+
+impl Backend for Mapper {
+    fn create_chunk(&mut self, id: ChunkId, nr_pages: usize) -> Result<(), BackendError> {
+        let base = 0x1000_0000 + self.next_base;
+        self.next_base += UNITS * nr_pages * PAGE;
+        self.chunks.insert(id, (base, vec![None; UNITS * nr_pages]));
+        Ok(())
+    }
+    fn destroy_chunk(&mut self, id: ChunkId) {
+        let (_, ptes) = self.chunks.remove(&id).expect("live chunk");
+        for f in ptes.into_iter().flatten() {
+            self.frames.put(f);
+        }
+    }
+    fn populate(&mut self, id: ChunkId, pages: Range<usize>) -> Result<(), BackendError> {
+        let (_, ptes) = self.chunks.get_mut(&id).expect("live chunk");
+        for unit in 0..UNITS {
+            for p in pages.clone() {
+                let pte = &mut ptes[unit * UNIT_PAGES + p];
+                assert!(pte.is_none(), "populated twice");
+                *pte = Some(self.frames.get());
+            }
+        }
+        Ok(())
+    }
+    fn depopulate(&mut self, id: ChunkId, pages: Range<usize>) -> Result<(), BackendError> {
+        let (_, ptes) = self.chunks.get_mut(&id).expect("live chunk");
+        for unit in 0..UNITS {
+            for p in pages.clone() {
+                let f = ptes[unit * UNIT_PAGES + p].take().expect("populated");
+                self.frames.put(f);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The per-CPU allocator of our "kernel".
+struct Percpu {
+    /// `pcpu_lock`.
+    state: Mutex<Allocator>,
+    /// `pcpu_alloc_mutex`, with what it serialises: the page tables.
+    mapper: Mutex<Mapper>,
+}
+
+impl Percpu {
+    fn new() -> Self {
+        let a = Allocator::new(Geometry::simple(UNITS, UNIT_PAGES).unwrap(), Policy::pcpu());
+        let mut m = Mapper::default();
+        m.map_first_chunk(a.first_chunk());
+        Percpu {
+            state: Mutex::new(a),
+            mapper: Mutex::new(m),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Allocator> {
+        self.state.lock().unwrap()
+    }
+
+    /// `__alloc_percpu`: place under `pcpu_lock`, create chunks and populate
+    /// pages with it dropped, holding `pcpu_alloc_mutex` throughout. `class`
+    /// keeps objects that die together on the same pages (the Linux
+    /// policies ignore it).
+    fn alloc(&self, size: usize, align: usize, class: ClassHint) -> Result<Allocation, AllocError> {
+        let flags = AllocFlags::NORMAL;
+        let mut mapper = self.mapper.lock().unwrap();
+        let req = self.state().request(size, align)?;
+        let area = loop {
+            let mut st = self.state();
+            match st.alloc_area_class(req, flags, class) {
+                Ok(area) => break area,
+                Err(AllocError::NeedsChunk) => {
+                    let id = st.begin_create_chunk();
+                    drop(st);
+                    let made = mapper.create_chunk(id, UNIT_PAGES);
+                    let mut st = self.state();
+                    match made {
+                        Ok(()) => st.finish_create_chunk(id),
+                        Err(e) => {
+                            st.abort_create_chunk(id);
+                            return Err(AllocError::ChunkCreate(e));
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        loop {
+            let Some(run) = self.state().next_unpopulated(&area) else {
+                break;
+            };
+            // Other threads may free (and, from populated pages, allocate
+            // atomically) meanwhile: only `pcpu_lock` guards those.
+            match mapper.populate(area.chunk, run.clone()) {
+                Ok(()) => self.state().commit_populated(area.chunk, run),
+                Err(e) => {
+                    self.state().abort_area(area, flags);
+                    return Err(AllocError::Populate(e));
+                }
+            }
+        }
+        self.state().finish_alloc();
+        Ok(area)
+    }
+
+    /// `free_percpu`: `pcpu_lock` only.
+    fn free(&self, a: Allocation) {
+        self.state()
+            .free(a.chunk, a.offset)
+            .expect("a live allocation");
+    }
+
+    /// `pcpu_balance_workfn`: one run, page operation by page operation,
+    /// `pcpu_lock` dropped around each.
+    fn balance(&self) {
+        let mut mapper = self.mapper.lock().unwrap();
+        let mut run: BalanceRun = self.state().balance_start();
+        loop {
+            let Some(work) = run.next(&mut self.state()) else {
+                break;
+            };
+            let ok = match work {
+                PageWork::Populate { chunk, pages } => mapper.populate(chunk, pages).is_ok(),
+                PageWork::Depopulate { chunk, pages } => mapper.depopulate(chunk, pages).is_ok(),
+                PageWork::FlushTlb { .. } => true, // flush_tlb_kernel_range() here
+                PageWork::CreateChunk { chunk } => mapper.create_chunk(chunk, UNIT_PAGES).is_ok(),
+                PageWork::DestroyChunk { chunk } => {
+                    mapper.destroy_chunk(chunk);
+                    true
+                }
+            };
+            run.done(&mut self.state(), ok);
+        }
+    }
+}
+
+fn main() {
+    let pcpu = Percpu::new();
+    let frames = |p: &Percpu| p.mapper.lock().unwrap().frames.in_use();
+    let boot = frames(&pcpu);
+
+    // Two threads allocate 8-byte counters; each CPU's copy gets its value.
+    let objs: Vec<Allocation> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let pcpu = &pcpu;
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..6000u64 {
+                        let a = pcpu.alloc(8, 8, ClassHint::task(t)).expect("allocation");
+                        let mut m = pcpu.mapper.lock().unwrap();
+                        for cpu in 0..UNITS {
+                            let va = m.per_cpu_ptr(&a, cpu);
+                            m.write_u64(va, t << 48 | i << 8 | cpu as u64);
+                        }
+                        mine.push((a, t << 48 | i << 8));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            for (a, tag) in w.join().unwrap() {
+                let m = pcpu.mapper.lock().unwrap();
+                for cpu in 0..UNITS {
+                    assert_eq!(m.read_u64(m.per_cpu_ptr(&a, cpu)), tag | cpu as u64);
+                }
+                all.push(a);
+            }
+        }
+        all
+    });
+    pcpu.state().check_invariants().unwrap();
+    let full = frames(&pcpu);
+
+    // Thread 1's counters and most of thread 0's are freed; the survivors
+    // keep their values.
+    let mut kept = Vec::new();
+    for (i, a) in objs.into_iter().enumerate() {
+        if i < 1200 {
+            kept.push(a);
+        } else {
+            pcpu.free(a);
+        }
+    }
+    while pcpu.state().balance_pending() {
+        pcpu.balance();
+    }
+    pcpu.state().check_invariants().unwrap();
+    let after = frames(&pcpu);
+    let m = pcpu.mapper.lock().unwrap();
+    for a in &kept {
+        for cpu in 0..UNITS {
+            assert_eq!(m.read_u64(m.per_cpu_ptr(a, cpu)) & 0xff, cpu as u64);
+        }
+    }
+    println!(
+        "frames in use: {boot} at boot, {full} with 12000 counters, {after} with {} left \
+         ({} units of {PAGE}-byte pages)",
+        kept.len(),
+        UNITS
+    );
+    assert!(after < full, "the balance work gave frames back");
+}
