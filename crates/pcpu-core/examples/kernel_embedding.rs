@@ -82,11 +82,21 @@ impl Mapper {
         let (f, off) = self.translate(va);
         u64::from_ne_bytes(self.frames.mem[f][off..off + 8].try_into().unwrap())
     }
-    /// The first chunk is mapped at boot, every page populated (the kernel
+    /// Zero `len` bytes from `va`, page by page.
+    fn zero(&mut self, mut va: usize, mut len: usize) {
+        while len > 0 {
+            let (f, off) = self.translate(va);
+            let n = len.min(PAGE - off);
+            self.frames.mem[f][off..off + n].fill(0);
+            va += n;
+            len -= n;
+        }
+    }
+    /// The first chunk is mapped at boot, its pages populated (the kernel
     /// embeds it in the static per-CPU area).
-    fn map_first_chunk(&mut self, id: ChunkId) {
+    fn map_first_chunk(&mut self, id: ChunkId, pages: usize) {
         self.create_chunk(id, UNIT_PAGES).unwrap();
-        self.populate(id, 0..UNIT_PAGES).unwrap();
+        self.populate(id, 0..pages).unwrap();
     }
 }
 
@@ -138,7 +148,8 @@ impl Percpu {
     fn new() -> Self {
         let a = Allocator::new(Geometry::simple(UNITS, UNIT_PAGES).unwrap(), Policy::pcpu());
         let mut m = Mapper::default();
-        m.map_first_chunk(a.first_chunk());
+        let first = a.first_chunk();
+        m.map_first_chunk(first, a.chunk(first).unwrap().nr_pages());
         Percpu {
             state: Mutex::new(a),
             mapper: Mutex::new(m),
@@ -157,20 +168,32 @@ impl Percpu {
         let flags = AllocFlags::NORMAL;
         let mut mapper = self.mapper.lock().unwrap();
         let req = self.state().request(size, align)?;
+        let mut created = false;
         let area = loop {
             let mut st = self.state();
             match st.alloc_area_class(req, flags, class) {
                 Ok(area) => break area,
+                // A class may ask for a chunk while free room is left (it
+                // keeps out of other classes' growth room): after one new
+                // chunk, or when none can be made, plain first fit.
+                Err(AllocError::NeedsChunk) if created => {
+                    break st.first_fit_or_fail(req, flags)?
+                }
                 Err(AllocError::NeedsChunk) => {
                     let id = st.begin_create_chunk();
                     drop(st);
                     let made = mapper.create_chunk(id, UNIT_PAGES);
                     let mut st = self.state();
                     match made {
-                        Ok(()) => st.finish_create_chunk(id),
+                        Ok(()) => {
+                            st.finish_create_chunk(id);
+                            created = true;
+                        }
                         Err(e) => {
                             st.abort_create_chunk(id);
-                            return Err(AllocError::ChunkCreate(e));
+                            break st
+                                .first_fit_or_fail(req, flags)
+                                .map_err(|_| AllocError::ChunkCreate(e))?;
                         }
                     }
                 }
@@ -192,6 +215,12 @@ impl Percpu {
             }
         }
         self.state().finish_alloc();
+        // Zero the area in every unit (`pcpu_alloc`'s memset): a freed
+        // object's bytes are still there.
+        for cpu in 0..UNITS {
+            let va = mapper.per_cpu_ptr(&area, cpu);
+            mapper.zero(va, area.zero_range().len());
+        }
         Ok(area)
     }
 
@@ -230,6 +259,22 @@ fn main() {
     let pcpu = Percpu::new();
     let frames = |p: &Percpu| p.mapper.lock().unwrap().frames.in_use();
     let boot = frames(&pcpu);
+
+    // An object freed and allocated again: the same place, zeroed again.
+    let a = pcpu.alloc(8, 8, ClassHint::task(9)).unwrap();
+    let mut m = pcpu.mapper.lock().unwrap();
+    for cpu in 0..UNITS {
+        let va = m.per_cpu_ptr(&a, cpu);
+        m.write_u64(va, 0xdead_beef);
+    }
+    drop(m);
+    pcpu.free(a);
+    let b = pcpu.alloc(8, 8, ClassHint::task(9)).unwrap();
+    assert_eq!((a.chunk, a.offset), (b.chunk, b.offset));
+    let m = pcpu.mapper.lock().unwrap();
+    assert!((0..UNITS).all(|cpu| m.read_u64(m.per_cpu_ptr(&b, cpu)) == 0));
+    drop(m);
+    pcpu.free(b);
 
     // Two threads allocate 8-byte counters; each CPU's copy gets its value.
     let objs: Vec<Allocation> = std::thread::scope(|s| {
@@ -294,4 +339,5 @@ fn main() {
         UNITS
     );
     assert!(after < full, "the balance work gave frames back");
+    drop(m);
 }

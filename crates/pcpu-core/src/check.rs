@@ -167,18 +167,25 @@ impl Chunk {
         // A stale `left_free` may since have been corrected by an allocation
         // in its block that did not touch the chunk hint's region (so the
         // chunk hint was not refreshed), taking `stale_left` back to 0 while
-        // the chunk hint keeps what was stitched from it. What it claims is
-        // then still that shape: free up to the start of the block its run
-        // ends in, and from there at most a block's leading part.
+        // the chunk hint keeps what was stitched from it. What it claims then
+        // still has that shape:
         let hint = self.chunk_md.contig_hint;
         let stitched = hint > 0 && {
             let start = self.chunk_md.contig_hint_start;
-            let last_block = (start + hint - 1) / bb as i32 * bb as i32;
-            start <= last_block
-                && start + hint <= map_bits as i32
+            let end = start + hint;
+            let last_block = (end - 1) / bb as i32 * bb as i32;
+            // A stitch: the run starts in an earlier block (a previous
+            // block's `right_free`), its tail is a block's leading part
+            // shorter than the block (a stale `left_free` is below the
+            // block size), and that tail's first bit is free (an allocation
+            // covering a block's first bit always zeroes its `left_free`;
+            // one inside the hint's region refreshes the hint).
+            start < last_block
+                && end <= map_bits as i32
+                && end - last_block < bb as i32
                 && self
                     .alloc_map
-                    .count_ones_in(start as usize, last_block as usize)
+                    .count_ones_in(start as usize, last_block as usize + 1)
                     == 0
         };
         ensure!(
@@ -304,5 +311,60 @@ impl Allocator {
             "stats nr_chunks"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::chunk::{Chunk, ChunkKind};
+
+    /// 8 populated pages of 256 bits each, filled with 1-bit allocations.
+    fn full_chunk() -> Chunk {
+        let mut c = Chunk::new(ChunkKind::Dynamic, 1, 8, 256);
+        c.mark_populated(0..8);
+        while let Some(start) = c.find_block_fit(1, 1, false) {
+            if c.alloc_area(1, 1, start).is_none() {
+                break;
+            }
+        }
+        assert_eq!(c.free_bytes, 0);
+        c.check_invariants().unwrap();
+        c
+    }
+
+    /// A full chunk whose hint claims a whole free page at bit 0: corrupt
+    /// (the chunk has no free bit at all), though its run starts and ends
+    /// in one block as a stitched one's tail does.
+    #[test]
+    fn a_full_chunk_claiming_a_free_page_is_rejected() {
+        let mut c = full_chunk();
+        c.chunk_md.contig_hint_start = 0;
+        c.chunk_md.contig_hint = c.block_bits;
+        assert!(
+            c.check_invariants().is_err(),
+            "contig_hint {} at 0 accepted in a chunk with no free bit",
+            c.block_bits
+        );
+    }
+
+    /// Only page 0 free: a hint of a page and a half from bit 0 runs into
+    /// page 1, which is fully allocated and whose `left_free` is 0 (no stale
+    /// run to stitch): corrupt.
+    #[test]
+    fn a_hint_running_into_a_full_page_is_rejected() {
+        let mut c = full_chunk();
+        let bb = c.block_bits;
+        for off in 0..bb {
+            c.free_area(off, 1);
+        }
+        c.check_invariants().unwrap();
+        assert_eq!(c.md_blocks[1].left_free, 0);
+        c.chunk_md.contig_hint_start = 0;
+        c.chunk_md.contig_hint = bb + bb / 2;
+        assert!(
+            c.check_invariants().is_err(),
+            "contig_hint {} accepted with a largest free run of {bb}",
+            bb + bb / 2
+        );
     }
 }

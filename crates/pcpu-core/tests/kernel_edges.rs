@@ -223,3 +223,30 @@ fn matching_reclaim_reintegrates_below_high() {
     assert_eq!(a.nr_empty_pop_pages(), 5);
     a.check_invariants().unwrap();
 }
+
+/// The stats walk's bound leaves out the hidden end of a chunk (`end_offset`,
+/// the first chunk's room after its dynamic area): the last bit searched is
+/// the managed region's last, so a first chunk filled with 8-byte objects
+/// reports its last one 4 bytes short, as a dynamic chunk does.
+#[test]
+fn stats_bound_leaves_the_hidden_end_out() {
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size: 8000,
+    };
+    let geo = Geometry::new(4096, 1, 8 * 4096, fc).unwrap();
+    let mut a = Allocator::new(geo, Policy::new(PolicyKind::Linux61));
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    let c = a.chunk(first).unwrap();
+    let (lo, hi) = (c.start_offset(), c.nr_pages() * 4096 - c.end_offset());
+    assert!(c.end_offset() > 0, "a hidden end");
+    for off in (lo..hi).step_by(8) {
+        a.alloc_at(&mut b, first, off, 8, 8, AllocFlags::NORMAL)
+            .unwrap();
+    }
+    a.check_invariants().unwrap();
+    let s = chunk_stats(a.chunk(first).unwrap());
+    assert_eq!((s.cur_min_alloc, s.cur_max_alloc), (4, 8), "{s:?}");
+}

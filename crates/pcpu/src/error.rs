@@ -51,8 +51,9 @@ pub enum Error {
     Map(MapError),
     /// The allocation failed for a reason of the core allocator.
     Alloc(AllocError),
-    /// A free (or pointer look-up) was refused: double free, or not the start
-    /// of a live allocation.
+    /// The core allocator refused a free: not the start of a live
+    /// allocation. (A raw handle freed twice, or a stale copy of one, gives
+    /// [`Error::NotLive`] instead: the handle is checked first.)
     Free(FreeError),
     /// A CPU index without a unit.
     BadCpu {
