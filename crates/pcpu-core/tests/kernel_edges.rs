@@ -250,3 +250,46 @@ fn stats_bound_leaves_the_hidden_end_out() {
     let s = chunk_stats(a.chunk(first).unwrap());
     assert_eq!((s.cur_min_alloc, s.cur_max_alloc), (4, 8), "{s:?}");
 }
+
+/// The RFC's free path compares the chunk's empty pages as an `int` too
+/// (`chunk->nr_empty_pop_pages > chunk->nr_pages / 4` in the seed patch): a
+/// free while placed pages wait for population (count -2) marks nothing.
+/// Chunk `d`, in the same slot, is there so that a mark could happen.
+#[test]
+fn rfc_free_during_population_window_marks_nothing() {
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size: 10 * 4096,
+    };
+    let geo = Geometry::new(4096, 1, 16 * 4096, fc).unwrap();
+    let mut p = Policy::new(PolicyKind::SeedRfc);
+    p.rfc_marked_threshold = 0;
+    let mut a = Allocator::new(geo, p);
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    for p in [1, 3, 5, 7, 9] {
+        a.alloc_at(&mut b, first, p * 4096, 4, 4, AllocFlags::NORMAL)
+            .unwrap();
+    }
+    let c = a.create_chunk(&mut b).unwrap();
+    let d = a.create_chunk(&mut b).unwrap();
+    for ch in [c, d] {
+        a.alloc_at(&mut b, ch, 0, 4, 4, AllocFlags::NORMAL).unwrap();
+        a.alloc_at(&mut b, ch, 8, 4, 4, AllocFlags::NORMAL).unwrap();
+    }
+    // d as c will be once the area is placed: the same slot.
+    a.alloc_at(&mut b, d, 4096, 8192, 4096, AllocFlags::NORMAL)
+        .unwrap();
+    a.check_invariants().unwrap();
+    assert!(!a.balance_pending());
+    let req = a.request(8192, 4096).unwrap();
+    let area = a.alloc_area(req, AllocFlags::NORMAL).unwrap();
+    assert_eq!((area.chunk, area.offset), (c, 4096));
+    assert_eq!(a.next_unpopulated(&area), Some(1..3));
+    a.free(c, 8).unwrap();
+    assert!(
+        !a.balance_pending(),
+        "the RFC: -2 > 16 / 4 is false, the chunk is not marked"
+    );
+}
