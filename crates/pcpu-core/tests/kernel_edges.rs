@@ -78,28 +78,39 @@ fn stats_lone_object_on_last_bit_is_counted() {
 /// into the chunk in that window (free_percpu takes only pcpu_lock, so it
 /// can run then) does not isolate it in the kernel (a cast to `usize` made
 /// -2 pass the ¼ test).
-#[test]
-fn free_during_population_window_does_not_isolate() {
+/// One unit of 16 pages; the first chunk's 10 dynamic pages hold objects
+/// at the start of pages 1, 3, 5, 7 and 9: five empty pages, no free run
+/// of 8 KiB.
+fn window_setup(policy: Policy) -> (Allocator, SimBackend) {
     let fc = FirstChunk {
         static_size: 0,
         reserved_size: 0,
         dyn_size: 10 * 4096,
     };
     let geo = Geometry::new(4096, 1, 16 * 4096, fc).unwrap();
-    let mut a = Allocator::new(geo, Policy::new(PolicyKind::Linux61));
+    let mut a = Allocator::new(geo, policy);
     let mut b = SimBackend::default();
     let first = a.first_chunk();
-    // First chunk: objects at the start of pages 1, 3, 5, 7, 9: five empty
-    // pages, no free run of 8 KiB.
     for p in [1, 3, 5, 7, 9] {
         a.alloc_at(&mut b, first, p * 4096, 4, 4, AllocFlags::NORMAL)
             .unwrap();
     }
     assert_eq!(a.nr_empty_pop_pages(), 5);
-    // A dynamic chunk with two small objects on page 0.
-    let c = a.create_chunk(&mut b).unwrap();
-    a.alloc_at(&mut b, c, 0, 4, 4, AllocFlags::NORMAL).unwrap();
-    a.alloc_at(&mut b, c, 8, 4, 4, AllocFlags::NORMAL).unwrap();
+    (a, b)
+}
+
+/// A new dynamic chunk with two small objects on page 0.
+fn two_small_objects(a: &mut Allocator, b: &mut SimBackend) -> ChunkId {
+    let c = a.create_chunk(b).unwrap();
+    a.alloc_at(b, c, 0, 4, 4, AllocFlags::NORMAL).unwrap();
+    a.alloc_at(b, c, 8, 4, 4, AllocFlags::NORMAL).unwrap();
+    c
+}
+
+#[test]
+fn free_during_population_window_does_not_isolate() {
+    let (mut a, mut b) = window_setup(Policy::new(PolicyKind::Linux61));
+    let c = two_small_objects(&mut a, &mut b);
     a.check_invariants().unwrap();
     // Two-phase allocation of 8 KiB, page aligned: lands on pages 1-2 of c,
     // both unpopulated.
@@ -257,27 +268,11 @@ fn stats_bound_leaves_the_hidden_end_out() {
 /// Chunk `d`, in the same slot, is there so that a mark could happen.
 #[test]
 fn rfc_free_during_population_window_marks_nothing() {
-    let fc = FirstChunk {
-        static_size: 0,
-        reserved_size: 0,
-        dyn_size: 10 * 4096,
-    };
-    let geo = Geometry::new(4096, 1, 16 * 4096, fc).unwrap();
     let mut p = Policy::new(PolicyKind::SeedRfc);
     p.rfc_marked_threshold = 0;
-    let mut a = Allocator::new(geo, p);
-    let mut b = SimBackend::default();
-    let first = a.first_chunk();
-    for p in [1, 3, 5, 7, 9] {
-        a.alloc_at(&mut b, first, p * 4096, 4, 4, AllocFlags::NORMAL)
-            .unwrap();
-    }
-    let c = a.create_chunk(&mut b).unwrap();
-    let d = a.create_chunk(&mut b).unwrap();
-    for ch in [c, d] {
-        a.alloc_at(&mut b, ch, 0, 4, 4, AllocFlags::NORMAL).unwrap();
-        a.alloc_at(&mut b, ch, 8, 4, 4, AllocFlags::NORMAL).unwrap();
-    }
+    let (mut a, mut b) = window_setup(p);
+    let c = two_small_objects(&mut a, &mut b);
+    let d = two_small_objects(&mut a, &mut b);
     // d as c will be once the area is placed: the same slot.
     a.alloc_at(&mut b, d, 4096, 8192, 4096, AllocFlags::NORMAL)
         .unwrap();
