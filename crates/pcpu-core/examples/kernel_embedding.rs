@@ -161,9 +161,10 @@ impl Percpu {
     }
 
     /// `__alloc_percpu`: place under `pcpu_lock`, create chunks and populate
-    /// pages with it dropped, holding `pcpu_alloc_mutex` throughout. `class`
-    /// keeps objects that die together on the same pages (the Linux
-    /// policies ignore it).
+    /// pages with it dropped, holding `pcpu_alloc_mutex` throughout (which
+    /// also keeps other class requests out between a `NeedsChunk` and its
+    /// retry, as `alloc_area_class` asks). `class` keeps objects that die
+    /// together on the same pages (the Linux policies ignore it).
     fn alloc(&self, size: usize, align: usize, class: ClassHint) -> Result<Allocation, AllocError> {
         let flags = AllocFlags::NORMAL;
         let mut mapper = self.mapper.lock().unwrap();
