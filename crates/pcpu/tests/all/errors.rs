@@ -72,6 +72,7 @@ fn invalid_builder_settings() {
     bad(b().unit_size(16 << 10).build(), "unit_size");
     bad(b().unit_size((64 << 10) + 100).build(), "unit_size");
     bad(b().units(0).build(), "units");
+    bad(b().units(65536).build(), "units");
     bad(b().first_chunk_size(0).build(), "first_chunk_size");
     bad(
         b().unit_size(64 << 10).first_chunk_size(64 << 10).build(),
