@@ -25,6 +25,7 @@ fn last_in_first_out_and_still_allocated() {
         a.check_invariants().unwrap();
     }
     assert_eq!(mag.areas(), &xs[..]);
+    assert_eq!((mag.len(), mag.is_empty(), mag.capacity()), (3, false, 4));
     assert_eq!(a.stats().nr_cur_alloc, 3, "cached areas stay allocated");
     let y = a
         .alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL)
@@ -35,6 +36,28 @@ fn last_in_first_out_and_still_allocated() {
     assert_eq!(a.drain(&mut mag), 3);
     assert!(mag.is_empty());
     assert_eq!(a.stats().nr_cur_alloc, 0);
+    a.check_invariants().unwrap();
+}
+
+/// The magazine keeps an area's real size, whatever size the handle it
+/// was given back with says (the size is checked against the allocation,
+/// not trusted).
+#[test]
+fn a_cached_area_keeps_its_real_size() {
+    let mut a = small();
+    let mut b = SimBackend::default();
+    let mut mag = Magazine::new(a.request(8, 8).unwrap(), 4);
+    let x = a
+        .alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL)
+        .unwrap();
+    a.free_cached(&mut mag, Allocation { size: 4, ..x })
+        .unwrap();
+    assert_eq!(mag.areas(), &[x]);
+    let y = a
+        .alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!((y, y.size), (x, 8));
+    a.free(y.chunk, y.offset).unwrap();
     a.check_invariants().unwrap();
 }
 
