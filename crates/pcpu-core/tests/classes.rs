@@ -518,3 +518,30 @@ fn a_refill_backfills_beside_survivors() {
         );
     }
 }
+
+/// A class opening a region walks the active slots' own chunks (the refill
+/// order applies to the sidelined slot only): two lifetime classes taking
+/// turns, with nothing sidelined, fit in the chunks they started in instead
+/// of mapping a chunk per region.
+#[test]
+fn new_regions_come_from_the_active_slots() {
+    let mut a = kernel_like(Policy::pcpu());
+    let mut b = SimBackend::default();
+    let mut objs = Vec::new();
+    for i in 0..4000u64 {
+        let class = ClassHint::lifetime(i % 2);
+        let size = [8, 24, 128, 1000][(i % 4) as usize];
+        objs.push(
+            a.alloc_class(&mut b, size, 8, AllocFlags::NORMAL, class)
+                .unwrap(),
+        );
+        a.check_invariants().unwrap();
+    }
+    let bytes: usize = objs.iter().map(|x| x.size).sum();
+    let unit = a.geometry().unit_size();
+    let chunks = a.nr_chunks();
+    assert!(
+        chunks <= bytes / unit + 3,
+        "{chunks} chunks for {bytes} bytes in {unit}-byte units"
+    );
+}
