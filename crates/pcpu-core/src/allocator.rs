@@ -508,16 +508,13 @@ impl Allocator {
                 let fully_free = c.free_bytes == self.geo.unit_size() as i32;
                 c.nr_empty_pop_pages > 0
                     && ((c.isolated && fully_free)
-                        || ((c.isolated || c.nr_empty_pop_pages as usize >= threshold)
+                        || ((c.isolated || c.empty_pop_pages_at_least(threshold))
                             && self.reserve_pages(want) >= want))
             }
             _ => {
                 (c.isolated && c.nr_empty_pop_pages > 0)
                     || (self.nr_empty_pop_pages > high + c.nr_empty_pop_pages
-                        // Negative while placed pages wait for population
-                        // (`pcpu_block_update_hint_alloc` counts them):
-                        // the kernel's int comparison is false then.
-                        && usize::try_from(c.nr_empty_pop_pages).is_ok_and(|n| n >= threshold))
+                        && c.empty_pop_pages_at_least(threshold))
             }
         }
     }

@@ -187,6 +187,14 @@ impl Chunk {
     pub fn nr_empty_pop_pages(&self) -> usize {
         self.nr_empty_pop_pages.max(0) as usize
     }
+    /// At least `n` empty populated pages, as the kernel's `int` comparisons
+    /// judge it: false while the count is negative (areas placed on pages
+    /// not yet populated, which `pcpu_block_update_hint_alloc` already took
+    /// off), even for `n == 0`.
+    #[inline]
+    pub(crate) fn empty_pop_pages_at_least(&self, n: usize) -> bool {
+        usize::try_from(self.nr_empty_pop_pages).is_ok_and(|e| e >= n)
+    }
     /// Free bytes in the managed region.
     pub fn free_bytes(&self) -> usize {
         self.free_bytes as usize

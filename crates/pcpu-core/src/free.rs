@@ -118,8 +118,7 @@ impl Allocator {
                     if self.free_slot_has_other(id) {
                         self.balance_pending = true;
                     }
-                } else if usize::try_from(c.nr_empty_pop_pages)
-                    .is_ok_and(|n| n > c.nr_pages / self.policy.reclaim_divisor)
+                } else if c.empty_pop_pages_at_least(c.nr_pages / self.policy.reclaim_divisor + 1)
                     && id != self.first
                     && Some(id) != self.reserved
                 {
