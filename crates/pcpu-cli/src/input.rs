@@ -347,23 +347,11 @@ impl Loaded {
                 "--magazine needs simulated placement: with --placement kernel every allocation goes where the kernel put it",
             ));
         }
-        // The kernel's policy, up to class knobs it ignores (they act only
-        // with class placement).
+        // The kernel's policy, up to class knobs it ignores.
         let kernel = |p: &Policy| {
             [PolicyKind::Linux514, PolicyKind::Linux61]
                 .into_iter()
-                .any(|k| {
-                    let named = Policy::named(k);
-                    let mut q = *p;
-                    if !q.class_placement {
-                        q.min_run = named.min_run;
-                        q.class_capacity = named.class_capacity;
-                        q.keep_room = named.keep_room;
-                        q.long_lived = named.long_lived;
-                        q.backfill = named.backfill;
-                    }
-                    q == named
-                })
+                .any(|k| p.behaves_as(&Policy::named(k)))
         };
         let names = |ps: &[&Policy]| {
             ps.iter()

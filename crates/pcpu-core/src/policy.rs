@@ -246,6 +246,22 @@ impl Policy {
         p
     }
 
+    /// Does this policy behave as `other` does? Equal, up to the class
+    /// knobs (`min_run`, `class_capacity`, `keep_room`, `long_lived`,
+    /// `backfill`) when neither places by class: they act only in class
+    /// placement. (`linux-5.14:keep_room=true` behaves as `linux-5.14`.)
+    pub fn behaves_as(&self, other: &Policy) -> bool {
+        let mut p = *self;
+        if !p.class_placement && !other.class_placement {
+            p.min_run = other.min_run;
+            p.class_capacity = other.class_capacity;
+            p.keep_room = other.keep_room;
+            p.long_lived = other.long_lived;
+            p.backfill = other.backfill;
+        }
+        p == *other
+    }
+
     /// Stable name, as accepted by `FromStr`.
     pub fn name(&self) -> &'static str {
         match self.kind {

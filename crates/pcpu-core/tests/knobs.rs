@@ -377,3 +377,17 @@ fn out_of_range_fields_are_clamped_by_the_allocator() {
         }
     }
 }
+
+/// Class knobs do nothing without class placement: a Linux policy with one
+/// behaves as the plain policy; any other knob, or class placement on,
+/// makes a difference.
+#[test]
+fn class_knobs_are_inert_without_class_placement() {
+    let p = |s: &str| s.parse::<Policy>().unwrap();
+    let linux = Policy::named(PolicyKind::Linux514);
+    assert!(p("linux-5.14:keep_room=true:min_run=64:backfill=true").behaves_as(&linux));
+    assert!(!p("linux-5.14:sideline=false").behaves_as(&linux));
+    assert!(!p("linux-5.14:class_placement=true").behaves_as(&linux));
+    assert!(!p("pcpu:keep_room=true").behaves_as(&Policy::pcpu()));
+    assert!(Policy::pcpu().behaves_as(&Policy::pcpu()));
+}
