@@ -10,6 +10,18 @@ fn geo_1x8() -> Geometry {
     Geometry::simple(1, 8).unwrap()
 }
 
+/// One unit of `unit_pages` 4 KiB pages, whose first chunk has a
+/// `dyn_size`-byte dynamic area and nothing else.
+fn one_unit(dyn_size: usize, unit_pages: usize, policy: Policy) -> (Allocator, SimBackend) {
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size,
+    };
+    let geo = Geometry::new(4096, 1, unit_pages * 4096, fc).unwrap();
+    (Allocator::new(geo, policy), SimBackend::default())
+}
+
 /// `chunk_map_stats` (percpu-stats.c) bounds the walk by `last_alloc`:
 /// `end = find_next_bit(chunk->bound_map, last_alloc, start + 1)`, where
 /// `last_alloc` is one past the last set bit below the chunk's last managed
@@ -82,14 +94,7 @@ fn stats_lone_object_on_last_bit_is_counted() {
 /// at the start of pages 1, 3, 5, 7 and 9: five empty pages, no free run
 /// of 8 KiB.
 fn window_setup(policy: Policy) -> (Allocator, SimBackend) {
-    let fc = FirstChunk {
-        static_size: 0,
-        reserved_size: 0,
-        dyn_size: 10 * 4096,
-    };
-    let geo = Geometry::new(4096, 1, 16 * 4096, fc).unwrap();
-    let mut a = Allocator::new(geo, policy);
-    let mut b = SimBackend::default();
+    let (mut a, mut b) = one_unit(10 * 4096, 16, policy);
     let first = a.first_chunk();
     for p in [1, 3, 5, 7, 9] {
         a.alloc_at(&mut b, first, p * 4096, 4, 4, AllocFlags::NORMAL)
@@ -183,14 +188,7 @@ fn retry_after_chunk_creation_honours_atomic_failure() {
 /// chunk is created; `retry_pop` then computes clamp(HIGH - 5) = 0.
 #[test]
 fn matching_atomic_failure_boost_creates_a_chunk_and_populates_nothing() {
-    let fc = FirstChunk {
-        static_size: 0,
-        reserved_size: 0,
-        dyn_size: 5 * 4096,
-    };
-    let geo = Geometry::new(4096, 1, 16 * 4096, fc).unwrap();
-    let mut a = Allocator::new(geo, Policy::new(PolicyKind::Linux61));
-    let mut b = SimBackend::default();
+    let (mut a, mut b) = one_unit(5 * 4096, 16, Policy::new(PolicyKind::Linux61));
     assert!(a.alloc(&mut b, 24576, 4, AllocFlags::ATOMIC).is_err());
     assert!(a.balance_pending());
     let r = a.balance(&mut b);
@@ -202,14 +200,7 @@ fn matching_atomic_failure_boost_creates_a_chunk_and_populates_nothing() {
 /// depopulated, when `pcpu_nr_empty_pop_pages < HIGH` at its first page.
 #[test]
 fn matching_reclaim_reintegrates_below_high() {
-    let fc = FirstChunk {
-        static_size: 0,
-        reserved_size: 0,
-        dyn_size: 5 * 4096,
-    };
-    let geo = Geometry::new(4096, 1, 8 * 4096, fc).unwrap();
-    let mut a = Allocator::new(geo, Policy::new(PolicyKind::Linux61));
-    let mut b = SimBackend::default();
+    let (mut a, mut b) = one_unit(5 * 4096, 8, Policy::new(PolicyKind::Linux61));
     let c = a.create_chunk(&mut b).unwrap();
     for p in 0..4 {
         a.alloc_at(&mut b, c, p * 4096, 4096, 4, AllocFlags::NORMAL)
@@ -241,14 +232,7 @@ fn matching_reclaim_reintegrates_below_high() {
 /// reports its last one 4 bytes short, as a dynamic chunk does.
 #[test]
 fn stats_bound_leaves_the_hidden_end_out() {
-    let fc = FirstChunk {
-        static_size: 0,
-        reserved_size: 0,
-        dyn_size: 8000,
-    };
-    let geo = Geometry::new(4096, 1, 8 * 4096, fc).unwrap();
-    let mut a = Allocator::new(geo, Policy::new(PolicyKind::Linux61));
-    let mut b = SimBackend::default();
+    let (mut a, mut b) = one_unit(8000, 8, Policy::new(PolicyKind::Linux61));
     let first = a.first_chunk();
     let c = a.chunk(first).unwrap();
     let (lo, hi) = (c.start_offset(), c.nr_pages() * 4096 - c.end_offset());
