@@ -122,7 +122,7 @@ impl Inner {
         // as it takes.
         let deadline = Instant::now().checked_add(timeout);
         // In a `fork()`ed child no thread would ever run the pending work.
-        let background = self.config.background_balance && std::process::id() == self.pid;
+        let background = self.config.background_balance && !self.in_forked_child();
         let mut st = self.state();
         loop {
             let pending = background && st.core.balance_pending();
@@ -153,9 +153,6 @@ impl Inner {
 pub(crate) struct Balancer {
     inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
-    /// The process that started the thread: a `fork()`ed child has no
-    /// balance thread to stop or join.
-    pid: u32,
 }
 
 crate::sync::const_thread_local! {
@@ -183,14 +180,13 @@ impl Balancer {
         Ok(Balancer {
             inner,
             thread: Some(thread),
-            pid: std::process::id(),
         })
     }
 }
 
 impl Drop for Balancer {
     fn drop(&mut self) {
-        if std::process::id() != self.pid {
+        if self.inner.in_forked_child() {
             // A `fork()`ed child: the thread, and any lock it held at the
             // fork, are the parent's. Taking the lock could block for ever
             // and joining would wait for a thread that does not exist here;

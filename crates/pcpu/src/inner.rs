@@ -52,7 +52,7 @@ pub(crate) struct Inner {
     pub(crate) id: u64,
     /// The process that built it (and started its balance thread, if any):
     /// a `fork()`ed child has no balance thread.
-    pub(crate) pid: u32,
+    pid: u32,
     /// Moved to ask every thread to free its cached areas of this allocator
     /// (`cache` module).
     pub(crate) cache_epoch: AtomicU64,
@@ -242,6 +242,13 @@ impl Inner {
             _guard: guard,
             inner: self,
         })
+    }
+
+    /// Running in a `fork()`ed child of the process that built the allocator
+    /// (and started its balance thread, if any): the child has no balance
+    /// thread.
+    pub(crate) fn in_forked_child(&self) -> bool {
+        std::process::id() != self.pid
     }
 
     /// Wake the balance thread if the core scheduled the balance work and the
