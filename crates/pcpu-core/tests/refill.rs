@@ -19,6 +19,10 @@ struct Setup {
 }
 
 fn setup(refill: &str) -> Setup {
+    setup_with(refill, "first")
+}
+
+fn setup_with(refill: &str, fit: &str) -> Setup {
     let g = Geometry::from_kernel_line(
         "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288",
         4,
@@ -26,6 +30,7 @@ fn setup(refill: &str) -> Setup {
     .unwrap();
     let mut policy = Policy::new(PolicyKind::Linux514);
     policy.set("refill", refill).unwrap();
+    policy.set("fit", fit).unwrap();
     let mut a = Allocator::new(g, policy);
     let mut b = SimBackend::default();
     let first = a.first_chunk();
@@ -167,4 +172,35 @@ fn a_page_sized_object_leaves_its_sidelined_chunk_sidelined() {
         s.a.balance(&mut s.b);
     }
     s.a.check_invariants().unwrap();
+}
+
+/// Next fit continues after an allocation that refilled a sidelined chunk in
+/// a non-kernel order, as after any other: the next search starts in that
+/// chunk, after it, not where the previous search left off.
+#[test]
+fn next_fit_continues_after_a_refill() {
+    let mut s = setup_with("room", "next");
+    // Next fit first fills the free chunk its last search left off in; the
+    // allocation after that refills a sidelined chunk.
+    let x = loop {
+        let x = s.a.alloc(&mut s.b, OBJ, 8, AllocFlags::NORMAL).unwrap();
+        if s.c.contains(&x.chunk) {
+            break x;
+        }
+    };
+    s.a.check_invariants().unwrap();
+    assert_eq!(x.chunk, s.c[1]);
+    assert_eq!(x.offset, OBJ, "first fit in c1: beside page 0's object");
+    // A hole before it, which first fit would take.
+    s.a.free(x.chunk, 0).unwrap();
+    s.a.check_invariants().unwrap();
+    let y = s.a.alloc(&mut s.b, OBJ, 8, AllocFlags::NORMAL).unwrap();
+    s.a.check_invariants().unwrap();
+    assert_eq!((y.chunk, y.offset), (x.chunk, x.offset + OBJ));
+    // First fit takes the hole.
+    let mut s = setup_with("room", "first");
+    let x = s.a.alloc(&mut s.b, OBJ, 8, AllocFlags::NORMAL).unwrap();
+    s.a.free(x.chunk, 0).unwrap();
+    let y = s.a.alloc(&mut s.b, OBJ, 8, AllocFlags::NORMAL).unwrap();
+    assert_eq!((y.chunk, y.offset), (x.chunk, 0));
 }
