@@ -1,4 +1,5 @@
-//! `pcpu stats`: the allocator's `percpu_stats` at a phase marker.
+//! `pcpu stats`: the allocator's `percpu_stats`, or its page map, at a phase
+//! marker.
 
 use clap::Args;
 use pcpu_core::{chunk_stats, Allocator, ChunkKind, Policy};
@@ -24,6 +25,13 @@ pub(crate) struct StatsArgs {
     /// (fields in docs/json.md).
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// Print the page map instead: every chunk's pages, one character per
+    /// page (`#` holds allocations, `.` populated but empty, `-`
+    /// unpopulated), so that where the live objects of a mostly empty chunk
+    /// sit can be seen. The JSON has it too (`page_map` of each chunk).
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) map: bool,
 
     /// The capture and the options every replay takes.
     #[command(flatten)]
@@ -71,6 +79,8 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
         let json = serde_json::to_string_pretty(&v)
             .map_err(|e| CliError::replay(format!("cannot encode the figures as JSON: {e}")))?;
         emit(&(json + "\n"))
+    } else if args.map {
+        emit(&rp.allocator().page_map())
     } else {
         emit(&rp.allocator().percpu_stats())
     }
@@ -105,6 +115,7 @@ fn stats_json(a: &Allocator, trace: &str, phase: &str, policy: &Policy) -> serde
                 "cur_min_alloc": s.cur_min_alloc,
                 "cur_med_alloc": s.cur_med_alloc,
                 "cur_max_alloc": s.cur_max_alloc,
+                "page_map": c.page_symbols(),
             }))
         })
         .collect();

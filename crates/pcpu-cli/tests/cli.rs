@@ -572,6 +572,44 @@ fn stats_at_a_phase_prints_percpu_stats() {
     );
 }
 
+/// `stats --map`: one character per page of every chunk, agreeing with each
+/// chunk's populated count and with the JSON's `page_map`.
+#[test]
+fn stats_map_shows_every_page() {
+    let o = pcpu(&["stats", SMALL, "--at", "A", "--map"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.starts_with("Page map "), "{out}");
+    let s = json(&["stats", SMALL, "--at", "A", "--json"]);
+    for c in s["chunks"].as_array().unwrap() {
+        let map = c["page_map"].as_str().unwrap();
+        assert_eq!(map.len() as u64, c["nr_pages"].as_u64().unwrap());
+        let populated = map.chars().filter(|&p| p == '#' || p == '.').count();
+        assert_eq!(populated as u64, c["nr_populated"].as_u64().unwrap());
+        let empty = map.chars().filter(|&p| p == '.').count() as i64;
+        if !c["isolated"].as_bool().unwrap() {
+            assert_eq!(empty, c["empty_pop_pages"].as_i64().unwrap(), "{c}");
+        }
+        // The text shows the same pages, 64 to a line after the page number.
+        let header = format!("chunk {} (", c["id"]);
+        let block: String = out
+            .split("\nchunk ")
+            .map(|b| format!("chunk {b}"))
+            .find(|b| b.starts_with(&header))
+            .unwrap_or_else(|| panic!("no {header} in {out}"))
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(block, map, "chunk {}", c["id"]);
+    }
+    assert_fails(
+        &pcpu(&["stats", SMALL, "--at", "A", "--map", "--json"]),
+        2,
+        &["--json"],
+    );
+}
+
 #[test]
 fn error_missing_input() {
     assert_fails(

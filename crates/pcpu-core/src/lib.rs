@@ -49,6 +49,7 @@ mod free;
 mod geometry;
 mod long_lived;
 mod magazine;
+mod page_map;
 mod policy;
 mod refill;
 mod slots;
@@ -64,6 +65,7 @@ pub use classes::{ClassHint, ClassPages};
 pub use error::{AllocError, FreeError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MAX_UNITS, MIN_UNIT_SIZE};
 pub use magazine::Magazine;
+pub use page_map::PageState;
 pub use policy::{
     knob_doc, Fit, Policy, PolicyKind, PolicyParseError, Refill, UnknownPolicy,
     EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW, KNOBS, SLOT_FAIL_THRESHOLD,

@@ -319,6 +319,22 @@ impl PerCpuAllocator {
         self.inner().state().core.percpu_stats()
     }
 
+    /// Every chunk's pages, one character per page: `#` holds allocations
+    /// (areas in thread caches included), `.` populated but empty (what the
+    /// balance work can give back), `-` unpopulated, `!` being populated for
+    /// an allocation in progress. Shows where the live objects of a mostly
+    /// empty chunk sit, which `percpu_stats` cannot.
+    ///
+    /// ```
+    /// let alloc = pcpu::PerCpuAllocator::builder().background_balance(false).build().unwrap();
+    /// let x = alloc.per_cpu_zeroed::<u64>().unwrap();
+    /// assert!(alloc.page_map_text().contains("(first)"));
+    /// # drop(x);
+    /// ```
+    pub fn page_map_text(&self) -> String {
+        self.inner().state().core.page_map()
+    }
+
     /// Bytes of this allocator's mappings that are resident, as the OS sees
     /// them (`mincore` over every chunk's mapping, all units).
     ///

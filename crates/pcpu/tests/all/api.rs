@@ -376,6 +376,18 @@ fn stats_and_texts() {
     assert!(alloc
         .percpu_stats_text()
         .starts_with("Percpu Memory Statistics"));
+    // The page map shows the populated pages the statistics count.
+    let map = alloc.page_map_text();
+    let populated = map
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .skip(1) // the key
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .flat_map(str::chars)
+        .filter(|&p| p == '#' || p == '.')
+        .count();
+    assert_eq!(populated, s2.populated_pages, "{map}");
+    assert_eq!(map.matches("\nchunk ").count(), s2.chunks, "{map}");
     assert!(format!("{alloc:?}").contains("linux-5.14"));
     assert!(alloc.wait_idle(std::time::Duration::from_secs(1)));
     alloc.check_invariants().unwrap();
