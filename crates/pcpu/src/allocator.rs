@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use pcpu_core::{BalanceReport, InvariantError, Policy};
 
-use crate::balance::Balancer;
 use crate::builder::{Builder, Config};
 use crate::cache;
 use crate::counter::PerCpuCounter;
@@ -18,6 +17,7 @@ use crate::handle::{PerCpu, Zeroable};
 use crate::inner::Inner;
 use crate::stats::Stats;
 use crate::sync::Arc;
+use crate::worker::Balancer;
 
 /// Upper bound of balance runs in one [`PerCpuAllocator::settle`].
 const SETTLE_MAX_RUNS: usize = 64;
@@ -30,8 +30,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// Cloning is cheap (an `Arc`); every clone and every object allocated from
 /// it keep the allocator alive, and so do areas waiting in a thread's cache
-/// ([`Builder::thread_cache`]). The balance thread stops when the last clone,
-/// the last object and the last cached area are gone. A thread whose cached
+/// ([`Builder::thread_cache`]). It leaves the balance thread (shared by the
+/// process's allocators) when the last clone, the last object and the last
+/// cached area are gone. A thread whose cached
 /// areas are all that is left of an allocator frees them at its next cold
 /// cache operation (the first request of a size or allocator it has no
 /// cached class for, the first use of a class after a balance run of its
@@ -54,11 +55,11 @@ pub struct PerCpuAllocator {
     shared: Arc<Shared>,
 }
 
-/// What the clones share: the state, and the balance thread that runs on it.
+/// What the clones share: the state, and its place on the balance worker.
 #[derive(Debug)]
 struct Shared {
     inner: Arc<Inner>,
-    /// Stopped and joined when the last handle or object goes.
+    /// Taken off the worker when the last handle or object goes.
     _balancer: Option<Balancer>,
 }
 
@@ -118,7 +119,7 @@ impl PerCpuAllocator {
     }
 }
 
-// The balance thread's `JoinHandle` keeps the auto traits away, but a panic
+// The balance worker's locks keep the auto traits away, but a panic
 // in user code cannot leave the allocator half-updated where a caller could
 // see it: user code (initialisers, `Drop` of `T`) never runs while the state
 // lock is held or in the middle of a balance run, and an internal panic under
@@ -217,8 +218,8 @@ impl PerCpuAllocator {
         cache::trim(self);
     }
 
-    /// Wait until the background balance thread is idle: no run in progress
-    /// and none pending. Without background balancing (or in a `fork()`ed
+    /// Wait until this allocator's background balance work is done: no run
+    /// in progress and none pending. Without background balancing (or in a `fork()`ed
     /// child, which has no balance thread), only waits for a
     /// [`balance_now`](Self::balance_now) in progress on another thread.
     /// Returns false if `timeout` passed first.
@@ -380,7 +381,7 @@ pub fn try_global() -> Result<&'static PerCpuAllocator, Error> {
     }
     let built = PerCpuAllocator::new()?;
     // Two threads may build one each: the first stored wins, the other is
-    // dropped (its balance thread stopped, its memory unmapped).
+    // dropped (taken off the balance worker, its memory unmapped).
     Ok(match GLOBAL.set(built) {
         Ok(()) => GLOBAL.get().expect("just set"),
         Err(_) => GLOBAL.get().expect("set by another thread"),

@@ -1,5 +1,5 @@
-//! The balance work (`pcpu_balance_workfn`) on real memory, and the
-//! background thread that runs it when the core schedules it.
+//! The balance work (`pcpu_balance_workfn`) on real memory (the `worker`
+//! module runs it in the background when the core schedules it).
 //!
 //! A run holds `alloc_mutex` throughout and `state` only while planning or
 //! committing one page operation ([`BalanceRun::next`] / [`BalanceRun::done`]),
@@ -7,16 +7,13 @@
 //! (de)populated, chunks mapped or unmapped (the kernel's "take the mutex,
 //! then the spinlock once, drop the spinlock around slow work").
 
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use pcpu_core::{BalanceReport, BalanceRun, PageWork};
 
-use crate::error::Error;
 use crate::handle;
 use crate::inner::{AllocLock, Inner, State};
-use crate::sync::thread::{self, JoinHandle};
-use crate::sync::{Arc, MutexGuard};
+use crate::sync::MutexGuard;
 use crate::sys::mmap::Region;
 
 const POISONED: &str = "pcpu: allocator state poisoned by an internal panic";
@@ -143,93 +140,5 @@ impl Inner {
                 None => self.idle.wait(st).expect(POISONED),
             };
         }
-    }
-}
-
-// === the background thread ===
-
-/// The balance thread of one allocator: stopped and joined on drop.
-#[derive(Debug)]
-pub(crate) struct Balancer {
-    inner: Arc<Inner>,
-    thread: Option<JoinHandle<()>>,
-}
-
-crate::sync::const_thread_local! {
-    /// On a balance thread, the id of its allocator (0 elsewhere). Read with
-    /// `try_with`, and a constant `Cell<u64>` (no destructor) under std: a
-    /// `Balancer` may be dropped in a thread-local destructor (a thread
-    /// cache holding an allocator's last handle, at thread exit), where std
-    /// does not promise `thread::current()` (older releases panic; loom's
-    /// does).
-    static BALANCE_THREAD_OF: Cell<u64> = Cell::new(0);
-}
-
-impl Balancer {
-    /// Start the thread. It holds `inner` (not the allocator handle), so the
-    /// last handle can never be dropped on it.
-    pub(crate) fn start(inner: Arc<Inner>) -> Result<Balancer, Error> {
-        let for_thread = Arc::clone(&inner);
-        let thread = thread::Builder::new()
-            .name("pcpu-balance".into())
-            .spawn(move || {
-                BALANCE_THREAD_OF.with(|of| of.set(for_thread.id));
-                balance_thread(&for_thread);
-            })
-            .map_err(Error::Spawn)?;
-        Ok(Balancer {
-            inner,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        if self.inner.in_forked_child() {
-            // A `fork()`ed child: the thread, and any lock it held at the
-            // fork, are the parent's. Taking the lock could block for ever
-            // and joining would wait for a thread that does not exist here;
-            // the thread's handle on `inner` keeps the chunks mapped.
-            if let Some(t) = self.thread.take() {
-                std::mem::forget(t);
-            }
-            return;
-        }
-        {
-            let mut st = self.inner.state();
-            st.stop = true;
-            self.inner.wake.notify_all();
-        }
-        if let Some(t) = self.thread.take() {
-            // Never join ourselves (cannot happen by construction: the thread
-            // holds no allocator handle; kept as a guard). Not
-            // `thread::current()`: this may run in a thread-local destructor.
-            if BALANCE_THREAD_OF.try_with(Cell::get).ok() != Some(self.inner.id) {
-                let _ = t.join();
-            }
-        }
-    }
-}
-
-/// The work item: sleep until the core schedules balance work (or stop).
-/// Each run first moves the cache epoch (`cache` module).
-fn balance_thread(inner: &Inner) {
-    let mut st = inner.state();
-    loop {
-        if st.stop {
-            return;
-        }
-        if st.core.balance_pending() {
-            drop(st);
-            // Threads give their cached areas back at their next operation,
-            // so that what they hold can be reclaimed by a later run.
-            crate::cache::move_epoch(inner);
-            inner.balance_run();
-            st = inner.state();
-            continue;
-        }
-        st.kicked = false;
-        st = inner.wake.wait(st).expect(POISONED);
     }
 }

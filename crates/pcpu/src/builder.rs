@@ -119,11 +119,11 @@ impl Builder {
     /// churn the allocator keeps mapping new chunks (the `pcpu` policy takes
     /// a queued chunk back before it maps one).
     ///
-    /// Each allocator built with it starts one thread (named
-    /// `pcpu-balance`, asleep until work is scheduled) and stops it when its
-    /// last handle is dropped. Programs that want many allocators (one per
-    /// subsystem, one per test) share one instead, or build the others
-    /// without background balancing.
+    /// All allocators built with it share one thread (named
+    /// `pcpu-balance`, asleep until work is scheduled), started with the
+    /// first of them and stopped when the last is dropped. It runs one
+    /// allocator's balance work at a time, in the order the work was
+    /// scheduled, so a long run of one allocator delays the others'.
     pub fn background_balance(mut self, on: bool) -> Self {
         self.background_balance = on;
         self
@@ -151,8 +151,8 @@ impl Builder {
         self
     }
 
-    /// Validate the settings, map and populate the first chunk, and start the
-    /// balance thread.
+    /// Validate the settings, map and populate the first chunk, and join the
+    /// balance thread (starting it if no other allocator has).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`], [`Error::TooFewUnits`], [`Error::Map`] when

@@ -185,7 +185,8 @@ crate::sync::const_thread_local! {
 
 /// Free `entries` in their allocators: one lock acquisition per run of
 /// entries of one allocator. Their handles are dropped afterwards (dropping
-/// an allocator's last one stops its balance thread and unmaps its memory).
+/// an allocator's last one takes it off the balance worker and unmaps its
+/// memory).
 fn release(entries: Vec<Entry>) {
     let mut rest = entries.as_slice();
     while let Some(first) = rest.first() {

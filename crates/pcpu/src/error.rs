@@ -73,7 +73,9 @@ pub enum Error {
         /// Its offset.
         offset: usize,
     },
-    /// The background balance thread could not be started.
+    /// The background balance thread could not be started (building the
+    /// first allocator with background balancing, or the first since the
+    /// others were dropped).
     Spawn(std::io::Error),
 }
 

@@ -33,6 +33,7 @@ use crate::builder::Config;
 use crate::error::Error;
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, SerialGuard, SerialMutex};
 use crate::sys::mmap::{Region, UnitLayout};
+use crate::worker::Worker;
 
 /// Everything the allocator shares between handles, objects and the balance
 /// thread.
@@ -42,16 +43,14 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     /// `pcpu_alloc_mutex`: serialises chunk creation, population and balance.
     alloc_mutex: SerialMutex,
-    /// Wakes the balance thread (paired with `state`).
-    pub(crate) wake: Condvar,
     /// Signalled when a balance run ends (paired with `state`).
     pub(crate) idle: Condvar,
     /// The validated configuration.
     pub(crate) config: Config,
     /// Identifies this allocator in raw handles and thread caches.
     pub(crate) id: u64,
-    /// The process that built it (and started its balance thread, if any):
-    /// a `fork()`ed child has no balance thread.
+    /// The process that built it (whose balance worker serves it, if it
+    /// balances in the background): a `fork()`ed child has no worker thread.
     pid: u32,
     /// Moved to ask every thread to free its cached areas of this allocator
     /// (`cache` module).
@@ -68,7 +67,11 @@ pub(crate) struct Inner {
 /// - The core's counters are exact whenever `alloc_mutex` is free or held
 ///   by someone who also holds `state`, and `in_flight == 0`.
 /// - `kicked` implies `core.balance_pending()` was true when it was set; it is
-///   cleared when a balance run starts.
+///   cleared when a balance run starts, and when the worker finds nothing
+///   pending. While it is set (and the allocator balances in the
+///   background), its id is in the worker's queue or a run is due to start.
+/// - `worker_busy` implies `!stop` was seen when it was set (`worker`
+///   module).
 /// - Every key of `raw` is the start of a live allocation of `core`, made by
 ///   `alloc_raw` and not freed since; its ticket is below `next_ticket`. No
 ///   typed area (`Area`, thread caches) is ever a key.
@@ -76,8 +79,14 @@ pub(crate) struct Inner {
 pub(crate) struct State {
     pub(crate) core: Allocator,
     pub(crate) regions: Vec<Option<Arc<Region>>>,
-    /// The balance thread has been notified of the pending work.
+    /// The balance worker has been told of the pending work.
     pub(crate) kicked: bool,
+    /// The balance worker that runs the balance work in the background
+    /// (background balancing only; taken when the allocator is dropped).
+    pub(crate) worker: Option<Arc<Worker>>,
+    /// The worker took this allocator's work: a run is starting or in
+    /// progress on its thread.
+    pub(crate) worker_busy: bool,
     /// A balance run is in progress.
     pub(crate) running: bool,
     /// Completed balance runs.
@@ -88,7 +97,7 @@ pub(crate) struct State {
     pub(crate) balance_populated: u64,
     /// Pages (per unit) depopulated by balance runs, over the allocator's life.
     pub(crate) balance_depopulated: u64,
-    /// The balance thread must exit.
+    /// The allocator is being dropped: the worker starts no more runs on it.
     pub(crate) stop: bool,
     /// Allocations placed on unpopulated pages that are waiting for
     /// `alloc_mutex` to populate them. While non-zero, the core's empty-page
@@ -190,6 +199,8 @@ impl Inner {
             core,
             regions: Vec::new(),
             kicked: false,
+            worker: None,
+            worker_busy: false,
             running: false,
             runs: 0,
             balance_failures: 0,
@@ -204,7 +215,6 @@ impl Inner {
         Ok(Inner {
             state: Mutex::new(state),
             alloc_mutex: SerialMutex::default(),
-            wake: Condvar::new(),
             idle: Condvar::new(),
             config,
             id,
@@ -245,18 +255,25 @@ impl Inner {
     }
 
     /// Running in a `fork()`ed child of the process that built the allocator
-    /// (and started its balance thread, if any): the child has no balance
+    /// (whose balance worker serves it, if any): the child has no worker
     /// thread.
     pub(crate) fn in_forked_child(&self) -> bool {
         std::process::id() != self.pid
     }
 
-    /// Wake the balance thread if the core scheduled the balance work and the
-    /// thread has not been told yet (the kernel's `pcpu_schedule_balance_work`).
+    /// Queue this allocator on the balance worker if the core scheduled the
+    /// balance work and the worker has not been told yet (the kernel's
+    /// `pcpu_schedule_balance_work`). Not in a `fork()`ed child, which has no
+    /// worker thread (and whose worker lock a parent thread may have held at
+    /// the fork).
     pub(crate) fn kick(&self, st: &mut State) {
         if st.core.balance_pending() && !st.kicked {
             st.kicked = true;
-            self.wake.notify_one();
+            if let Some(w) = &st.worker {
+                if !self.in_forked_child() {
+                    w.schedule(self.id);
+                }
+            }
         }
     }
 }

@@ -3,7 +3,8 @@
 //! Per-CPU memory for userspace: Linux's per-CPU allocator (mm/percpu.c),
 //! including 5.14's partial chunk depopulation, on anonymous memory
 //! mappings. The bookkeeping is [`pcpu_core`]'s; this crate adds the memory,
-//! the locking, a background balance thread and typed handles.
+//! the locking, a background balance thread (one per process) and typed
+//! handles.
 //!
 //! Every allocation exists once per CPU ("unit"), at the same offset of every
 //! unit of a *chunk* (one `mmap` reservation of `units × unit_size` bytes), so
@@ -89,13 +90,14 @@
 //!
 //! ## `fork()`
 //!
-//! A child of `fork()` has the parent's memory but not its balance threads.
+//! A child of `fork()` has the parent's memory but not its balance thread.
 //! It may drop an allocator made before the fork (nothing is joined or
 //! unmapped then: the parent's thread held a reference), and use one as long
 //! as no other thread held its locks at the fork (as for any lock); memory
 //! is then given back only by [`PerCpuAllocator::balance_now`] and
 //! [`PerCpuAllocator::settle`] ([`PerCpuAllocator::wait_idle`] does not
-//! wait for pending work there). As with any multi-threaded program, the safe
+//! wait for pending work there). An allocator built in the child gets a
+//! balance thread of the child's own. As with any multi-threaded program, the safe
 //! course after `fork()` is to call `exec` soon.
 //!
 //! ## Where `unsafe` lives
@@ -121,6 +123,7 @@ mod raw;
 mod stats;
 mod sync;
 mod sys;
+mod worker;
 
 pub use allocator::{global, try_global, PerCpuAllocator};
 pub use builder::{Builder, DEFAULT_FIRST_CHUNK_SIZE, DEFAULT_THREAD_CACHE, DEFAULT_UNIT_SIZE};

@@ -1,8 +1,8 @@
 //! The synchronisation primitives behind the allocator's shared state
-//! (`inner`, `balance`, `cache`, `allocator`): std's, or, when built with
+//! (`inner`, `balance`, `worker`, `cache`, `allocator`): std's, or, when built with
 //! `RUSTFLAGS="--cfg loom"`, loom's models of them, so that `tests/loom.rs`
 //! can explore every interleaving of the lock protocol (the two locks, the
-//! balance thread's wake-ups and stop, page operations with the bookkeeping
+//! balance worker's wake-ups and stop, page operations with the bookkeeping
 //! lock dropped, thread caches).
 //!
 //! Only what the protocol is made of goes through here. The typed handles'

@@ -3,7 +3,8 @@
 //! nor joins it (joining a thread that does not exist in the child hung or
 //! panicked). Before that, the child allocates and frees until balance work
 //! is pending, and `wait_idle` returns at once rather than wait for that
-//! thread (it timed out). The parent's balance thread is idle at the fork,
+//! thread (it timed out). An allocator the child builds gets a balance
+//! thread of its own. The parent's balance thread is idle at the fork,
 //! holding no lock.
 
 use std::time::{Duration, Instant};
@@ -33,10 +34,21 @@ fn a_forked_child_drops_an_allocator_and_exits() {
             let idle = alloc.wait_idle(Duration::from_secs(30));
             alloc.settle();
             drop(alloc);
-            match (pending, idle) {
-                (false, _) => 3,
-                (true, false) => 2,
-                (true, true) => 0,
+            // An allocator built in the child gets a balance worker of its
+            // own (the parent's is not here), which runs its work.
+            let fresh = pcpu::PerCpuAllocator::builder()
+                .thread_cache(0)
+                .build()
+                .unwrap();
+            let objs: Vec<_> = (0..50_000).map(|_| fresh.per_cpu_zeroed::<u64>()).collect();
+            drop(objs);
+            let ran = fresh.wait_idle(Duration::from_secs(30)) && fresh.stats().balance_runs > 0;
+            drop(fresh);
+            match (pending, idle, ran) {
+                (false, _, _) => 3,
+                (true, false, _) => 2,
+                (true, true, false) => 4,
+                (true, true, true) => 0,
             }
         }));
         // SAFETY: ends the child without running the parent's exit handlers.
@@ -62,7 +74,7 @@ fn a_forked_child_drops_an_allocator_and_exits() {
     }
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child status {status:#x} (exit 1: panic, 2: wait_idle timed out, 3: no work pending)"
+        "child status {status:#x} (exit 1: panic, 2: wait_idle timed out, 3: no work pending, 4: no background run in the child)"
     );
     // The parent's allocator still works.
     let x = alloc.per_cpu(|c| c as u64).unwrap();

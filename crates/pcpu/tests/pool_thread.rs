@@ -7,18 +7,12 @@
 
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pcpu::PerCpuAllocator;
 
-/// Threads of this process named like the allocator's balance thread.
-fn balance_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.trim() == "pcpu-balance")
-        .count()
-}
+mod threads;
+use threads::balance_threads;
 
 /// Is `addr` inside a mapping of this process?
 fn mapped(addr: usize) -> bool {
@@ -36,17 +30,9 @@ fn mapped(addr: usize) -> bool {
         .any(|(s, e)| (s..e).contains(&addr))
 }
 
-/// Waits up to a second for `cond` (a new thread names itself once it runs;
-/// a joined thread may linger in /proc/self/task for a moment).
+/// Waits up to a second for `cond`.
 fn eventually(cond: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(1) {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    cond()
+    threads::eventually(Duration::from_secs(1), cond)
 }
 
 /// A new allocator with a balance thread whose only handles left are the

@@ -1,0 +1,75 @@
+//! Allocators with background balancing share one balance thread
+//! (`pcpu-balance`): it serves each in turn, and exits with the last of
+//! them.
+//!
+//! Its own test binary with one test: it counts the process's balance
+//! threads, which other tests would disturb.
+
+use std::time::Duration;
+
+use pcpu::PerCpuAllocator;
+
+mod threads;
+use threads::balance_threads;
+
+/// Waits up to ten seconds for `cond`.
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    threads::eventually(Duration::from_secs(10), cond)
+}
+
+/// Fill three chunks and free everything: the frees leave two chunks fully
+/// free, which always schedules balance work (one free chunk is kept).
+fn churn(alloc: &PerCpuAllocator) {
+    let chunks = alloc.stats().chunks;
+    let mut objs = Vec::new();
+    while alloc.stats().chunks < chunks + 2 {
+        objs.push(alloc.per_cpu_zeroed::<u64>().unwrap());
+    }
+    drop(objs);
+}
+
+#[test]
+fn allocators_share_one_balance_thread() {
+    assert_eq!(balance_threads(), 0);
+    let build = || {
+        PerCpuAllocator::builder()
+            .unit_size(64 << 10)
+            .thread_cache(0)
+            .build()
+            .unwrap()
+    };
+    let mut allocs: Vec<PerCpuAllocator> = (0..24).map(|_| build()).collect();
+    assert!(eventually(|| balance_threads() == 1));
+    // Every allocator's work runs, from threads of its own at once.
+    std::thread::scope(|s| {
+        for a in &allocs {
+            s.spawn(move || churn(a));
+        }
+    });
+    for (i, a) in allocs.iter().enumerate() {
+        assert!(a.wait_idle(Duration::from_secs(30)), "allocator {i} idle");
+        let st = a.stats();
+        assert!(st.balance_runs > 0, "allocator {i} was balanced");
+        assert!(!a.balance_pending(), "allocator {i}");
+        a.check_invariants().unwrap();
+    }
+    assert_eq!(balance_threads(), 1);
+    // Dropping all but one keeps the thread; the one left is still served.
+    let last = allocs.pop().unwrap();
+    drop(allocs);
+    assert_eq!(balance_threads(), 1);
+    let runs = last.stats().balance_runs;
+    churn(&last);
+    assert!(last.wait_idle(Duration::from_secs(30)));
+    assert!(last.stats().balance_runs > runs);
+    // The last one stops it; a new allocator starts another.
+    drop(last);
+    assert!(eventually(|| balance_threads() == 0));
+    let again = build();
+    churn(&again);
+    assert!(again.wait_idle(Duration::from_secs(30)));
+    assert!(again.stats().balance_runs > 0);
+    assert_eq!(balance_threads(), 1);
+    drop(again);
+    assert!(eventually(|| balance_threads() == 0));
+}
