@@ -312,6 +312,19 @@ pub fn pins_at(input: &Input, phase: &str, cfg: ReplayConfig) -> Result<PinsRepo
     } else {
         ClassMode::None
     };
+    let rp = replay_to(input, cfg, &|e| is_target(e))?;
+    let mut rep = report(&rp, input, phase);
+    rep.classes = crate::sweep::placement_label(classes).to_string();
+    Ok(rep)
+}
+
+/// Replays `input` with `cfg` up to and including the first event `stop`
+/// accepts.
+fn replay_to(
+    input: &Input,
+    cfg: ReplayConfig,
+    stop: &dyn Fn(&Event) -> bool,
+) -> Result<Replayer, LabError> {
     let err = |error| LabError::Replay {
         trace: input.name.clone(),
         error,
@@ -323,15 +336,19 @@ pub fn pins_at(input: &Input, phase: &str, cfg: ReplayConfig) -> Result<PinsRepo
         input.has_kprobes,
     )
     .map_err(err)?;
-    rp.run(&input.records, &mut |_| {}, &|r| is_target(&r.event))
+    rp.run(&input.records, &mut |_| {}, &|r| stop(&r.event))
         .map_err(err)?;
-    let mut rep = report(&rp, input, phase);
-    rep.classes = crate::sweep::placement_label(classes).to_string();
-    Ok(rep)
+    Ok(rp)
 }
 
 /// [`pins_at`] for a [`Variant`] (its policy, classes and schedule).
 pub fn pins_for(input: &Input, phase: &str, v: &Variant) -> Result<PinsReport, LabError> {
+    let (input, cfg) = variant_input(input, v);
+    pins_at(&input, phase, cfg)
+}
+
+/// The records `v`'s schedule replays and its replay configuration.
+fn variant_input(input: &Input, v: &Variant) -> (Input, ReplayConfig) {
     let (records, timing) = v.schedule.apply(input);
     let mut cfg = config(
         v,
@@ -347,7 +364,26 @@ pub fn pins_for(input: &Input, phase: &str, v: &Variant) -> Result<PinsReport, L
         records.into_owned(),
         input.setup.clone(),
     );
-    pins_at(&input, phase, cfg)
+    (input, cfg)
+}
+
+/// The page map (`pcpu stats --map`) of every dynamic chunk at the
+/// `PHASE <phase> Percpu` marker under `v`, in chunk-id order: one
+/// [`pcpu_core::PageState::symbol`] per page. Empty if the phase is not in
+/// the trace.
+pub fn page_maps_for(input: &Input, phase: &str, v: &Variant) -> Result<Vec<String>, LabError> {
+    let is_target = |e: &Event| matches!(e, Event::PhasePercpu { name, .. } if name == phase);
+    if !input.records.iter().any(|r| is_target(&r.event)) {
+        return Ok(Vec::new());
+    }
+    let (input, cfg) = variant_input(input, v);
+    let rp = replay_to(&input, cfg, &is_target)?;
+    let a = rp.allocator();
+    Ok(a.chunk_ids()
+        .filter_map(|id| a.chunk(id))
+        .filter(|c| c.kind() == ChunkKind::Dynamic)
+        .map(|c| c.page_symbols())
+        .collect())
 }
 
 /// Orders `rows` by `order`, ties by bytes and then name.

@@ -189,6 +189,21 @@ pub fn run_study(
         };
         pin_reports.push(pins::pins_for(&s.input, at, &v)?);
     }
+    // Where the objects sit on the real cover letter at C (§6).
+    let mut page_maps = Vec::new();
+    if let Some(s) = subjects
+        .iter()
+        .find(|s| !s.input.synthetic && s.input.phases().iter().any(|p| p == "C"))
+    {
+        for (label, policy) in [("linux-5.14", l514), ("pcpu", Policy::pcpu())] {
+            let v = Variant {
+                schedule: Schedule::Modelled,
+                ..Variant::new(label, policy)
+            };
+            let maps = pins::page_maps_for(&s.input, "C", &v)?;
+            page_maps.push((s.input.name.clone(), label.to_string(), maps));
+        }
+    }
     // Pages per surviving cgroup under each placement (first cover letter).
     let mut per_placement = Vec::new();
     if let Some(s) = subjects
@@ -233,6 +248,7 @@ pub fn run_study(
     let replays = total_jobs
         + fidelity.len()
         + pin_reports.len()
+        + page_maps.len()
         + per_placement.len()
         + (2 + others.len()) * (seed_pairs.len() + holdout_pairs.len());
     progress("writing the document");
@@ -255,6 +271,7 @@ pub fn run_study(
         start,
         fidelity: &fidelity,
         pin_reports: &pin_reports,
+        page_maps: &page_maps,
         per_placement: &per_placement,
         seed_pairs: &seed_pairs,
         holdout_pairs: &holdout_pairs,

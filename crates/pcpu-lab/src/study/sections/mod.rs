@@ -44,6 +44,9 @@ pub(super) struct Ctx<'a> {
     pub(super) fidelity: &'a [RunResult],
     /// Pin reports, linux-5.14 rules, first fit.
     pub(super) pin_reports: &'a [PinsReport],
+    /// Page maps of the dynamic chunks at phase C of the real cover letter:
+    /// (trace, policy, one string per chunk), linux-5.14 and pcpu.
+    pub(super) page_maps: &'a [(String, String, Vec<String>)],
     /// Pin reports of the first cover letter at phase C, per placement.
     pub(super) per_placement: &'a [(String, PinsReport)],
     /// The synthetic workloads over other seeds (§8).
