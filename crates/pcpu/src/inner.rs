@@ -10,7 +10,9 @@
 //!
 //! Lock order: `alloc_mutex` before `state`; `state` is never held while
 //! waiting for `alloc_mutex`, and never across a system call (`mmap`,
-//! `mprotect`, `madvise`, `munmap`, `mincore`). Zeroing a new area happens
+//! `mprotect`, `madvise`, `munmap`, `mincore`), `getpid` aside (a kick
+//! checks it is not in a `fork()`ed child before it queues the allocator on
+//! the balance worker, whose lock comes after `state`). Zeroing a new area happens
 //! after `state` is dropped. An allocation that fits in populated space takes
 //! only `state` (the fast path), so it never waits behind a population or a
 //! balance run in progress; frees take only `state`.
@@ -69,9 +71,9 @@ pub(crate) struct Inner {
 /// - `kicked` implies `core.balance_pending()` was true when it was set; it is
 ///   cleared when a balance run starts, and when the worker finds nothing
 ///   pending. While it is set (and the allocator balances in the
-///   background), its id is in the worker's queue or a run is due to start.
-/// - `worker_busy` implies `!stop` was seen when it was set (`worker`
-///   module).
+///   background, in the process that built it), its id is in the worker's
+///   queue or a run is due to start. In a `fork()`ed child kicks queue
+///   nothing.
 /// - Every key of `raw` is the start of a live allocation of `core`, made by
 ///   `alloc_raw` and not freed since; its ticket is below `next_ticket`. No
 ///   typed area (`Area`, thread caches) is ever a key.
@@ -84,9 +86,6 @@ pub(crate) struct State {
     /// The balance worker that runs the balance work in the background
     /// (background balancing only; taken when the allocator is dropped).
     pub(crate) worker: Option<Arc<Worker>>,
-    /// The worker took this allocator's work: a run is starting or in
-    /// progress on its thread.
-    pub(crate) worker_busy: bool,
     /// A balance run is in progress.
     pub(crate) running: bool,
     /// Completed balance runs.
@@ -200,7 +199,6 @@ impl Inner {
             regions: Vec::new(),
             kicked: false,
             worker: None,
-            worker_busy: false,
             running: false,
             runs: 0,
             balance_failures: 0,

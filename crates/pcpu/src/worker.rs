@@ -10,11 +10,11 @@
 //!
 //! # Locks
 //!
-//! [`WORKER`] (which worker new allocators join) before [`Worker::state`];
-//! an allocator's `Inner::state` before [`Worker::state`] (a kick queues the
-//! allocator with its state held). The worker thread holds its own state
-//! only to take the next allocator off the queue, and never while it takes
-//! an allocator's locks.
+//! [`WORKER`] (which worker new allocators join) is swapped, never locked.
+//! An allocator's `Inner::state` comes before [`Worker::state`] (a kick
+//! queues the allocator with its state held). The worker thread holds its
+//! own state only to take the next allocator off the queue and to let go of
+//! it, never while it takes an allocator's locks.
 //!
 //! # Protocol, per allocator (`Inner`)
 //!
@@ -22,19 +22,24 @@
 //!   `State::kicked` and queues the allocator's id, unless `kicked` was set
 //!   already; a run clears `kicked` when it starts, so work scheduled during
 //!   a run queues the allocator again and is never lost.
-//! - The worker takes an id off the queue and, under the allocator's state
-//!   lock, starts a run only if the allocator is not being dropped
-//!   (`State::stop`) and work is pending, setting `State::worker_busy` until
-//!   the run is over.
+//! - The worker takes an id off the queue and a reference to the allocator,
+//!   and records it as the one it is serving. Under the allocator's state
+//!   lock it starts a run only if the allocator is not being dropped
+//!   (`State::stop`) and work is pending. After the run it drops its
+//!   reference, then clears `serving`.
 //! - Dropping the allocator's last handle ([`Balancer`]) sets `stop`, leaves
-//!   the worker (the last one to leave stops it and joins the thread), and
-//!   waits while `worker_busy`: once it returns, no run is in progress on
-//!   that allocator and none will start.
+//!   the worker, and waits while the worker is serving it (the last one to
+//!   leave stops the thread and joins it instead). Once the drop returns no
+//!   run is in progress on that allocator, none will start, and the worker
+//!   holds no reference to it: its memory is unmapped by the dropping
+//!   thread, before the drop returns, as when it had a thread of its own.
 //!
 //! A `fork()`ed child has none of the parent's threads: its allocators queue
 //! nothing and their drops touch neither the worker nor its locks; a child
-//! that builds an allocator with background balancing gets a worker of its
-//! own.
+//! that builds an allocator with background balancing starts a worker of its
+//! own (the slot, holding the parent's, is swapped without a lock). A panic
+//! in one allocator's run (an internal bug, which poisons that allocator)
+//! does not end the worker.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -52,6 +57,9 @@ pub(crate) struct Worker {
     state: Mutex<WorkerState>,
     /// Wakes the thread (paired with `state`).
     wake: Condvar,
+    /// Signalled when the thread lets go of an allocator (paired with
+    /// `state`).
+    served: Condvar,
     /// The process whose thread this is: a `fork()`ed child has none.
     pid: u32,
 }
@@ -59,9 +67,13 @@ pub(crate) struct Worker {
 /// The bookkeeping behind [`Worker::state`].
 ///
 /// # Invariants
-/// - Every allocator in `allocators` has `background_balance` on, is not
-///   dropped (`State::stop` unset), and `stop` is unset while it is
-///   non-empty.
+/// - Every allocator in `allocators` has `background_balance` on and has
+///   not finished leaving (its `Balancer` drop sets `State::stop`, then
+///   removes it here); `stop` is unset while `allocators` is non-empty.
+/// - `serving` is the id of the allocator the thread holds a reference to
+///   (a run in progress, or about to start or to end), if any: while it is
+///   set that allocator's memory cannot be unmapped, so a leaving
+///   allocator waits for it to clear.
 /// - Every id in `queue` was queued by a kick; an id may appear twice (a
 ///   kick after an explicit run cleared `kicked`) or belong to an allocator
 ///   that left since: the thread skips what has nothing pending.
@@ -71,6 +83,8 @@ struct WorkerState {
     allocators: HashMap<u64, Arc<Inner>>,
     /// Allocators whose balance work was scheduled, oldest first.
     queue: VecDeque<u64>,
+    /// The allocator the thread holds a reference to.
+    serving: Option<u64>,
     /// The last allocator left: the thread exits.
     stop: bool,
     /// The thread, joined by whoever stops it.
@@ -78,13 +92,16 @@ struct WorkerState {
 }
 
 /// The worker new allocators join: this process's, while it has
-/// allocators to serve. Under loom there is none: every allocator starts a
-/// worker of its own (loom drops its per-execution statics when the model's
-/// main thread returns, while another thread's thread-local destructor may
-/// still drop an allocator), so the models check the protocol with one
-/// allocator per worker and `tests/shared_worker.rs` the sharing.
+/// allocators to serve. Swapped without a lock, so that a `fork()`ed child
+/// (whose slot may hold the parent's worker) never waits for a lock that a
+/// parent thread held at the fork. Under loom there is none: every
+/// allocator starts a worker of its own (loom drops its per-execution
+/// statics when the model's main thread returns, while another thread's
+/// thread-local destructor may still drop an allocator), so the models
+/// check the protocol with one allocator per worker and
+/// `tests/shared_worker.rs` the sharing.
 #[cfg(not(loom))]
-static WORKER: Mutex<Option<Arc<Worker>>> = Mutex::new(None);
+static WORKER: arc_swap::ArcSwapOption<Worker> = arc_swap::ArcSwapOption::const_empty();
 
 crate::sync::const_thread_local! {
     /// Set on the worker thread. Read with `try_with`, and a constant
@@ -111,24 +128,52 @@ impl Worker {
     /// Serve `inner` from now on: join the running worker of this process,
     /// or start one.
     fn join(inner: &Arc<Inner>) -> Result<Arc<Worker>, Error> {
-        let pid = std::process::id();
         #[cfg(not(loom))]
-        let mut slot = WORKER
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        #[cfg(not(loom))]
-        if let Some(w) = slot.as_ref().filter(|w| w.pid == pid) {
-            let mut ws = w.state.lock().expect(POISONED);
-            debug_assert!(!ws.stop, "a stopped worker stays in the slot");
-            ws.allocators.insert(inner.id, Arc::clone(inner));
-            return Ok(Arc::clone(w));
+        loop {
+            let current = WORKER.load_full();
+            if let Some(w) = current.as_ref().filter(|w| w.pid == std::process::id()) {
+                let mut ws = w.state.lock().expect(POISONED);
+                if !ws.stop {
+                    ws.allocators.insert(inner.id, Arc::clone(inner));
+                    return Ok(Arc::clone(w));
+                }
+            }
+            // None yet, a stopping one, or the parent's (in a `fork()`ed
+            // child): start a new one and install it, unless another thread
+            // installed one first (then stop ours and try again). Started
+            // before it is installed, so that no allocator ever joins a
+            // worker without a thread.
+            let w = Worker::new(inner);
+            Worker::spawn(&w)?;
+            let before = WORKER.compare_and_swap(&current, Some(Arc::clone(&w)));
+            if same(&before, &current) {
+                return Ok(w);
+            }
+            Worker::leave(&w, inner.id);
         }
-        let w = Arc::new(Worker {
-            state: Mutex::new(WorkerState::default()),
+        #[cfg(loom)]
+        {
+            let w = Worker::new(inner);
+            Worker::spawn(&w)?;
+            Ok(w)
+        }
+    }
+
+    /// A worker serving `inner` alone, without its thread yet.
+    fn new(inner: &Arc<Inner>) -> Arc<Worker> {
+        let mut ws = WorkerState::default();
+        ws.allocators.insert(inner.id, Arc::clone(inner));
+        Arc::new(Worker {
+            state: Mutex::new(ws),
             wake: Condvar::new(),
-            pid,
-        });
-        let for_thread = Arc::clone(&w);
+            served: Condvar::new(),
+            pid: std::process::id(),
+        })
+    }
+
+    /// Start `w`'s thread.
+    fn spawn(w: &Arc<Worker>) -> Result<(), Error> {
+        let for_thread = Arc::clone(w);
         let thread = thread::Builder::new()
             .name("pcpu-balance".into())
             .spawn(move || {
@@ -136,44 +181,49 @@ impl Worker {
                 worker_thread(&for_thread);
             })
             .map_err(Error::Spawn)?;
-        {
-            let mut ws = w.state.lock().expect(POISONED);
-            ws.thread = Some(thread);
-            ws.allocators.insert(inner.id, Arc::clone(inner));
-        }
-        #[cfg(not(loom))]
-        {
-            *slot = Some(Arc::clone(&w));
-        }
-        Ok(w)
+        w.state.lock().expect(POISONED).thread = Some(thread);
+        Ok(())
     }
 
-    /// `id` is dropped: stop serving it; stop and join the thread if it was
-    /// the last allocator served.
+    /// `id` is dropped: stop serving it, and wait until the thread holds no
+    /// reference to it (so that its memory is unmapped by the caller, before
+    /// the drop returns). Stops and joins the thread if `id` was the last
+    /// allocator served.
     fn leave(this: &Arc<Worker>, id: u64) {
         let thread = {
-            #[cfg(not(loom))]
-            let mut slot = WORKER
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut ws = this.state.lock().expect(POISONED);
             ws.allocators.remove(&id);
-            if !ws.allocators.is_empty() {
-                return;
+            if ws.allocators.is_empty() {
+                ws.stop = true;
+                this.wake.notify_all();
+                ws.thread.take()
+            } else {
+                // Never wait for ourselves (cannot happen by construction:
+                // the thread holds no allocator handle; kept as a guard).
+                while ws.serving == Some(id) && !on_worker() {
+                    ws = this.served.wait(ws).expect(POISONED);
+                }
+                None
             }
-            ws.stop = true;
-            this.wake.notify_all();
-            #[cfg(not(loom))]
-            if slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, this)) {
-                *slot = None;
-            }
-            ws.thread.take()
         };
-        // Never join ourselves (cannot happen by construction: the thread
-        // holds no allocator handle; kept as a guard).
+        #[cfg(not(loom))]
+        if thread.is_some() {
+            let _ = WORKER.compare_and_swap(&Some(Arc::clone(this)), None);
+        }
+        // Joining waits for a run in progress, whichever allocator's.
         if let Some(t) = thread.filter(|_| !on_worker()) {
             let _ = t.join();
         }
+    }
+}
+
+/// Do `a` and `b` hold the same worker (or both none)?
+#[cfg(not(loom))]
+fn same(a: &Option<Arc<Worker>>, b: &Option<Arc<Worker>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -192,12 +242,18 @@ fn worker_thread(w: &Worker) {
         let Some(inner) = ws.allocators.get(&id).cloned() else {
             continue;
         };
+        ws.serving = Some(id);
         drop(ws);
-        run_once(&inner);
-        // The last reference may be this one (the allocator left meanwhile):
-        // its memory is unmapped here.
+        // A panic of one allocator's run (an internal bug: its state lock is
+        // then poisoned, and every later call on it panics) must not end
+        // the balancing of the others.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_once(&inner)));
+        // Never the last reference: the allocator's drop waits for
+        // `serving` to clear before it lets go of its own.
         drop(inner);
         ws = w.state.lock().expect(POISONED);
+        ws.serving = None;
+        w.served.notify_all();
     }
 }
 
@@ -210,15 +266,11 @@ fn run_once(inner: &Inner) {
             st.kicked = false;
             return;
         }
-        st.worker_busy = true;
     }
     // Threads give their cached areas back at their next operation, so that
     // what they hold can be reclaimed by a later run.
     crate::cache::move_epoch(inner);
     inner.balance_run();
-    let mut st = inner.state();
-    st.worker_busy = false;
-    inner.idle.notify_all();
 }
 
 /// An allocator's membership of the worker: taken when it is built with
@@ -252,15 +304,9 @@ impl Drop for Balancer {
             return;
         }
         self.inner.state().stop = true;
+        // Waits for a run in progress on this allocator.
         Worker::leave(&self.worker, self.inner.id);
-        // A run the worker started before `stop` was set.
-        if !on_worker() {
-            let mut st = self.inner.state();
-            while st.worker_busy {
-                st = self.inner.idle.wait(st).expect(POISONED);
-            }
-        }
-        // The worker's reference went with `leave`: drop the cycle.
+        // The worker's references went with `leave`: drop the cycle.
         let _: Option<Arc<Worker>> = self.inner.state().worker.take();
     }
 }

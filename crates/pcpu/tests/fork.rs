@@ -15,9 +15,10 @@ fn a_forked_child_drops_an_allocator_and_exits() {
     let c = alloc.counter().unwrap();
     c.inc();
     assert!(alloc.wait_idle(Duration::from_secs(10)));
-    // SAFETY: the child runs only `drop` and `_exit`: no lock is held at the
-    // fork by the idle balance thread (it waits on a condition variable),
-    // and the test binary runs this one test.
+    // SAFETY: no lock is held at the fork by the idle balance thread (it
+    // waits on a condition variable), and the test binary runs this one
+    // test; so the child may use the allocator, build one and start its
+    // balance thread, then ends with `_exit`.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {

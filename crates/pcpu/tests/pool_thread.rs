@@ -1,5 +1,6 @@
 //! A long-lived thread (a pool worker) that cached areas of an allocator
-//! must not keep that allocator's balance thread running, nor its memory
+//! must not keep that allocator on the balance thread (which here, with no
+//! other allocator balancing in the background, then stops), nor its memory
 //! mapped for ever, once every handle is dropped.
 //!
 //! Its own test binary with one test: it counts the process's balance
@@ -11,28 +12,12 @@ use std::time::Duration;
 
 use pcpu::PerCpuAllocator;
 
-mod threads;
-use threads::balance_threads;
-
-/// Is `addr` inside a mapping of this process?
-fn mapped(addr: usize) -> bool {
-    std::fs::read_to_string("/proc/self/maps")
-        .expect("/proc/self/maps")
-        .lines()
-        .filter_map(|l| {
-            let (range, _) = l.split_once(' ')?;
-            let (s, e) = range.split_once('-')?;
-            Some((
-                usize::from_str_radix(s, 16).ok()?,
-                usize::from_str_radix(e, 16).ok()?,
-            ))
-        })
-        .any(|(s, e)| (s..e).contains(&addr))
-}
+mod support;
+use support::{balance_threads, mapped};
 
 /// Waits up to a second for `cond`.
 fn eventually(cond: impl Fn() -> bool) -> bool {
-    threads::eventually(Duration::from_secs(1), cond)
+    support::eventually(Duration::from_secs(1), cond)
 }
 
 /// A new allocator with a balance thread whose only handles left are the

@@ -9,23 +9,12 @@ use std::time::Duration;
 
 use pcpu::PerCpuAllocator;
 
-mod threads;
-use threads::balance_threads;
+mod support;
+use support::{balance_threads, churn, mapped};
 
 /// Waits up to ten seconds for `cond`.
 fn eventually(cond: impl Fn() -> bool) -> bool {
-    threads::eventually(Duration::from_secs(10), cond)
-}
-
-/// Fill three chunks and free everything: the frees leave two chunks fully
-/// free, which always schedules balance work (one free chunk is kept).
-fn churn(alloc: &PerCpuAllocator) {
-    let chunks = alloc.stats().chunks;
-    let mut objs = Vec::new();
-    while alloc.stats().chunks < chunks + 2 {
-        objs.push(alloc.per_cpu_zeroed::<u64>().unwrap());
-    }
-    drop(objs);
+    support::eventually(Duration::from_secs(10), cond)
 }
 
 #[test]
@@ -54,6 +43,19 @@ fn allocators_share_one_balance_thread() {
         a.check_invariants().unwrap();
     }
     assert_eq!(balance_threads(), 1);
+    // An allocator dropped while the others keep the thread is unmapped
+    // before its drop returns, even right after the worker served it (the
+    // worker's reference to it is gone by then).
+    for i in 0..300 {
+        let b = build();
+        let x = b.per_cpu_zeroed::<u64>().unwrap();
+        let addr = x.get(0) as *const u64 as usize;
+        drop(x);
+        churn(&b);
+        assert!(b.balance_pending() || b.stats().balance_runs > 0);
+        drop(b);
+        assert!(!mapped(addr), "iteration {i}: mapped after the last drop");
+    }
     // Dropping all but one keeps the thread; the one left is still served.
     let last = allocs.pop().unwrap();
     drop(allocs);

@@ -338,7 +338,7 @@ fn objects_outlive_the_allocator_handle() {
     assert_eq!(s.live_allocations, s.thread_cached);
     alloc.trim_thread_caches();
     assert_eq!(alloc.stats().live_allocations, 0);
-    drop(alloc); // last handle: the balance thread is stopped and joined
+    drop(alloc); // last handle: off the balance worker, its memory unmapped
 }
 
 #[test]
