@@ -25,6 +25,14 @@ impl Inner {
     pub(crate) fn balance_run(&self) -> BalanceReport {
         let serial = self.serialise();
         let mut st = self.state();
+        if st.stop {
+            // The worker took the allocator off its queue just before its
+            // last handle's drop began: the memory is about to be unmapped.
+            return BalanceReport::default();
+        }
+        if crate::sys::fault::take_balance_panic() {
+            panic!("pcpu: a balance run panicked (fault injection)");
+        }
         st.kicked = false;
         st.running = true;
         let mut run = st.core.balance_start();

@@ -35,8 +35,8 @@
 //! thread's entries are the last handles of an allocator (its user dropped
 //! every clone and object), the thread frees them at its next cold cache
 //! operation (a new class, a class whose allocator's epoch moved, a flush),
-//! so a long-lived thread does not keep a dropped allocator and its balance
-//! thread alive; entries spread over several threads go when those threads
+//! so a long-lived thread does not keep a dropped allocator alive (mapped,
+//! and on the balance worker); entries spread over several threads go when those threads
 //! exit or evict them. Requests made inside a lifetime scope
 //! ([`with_lifetime`](crate::with_lifetime)) bypass the cache, and their
 //! areas are freed, not cached, when dropped (wherever that happens), so

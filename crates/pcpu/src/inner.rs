@@ -10,9 +10,9 @@
 //!
 //! Lock order: `alloc_mutex` before `state`; `state` is never held while
 //! waiting for `alloc_mutex`, and never across a system call (`mmap`,
-//! `mprotect`, `madvise`, `munmap`, `mincore`), `getpid` aside (a kick
-//! checks it is not in a `fork()`ed child before it queues the allocator on
-//! the balance worker, whose lock comes after `state`). Zeroing a new area happens
+//! `mprotect`, `madvise`, `munmap`, `mincore`). A kick queues the
+//! allocator on the balance worker with `state` held (the worker's lock
+//! comes after it). Zeroing a new area happens
 //! after `state` is dropped. An allocation that fits in populated space takes
 //! only `state` (the fast path), so it never waits behind a population or a
 //! balance run in progress; frees take only `state`.
@@ -34,6 +34,7 @@ use pcpu_core::{AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHin
 use crate::builder::Config;
 use crate::error::Error;
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, SerialGuard, SerialMutex};
+use crate::sys::fork::process_tag;
 use crate::sys::mmap::{Region, UnitLayout};
 use crate::worker::Worker;
 
@@ -52,8 +53,9 @@ pub(crate) struct Inner {
     /// Identifies this allocator in raw handles and thread caches.
     pub(crate) id: u64,
     /// The process that built it (whose balance worker serves it, if it
-    /// balances in the background): a `fork()`ed child has no worker thread.
-    pid: u32,
+    /// balances in the background), as [`process_tag`] names it: a
+    /// `fork()`ed child has no worker thread.
+    process: u64,
     /// Moved to ask every thread to free its cached areas of this allocator
     /// (`cache` module).
     pub(crate) cache_epoch: AtomicU64,
@@ -216,7 +218,7 @@ impl Inner {
             idle: Condvar::new(),
             config,
             id,
-            pid: std::process::id(),
+            process: process_tag(),
             cache_epoch: AtomicU64::new(0),
         })
     }
@@ -230,6 +232,16 @@ impl Inner {
         self.state
             .lock()
             .expect("pcpu: allocator state poisoned by an internal panic")
+    }
+
+    /// Lock the bookkeeping even if a panic inside the allocator poisoned
+    /// it: only for the last handle's drop, which sets `stop` and lets go of
+    /// the balance worker, so that a poisoned allocator still leaves the
+    /// worker and is unmapped.
+    pub(crate) fn state_for_drop(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Take `alloc_mutex` (`mutex_lock(&pcpu_alloc_mutex)`). It guards no data,
@@ -256,7 +268,7 @@ impl Inner {
     /// (whose balance worker serves it, if any): the child has no worker
     /// thread.
     pub(crate) fn in_forked_child(&self) -> bool {
-        std::process::id() != self.pid
+        process_tag() != self.process
     }
 
     /// Queue this allocator on the balance worker if the core scheduled the

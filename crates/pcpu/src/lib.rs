@@ -102,7 +102,8 @@
 //!
 //! ## Where `unsafe` lives
 //!
-//! `sys::mmap` (the mappings), `sys::cpu` (rseq's current CPU), `sys::rseq`
+//! `sys::mmap` (the mappings), `sys::cpu` (rseq's current CPU), `sys::fork`
+//! (a `pthread_atfork` handler telling a forked child apart), `sys::rseq`
 //! (the counter's restartable sequences, x86_64 inline assembly) and `handle`
 //! (per-CPU pointers, zeroing, discarding pages, handing a counter's slots to
 //! `sys::rseq`); each states its safety argument. The crate root denies

@@ -24,7 +24,8 @@
 //!   a run queues the allocator again and is never lost.
 //! - The worker takes an id off the queue and a reference to the allocator,
 //!   and records it as the one it is serving. Under the allocator's state
-//!   lock it starts a run only if the allocator is not being dropped
+//!   lock (and again in the run, once it holds `alloc_mutex`) it starts a
+//!   run only if the allocator is not being dropped
 //!   (`State::stop`) and work is pending. After the run it drops its
 //!   reference, then clears `serving`.
 //! - Dropping the allocator's last handle ([`Balancer`]) sets `stop`, leaves
@@ -48,6 +49,7 @@ use crate::error::Error;
 use crate::inner::Inner;
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{Arc, Condvar, Mutex};
+use crate::sys::fork::process_tag;
 
 const POISONED: &str = "pcpu: balance worker state poisoned by an internal panic";
 
@@ -60,8 +62,9 @@ pub(crate) struct Worker {
     /// Signalled when the thread lets go of an allocator (paired with
     /// `state`).
     served: Condvar,
-    /// The process whose thread this is: a `fork()`ed child has none.
-    pid: u32,
+    /// The process whose thread this is, as `process_tag` names it: a
+    /// `fork()`ed child has none.
+    process: u64,
 }
 
 /// The bookkeeping behind [`Worker::state`].
@@ -131,7 +134,7 @@ impl Worker {
         #[cfg(not(loom))]
         loop {
             let current = WORKER.load_full();
-            if let Some(w) = current.as_ref().filter(|w| w.pid == std::process::id()) {
+            if let Some(w) = current.as_ref().filter(|w| w.process == process_tag()) {
                 let mut ws = w.state.lock().expect(POISONED);
                 if !ws.stop {
                     ws.allocators.insert(inner.id, Arc::clone(inner));
@@ -167,7 +170,7 @@ impl Worker {
             state: Mutex::new(ws),
             wake: Condvar::new(),
             served: Condvar::new(),
-            pid: std::process::id(),
+            process: process_tag(),
         })
     }
 
@@ -247,7 +250,12 @@ fn worker_thread(w: &Worker) {
         // A panic of one allocator's run (an internal bug: its state lock is
         // then poisoned, and every later call on it panics) must not end
         // the balancing of the others.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_once(&inner)));
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_once(&inner)));
+        if run.is_err() {
+            // Whoever waits for the run to end (`wait_idle`) finds the
+            // allocator poisoned.
+            inner.idle.notify_all();
+        }
         // Never the last reference: the allocator's drop waits for
         // `serving` to clear before it lets go of its own.
         drop(inner);
@@ -297,16 +305,17 @@ impl Balancer {
 
 impl Drop for Balancer {
     fn drop(&mut self) {
-        if self.inner.in_forked_child() || self.worker.pid != std::process::id() {
+        if self.inner.in_forked_child() || self.worker.process != process_tag() {
             // A `fork()`ed child: the worker and its thread, and any lock
             // held at the fork, are the parent's. The worker's reference
             // keeps the chunks mapped.
             return;
         }
-        self.inner.state().stop = true;
+        // Even if a panic poisoned the allocator: it must still leave.
+        self.inner.state_for_drop().stop = true;
         // Waits for a run in progress on this allocator.
         Worker::leave(&self.worker, self.inner.id);
         // The worker's references went with `leave`: drop the cycle.
-        let _: Option<Arc<Worker>> = self.inner.state().worker.take();
+        let _: Option<Arc<Worker>> = self.inner.state_for_drop().worker.take();
     }
 }

@@ -74,4 +74,42 @@ fn allocators_share_one_balance_thread() {
     assert_eq!(balance_threads(), 1);
     drop(again);
     assert!(eventually(|| balance_threads() == 0));
+
+    // A run that panics (as an internal bug would, poisoning its allocator)
+    // ends neither the thread nor the other allocators' balancing, and the
+    // poisoned allocator still leaves: it is unmapped when dropped, and the
+    // thread stops with the last allocator.
+    let kept = build();
+    let victim = build();
+    let x = victim.per_cpu_zeroed::<u64>().unwrap();
+    let addr = x.get(0) as *const u64 as usize;
+    drop(x);
+    let chunks = victim.stats().chunks;
+    let mut objs = Vec::new();
+    while victim.stats().chunks < chunks + 2 {
+        objs.push(victim.per_cpu_zeroed::<u64>().unwrap());
+    }
+    assert!(kept.wait_idle(Duration::from_secs(30)));
+    assert!(victim.wait_idle(Duration::from_secs(30)));
+    pcpu::__private::fault::panic_next_balance_runs(1);
+    // The frees schedule the run that poisons the victim; those after it
+    // each panic in turn, caught one by one.
+    for o in objs {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(o)));
+    }
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        victim.wait_idle(Duration::from_secs(30))
+    }));
+    assert!(waited.is_err(), "the victim is poisoned");
+    drop(victim);
+    assert!(!mapped(addr), "the poisoned allocator is unmapped");
+    let runs = kept.stats().balance_runs;
+    churn(&kept);
+    assert!(kept.wait_idle(Duration::from_secs(30)));
+    assert!(
+        kept.stats().balance_runs > runs,
+        "the others are still balanced"
+    );
+    drop(kept);
+    assert!(eventually(|| balance_threads() == 0));
 }

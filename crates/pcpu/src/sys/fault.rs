@@ -12,7 +12,11 @@
 //!   rollback path has the most to undo. The error is `SysError::Populate`
 //!   with `op: SysOp::Prefault`.
 //!
-//! Without the `fault-injection` feature (and outside tests) only the three
+//! One knob is process-wide instead: [`panic_next_balance_runs`] makes
+//! balance runs panic with the allocator's state lock held, on whichever
+//! thread runs them (the balance worker's), as an internal bug would.
+//!
+//! Without the `fault-injection` feature (and outside tests) only the four
 //! crate-internal queries exist, as constant `false`.
 
 #[cfg(any(test, feature = "fault-injection"))]
@@ -84,6 +88,23 @@ mod knobs {
     pub(crate) fn touch_forced() -> bool {
         FORCE_TOUCH.with(Cell::get)
     }
+
+    /// Balance runs still to panic (process-wide).
+    static BALANCE_PANICS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    /// Makes the next `n` balance runs, on any thread, panic with the
+    /// allocator's state lock held, poisoning that allocator (replacing any
+    /// count armed before).
+    pub fn panic_next_balance_runs(n: u32) {
+        BALANCE_PANICS.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_balance_panic() -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        BALANCE_PANICS
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
 }
 
 #[cfg(not(any(test, feature = "fault-injection")))]
@@ -98,6 +119,10 @@ mod knobs {
     }
     #[inline(always)]
     pub(crate) fn touch_forced() -> bool {
+        false
+    }
+    #[inline(always)]
+    pub(crate) fn take_balance_panic() -> bool {
         false
     }
 }

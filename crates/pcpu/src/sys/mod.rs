@@ -5,6 +5,8 @@
 //!   all units at once.
 //! * [`cpu`] — how many CPU ids exist ([`cpu::possible_cpus`]) and which CPU
 //!   the calling thread runs on ([`cpu::current_cpu`], rseq fast path).
+//! * [`fork`] — which process this is, as `fork()` sees it
+//!   ([`fork::process_tag`], a `pthread_atfork` child handler).
 //! * [`rseq`] — restartable sequences: the current CPU's counter slot updated
 //!   with plain instructions that the kernel restarts if interrupted
 //!   ([`rseq::add_fold`], x86_64 with glibc's rseq registration).
@@ -14,7 +16,7 @@
 //! (test knobs that make reservations and populations fail) and [`pagebits`]
 //! (per-page bitmaps and their runs).
 //!
-//! These three modules (`mmap`, `cpu`, `rseq`), and `crate::handle` (per-CPU pointers, zeroing, the
+//! These four modules (`mmap`, `cpu`, `fork`, `rseq`), and `crate::handle` (per-CPU pointers, zeroing, the
 //! one call of `Region::depopulate`, the one call of `rseq::add_fold`), are
 //! the only ones in the crate that may contain `unsafe` code; everything else
 //! is written against their safe API.
@@ -26,6 +28,7 @@ pub(crate) mod error;
 pub mod fault;
 #[cfg(not(any(test, feature = "fault-injection")))]
 pub(crate) mod fault;
+pub(crate) mod fork;
 // Some introspection helpers of `Region` (`len`, `base`, `unit_base`,
 // `resident_pages_in`, ...) are only used by the module's own tests.
 #[allow(dead_code)]
