@@ -53,7 +53,7 @@ enum Command {
     Replay(replay_cmd::ReplayArgs),
     /// Replay a trace under several policies and show them side by side.
     Compare(compare_cmd::CompareArgs),
-    /// Print the allocator's percpu_stats at a phase marker.
+    /// Print the allocator's percpu_stats, or its page map, at a phase marker.
     Stats(stats_cmd::StatsArgs),
     /// The seed experiment on real memory: create memory-cgroup-like groups,
     /// remove 10 of every 11, and show what each policy gives back.

@@ -27,9 +27,9 @@ pub(crate) struct StatsArgs {
     pub(crate) json: bool,
 
     /// Print the page map instead: every chunk's pages, one character per
-    /// page (`#` holds allocations, `.` populated but empty, `-`
-    /// unpopulated), so that where the live objects of a mostly empty chunk
-    /// sit can be seen. The JSON has it too (`page_map` of each chunk).
+    /// page (`#` holds allocations or the first chunk's hidden static or
+    /// reserved bytes, `.` populated but empty, `-` unpopulated), so that
+    /// where the live objects of a mostly empty chunk sit can be seen. The JSON has it too (`page_map` of each chunk).
     #[arg(long, conflicts_with = "json")]
     pub(crate) map: bool,
 

@@ -12,6 +12,7 @@ use crate::ChunkId;
 
 /// What one page of a chunk holds (the same in every unit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PageState {
     /// Not populated: no memory behind it.
     Unpopulated,
@@ -80,17 +81,24 @@ impl Allocator {
     pub fn page_map(&self) -> String {
         let mut out = String::from(
             "Page map (one character per page, the same in every unit):\n  \
-             # populated, holds allocations   . populated, empty   \
-             - unpopulated   ! allocated, not yet populated\n",
+             # populated, holds allocations (or the first chunk's hidden static \
+             or reserved bytes)   . populated, empty   - unpopulated   \
+             ! allocated, not yet populated\n",
         );
+        // Page numbers as wide as the longest chunk's, so that all line up.
+        let width = self
+            .chunk_ids()
+            .map(|id| digits(self.c(id.0).nr_pages().saturating_sub(1)))
+            .max()
+            .unwrap_or(1);
         for id in self.chunk_ids() {
-            self.chunk_map(&mut out, id);
+            self.chunk_map(&mut out, id, width);
         }
         out
     }
 
     /// One chunk's block of [`Allocator::page_map`].
-    fn chunk_map(&self, out: &mut String, id: ChunkId) {
+    fn chunk_map(&self, out: &mut String, id: ChunkId, width: usize) {
         let c = self.c(id.0);
         let kind = match c.kind() {
             ChunkKind::First => "first",
@@ -109,15 +117,15 @@ impl Allocator {
         };
         let symbols = c.page_symbols();
         let used = symbols.chars().filter(|&s| s == '#').count();
+        let pages = if c.nr_pages() == 1 { "page" } else { "pages" };
         let _ = writeln!(
             out,
-            "chunk {} ({kind}{list}): {} pages, {} populated: {used} used, {} empty",
+            "chunk {} ({kind}{list}): {} {pages}, {} populated: {used} used, {} empty",
             id.0,
             c.nr_pages(),
             c.nr_populated(),
             symbols.chars().filter(|&s| s == '.').count(),
         );
-        let width = digits(c.nr_pages().saturating_sub(1));
         for (i, line) in symbols.as_bytes().chunks(PER_LINE).enumerate() {
             // The symbols are ASCII.
             let line = core::str::from_utf8(line).unwrap_or_default();
@@ -210,9 +218,11 @@ mod tests {
         };
         a.free(x.chunk, x.offset).unwrap();
         let map = a.page_map();
-        // 128 pages: two lines of 64, numbered with three digits.
+        // 128 pages: two lines of 64, numbered with three digits, and the
+        // shorter chunks' lines as wide.
         assert!(map.contains("\n    0  "), "{map}");
         assert!(map.contains("\n   64  "), "{map}");
+        assert!(!map.contains("\n  0  "), "{map}");
         assert!(map.contains(&alloc::format!("chunk {} (dynamic, free)", x.chunk.0)));
         assert!(map.contains("(reserved)"));
         assert_eq!(digits(0), 1);

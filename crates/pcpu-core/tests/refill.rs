@@ -90,11 +90,20 @@ fn setup_with(refill: &str, fit: &str) -> Setup {
     for x in last.iter().rev() {
         a.free(x.chunk, x.offset).unwrap();
     }
+    // Queued for reclaim, then (below) sidelined: the page map names both.
+    let map = a.page_map();
+    for id in c {
+        let queued = format!("chunk {} (dynamic, to_depopulate)", id.0);
+        assert!(map.contains(&queued), "{map}");
+    }
     while a.balance_pending() {
         a.balance(&mut b);
         a.check_invariants().unwrap();
     }
+    let map = a.page_map();
     for id in c {
+        let sidelined = format!("chunk {} (dynamic, sidelined)", id.0);
+        assert!(map.contains(&sidelined), "{map}");
         let ch = a.chunk(id).unwrap();
         assert!(
             ch.is_isolated(),

@@ -321,7 +321,7 @@ impl PerCpuAllocator {
     }
 
     /// Every chunk's pages, one character per page: `#` holds allocations
-    /// (areas in thread caches included), `.` populated but empty (what the
+    /// (areas in thread caches included) or the first chunk's hidden bytes, `.` populated but empty (what the
     /// balance work can give back), `-` unpopulated, `!` being populated for
     /// an allocation in progress. Shows where the live objects of a mostly
     /// empty chunk sit, which `percpu_stats` cannot.

@@ -37,8 +37,8 @@ fn cached_by_worker(jobs: &mpsc::Sender<Job>, addrs: &mpsc::Receiver<usize>) -> 
     addr
 }
 
-/// The allocator that mapped `addr` is gone: its balance thread stopped and
-/// its memory unmapped.
+/// The allocator that mapped `addr` is gone: the balance thread (which only
+/// it used) stopped and its memory unmapped.
 fn assert_gone(addr: usize, which: &str) {
     assert!(
         eventually(|| balance_threads() == 0),
