@@ -1,7 +1,7 @@
 //! Class placement (`classes.rs`) edge cases: where a class's first object
 //! opens its region, which holes its later objects fill, and which policy
 //! knobs change either. Small geometries with hand-made holes, so that each
-//! test pins one decision.
+//! test pins one decision. Written from mutation testing of classes.rs.
 
 use pcpu_core::*;
 

@@ -1,0 +1,365 @@
+//! Chunk bookkeeping pinned through the public API (`struct pcpu_chunk` as
+//! mm/percpu.c, 6.1, keeps it): the first chunk's hidden head and tail
+//! (`pcpu_alloc_first_chunk`), the per-chunk accessors, and the chunk-wide
+//! contig hint rebuilt from the block hints (`pcpu_chunk_refresh_hint`,
+//! `pcpu_next_md_free_region`). Written from mutation testing of chunk.rs:
+//! each test asserts exact values the kernel's bookkeeping gives.
+
+use pcpu_core::*;
+
+const PAGE: usize = 4096;
+const BB: usize = PAGE / MIN_ALLOC_SIZE;
+
+/// 4 KiB pages, 2 units of 16 pages; `< static 4000 | reserved 8192 |
+/// dynamic 12288 >`: both regions start 4000 bytes into a page and end 96
+/// bytes before a page boundary.
+fn offset_layout() -> Allocator {
+    let fc = FirstChunk {
+        static_size: 4000,
+        reserved_size: 8192,
+        dyn_size: 12288,
+    };
+    let geo = Geometry::new(PAGE, 2, 16 * PAGE, fc).unwrap();
+    Allocator::new(geo, Policy::new(PolicyKind::Linux61))
+}
+
+/// One unit of `unit_pages` 4 KiB pages; the first chunk has an 8 KiB
+/// dynamic area and nothing else.
+fn plain(unit_pages: usize) -> (Allocator, SimBackend) {
+    let geo = Geometry::simple(1, unit_pages).unwrap();
+    (
+        Allocator::new(geo, Policy::new(PolicyKind::Linux61)),
+        SimBackend::default(),
+    )
+}
+
+/// `pcpu_alloc_first_chunk`: the region is rounded out to whole pages, the
+/// head (`start_offset`) and tail (`end_offset`) are hidden as allocated
+/// bits, every page is populated, and the pages touched by the hidden parts
+/// are not empty. The chunk hint starts at the first managed bit and spans
+/// the whole managed region.
+#[test]
+fn first_chunk_regions_hide_head_and_tail() {
+    let a = offset_layout();
+    let r = a.chunk(a.reserved_chunk().unwrap()).unwrap();
+    assert_eq!(r.kind(), ChunkKind::Reserved);
+    assert_eq!(r.serial(), 0);
+    assert_eq!((r.nr_pages(), r.nr_populated()), (3, 3));
+    assert_eq!((r.start_offset(), r.end_offset()), (4000, 96));
+    assert_eq!(r.free_bytes(), 8192);
+    // Page 0 holds the hidden head, page 2 the hidden tail.
+    assert_eq!(r.nr_empty_pop_pages(), 1);
+    assert_eq!(
+        (0..3).map(|p| r.is_page_used(p)).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+    assert_eq!(
+        (0..3).map(|p| r.is_page_clear(p)).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    assert!((0..3).all(|p| r.is_page_populated(p)));
+    let md = r.chunk_md();
+    assert_eq!(
+        (md.first_free, md.contig_hint_start, md.contig_hint),
+        (1000, 1000, 8192 / 4)
+    );
+    // 8192 free bytes, 4096 of them on the empty page: one page's worth of
+    // room on the two used pages (96 + 4000 bytes).
+    assert_eq!(r.room_on_used_pages(), 1);
+
+    let f = a.chunk(a.first_chunk()).unwrap();
+    assert_eq!(f.kind(), ChunkKind::First);
+    assert_eq!(f.serial(), 0);
+    assert_eq!((f.nr_pages(), f.nr_populated()), (4, 4));
+    assert_eq!((f.start_offset(), f.end_offset()), (4000, 96));
+    assert_eq!(f.free_bytes(), 12288);
+    assert_eq!(f.nr_empty_pop_pages(), 2);
+    assert_eq!(a.nr_empty_pop_pages(), 2);
+    assert_eq!(
+        (0..4).map(|p| f.is_page_clear(p)).collect::<Vec<_>>(),
+        [false, true, true, false]
+    );
+    let md = f.chunk_md();
+    assert_eq!(
+        (md.first_free, md.contig_hint_start, md.contig_hint),
+        (1000, 1000, 12288 / 4)
+    );
+    assert_eq!(f.room_on_used_pages(), 1);
+    a.check_invariants().unwrap();
+}
+
+/// The managed region of an offset first chunk is exactly
+/// `[start_offset, nr_pages * PAGE - end_offset)`: a placement at its first
+/// and last 4 bytes succeeds, one 4 bytes outside on either side is refused.
+/// The tail's boundary bit lets the last object be freed with its size.
+#[test]
+fn offset_first_chunk_managed_region_bounds() {
+    let mut a = offset_layout();
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    let hi = 4 * PAGE - 96;
+    for off in [4000 - 4, hi] {
+        let e = a
+            .alloc_at(&mut b, first, off, 4, 4, AllocFlags::NORMAL)
+            .unwrap_err();
+        assert!(matches!(e, AllocError::Misplaced { .. }), "{off}: {e}");
+    }
+    let hint = |a: &Allocator| {
+        let md = a.chunk(first).unwrap().chunk_md();
+        (md.first_free, md.contig_hint_start, md.contig_hint)
+    };
+    let lo = a
+        .alloc_at(&mut b, first, 4000, 4, 4, AllocFlags::NORMAL)
+        .unwrap();
+    // The refresh stitches block 0's right_free (23 bits), blocks 1 and 2
+    // and block 3's left_free (1000 bits, up to the hidden tail).
+    assert_eq!(hint(&a), (1001, 1001, 23 + 2 * BB as i32 + 1000));
+    let top = a
+        .alloc_at(&mut b, first, hi - 8, 8, 4, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!(hint(&a), (1001, 1001, 23 + 2 * BB as i32 + 998));
+    a.check_invariants().unwrap();
+    let c = a.chunk(first).unwrap();
+    assert_eq!(c.nr_alloc(), 2);
+    assert_eq!(c.free_bytes(), 12288 - 12);
+    assert_eq!(a.free(top.chunk, top.offset).unwrap(), 8);
+    assert_eq!(a.free(lo.chunk, lo.offset).unwrap(), 4);
+    a.check_invariants().unwrap();
+    let c = a.chunk(first).unwrap();
+    assert_eq!((c.nr_alloc(), c.free_bytes()), (0, 12288));
+    // Both frees stay inside one block and are smaller than a page: the
+    // kernel does not rebuild the chunk hint (block 3's free is the "W1"
+    // case, block 0's only records a scan hint), so it keeps under-estimating.
+    let md = c.chunk_md();
+    assert_eq!(
+        (md.first_free, md.contig_hint_start, md.contig_hint),
+        (1000, 1001, 23 + 2 * BB as i32 + 998)
+    );
+    assert_eq!((md.scan_hint_start, md.scan_hint), (1000, 24));
+}
+
+/// Chunks created on demand are numbered in creation order from 1 (the
+/// first and reserved chunks are 0), start fully free and unpopulated, and
+/// have no hidden head or tail.
+#[test]
+fn dynamic_chunks_accessors() {
+    let (mut a, mut b) = plain(8);
+    let c1 = a.create_chunk(&mut b).unwrap();
+    let c2 = a.create_chunk(&mut b).unwrap();
+    let c3 = a.create_chunk(&mut b).unwrap();
+    let serials: Vec<u64> = [c1, c2, c3]
+        .iter()
+        .map(|&id| a.chunk(id).unwrap().serial())
+        .collect();
+    assert_eq!(serials, [1, 2, 3]);
+    let c = a.chunk(c2).unwrap();
+    assert_eq!(c.kind(), ChunkKind::Dynamic);
+    assert_eq!((c.nr_pages(), c.nr_populated()), (8, 0));
+    assert_eq!(c.nr_empty_pop_pages(), 0);
+    assert_eq!(c.free_bytes(), 8 * PAGE);
+    assert_eq!((c.start_offset(), c.end_offset()), (0, 0));
+    assert_eq!(c.nr_alloc(), 0);
+    assert!(!c.is_isolated());
+    assert!((0..8).all(|p| !c.is_page_populated(p) && c.is_page_clear(p)));
+    assert!((0..8).all(|p| !c.is_page_used(p)));
+    // Fully free and unpopulated: no room that needs no population.
+    assert_eq!(c.room_on_used_pages(), 0);
+    let md = c.chunk_md();
+    assert_eq!(
+        (md.first_free, md.contig_hint_start, md.contig_hint),
+        (0, 0, (8 * BB) as i32)
+    );
+}
+
+/// Page state after one small object on page 2 of a fresh chunk: only page
+/// 2 is populated and used, every other page is clear; the used page's free
+/// bytes are less than a page, so no room on used pages is counted. Once the
+/// object is freed, page 2 is populated, clear and empty.
+#[test]
+fn page_predicates_follow_allocations() {
+    let (mut a, mut b) = plain(8);
+    let id = a.create_chunk(&mut b).unwrap();
+    let o = a
+        .alloc_at(&mut b, id, 2 * PAGE + 64, 16, 4, AllocFlags::NORMAL)
+        .unwrap();
+    let c = a.chunk(id).unwrap();
+    assert_eq!(c.nr_populated(), 1);
+    assert_eq!(c.nr_alloc(), 1);
+    assert_eq!(c.nr_empty_pop_pages(), 0);
+    for p in 0..8 {
+        assert_eq!(c.is_page_populated(p), p == 2, "page {p} populated");
+        assert_eq!(c.is_page_used(p), p == 2, "page {p} used");
+        assert_eq!(c.is_page_clear(p), p != 2, "page {p} clear");
+    }
+    // 4080 free bytes on the used page: no whole page.
+    assert_eq!(c.room_on_used_pages(), 0);
+    a.free(o.chunk, o.offset).unwrap();
+    let c = a.chunk(id).unwrap();
+    assert!(c.is_page_populated(2) && c.is_page_clear(2) && !c.is_page_used(2));
+    assert_eq!(c.nr_empty_pop_pages(), 1);
+    a.check_invariants().unwrap();
+}
+
+/// `pcpu_alloc_first_chunk` marks the hidden tail in the boundary map at
+/// the end of the managed region, not at bit 0: in a first chunk whose
+/// dynamic area starts on a page boundary but ends inside a page, offset 0
+/// never allocated is not the start of a former allocation (a plain bad
+/// free), while after an allocation there is freed, freeing it again is a
+/// double free.
+#[test]
+fn unaligned_tail_does_not_mark_bit_zero_as_a_boundary() {
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size: 6000,
+    };
+    let geo = Geometry::new(PAGE, 1, 8 * PAGE, fc).unwrap();
+    let mut a = Allocator::new(geo, Policy::new(PolicyKind::Linux61));
+    let mut b = SimBackend::default();
+    let first = a.first_chunk();
+    let c = a.chunk(first).unwrap();
+    assert_eq!((c.start_offset(), c.end_offset()), (0, 2 * PAGE - 6000));
+    let e = a.free(first, 0).unwrap_err();
+    assert!(
+        matches!(e, FreeError::NotAllocated { stale: false, .. }),
+        "{e}"
+    );
+    // The last 4 bytes of the managed region can be allocated and freed.
+    let o = a
+        .alloc_at(&mut b, first, 6000 - 4, 4, 4, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!(a.allocation_size(first, o.offset), Ok(4));
+    let o0 = a
+        .alloc_at(&mut b, first, 0, 8, 4, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!(a.free(first, o0.offset), Ok(8));
+    let e = a.free(first, 0).unwrap_err();
+    assert!(
+        matches!(e, FreeError::NotAllocated { stale: true, .. }),
+        "{e}"
+    );
+    assert_eq!(a.free(first, o.offset), Ok(4));
+    a.check_invariants().unwrap();
+}
+
+/// `(first_free, contig_hint_start, contig_hint, scan_hint_start,
+/// scan_hint)` of chunk `id`'s chunk-wide hint, in bits.
+fn chunk_hint(a: &Allocator, id: ChunkId) -> (i32, i32, i32, i32, i32) {
+    let md = a.chunk(id).unwrap().chunk_md();
+    (
+        md.first_free,
+        md.contig_hint_start,
+        md.contig_hint,
+        md.scan_hint_start,
+        md.scan_hint,
+    )
+}
+
+/// Place `size` bytes at `offset` of chunk `id` (4-byte alignment).
+fn put(a: &mut Allocator, b: &mut SimBackend, id: ChunkId, offset: usize, size: usize) {
+    a.alloc_at(b, id, offset, size, 4, AllocFlags::NORMAL)
+        .unwrap();
+    a.check_invariants().unwrap();
+}
+
+/// `pcpu_next_md_free_region` stitches a free run across blocks: a block's
+/// contig hint that reaches its right edge is its `right_free`, continued
+/// through every following fully free block and ended by the first partly
+/// used block's `left_free`. The chunk hint then covers the whole run, from
+/// its true start (`(i + 1) * block_bits - right_free`).
+#[test]
+fn chunk_hint_stitches_a_run_across_blocks() {
+    let (mut a, mut b) = plain(8);
+    let id = a.create_chunk(&mut b).unwrap();
+    // Bits [0, 10) used: the rest of the chunk is one run.
+    put(&mut a, &mut b, id, 0, 40);
+    assert_eq!(chunk_hint(&a, id), (10, 10, 8 * BB as i32 - 10, 0, 0));
+    // One bit used 400 bits into block 5: the run from bit 10 ends there.
+    put(&mut a, &mut b, id, (5 * BB + 400) * 4, 4);
+    assert_eq!(
+        chunk_hint(&a, id),
+        (10, 10, (5 * BB + 400 - 10) as i32, 0, 0)
+    );
+    // Now block 0's run shrinks from the left: the stitched run starts at
+    // its right_free again.
+    put(&mut a, &mut b, id, 40, 4 * 100);
+    assert_eq!(
+        chunk_hint(&a, id),
+        (110, 110, (5 * BB + 400 - 110) as i32, 0, 0)
+    );
+}
+
+/// A full rebuild of the chunk hint (`pcpu_chunk_refresh_hint` after a free
+/// that spans two blocks) finds a run strictly inside a later block by that
+/// block's contig hint, at `block * block_bits + contig_hint_start`, and
+/// keeps the smaller run found before it as the scan hint.
+#[test]
+fn chunk_hint_rebuild_finds_a_run_inside_a_block() {
+    let (mut a, mut b) = plain(8);
+    let id = a.create_chunk(&mut b).unwrap();
+    let bb = BB;
+    // [0, 1023) | o2 = [1023, 1025) | [1025, 2148) | hole [2148, 2948) |
+    // [2948, 8192)
+    put(&mut a, &mut b, id, 0, 1023 * 4);
+    put(&mut a, &mut b, id, 1023 * 4, 8);
+    put(&mut a, &mut b, id, 1025 * 4, (2 * bb + 100 - 1025) * 4);
+    put(&mut a, &mut b, id, 2948 * 4, (8 * bb - 2948) * 4);
+    assert_eq!(a.chunk(id).unwrap().free_bytes(), 800 * 4);
+    assert_eq!(a.free(id, 1023 * 4), Ok(8));
+    a.check_invariants().unwrap();
+    assert_eq!(chunk_hint(&a, id), (1023, 2148, 800, 1023, 2));
+}
+
+/// `pcpu_find_block_fit` / `pcpu_next_fit_region`: a request larger than
+/// every block's contig hint takes the first run stitched across a block
+/// boundary (a block's `right_free` plus the next block's `left_free`), at
+/// the start of that `right_free`, not a later, larger run.
+#[test]
+fn first_fit_takes_a_run_stitched_across_blocks() {
+    // The first chunk: 2 pages, 2048 bits, fully populated.
+    let (mut a, mut b) = plain(8);
+    let first = a.first_chunk();
+    // Block 0: used [0, 100), free [100, 200), used [200, 974),
+    // free [974, 1024) (right_free 50). Block 1: free [1024, 1084)
+    // (left_free 60), used [1084, 1200), free [1200, 2048).
+    put(&mut a, &mut b, first, 0, 400);
+    put(&mut a, &mut b, first, 800, (974 - 200) * 4);
+    put(&mut a, &mut b, first, 1084 * 4, (1200 - 1084) * 4);
+    let req = a.request(110 * 4, 4).unwrap();
+    assert_eq!(a.probe(req, AllocFlags::NORMAL), Some((first, 974 * 4)));
+    assert_eq!(a.probe(req, AllocFlags::ATOMIC), Some((first, 974 * 4)));
+    let o = a.alloc(&mut b, 110 * 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((o.chunk, o.offset), (first, 974 * 4));
+    // 100 bits fit in block 0's own hint.
+    let o = a.alloc(&mut b, 100 * 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((o.chunk, o.offset), (first, 100 * 4));
+    a.check_invariants().unwrap();
+}
+
+/// Populated-only search (atomic, `pcpu_is_populated`): a run that fits
+/// only on unpopulated pages is skipped, the search resuming past them; when
+/// the walk reaches the chunk's end nothing fits, and an atomic request
+/// fails rather than landing on unpopulated pages. A sleepable request
+/// takes the same run and populates it.
+#[test]
+fn atomic_fit_skips_unpopulated_runs_to_the_chunk_end() {
+    let (mut a, mut b) = plain(8);
+    let id = a.create_chunk(&mut b).unwrap();
+    // Page 0 populated by one 4-byte object; pages 1-7 unpopulated.
+    put(&mut a, &mut b, id, 0, 4);
+    assert_eq!(a.chunk(id).unwrap().nr_populated(), 1);
+    let req = a.request(16 << 10, 4).unwrap();
+    assert_eq!(a.probe(req, AllocFlags::ATOMIC), None);
+    let e = a
+        .alloc(&mut b, 16 << 10, 4, AllocFlags::ATOMIC)
+        .unwrap_err();
+    assert_eq!(e, AllocError::AtomicNoSpace);
+    assert_eq!(a.chunk(id).unwrap().nr_alloc(), 1);
+    assert_eq!(a.probe(req, AllocFlags::NORMAL), Some((id, 4)));
+    let o = a.alloc(&mut b, 16 << 10, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((o.chunk, o.offset), (id, 4));
+    let c = a.chunk(id).unwrap();
+    assert_eq!(c.nr_populated(), 5);
+    assert!((0..8).all(|p| c.is_page_populated(p) == (p < 5)));
+    a.check_invariants().unwrap();
+}
