@@ -104,6 +104,16 @@ fn window_setup(policy: Policy) -> (Allocator, SimBackend) {
     (a, b)
 }
 
+/// Step 1 of a two-phase allocation of 8 KiB, page aligned: it lands on
+/// pages 1-2 of `c`, both unpopulated, and the population window opens
+/// (the chunk's empty-page count goes negative until they are populated).
+fn place_on_unpopulated_pages(a: &mut Allocator, c: ChunkId) {
+    let req = a.request(8192, 4096).unwrap();
+    let area = a.alloc_area(req, AllocFlags::NORMAL).unwrap();
+    assert_eq!((area.chunk, area.offset), (c, 4096));
+    assert_eq!(a.next_unpopulated(&area), Some(1..3));
+}
+
 /// A new dynamic chunk with two small objects on page 0.
 fn two_small_objects(a: &mut Allocator, b: &mut SimBackend) -> ChunkId {
     let c = a.create_chunk(b).unwrap();
@@ -117,12 +127,7 @@ fn free_during_population_window_does_not_isolate() {
     let (mut a, mut b) = window_setup(Policy::new(PolicyKind::Linux61));
     let c = two_small_objects(&mut a, &mut b);
     a.check_invariants().unwrap();
-    // Two-phase allocation of 8 KiB, page aligned: lands on pages 1-2 of c,
-    // both unpopulated.
-    let req = a.request(8192, 4096).unwrap();
-    let area = a.alloc_area(req, AllocFlags::NORMAL).unwrap();
-    assert_eq!((area.chunk, area.offset), (c, 4096));
-    assert_eq!(a.next_unpopulated(&area), Some(1..3));
+    place_on_unpopulated_pages(&mut a, c);
     // The window: a free into c (page 0 keeps an object).
     a.free(c, 8).unwrap();
     assert!(
@@ -262,10 +267,7 @@ fn rfc_free_during_population_window_marks_nothing() {
         .unwrap();
     a.check_invariants().unwrap();
     assert!(!a.balance_pending());
-    let req = a.request(8192, 4096).unwrap();
-    let area = a.alloc_area(req, AllocFlags::NORMAL).unwrap();
-    assert_eq!((area.chunk, area.offset), (c, 4096));
-    assert_eq!(a.next_unpopulated(&area), Some(1..3));
+    place_on_unpopulated_pages(&mut a, c);
     a.free(c, 8).unwrap();
     assert!(
         !a.balance_pending(),

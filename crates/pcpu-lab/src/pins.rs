@@ -291,6 +291,21 @@ pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
 /// `PHASE <phase> Percpu` marker, and reports who pins the resident pages
 /// there. [`pins_for`] builds the configuration from a [`Variant`].
 pub fn pins_at(input: &Input, phase: &str, cfg: ReplayConfig) -> Result<PinsReport, LabError> {
+    let classes = if cfg.policy.class_placement {
+        cfg.classes
+    } else {
+        ClassMode::None
+    };
+    let rp = replay_to_phase(input, phase, cfg)?;
+    let mut rep = report(&rp, input, phase);
+    rep.classes = crate::sweep::placement_label(classes).to_string();
+    Ok(rep)
+}
+
+/// Replays `input` with `cfg` up to and including the `PHASE <phase>
+/// Percpu` marker; an error naming the trace's phases if it has no such
+/// marker.
+fn replay_to_phase(input: &Input, phase: &str, cfg: ReplayConfig) -> Result<Replayer, LabError> {
     let is_target = |e: &Event| matches!(e, Event::PhasePercpu { name, .. } if name == phase);
     if !input.records.iter().any(|r| is_target(&r.event)) {
         let phases = input.phases();
@@ -307,24 +322,6 @@ pub fn pins_at(input: &Input, phase: &str, cfg: ReplayConfig) -> Result<PinsRepo
             )
         }));
     }
-    let classes = if cfg.policy.class_placement {
-        cfg.classes
-    } else {
-        ClassMode::None
-    };
-    let rp = replay_to(input, cfg, &|e| is_target(e))?;
-    let mut rep = report(&rp, input, phase);
-    rep.classes = crate::sweep::placement_label(classes).to_string();
-    Ok(rep)
-}
-
-/// Replays `input` with `cfg` up to and including the first event `stop`
-/// accepts.
-fn replay_to(
-    input: &Input,
-    cfg: ReplayConfig,
-    stop: &dyn Fn(&Event) -> bool,
-) -> Result<Replayer, LabError> {
     let err = |error| LabError::Replay {
         trace: input.name.clone(),
         error,
@@ -336,7 +333,7 @@ fn replay_to(
         input.has_kprobes,
     )
     .map_err(err)?;
-    rp.run(&input.records, &mut |_| {}, &|r| stop(&r.event))
+    rp.run(&input.records, &mut |_| {}, &|r| is_target(&r.event))
         .map_err(err)?;
     Ok(rp)
 }
@@ -369,15 +366,11 @@ fn variant_input(input: &Input, v: &Variant) -> (Input, ReplayConfig) {
 
 /// The page map (`pcpu stats --map`) of every dynamic chunk at the
 /// `PHASE <phase> Percpu` marker under `v`, in chunk-id order: one
-/// [`pcpu_core::PageState::symbol`] per page. Empty if the phase is not in
-/// the trace.
+/// [`pcpu_core::PageState::symbol`] per page. An error if the trace has no
+/// such marker, as for [`pins_for`].
 pub fn page_maps_for(input: &Input, phase: &str, v: &Variant) -> Result<Vec<String>, LabError> {
-    let is_target = |e: &Event| matches!(e, Event::PhasePercpu { name, .. } if name == phase);
-    if !input.records.iter().any(|r| is_target(&r.event)) {
-        return Ok(Vec::new());
-    }
     let (input, cfg) = variant_input(input, v);
-    let rp = replay_to(&input, cfg, &is_target)?;
+    let rp = replay_to_phase(&input, phase, cfg)?;
     let a = rp.allocator();
     Ok(a.chunk_ids()
         .filter_map(|id| a.chunk(id))
