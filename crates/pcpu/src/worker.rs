@@ -23,10 +23,9 @@
 //!   already; a run clears `kicked` when it starts, so work scheduled during
 //!   a run queues the allocator again and is never lost.
 //! - The worker takes an id off the queue and a reference to the allocator,
-//!   and records it as the one it is serving. Under the allocator's state
-//!   lock (and again in the run, once it holds `alloc_mutex`) it starts a
-//!   run only if the allocator is not being dropped
-//!   (`State::stop`) and work is pending. After the run it drops its
+//!   and records it as the one it is serving. It starts a run if work is
+//!   pending; the run returns at once, once it holds `alloc_mutex` and the
+//!   state lock, if the allocator is being dropped (`State::stop`). After the run it drops its
 //!   reference, then clears `serving`.
 //! - Dropping the allocator's last handle ([`Balancer`]) sets `stop`, leaves
 //!   the worker, and waits while the worker is serving it (the last one to
@@ -63,7 +62,9 @@ pub(crate) struct Worker {
     /// `state`).
     served: Condvar,
     /// The process whose thread this is, as `process_tag` names it: a
-    /// `fork()`ed child has none.
+    /// `fork()`ed child has none (and does not join it). Under loom, where
+    /// no worker is shared, nothing reads it.
+    #[cfg_attr(loom, allow(dead_code))]
     process: u64,
 }
 
@@ -265,12 +266,12 @@ fn worker_thread(w: &Worker) {
     }
 }
 
-/// One balance run on `inner`, if it is not being dropped and work is
-/// pending.
+/// One balance run on `inner`, if work is pending (the run itself returns
+/// at once if the allocator is being dropped).
 fn run_once(inner: &Inner) {
     {
         let mut st = inner.state();
-        if st.stop || !st.core.balance_pending() {
+        if !st.core.balance_pending() {
             st.kicked = false;
             return;
         }
@@ -281,12 +282,12 @@ fn run_once(inner: &Inner) {
     inner.balance_run();
 }
 
-/// An allocator's membership of the worker: taken when it is built with
-/// background balancing, left when its last handle is dropped.
+/// An allocator's membership of the worker (`State::worker`): taken when
+/// it is built with background balancing, left when its last handle is
+/// dropped.
 #[derive(Debug)]
 pub(crate) struct Balancer {
     inner: Arc<Inner>,
-    worker: Arc<Worker>,
 }
 
 impl Balancer {
@@ -295,27 +296,33 @@ impl Balancer {
         let worker = Worker::join(&inner)?;
         {
             let mut st = inner.state();
-            st.worker = Some(Arc::clone(&worker));
+            st.worker = Some(worker);
             // Work the core scheduled before there was a worker to tell.
             inner.kick(&mut st);
         }
-        Ok(Balancer { inner, worker })
+        Ok(Balancer { inner })
     }
 }
 
 impl Drop for Balancer {
     fn drop(&mut self) {
-        if self.inner.in_forked_child() || self.worker.process != process_tag() {
+        if self.inner.in_forked_child() {
             // A `fork()`ed child: the worker and its thread, and any lock
-            // held at the fork, are the parent's. The worker's reference
+            // held at the fork, are the parent's (the worker joined in the
+            // process that built the allocator). The worker's reference
             // keeps the chunks mapped.
             return;
         }
-        // Even if a panic poisoned the allocator: it must still leave.
-        self.inner.state_for_drop().stop = true;
+        // Even if a panic poisoned the allocator: it must still leave. From
+        // here on kicks queue nothing, and the worker starts no run on it.
+        let worker = {
+            let mut st = self.inner.state_for_drop();
+            st.stop = true;
+            st.worker.take()
+        };
         // Waits for a run in progress on this allocator.
-        Worker::leave(&self.worker, self.inner.id);
-        // The worker's references went with `leave`: drop the cycle.
-        let _: Option<Arc<Worker>> = self.inner.state_for_drop().worker.take();
+        if let Some(w) = worker {
+            Worker::leave(&w, self.inner.id);
+        }
     }
 }
