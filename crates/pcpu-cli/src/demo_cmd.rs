@@ -33,6 +33,12 @@ pub(crate) struct DemoArgs {
     /// 32 KiB to 1 GiB).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(32768..=1 << 30))]
     unit_size: Option<usize>,
+    /// Units of each allocator (default: the possible CPUs). More stand for
+    /// a machine whose other possible CPUs never run the process (a VM sized
+    /// for CPU hot-plug): Percpu counts every unit, resident memory only the
+    /// units that were written.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    units: Option<u32>,
     /// Print the report as JSON (schema in the `pcpu::demo` documentation).
     #[arg(long)]
     json: bool,
@@ -58,6 +64,7 @@ pub(crate) fn run(args: DemoArgs) -> CliResult {
     if let Some(u) = args.unit_size {
         cfg.unit_size = u;
     }
+    cfg.units = args.units.map(|u| u as usize);
     let bar = io::stderr().is_terminal().then(|| {
         let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         b.set_style(
@@ -85,7 +92,7 @@ pub(crate) fn run(args: DemoArgs) -> CliResult {
     }
     let mut out = format!(
         "{} groups ({} parents x (1 + {} children)), {} units of {} kB pages, real memory\n\
-         Percpu kB (resident kB from mincore), each phase after the balance thread settled\n\n",
+         Percpu kB (resident kB), each phase after the balance thread settled\n\n",
         report.groups,
         cfg.parents,
         cfg.children,

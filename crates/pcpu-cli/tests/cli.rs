@@ -973,6 +973,41 @@ fn demo_runs_on_real_memory() {
     }
     let o = pcpu(&["demo", "--policies", "linux-9"]);
     assert_eq!(o.status.code(), Some(2));
+    let o = pcpu(&["demo", "--units", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn demo_with_more_units_than_cpus_counts_them_but_does_not_fill_them() {
+    let possible = pcpu::possible_cpus() as u64;
+    let units = 16 * possible;
+    let v = json(&[
+        "demo",
+        "--parents",
+        "50",
+        "--children",
+        "4",
+        "--policies",
+        "linux-5.14",
+        "--hinted",
+        "none",
+        "--units",
+        &units.to_string(),
+        "--json",
+    ]);
+    assert_eq!(v["units"], units);
+    let created = &v["policies"][0]["phases"][1];
+    let (percpu, resident) = (
+        created["percpu_kb"].as_u64().unwrap(),
+        created["resident_kb"].as_u64().unwrap(),
+    );
+    // Every unit counts in Percpu; only the possible CPUs' units are
+    // written (the groups are allocated, never written, and zeroing leaves
+    // the untouched copies alone).
+    assert!(
+        resident * units <= percpu * possible && resident > 0,
+        "{created}"
+    );
 }
 
 /// A hand-written 6.x trace: `lines` after a `# tracer` header.

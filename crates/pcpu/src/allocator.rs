@@ -93,8 +93,9 @@ impl PerCpuAllocator {
     }
 
     pub(crate) fn from_config(config: Config) -> Result<Self, Error> {
+        let background_balance = config.background_balance;
         let inner = Arc::new(Inner::new(config, NEXT_ID.fetch_add(1, Ordering::Relaxed))?);
-        let balancer = if config.background_balance {
+        let balancer = if background_balance {
             Some(Balancer::start(Arc::clone(&inner))?)
         } else {
             None
@@ -336,8 +337,15 @@ impl PerCpuAllocator {
         self.inner().state().core.page_map()
     }
 
-    /// Bytes of this allocator's mappings that are resident, as the OS sees
-    /// them (`mincore` over every chunk's mapping, all units).
+    /// Bytes of this allocator's mappings backed by memory: the pages of
+    /// every chunk's mapping, all units, that are present and this
+    /// process's own (`/proc/self/pagemap`). A populated page of a unit that
+    /// was not pre-faulted ([`Builder::prefault`](crate::Builder::prefault))
+    /// counts once it was written, not while it was only read (reads map the
+    /// kernel's shared zero page). Pages still shared copy-on-write with a
+    /// `fork()` child count in neither process until written. Without a
+    /// readable `/proc/self/pagemap`, `mincore`'s count, which includes
+    /// pages that were only read.
     ///
     /// # Errors
     /// [`Error::Map`] if `mincore` fails.

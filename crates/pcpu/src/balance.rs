@@ -77,7 +77,11 @@ impl Inner {
             PageWork::FlushTlb { .. } => run.done(&mut st.core, true),
             PageWork::CreateChunk { chunk } => {
                 drop(st);
-                let reserved = Region::reserve(self.config.units(), self.config.unit_size());
+                let reserved = Region::reserve(
+                    self.config.units(),
+                    self.config.unit_size(),
+                    self.config.hot.clone(),
+                );
                 st = self.state();
                 run.done(&mut st.core, reserved.is_ok());
                 if let Ok(region) = reserved {

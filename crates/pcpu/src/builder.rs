@@ -6,6 +6,7 @@ use pcpu_core::{FirstChunk, Geometry, Policy, MIN_UNIT_SIZE};
 
 use crate::error::Error;
 use crate::sys;
+use crate::sys::pagebits::HotUnits;
 use crate::PerCpuAllocator;
 
 /// Default unit size: 512 KiB, the unit size of the kernels the traces were
@@ -50,6 +51,20 @@ pub struct Builder {
     watermarks: Option<(usize, usize)>,
     background_balance: bool,
     thread_cache: usize,
+    prefault: Prefault,
+}
+
+/// Which units' pages are made resident when they are populated
+/// ([`Builder::prefault`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prefault {
+    /// The units of the CPUs in the building thread's affinity mask
+    /// (`sched_getaffinity`); every unit if the mask cannot be read.
+    #[default]
+    AllowedCpus,
+    /// Every unit, as the kernel populates every possible CPU's unit.
+    AllUnits,
 }
 
 impl Default for Builder {
@@ -62,6 +77,7 @@ impl Default for Builder {
             watermarks: None,
             background_balance: true,
             thread_cache: DEFAULT_THREAD_CACHE,
+            prefault: Prefault::default(),
         }
     }
 }
@@ -148,6 +164,36 @@ impl Builder {
     /// [`trim_thread_caches`]: crate::PerCpuAllocator::trim_thread_caches
     pub fn thread_cache(mut self, areas_per_size: usize) -> Self {
         self.thread_cache = areas_per_size;
+        self
+    }
+
+    /// Which units' pages are made resident when the allocator populates
+    /// them (default [`Prefault::AllowedCpus`]).
+    ///
+    /// Every chunk has a unit for every possible CPU, but a machine may have
+    /// far more possible CPUs than the process runs on: a VM sized for CPU
+    /// hot-plug (128 possible, 2 online), or a container limited to a few
+    /// CPUs of a large host. The pages of the other units are still made
+    /// accessible, but take memory only where they are written. Per-CPU
+    /// data written through [`PerCpu::current`] or a [`PerCpuCounter`] is
+    /// written on the CPUs that run it only, and
+    /// [`per_cpu_zeroed`](crate::PerCpuAllocator::per_cpu_zeroed),
+    /// [`counter`](crate::PerCpuAllocator::counter) and
+    /// [`alloc_raw`](crate::PerCpuAllocator::alloc_raw) write zeros only over
+    /// copies that are not zero already, so such objects take memory on those
+    /// CPUs only. [`per_cpu`](crate::PerCpuAllocator::per_cpu) writes every
+    /// copy (its constructor runs once per unit).
+    ///
+    /// The price: the first write to such a page faults, and if the system
+    /// is out of memory then, the process is killed or gets `SIGBUS` rather
+    /// than an [`Error::Map`], as with any lazily committed memory. Choose
+    /// [`Prefault::AllUnits`] to have every page committed (and its failure
+    /// reported) when it is populated.
+    ///
+    /// [`PerCpu::current`]: crate::PerCpu::current
+    /// [`PerCpuCounter`]: crate::PerCpuCounter
+    pub fn prefault(mut self, prefault: Prefault) -> Self {
+        self.prefault = prefault;
         self
     }
 
@@ -241,12 +287,23 @@ impl Builder {
             dyn_size: first_rounded,
         };
         let geometry = Geometry::new(page_size, units, unit_size, fc).map_err(Error::Geometry)?;
+        let hot = match self.prefault {
+            Prefault::AllUnits => HotUnits::all(),
+            Prefault::AllowedCpus => match rustix::thread::sched_getaffinity(None) {
+                Ok(set) => {
+                    let ids = units.min(rustix::thread::CpuSet::MAX_CPU);
+                    HotUnits::only((0..ids).filter(|&cpu| set.is_set(cpu)), units)
+                }
+                Err(_) => HotUnits::all(),
+            },
+        };
         Ok(Config {
             policy,
             geometry,
             first_chunk_pages: first_rounded / page_size,
             background_balance: self.background_balance,
             thread_cache: self.thread_cache,
+            hot,
         })
     }
 }
@@ -259,7 +316,7 @@ impl Builder {
 ///   `<= 1 GiB`.
 /// - The first chunk's dynamic area is `first_chunk_pages` whole pages,
 ///   fewer than a unit (so the first chunk never counts as fully free).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) policy: Policy,
     pub(crate) geometry: Geometry,
@@ -267,6 +324,8 @@ pub(crate) struct Config {
     pub(crate) background_balance: bool,
     /// Areas per class in each thread's cache (0: no cache).
     pub(crate) thread_cache: usize,
+    /// The units whose pages are made resident when populated.
+    pub(crate) hot: HotUnits,
 }
 
 impl Config {

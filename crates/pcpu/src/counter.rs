@@ -205,8 +205,12 @@ impl PerCpuCounter {
     /// Set the counter to `v` (`percpu_counter_set`): exact only when no
     /// update runs concurrently.
     pub fn set(&mut self, v: i64) {
-        for slot in self.slots.iter_mut() {
-            *slot.get_mut() = 0;
+        // Only slots that are not zero: a CPU's slot that was never written
+        // stays untouched (and takes no memory: `Builder::prefault`).
+        for slot in self.slots.iter_mut().map(AtomicI64::get_mut) {
+            if *slot != 0 {
+                *slot = 0;
+            }
         }
         *self.total.0.get_mut() = v;
     }

@@ -49,8 +49,9 @@
 //! ```
 //!
 //! `percpu_kb` is the allocator's `/proc/meminfo` `Percpu:` figure (populated
-//! pages × units × page size); `resident_kb` is what the OS reports resident
-//! (`mincore`) over the allocator's mappings. Fields are only ever added.
+//! pages × units × page size); `resident_kb` is the memory the allocator's
+//! mappings take (`PerCpuAllocator::resident_bytes`: pages backed by memory,
+//! from `/proc/self/pagemap`). Fields are only ever added.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -98,6 +99,10 @@ pub struct DemoConfig {
     pub hinted: Vec<Policy>,
     /// Unit size of the allocators (default 512 KiB).
     pub unit_size: usize,
+    /// Units of the allocators (default: the possible CPUs). More units
+    /// than possible CPUs stand for a machine with CPUs that never run the
+    /// process: their units take no memory (`Builder::prefault`).
+    pub units: Option<usize>,
     /// Longest wait for the balance thread to go idle after a phase
     /// (default 30 s).
     pub settle_timeout: Duration,
@@ -116,6 +121,7 @@ impl Default for DemoConfig {
             ],
             hinted: vec![Policy::pcpu()],
             unit_size: crate::DEFAULT_UNIT_SIZE,
+            units: None,
             settle_timeout: Duration::from_secs(30),
         }
     }
@@ -157,7 +163,8 @@ pub struct PhaseReport {
     pub name: String,
     /// The allocator's `Percpu:` figure in KiB.
     pub percpu_kb: u64,
-    /// Resident KiB of the allocator's mappings, from `mincore`.
+    /// Resident KiB of the allocator's mappings
+    /// ([`PerCpuAllocator::resident_bytes`]).
     pub resident_kb: u64,
 }
 
@@ -208,10 +215,13 @@ pub fn run(
         .map(|&p| (p, false))
         .chain(cfg.hinted.iter().map(|&p| (p, true)));
     for (policy, hints) in runs {
-        let alloc = PerCpuAllocator::builder()
+        let mut builder = PerCpuAllocator::builder()
             .policy(policy)
-            .unit_size(cfg.unit_size)
-            .build()?;
+            .unit_size(cfg.unit_size);
+        if let Some(units) = cfg.units {
+            builder = builder.units(units);
+        }
+        let alloc = builder.build()?;
         report.units = alloc.units();
         report.page_size = alloc.page_size();
         report

@@ -8,7 +8,8 @@
 //! use `unsafe`. Its unsafe code:
 //!
 //! 1. zeroes a fresh allocation, or one taken from a thread cache, in every
-//!    unit ([`zero_units`]);
+//!    unit whose copy is not zero already ([`zero_units`], which reads the
+//!    copies with machine loads);
 //! 2. writes, borrows and drops the `T` copies of a [`PerCpu<T>`];
 //! 3. declares when `PerCpu<T>` is `Send` / `Sync`, and which types are
 //!    [`Zeroable`];
@@ -85,7 +86,10 @@ impl Placed {
     }
 }
 
-/// Zero `size` bytes at `base + u × stride` for every unit `u < units`.
+/// Zero `size` bytes at `base + u × stride` for every unit `u < units`,
+/// writing only over copies that are not all zero already: a unit whose page
+/// was never written (one the region did not pre-fault, `HotUnits`) then
+/// takes no memory for it.
 ///
 /// Callers pass an area's unit-0 address, stride and units (fact A), for an
 /// area that is allocated (live, on populated pages) and not referenced by
@@ -96,12 +100,16 @@ pub(crate) fn zero_units(base: NonNull<u8>, stride: u32, units: u32, size: usize
     for unit in 0..units as usize {
         let p = slot(base, stride, unit);
         // SAFETY: by fact A, the area's `size` bytes of `unit` lie in
-        // populated, writable pages of the chunk's mapping (alive while the
-        // allocation is), so `p` is valid for `size` bytes of writes; the
-        // unaligned writes need no alignment (and cover exactly `size`
-        // bytes). No handle owns the area (see above), so no reference into
-        // it can observe the write.
+        // populated, readable and writable pages of the chunk's mapping
+        // (alive while the allocation is), so `p` is valid for `size` bytes
+        // of reads and writes; the unaligned writes need no alignment (and
+        // cover exactly `size` bytes), and `copy_is_zero` reads exactly
+        // those bytes. No handle owns the area (see above), so no reference
+        // into it can observe the write and no other thread writes it.
         unsafe {
+            if copy_is_zero(p, size) {
+                continue;
+            }
             // Small sizes without a `memset` call: the common per-CPU objects
             // are counters of 4 or 8 bytes.
             match size {
@@ -112,6 +120,89 @@ pub(crate) fn zero_units(base: NonNull<u8>, stride: u32, units: u32, size: usize
             }
         };
     }
+}
+
+/// Whether the `n` bytes at `p` are all zero.
+///
+/// The bytes are read with machine loads (inline assembly), not Rust reads:
+/// a previous owner may have left bytes that Rust considers uninitialised
+/// (a `T`'s padding), which a Rust integer read must not see, while the
+/// memory itself always holds some value. On architectures without the
+/// loads here it answers `false`, and every copy is written.
+///
+/// # Safety
+/// `p..p + n` must be valid for reads (inside populated pages of a live
+/// mapping), and no other thread may write it meanwhile.
+#[inline(always)]
+unsafe fn copy_is_zero(p: *mut u8, n: usize) -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n`: the 8 bytes are inside the readable range
+            // the caller vouches for.
+            if unsafe { load_u64(p.wrapping_add(i)) } != 0 {
+                return false;
+            }
+            i += 8;
+        }
+        while i < n {
+            // SAFETY: `i < n`: the byte is inside the readable range.
+            if unsafe { load_u8(p.wrapping_add(i)) } != 0 {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = (p, n);
+        false
+    }
+}
+
+/// The 8 bytes at `p` (any alignment), as the machine loads them.
+///
+/// # Safety
+/// `p..p + 8` must be readable and not written by another thread meanwhile.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+unsafe fn load_u64(p: *const u8) -> u64 {
+    let v: u64;
+    // SAFETY: one unaligned 8-byte load from memory the caller vouches is
+    // readable (unaligned loads of normal memory are allowed on both
+    // architectures); it writes no memory, stack or flags.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!("mov {v}, qword ptr [{p}]", p = in(reg) p, v = out(reg) v,
+            options(nostack, readonly, preserves_flags));
+        #[cfg(target_arch = "aarch64")]
+        core::arch::asm!("ldr {v}, [{p}]", p = in(reg) p, v = out(reg) v,
+            options(nostack, readonly, preserves_flags));
+    }
+    v
+}
+
+/// The byte at `p`, as the machine loads it.
+///
+/// # Safety
+/// `p` must be readable and not written by another thread meanwhile.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+unsafe fn load_u8(p: *const u8) -> u32 {
+    let v: u32;
+    // SAFETY: one byte load from memory the caller vouches is readable; it
+    // writes no memory, stack or flags.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!("movzx {v:e}, byte ptr [{p}]", p = in(reg) p, v = out(reg) v,
+            options(nostack, readonly, preserves_flags));
+        #[cfg(target_arch = "aarch64")]
+        core::arch::asm!("ldrb {v:w}, [{p}]", p = in(reg) p, v = out(reg) v,
+            options(nostack, readonly, preserves_flags));
+    }
+    v
 }
 
 /// Discard `pages` of `chunk` in every unit, as planned by the balance run

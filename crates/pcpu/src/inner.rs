@@ -190,6 +190,7 @@ impl Inner {
         let region = Region::reserve(
             config.units(),
             config.first_chunk_pages * config.page_size(),
+            config.hot.clone(),
         )?;
         region.populate(0..config.first_chunk_pages)?;
         debug_assert_eq!(
@@ -408,7 +409,11 @@ impl Inner {
             }
             let id = st.core.begin_create_chunk();
             drop(st);
-            let reserved = Region::reserve(self.config.units(), self.config.unit_size());
+            let reserved = Region::reserve(
+                self.config.units(),
+                self.config.unit_size(),
+                self.config.hot.clone(),
+            );
             st = self.state();
             match reserved {
                 Ok(region) => {

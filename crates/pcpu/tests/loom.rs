@@ -24,7 +24,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use loom::thread;
-use pcpu::{PerCpu, PerCpuAllocator, Policy};
+use pcpu::{PerCpu, PerCpuAllocator, Policy, Prefault};
 
 /// 32 KiB units (the least), a one-page first chunk.
 const UNIT: usize = 32 << 10;
@@ -46,6 +46,9 @@ fn small(policy: &str, background: bool, cache: usize) -> PerCpuAllocator {
         .watermarks(0, 0)
         .background_balance(background)
         .thread_cache(cache)
+        // Every unit resident once populated, whatever the affinity of the
+        // thread that builds it: `assert_consistent` compares the two.
+        .prefault(Prefault::AllUnits)
         .build()
         .expect("build");
     assert_eq!(alloc.page_size(), PAGE, "the models assume 4 KiB pages");
@@ -100,7 +103,7 @@ fn assert_consistent(alloc: &PerCpuAllocator) {
     alloc.check_invariants().expect("invariants");
     let stats = alloc.stats();
     assert_eq!(
-        alloc.resident_bytes().expect("mincore"),
+        alloc.resident_bytes().expect("resident bytes"),
         stats.percpu_bytes,
         "{stats:?}"
     );

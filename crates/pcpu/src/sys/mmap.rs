@@ -15,7 +15,12 @@
 //! | state        | protection             | contents                  |
 //! |--------------|------------------------|---------------------------|
 //! | unpopulated  | `PROT_NONE` (faults)   | none (discarded)          |
-//! | populated    | `PROT_READ|PROT_WRITE` | resident; zero when new   |
+//! | populated    | `PROT_READ|PROT_WRITE` | zero when new; resident in the hot units |
+//!
+//! A region pre-faults its *hot* units only ([`HotUnits`]): the units of the
+//! CPUs the process may run on, by default. The pages of the other units are
+//! accessible but take memory only where they are written, which per-CPU
+//! data mostly never is on a CPU that never runs the process.
 //!
 //! The region records which page indices are populated (a small bitmap under
 //! a mutex), so `populate` skips pages that already are, never touches their
@@ -59,7 +64,8 @@ use rustix::mm::{self, Advice, MapFlags, MprotectFlags, ProtFlags};
 
 use super::error::{SysError, SysOp};
 use super::fault;
-use super::pagebits::{bit, clear_bits, set_bits, Runs};
+use super::pagebits::{bit, clear_bits, set_bits, HotUnits, Runs};
+use super::pagemap;
 
 /// The system page size in bytes (`getauxval(AT_PAGESZ)`, cached by rustix).
 #[inline]
@@ -94,6 +100,8 @@ pub(crate) struct Region {
     nr_units: usize,
     unit_size: usize,
     page_size: usize,
+    /// The units `populate` pre-faults.
+    hot: HotUnits,
     /// Bit `p` set = page `p` is populated in every unit. The lock also
     /// serialises all page-state changes of this region.
     populated: Mutex<Vec<u64>>,
@@ -185,8 +193,10 @@ impl fmt::Debug for Region {
 impl Region {
     /// Reserves address space for `nr_units` units of `unit_size` bytes each:
     /// one `mmap(NULL, nr_units * unit_size, PROT_NONE,
-    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`. No memory is committed;
-    /// every page starts unpopulated.
+    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`, without transparent
+    /// huge pages (`MADV_NOHUGEPAGE`). No memory is committed;
+    /// every page starts unpopulated. [`Region::populate`] pre-faults the
+    /// units in `hot`.
     ///
     /// # Errors
     ///
@@ -194,7 +204,11 @@ impl Region {
     ///   a multiple of [`page_size()`], or the total overflows `isize`.
     /// * [`SysError::Reserve`] if the kernel refuses the mapping (or an
     ///   injected failure is armed, see [`fault`]).
-    pub(crate) fn reserve(nr_units: usize, unit_size: usize) -> Result<Region, SysError> {
+    pub(crate) fn reserve(
+        nr_units: usize,
+        unit_size: usize,
+        hot: HotUnits,
+    ) -> Result<Region, SysError> {
         let page_size = page_size();
         let bad = |reason| SysError::BadGeometry {
             nr_units,
@@ -245,6 +259,16 @@ impl Region {
                 errno: Errno::NOMEM,
             });
         };
+        // Population is page by page, as the kernel's (its chunks are
+        // vmalloc'd 4 KiB pages): with transparent huge pages set to
+        // `always`, a first write into a 2 MiB aligned read-write range
+        // would otherwise commit the whole 2 MiB, units of CPUs that never
+        // run the process included, and discarding one page would split it.
+        // Kernels without THP answer EINVAL: nothing to turn off then.
+        // SAFETY: `ptr..ptr + len` is the mapping just created above, with
+        // no page accessible yet; the advice changes how it is faulted in,
+        // never its contents.
+        let _ = unsafe { mm::madvise(ptr, len, Advice::LinuxNoHugepage) };
         let pages_per_unit = unit_size / page_size;
         Ok(Region {
             base,
@@ -252,6 +276,7 @@ impl Region {
             nr_units,
             unit_size,
             page_size,
+            hot,
             populated: Mutex::new(vec![0; pages_per_unit.div_ceil(64)]),
         })
     }
@@ -351,16 +376,18 @@ impl Region {
         self.lock().iter().map(|w| w.count_ones() as usize).sum()
     }
 
-    /// Makes page indices `pages` readable, writable and resident in every
-    /// unit (`pcpu_populate_chunk()`).
+    /// Makes page indices `pages` readable and writable in every unit, and
+    /// resident in the hot units (`pcpu_populate_chunk()`).
     ///
     /// Per run of not-yet-populated pages, and per unit (or once for the
     /// whole mapping when the run is a whole unit): `mprotect(PROT_READ |
-    /// PROT_WRITE)`, then pre-fault with `madvise(MADV_POPULATE_WRITE)` so
-    /// that "populated" means resident and later first touches do not fault.
-    /// If the kernel does not know that advice (`EINVAL`, Linux < 5.14) one
-    /// byte per page is written with a volatile zero instead, and the advice
-    /// is not tried again.
+    /// PROT_WRITE)`, then, in the hot units, pre-fault with
+    /// `madvise(MADV_POPULATE_WRITE)` so that "populated" means resident there
+    /// and later first touches do not fault. If the kernel does not know that
+    /// advice (`EINVAL`, Linux < 5.14) one byte per page is written with a
+    /// volatile zero instead, and the advice is not tried again. The other
+    /// units' pages take memory on their first write (a failure then is the
+    /// OS's, as for any lazily committed memory: no error can be returned).
     ///
     /// Pages that are already populated are skipped: their contents and
     /// accessibility are not touched, so populating an overlapping range is
@@ -454,16 +481,19 @@ impl Region {
         }
     }
 
-    /// Number of resident pages over the whole mapping (all units), from
-    /// `mincore`. A freshly populated page counts; an unpopulated one does
-    /// not. (Populated pages that the kernel swapped out would not count
-    /// either.)
+    /// Number of pages of the whole mapping (all units) backed by memory of
+    /// this process's own ([`pagemap`]). A populated page of a hot unit
+    /// counts, and one of another unit once it was written; an unpopulated
+    /// one, or one that was only read, does not. (Populated pages that the
+    /// kernel swapped out would not count either.) Without a readable
+    /// `/proc/self/pagemap` the count is `mincore`'s, which also counts
+    /// pages that were only read.
     ///
     /// # Errors
     ///
     /// [`SysError::Mincore`] if the kernel refuses.
     pub(crate) fn resident_pages(&self) -> Result<usize, SysError> {
-        self.mincore_count(0, self.len)
+        self.backed_count(0, self.len)
     }
 
     /// Number of resident pages among page indices `pages` of unit `unit`.
@@ -485,7 +515,17 @@ impl Region {
         }
         self.check_range(&pages)?;
         let off = unit * self.unit_size + pages.start * self.page_size;
-        self.mincore_count(off, pages.len() * self.page_size)
+        self.backed_count(off, pages.len() * self.page_size)
+    }
+
+    /// Pages backed in the byte range `off..off + len` of the mapping
+    /// (page-aligned, inside the mapping): [`pagemap`], else `mincore`.
+    fn backed_count(&self, off: usize, len: usize) -> Result<usize, SysError> {
+        let addr = self.base.as_ptr() as usize + off;
+        match pagemap::backed_pages(addr, len / self.page_size, self.page_size) {
+            Ok(n) => Ok(n),
+            Err(_) => self.mincore_count(off, len),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<u64>> {
@@ -533,9 +573,14 @@ impl Region {
                 len: self.len,
             };
         }
-        let off = i * self.unit_size + run.start * self.page_size;
+        self.unit_span(run, i)
+    }
+
+    /// `run`'s pages in unit `unit` alone.
+    fn unit_span(&self, run: &Range<usize>, unit: usize) -> Span {
+        let off = unit * self.unit_size + run.start * self.page_size;
         Span {
-            unit: Some(i),
+            unit: Some(unit),
             ptr: self.base.as_ptr().wrapping_add(off).cast(),
             len: run.len() * self.page_size,
         }
@@ -572,7 +617,7 @@ impl Region {
             let r = if inject && i + 1 == n {
                 Err(Errno::NOMEM)
             } else {
-                self.prefault(span)
+                self.prefault_hot(&run, span)
             };
             if let Err(errno) = r {
                 self.decommit_spans(&run, 0..i + 1);
@@ -580,6 +625,18 @@ impl Region {
             }
         }
         Ok(())
+    }
+
+    /// Makes the pages of `span` of `run` (just made read-write, and
+    /// unpopulated before this call) resident in the hot units.
+    fn prefault_hot(&self, run: &Range<usize>, span: Span) -> Result<(), Errno> {
+        match span.unit {
+            Some(unit) if !self.hot.contains(unit) => Ok(()),
+            None if !self.hot.is_all() => (0..self.nr_units)
+                .filter(|&unit| self.hot.contains(unit))
+                .try_for_each(|unit| self.prefault(self.unit_span(run, unit))),
+            _ => self.prefault(span),
+        }
     }
 
     /// Makes the pages of `span` (just made read-write, and unpopulated
@@ -717,7 +774,7 @@ mod tests {
     use std::sync::Arc;
 
     fn region(nr_units: usize, pages: usize) -> Region {
-        Region::reserve(nr_units, pages * page_size()).expect("reserve")
+        Region::reserve(nr_units, pages * page_size(), HotUnits::all()).expect("reserve")
     }
 
     /// Writes `byte` over pages `pages` of `unit`.
@@ -758,7 +815,7 @@ mod tests {
             (2, (isize::MAX as usize / ps) * ps, "overflows"),
         ];
         for (nr_units, unit_size, what) in cases {
-            let err = Region::reserve(nr_units, unit_size).unwrap_err();
+            let err = Region::reserve(nr_units, unit_size, HotUnits::all()).unwrap_err();
             match &err {
                 SysError::BadGeometry {
                     nr_units: n,
@@ -976,7 +1033,7 @@ mod tests {
         fault::reset();
         fault::fail_next_reserves(2);
         for _ in 0..2 {
-            let err = Region::reserve(2, page_size()).unwrap_err();
+            let err = Region::reserve(2, page_size(), HotUnits::all()).unwrap_err();
             assert_eq!(
                 err,
                 SysError::Reserve {
@@ -986,17 +1043,17 @@ mod tests {
             );
         }
         assert_eq!(fault::pending_reserve_failures(), 0);
-        let r = Region::reserve(2, page_size()).expect("third reserve succeeds");
+        let r = Region::reserve(2, page_size(), HotUnits::all()).expect("third reserve succeeds");
         r.populate(0..1).unwrap();
         // Bad geometry is reported before (and without consuming) a failure.
         fault::fail_next_reserves(1);
         assert!(matches!(
-            Region::reserve(0, page_size()),
+            Region::reserve(0, page_size(), HotUnits::all()),
             Err(SysError::BadGeometry { .. })
         ));
         assert_eq!(fault::pending_reserve_failures(), 1);
         // Knobs are per thread.
-        std::thread::spawn(|| Region::reserve(1, page_size()).map(drop))
+        std::thread::spawn(|| Region::reserve(1, page_size(), HotUnits::all()).map(drop))
             .join()
             .unwrap()
             .expect("other threads are not affected");
@@ -1104,10 +1161,44 @@ mod tests {
     }
 
     #[test]
+    fn cold_units_are_accessible_but_take_memory_only_where_written() {
+        let r = Region::reserve(3, 4 * page_size(), HotUnits::only([0], 3)).unwrap();
+        r.populate(0..4).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 4);
+        // A read maps the shared zero page: still nothing of our own.
+        assert!(all_eq(&r, 2, 0..4, 0));
+        assert_eq!(r.resident_pages().unwrap(), 4);
+        fill(&r, 1, 3..4, 7);
+        assert_eq!(r.resident_pages().unwrap(), 5);
+        assert_eq!(r.resident_pages_in(1, 0..4).unwrap(), 1);
+        assert_eq!(r.resident_pages_in(0, 1..3).unwrap(), 2);
+        // SAFETY: no object or reference lives in the region.
+        unsafe { r.depopulate(0..4) }.unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 0);
+        r.populate(2..4).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 2);
+        assert!(all_eq(&r, 1, 2..4, 0));
+    }
+
+    #[test]
+    fn regions_are_mapped_without_transparent_huge_pages() {
+        let r = region(4, 2);
+        let start = format!("{:x}-", r.base().as_ptr() as usize);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let vma = smaps
+            .split_inclusive('\n')
+            .skip_while(|l| !l.starts_with(&start))
+            .take_while(|l| l.starts_with(&start) || !l.contains('-'))
+            .collect::<String>();
+        let flags = vma.lines().find(|l| l.starts_with("VmFlags:")).unwrap();
+        assert!(flags.split_whitespace().any(|f| f == "nh"), "{vma}");
+    }
+
+    #[test]
     fn resident_count_spans_several_mincore_batches() {
         let ps = page_size();
         let pages = 3 * 4096 + 17;
-        let r = Region::reserve(1, pages * ps).unwrap();
+        let r = Region::reserve(1, pages * ps, HotUnits::all()).unwrap();
         r.populate(100..5000).unwrap();
         r.populate(9000..pages).unwrap();
         let want = 4900 + (pages - 9000);
@@ -1239,7 +1330,7 @@ mod tests {
             )
             .expect("lower RLIMIT_AS in the child");
             testutil::child_ready();
-            let err = Region::reserve(8, GIB).unwrap_err();
+            let err = Region::reserve(8, GIB, HotUnits::all()).unwrap_err();
             assert_eq!(
                 err,
                 SysError::Reserve {
@@ -1249,7 +1340,7 @@ mod tests {
             );
             eprintln!("{err}");
             // A small reservation still fits.
-            let r = Region::reserve(2, page_size()).unwrap();
+            let r = Region::reserve(2, page_size(), HotUnits::all()).unwrap();
             r.populate(0..1).unwrap();
             testutil::child_done();
             return;

@@ -13,8 +13,9 @@
 //!
 //! Safe helpers of `mmap`, kept apart so that the unsafe module holds only
 //! the mapping itself: [`error`] (what failed, with the `errno`), [`fault`]
-//! (test knobs that make reservations and populations fail) and [`pagebits`]
-//! (per-page bitmaps and their runs).
+//! (test knobs that make reservations and populations fail), [`pagebits`]
+//! (per-page bitmaps and their runs, the units a region pre-faults) and
+//! [`pagemap`] (which pages are backed by memory, from `/proc/self/pagemap`).
 //!
 //! These four modules (`mmap`, `cpu`, `fork`, `rseq`), and `crate::handle` (per-CPU pointers, zeroing, the
 //! one call of `Region::depopulate`, the one call of `rseq::add_fold`), are
@@ -34,6 +35,7 @@ pub(crate) mod fork;
 #[allow(dead_code)]
 pub(crate) mod mmap;
 pub(crate) mod pagebits;
+pub(crate) mod pagemap;
 pub(crate) mod rseq;
 
 #[cfg(test)]

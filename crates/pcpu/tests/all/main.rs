@@ -5,6 +5,7 @@ mod cache;
 mod demo;
 mod errors;
 mod hints;
+mod lazy_units;
 mod reclaim;
 mod stress;
 mod util;

@@ -1,4 +1,4 @@
-//! Freed memory really goes back to the OS, as `mincore` sees it: after
+//! Freed memory really goes back to the OS, as the OS sees it: after
 //! partial frees with linux-5.14 and seed-rfc, not with linux-5.11; after
 //! freeing everything, with every policy.
 

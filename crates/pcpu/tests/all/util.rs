@@ -1,6 +1,6 @@
 //! Shared helpers.
 
-use pcpu::{PerCpuAllocator, Policy};
+use pcpu::{PerCpuAllocator, Policy, Prefault};
 
 /// An allocator with `policy` and `unit_size`, no background thread (tests
 /// drive the balance work explicitly and may arm thread-local fault knobs).
@@ -9,6 +9,10 @@ pub(crate) fn quiet(policy: &str, unit_size: usize) -> PerCpuAllocator {
         .policy(policy.parse::<Policy>().expect("policy name"))
         .unit_size(unit_size)
         .background_balance(false)
+        // Every unit resident once populated, whatever the test thread's
+        // affinity, so that `assert_resident_matches` holds (the default is
+        // tested in `lazy_units.rs`).
+        .prefault(Prefault::AllUnits)
         .build()
         .expect("build allocator")
 }
@@ -36,10 +40,10 @@ impl Rng {
 /// The allocator's resident bytes must equal its `Percpu:` figure when no
 /// operation is in flight: every populated page is resident, nothing else.
 pub(crate) fn assert_resident_matches(alloc: &PerCpuAllocator) {
-    let resident = alloc.resident_bytes().expect("mincore");
+    let resident = alloc.resident_bytes().expect("resident bytes");
     let stats = alloc.stats();
     assert_eq!(
         resident, stats.percpu_bytes,
-        "resident (mincore) vs populated bookkeeping: {stats:?}"
+        "resident vs populated bookkeeping: {stats:?}"
     );
 }
