@@ -136,6 +136,12 @@ impl PerCpuAllocator {
     /// Allocate one `T` per CPU, initialised with `init(cpu)`
     /// (`alloc_percpu` + a `for_each_possible_cpu` initialisation).
     ///
+    /// A value whose bytes are all zero (`AtomicU64::new(0)`, `None`, ...)
+    /// is not written over a copy that is all zero already, so that the
+    /// units of CPUs that never run the process stay untouched
+    /// ([`Builder::prefault`](crate::Builder::prefault)); either way the copy
+    /// holds the value.
+    ///
     /// # Errors
     /// [`Error::InvalidSize`] if `T` is larger than 32 KiB,
     /// [`Error::InvalidAlign`] if its alignment exceeds the page size,

@@ -131,10 +131,10 @@ pub(crate) fn zero_units(base: NonNull<u8>, stride: u32, units: u32, size: usize
 /// loads here it answers `false`, and every copy is written.
 ///
 /// # Safety
-/// `p..p + n` must be valid for reads (inside populated pages of a live
-/// mapping), and no other thread may write it meanwhile.
+/// `p..p + n` must be valid for reads (a live local, or inside populated
+/// pages of a live mapping), and no other thread may write it meanwhile.
 #[inline(always)]
-unsafe fn copy_is_zero(p: *mut u8, n: usize) -> bool {
+unsafe fn copy_is_zero(p: *const u8, n: usize) -> bool {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         let mut i = 0;
@@ -364,10 +364,26 @@ impl<T> PerCpu<T> {
         };
         for cpu in 0..units as usize {
             let value = init(cpu);
-            // SAFETY: fact A: unit `cpu`'s copy is inside the live, writable
-            // area (`size_of::<T>()` bytes fit) and aligned for `T`. It is
-            // uninitialised (nothing to drop is overwritten) and unreferenced.
-            unsafe { slot(base, stride, cpu).write(value) };
+            let copy = slot(base, stride, cpu);
+            let size = mem::size_of::<T>();
+            // SAFETY: fact A: unit `cpu`'s copy is inside the live, readable
+            // and writable area (`size_of::<T>()` bytes fit) and aligned for
+            // `T`. It holds no value yet (nothing to drop is overwritten) and
+            // is unreferenced, so no other thread writes it; `value` is a
+            // local, readable for its `size` bytes.
+            unsafe {
+                if copy_is_zero(ptr::from_ref(&value).cast(), size)
+                    && copy_is_zero(copy.cast(), size)
+                {
+                    // The copy's bytes are the value's already (padding
+                    // aside): writing would change nothing but touch the
+                    // page. The copy now owns the value, so it is not
+                    // dropped here.
+                    mem::forget(value);
+                } else {
+                    copy.write(value);
+                }
+            }
             filled.len += 1;
         }
         mem::forget(filled);

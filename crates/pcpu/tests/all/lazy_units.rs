@@ -145,3 +145,36 @@ fn counter_set_leaves_unwritten_slots_alone() {
     assert_eq!(c.sum(), -7);
     assert_eq!(alloc.resident_bytes().unwrap(), before);
 }
+
+#[test]
+fn zero_values_from_a_constructor_leave_cold_copies_untouched() {
+    let alloc = many_units(Prefault::AllowedCpus);
+    let objs: Vec<_> = (0..20_000)
+        .map(|_| alloc.per_cpu(|_| AtomicU64::new(0)).unwrap())
+        .collect();
+    assert_only_running_units_resident(&alloc, 0);
+    drop(objs);
+    // A value that is not zero is written; the next zero value in its place
+    // is written over it.
+    let cold = alloc.units() - 1;
+    let a = alloc
+        .per_cpu(|cpu| AtomicU64::new(if cpu == cold { 9 } else { 0 }))
+        .unwrap();
+    let place = std::ptr::from_ref(a.get(0)) as usize;
+    assert_eq!(a.get(cold).load(Ordering::Relaxed), 9);
+    assert_eq!(a.get(0).load(Ordering::Relaxed), 0);
+    drop(a);
+    let b = alloc.per_cpu(|_| AtomicU64::new(0)).unwrap();
+    assert_eq!(std::ptr::from_ref(b.get(0)) as usize, place);
+    assert!(b.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+    assert_only_running_units_resident(&alloc, 1);
+    // Values that own something are dropped once, by the handle.
+    let shared = std::sync::Arc::new(());
+    let c = alloc
+        .per_cpu(|cpu| (cpu == 0).then(|| std::sync::Arc::clone(&shared)))
+        .unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&shared), 2);
+    assert!(c.iter().skip(1).all(Option::is_none));
+    drop(c);
+    assert_eq!(std::sync::Arc::strong_count(&shared), 1);
+}
