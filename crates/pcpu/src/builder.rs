@@ -180,9 +180,11 @@ impl Builder {
     /// [`per_cpu_zeroed`](crate::PerCpuAllocator::per_cpu_zeroed),
     /// [`counter`](crate::PerCpuAllocator::counter) and
     /// [`alloc_raw`](crate::PerCpuAllocator::alloc_raw) write zeros only over
-    /// copies that are not zero already, so such objects take memory on those
-    /// CPUs only. [`per_cpu`](crate::PerCpuAllocator::per_cpu) writes every
-    /// copy (its constructor runs once per unit).
+    /// copies that are not zero already, and
+    /// [`per_cpu`](crate::PerCpuAllocator::per_cpu) writes a value only when
+    /// its bytes or the copy's are not all zero, so such objects take memory
+    /// on those CPUs only. A constructor that returns other values for those
+    /// CPUs writes their copies.
     ///
     /// The price: the first write to such a page faults, and if the system
     /// is out of memory then, the process is killed or gets `SIGBUS` rather
