@@ -80,7 +80,7 @@ impl Inner {
                 let reserved = Region::reserve(
                     self.config.units(),
                     self.config.unit_size(),
-                    self.config.hot.clone(),
+                    self.config.placement.clone(),
                 );
                 st = self.state();
                 run.done(&mut st.core, reserved.is_ok());

@@ -6,7 +6,7 @@ use pcpu_core::{FirstChunk, Geometry, Policy, MIN_UNIT_SIZE};
 
 use crate::error::Error;
 use crate::sys;
-use crate::sys::pagebits::HotUnits;
+use crate::sys::units::{HotUnits, UnitNodes, UnitPlacement};
 use crate::PerCpuAllocator;
 
 /// Default unit size: 512 KiB, the unit size of the kernels the traces were
@@ -52,6 +52,7 @@ pub struct Builder {
     background_balance: bool,
     thread_cache: usize,
     prefault: Prefault,
+    numa_local: bool,
 }
 
 /// Which units' pages are made resident when they are populated
@@ -78,6 +79,7 @@ impl Default for Builder {
             background_balance: true,
             thread_cache: DEFAULT_THREAD_CACHE,
             prefault: Prefault::default(),
+            numa_local: true,
         }
     }
 }
@@ -199,6 +201,19 @@ impl Builder {
         self
     }
 
+    /// Ask for each unit's pages on the NUMA node of its CPU (default true),
+    /// as the kernel allocates each CPU's first-chunk unit on its node: with
+    /// `mbind(MPOL_PREFERRED)` on each unit's range when a chunk is mapped,
+    /// so that pre-faulted pages too are local to their CPU, whichever thread
+    /// populates them. Only on machines whose CPUs sit on more than one node
+    /// (`/sys/devices/system/node`); a refusal (a seccomp filter, a kernel
+    /// without NUMA) leaves the pages wherever the kernel puts them. Turn it
+    /// off to leave the process's own memory policy in force.
+    pub fn numa_local(mut self, on: bool) -> Self {
+        self.numa_local = on;
+        self
+    }
+
     /// Validate the settings, map and populate the first chunk, and join the
     /// balance thread (starting it if no other allocator has).
     ///
@@ -305,7 +320,14 @@ impl Builder {
             first_chunk_pages: first_rounded / page_size,
             background_balance: self.background_balance,
             thread_cache: self.thread_cache,
-            hot,
+            placement: UnitPlacement {
+                hot,
+                nodes: if self.numa_local {
+                    UnitNodes::discover(units)
+                } else {
+                    UnitNodes::none()
+                },
+            },
         })
     }
 }
@@ -326,8 +348,9 @@ pub(crate) struct Config {
     pub(crate) background_balance: bool,
     /// Areas per class in each thread's cache (0: no cache).
     pub(crate) thread_cache: usize,
-    /// The units whose pages are made resident when populated.
-    pub(crate) hot: HotUnits,
+    /// The units whose pages are made resident when populated, and the
+    /// node of each.
+    pub(crate) placement: UnitPlacement,
 }
 
 impl Config {

@@ -37,6 +37,7 @@
 //! x86_64 / aarch64, where that ABI holds.
 #![allow(unsafe_code)]
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 /// Where the kernel lists the possible CPUs.
@@ -82,9 +83,17 @@ fn init_possible_cpus() -> usize {
 
 /// Parses a kernel CPU list (`0-3`, `0`, `0,2-5,7`, with an optional trailing
 /// newline) and returns one more than its highest id. Returns `None` for
-/// anything malformed: empty input or element, non-digits (including signs),
-/// reversed ranges, ids above [`MAX_CPU_ID`]. Never panics.
+/// anything malformed (see [`parse_cpu_ranges`]). Never panics.
 fn parse_cpu_list(s: &str) -> Option<usize> {
+    parse_cpu_ranges(s)?.iter().map(|r| *r.end() + 1).max()
+}
+
+/// The ranges of a kernel CPU list (`0-3`, `0`, `0,2-5,7`, with an optional
+/// trailing newline; also the format of a NUMA node's `cpulist`), in the
+/// order listed. Returns `None` for anything malformed: empty input or
+/// element, non-digits (including signs), reversed ranges, ids above
+/// [`MAX_CPU_ID`]. Never panics.
+pub(crate) fn parse_cpu_ranges(s: &str) -> Option<Vec<RangeInclusive<usize>>> {
     fn id(s: &str) -> Option<usize> {
         if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -95,21 +104,15 @@ fn parse_cpu_list(s: &str) -> Option<usize> {
     if s.is_empty() {
         return None;
     }
-    let mut max = 0;
-    for item in s.split(',') {
-        let last = match item.split_once('-') {
+    s.split(',')
+        .map(|item| match item.split_once('-') {
             Some((lo, hi)) => {
                 let (lo, hi) = (id(lo)?, id(hi)?);
-                if lo > hi {
-                    return None;
-                }
-                hi
+                (lo <= hi).then_some(lo..=hi)
             }
-            None => id(item)?,
-        };
-        max = max.max(last);
-    }
-    Some(max + 1)
+            None => id(item).map(|c| c..=c),
+        })
+        .collect()
 }
 
 /// CPU count when the possible list cannot be read: the larger of the usable

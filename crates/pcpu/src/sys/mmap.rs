@@ -64,8 +64,11 @@ use rustix::mm::{self, Advice, MapFlags, MprotectFlags, ProtFlags};
 
 use super::error::{SysError, SysOp};
 use super::fault;
-use super::pagebits::{bit, clear_bits, set_bits, HotUnits, Runs};
+use super::pagebits::{bit, clear_bits, set_bits, Runs};
 use super::pagemap;
+#[cfg(test)]
+use super::units::{HotUnits, UnitNodes};
+use super::units::{UnitPlacement, MAX_NODE};
 
 /// The system page size in bytes (`getauxval(AT_PAGESZ)`, cached by rustix).
 #[inline]
@@ -100,8 +103,8 @@ pub(crate) struct Region {
     nr_units: usize,
     unit_size: usize,
     page_size: usize,
-    /// The units `populate` pre-faults.
-    hot: HotUnits,
+    /// The units `populate` pre-faults, and each unit's node.
+    units: UnitPlacement,
     /// Bit `p` set = page `p` is populated in every unit. The lock also
     /// serialises all page-state changes of this region.
     populated: Mutex<Vec<u64>>,
@@ -194,9 +197,11 @@ impl Region {
     /// Reserves address space for `nr_units` units of `unit_size` bytes each:
     /// one `mmap(NULL, nr_units * unit_size, PROT_NONE,
     /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`, without transparent
-    /// huge pages (`MADV_NOHUGEPAGE`). No memory is committed;
-    /// every page starts unpopulated. [`Region::populate`] pre-faults the
-    /// units in `hot`.
+    /// huge pages (`MADV_NOHUGEPAGE`), and each unit with a node in
+    /// `units.nodes` preferring that node (`mbind(MPOL_PREFERRED)`; a
+    /// refusal is ignored: the pages then come from wherever the kernel
+    /// puts them). No memory is committed; every page starts unpopulated.
+    /// [`Region::populate`] pre-faults the units in `units.hot`.
     ///
     /// # Errors
     ///
@@ -207,7 +212,7 @@ impl Region {
     pub(crate) fn reserve(
         nr_units: usize,
         unit_size: usize,
-        hot: HotUnits,
+        units: UnitPlacement,
     ) -> Result<Region, SysError> {
         let page_size = page_size();
         let bad = |reason| SysError::BadGeometry {
@@ -269,6 +274,14 @@ impl Region {
         // no page accessible yet; the advice changes how it is faulted in,
         // never its contents.
         let _ = unsafe { mm::madvise(ptr, len, Advice::LinuxNoHugepage) };
+        if !units.nodes.is_none() {
+            for unit in 0..nr_units {
+                if let Some(node) = units.nodes.node(unit) {
+                    let start = ptr.cast::<u8>().wrapping_add(unit * unit_size);
+                    prefer_node(start.cast(), unit_size, node);
+                }
+            }
+        }
         let pages_per_unit = unit_size / page_size;
         Ok(Region {
             base,
@@ -276,7 +289,7 @@ impl Region {
             nr_units,
             unit_size,
             page_size,
-            hot,
+            units,
             populated: Mutex::new(vec![0; pages_per_unit.div_ceil(64)]),
         })
     }
@@ -631,9 +644,9 @@ impl Region {
     /// unpopulated before this call) resident in the hot units.
     fn prefault_hot(&self, run: &Range<usize>, span: Span) -> Result<(), Errno> {
         match span.unit {
-            Some(unit) if !self.hot.contains(unit) => Ok(()),
-            None if !self.hot.is_all() => (0..self.nr_units)
-                .filter(|&unit| self.hot.contains(unit))
+            Some(unit) if !self.units.hot.contains(unit) => Ok(()),
+            None if !self.units.hot.is_all() => (0..self.nr_units)
+                .filter(|&unit| self.units.hot.contains(unit))
                 .try_for_each(|unit| self.prefault(self.unit_span(run, unit))),
             _ => self.prefault(span),
         }
@@ -753,6 +766,36 @@ impl Region {
     }
 }
 
+/// `mbind(addr, len, MPOL_PREFERRED, {node})`: pages of `addr..addr + len`
+/// faulted in later come from `node` while it has memory. Errors (no NUMA
+/// support, a seccomp filter) are ignored: the preference is an
+/// optimisation.
+fn prefer_node(addr: *mut c_void, len: usize, node: u16) {
+    const MPOL_PREFERRED: libc::c_int = 1;
+    const WORDS: usize = (MAX_NODE as usize + 1).div_ceil(64);
+    let mut mask = [0u64; WORDS];
+    let node = usize::from(node.min(MAX_NODE));
+    mask[node / 64] |= 1 << (node % 64);
+    // The kernel reads `maxnode - 1` bits: exactly the words up to `node`'s.
+    let maxnode = (node / 64 + 1) * 64 + 1;
+    // SAFETY: `mbind` only sets the memory policy of `addr..addr + len`,
+    // which the caller passes as a page-aligned range of the mapping it just
+    // created (invariant 1), with no page accessible yet; it reads
+    // `maxnode - 1` bits of `mask`, which holds them all, and writes no
+    // memory of ours. Contents and protection are unchanged.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            addr,
+            len,
+            MPOL_PREFERRED,
+            mask.as_ptr(),
+            maxnode,
+            0u32,
+        )
+    };
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: `base..base + len` is exactly the mapping `reserve` created
@@ -774,7 +817,7 @@ mod tests {
     use std::sync::Arc;
 
     fn region(nr_units: usize, pages: usize) -> Region {
-        Region::reserve(nr_units, pages * page_size(), HotUnits::all()).expect("reserve")
+        Region::reserve(nr_units, pages * page_size(), UnitPlacement::all()).expect("reserve")
     }
 
     /// Writes `byte` over pages `pages` of `unit`.
@@ -815,7 +858,7 @@ mod tests {
             (2, (isize::MAX as usize / ps) * ps, "overflows"),
         ];
         for (nr_units, unit_size, what) in cases {
-            let err = Region::reserve(nr_units, unit_size, HotUnits::all()).unwrap_err();
+            let err = Region::reserve(nr_units, unit_size, UnitPlacement::all()).unwrap_err();
             match &err {
                 SysError::BadGeometry {
                     nr_units: n,
@@ -1033,7 +1076,7 @@ mod tests {
         fault::reset();
         fault::fail_next_reserves(2);
         for _ in 0..2 {
-            let err = Region::reserve(2, page_size(), HotUnits::all()).unwrap_err();
+            let err = Region::reserve(2, page_size(), UnitPlacement::all()).unwrap_err();
             assert_eq!(
                 err,
                 SysError::Reserve {
@@ -1043,17 +1086,18 @@ mod tests {
             );
         }
         assert_eq!(fault::pending_reserve_failures(), 0);
-        let r = Region::reserve(2, page_size(), HotUnits::all()).expect("third reserve succeeds");
+        let r =
+            Region::reserve(2, page_size(), UnitPlacement::all()).expect("third reserve succeeds");
         r.populate(0..1).unwrap();
         // Bad geometry is reported before (and without consuming) a failure.
         fault::fail_next_reserves(1);
         assert!(matches!(
-            Region::reserve(0, page_size(), HotUnits::all()),
+            Region::reserve(0, page_size(), UnitPlacement::all()),
             Err(SysError::BadGeometry { .. })
         ));
         assert_eq!(fault::pending_reserve_failures(), 1);
         // Knobs are per thread.
-        std::thread::spawn(|| Region::reserve(1, page_size(), HotUnits::all()).map(drop))
+        std::thread::spawn(|| Region::reserve(1, page_size(), UnitPlacement::all()).map(drop))
             .join()
             .unwrap()
             .expect("other threads are not affected");
@@ -1162,7 +1206,11 @@ mod tests {
 
     #[test]
     fn cold_units_are_accessible_but_take_memory_only_where_written() {
-        let r = Region::reserve(3, 4 * page_size(), HotUnits::only([0], 3)).unwrap();
+        let units = UnitPlacement {
+            hot: HotUnits::only([0], 3),
+            nodes: UnitNodes::none(),
+        };
+        let r = Region::reserve(3, 4 * page_size(), units).unwrap();
         r.populate(0..4).unwrap();
         assert_eq!(r.resident_pages().unwrap(), 4);
         // A read maps the shared zero page: still nothing of our own.
@@ -1194,11 +1242,40 @@ mod tests {
         assert!(flags.split_whitespace().any(|f| f == "nh"), "{vma}");
     }
 
+    /// The memory policy of each unit's range, from `/proc/self/numa_maps`
+    /// (`prefer:0`, `default`, ...), for the VMAs starting at each unit.
+    fn unit_policies(r: &Region) -> Vec<String> {
+        let maps = std::fs::read_to_string("/proc/self/numa_maps").unwrap();
+        (0..r.nr_units())
+            .map(|u| {
+                let start = format!("{:x} ", r.unit_base(u).as_ptr() as usize);
+                let line = maps.lines().find(|l| l.starts_with(&start));
+                let line = line.unwrap_or_else(|| panic!("no VMA at unit {u}:\n{maps}"));
+                line.split_whitespace().nth(1).unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn units_prefer_their_node() {
+        // One node here: node 0 for units 0 and 2 stands for "the CPU's
+        // node"; unit 1 has none.
+        let units = UnitPlacement {
+            hot: HotUnits::all(),
+            nodes: UnitNodes::from_nodes(vec![Some(0), None, Some(0)]),
+        };
+        let r = Region::reserve(3, 2 * page_size(), units).unwrap();
+        assert_eq!(unit_policies(&r), ["prefer:0", "default", "prefer:0"]);
+        r.populate(0..2).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 6);
+        assert_eq!(unit_policies(&r), ["prefer:0", "default", "prefer:0"]);
+    }
+
     #[test]
     fn resident_count_spans_several_mincore_batches() {
         let ps = page_size();
         let pages = 3 * 4096 + 17;
-        let r = Region::reserve(1, pages * ps, HotUnits::all()).unwrap();
+        let r = Region::reserve(1, pages * ps, UnitPlacement::all()).unwrap();
         r.populate(100..5000).unwrap();
         r.populate(9000..pages).unwrap();
         let want = 4900 + (pages - 9000);
@@ -1330,7 +1407,7 @@ mod tests {
             )
             .expect("lower RLIMIT_AS in the child");
             testutil::child_ready();
-            let err = Region::reserve(8, GIB, HotUnits::all()).unwrap_err();
+            let err = Region::reserve(8, GIB, UnitPlacement::all()).unwrap_err();
             assert_eq!(
                 err,
                 SysError::Reserve {
@@ -1340,7 +1417,7 @@ mod tests {
             );
             eprintln!("{err}");
             // A small reservation still fits.
-            let r = Region::reserve(2, page_size(), HotUnits::all()).unwrap();
+            let r = Region::reserve(2, page_size(), UnitPlacement::all()).unwrap();
             r.populate(0..1).unwrap();
             testutil::child_done();
             return;

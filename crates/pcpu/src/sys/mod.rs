@@ -14,8 +14,9 @@
 //! Safe helpers of `mmap`, kept apart so that the unsafe module holds only
 //! the mapping itself: [`error`] (what failed, with the `errno`), [`fault`]
 //! (test knobs that make reservations and populations fail), [`pagebits`]
-//! (per-page bitmaps and their runs, the units a region pre-faults) and
-//! [`pagemap`] (which pages are backed by memory, from `/proc/self/pagemap`).
+//! (per-page bitmaps and their runs), [`pagemap`] (which pages are backed by
+//! memory, from `/proc/self/pagemap`) and [`units`] (which units a region
+//! pre-faults, and the NUMA node of each).
 //!
 //! These four modules (`mmap`, `cpu`, `fork`, `rseq`), and `crate::handle` (per-CPU pointers, zeroing, the
 //! one call of `Region::depopulate`, the one call of `rseq::add_fold`), are
@@ -37,6 +38,7 @@ pub(crate) mod mmap;
 pub(crate) mod pagebits;
 pub(crate) mod pagemap;
 pub(crate) mod rseq;
+pub(crate) mod units;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -3,7 +3,7 @@
 //!
 //! `mincore` cannot tell: it reports a page that was only *read* as resident,
 //! although all such pages map the kernel's one shared zero page and take no
-//! memory. With units that are not pre-faulted (`HotUnits`), reads of a
+//! memory. With units that are not pre-faulted (`sys::units::HotUnits`), reads of a
 //! unit's untouched copies are common (zeroing checks a copy before it
 //! writes, `iter` and sums read every copy), so the allocator counts pages
 //! that are present *and* mapped by this process alone: the zero page is
