@@ -60,8 +60,10 @@ pub struct Builder {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Prefault {
-    /// The units of the CPUs in the building thread's affinity mask
-    /// (`sched_getaffinity`); every unit if the mask cannot be read.
+    /// The units of the online CPUs that the process's main thread may run
+    /// on (`/sys/devices/system/cpu/online` and the `Cpus_allowed_list` of
+    /// `/proc/self/status`), whichever thread builds the allocator; every
+    /// unit if neither that nor the building thread's mask can be read.
     #[default]
     AllowedCpus,
     /// Every unit, as the kernel populates every possible CPU's unit.
@@ -188,9 +190,16 @@ impl Builder {
     /// on those CPUs only. A constructor that returns other values for those
     /// CPUs writes their copies.
     ///
+    /// Reads of those units' copies (zeroing checks each copy before it
+    /// writes; [`PerCpu::iter`](crate::PerCpu::iter) and counter sums read
+    /// every copy) map the kernel's shared zero page, which costs page
+    /// tables but no memory of its own
+    /// ([`resident_bytes`](crate::PerCpuAllocator::resident_bytes) does not
+    /// count it).
+    ///
     /// The price: the first write to such a page faults, and if the system
-    /// is out of memory then, the process is killed or gets `SIGBUS` rather
-    /// than an [`Error::Map`], as with any lazily committed memory. Choose
+    /// is out of memory then, the out-of-memory killer acts rather than an
+    /// [`Error::Map`] being returned, as with any lazily committed memory. Choose
     /// [`Prefault::AllUnits`] to have every page committed (and its failure
     /// reported) when it is populated.
     ///
@@ -306,13 +315,7 @@ impl Builder {
         let geometry = Geometry::new(page_size, units, unit_size, fc).map_err(Error::Geometry)?;
         let hot = match self.prefault {
             Prefault::AllUnits => HotUnits::all(),
-            Prefault::AllowedCpus => match rustix::thread::sched_getaffinity(None) {
-                Ok(set) => {
-                    let ids = units.min(rustix::thread::CpuSet::MAX_CPU);
-                    HotUnits::only((0..ids).filter(|&cpu| set.is_set(cpu)), units)
-                }
-                Err(_) => HotUnits::all(),
-            },
+            Prefault::AllowedCpus => HotUnits::discover(units),
         };
         Ok(Config {
             policy,

@@ -3,6 +3,7 @@
 //! ([`UnitNodes`]). Both are decided once per allocator and shared by its
 //! regions ([`UnitPlacement`]).
 
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,10 +33,13 @@ impl UnitPlacement {
 /// only, and take memory where they are first written (a read before that
 /// sees the kernel's shared zero page, which takes none).
 ///
-/// The allocator's default is the units of the CPUs the process may run on:
-/// on a machine whose possible CPUs far outnumber those (a VM sized for CPU
-/// hot-plug, a container's cpuset), per-CPU objects whose copies are only
-/// written on the CPUs that run them take memory on those CPUs only.
+/// The allocator's default ([`HotUnits::discover`]) is the units of the
+/// online CPUs that the process's main thread may run on: on a machine whose
+/// possible CPUs far outnumber those (a VM sized for CPU hot-plug, a
+/// container's cpuset), per-CPU objects whose copies are only written on the
+/// CPUs that run them take memory on those CPUs only. A guess that is too
+/// small costs page faults (a cold unit's page is committed at its first
+/// write), one that is too large memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct HotUnits(Option<Arc<[u64]>>);
 
@@ -59,6 +63,42 @@ impl HotUnits {
         HotUnits(Some(bits.into()))
     }
 
+    /// The units of the online CPUs (`/sys/devices/system/cpu/online`) in
+    /// the affinity mask of the process's main thread (`Cpus_allowed_list`
+    /// of `/proc/self/status`), so that the thread that happens to build the
+    /// allocator, pinned or not, does not decide. Either list alone when the
+    /// other cannot be read, the calling thread's mask when neither can, and
+    /// every unit when that fails too or the result is empty.
+    pub(crate) fn discover(units: usize) -> Self {
+        let online = std::fs::read_to_string(ONLINE_PATH)
+            .ok()
+            .and_then(|s| parse_cpu_ranges(&s));
+        let allowed = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .and_then(parse_cpu_ranges)
+            });
+        let ids = |r: Vec<RangeInclusive<usize>>| -> Vec<usize> {
+            r.into_iter().flatten().filter(|&c| c < units).collect()
+        };
+        let cpus = match (online.map(ids), allowed.map(ids)) {
+            (Some(on), Some(al)) => on.into_iter().filter(|c| al.contains(c)).collect(),
+            (Some(one), None) | (None, Some(one)) => one,
+            (None, None) => match rustix::thread::sched_getaffinity(None) {
+                Ok(set) => (0..units.min(rustix::thread::CpuSet::MAX_CPU))
+                    .filter(|&c| set.is_set(c))
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
+        };
+        if cpus.is_empty() {
+            return HotUnits::all();
+        }
+        HotUnits::only(cpus, units)
+    }
+
     /// Whether unit `unit` is pre-faulted.
     pub(crate) fn contains(&self, unit: usize) -> bool {
         match &self.0 {
@@ -72,6 +112,9 @@ impl HotUnits {
         self.0.is_none()
     }
 }
+
+/// Where the kernel lists the online CPUs.
+const ONLINE_PATH: &str = "/sys/devices/system/cpu/online";
 
 /// Where the kernel lists the NUMA nodes (`node<N>/cpulist` each).
 const NODE_DIR: &str = "/sys/devices/system/node";
@@ -210,6 +253,35 @@ mod tests {
         let dir = sysfs(&[("node0", "0-1"), ("node1", "2-x"), ("node70000", "3")]);
         assert!(UnitNodes::from_sysfs(&dir, 8).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hot_units_of_this_process() {
+        let n = crate::sys::cpu::possible_cpus();
+        // Every possible CPU is online and allowed here, unless the tests
+        // run with a narrower mask; the units past the possible CPUs never
+        // are.
+        let hot = HotUnits::discover(4 * n);
+        assert!(!hot.is_all());
+        assert!((n..4 * n).all(|u| !hot.contains(u)));
+        let main_allowed = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .and_then(parse_cpu_ranges)
+            .unwrap();
+        for cpu in main_allowed.into_iter().flatten().filter(|&c| c < n) {
+            assert!(hot.contains(cpu), "CPU {cpu}");
+        }
+        // A thread pinned to one CPU builds the same set.
+        let pinned = std::thread::spawn(move || {
+            let first = crate::sys::testutil::allowed_cpus()[0];
+            let _pin = crate::sys::testutil::Pin::to(first);
+            HotUnits::discover(4 * n)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pinned, hot);
     }
 
     #[test]

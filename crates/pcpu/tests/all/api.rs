@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pcpu::{PerCpu, PerCpuAllocator, PerCpuCounter, RawPerCpu};
+use pcpu::{PerCpu, PerCpuAllocator, PerCpuCounter, Prefault, RawPerCpu};
 
 use crate::util::{assert_resident_matches, quiet};
 
@@ -402,6 +402,9 @@ fn background_thread_balances_on_its_own() {
     let alloc = PerCpuAllocator::builder()
         .unit_size(64 << 10)
         .thread_cache(0)
+        // Every unit resident once populated, whatever the test thread's
+        // affinity: resident memory is compared with Percpu.
+        .prefault(Prefault::AllUnits)
         .build()
         .unwrap();
     let v: Vec<_> = (0..20_000)

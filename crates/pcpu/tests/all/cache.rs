@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pcpu::{with_lifetime, Error, Lifetime, PerCpuAllocator};
+use pcpu::{with_lifetime, Error, Lifetime, PerCpuAllocator, Prefault};
 
 use crate::util::{assert_resident_matches, quiet};
 
@@ -20,6 +20,9 @@ fn with_cache(cap: usize) -> PerCpuAllocator {
         .unit_size(64 << 10)
         .background_balance(false)
         .thread_cache(cap)
+        // Every unit resident once populated, whatever the test thread's
+        // affinity: resident memory is compared with Percpu.
+        .prefault(Prefault::AllUnits)
         .build()
         .unwrap()
 }

@@ -3,7 +3,7 @@
 //! so every system call runs on the test's thread.
 
 use pcpu::__private::fault;
-use pcpu::{Error, PerCpuAllocator, Stats};
+use pcpu::{Error, PerCpuAllocator, Prefault, Stats};
 
 use crate::util::{assert_resident_matches, quiet};
 
@@ -155,6 +155,9 @@ fn balance_population_failure_is_reported_and_consistent() {
         .unit_size(64 << 10)
         .watermarks(2, 8)
         .background_balance(false)
+        // Every unit resident once populated, whatever the test thread's
+        // affinity: resident memory is compared with Percpu.
+        .prefault(Prefault::AllUnits)
         .build()
         .unwrap();
     // Use up the first chunk's empty pages so that the balance work populates.

@@ -3,13 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use pcpu::{with_lifetime, Lifetime, PerCpuAllocator, Policy, RawPerCpu};
+use pcpu::{with_lifetime, Lifetime, PerCpuAllocator, Policy, Prefault, RawPerCpu};
 
 fn alloc(policy: Policy) -> PerCpuAllocator {
     PerCpuAllocator::builder()
         .policy(policy)
         .unit_size(64 << 10)
         .background_balance(false)
+        // Every unit resident once populated, whatever the test thread's
+        // affinity: resident memory is compared with Percpu.
+        .prefault(Prefault::AllUnits)
         .build()
         .unwrap()
 }
