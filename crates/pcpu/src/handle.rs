@@ -11,8 +11,8 @@
 //!    unit whose copy is not zero already ([`zero_units`], which reads the
 //!    copies with machine loads);
 //! 2. writes, borrows and drops the `T` copies of a [`PerCpu<T>`];
-//! 3. declares when `PerCpu<T>` is `Send` / `Sync`, and which types are
-//!    [`Zeroable`];
+//! 3. declares when `PerCpu<T>` and its iterators are `Send` / `Sync`, and
+//!    which types are [`Zeroable`];
 //! 4. calls the one `unsafe fn` of the OS layer, `Region::depopulate`
 //!    (`madvise(MADV_DONTNEED)` + `mprotect(PROT_NONE)`), for pages the core
 //!    planned to depopulate ([`depopulate_empty`]);
@@ -46,6 +46,7 @@
 #![allow(unsafe_code)]
 
 use std::fmt;
+use std::iter::FusedIterator;
 use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
 use std::ops::Range;
@@ -470,18 +471,162 @@ impl<T> PerCpu<T> {
         self.get(current_cpu())
     }
 
-    /// Every copy, in CPU order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
-        (0..self.area.units as usize).map(move |cpu| self.get(cpu))
+    /// Every copy, in CPU order (`for_each_possible_cpu`); `.enumerate()`
+    /// gives each copy's CPU.
+    #[doc(alias = "for_each_possible_cpu")]
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter {
+            base: self.base(),
+            stride: self.area.stride,
+            cpus: 0..self.area.units as usize,
+            _copies: PhantomData,
+        }
     }
 
     /// Every copy mutably, in CPU order.
-    pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = &mut T> + '_ {
-        let (base, stride) = (self.base(), self.area.stride);
-        // SAFETY: as in `get_mut`: each copy is valid and initialised, and
-        // distinct CPUs' copies are `stride` (a whole unit) apart, so the
-        // `&mut T`s never overlap; they live no longer than `&mut self`.
-        (0..self.area.units as usize).map(move |cpu| unsafe { &mut *slot(base, stride, cpu) })
+    pub fn iter_mut(&mut self) -> IterMut<'_, T> {
+        IterMut {
+            base: self.base(),
+            stride: self.area.stride,
+            cpus: 0..self.area.units as usize,
+            _copies: PhantomData,
+        }
+    }
+}
+
+/// The copies of a [`PerCpu<T>`], in CPU order: [`PerCpu::iter`].
+pub struct Iter<'a, T> {
+    base: NonNull<T>,
+    stride: u32,
+    /// The CPUs whose copies are still to come.
+    cpus: Range<usize>,
+    _copies: PhantomData<&'a T>,
+}
+
+/// The copies of a [`PerCpu<T>`], mutably, in CPU order:
+/// [`PerCpu::iter_mut`].
+pub struct IterMut<'a, T> {
+    base: NonNull<T>,
+    stride: u32,
+    /// The CPUs whose copies are still to come.
+    cpus: Range<usize>,
+    _copies: PhantomData<&'a mut T>,
+}
+
+// SAFETY: an `Iter` hands out `&T`s to copies owned by a `PerCpu<T>` that is
+// borrowed for `'a`, like a `&'a [T]`'s iterator: sending or sharing it needs
+// `T: Sync` and nothing more.
+unsafe impl<T: Sync> Send for Iter<'_, T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Sync> Sync for Iter<'_, T> {}
+// SAFETY: an `IterMut` hands out `&mut T`s to distinct copies, like a
+// `&'a mut [T]`'s iterator: sending it needs `T: Send`, sharing it
+// `T: Sync` (it hands out nothing through `&self`).
+unsafe impl<T: Send> Send for IterMut<'_, T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Sync> Sync for IterMut<'_, T> {}
+
+impl<'a, T> Iterator for Iter<'a, T> {
+    type Item = &'a T;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a T> {
+        let cpu = self.cpus.next()?;
+        // SAFETY: as in `PerCpu::get`: `cpu` is below the handle's units, so
+        // the copy is in bounds, aligned and initialised, and it stays valid
+        // for `'a`, the handle's shared borrow.
+        Some(unsafe { &*slot(self.base, self.stride, cpu) })
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.cpus.size_hint()
+    }
+}
+
+impl<T> DoubleEndedIterator for Iter<'_, T> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let cpu = self.cpus.next_back()?;
+        // SAFETY: as in `next`.
+        Some(unsafe { &*slot(self.base, self.stride, cpu) })
+    }
+}
+
+impl<T> ExactSizeIterator for Iter<'_, T> {}
+impl<T> FusedIterator for Iter<'_, T> {}
+
+impl<T> Clone for Iter<'_, T> {
+    fn clone(&self) -> Self {
+        Iter {
+            base: self.base,
+            stride: self.stride,
+            cpus: self.cpus.clone(),
+            _copies: PhantomData,
+        }
+    }
+}
+
+impl<'a, T> Iterator for IterMut<'a, T> {
+    type Item = &'a mut T;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a mut T> {
+        let cpu = self.cpus.next()?;
+        // SAFETY: as in `PerCpu::get_mut`: the copy is valid and initialised,
+        // and the handle is borrowed mutably for `'a`. Each CPU is handed
+        // out once (`cpus` only shrinks), and distinct CPUs' copies are
+        // `stride` (a whole unit) apart, so the `&mut T`s never overlap.
+        Some(unsafe { &mut *slot(self.base, self.stride, cpu) })
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.cpus.size_hint()
+    }
+}
+
+impl<T> DoubleEndedIterator for IterMut<'_, T> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let cpu = self.cpus.next_back()?;
+        // SAFETY: as in `next`.
+        Some(unsafe { &mut *slot(self.base, self.stride, cpu) })
+    }
+}
+
+impl<T> ExactSizeIterator for IterMut<'_, T> {}
+impl<T> FusedIterator for IterMut<'_, T> {}
+
+impl<'a, T> IntoIterator for &'a PerCpu<T> {
+    type Item = &'a T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a mut PerCpu<T> {
+    type Item = &'a mut T;
+    type IntoIter = IterMut<'a, T>;
+
+    fn into_iter(self) -> IterMut<'a, T> {
+        self.iter_mut()
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+impl<T> fmt::Debug for IterMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IterMut")
+            .field("remaining", &self.cpus.len())
+            .finish_non_exhaustive()
     }
 }
 

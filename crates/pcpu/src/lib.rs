@@ -134,7 +134,7 @@ pub use builder::{
 };
 pub use counter::PerCpuCounter;
 pub use error::{Error, MapError};
-pub use handle::{PerCpu, Zeroable};
+pub use handle::{Iter, IterMut, PerCpu, Zeroable};
 pub use hint::{with_lifetime, Lifetime};
 pub use pcpu_core::{
     AllocError, BalanceReport, ChunkId, Fit, FreeError, InvariantError, Policy, PolicyKind, Refill,

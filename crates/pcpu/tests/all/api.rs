@@ -424,3 +424,44 @@ fn background_thread_balances_on_its_own() {
     alloc.check_invariants().unwrap();
     assert_resident_matches(&alloc);
 }
+
+#[test]
+fn iterators_visit_every_copy_once_in_cpu_order() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    let mut h = alloc.per_cpu(|cpu| AtomicUsize::new(cpu * 10)).unwrap();
+    let n = h.units();
+    let forward: Vec<usize> = (&h)
+        .into_iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    assert_eq!(forward, (0..n).map(|c| c * 10).collect::<Vec<_>>());
+    let back: Vec<usize> = h.iter().rev().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert_eq!(back, (0..n).rev().map(|c| c * 10).collect::<Vec<_>>());
+    let mut it = h.iter();
+    assert_eq!(it.len(), n);
+    it.next();
+    assert_eq!(it.len(), n - 1);
+    assert_eq!(it.clone().count(), n - 1);
+    it.by_ref().for_each(drop);
+    assert!(it.next().is_none() && it.next_back().is_none());
+    for (cpu, c) in (&mut h).into_iter().enumerate() {
+        *c.get_mut() += cpu;
+    }
+    let mut ends = h.iter_mut();
+    let (first, last) = (ends.next().unwrap(), ends.next_back());
+    *first.get_mut() += 1;
+    assert_eq!(ends.len(), n.saturating_sub(2));
+    // The two ends are distinct copies, both usable at once.
+    if let Some(last) = last {
+        *last.get_mut() += 0;
+        assert!(!std::ptr::eq(first, last));
+    }
+    let got: Vec<usize> = h.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let want: Vec<usize> = (0..n).map(|c| c * 11 + usize::from(c == 0)).collect();
+    assert_eq!(got, want);
+    assert_eq!(format!("{:?}", h.iter()), format!("{:?}", h));
+
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&h.iter());
+    send_sync(&h.iter_mut());
+}
