@@ -1303,6 +1303,64 @@ mod tests {
         assert_eq!(unit_policies(&r), ["prefer:0", "default", "prefer:0"]);
     }
 
+    /// The lines of `/proc/self/maps` that overlap `r`.
+    fn maps_of(r: &Region) -> Vec<String> {
+        let (b, e) = (
+            r.base().as_ptr() as usize,
+            r.base().as_ptr() as usize + r.len(),
+        );
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                let range = l.split_whitespace().next().and_then(|r| r.split_once('-'));
+                range.is_some_and(|(s, t)| {
+                    let s = usize::from_str_radix(s, 16).unwrap();
+                    let t = usize::from_str_radix(t, 16).unwrap();
+                    s < e && t > b
+                })
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_populate_with_cold_units_leaves_nothing_accessible() {
+        // Whole units and part of them; the hot unit first, last, or two of
+        // three; pre-faulting by advice and by touch. (From a review.)
+        let cases = [
+            (vec![0], 0..4),
+            (vec![1], 0..4),
+            (vec![0], 1..3),
+            (vec![2], 1..3),
+            (vec![0, 2], 0..4),
+        ];
+        for (hot, pages) in cases {
+            for touch in [false, true] {
+                fault::reset();
+                fault::force_touch_fallback(touch);
+                let units = UnitPlacement {
+                    hot: HotUnits::only(hot.clone(), 3),
+                    nodes: UnitNodes::none(),
+                };
+                let r = Region::reserve(3, 4 * page_size(), units).unwrap();
+                let before = usize::from(pages.start > 0);
+                if before == 1 {
+                    r.populate(0..1).unwrap();
+                }
+                fault::fail_next_populates(1);
+                assert!(r.populate(pages.clone()).is_err());
+                let maps = maps_of(&r);
+                let rw = maps.iter().filter(|l| l.contains(" rw")).count();
+                assert_eq!(rw, 3 * before, "{hot:?} {pages:?} {maps:#?}");
+                assert_eq!(r.resident_pages().unwrap(), before * hot.len());
+                r.populate(0..4).unwrap();
+                assert_eq!(r.resident_pages().unwrap(), 4 * hot.len());
+            }
+        }
+        fault::reset();
+    }
+
     #[test]
     fn resident_count_spans_several_mincore_batches() {
         let ps = page_size();
