@@ -136,11 +136,15 @@ impl PerCpuAllocator {
     /// Allocate one `T` per CPU, initialised with `init(cpu)`
     /// (`alloc_percpu` + a `for_each_possible_cpu` initialisation).
     ///
-    /// A value whose bytes are all zero (`AtomicU64::new(0)`, `None`, ...)
-    /// is not written over a copy that is all zero already, so that the
-    /// units of CPUs that never run the process stay untouched
+    /// A value whose bytes are all zero, padding included
+    /// (`AtomicU64::new(0)`, `None::<Box<T>>`, `0u64`, ...), is not written
+    /// over a copy that is all zero already, so that the units of CPUs that
+    /// never run the process stay untouched
     /// ([`Builder::prefault`](crate::Builder::prefault)); either way the copy
-    /// holds the value.
+    /// holds the value. Values with padding or unused payload bytes
+    /// (`(0u8, 0u64)`, `None::<u64>`) hold whatever the stack held there and
+    /// are usually written: use
+    /// [`per_cpu_zeroed`](Self::per_cpu_zeroed) for those.
     ///
     /// # Errors
     /// [`Error::InvalidSize`] if `T` is larger than 32 KiB,

@@ -186,8 +186,8 @@ impl Builder {
     /// [`alloc_raw`](crate::PerCpuAllocator::alloc_raw) write zeros only over
     /// copies that are not zero already, and
     /// [`per_cpu`](crate::PerCpuAllocator::per_cpu) writes a value only when
-    /// its bytes or the copy's are not all zero, so such objects take memory
-    /// on those CPUs only. A constructor that returns other values for those
+    /// its bytes (padding included) or the copy's are not all zero, so such
+    /// objects take memory on those CPUs only. A constructor that returns other values for those
     /// CPUs writes their copies.
     ///
     /// Reads of those units' copies (zeroing checks each copy before it
@@ -211,12 +211,15 @@ impl Builder {
     }
 
     /// Ask for each unit's pages on the NUMA node of its CPU (default true),
-    /// as the kernel allocates each CPU's first-chunk unit on its node: with
+    /// as the kernel allocates each CPU's pages on its node: with
     /// `mbind(MPOL_PREFERRED)` on each unit's range when a chunk is mapped,
     /// so that pre-faulted pages too are local to their CPU, whichever thread
     /// populates them. Only on machines whose CPUs sit on more than one node
-    /// (`/sys/devices/system/node`); a refusal (a seccomp filter, a kernel
-    /// without NUMA) leaves the pages wherever the kernel puts them. Turn it
+    /// (`/sys/devices/system/node`), and only for the CPUs online when the
+    /// allocator is built (sysfs lists no node for the others; their units
+    /// take pages wherever they are first written); a refusal (a seccomp
+    /// filter, a kernel without NUMA, a node without memory) leaves the
+    /// pages wherever the kernel puts them. Turn it
     /// off to leave the process's own memory policy in force.
     pub fn numa_local(mut self, on: bool) -> Self {
         self.numa_local = on;

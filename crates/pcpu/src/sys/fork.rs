@@ -51,9 +51,20 @@ pub(crate) fn process_tag() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::process_tag;
+    use crate::sys::testutil;
 
+    /// In a child process of its own: while a `fork()` child lives, every
+    /// private page of the forking process is shared with it, and other
+    /// tests' counts of pages backed by memory of their own would see none.
     #[test]
     fn the_tag_is_stable_and_a_child_has_another() {
+        let test = testutil::test_name(module_path!(), "the_tag_is_stable_and_a_child_has_another");
+        if !testutil::is_child(&test) {
+            let out = testutil::run_child(&test, &[]);
+            testutil::assert_child_passed(&out);
+            return;
+        }
+        testutil::child_ready();
         let tag = process_tag();
         assert_eq!(process_tag(), tag);
         let (r, w) = {
@@ -88,5 +99,6 @@ mod tests {
         assert_eq!(n, 8);
         assert_ne!(u64::from_ne_bytes(buf), tag, "the child's tag");
         assert_eq!(process_tag(), tag, "the parent's is unchanged");
+        testutil::child_done();
     }
 }

@@ -270,8 +270,11 @@ mod tests {
             .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
             .and_then(parse_cpu_ranges)
             .unwrap();
-        for cpu in main_allowed.into_iter().flatten().filter(|&c| c < n) {
-            assert!(hot.contains(cpu), "CPU {cpu}");
+        let online = parse_cpu_ranges(&std::fs::read_to_string(ONLINE_PATH).unwrap()).unwrap();
+        let online: Vec<usize> = online.into_iter().flatten().collect();
+        for cpu in 0..n {
+            let want = online.contains(&cpu) && main_allowed.iter().any(|r| r.contains(&cpu));
+            assert_eq!(hot.contains(cpu), want, "CPU {cpu}");
         }
         // A thread pinned to one CPU builds the same set.
         let pinned = std::thread::spawn(move || {

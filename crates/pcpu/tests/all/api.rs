@@ -464,4 +464,21 @@ fn iterators_visit_every_copy_once_in_cpu_order() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     send_sync(&h.iter());
     send_sync(&h.iter_mut());
+
+    // And not where a slice iterator would not be: this only compiles while
+    // `Iter<Cell<_>>` is not `Send` and `IterMut<Cell<_>>` not `Sync` (were
+    // they, both impls of a trait would apply and the call would be
+    // ambiguous).
+    trait AmbiguousIfSend<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSend<()> for T {}
+    impl<T: ?Sized + Send> AmbiguousIfSend<u8> for T {}
+    trait AmbiguousIfSync<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+    impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
+    <pcpu::Iter<'static, std::cell::Cell<u8>> as AmbiguousIfSend<_>>::check();
+    <pcpu::IterMut<'static, std::cell::Cell<u8>> as AmbiguousIfSync<_>>::check();
 }
