@@ -1,0 +1,303 @@
+//! The balance work's populate stage (`pcpu_balance_populated`, Linux 6.1)
+//! and the RFC's populate-or-shrink stage (`pcpu_shrink_populated` in the
+//! seed patch), pinned through the page operations a run plans. Written from
+//! mutation testing of balance.rs: each test drives a whole run step by step
+//! ([`Allocator::balance_start`], [`BalanceRun::next`], [`BalanceRun::done`])
+//! and asserts the exact operations and counts the kernel's loops give.
+//! Invariants are checked after every run.
+
+use std::ops::Range;
+
+use pcpu_core::*;
+
+const PAGE: usize = 4096;
+
+/// Run a whole balance run against `b`, returning the operations planned, in
+/// order, and the report.
+fn drive(a: &mut Allocator, b: &mut SimBackend) -> (Vec<PageWork>, BalanceReport) {
+    let unit_pages = a.geometry().unit_pages();
+    let mut run = a.balance_start();
+    let mut log = Vec::new();
+    while let Some(w) = run.next(a) {
+        let ok = match &w {
+            PageWork::Populate { chunk, pages } => b.populate(*chunk, pages.clone()).is_ok(),
+            PageWork::Depopulate { chunk, pages } => b.depopulate(*chunk, pages.clone()).is_ok(),
+            PageWork::FlushTlb { chunk, pages } => {
+                b.flush_tlb(*chunk, pages.clone());
+                true
+            }
+            PageWork::CreateChunk { chunk } => b.create_chunk(*chunk, unit_pages).is_ok(),
+            PageWork::DestroyChunk { chunk } => {
+                b.destroy_chunk(*chunk);
+                true
+            }
+        };
+        log.push(w);
+        run.done(a, ok);
+    }
+    a.check_invariants().unwrap();
+    (log, run.report())
+}
+
+/// One unit of 8 pages under `policy`; the first chunk's 8 KiB dynamic area
+/// filled, so it has no empty page.
+fn setup(policy: Policy) -> (Allocator, SimBackend) {
+    let mut a = Allocator::new(Geometry::simple(1, 8).unwrap(), policy);
+    let mut b = SimBackend::default();
+    a.alloc(&mut b, 8192, 4, AllocFlags::NORMAL).unwrap();
+    (a, b)
+}
+
+/// A new chunk with 4-byte objects at the start of each page of `pages`
+/// (those pages populated, not empty).
+fn chunk_with_objects(a: &mut Allocator, b: &mut SimBackend, pages: &[usize]) -> ChunkId {
+    let c = a.create_chunk(b).unwrap();
+    for &p in pages {
+        a.alloc_at(b, c, p * PAGE, 4, 4, AllocFlags::NORMAL)
+            .unwrap();
+    }
+    c
+}
+
+fn pop(chunk: ChunkId, pages: Range<usize>) -> PageWork {
+    PageWork::Populate { chunk, pages }
+}
+
+fn depop(chunk: ChunkId, pages: Range<usize>) -> PageWork {
+    PageWork::Depopulate { chunk, pages }
+}
+
+/// `pcpu_balance_populated` takes at most one chunk per slot: after the
+/// first chunk of a slot with unpopulated pages it moves to the next slot
+/// (`slot++`), even when another chunk of the same slot has some. `x` and
+/// `y` share a slot (contig hints of 3 pages), `x` first; `x`'s 2
+/// unpopulated pages leave 2 of the 4 to populate, no later slot has a
+/// chunk with unpopulated pages, so a chunk is created, and `retry_pop`
+/// (target again: 2) then finds `y`.
+#[test]
+fn populate_takes_one_chunk_per_slot() {
+    let (mut a, mut b) = setup(Policy::new(PolicyKind::Linux61));
+    let x = chunk_with_objects(&mut a, &mut b, &[0, 1, 2, 3, 4, 5]);
+    let y = chunk_with_objects(&mut a, &mut b, &[0, 3, 6]);
+    a.check_invariants().unwrap();
+    assert_eq!(a.nr_empty_pop_pages(), 0);
+    let (log, r) = drive(&mut a, &mut b);
+    let z = ChunkId(3);
+    assert_eq!(
+        log,
+        [
+            pop(x, 6..8),
+            PageWork::CreateChunk { chunk: z },
+            pop(y, 1..3)
+        ]
+    );
+    assert_eq!((r.populated, r.created), (4, 1));
+    assert_eq!(a.nr_empty_pop_pages(), 4);
+    assert_eq!(a.chunk(z).unwrap().nr_populated(), 0);
+}
+
+/// The RFC policy with every marked chunk scheduling the work
+/// (`rfc_marked_threshold` 0) and `empty_pop_high` = `high`.
+fn rfc(high: i32) -> (Allocator, SimBackend) {
+    let mut p = Policy::new(PolicyKind::SeedRfc);
+    p.rfc_marked_threshold = 0;
+    p.empty_pop_high = high;
+    p.empty_pop_low = p.empty_pop_low.min(high);
+    setup(p)
+}
+
+/// A chunk that an object on `pages` (populated) left with empty populated
+/// pages: a 4-byte object stays at offset 0, the other is freed. Marked for
+/// depopulation by the RFC's free path when another chunk shares its slot.
+fn emptied(a: &mut Allocator, b: &mut SimBackend, pages: Range<usize>) -> ChunkId {
+    let c = chunk_with_objects(a, b, &[0]);
+    a.alloc_at(
+        b,
+        c,
+        pages.start * PAGE,
+        pages.len() * PAGE,
+        4,
+        AllocFlags::NORMAL,
+    )
+    .unwrap();
+    a.free(c, pages.start * PAGE).unwrap();
+    a.check_invariants().unwrap();
+    c
+}
+
+/// The RFC's shrink (`pcpu_shrink_populated`): with the reserve at
+/// `empty_pop_high` and a chunk marked, each run of empty populated pages
+/// of the marked chunk is depopulated, pages walked forward; a run
+/// reaching the chunk's end is depopulated at the end of the walk. `x`
+/// keeps objects on pages 0 and 3; pages 1-2 and 4-5 are empty, 6-7 were
+/// never populated. `z` shares `x`'s slot, so the free marked `x`.
+#[test]
+fn rfc_shrink_depopulates_every_empty_run() {
+    let (mut a, mut b) = rfc(4);
+    let z = chunk_with_objects(&mut a, &mut b, &[0]);
+    let x = chunk_with_objects(&mut a, &mut b, &[0, 3]);
+    for r in [1..3, 4..6] {
+        a.alloc_at(
+            &mut b,
+            x,
+            r.start * PAGE,
+            r.len() * PAGE,
+            4,
+            AllocFlags::NORMAL,
+        )
+        .unwrap();
+    }
+    a.free(x, PAGE).unwrap();
+    a.free(x, 4 * PAGE).unwrap();
+    a.check_invariants().unwrap();
+    assert_eq!(a.nr_empty_pop_pages(), 4);
+    assert!(a.balance_pending());
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(log, [depop(x, 1..3), depop(x, 4..6)]);
+    assert_eq!((r.depopulated, r.populated), (4, 0));
+    assert_eq!(a.nr_empty_pop_pages(), 0);
+    let c = a.chunk(x).unwrap();
+    assert_eq!(c.nr_populated(), 2);
+    assert!(c.is_page_populated(0) && c.is_page_populated(3));
+    assert_eq!(a.chunk(z).unwrap().nr_populated(), 1);
+
+    // Empty pages up to the chunk's end: one run, closed by the walk's end.
+    let (mut a, mut b) = rfc(4);
+    chunk_with_objects(&mut a, &mut b, &[0]);
+    let x = emptied(&mut a, &mut b, 1..8);
+    assert_eq!(a.nr_empty_pop_pages(), 7);
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(log, [depop(x, 1..8)]);
+    assert_eq!(r.depopulated, 7);
+    assert_eq!(a.chunk(x).unwrap().nr_populated(), 1);
+}
+
+/// Two marked chunks, `y` ahead of `x` in their slot (a chunk whose slot
+/// rises moves to the list's front). The shrink checks the reserve only
+/// before each chunk (`pcpu_nr_empty_pop_pages < HIGH` ends it): with
+/// `empty_pop_high` 4 the 8 empty pages allow `y`, and the 4 left still
+/// allow `x`; with 5, the 4 left after `y` stop it, and `x` keeps its empty
+/// pages and its mark (the next run grows by the page missing instead).
+#[test]
+fn rfc_shrink_checks_the_reserve_before_each_chunk() {
+    for high in [4, 5] {
+        let (mut a, mut b) = rfc(high);
+        chunk_with_objects(&mut a, &mut b, &[0]);
+        let x = emptied(&mut a, &mut b, 1..5);
+        let y = emptied(&mut a, &mut b, 1..5);
+        assert_eq!(a.nr_empty_pop_pages(), 8);
+        let (log, r) = drive(&mut a, &mut b);
+        if high == 4 {
+            assert_eq!(log, [depop(y, 1..5), depop(x, 1..5)]);
+            assert_eq!(r.depopulated, 8);
+            assert_eq!(a.nr_empty_pop_pages(), 0);
+        } else {
+            assert_eq!(log, [depop(y, 1..5)]);
+            assert_eq!(r.depopulated, 4);
+            assert_eq!(a.nr_empty_pop_pages(), 4);
+            assert_eq!(a.chunk(x).unwrap().nr_populated(), 5);
+            // 4 < 5: grow by one page, from the page slot up (`y`, now
+            // with the most unpopulated room, sits in the same slot as
+            // `x`, behind it).
+            let (log, r) = drive(&mut a, &mut b);
+            assert_eq!(r.populated, 1, "{log:?}");
+            assert_eq!(a.nr_empty_pop_pages(), 5);
+        }
+    }
+}
+
+/// The RFC grows by what the reserve lacks (`HIGH - nr_empty_pop_pages`),
+/// not recomputed after each step: 3 empty pages against 4 populate one
+/// page, the first unpopulated page of the first chunk with any, from the
+/// page slot up: `z`, ahead of `x` in their slot (the free left `x`'s slot
+/// unchanged, so it did not move to the front).
+#[test]
+fn rfc_grows_by_the_missing_pages() {
+    let (mut a, mut b) = rfc(4);
+    let z = chunk_with_objects(&mut a, &mut b, &[0]);
+    emptied(&mut a, &mut b, 1..4);
+    assert_eq!(a.nr_empty_pop_pages(), 3);
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(log, [pop(z, 1..2)]);
+    assert_eq!((r.populated, r.depopulated), (1, 0));
+    assert_eq!(a.nr_empty_pop_pages(), 4);
+
+    // One empty page against 4: three pages, from one run of `z`'s.
+    let (mut a, mut b) = rfc(4);
+    let z = chunk_with_objects(&mut a, &mut b, &[0]);
+    emptied(&mut a, &mut b, 1..2);
+    assert_eq!(a.nr_empty_pop_pages(), 1);
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(log, [pop(z, 1..4)]);
+    assert_eq!(r.populated, 3);
+    assert_eq!(a.nr_empty_pop_pages(), 4);
+}
+
+/// The shrink depopulates only marked chunks (`chunk->depopulate` in the
+/// seed patch). `u`, emptied while alone in its slot, is not marked; `x`,
+/// which keeps an object on page 4, sits in a lower slot (contig hint under
+/// 4 pages) beside `z` and is marked. The walk, slots top down, meets `u`
+/// first and passes it by; `x`'s empty pages 1-3 are depopulated, `u`
+/// keeps its 4.
+#[test]
+fn rfc_shrink_skips_unmarked_chunks() {
+    let (mut a, mut b) = rfc(4);
+    let u = emptied(&mut a, &mut b, 1..5);
+    chunk_with_objects(&mut a, &mut b, &[0, 4]);
+    let x = chunk_with_objects(&mut a, &mut b, &[4]);
+    a.alloc_at(&mut b, x, 0, 4 * PAGE, 4, AllocFlags::NORMAL)
+        .unwrap();
+    a.free(x, 0).unwrap();
+    a.alloc_at(&mut b, x, 0, 4, 4, AllocFlags::NORMAL).unwrap();
+    a.check_invariants().unwrap();
+    assert_eq!(a.nr_empty_pop_pages(), 7);
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(log, [depop(x, 1..4)]);
+    assert_eq!(r.depopulated, 3);
+    assert_eq!(a.chunk(u).unwrap().nr_empty_pop_pages(), 4);
+    assert_eq!(a.nr_empty_pop_pages(), 4);
+}
+
+/// W2 (DESIGN.md §8, replicated): under the kernel's policies
+/// `pcpu_balance_populated` walks the sidelined slot like any other and
+/// populates a sidelined chunk. `w` is fully populated with 5 empty pages;
+/// `x`, emptied while the reserve was above `HIGH + 2`, is isolated; the
+/// first run depopulates its empty pages 1-2 and sidelines it (the reserve
+/// stays at 5, nothing to populate). Two pages of `w` then allocated leave
+/// 3: the second run populates `x`'s first unpopulated page, no new chunk,
+/// and the reserve stays short.
+#[test]
+fn populate_fills_a_sidelined_chunk_under_linux() {
+    let (mut a, mut b) = setup(Policy::new(PolicyKind::Linux61));
+    let w = chunk_with_objects(&mut a, &mut b, &[0, 6, 7]);
+    a.alloc_at(&mut b, w, PAGE, 5 * PAGE, 4, AllocFlags::NORMAL)
+        .unwrap();
+    a.free(w, PAGE).unwrap();
+    assert_eq!(a.nr_empty_pop_pages(), 5);
+    let x = emptied(&mut a, &mut b, 1..3);
+    assert!(a.chunk(x).unwrap().is_isolated());
+    assert_eq!(a.nr_empty_pop_pages(), 5);
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(
+        log,
+        [
+            depop(x, 1..3),
+            PageWork::FlushTlb {
+                chunk: x,
+                pages: 1..3
+            }
+        ]
+    );
+    assert_eq!((r.depopulated, r.populated), (2, 0));
+    a.alloc_at(&mut b, w, PAGE, 2 * PAGE, 4, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!(a.nr_empty_pop_pages(), 3);
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(log, [pop(x, 1..2)]);
+    assert_eq!((r.populated, r.created), (1, 0));
+    // The sidelined chunk is still isolated: its new empty page does not
+    // count for the reserve.
+    assert!(a.chunk(x).unwrap().is_isolated());
+    assert_eq!(a.chunk(x).unwrap().nr_empty_pop_pages(), 1);
+    assert_eq!(a.nr_empty_pop_pages(), 3);
+}
