@@ -1,6 +1,7 @@
 //! Memory per 8-byte per-CPU object: 10^6 `PerCpu<u64>` allocations, then
 //! all freed and the balance work settled, as the allocator counts it
-//! (`Percpu:`, populated pages) and as the OS sees it (`mincore`).
+//! (`Percpu:`, populated pages) and as the OS sees it (`resident_bytes`:
+//! pages backed by memory, from `/proc/self/pagemap`).
 //!
 //! `cargo run --release -p pcpu --example memory [-- N]`
 
