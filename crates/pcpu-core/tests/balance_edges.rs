@@ -1,6 +1,7 @@
-//! The balance work's populate stage (`pcpu_balance_populated`, Linux 6.1)
-//! and the RFC's populate-or-shrink stage (`pcpu_shrink_populated` in the
-//! seed patch), pinned through the page operations a run plans. Written from
+//! The balance work's populate stage (`pcpu_balance_populated`, Linux 6.1),
+//! its reclaim stage (`pcpu_reclaim_populated`) and the RFC's
+//! populate-or-shrink stage (`pcpu_shrink_populated` in the seed patch),
+//! pinned through the page operations a run plans. Written from
 //! mutation testing of balance.rs: each test drives a whole run step by step
 //! ([`Allocator::balance_start`], [`BalanceRun::next`], [`BalanceRun::done`])
 //! and asserts the exact operations and counts the kernel's loops give.
@@ -57,6 +58,16 @@ fn chunk_with_objects(a: &mut Allocator, b: &mut SimBackend, pages: &[usize]) ->
             .unwrap();
     }
     c
+}
+
+/// A fully populated chunk with objects on pages 0, 6 and 7 and its pages
+/// 1-5 empty: more than HIGH in the reserve by itself.
+fn five_empty_pages(a: &mut Allocator, b: &mut SimBackend) -> ChunkId {
+    let w = chunk_with_objects(a, b, &[0, 6, 7]);
+    a.alloc_at(b, w, PAGE, 5 * PAGE, 4, AllocFlags::NORMAL)
+        .unwrap();
+    a.free(w, PAGE).unwrap();
+    w
 }
 
 fn pop(chunk: ChunkId, pages: Range<usize>) -> PageWork {
@@ -269,10 +280,7 @@ fn rfc_shrink_skips_unmarked_chunks() {
 #[test]
 fn populate_fills_a_sidelined_chunk_under_linux() {
     let (mut a, mut b) = setup(Policy::new(PolicyKind::Linux61));
-    let w = chunk_with_objects(&mut a, &mut b, &[0, 6, 7]);
-    a.alloc_at(&mut b, w, PAGE, 5 * PAGE, 4, AllocFlags::NORMAL)
-        .unwrap();
-    a.free(w, PAGE).unwrap();
+    let w = five_empty_pages(&mut a, &mut b);
     assert_eq!(a.nr_empty_pop_pages(), 5);
     let x = emptied(&mut a, &mut b, 1..3);
     assert!(a.chunk(x).unwrap().is_isolated());
@@ -300,4 +308,113 @@ fn populate_fills_a_sidelined_chunk_under_linux() {
     assert!(a.chunk(x).unwrap().is_isolated());
     assert_eq!(a.chunk(x).unwrap().nr_empty_pop_pages(), 1);
     assert_eq!(a.nr_empty_pop_pages(), 3);
+}
+
+// === the reclaim stage ===
+
+/// `pcpu_reclaim_populated` reintegrates the chunk only when
+/// `pcpu_nr_empty_pop_pages < PCPU_EMPTY_POP_PAGES_HIGH`: with the reserve
+/// exactly at HIGH (4) it goes on. `w` holds 5 empty pages, `x`, emptied
+/// while the others kept more than HIGH, is isolated with empty pages 1-2;
+/// one page of `w` allocated then leaves the reserve at 4. The run
+/// depopulates `x`'s pages 1-2 (one run, the scan going backwards), flushes
+/// them, and sidelines `x` (it still holds an object); the reserve, which
+/// counts no isolated chunk, stays at 4, so nothing is populated.
+#[test]
+fn reclaim_goes_on_with_the_reserve_at_high() {
+    let (mut a, mut b) = setup(Policy::new(PolicyKind::Linux61));
+    let w = five_empty_pages(&mut a, &mut b);
+    assert_eq!(a.nr_empty_pop_pages(), 5);
+    let x = emptied(&mut a, &mut b, 1..3);
+    assert!(a.chunk(x).unwrap().is_isolated());
+    a.alloc_at(&mut b, w, PAGE, PAGE, 4, AllocFlags::NORMAL)
+        .unwrap();
+    a.check_invariants().unwrap();
+    assert_eq!(a.nr_empty_pop_pages(), 4);
+    assert!(a.balance_pending());
+    let (log, r) = drive(&mut a, &mut b);
+    assert_eq!(
+        log,
+        [
+            depop(x, 1..3),
+            PageWork::FlushTlb {
+                chunk: x,
+                pages: 1..3
+            }
+        ]
+    );
+    assert_eq!((r.depopulated, r.populated, r.created), (2, 0, 0));
+    let c = a.chunk(x).unwrap();
+    assert!(c.is_isolated());
+    assert_eq!(c.nr_populated(), 1);
+    assert_eq!(c.nr_empty_pop_pages(), 0);
+    assert_eq!(a.nr_empty_pop_pages(), 4);
+}
+
+/// A free into the chunk being reclaimed, made while the lock is dropped
+/// around a depopulation, empties a page the backward scan has already
+/// passed. The kernel loses that re-queue (its `list_move_tail()` to the
+/// sidelined slot runs after the free isolated the chunk again); `pcpu`
+/// scans the chunk again in the same run (DESIGN.md §8). `x` keeps objects
+/// on pages 0 and 6 with empty pages 1-2; the free of page 6's object comes
+/// while pages 1-2 are depopulated. The run flushes pages 1-2, scans `x`
+/// again, depopulates and flushes page 6, and sidelines `x`.
+#[test]
+fn reclaim_scans_again_a_chunk_freed_into_during_the_run() {
+    let (mut a, mut b) = setup(Policy::new(PolicyKind::Linux61));
+    five_empty_pages(&mut a, &mut b);
+    let x = chunk_with_objects(&mut a, &mut b, &[0, 6]);
+    a.alloc_at(&mut b, x, PAGE, 2 * PAGE, 4, AllocFlags::NORMAL)
+        .unwrap();
+    a.free(x, PAGE).unwrap();
+    a.check_invariants().unwrap();
+    assert!(a.chunk(x).unwrap().is_isolated());
+    assert_eq!(a.nr_empty_pop_pages(), 5);
+
+    let mut run = a.balance_start();
+    let mut log = Vec::new();
+    let mut freed = false;
+    while let Some(w) = run.next(&mut a) {
+        let ok = match &w {
+            PageWork::Depopulate { chunk, pages } => {
+                let ok = b.depopulate(*chunk, pages.clone()).is_ok();
+                if !freed {
+                    // The lock is dropped: a free runs.
+                    a.free(x, 6 * PAGE).unwrap();
+                    freed = true;
+                }
+                ok
+            }
+            PageWork::FlushTlb { chunk, pages } => {
+                b.flush_tlb(*chunk, pages.clone());
+                true
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        log.push(w);
+        run.done(&mut a, ok);
+    }
+    a.check_invariants().unwrap();
+    let r = run.report();
+    assert_eq!(
+        log,
+        [
+            depop(x, 1..3),
+            PageWork::FlushTlb {
+                chunk: x,
+                pages: 1..3
+            },
+            depop(x, 6..7),
+            PageWork::FlushTlb {
+                chunk: x,
+                pages: 6..7
+            },
+        ]
+    );
+    assert_eq!((r.depopulated, r.populated), (3, 0));
+    let c = a.chunk(x).unwrap();
+    assert!(c.is_isolated());
+    assert_eq!(c.nr_populated(), 1);
+    assert_eq!(c.nr_empty_pop_pages(), 0);
+    assert_eq!(a.nr_empty_pop_pages(), 5);
 }
