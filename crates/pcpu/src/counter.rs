@@ -304,14 +304,9 @@ mod tests {
     #[test]
     fn exact_sum_without_rseq() {
         let test = testutil::test_name(module_path!(), "exact_sum_without_rseq");
-        if testutil::is_child(&test) {
-            testutil::child_ready();
+        testutil::in_child(&test, &[testutil::NO_RSEQ], || {
             assert!(!rseq::available());
             stress_is_exact();
-            testutil::child_done();
-            return;
-        }
-        let out = testutil::run_child(&test, &[("GLIBC_TUNABLES", "glibc.pthread.rseq=0")]);
-        testutil::assert_child_passed(&out);
+        });
     }
 }

@@ -560,17 +560,12 @@ mod tests {
     #[test]
     fn fallback_when_glibc_rseq_is_disabled() {
         let test = testutil::test_name(module_path!(), "fallback_when_glibc_rseq_is_disabled");
-        if testutil::is_child(&test) {
-            testutil::child_ready();
+        testutil::in_child(&test, &[testutil::NO_RSEQ], || {
             assert!(!rseq_available());
             assert_eq!(current_cpu_rseq(), None);
             for cpu in allowed_cpus() {
                 check_pinned(cpu, 100);
             }
-            testutil::child_done();
-            return;
-        }
-        let out = testutil::run_child(&test, &[("GLIBC_TUNABLES", "glibc.pthread.rseq=0")]);
-        testutil::assert_child_passed(&out);
+        });
     }
 }

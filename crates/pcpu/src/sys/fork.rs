@@ -59,12 +59,10 @@ mod tests {
     #[test]
     fn the_tag_is_stable_and_a_child_has_another() {
         let test = testutil::test_name(module_path!(), "the_tag_is_stable_and_a_child_has_another");
-        if !testutil::is_child(&test) {
-            let out = testutil::run_child(&test, &[]);
-            testutil::assert_child_passed(&out);
-            return;
-        }
-        testutil::child_ready();
+        testutil::in_child(&test, &[], tag_in_child);
+    }
+
+    fn tag_in_child() {
         let tag = process_tag();
         assert_eq!(process_tag(), tag);
         let (r, w) = {
@@ -99,6 +97,5 @@ mod tests {
         assert_eq!(n, 8);
         assert_ne!(u64::from_ne_bytes(buf), tag, "the child's tag");
         assert_eq!(process_tag(), tag, "the parent's is unchanged");
-        testutil::child_done();
     }
 }

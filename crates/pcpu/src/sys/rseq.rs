@@ -575,14 +575,11 @@ mod tests {
     #[test]
     fn no_update_lost_under_signals() {
         let test = testutil::test_name(module_path!(), "no_update_lost_under_signals");
-        if !testutil::is_child(&test) {
-            let out = testutil::run_child(&test, &[]);
-            testutil::assert_child_passed(&out);
-            return;
-        }
-        testutil::child_ready();
+        testutil::in_child(&test, &[], signals_in_child);
+    }
+
+    fn signals_in_child() {
         if !available() {
-            testutil::child_done();
             return;
         }
         // SAFETY: `sigaction` with a zeroed (valid: empty mask, no flags but
@@ -644,7 +641,6 @@ mod tests {
         assert!(handled > 0);
         assert_eq!(HANDLER_ODD.load(Ordering::Relaxed), 0);
         assert_eq!(total(&SIG_LINES), expected + handled);
-        testutil::child_done();
     }
 
     /// With glibc's rseq disabled (valgrind and old kernels look like this),
@@ -652,16 +648,11 @@ mod tests {
     #[test]
     fn unavailable_when_glibc_rseq_is_disabled() {
         let test = testutil::test_name(module_path!(), "unavailable_when_glibc_rseq_is_disabled");
-        if testutil::is_child(&test) {
-            testutil::child_ready();
+        testutil::in_child(&test, &[testutil::NO_RSEQ], || {
             assert!(!available());
             let l = lines(possible_cpus());
             assert_eq!(add(&l, possible_cpus() as u32, 1, 10), AddFold::Unavailable);
             assert_eq!(total(&l), 0);
-            testutil::child_done();
-            return;
-        }
-        let out = testutil::run_child(&test, &[("GLIBC_TUNABLES", "glibc.pthread.rseq=0")]);
-        testutil::assert_child_passed(&out);
+        });
     }
 }

@@ -17,6 +17,10 @@ use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 /// Environment variable that carries the name of the test to run as child.
 const CHILD_ENV: &str = "PCPU_TEST_CHILD";
 
+/// The environment that turns glibc's rseq registration off (tunables are
+/// read at process start, hence a child).
+pub(crate) const NO_RSEQ: (&str, &str) = ("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
+
 /// Printed by a child (on stderr) right before the part under test.
 pub(crate) const CHILD_READY: &str = "PCPU-CHILD-READY";
 
@@ -58,6 +62,20 @@ pub(crate) fn run_child(test: &str, env: &[(&str, &str)]) -> Output {
         .envs(env.iter().copied())
         .output()
         .expect("spawn child test process")
+}
+
+/// The whole pattern for a child that must pass: in the parent, re-executes
+/// the binary for `test` with `env` added and asserts that the child ran to
+/// its end; in that child, runs `body` between [`child_ready`] and
+/// [`child_done`].
+pub(crate) fn in_child(test: &str, env: &[(&str, &str)], body: impl FnOnce()) {
+    if is_child(test) {
+        child_ready();
+        body();
+        child_done();
+    } else {
+        assert_child_passed(&run_child(test, env));
+    }
 }
 
 /// Child's stderr as text (for assertions and failure messages).
