@@ -80,18 +80,23 @@ impl HotUnits {
                     .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
                     .and_then(parse_cpu_ranges)
             });
-        let ids = |r: Vec<RangeInclusive<usize>>| -> Vec<usize> {
-            r.into_iter().flatten().filter(|&c| c < units).collect()
+        // A list that could not be read admits every CPU.
+        let listed = |c: usize| -> bool {
+            let within = |l: &Option<Vec<RangeInclusive<usize>>>| {
+                l.as_ref()
+                    .map_or(true, |l| l.iter().any(|r| r.contains(&c)))
+            };
+            within(&online) && within(&allowed)
         };
-        let cpus = match (online.map(ids), allowed.map(ids)) {
-            (Some(on), Some(al)) => on.into_iter().filter(|c| al.contains(c)).collect(),
-            (Some(one), None) | (None, Some(one)) => one,
-            (None, None) => match rustix::thread::sched_getaffinity(None) {
+        let cpus: Vec<usize> = if online.is_some() || allowed.is_some() {
+            (0..units).filter(|&c| listed(c)).collect()
+        } else {
+            match rustix::thread::sched_getaffinity(None) {
                 Ok(set) => (0..units.min(rustix::thread::CpuSet::MAX_CPU))
                     .filter(|&c| set.is_set(c))
                     .collect(),
                 Err(_) => Vec::new(),
-            },
+            }
         };
         if cpus.is_empty() {
             return HotUnits::all();
