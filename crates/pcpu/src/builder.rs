@@ -187,8 +187,8 @@ impl Builder {
     /// copies that are not zero already, and
     /// [`per_cpu`](crate::PerCpuAllocator::per_cpu) writes a value only when
     /// its bytes (padding included) or the copy's are not all zero, so such
-    /// objects take memory on those CPUs only. A constructor that returns other values for those
-    /// CPUs writes their copies.
+    /// objects take memory on those CPUs only. A constructor that returns
+    /// other values for those CPUs writes their copies.
     ///
     /// Reads of those units' copies (zeroing checks each copy before it
     /// writes; [`PerCpu::iter`](crate::PerCpu::iter) and counter sums read
@@ -199,9 +199,9 @@ impl Builder {
     ///
     /// The price: the first write to such a page faults, and if the system
     /// is out of memory then, the out-of-memory killer acts rather than an
-    /// [`Error::Map`] being returned, as with any lazily committed memory. Choose
-    /// [`Prefault::AllUnits`] to have every page committed (and its failure
-    /// reported) when it is populated.
+    /// [`Error::Map`] being returned, as with any lazily committed memory.
+    /// Choose [`Prefault::AllUnits`] to have every page committed (and its
+    /// failure reported) when it is populated.
     ///
     /// [`PerCpu::current`]: crate::PerCpu::current
     /// [`PerCpuCounter`]: crate::PerCpuCounter
@@ -219,8 +219,8 @@ impl Builder {
     /// allocator is built (sysfs lists no node for the others; their units
     /// take pages wherever they are first written); a refusal (a seccomp
     /// filter, a kernel without NUMA, a node without memory) leaves the
-    /// pages wherever the kernel puts them. Turn it
-    /// off to leave the process's own memory policy in force.
+    /// pages wherever the kernel puts them. Turn it off to leave the
+    /// process's own memory policy in force.
     pub fn numa_local(mut self, on: bool) -> Self {
         self.numa_local = on;
         self

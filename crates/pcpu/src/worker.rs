@@ -25,8 +25,8 @@
 //! - The worker takes an id off the queue and a reference to the allocator,
 //!   and records it as the one it is serving. It starts a run if work is
 //!   pending; the run returns at once, once it holds `alloc_mutex` and the
-//!   state lock, if the allocator is being dropped (`State::stop`). After the run it drops its
-//!   reference, then clears `serving`.
+//!   state lock, if the allocator is being dropped (`State::stop`). After
+//!   the run it drops its reference, then clears `serving`.
 //! - Dropping the allocator's last handle ([`Balancer`]) sets `stop`, leaves
 //!   the worker, and waits while the worker is serving it (the last one to
 //!   leave stops the thread and joins it instead). Once the drop returns no
