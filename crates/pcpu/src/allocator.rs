@@ -212,9 +212,17 @@ impl PerCpuAllocator {
         self.inner().balance_run()
     }
 
-    /// Balance until no work is pending (at least one run, at most 64).
-    /// Returns the number of runs. Trims thread caches first, as
+    /// Balance until no work is pending and a run gives nothing back (at
+    /// least one run, at most 64): then surplus free chunks are unmapped
+    /// and empty pages depopulated down to the reserve. Returns the number
+    /// of runs. Trims thread caches first, as
     /// [`balance_now`](Self::balance_now) does.
+    ///
+    /// (One balance run, as the kernel's, can end with a surplus free chunk
+    /// still populated, with nothing pending: reclaim reintegrates it after
+    /// the run's first pass over the free chunks, and the last pass destroys
+    /// only unpopulated ones. The background thread, as the kernel, leaves
+    /// it until an allocation or free schedules the work again.)
     pub fn settle(&self) -> usize {
         cache::trim(self);
         self.inner().settle(SETTLE_MAX_RUNS)

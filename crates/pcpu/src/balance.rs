@@ -111,13 +111,21 @@ impl Inner {
         st
     }
 
-    /// Balance until nothing is pending: at least one run, at most `max`.
+    /// Balance until a run finds nothing to give back and nothing is
+    /// pending: at least one run, at most `max`.
+    ///
+    /// Nothing pending is not enough: one run, as the kernel's, can end with
+    /// a surplus free chunk still populated (reclaim reintegrates it after
+    /// the run's first pass over the free chunks, and the last pass destroys
+    /// only unpopulated ones), and nothing schedules the run that would
+    /// destroy it.
     pub(crate) fn settle(&self, max: usize) -> usize {
         let mut runs = 0;
         loop {
-            self.balance_run();
+            let report = self.balance_run();
             runs += 1;
-            if runs >= max || !self.state().core.balance_pending() {
+            let gave_back = report.destroyed > 0 || report.depopulated > 0;
+            if runs >= max || (!gave_back && !self.state().core.balance_pending()) {
                 return runs;
             }
         }

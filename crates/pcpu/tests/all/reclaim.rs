@@ -124,3 +124,37 @@ fn pcpu_without_balance_runs_reuses_queued_chunks() {
     assert!(chunks.iter().all(|&c| c == chunks[0]), "{chunks:?}");
     alloc.check_invariants().unwrap();
 }
+
+/// `settle` leaves nothing for a further run to give back: after freeing
+/// three chunks' worth of objects, one kernel balance run keeps a chunk that
+/// its reclaim emptied, populated, as the spare free chunk, with nothing
+/// pending; `settle` runs again until a run gives nothing back.
+#[test]
+fn settle_gives_back_everything_a_later_run_would() {
+    for policy in ["linux-6.1", "pcpu"] {
+        let alloc = quiet(policy, 512 << 10);
+        let first = alloc.stats().percpu_bytes;
+        let v: Vec<_> = (0..200_000)
+            .map(|_| alloc.per_cpu_zeroed::<u32>().unwrap())
+            .collect();
+        assert!(alloc.stats().chunks >= 3, "{policy}");
+        drop(v);
+        alloc.settle();
+        let settled = alloc.stats();
+        let again = alloc.balance_now();
+        assert_eq!(
+            (again.destroyed, again.depopulated),
+            (0, 0),
+            "{policy}: a run after settle gave back more"
+        );
+        // The first chunk's pages and at most the empty-page reserve's.
+        let reserve = 4 * 4096 * alloc.units() as u64;
+        assert!(
+            settled.percpu_bytes <= first + reserve,
+            "{policy}: {} -> {} bytes",
+            first,
+            settled.percpu_bytes
+        );
+        assert_resident_matches(&alloc);
+    }
+}
