@@ -73,14 +73,14 @@ impl Inner {
                 (st, ok) = handle::depopulate_empty(self, st, serial, chunk, pages);
                 run.done(&mut st.core, ok);
             }
-            // mprotect(PROT_NONE) in `depopulate` already shot down the TLB.
+            // `depopulate` already shot down the TLB (MADV_DONTNEED).
             PageWork::FlushTlb { .. } => run.done(&mut st.core, true),
             PageWork::CreateChunk { chunk } => {
                 drop(st);
                 let reserved = Region::reserve(
                     self.config.units(),
                     self.config.unit_size(),
-                    self.config.placement.clone(),
+                    self.config.region.clone(),
                 );
                 st = self.state();
                 run.done(&mut st.core, reserved.is_ok());

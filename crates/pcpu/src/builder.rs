@@ -6,7 +6,7 @@ use pcpu_core::{FirstChunk, Geometry, Policy, MIN_UNIT_SIZE};
 
 use crate::error::Error;
 use crate::sys;
-use crate::sys::units::{HotUnits, UnitNodes, UnitPlacement};
+use crate::sys::units::{HotUnits, RegionOptions, UnitNodes};
 use crate::PerCpuAllocator;
 
 /// Default unit size: 512 KiB, the unit size of the kernels the traces were
@@ -53,6 +53,7 @@ pub struct Builder {
     thread_cache: usize,
     prefault: Prefault,
     numa_local: bool,
+    guard_pages: bool,
 }
 
 /// Which units' pages are made resident when they are populated
@@ -82,6 +83,7 @@ impl Default for Builder {
             thread_cache: DEFAULT_THREAD_CACHE,
             prefault: Prefault::default(),
             numa_local: true,
+            guard_pages: false,
         }
     }
 }
@@ -226,6 +228,29 @@ impl Builder {
         self
     }
 
+    /// Make unpopulated pages inaccessible (default false), as the kernel
+    /// leaves them unmapped: a stray access to a page that is not populated
+    /// (through a raw pointer kept after its object was freed, say) then
+    /// faults with `SIGSEGV` instead of reading zeros or stale data. A
+    /// debugging aid: the safe API never reaches such a page.
+    ///
+    /// The price is mappings. Protection is per page and per unit, so each
+    /// run of populated pages splits a chunk's mapping in every unit, and
+    /// the process's mapping count (`vm.max_map_count`, 65530 by default)
+    /// can run out with many units and fragmented chunks: then not only
+    /// this allocator's population fails, but any `mmap` of the process,
+    /// a thread's stack included. Without guard pages a chunk is one
+    /// read-write mapping from the start, whose pages take memory only once
+    /// populated or written, and depopulation returns them with
+    /// `MADV_DONTNEED` alone. (Under strict overcommit,
+    /// `vm.overcommit_memory = 2`, that mapping is charged whole when a
+    /// chunk is mapped; with guard pages only populated pages are, in every
+    /// unit.)
+    pub fn guard_pages(mut self, on: bool) -> Self {
+        self.guard_pages = on;
+        self
+    }
+
     /// Validate the settings, map and populate the first chunk, and join the
     /// balance thread (starting it if no other allocator has).
     ///
@@ -326,13 +351,14 @@ impl Builder {
             first_chunk_pages: first_rounded / page_size,
             background_balance: self.background_balance,
             thread_cache: self.thread_cache,
-            placement: UnitPlacement {
+            region: RegionOptions {
                 hot,
                 nodes: if self.numa_local {
                     UnitNodes::discover(units)
                 } else {
                     UnitNodes::none()
                 },
+                guard: self.guard_pages,
             },
         })
     }
@@ -354,9 +380,9 @@ pub(crate) struct Config {
     pub(crate) background_balance: bool,
     /// Areas per class in each thread's cache (0: no cache).
     pub(crate) thread_cache: usize,
-    /// The units whose pages are made resident when populated, and the
-    /// node of each.
-    pub(crate) placement: UnitPlacement,
+    /// The units whose pages are made resident when populated, the node
+    /// of each, and whether unpopulated pages fault.
+    pub(crate) region: RegionOptions,
 }
 
 impl Config {

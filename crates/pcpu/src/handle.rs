@@ -14,7 +14,7 @@
 //! 3. declares when `PerCpu<T>` and its iterators are `Send` / `Sync`, and
 //!    which types are [`Zeroable`];
 //! 4. calls the one `unsafe fn` of the OS layer, `Region::depopulate`
-//!    (`madvise(MADV_DONTNEED)` + `mprotect(PROT_NONE)`), for pages the core
+//!    (`madvise(MADV_DONTNEED)`, with guard pages `mprotect(PROT_NONE)`), for pages the core
 //!    planned to depopulate ([`depopulate_empty`]);
 //! 5. hands a `PerCpu<AtomicI64>`'s copies to the restartable sequence of
 //!    the OS layer, `sys::rseq::add_fold` ([`PerCpu::rseq_add_fold`]).

@@ -190,7 +190,7 @@ impl Inner {
         let region = Region::reserve(
             config.units(),
             config.first_chunk_pages * config.page_size(),
-            config.placement.clone(),
+            config.region.clone(),
         )?;
         region.populate(0..config.first_chunk_pages)?;
         debug_assert_eq!(
@@ -412,7 +412,7 @@ impl Inner {
             let reserved = Region::reserve(
                 self.config.units(),
                 self.config.unit_size(),
-                self.config.placement.clone(),
+                self.config.region.clone(),
             );
             st = self.state();
             match reserved {

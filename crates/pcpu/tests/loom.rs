@@ -12,8 +12,9 @@
 //!
 //! What a failure would look like: a deadlock or lost wake-up (loom reports
 //! that every thread is blocked), a panic or failed check in some
-//! interleaving, or a write to a page the balance work discarded (the page
-//! is `PROT_NONE` then, so the process dies of `SIGSEGV`).
+//! interleaving, or a write to a page the balance work discarded (the models
+//! build with guard pages: the page is `PROT_NONE` then, so the process
+//! dies of `SIGSEGV`).
 //!
 //! `LOOM_MAX_PREEMPTIONS` overrides each model's preemption bound (the
 //! models with three allocating or checking threads are bounded at 3 and 4
@@ -49,6 +50,8 @@ fn small(policy: &str, background: bool, cache: usize) -> PerCpuAllocator {
         // Every unit resident once populated, whatever the affinity of the
         // thread that builds it: `assert_consistent` compares the two.
         .prefault(Prefault::AllUnits)
+        // A write to a discarded page faults.
+        .guard_pages(true)
         .build()
         .expect("build");
     assert_eq!(alloc.page_size(), PAGE, "the models assume 4 KiB pages");

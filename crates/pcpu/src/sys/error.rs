@@ -131,7 +131,7 @@ impl fmt::Display for SysError {
         match self {
             SysError::Reserve { bytes, errno } => write!(
                 f,
-                "cannot reserve {bytes} bytes of address space (mmap PROT_NONE): {errno}"
+                "cannot reserve {bytes} bytes of address space (mmap): {errno}"
             ),
             SysError::Populate {
                 op,

@@ -1,8 +1,8 @@
 //! Address-space reservations for per-CPU chunks.
 //!
 //! A chunk of the allocator owns one [`Region`]: a single anonymous mapping of
-//! `nr_units * unit_size` bytes, reserved `PROT_NONE` (no memory is committed
-//! by the reservation itself). Unit `u` — the copy that belongs to CPU `u` —
+//! `nr_units * unit_size` bytes, `MAP_NORESERVE` (no memory is committed by
+//! the reservation itself). Unit `u` — the copy that belongs to CPU `u` —
 //! occupies `[base + u * unit_size, base + (u + 1) * unit_size)`.
 //!
 //! Like `pcpu_populate_chunk()` / `pcpu_depopulate_chunk()` in
@@ -14,8 +14,17 @@
 //!
 //! | state        | protection             | contents                  |
 //! |--------------|------------------------|---------------------------|
-//! | unpopulated  | `PROT_NONE` (faults)   | none (discarded)          |
+//! | unpopulated  | read-write; with guard pages `PROT_NONE` (faults) | none (discarded) |
 //! | populated    | `PROT_READ|PROT_WRITE` | zero when new; resident in the hot units |
+//!
+//! Without guard pages ([`RegionOptions::guard`], the default) the mapping
+//! is read-write from the start and protection never changes: a region is
+//! one mapping of the process whatever its pages' states, and population
+//! is pre-faulting and discarding (`MADV_DONTNEED`) only. With guard pages
+//! it is reserved `PROT_NONE` and each populated run is made read-write per
+//! unit, which splits the mapping in every unit: a stray access to an
+//! unpopulated page faults, as the kernel's unmapped pages do, at the price
+//! of up to two mappings per unit per populated run (`vm.max_map_count`).
 //!
 //! A region pre-faults its *hot* units only (`HotUnits`): by default the
 //! units of the online CPUs the process's main thread may run on. The pages
@@ -41,10 +50,11 @@
 //!    handed to the kernel is derived from `base` (so it carries the mapping's
 //!    provenance), page aligned, and stays inside the mapping.
 //! 2. Page state only changes under the region's mutex, so two calls never
-//!    race on the same page, and the bitmap matches the protection of every
-//!    unit except transiently inside one locked call (or after a reported
-//!    `depopulate` failure, after which the pages are recorded as unpopulated
-//!    and the next `populate` redoes them completely).
+//!    race on the same page, and (with guard pages) the bitmap matches the
+//!    protection of every unit except transiently inside one locked call (or
+//!    after a reported `depopulate` failure, after which the pages are
+//!    recorded as unpopulated and the next `populate` redoes them
+//!    completely).
 //! 3. This module never creates a Rust reference into the mapping. Code above
 //!    it may only create references into *populated* pages, and only for as
 //!    long as they stay populated — which is exactly the contract of the one
@@ -69,7 +79,7 @@ use super::pagebits::{bit, clear_bits, set_bits, Runs};
 use super::pagemap;
 #[cfg(test)]
 use super::units::{HotUnits, UnitNodes};
-use super::units::{UnitPlacement, MAX_NODE};
+use super::units::{RegionOptions, MAX_NODE};
 
 /// The system page size in bytes (`getauxval(AT_PAGESZ)`, cached by rustix).
 #[inline]
@@ -92,7 +102,8 @@ struct Span {
 }
 
 /// One chunk's address-space reservation: `nr_units` units of `unit_size`
-/// bytes, in a single anonymous `PROT_NONE` mapping.
+/// bytes, in a single anonymous mapping (read-write, or `PROT_NONE` but for
+/// its populated pages with guard pages).
 ///
 /// Dropping the region unmaps it: no pointer obtained from it may be used
 /// afterwards.
@@ -104,8 +115,9 @@ pub(crate) struct Region {
     nr_units: usize,
     unit_size: usize,
     page_size: usize,
-    /// The units `populate` pre-faults, and each unit's node.
-    units: UnitPlacement,
+    /// The units `populate` pre-faults, each unit's node, and whether
+    /// unpopulated pages are `PROT_NONE`.
+    units: RegionOptions,
     /// Bit `p` set = page `p` is populated in every unit. The lock also
     /// serialises all page-state changes of this region.
     populated: Mutex<Vec<u64>>,
@@ -196,8 +208,9 @@ impl fmt::Debug for Region {
 
 impl Region {
     /// Reserves address space for `nr_units` units of `unit_size` bytes each:
-    /// one `mmap(NULL, nr_units * unit_size, PROT_NONE,
-    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`, without transparent
+    /// one `mmap(NULL, nr_units * unit_size, PROT_READ | PROT_WRITE (with
+    /// `units.guard`: PROT_NONE), MAP_PRIVATE | MAP_ANONYMOUS |
+    /// MAP_NORESERVE)`, without transparent
     /// huge pages (`MADV_NOHUGEPAGE`), and each unit with a node in
     /// `units.nodes` preferring that node (`mbind(MPOL_PREFERRED)`; a
     /// refusal is ignored: the pages then come from wherever the kernel
@@ -213,7 +226,7 @@ impl Region {
     pub(crate) fn reserve(
         nr_units: usize,
         unit_size: usize,
-        units: UnitPlacement,
+        units: RegionOptions,
     ) -> Result<Region, SysError> {
         let page_size = page_size();
         let bad = |reason| SysError::BadGeometry {
@@ -241,6 +254,11 @@ impl Region {
                 errno: Errno::NOMEM,
             });
         }
+        let prot = if units.guard {
+            ProtFlags::empty()
+        } else {
+            ProtFlags::READ | ProtFlags::WRITE
+        };
         // SAFETY: `mmap_anonymous` requires, only when `ptr` is non-null, that
         // the range at `ptr` be valid to mutate; we pass null, so the kernel
         // picks a fresh range that overlaps no existing mapping and no Rust
@@ -249,7 +267,7 @@ impl Region {
             mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 len,
-                ProtFlags::empty(),
+                prot,
                 MapFlags::PRIVATE | MapFlags::NORESERVE,
             )
         }
@@ -272,8 +290,8 @@ impl Region {
         // run the process included, and discarding one page would split it.
         // Kernels without THP answer EINVAL: nothing to turn off then.
         // SAFETY: `ptr..ptr + len` is the mapping just created above, with
-        // no page accessible yet; the advice changes how it is faulted in,
-        // never its contents.
+        // no page faulted in and no reference into it yet; the advice
+        // changes how it is faulted in, never its contents.
         let _ = unsafe { mm::madvise(ptr, len, Advice::LinuxNoHugepage) };
         if !units.nodes.is_none() {
             for unit in 0..nr_units {
@@ -394,9 +412,9 @@ impl Region {
     /// resident in the hot units (`pcpu_populate_chunk()`).
     ///
     /// Per run of not-yet-populated pages, and per unit (or once for the
-    /// whole mapping when the run is a whole unit): `mprotect(PROT_READ |
-    /// PROT_WRITE)`, then, in the hot units, pre-fault with
-    /// `madvise(MADV_POPULATE_WRITE)` so that "populated" means resident there
+    /// whole mapping when the run is a whole unit): with guard pages
+    /// `mprotect(PROT_READ | PROT_WRITE)`, then, in the hot units, pre-fault
+    /// with `madvise(MADV_POPULATE_WRITE)` so that "populated" means resident there
     /// and later first touches do not fault. If the kernel does not know that
     /// advice (`EINVAL`, Linux < 5.14) one byte per page is written with a
     /// volatile zero instead, and the advice is not tried again. The other
@@ -418,8 +436,9 @@ impl Region {
     ///   `pages_per_unit()`.
     /// * [`SysError::Populate`] if a system call fails (or an injected
     ///   failure is armed, see [`fault`]). Everything this call made
-    ///   accessible is decommitted again (`MADV_DONTNEED` + `PROT_NONE`) before
-    ///   returning, so the region is in the state it was before the call.
+    ///   resident or accessible is decommitted again (`MADV_DONTNEED`, and
+    ///   with guard pages `PROT_NONE`) before returning, so the region is in
+    ///   the state it was before the call.
     pub(crate) fn populate(&self, pages: Range<usize>) -> Result<(), SysError> {
         self.check_range(&pages)?;
         if pages.is_empty() {
@@ -457,8 +476,8 @@ impl Region {
     /// (`pcpu_depopulate_chunk()`): per run of populated pages, and per unit
     /// (or once for the whole mapping when the run is a whole unit),
     /// `madvise(MADV_DONTNEED)` — the memory is freed and will read as zero
-    /// if populated again — then `mprotect(PROT_NONE)`, so that a stray
-    /// access faults instead of silently reading zeros or stale data.
+    /// if populated again — then, with guard pages, `mprotect(PROT_NONE)`, so
+    /// that a stray access faults instead of silently reading zeros.
     ///
     /// Pages that are not populated are skipped. An empty range is a no-op.
     ///
@@ -613,16 +632,22 @@ impl Region {
                 pages: run.clone(),
                 errno,
             };
-            // SAFETY: `mprotect` requires the range to be valid to read with
-            // the pointer's provenance, i.e. memory we own: `span` lies inside
-            // our mapping and its pointer is derived from `base` (invariant
-            // 1). Granting access cannot invalidate anything Rust relies on.
-            let r = unsafe {
-                mm::mprotect(
-                    span.ptr,
-                    span.len,
-                    MprotectFlags::READ | MprotectFlags::WRITE,
-                )
+            // Without guard pages the mapping is read-write already.
+            let r = if self.units.guard {
+                // SAFETY: `mprotect` requires the range to be valid to read
+                // with the pointer's provenance, i.e. memory we own: `span`
+                // lies inside our mapping and its pointer is derived from
+                // `base` (invariant 1). Granting access cannot invalidate
+                // anything Rust relies on.
+                unsafe {
+                    mm::mprotect(
+                        span.ptr,
+                        span.len,
+                        MprotectFlags::READ | MprotectFlags::WRITE,
+                    )
+                }
+            } else {
+                Ok(())
             };
             if let Err(errno) = r {
                 self.decommit_spans(&run, 0..i);
@@ -641,8 +666,8 @@ impl Region {
         Ok(())
     }
 
-    /// Makes the pages of `span` of `run` (just made read-write, and
-    /// unpopulated before this call) resident in the hot units.
+    /// Makes the pages of `span` of `run` (read-write, and unpopulated
+    /// before this call) resident in the hot units.
     fn prefault_hot(&self, run: &Range<usize>, span: Span) -> Result<(), Errno> {
         match span.unit {
             Some(unit) if !self.units.hot.contains(unit) => Ok(()),
@@ -653,8 +678,8 @@ impl Region {
         }
     }
 
-    /// Makes the pages of `span` (just made read-write, and unpopulated
-    /// before this call) resident.
+    /// Makes the pages of `span` (read-write, and unpopulated before this
+    /// call) resident.
     fn prefault(&self, span: Span) -> Result<(), Errno> {
         if !fault::touch_forced() && !POPULATE_WRITE_UNSUPPORTED.load(Ordering::Relaxed) {
             // SAFETY: `madvise` requires a pointer appropriate for the advice:
@@ -672,8 +697,9 @@ impl Region {
         let end = p.wrapping_add(span.len);
         while p < end {
             // SAFETY: `p` is page aligned inside `span`, which is inside our
-            // mapping (invariant 1) and was made read-write just before this
-            // call, so the write is in bounds, aligned (u8) and permitted. The
+            // mapping (invariant 1) and read-write (made so just before this
+            // call with guard pages, else since it was mapped), so the write
+            // is in bounds, aligned (u8) and permitted. The
             // page was unpopulated, so no Rust reference to it exists
             // (invariant 3) and no other thread may touch it (invariant 2);
             // its contents are zero (fresh or discarded anonymous memory), so
@@ -713,7 +739,8 @@ impl Region {
         }
     }
 
-    /// `MADV_DONTNEED` then `PROT_NONE` on `span`; both are attempted.
+    /// `MADV_DONTNEED` then, with guard pages, `PROT_NONE` on `span`; both
+    /// are attempted.
     ///
     /// Callers (`depopulate`, whose caller promised that no object or
     /// reference lives in these pages, and `populate`'s rollback, which only
@@ -726,11 +753,15 @@ impl Region {
         // demand; that is a mutation, which is fine because, per this
         // function's callers, no Rust reference or live object is in the span.
         let discard = unsafe { mm::madvise(span.ptr, span.len, Advice::LinuxDontNeed) };
-        // SAFETY: as above the range is ours and validly derived from `base`,
-        // which is `mprotect`'s requirement; removing access is sound because
-        // nothing refers to the span (callers' guarantee), so no later Rust
-        // access can fault.
-        let protect = unsafe { mm::mprotect(span.ptr, span.len, MprotectFlags::empty()) };
+        let protect = if self.units.guard {
+            // SAFETY: as above the range is ours and validly derived from
+            // `base`, which is `mprotect`'s requirement; removing access is
+            // sound because nothing refers to the span (callers' guarantee),
+            // so no later Rust access can fault.
+            unsafe { mm::mprotect(span.ptr, span.len, MprotectFlags::empty()) }
+        } else {
+            Ok(())
+        };
         discard
             .map_err(|e| (SysOp::DontNeed, e))
             .and(protect.map_err(|e| (SysOp::ProtectNone, e)))
@@ -783,7 +814,7 @@ fn prefer_node(addr: *mut c_void, len: usize, node: u16) -> bool {
     // them.
     // SAFETY: `mbind` only sets the memory policy of `addr..addr + len`,
     // which the caller passes as a page-aligned range of a mapping it owns
-    // (invariant 1), with no page accessible yet; it reads `maxnode - 1`
+    // (invariant 1), with no page faulted in yet; it reads `maxnode - 1`
     // bits of `mask`, which holds them all, and writes no memory of ours.
     // Contents and protection are unchanged.
     let rc = unsafe {
@@ -820,8 +851,15 @@ mod tests {
     use std::hint::black_box;
     use std::sync::Arc;
 
+    /// A region with guard pages: most tests here check page states by
+    /// their protection too (`unguarded` for the default).
     fn region(nr_units: usize, pages: usize) -> Region {
-        Region::reserve(nr_units, pages * page_size(), UnitPlacement::all()).expect("reserve")
+        Region::reserve(nr_units, pages * page_size(), RegionOptions::guarded()).expect("reserve")
+    }
+
+    /// A region without guard pages (the allocator's default).
+    fn unguarded(nr_units: usize, pages: usize) -> Region {
+        Region::reserve(nr_units, pages * page_size(), RegionOptions::all()).expect("reserve")
     }
 
     /// Writes `byte` over pages `pages` of `unit`.
@@ -862,7 +900,7 @@ mod tests {
             (2, (isize::MAX as usize / ps) * ps, "overflows"),
         ];
         for (nr_units, unit_size, what) in cases {
-            let err = Region::reserve(nr_units, unit_size, UnitPlacement::all()).unwrap_err();
+            let err = Region::reserve(nr_units, unit_size, RegionOptions::all()).unwrap_err();
             match &err {
                 SysError::BadGeometry {
                     nr_units: n,
@@ -978,7 +1016,12 @@ mod tests {
 
     #[test]
     fn depopulate_releases_and_repopulate_reads_zero() {
-        let r = region(2, 6);
+        for r in [region(2, 6), unguarded(2, 6)] {
+            depopulate_releases_and_repopulate_reads_zero_in(r);
+        }
+    }
+
+    fn depopulate_releases_and_repopulate_reads_zero_in(r: Region) {
         r.populate(0..6).unwrap();
         for u in 0..2 {
             fill(&r, u, 0..6, 0x5A);
@@ -1080,7 +1123,7 @@ mod tests {
         fault::reset();
         fault::fail_next_reserves(2);
         for _ in 0..2 {
-            let err = Region::reserve(2, page_size(), UnitPlacement::all()).unwrap_err();
+            let err = Region::reserve(2, page_size(), RegionOptions::all()).unwrap_err();
             assert_eq!(
                 err,
                 SysError::Reserve {
@@ -1091,17 +1134,17 @@ mod tests {
         }
         assert_eq!(fault::pending_reserve_failures(), 0);
         let r =
-            Region::reserve(2, page_size(), UnitPlacement::all()).expect("third reserve succeeds");
+            Region::reserve(2, page_size(), RegionOptions::all()).expect("third reserve succeeds");
         r.populate(0..1).unwrap();
         // Bad geometry is reported before (and without consuming) a failure.
         fault::fail_next_reserves(1);
         assert!(matches!(
-            Region::reserve(0, page_size(), UnitPlacement::all()),
+            Region::reserve(0, page_size(), RegionOptions::all()),
             Err(SysError::BadGeometry { .. })
         ));
         assert_eq!(fault::pending_reserve_failures(), 1);
         // Knobs are per thread.
-        std::thread::spawn(|| Region::reserve(1, page_size(), UnitPlacement::all()).map(drop))
+        std::thread::spawn(|| Region::reserve(1, page_size(), RegionOptions::all()).map(drop))
             .join()
             .unwrap()
             .expect("other threads are not affected");
@@ -1210,9 +1253,10 @@ mod tests {
 
     #[test]
     fn cold_units_are_accessible_but_take_memory_only_where_written() {
-        let units = UnitPlacement {
+        let units = RegionOptions {
             hot: HotUnits::only([0], 3),
             nodes: UnitNodes::none(),
+            guard: false,
         };
         let r = Region::reserve(3, 4 * page_size(), units).unwrap();
         r.populate(0..4).unwrap();
@@ -1303,9 +1347,10 @@ mod tests {
         }
         // One node here: node 0 for units 0 and 2 stands for "the CPU's
         // node"; unit 1 has none.
-        let units = UnitPlacement {
+        let units = RegionOptions {
             hot: HotUnits::all(),
             nodes: UnitNodes::from_nodes(vec![Some(0), None, Some(0)]),
+            guard: false,
         };
         let r = Region::reserve(3, 2 * page_size(), units).unwrap();
         assert_eq!(unit_policies(&r), ["prefer:0", "default", "prefer:0"]);
@@ -1335,6 +1380,40 @@ mod tests {
             .collect()
     }
 
+    /// Without guard pages a region stays one mapping of the process
+    /// whatever its pages' states (with them, each populated run splits it
+    /// in every unit: 64 units of 8 pages with every other page populated
+    /// take 512 mappings, and `vm.max_map_count` is 65530 by default); a failed
+    /// populate leaves nothing resident; an unpopulated page reads zero.
+    #[test]
+    fn an_unguarded_region_stays_one_mapping() {
+        let (units, pages) = (64, 8);
+        let guarded = region(units, pages);
+        let r = unguarded(units, pages);
+        for r in [&guarded, &r] {
+            for p in (0..pages).step_by(2) {
+                r.populate(p..p + 1).unwrap();
+            }
+        }
+        assert_eq!(maps_of(&guarded).len(), units * pages);
+        assert_eq!(maps_of(&r).len(), 1, "{:#?}", maps_of(&r));
+        assert_eq!(r.resident_pages().unwrap(), units * pages / 2);
+        fill(&r, 3, 0..1, 9);
+        // SAFETY: no object or reference lives in the region.
+        unsafe { r.depopulate(0..pages) }.unwrap();
+        assert_eq!(r.resident_pages().unwrap(), 0);
+        assert!(all_eq(&r, 3, 0..1, 0) && all_eq(&r, 5, 1..2, 0));
+        assert_eq!(r.resident_pages().unwrap(), 0, "reads map the zero page");
+        fault::reset();
+        fault::fail_next_populates(1);
+        assert!(r.populate(2..6).is_err());
+        assert_eq!((r.resident_pages().unwrap(), r.populated_pages()), (0, 0));
+        fault::reset();
+        r.populate(1..7).unwrap();
+        assert_eq!(r.resident_pages().unwrap(), units * 6);
+        assert_eq!(maps_of(&r).len(), 1);
+    }
+
     #[test]
     fn a_failed_populate_with_cold_units_leaves_nothing_accessible() {
         // Whole units and part of them; the hot unit first, last, or two of
@@ -1350,9 +1429,10 @@ mod tests {
             for touch in [false, true] {
                 fault::reset();
                 fault::force_touch_fallback(touch);
-                let units = UnitPlacement {
+                let units = RegionOptions {
                     hot: HotUnits::only(hot.clone(), 3),
                     nodes: UnitNodes::none(),
+                    guard: true,
                 };
                 let r = Region::reserve(3, 4 * page_size(), units).unwrap();
                 let before = usize::from(pages.start > 0);
@@ -1376,7 +1456,7 @@ mod tests {
     fn resident_count_spans_several_mincore_batches() {
         let ps = page_size();
         let pages = 3 * 4096 + 17;
-        let r = Region::reserve(1, pages * ps, UnitPlacement::all()).unwrap();
+        let r = Region::reserve(1, pages * ps, RegionOptions::all()).unwrap();
         r.populate(100..5000).unwrap();
         r.populate(9000..pages).unwrap();
         let want = 4900 + (pages - 9000);
@@ -1508,7 +1588,7 @@ mod tests {
             )
             .expect("lower RLIMIT_AS in the child");
             testutil::child_ready();
-            let err = Region::reserve(8, GIB, UnitPlacement::all()).unwrap_err();
+            let err = Region::reserve(8, GIB, RegionOptions::all()).unwrap_err();
             assert_eq!(
                 err,
                 SysError::Reserve {
@@ -1518,7 +1598,7 @@ mod tests {
             );
             eprintln!("{err}");
             // A small reservation still fits.
-            let r = Region::reserve(2, page_size(), UnitPlacement::all()).unwrap();
+            let r = Region::reserve(2, page_size(), RegionOptions::all()).unwrap();
             r.populate(0..1).unwrap();
             testutil::child_done();
             return;

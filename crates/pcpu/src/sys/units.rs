@@ -1,7 +1,7 @@
 //! Where each unit of a region takes its memory from: whether its pages are
 //! pre-faulted when populated ([`HotUnits`]), and on which NUMA node
 //! ([`UnitNodes`]). Both are decided once per allocator and shared by its
-//! regions ([`UnitPlacement`]).
+//! regions ([`RegionOptions`], with whether unpopulated pages fault).
 
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -10,21 +10,34 @@ use std::sync::Arc;
 use super::cpu::parse_cpu_ranges;
 use super::pagebits::{bit, set_bits, Runs};
 
-/// What a region needs to know about its units.
+/// What a region needs to know about its units and pages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct UnitPlacement {
+pub(crate) struct RegionOptions {
     /// The units whose pages are pre-faulted.
     pub(crate) hot: HotUnits,
     /// The node each unit's pages should come from.
     pub(crate) nodes: UnitNodes,
+    /// Unpopulated pages are `PROT_NONE` in every unit, so that a stray
+    /// access faults (`Builder::guard_pages`); else the whole mapping is
+    /// read-write from the start and stays one mapping.
+    pub(crate) guard: bool,
 }
 
-impl UnitPlacement {
-    /// Every unit pre-faulted, no node preference: the kernel's behaviour
-    /// on one node.
+impl RegionOptions {
+    /// Every unit pre-faulted, no node preference, no guard: the kernel's
+    /// behaviour on one node, but for the faults of unpopulated pages.
     #[cfg(test)]
     pub(crate) fn all() -> Self {
-        UnitPlacement::default()
+        RegionOptions::default()
+    }
+
+    /// [`RegionOptions::all`] with unpopulated pages `PROT_NONE`.
+    #[cfg(test)]
+    pub(crate) fn guarded() -> Self {
+        RegionOptions {
+            guard: true,
+            ..RegionOptions::default()
+        }
     }
 }
 
