@@ -18,7 +18,7 @@ pub(crate) struct DemoArgs {
     /// Parent groups (memory cgroups) to create.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     parents: u32,
-    /// Children per parent.
+    /// Children per parent (at most 1,000,000 groups in all).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
     children: u32,
     /// Policies, comma-separated (default: linux-5.11, seed-rfc, linux-5.14,
@@ -46,6 +46,13 @@ pub(crate) struct DemoArgs {
 
 /// Runs `pcpu demo`.
 pub(crate) fn run(args: DemoArgs) -> CliResult {
+    let groups = u64::from(args.parents) * (1 + u64::from(args.children));
+    if groups > 1_000_000 {
+        return Err(CliError::usage(format!(
+            "--parents {} --children {} make {groups} groups; at most 1,000,000",
+            args.parents, args.children
+        )));
+    }
     let mut cfg = DemoConfig {
         parents: args.parents as usize,
         children: args.children as usize,

@@ -54,13 +54,15 @@ fn check_out(out: &GenOut) -> Result<(), CliError> {
     if !has_capture || out.force {
         return Ok(());
     }
-    let params = std::fs::read_to_string(dir.join("capture-params.txt")).unwrap_or_default();
-    if params.lines().any(|l| l.starts_with("generator=")) {
-        return Ok(());
-    }
+    let params = std::fs::read_to_string(dir.join("capture-params.txt"));
+    let why = match &params {
+        Ok(p) if p.lines().any(|l| l.starts_with("generator=")) => return Ok(()),
+        Ok(_) => "its capture-params.txt names no generator",
+        Err(_) => "it has no readable capture-params.txt naming a generator",
+    };
     Err(CliError::usage(format!(
-        "{}: holds a capture that `pcpu gen` did not write (its capture-params.txt names no \
-         generator); refusing to overwrite it (--force overwrites)",
+        "{}: holds a capture that `pcpu gen` did not write ({why}); refusing to overwrite it \
+         (--force overwrites)",
         dir.display()
     )))
 }

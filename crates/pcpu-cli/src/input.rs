@@ -410,6 +410,22 @@ impl Loaded {
         pcpu_replay::phase_marks(&self.records)
     }
 
+    /// Warns when phase `at` has more than one `PHASE <at> Percpu` marker:
+    /// `--at` stops at the first.
+    pub(crate) fn warn_repeated_phase(&self, at: &str) {
+        let n = self
+            .records
+            .iter()
+            .filter(|r| matches!(&r.event, Event::PhasePercpu { name, .. } if name == at))
+            .count();
+        if n > 1 {
+            crate::error::warn(&format!(
+                "{}: phase `{at}` has {n} `PHASE {at} Percpu` markers; --at stops at the first",
+                self.name
+            ));
+        }
+    }
+
     /// Turns a replay error into a command error (exit code 1).
     pub(crate) fn replay_error(&self, e: &ReplayError) -> CliError {
         CliError::replay(format!("{}: replay failed: {e}", self.name))
@@ -536,7 +552,10 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         )));
     }
     let setup = Setup::derive(&geo, units, &records, !args.no_prefill).map_err(|e| match e {
-        ReplayError::NoEvents => CliError::usage(format!("{trace_label}: {e}")),
+        // What the trace lacks is an input error, as an empty trace is.
+        ReplayError::NoEvents | ReplayError::Setup(_) => {
+            CliError::usage(format!("{trace_label}: {e}"))
+        }
         e => CliError::replay(format!("{name}: {e}")),
     })?;
     let (has_balance, has_kprobes) = pcpu_replay::trace_features(&records);

@@ -13,7 +13,8 @@ use crate::input::{self, parse_policy, CommonArgs, Progress};
 /// Arguments of `pcpu pins`.
 #[derive(Args, Debug)]
 pub(crate) struct PinsArgs {
-    /// Replay up to (and including) the `PHASE <PHASE> Percpu` marker.
+    /// Replay up to (and including) the `PHASE <PHASE> Percpu` marker (the
+    /// first, if the trace repeats the name).
     #[arg(long, value_name = "PHASE")]
     pub(crate) at: String,
 
@@ -74,6 +75,7 @@ pub(crate) fn run(args: PinsArgs) -> CliResult {
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
     loaded.check_runs(&[args.policy], Placement::Simulate)?;
+    loaded.warn_repeated_phase(&args.at);
     let cfg = loaded.config(args.policy, Placement::Simulate);
     let lab_input = Input::new(
         loaded.name.clone(),

@@ -13,7 +13,8 @@ use crate::replay_cmd::{replay_until, Skipped};
 /// Arguments of `pcpu stats`.
 #[derive(Args, Debug)]
 pub(crate) struct StatsArgs {
-    /// Replay up to (and including) the `PHASE <PHASE> Percpu` marker.
+    /// Replay up to (and including) the `PHASE <PHASE> Percpu` marker (the
+    /// first, if the trace repeats the name).
     #[arg(long, value_name = "PHASE")]
     pub(crate) at: String,
 
@@ -28,7 +29,8 @@ pub(crate) struct StatsArgs {
 
     /// Print the page map instead: every chunk's pages, one character per
     /// page (`#` holds allocations or the first chunk's hidden static or
-    /// reserved bytes, `.` populated but empty, `-` unpopulated), so that
+    /// reserved bytes, `.` populated but empty, `-` unpopulated, `!`
+    /// allocated but not yet populated), so that
     /// where the live objects of a mostly empty chunk sit can be seen. The JSON has it too (`page_map` of each chunk).
     #[arg(long, conflicts_with = "json")]
     pub(crate) map: bool,
@@ -43,6 +45,7 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
     let progress = Progress::new();
     let loaded = input::load(&args.common, &progress)?;
     loaded.check_runs(&[args.run.policy], args.run.placement.into())?;
+    loaded.warn_repeated_phase(&args.at);
     let is_target = |e: &Event| matches!(e, Event::PhasePercpu { name, .. } if *name == args.at);
     let Some(end) = loaded.records.iter().position(|r| is_target(&r.event)) else {
         progress.finish();

@@ -53,6 +53,23 @@ fn stderr(o: &Output) -> String {
 /// Asserts success and an empty stderr (no progress bar off a terminal).
 /// Runs `pcpu args...`, which must succeed, and parses its standard output
 /// as JSON.
+/// `pcpu replay - --json` of `trace` on standard input, with the
+/// geometry and units given by flags; it must succeed.
+fn replay_stdin_json(trace: &[u8]) -> Value {
+    let args = [
+        "replay",
+        "-",
+        "--geometry",
+        GEOMETRY,
+        "--units",
+        "4",
+        "--json",
+    ];
+    let o = pcpu_with_stdin(&args, Some(trace));
+    assert_ok(&o);
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
 fn json(args: &[&str]) -> Value {
     let o = pcpu(args);
     assert_ok(&o);
@@ -336,20 +353,7 @@ fn replay_with_per_cpu_magazines() {
 
 #[test]
 fn replay_reads_standard_input_with_flags_for_geometry() {
-    let o = pcpu_with_stdin(
-        &[
-            "replay",
-            "-",
-            "--geometry",
-            GEOMETRY,
-            "--units",
-            "4",
-            "--json",
-        ],
-        Some(&small_trace_gz()),
-    );
-    assert_ok(&o);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let v = replay_stdin_json(&small_trace_gz());
     assert_eq!(v["trace"], "stdin");
     // Same result as from the capture folder, whose dmesg gives the same geometry.
     let mut from_dir: Value = json(&["replay", SMALL, "--json"]);
@@ -913,6 +917,58 @@ fn error_empty_trace() {
         Some(b"# tracer: nop\n"),
     );
     assert_fails(&o, 2, &["no percpu_alloc_percpu"]);
+}
+
+/// A trace with frees but no allocation is an input error (exit 2), as an
+/// empty one is; so is a demo of more groups than `gen` accepts (it
+/// aborted allocating its handles).
+#[test]
+fn error_inputs_that_cannot_be_replayed_exit_2() {
+    let trace = hand_trace(&[
+        "percpu_free_percpu: base_addr=ffff000000037000 off=8192 ptr=0000000000039000",
+    ]);
+    for lenient in [false, true] {
+        let mut args = vec!["replay", "-", "--geometry", GEOMETRY, "--units", "4"];
+        if lenient {
+            args.push("--lenient");
+        }
+        let o = pcpu_with_stdin(&args, Some(&trace));
+        assert_fails(&o, 2, &["no percpu_alloc_percpu"]);
+    }
+    let o = pcpu(&["demo", "--parents", "1000000", "--children", "1000"]);
+    assert_fails(&o, 2, &["1001000000 groups", "at most 1,000,000"]);
+}
+
+/// Phase names may hold spaces; `--at` on a repeated name warns that it
+/// stops at the first.
+#[test]
+fn phases_named_with_spaces_and_repeated() {
+    let mark = |m: &str| format!("tracing_mark_write: {m}");
+    let trace = hand_trace(&[
+        ALLOC_A,
+        &mark("PHASE weird name Percpu: 1040 kB"),
+        &mark("PHASE A Percpu: 1040 kB"),
+        &mark("PHASE A Percpu: 1040 kB"),
+    ]);
+    let v = replay_stdin_json(&trace);
+    let names: Vec<_> = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["weird name", "A", "A"]);
+    let args = ["pins", "-", "--geometry", GEOMETRY, "--units", "4", "--at"];
+    let o = pcpu_with_stdin(&[&args[..], &["weird name"]].concat(), Some(&trace));
+    assert_ok(&o);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let o = pcpu_with_stdin(&[&args[..], &["A"]].concat(), Some(&trace));
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("phase `A` has 2 `PHASE A Percpu` markers; --at stops at the first"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -529,15 +529,33 @@ fn parse_marker(text: &[u8]) -> Result<Event, ParseErrorKind> {
     };
     let s = String::from_utf8_lossy(text);
     if let Some(rest) = s.strip_prefix("PHASE ") {
+        // The name runs up to the last ` begin` or `Percpu:`, so that it may
+        // hold spaces; an empty one is malformed.
         let rest = rest.trim_end();
-        if let Some((name, tail)) = rest.split_once(' ') {
-            let tail = tail.trim_start();
-            if !name.is_empty() && tail == "begin" {
-                return Ok(Event::PhaseBegin {
-                    name: name.to_owned(),
-                });
+        let empty_name = || ParseErrorKind::BadValue {
+            event: EV_MARK,
+            field: "name",
+            value: snippet(s.as_bytes()),
+            expected: "`PHASE <name> begin` or `PHASE <name> Percpu: <n> kB` with a name",
+        };
+        if let Some(name) = rest
+            .strip_suffix(" begin")
+            .or((rest == "begin").then_some(""))
+        {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(empty_name());
             }
-            if let (false, Some(v)) = (name.is_empty(), tail.strip_prefix("Percpu:")) {
+            return Ok(Event::PhaseBegin {
+                name: name.to_owned(),
+            });
+        }
+        if let Some((name, v)) = rest.rsplit_once("Percpu:") {
+            if name.is_empty() || name.ends_with(char::is_whitespace) {
+                let name = name.trim();
+                if name.is_empty() {
+                    return Err(empty_name());
+                }
                 let v = v.trim();
                 let num = v.strip_suffix("kB").unwrap_or(v).trim_end();
                 return match parse_dec(num.as_bytes()) {

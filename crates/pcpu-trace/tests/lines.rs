@@ -224,6 +224,27 @@ fn markers() {
     assert_eq!(r.event, Event::Marker("hello: world a=b".into()));
     let r = rec("  init-1 [002] ..... 6.0: tracing_mark_write: PHASE only");
     assert_eq!(r.event, Event::Marker("PHASE only".into()));
+    // A name may hold spaces: it runs up to the last ` begin` / `Percpu:`.
+    let r = rec("  init-1 [002] ..... 6.9: tracing_mark_write: PHASE weird name Percpu: 1040 kB");
+    assert_eq!(
+        r.event,
+        Event::PhasePercpu {
+            name: "weird name".into(),
+            kb: 1040
+        }
+    );
+    let r = rec("  init-1 [002] ..... 6.9: tracing_mark_write: PHASE after begin begin");
+    assert_eq!(
+        r.event,
+        Event::PhaseBegin {
+            name: "after begin".into()
+        }
+    );
+    // Text that only starts like a marker stays plain.
+    let r = rec("  init-1 [002] ..... 6.9: tracing_mark_write: PHASE X begin extra");
+    assert_eq!(r.event, Event::Marker("PHASE X begin extra".into()));
+    let r = rec("  init-1 [002] ..... 6.9: tracing_mark_write: PHASE XPercpu: 3 kB");
+    assert_eq!(r.event, Event::Marker("PHASE XPercpu: 3 kB".into()));
 }
 
 #[test]
@@ -432,6 +453,22 @@ fn field_errors() {
         e.to_string(),
         "line 7: tracing_mark_write: field `Percpu`: expected `PHASE <name> Percpu: <n> kB`, found `lots kB`"
     );
+    // A phase marker without a name.
+    for marker in [
+        "PHASE  Percpu: 1040 kB",
+        "PHASE Percpu: 1",
+        "PHASE  begin",
+        "PHASE begin",
+    ] {
+        let e = err(&format!(
+            "  init-1 [002] ..... 6.0: tracing_mark_write: {marker}"
+        ));
+        assert!(
+            e.to_string()
+                .starts_with("line 7: tracing_mark_write: field `name`: expected"),
+            "{marker}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -17,9 +17,11 @@ fn main() -> Result<(), pcpu::Error> {
     println!("{}", report.table());
     println!("{}", serde_json::to_string(&report).expect("serialisable"));
     eprintln!(
-        "{} groups x {} policies in {:.2?}",
+        "{} groups x {} runs ({} policies, {} with hints) in {:.2?}",
         cfg.groups(),
+        cfg.policies.len() + cfg.hinted.len(),
         cfg.policies.len(),
+        cfg.hinted.len(),
         start.elapsed()
     );
     Ok(())

@@ -146,6 +146,9 @@ impl PerCpuAllocator {
     /// are usually written: use
     /// [`per_cpu_zeroed`](Self::per_cpu_zeroed) for those.
     ///
+    /// A zero-sized `T` still takes the smallest area, 4 bytes per CPU:
+    /// every object has an address of its own in every unit.
+    ///
     /// # Errors
     /// [`Error::InvalidSize`] if `T` is larger than 32 KiB,
     /// [`Error::InvalidAlign`] if its alignment exceeds the page size,

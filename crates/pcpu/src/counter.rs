@@ -27,6 +27,10 @@ use crate::PerCpuAllocator;
 ///   less than `batch` in magnitude); it is never updated more often than
 ///   once per `batch` operations per CPU.
 ///
+/// Arithmetic wraps, as the kernel's `s64` counters do: past `i64::MAX` the
+/// sum goes on from `i64::MIN`, silently (and `read_approx` may show the
+/// total before the wrap reached it).
+///
 /// # How a slot is updated
 ///
 /// One of two schemes, chosen once per process (never mixed):

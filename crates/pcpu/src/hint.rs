@@ -19,6 +19,12 @@
 //! chunk, and pages freed by finished requests would be given back and
 //! populated again instead of reused.
 //!
+//! A class takes whole pages: each live class holds at least one page per
+//! CPU, however small its objects. A class per object costs a page per
+//! object per CPU (5,000 live `u64`s in 5,000 classes take 40 MB on 2
+//! CPUs): use a class for a group of objects that die together, not as an
+//! object's identity.
+//!
 //! ```
 //! use pcpu::{with_lifetime, Lifetime, PerCpuAllocator, Policy};
 //!
