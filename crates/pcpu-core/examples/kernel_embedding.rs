@@ -58,7 +58,9 @@ struct Mapper {
 }
 
 impl Mapper {
-    /// `per_cpu_ptr`: the address of `cpu`'s copy of an allocation.
+    /// `per_cpu_ptr`: the address of `cpu`'s copy of an allocation. (This
+    /// geometry has no static or reserved area; with one, the first
+    /// chunk's offsets count from `Allocator::chunk_base`, past them.)
     fn per_cpu_ptr(&self, a: &Allocation, cpu: usize) -> usize {
         let (base, _) = &self.chunks[&a.chunk];
         base + cpu * UNIT_PAGES * PAGE + a.offset

@@ -48,7 +48,10 @@ impl AllocFlags {
 pub struct Allocation {
     /// Chunk.
     pub chunk: ChunkId,
-    /// Byte offset in each unit of the chunk.
+    /// Byte offset in each unit of the chunk, from the chunk's base: the
+    /// unit's start for the chunks the backend creates, the page-aligned
+    /// start of their region for the first and the reserved chunk
+    /// ([`Allocator::unit_offset`] adds it).
     pub offset: usize,
     /// Size in bytes, rounded up to 4.
     pub size: usize,
@@ -133,6 +136,9 @@ pub struct Allocator {
     pub(crate) nr_populated: usize,
     pub(crate) atomic_alloc_failed: bool,
     pub(crate) balance_pending: bool,
+    /// Balance runs started and neither ended nor aborted (0 or 1 when the
+    /// embedder serialises runs, as it must).
+    pub(crate) open_runs: u32,
     pub(crate) next_serial: u64,
     pub(crate) rfc_nr_marked: usize,
     pub(crate) stats: GlobalStats,
@@ -193,6 +199,7 @@ impl Allocator {
             nr_populated: (fc.static_size + fc.reserved_size + fc.dyn_size) / page,
             atomic_alloc_failed: false,
             balance_pending: false,
+            open_runs: 0,
             next_serial: 1,
             rfc_nr_marked: 0,
             stats: GlobalStats::new(geo.unit_size() as u64),
@@ -248,6 +255,40 @@ impl Allocator {
     /// The reserved chunk's id, if any.
     pub fn reserved_chunk(&self) -> Option<ChunkId> {
         self.reserved.map(ChunkId)
+    }
+
+    /// Where chunk `chunk`'s offsets count from, in bytes from the start of
+    /// its unit (the kernel's `chunk->base_addr`): 0 for the chunks the
+    /// backend creates; for the first and the reserved chunk, which share the
+    /// first chunk's unit with the static area, the page-aligned start of
+    /// their region (the static area, and for the first chunk the reserved
+    /// area, lie before it).
+    ///
+    /// ```
+    /// use pcpu_core::*;
+    /// let g = Geometry::from_kernel_line(
+    ///     "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288", 4).unwrap();
+    /// let a = Allocator::new(g, Policy::default());
+    /// assert_eq!(a.chunk_base(a.reserved_chunk().unwrap()), 217088);
+    /// assert_eq!(a.chunk_base(a.first_chunk()), 217088 + 8192);
+    /// ```
+    pub fn chunk_base(&self, chunk: ChunkId) -> usize {
+        let fc = self.geo.first_chunk();
+        let page = self.geo.page_size();
+        if Some(chunk.0) == self.reserved {
+            fc.static_size / page * page
+        } else if chunk.0 == self.first {
+            (fc.static_size + fc.reserved_size) / page * page
+        } else {
+            0
+        }
+    }
+
+    /// Where `a` starts in each unit of its chunk, in bytes from the unit's
+    /// start: [`chunk_base`](Self::chunk_base) plus `a.offset`. A CPU's copy
+    /// is at that chunk's unit for the CPU plus this.
+    pub fn unit_offset(&self, a: &Allocation) -> usize {
+        self.chunk_base(a.chunk) + a.offset
     }
     /// A live chunk.
     pub fn chunk(&self, id: ChunkId) -> Option<&Chunk> {

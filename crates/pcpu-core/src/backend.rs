@@ -51,10 +51,19 @@ pub trait Backend {
     /// (as `pcpu_balance_free` does, the chunk is destroyed anyway): release
     /// whatever still backs them too.
     fn destroy_chunk(&mut self, id: ChunkId);
-    /// Back `pages` of chunk `id` with memory in every unit.
+    /// Back `pages` of chunk `id` with memory in every unit. On error,
+    /// none of `pages` may be left populated in any unit (roll back what the
+    /// call did): the allocator counts them unpopulated and populates them
+    /// again before use.
     fn populate(&mut self, id: ChunkId, pages: Range<usize>) -> Result<(), BackendError>;
-    /// Return `pages` of chunk `id` in every unit. On error the pages stay
-    /// populated and the allocator keeps counting them.
+    /// Return `pages` of chunk `id` in every unit. On error the allocator
+    /// keeps counting the pages populated and places objects on them without
+    /// populating them again, so return an error only when every page is
+    /// still backed in every unit. A backend that gave back part of the range
+    /// and cannot back it again must report `Ok` (and count the failure
+    /// itself), as the `pcpu` crate does: the pages are then populated again
+    /// before use. (Before a chunk is destroyed an error changes nothing:
+    /// [`Backend::destroy_chunk`] releases what still backs the pages.)
     fn depopulate(&mut self, id: ChunkId, pages: Range<usize>) -> Result<(), BackendError>;
     /// Batched TLB flush after depopulating `pages` of a live chunk
     /// (`pcpu_post_unmap_tlb_flush`). Default: nothing.

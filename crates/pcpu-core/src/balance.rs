@@ -5,10 +5,20 @@
 //! [`PageWork`] item: [`BalanceRun::next`] plans it under the caller's lock,
 //! the caller performs it (lock dropped if it likes), and
 //! [`BalanceRun::done`] commits its result under the lock again. Between the
-//! two, frees may run; allocations may run too, but never on a chunk that the
-//! run is depopulating (isolated or detached chunks are invisible to them).
-//! The caller must serialise balance runs and chunk creation (the kernel's
-//! mutex). [`Allocator::balance`] drives a whole run inline.
+//! two, frees may run, and atomic allocations (which never populate), but
+//! never on a chunk that the run is depopulating (isolated or detached
+//! chunks are invisible to them). Everything else is serialised with the
+//! run by the caller, as the kernel's `pcpu_alloc_mutex` does: other balance
+//! runs, chunk creation, and non-atomic allocations, whose population
+//! ([`Allocator::next_unpopulated`] to [`Allocator::commit_populated`])
+//! would otherwise populate the pages of a planned
+//! [`PageWork::Populate`] a second time. [`Allocator::balance`] drives a
+//! whole run inline.
+//!
+//! A run holds chunks off the lists while it works on them (chunks to
+//! destroy, the chunk under reclaim): drive it until [`BalanceRun::next`]
+//! returns `None`, or give it up with [`BalanceRun::abort`], never just drop
+//! it.
 
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -108,9 +118,14 @@ enum State {
     Done,
 }
 
-/// One balance run in progress; see the module docs.
+/// One balance run in progress; see the module docs. Drive it to its end or
+/// [`abort`](BalanceRun::abort) it: dropping it part-way leaves the chunks
+/// it took off the lists off them for good.
 #[derive(Clone, Debug)]
+#[must_use = "a balance run must be driven to its end or aborted"]
 pub struct BalanceRun {
+    /// Counted in `Allocator::open_runs` (until the run ends or is aborted).
+    open: bool,
     stage: usize,
     state: State,
     pending: Option<PageWork>,
@@ -120,9 +135,12 @@ pub struct BalanceRun {
 impl Allocator {
     /// Start a balance run (the work item begins executing): clears the
     /// pending flag; triggers during the run set it again.
+    #[must_use = "a balance run must be driven to its end or aborted"]
     pub fn balance_start(&mut self) -> BalanceRun {
         self.balance_pending = false;
+        self.open_runs += 1;
         BalanceRun {
+            open: true,
             stage: 0,
             state: State::Start,
             pending: None,
@@ -166,6 +184,46 @@ impl BalanceRun {
         self.report
     }
 
+    /// Give the run up (an embedder's error path, shutdown) and put back
+    /// what it holds: chunks it took off the free slot to destroy go back to
+    /// it, the chunk under reclaim stays queued for reclaim, a chunk the
+    /// seed-rfc shrink detached goes back to its slot, and a chunk id
+    /// reserved for creation is released. What [`done`](BalanceRun::done)
+    /// committed stays. A pending operation (planned by
+    /// [`next`](BalanceRun::next), not yet committed) counts as not
+    /// performed: commit one that was performed with `done` first (and
+    /// perform the TLB flush of a pending [`PageWork::FlushTlb`]). The work
+    /// left is pending again ([`Allocator::balance_pending`]). Returns what
+    /// the run did.
+    pub fn abort(mut self, a: &mut Allocator) -> BalanceReport {
+        if let Some(PageWork::CreateChunk { chunk }) = self.pending.take() {
+            a.abort_create_chunk(chunk);
+        }
+        match &self.state {
+            State::Free { to_free, idx } => {
+                for &id in &to_free[*idx..] {
+                    reattach(a, id);
+                }
+            }
+            State::Reclaim { cur: Some(rc), .. } => {
+                // It is still queued (`to_depopulate`): the next run scans
+                // it from the top again.
+                let c = a.cm(rc.id);
+                c.reclaiming = false;
+                c.requeued = false;
+            }
+            State::Shrink {
+                cur: Some((id, ..)),
+                ..
+            } => reattach(a, *id),
+            _ => {}
+        }
+        self.state = State::Done;
+        self.close(a);
+        a.balance_pending = true;
+        self.report
+    }
+
     /// Plan the next page operation, or `None` when the run is over. Each
     /// item is to be followed by [`BalanceRun::done`]; called again before
     /// that, it returns the same operation (nothing was committed).
@@ -173,9 +231,19 @@ impl BalanceRun {
         if let Some(w) = &self.pending {
             return Some(w.clone());
         }
-        let w = self.plan(a)?;
+        let Some(w) = self.plan(a) else {
+            self.close(a);
+            return None;
+        };
         self.pending = Some(w.clone());
         Some(w)
+    }
+
+    /// The run is over: no longer open.
+    fn close(&mut self, a: &mut Allocator) {
+        if core::mem::take(&mut self.open) {
+            a.open_runs -= 1;
+        }
     }
 
     fn advance(&mut self) {
@@ -315,6 +383,13 @@ impl BalanceRun {
             (_, w) => debug_assert!(false, "unexpected completion {w:?}"),
         }
     }
+}
+
+/// Put detached chunk `id` back on the list of its slot.
+fn reattach(a: &mut Allocator, id: u32) {
+    a.cm(id).detached = false;
+    let slot = a.layout.chunk_slot(a.c(id));
+    a.lists.move_to(id, slot, false);
 }
 
 /// `pcpu_balance_free`: detach the free slot's chunks except the head.
@@ -620,8 +695,6 @@ fn plan_shrink(
         }
         let id = *id;
         *cur = None;
-        a.cm(id).detached = false;
-        let slot = a.layout.chunk_slot(a.c(id));
-        a.lists.move_to(id, slot, false);
+        reattach(a, id);
     }
 }

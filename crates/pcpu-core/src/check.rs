@@ -212,6 +212,11 @@ impl Allocator {
     /// balance run (between `balance_start` and the run's end, detached and
     /// isolated chunks are off their lists on purpose).
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        ensure!(
+            self.open_runs == 0,
+            "{} balance run(s) started and neither ended nor aborted",
+            self.open_runs
+        );
         let mut empty = 0i32;
         let mut empty_all = 0i32;
         let mut populated = 0usize;
@@ -224,6 +229,13 @@ impl Allocator {
             if Some(id) != self.reserved && !c.isolated {
                 empty += c.nr_empty_pop_pages;
             }
+            // Only a balance run holds a chunk detached or under reclaim.
+            ensure!(
+                !c.detached && !c.reclaiming,
+                "chunk {id}: detached={} reclaiming={} outside a balance run",
+                c.detached,
+                c.reclaiming
+            );
             if Some(id) != self.reserved {
                 empty_all += c.nr_empty_pop_pages;
             }
@@ -239,10 +251,7 @@ impl Allocator {
                 );
             }
             match self.lists.slot_of(id) {
-                None => ensure!(
-                    Some(id) == self.reserved || c.detached,
-                    "chunk {id} is on no slot list"
-                ),
+                None => ensure!(Some(id) == self.reserved, "chunk {id} is on no slot list"),
                 Some(slot) => {
                     let slot = slot as usize;
                     ensure!(Some(id) != self.reserved, "reserved chunk on a slot list");

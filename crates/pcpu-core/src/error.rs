@@ -5,8 +5,14 @@ use core::fmt;
 use crate::backend::BackendError;
 use crate::ChunkId;
 
-/// Why an allocation failed. The allocator's state is unchanged (apart from
-/// statistics and the atomic-failure flag, as in the kernel).
+/// Why an allocation failed. No allocation was made, and the allocator's
+/// state is otherwise unchanged, apart from what the kernel keeps too:
+/// statistics, the atomic-failure flag, a chunk created for the request
+/// ([`AllocError::Populate`] after [`Allocator::alloc`] mapped one), and
+/// pages the request populated before a later run of its pages failed
+/// (they stay populated, and empty).
+///
+/// [`Allocator::alloc`]: crate::Allocator::alloc
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllocError {
     /// Size 0, or above the maximum allocation size.
@@ -16,7 +22,9 @@ pub enum AllocError {
         /// Largest allowed size.
         max: usize,
     },
-    /// Alignment not a power of two, or above the page size.
+    /// Alignment not a power of two (after an alignment below 4, 0
+    /// included, is raised to 4, as the kernel does), or above the page
+    /// size.
     InvalidAlign {
         /// Requested alignment.
         align: usize,

@@ -38,6 +38,17 @@ impl Allocator {
 
     /// Free the allocation at `offset` of `chunk` (`free_percpu`). Returns its
     /// size. Never touches the backend; may schedule the balance work.
+    ///
+    /// A free of what is not a live allocation's start is refused
+    /// ([`FreeError`]), a double free included, as long as nothing was
+    /// allocated there since: an id and offset identify a place, not an
+    /// object, so a stale free after the place was reused (in the same chunk,
+    /// or in a new chunk that took a destroyed chunk's id) frees the new
+    /// owner, as a stale pointer does in the kernel. An embedder that needs
+    /// to tell them apart keeps the chunk's [`Chunk::serial`] with the
+    /// allocation (the `pcpu` crate's handles do).
+    ///
+    /// [`Chunk::serial`]: crate::Chunk::serial
     #[doc(alias = "free_percpu")]
     pub fn free(&mut self, chunk: ChunkId, offset: usize) -> Result<usize, FreeError> {
         let id = chunk.0;

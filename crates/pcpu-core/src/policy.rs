@@ -334,7 +334,12 @@ impl Default for Policy {
 
 /// Prints the policy's name, then every knob that differs from that named
 /// policy's defaults (`pcpu:refault_reserve_divisor=4:sideline=false`): the
-/// form [`FromStr`] accepts, so a policy prints and parses back unchanged.
+/// form [`FromStr`] accepts, so a policy prints and parses back unchanged
+/// when its fields are in the ranges [`Policy::set`] accepts (out-of-range
+/// public fields print as they are, and parse back as an error;
+/// [`Policy::clamped`] brings them into range, as [`Allocator::new`] does).
+///
+/// [`Allocator::new`]: crate::Allocator::new
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())?;
@@ -596,7 +601,9 @@ impl Policy {
     /// ```
     ///
     /// # Errors
-    /// [`PolicyParseError::UnknownKnob`] or [`PolicyParseError::BadValue`].
+    /// [`PolicyParseError::UnknownKnob`], [`PolicyParseError::BadValue`], or
+    /// [`PolicyParseError::LowAboveHigh`] when `empty_pop_low` would exceed
+    /// `empty_pop_high`.
     pub fn set(&mut self, knob: &str, value: &str) -> Result<(), PolicyParseError> {
         let mut p = *self;
         p.set_unchecked(knob, value)?;

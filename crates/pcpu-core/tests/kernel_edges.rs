@@ -274,3 +274,39 @@ fn rfc_free_during_population_window_marks_nothing() {
         "the RFC: -2 > 16 / 4 is false, the chunk is not marked"
     );
 }
+
+/// With a static and a reserved area, the first and reserved chunks'
+/// offsets count from the page-aligned start of their region:
+/// `unit_offset` puts every allocation past the areas before it in the
+/// unit, and no two live allocations overlap there. (A review read the
+/// offsets as unit offsets, which put both inside the static area.)
+#[test]
+fn unit_offsets_of_the_first_and_reserved_chunks_skip_the_static_area() {
+    let fc = FirstChunk {
+        static_size: 5000,
+        reserved_size: 2048,
+        dyn_size: 6000,
+    };
+    let g = Geometry::new(4096, 2, 4096 * 8, fc).unwrap();
+    let mut a = Allocator::new(g, Policy::default());
+    let mut b = SimBackend::default();
+    let reserved = AllocFlags {
+        reserved: true,
+        ..AllocFlags::NORMAL
+    };
+    let r = a.alloc(&mut b, 8, 8, reserved).unwrap();
+    let n = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    assert_eq!(
+        (r.chunk, n.chunk),
+        (a.reserved_chunk().unwrap(), a.first_chunk())
+    );
+    assert_eq!((a.chunk_base(r.chunk), a.chunk_base(n.chunk)), (4096, 4096));
+    let (ru, nu) = (a.unit_offset(&r), a.unit_offset(&n));
+    assert!((5000..5000 + 2048).contains(&ru), "{r:?}: {ru}");
+    assert!((7048..7048 + 6000).contains(&nu), "{n:?}: {nu}");
+    // A chunk the backend creates counts from its unit's start.
+    let big = a.alloc(&mut b, 16384, 8, AllocFlags::NORMAL).unwrap();
+    assert_ne!(big.chunk, a.first_chunk());
+    assert_eq!(a.unit_offset(&big), big.offset);
+    a.check_invariants().unwrap();
+}
