@@ -227,6 +227,23 @@ impl Percpu {
         Ok(area)
     }
 
+    /// `__alloc_percpu_gfp(GFP_ATOMIC)`: `pcpu_lock` only, never the
+    /// backend (no chunk is created, no page populated: it takes populated
+    /// room or fails, and a failure makes the next balance run populate
+    /// more). The caller zeroes the area, as `alloc` does.
+    fn alloc_atomic(&self, size: usize, align: usize) -> Result<Allocation, AllocError> {
+        let mut st = self.state();
+        let req = st.request(size, align)?;
+        let flags = AllocFlags {
+            atomic: true,
+            ..AllocFlags::NORMAL
+        };
+        let area = st.alloc_area(req, flags)?;
+        debug_assert!(st.next_unpopulated(&area).is_none());
+        st.finish_alloc();
+        Ok(area)
+    }
+
     /// `free_percpu`: `pcpu_lock` only.
     fn free(&self, a: Allocation) {
         self.state()
@@ -235,7 +252,10 @@ impl Percpu {
     }
 
     /// `pcpu_balance_workfn`: one run, page operation by page operation,
-    /// `pcpu_lock` dropped around each.
+    /// `pcpu_lock` dropped around each. (A kernel that must stop a run
+    /// part-way, on shutdown say, commits the operation it performed with
+    /// `done` and calls `run.abort(&mut state)`: dropping the run would
+    /// leave the chunks it holds off every list.)
     fn balance(&self) {
         let mut mapper = self.mapper.lock().unwrap();
         let mut run: BalanceRun = self.state().balance_start();
@@ -278,6 +298,15 @@ fn main() {
     assert!((0..UNITS).all(|cpu| m.read_u64(m.per_cpu_ptr(&b, cpu)) == 0));
     drop(m);
     pcpu.free(b);
+
+    // An atomic allocation (a context that cannot sleep) takes populated
+    // room without touching the page tables.
+    let frames_before = frames(&pcpu);
+    let c = pcpu
+        .alloc_atomic(16, 8)
+        .expect("populated room in the first chunk");
+    assert_eq!(frames(&pcpu), frames_before);
+    pcpu.free(c);
 
     // Two threads allocate 8-byte counters; each CPU's copy gets its value.
     let objs: Vec<Allocation> = std::thread::scope(|s| {
