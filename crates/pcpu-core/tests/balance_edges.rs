@@ -16,11 +16,24 @@ const PAGE: usize = 4096;
 /// Run a whole balance run against `b`, returning the operations planned, in
 /// order, and the report.
 fn drive(a: &mut Allocator, b: &mut SimBackend) -> (Vec<PageWork>, BalanceReport) {
+    drive_with(a, b, |_, _| true)
+}
+
+/// [`drive`], calling `unlocked` after each page operation, where the
+/// embedder has dropped its lock (frees may run there); the operation
+/// succeeds only if the backend's and `unlocked`'s results are both true.
+fn drive_with(
+    a: &mut Allocator,
+    b: &mut SimBackend,
+    mut unlocked: impl FnMut(&mut Allocator, &PageWork) -> bool,
+) -> (Vec<PageWork>, BalanceReport) {
     let mut run = a.balance_start();
     let mut log = Vec::new();
     while let Some(w) = run.next(a) {
         let ok = perform(a, b, &w);
+        let ok = unlocked(a, &w) && ok;
         log.push(w);
+        assert!(log.len() < 64, "the run does not end: {log:?}");
         run.done(a, ok);
     }
     a.check_invariants().unwrap();
@@ -82,6 +95,10 @@ fn pop(chunk: ChunkId, pages: Range<usize>) -> PageWork {
 
 fn depop(chunk: ChunkId, pages: Range<usize>) -> PageWork {
     PageWork::Depopulate { chunk, pages }
+}
+
+fn flush(chunk: ChunkId, pages: Range<usize>) -> PageWork {
+    PageWork::FlushTlb { chunk, pages }
 }
 
 /// `pcpu_balance_populated` takes at most one chunk per slot: after the
@@ -377,31 +394,15 @@ fn reclaim_scans_again_a_chunk_freed_into_during_the_run() {
     assert!(a.chunk(x).unwrap().is_isolated());
     assert_eq!(a.nr_empty_pop_pages(), 5);
 
-    let mut run = a.balance_start();
-    let mut log = Vec::new();
     let mut freed = false;
-    while let Some(w) = run.next(&mut a) {
-        let ok = match &w {
-            PageWork::Depopulate { chunk, pages } => {
-                let ok = b.depopulate(*chunk, pages.clone()).is_ok();
-                if !freed {
-                    // The lock is dropped: a free runs.
-                    a.free(x, 6 * PAGE).unwrap();
-                    freed = true;
-                }
-                ok
-            }
-            PageWork::FlushTlb { chunk, pages } => {
-                b.flush_tlb(*chunk, pages.clone());
-                true
-            }
-            other => panic!("unexpected {other:?}"),
-        };
-        log.push(w);
-        run.done(&mut a, ok);
-    }
-    a.check_invariants().unwrap();
-    let r = run.report();
+    let (log, r) = drive_with(&mut a, &mut b, |a, w| {
+        if matches!(w, PageWork::Depopulate { .. }) && !freed {
+            // The lock is dropped: a free runs.
+            a.free(x, 6 * PAGE).unwrap();
+            freed = true;
+        }
+        true
+    });
     assert_eq!(
         log,
         [
@@ -527,4 +528,69 @@ fn a_dropped_run_is_an_invariant_violation() {
             .contains("1 balance run(s) started and neither ended nor aborted"),
         "{e}"
     );
+}
+
+/// Beside `w`'s 5 empty pages, a chunk `x` with objects on pages 0 and 1
+/// (their offsets are the page starts) and empty pages 2-3, isolated;
+/// pages 4-7 were never populated.
+fn isolated_with_empty_2_3(a: &mut Allocator, b: &mut SimBackend) -> ChunkId {
+    five_empty_pages(a, b);
+    let x = chunk_with_objects(a, b, &[0, 1]);
+    a.alloc_at(b, x, 2 * PAGE, 2 * PAGE, 4, AllocFlags::NORMAL)
+        .unwrap();
+    a.free(x, 2 * PAGE).unwrap();
+    a.check_invariants().unwrap();
+    assert!(a.chunk(x).unwrap().is_isolated());
+    assert_eq!(a.nr_empty_pop_pages(), 5);
+    x
+}
+
+/// After depopulating a run, the backward scan resumes below the page that
+/// ended it (`i` already looked at, not looked at again): a free that empties
+/// that page while the lock is dropped is caught by the chunk's second scan
+/// (DESIGN.md §8), with its own flush, not by the same scan. `x`'s pages 2-3
+/// are depopulated while page 1's object is freed.
+#[test]
+fn reclaim_resumes_below_the_page_that_ended_the_run() {
+    let (mut a, mut b) = setup(Policy::new(PolicyKind::Linux61));
+    let x = isolated_with_empty_2_3(&mut a, &mut b);
+    let mut freed = false;
+    let (log, r) = drive_with(&mut a, &mut b, |a, w| {
+        if matches!(w, PageWork::Depopulate { .. }) && !freed {
+            a.free(x, PAGE).unwrap();
+            freed = true;
+        }
+        true
+    });
+    assert_eq!(
+        log,
+        [
+            depop(x, 2..4),
+            flush(x, 2..4),
+            depop(x, 1..2),
+            flush(x, 1..2)
+        ]
+    );
+    assert_eq!((r.depopulated, r.populated, r.failures), (3, 0, 0));
+    let c = a.chunk(x).unwrap();
+    assert!(c.is_isolated());
+    assert_eq!((c.nr_populated(), c.nr_empty_pop_pages()), (1, 0));
+}
+
+/// A depopulation the backend refuses is not retried by the same scan: the
+/// pages stay populated and counted, nothing is flushed, and the scan goes
+/// on below the run. `x` keeps its two empty pages, isolated (sidelined).
+#[test]
+fn reclaim_does_not_retry_a_failed_depopulation() {
+    let (mut a, mut b) = setup(Policy::new(PolicyKind::Linux61));
+    let x = isolated_with_empty_2_3(&mut a, &mut b);
+    let (log, r) = drive_with(&mut a, &mut b, |_, w| {
+        !matches!(w, PageWork::Depopulate { .. })
+    });
+    assert_eq!(log, [depop(x, 2..4)]);
+    assert_eq!((r.depopulated, r.populated, r.failures), (0, 0, 1));
+    let c = a.chunk(x).unwrap();
+    assert!(c.is_isolated());
+    assert_eq!((c.nr_populated(), c.nr_empty_pop_pages()), (4, 2));
+    assert_eq!(a.nr_empty_pop_pages(), 5);
 }

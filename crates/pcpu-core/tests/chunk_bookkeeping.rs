@@ -363,3 +363,85 @@ fn atomic_fit_skips_unpopulated_runs_to_the_chunk_end() {
     assert!((0..8).all(|p| c.is_page_populated(p) == (p < 5)));
     a.check_invariants().unwrap();
 }
+
+/// [`plain`] with the first chunk filled and a new, unpopulated chunk:
+/// only the new chunk has room.
+fn one_dynamic_chunk(unit_pages: usize) -> (Allocator, SimBackend, ChunkId) {
+    let (mut a, mut b) = plain(unit_pages);
+    a.alloc(&mut b, 8192, 4, AllocFlags::NORMAL).unwrap();
+    let id = a.create_chunk(&mut b).unwrap();
+    (a, b, id)
+}
+
+/// `pcpu_next_fit_region` stitches a run across blocks one block at a time:
+/// a block's `right_free` (23 bits) and a fully free block fall short of
+/// the 1500 bits requested and the next block's `left_free` is 0, so the
+/// run ends there and the search goes on, to the run from bit 2049. (The
+/// chunk's scan hint, cleared by the allocation at bit 1000, does not skip
+/// the short run.)
+#[test]
+fn block_fit_does_not_count_a_free_block_twice() {
+    let (mut a, mut b, id) = one_dynamic_chunk(8);
+    put(&mut a, &mut b, id, 0, 1000 * 4);
+    put(&mut a, &mut b, id, 2048 * 4, 4);
+    put(&mut a, &mut b, id, 1000 * 4, 4);
+    assert_eq!(
+        chunk_hint(&a, id),
+        (1001, 2049, 8 * BB as i32 - 2049, 1000, 0)
+    );
+    let req = a.request(1500 * 4, 4).unwrap();
+    assert_eq!(a.probe(req, AllocFlags::NORMAL), Some((id, 2049 * 4)));
+    let o = a.alloc(&mut b, 1500 * 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((o.chunk, o.offset), (id, 2049 * 4));
+    a.check_invariants().unwrap();
+}
+
+/// `pcpu_is_populated` checks the pages under the whole candidate area,
+/// `[next_hint, contig_hint_start (aligned) + bits)`. While a sleepable
+/// allocation waits for its page to be populated (two-phase, the lock
+/// dropped), an atomic request must not land beside it on that page: with
+/// no populated room anywhere it fails. Once the page is populated, it
+/// lands right after the first area.
+#[test]
+fn atomic_fit_skips_a_page_being_populated() {
+    let (mut a, mut b, id) = one_dynamic_chunk(8);
+    let req = a.request(400, 4).unwrap();
+    let area = a.alloc_area(req, AllocFlags::NORMAL).unwrap();
+    assert_eq!((area.chunk, area.offset), (id, 0));
+    let small = a.request(16, 4).unwrap();
+    assert_eq!(a.probe(small, AllocFlags::ATOMIC), None);
+    assert_eq!(
+        a.alloc(&mut b, 16, 4, AllocFlags::ATOMIC).unwrap_err(),
+        AllocError::AtomicNoSpace
+    );
+    let run = a.next_unpopulated(&area).unwrap();
+    assert_eq!(run, 0..1);
+    b.populate(id, run.clone()).unwrap();
+    a.commit_populated(id, run);
+    a.finish_alloc();
+    a.check_invariants().unwrap();
+    assert_eq!(a.probe(small, AllocFlags::ATOMIC), Some((id, 400)));
+}
+
+/// An atomic search that reaches the chunk's end without a populated fit
+/// ends there (`pcpu_next_fit_region` returns `map_bits`), even when the
+/// last block leaves a few free bits: nothing past the last page is
+/// looked at. A 64-page chunk (its populated bitmap exactly one word) with
+/// objects at the start of pages 0 and 63, page 63's leaving 10 free bits;
+/// pages 1-62 are unpopulated.
+#[test]
+fn atomic_fit_ends_at_the_chunk_end() {
+    let (mut a, mut b, id) = one_dynamic_chunk(64);
+    put(&mut a, &mut b, id, 0, 4);
+    put(&mut a, &mut b, id, 63 * PAGE, PAGE - 40);
+    assert_eq!(a.chunk(id).unwrap().nr_populated(), 2);
+    let req = a.request(2 * PAGE, 4).unwrap();
+    assert_eq!(a.probe(req, AllocFlags::ATOMIC), None);
+    assert_eq!(
+        a.alloc(&mut b, 2 * PAGE, 4, AllocFlags::ATOMIC)
+            .unwrap_err(),
+        AllocError::AtomicNoSpace
+    );
+    assert_eq!(a.probe(req, AllocFlags::NORMAL), Some((id, 4)));
+    a.check_invariants().unwrap();
+}
