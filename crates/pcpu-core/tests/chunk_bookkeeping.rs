@@ -445,3 +445,30 @@ fn atomic_fit_ends_at_the_chunk_end() {
     assert_eq!(a.probe(req, AllocFlags::NORMAL), Some((id, 4)));
     a.check_invariants().unwrap();
 }
+
+/// A populated-only search that skips every candidate finds no fit at all
+/// (`pcpu_find_block_fit` returns -1), so the walk moves the chunk to slot 0
+/// when it sits below `PCPU_SLOT_FAIL_THRESHOLD`. A sleepable area covers
+/// the new chunk but its last 16 bytes (slot 2) and waits for population;
+/// an atomic 16-byte request fails there. Once the area is populated, the
+/// chunk stays in slot 0: the next 16-byte request maps a new chunk.
+#[test]
+fn atomic_fit_found_nowhere_moves_the_chunk_to_slot_0() {
+    let (mut a, mut b, id) = one_dynamic_chunk(8);
+    let req = a.request(8 * PAGE - 16, 4).unwrap();
+    let area = a.alloc_area(req, AllocFlags::NORMAL).unwrap();
+    assert_eq!((area.chunk, area.offset), (id, 0));
+    assert_eq!(
+        a.alloc(&mut b, 16, 4, AllocFlags::ATOMIC).unwrap_err(),
+        AllocError::AtomicNoSpace
+    );
+    while let Some(run) = a.next_unpopulated(&area) {
+        b.populate(id, run.clone()).unwrap();
+        a.commit_populated(id, run);
+    }
+    a.finish_alloc();
+    a.check_invariants().unwrap();
+    let o = a.alloc(&mut b, 16, 4, AllocFlags::NORMAL).unwrap();
+    assert_ne!(o.chunk, id);
+    a.check_invariants().unwrap();
+}
