@@ -120,6 +120,16 @@ impl PerCpuAllocator {
     }
 }
 
+impl Drop for PerCpuAllocator {
+    fn drop(&mut self) {
+        // A user's last handle going while this thread's cache holds the
+        // rest: free them now, so the allocator goes with it (else it would
+        // stay mapped, and on the balance worker, until the thread's next
+        // cold cache operation or its exit).
+        crate::cache::flush_if_only_cached(self);
+    }
+}
+
 // The balance worker's locks keep the auto traits away, but a panic
 // in user code cannot leave the allocator half-updated where a caller could
 // see it: user code (initialisers, `Drop` of `T`) never runs while the state

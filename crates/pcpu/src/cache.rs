@@ -32,12 +32,14 @@
 //! mapped, and the allocator stays alive (the entry holds a handle, which
 //! moves between the entry and the area without touching a reference
 //! count). The memory so held is bounded by the limits above. When a
-//! thread's entries are the last handles of an allocator (its user dropped
-//! every clone and object), the thread frees them at its next cold cache
-//! operation (a new class, a class whose allocator's epoch moved, a flush),
-//! so a long-lived thread does not keep a dropped allocator alive (mapped,
-//! and on the balance worker); entries spread over several threads go when those threads
-//! exit or evict them. Requests made inside a lifetime scope
+//! thread drops an allocator's last other handle (a clone, an object freed
+//! rather than cached) while its own entries hold the rest, it frees them
+//! at once. When a thread's entries become the last handles otherwise (the
+//! user dropped every clone and object on other threads), the thread frees
+//! them at its next cold cache operation (a new class, a class whose
+//! allocator's epoch moved, a flush), so a long-lived thread does not keep a
+//! dropped allocator alive (mapped, and on the balance worker); entries
+//! spread over several threads go when those threads exit or evict them. Requests made inside a lifetime scope
 //! ([`with_lifetime`](crate::with_lifetime)) bypass the cache, and their
 //! areas are freed, not cached, when dropped (wherever that happens), so
 //! that their class placement holds: a cached area would give the class's
@@ -368,6 +370,17 @@ pub(crate) fn flush(alloc: &PerCpuAllocator) {
         })
         .unwrap_or_default();
     release(entries);
+}
+
+/// [`flush`], when `alloc` (a handle being dropped) and this thread's cached
+/// areas are the allocator's only handles left: nobody can make another
+/// (a handle comes only from cloning one), so the allocator would live on,
+/// unused, until this thread's next cold cache operation.
+pub(crate) fn flush_if_only_cached(alloc: &PerCpuAllocator) {
+    let handles = alloc.handles();
+    if handles > 1 && handles == 1 + cached_here(alloc) {
+        flush(alloc);
+    }
 }
 
 /// Areas of `alloc` cached by this thread.

@@ -1,5 +1,5 @@
-//! A long-lived thread (a pool worker) that cached areas of an allocator
-//! must not keep that allocator on the balance thread (which here, with no
+//! A thread that cached areas of an allocator (the one that drops its last
+//! handle, or a long-lived pool worker) must not keep that allocator on the balance thread (which here, with no
 //! other allocator balancing in the background, then stops), nor its memory
 //! mapped for ever, once every handle is dropped.
 //!
@@ -56,6 +56,18 @@ enum Job {
 #[test]
 fn a_pool_thread_cache_does_not_keep_a_dropped_allocator() {
     assert_eq!(balance_threads(), 0);
+
+    // A thread that drops an allocator's last handle while its own cache
+    // holds the rest frees them at once: the allocator goes then.
+    let alloc = PerCpuAllocator::builder().build().expect("allocator");
+    assert!(eventually(|| balance_threads() == 1));
+    let v = alloc.per_cpu(|_| 1u64).expect("allocate");
+    let addr = v.get(0) as *const u64 as usize;
+    drop(v);
+    assert!(alloc.stats().thread_cached > 0, "cached");
+    drop(alloc);
+    assert_gone(addr, "the caller");
+
     let (jobs, rx) = mpsc::channel::<Job>();
     let (done, addrs) = mpsc::channel::<usize>();
     let worker = thread::spawn(move || {
