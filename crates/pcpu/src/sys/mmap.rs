@@ -701,9 +701,10 @@ impl Region {
             // call with guard pages, else since it was mapped), so the write
             // is in bounds, aligned (u8) and permitted. The
             // page was unpopulated, so no Rust reference to it exists
-            // (invariant 3) and no other thread may touch it (invariant 2);
-            // its contents are zero (fresh or discarded anonymous memory), so
-            // writing a zero byte changes nothing observable. Volatile keeps
+            // (invariant 3) and no other thread may touch it (invariant 2),
+            // so nobody can observe the byte written (its contents are zero
+            // unless a depopulation failed; either way every user of a new
+            // area writes or zeroes it first). Volatile keeps
             // the compiler from eliding the store that does the faulting.
             unsafe { p.write_volatile(0) };
             p = p.wrapping_add(self.page_size);

@@ -9,3 +9,4 @@ mod lazy_units;
 mod reclaim;
 mod stress;
 mod util;
+mod valgrind_supp;
