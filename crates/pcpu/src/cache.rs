@@ -20,7 +20,8 @@
 //! - At most [`MAX_CLASSES`] classes (allocator, size, alignment) per
 //!   thread; the least recently added one is freed to make room.
 //! - Everything is freed when the thread exits (the thread-local's
-//!   destructor), and a thread's cache of an allocator is freed at its next
+//!   destructor; in a `fork()`ed child, only if the allocator's lock is
+//!   free, since a parent thread may have held it at the fork), and a thread's cache of an allocator is freed at its next
 //!   allocation or drop of that allocator's objects once the allocator's
 //!   *cache epoch* moved: every background balance run,
 //!   [`PerCpuAllocator::trim_thread_caches`](crate::PerCpuAllocator::trim_thread_caches),
@@ -170,12 +171,20 @@ impl ThreadCache {
 
 impl Drop for ThreadCache {
     fn drop(&mut self) {
-        // Thread exit: give every area back.
+        // Thread exit: give every area back (in a forked child, only if
+        // no lock is in the way: `Inner::free_many_in_child`).
         let mut all = Vec::new();
         for c in &mut self.classes {
             all.append(&mut c.entries);
         }
-        release(all);
+        release_with(all, |inner, run| {
+            let areas = run.iter().map(|e| (e.chunk, e.offset as usize));
+            if inner.in_forked_child() {
+                inner.free_many_in_child(areas);
+            } else {
+                inner.free_many(areas);
+            }
+        });
     }
 }
 
@@ -190,15 +199,19 @@ crate::sync::const_thread_local! {
 /// an allocator's last one takes it off the balance worker and unmaps its
 /// memory).
 fn release(entries: Vec<Entry>) {
+    release_with(entries, |inner, run| {
+        inner.free_many(run.iter().map(|e| (e.chunk, e.offset as usize)));
+    });
+}
+
+/// [`release`], freeing each run of entries of one allocator with `free`.
+fn release_with(entries: Vec<Entry>, mut free: impl FnMut(&Inner, &[Entry])) {
     let mut rest = entries.as_slice();
     while let Some(first) = rest.first() {
         let id = first.alloc.inner().id;
         let n = rest.iter().take_while(|e| e.alloc.inner().id == id).count();
         let (run, tail) = rest.split_at(n);
-        first
-            .alloc
-            .inner()
-            .free_many(run.iter().map(|e| (e.chunk, e.offset as usize)));
+        free(first.alloc.inner(), run);
         rest = tail;
     }
 }
@@ -376,9 +389,11 @@ pub(crate) fn flush(alloc: &PerCpuAllocator) {
 /// areas are the allocator's only handles left: nobody can make another
 /// (a handle comes only from cloning one), so the allocator would live on,
 /// unused, until this thread's next cold cache operation.
+/// Not in a `fork()`ed child, where dropping an allocator takes no lock (a
+/// parent thread may have held one at the fork).
 pub(crate) fn flush_if_only_cached(alloc: &PerCpuAllocator) {
     let handles = alloc.handles();
-    if handles > 1 && handles == 1 + cached_here(alloc) {
+    if handles > 1 && handles == 1 + cached_here(alloc) && !alloc.inner().in_forked_child() {
         flush(alloc);
     }
 }

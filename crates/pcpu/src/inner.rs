@@ -37,6 +37,7 @@ use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, SerialGuard, Seria
 use crate::sys::fork::process_tag;
 use crate::sys::mmap::{Region, UnitLayout};
 use crate::worker::Worker;
+use std::sync::TryLockError;
 
 /// Everything the allocator shares between handles, objects and the balance
 /// thread.
@@ -527,6 +528,26 @@ impl Inner {
             }
         }
         self.kick(&mut st);
+    }
+
+    /// [`Self::free_many`] for a thread's cache at the thread's exit in a
+    /// `fork()`ed child: another parent thread may have held the state lock
+    /// at the fork, and in the child nobody will ever release it. Rather
+    /// than wait for ever, the areas then stay allocated (at most one
+    /// thread cache's, in a process that inherited the allocator). Whether
+    /// they were freed.
+    pub(crate) fn free_many_in_child(&self, areas: impl Iterator<Item = (ChunkId, usize)>) -> bool {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return false,
+        };
+        for (chunk, offset) in areas {
+            if let Err(e) = st.core.free(chunk, offset) {
+                drop(st);
+                panic!("pcpu: freeing a cached area failed: {e}");
+            }
+        }
+        true
     }
 
     /// The region of the live raw allocation `(chunk, offset)` with

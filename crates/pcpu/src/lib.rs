@@ -94,7 +94,9 @@
 //!
 //! A child of `fork()` has the parent's memory but not its balance thread.
 //! It may drop an allocator made before the fork (nothing is joined or
-//! unmapped then: the parent's thread held a reference), and use one as long
+//! unmapped then: the parent's thread held a reference, and no lock is
+//! taken), end threads that cached its areas (they are left allocated if a
+//! lock is taken), and use one as long
 //! as no other thread held its locks at the fork (as for any lock); memory
 //! is then given back only by [`PerCpuAllocator::balance_now`] and
 //! [`PerCpuAllocator::settle`] ([`PerCpuAllocator::wait_idle`] does not
