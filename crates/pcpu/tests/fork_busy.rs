@@ -8,12 +8,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pcpu::PerCpuAllocator;
 
 mod support;
-use support::churn;
+use support::{churn, wait_child};
 
 fn build() -> PerCpuAllocator {
     PerCpuAllocator::builder()
@@ -21,28 +21,6 @@ fn build() -> PerCpuAllocator {
         .thread_cache(0)
         .build()
         .unwrap()
-}
-
-/// Waits for child `pid` up to `limit`; kills it then. Its exit status, or
-/// `None` if it hung.
-fn wait_child(pid: libc::pid_t, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child; `status` is a valid out pointer.
-        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-            return Some(status);
-        }
-        if start.elapsed() > limit {
-            // SAFETY: kills and reaps our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]

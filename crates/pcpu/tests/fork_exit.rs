@@ -7,31 +7,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pcpu::PerCpuAllocator;
 
-/// Waits for child `pid` up to `limit`; kills it then. Its exit status, or
-/// `None` if it hung.
-fn wait_child(pid: libc::pid_t, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child; `status` is a valid out pointer.
-        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-            return Some(status);
-        }
-        if start.elapsed() > limit {
-            // SAFETY: kills and reaps our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-}
+mod support;
+use support::wait_child;
 
 #[test]
 fn a_child_exits_while_a_parent_thread_held_the_allocator() {

@@ -1,6 +1,6 @@
 //! Shared by the test binaries that run one test each: what /proc says
-//! about the process (its balance threads, its mappings), and a churn that
-//! always leaves balance work.
+//! about the process (its balance threads, its mappings), a churn that
+//! always leaves balance work, and waiting for a forked child.
 // Each binary uses some of these.
 #![allow(dead_code)]
 
@@ -53,4 +53,26 @@ pub(crate) fn churn(alloc: &pcpu::PerCpuAllocator) {
         objs.push(alloc.per_cpu_zeroed::<u64>().unwrap());
     }
     drop(objs);
+}
+
+/// Waits for child `pid` up to `limit`; kills it then. Its exit status, or
+/// `None` if it hung.
+pub(crate) fn wait_child(pid: libc::pid_t, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child; `status` is a valid out pointer.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
