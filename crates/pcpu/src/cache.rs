@@ -393,7 +393,14 @@ pub(crate) fn flush(alloc: &PerCpuAllocator) {
 /// parent thread may have held one at the fork).
 pub(crate) fn flush_if_only_cached(alloc: &PerCpuAllocator) {
     let handles = alloc.handles();
-    if handles > 1 && handles == 1 + cached_here(alloc) && !alloc.inner().in_forked_child() {
+    // More handles than a thread can cache: no need to look (the common
+    // case of a program with many live objects, which skips the lookup).
+    let most = MAX_CLASSES * alloc.inner().config.thread_cache;
+    if handles > 1
+        && handles <= 1 + most
+        && handles == 1 + cached_here(alloc)
+        && !alloc.inner().in_forked_child()
+    {
         flush(alloc);
     }
 }
