@@ -158,8 +158,9 @@ impl Builder {
     /// of neighbouring areas at once (at most half this capacity) and keeps
     /// the others, so that two threads' objects do not share cache lines. Cached areas stay allocated (and
     /// keep the allocator alive) until the thread exits, a push onto a full
-    /// class frees the older half, or [`trim_thread_caches`], `balance_now`
-    /// or `settle` is called; at most 16 (allocator, size, alignment) classes
+    /// class frees the older half, [`trim_thread_caches`], `balance_now`
+    /// or `settle` is called, or the thread drops the allocator's last other
+    /// handle; at most 16 (allocator, size, alignment) classes
     /// per thread. ("Until the thread exits" is until its thread-locals are
     /// destroyed: `std::thread::scope` returns once its threads' closures
     /// are done, which may be before that; join their handles, or call
