@@ -357,6 +357,40 @@ mod tests {
         }
     }
 
+    /// `is_empty` means "no bits at all", not "no set bits": a zero-sized map
+    /// is empty, a one-bit map is not, whatever its bits hold.
+    #[test]
+    fn is_empty_counts_bits_not_set_bits() {
+        assert!(Bitmap::new(0).is_empty());
+        let mut b = Bitmap::new(1);
+        assert!(!b.is_empty());
+        b.set(0);
+        assert!(!b.is_empty());
+    }
+
+    /// `for_each_clear_run` reports the same runs as `clear_runs`, including
+    /// runs that cross words and a run cut short by `to`, and its hinted form
+    /// gives the same runs for a correct hint.
+    #[test]
+    fn for_each_clear_run_reports_the_clear_runs() {
+        let mut b = Bitmap::new(300);
+        b.set_range(3, 70);
+        b.set_range(130, 1);
+        b.set_range(190, 10);
+        for (from, to) in [(0, 300), (5, 250), (131, 135)] {
+            let want: Vec<_> = b.clear_runs(from, to).collect();
+            let mut got = Vec::new();
+            b.for_each_clear_run(from, to, |s, e| got.push(s..e));
+            assert_eq!(got, want, "from {from} to {to}");
+            let mut hinted = Vec::new();
+            b.for_each_clear_run_known(from, to, 80..120, |s, e| hinted.push(s..e));
+            assert_eq!(hinted, want, "hinted, from {from} to {to}");
+        }
+        let mut got = Vec::new();
+        b.for_each_clear_run(0, 300, |s, e| got.push(s..e));
+        assert_eq!(got, [0..3, 73..130, 131..190, 200..300]);
+    }
+
     #[test]
     fn fill_and_word_boundaries() {
         let mut b = Bitmap::new(128);

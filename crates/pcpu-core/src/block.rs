@@ -201,6 +201,51 @@ mod tests {
         assert_eq!(b.contig_hint, 24);
     }
 
+    /// A new, larger contig run after the old one, when the old contig hint is
+    /// no larger than the scan hint: a scan hint after the new run's start is
+    /// dropped (it would sit past the contig hint with a different size); one
+    /// before it is kept.
+    #[test]
+    fn larger_run_drops_only_a_scan_hint_it_would_precede() {
+        let base = BlockMd {
+            scan_hint: 10,
+            scan_hint_start: 40,
+            contig_hint: 10,
+            contig_hint_start: 10,
+            left_free: 0,
+            right_free: 0,
+            first_free: 10,
+            nr_bits: 64,
+        };
+        let mut b = base;
+        b.update(20, 35);
+        assert_eq!((b.contig_hint_start, b.contig_hint), (20, 15));
+        assert_eq!(
+            b.scan_hint, 0,
+            "scan hint at 40 would follow the contig hint"
+        );
+
+        let mut b = BlockMd {
+            scan_hint_start: 2,
+            contig_hint_start: 20,
+            ..base
+        };
+        b.update(40, 55);
+        assert_eq!((b.contig_hint_start, b.contig_hint), (40, 15));
+        assert_eq!((b.scan_hint_start, b.scan_hint), (2, 10), "kept");
+
+        // The kernel's test is strict: a run starting at the scan hint's
+        // start (which it grew out of) keeps it (`pcpu_block_update`).
+        let mut b = base;
+        b.update(40, 55);
+        assert_eq!((b.contig_hint_start, b.contig_hint), (40, 15));
+        assert_eq!(
+            (b.scan_hint_start, b.scan_hint),
+            (40, 10),
+            "kept at the start"
+        );
+    }
+
     #[test]
     fn next_hint_and_check() {
         let mut b = BlockMd::new_free(1024);
