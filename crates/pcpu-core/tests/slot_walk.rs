@@ -1,0 +1,50 @@
+//! The slot walk (`pcpu_alloc`'s loop over `pcpu_chunk_lists`): every chunk
+//! of a slot is tried.
+
+use pcpu_core::*;
+
+/// An allocator whose first two chunks are full of 4-byte objects (a third
+/// holds the object that did not fit), and those objects by chunk.
+fn two_full_chunks() -> (Allocator, SimBackend, Vec<Vec<Allocation>>) {
+    let mut a = Allocator::new(Geometry::simple(2, 4).unwrap(), Policy::default());
+    let mut b = SimBackend::default();
+    let mut by_chunk: Vec<Vec<Allocation>> = Vec::new();
+    while by_chunk.len() < 3 {
+        let x = a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap();
+        match by_chunk.last_mut() {
+            Some(v) if v[0].chunk == x.chunk => v.push(x),
+            _ => by_chunk.push(vec![x]),
+        }
+    }
+    by_chunk.truncate(2);
+    a.check_invariants().unwrap();
+    (a, b, by_chunk)
+}
+
+/// Frees the 16 consecutive 4-byte objects of `objs` starting at the first
+/// whose offset is `rem` modulo 64: a 64-byte run, aligned or not.
+fn free_run(a: &mut Allocator, objs: &[Allocation], rem: usize) -> usize {
+    let i = objs.iter().position(|x| x.offset % 64 == rem).unwrap();
+    for x in &objs[i..i + 16] {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    objs[i].offset
+}
+
+/// Two chunks in one slot, each with one free 64-byte run: when the head's
+/// run is misaligned for the request, the walk tries the next chunk of the
+/// slot before it looks further (or maps a new chunk).
+#[test]
+fn the_walk_tries_every_chunk_of_a_slot() {
+    let (mut a, mut b, chunks) = two_full_chunks();
+    // Freed second, the misaligned run's chunk moves to the front of the
+    // slot (a chunk moving to a higher slot goes first).
+    let aligned = free_run(&mut a, &chunks[0], 0);
+    free_run(&mut a, &chunks[1], 4);
+    a.check_invariants().unwrap();
+    let before = a.nr_chunks();
+    let x = a.alloc(&mut b, 64, 64, AllocFlags::NORMAL).unwrap();
+    assert_eq!((x.chunk, x.offset), (chunks[0][0].chunk, aligned));
+    assert_eq!(a.nr_chunks(), before, "no new chunk");
+    a.check_invariants().unwrap();
+}
