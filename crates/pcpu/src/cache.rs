@@ -172,19 +172,12 @@ impl ThreadCache {
 impl Drop for ThreadCache {
     fn drop(&mut self) {
         // Thread exit: give every area back (in a forked child, only if
-        // no lock is in the way: `Inner::free_many_in_child`).
+        // no lock is in the way: `Inner::free_many_at_exit`).
         let mut all = Vec::new();
         for c in &mut self.classes {
             all.append(&mut c.entries);
         }
-        release_with(all, |inner, run| {
-            let areas = run.iter().map(|e| (e.chunk, e.offset as usize));
-            if inner.in_forked_child() {
-                inner.free_many_in_child(areas);
-            } else {
-                inner.free_many(areas);
-            }
-        });
+        release_with(all, |inner, areas| inner.free_many_at_exit(areas));
     }
 }
 
@@ -199,19 +192,24 @@ crate::sync::const_thread_local! {
 /// an allocator's last one takes it off the balance worker and unmaps its
 /// memory).
 fn release(entries: Vec<Entry>) {
-    release_with(entries, |inner, run| {
-        inner.free_many(run.iter().map(|e| (e.chunk, e.offset as usize)));
-    });
+    release_with(entries, |inner, areas| inner.free_many(areas));
 }
 
-/// [`release`], freeing each run of entries of one allocator with `free`.
-fn release_with(entries: Vec<Entry>, mut free: impl FnMut(&Inner, &[Entry])) {
+/// [`release`], freeing the areas of each run of entries of one allocator
+/// with `free`.
+fn release_with(
+    entries: Vec<Entry>,
+    free: impl Fn(&Inner, &mut dyn Iterator<Item = (ChunkId, usize)>),
+) {
     let mut rest = entries.as_slice();
     while let Some(first) = rest.first() {
         let id = first.alloc.inner().id;
         let n = rest.iter().take_while(|e| e.alloc.inner().id == id).count();
         let (run, tail) = rest.split_at(n);
-        free(first.alloc.inner(), run);
+        free(
+            first.alloc.inner(),
+            &mut run.iter().map(|e| (e.chunk, e.offset as usize)),
+        );
         rest = tail;
     }
 }

@@ -37,7 +37,6 @@ use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, SerialGuard, Seria
 use crate::sys::fork::process_tag;
 use crate::sys::mmap::{Region, UnitLayout};
 use crate::worker::Worker;
-use std::sync::TryLockError;
 
 /// Everything the allocator shares between handles, objects and the balance
 /// thread.
@@ -519,35 +518,40 @@ impl Inner {
     /// Free areas that typed handles owned (thread-cache flushes): one lock
     /// acquisition for all of them.
     pub(crate) fn free_many(&self, areas: impl Iterator<Item = (ChunkId, usize)>) {
-        let mut st = self.state();
-        for (chunk, offset) in areas {
-            if let Err(e) = st.core.free(chunk, offset) {
-                // As in `Area`'s drop: only a bug gets here.
-                drop(st);
-                panic!("pcpu: freeing a cached area failed: {e}");
-            }
-        }
+        let mut st = Self::free_cached(self.state(), areas);
         self.kick(&mut st);
     }
 
-    /// [`Self::free_many`] for a thread's cache at the thread's exit in a
-    /// `fork()`ed child: another parent thread may have held the state lock
-    /// at the fork, and in the child nobody will ever release it. Rather
-    /// than wait for ever, the areas then stay allocated (at most one
-    /// thread cache's, in a process that inherited the allocator). Whether
-    /// they were freed.
-    pub(crate) fn free_many_in_child(&self, areas: impl Iterator<Item = (ChunkId, usize)>) -> bool {
-        let mut st = match self.state.try_lock() {
-            Ok(st) => st,
-            Err(TryLockError::WouldBlock | TryLockError::Poisoned(_)) => return false,
-        };
+    /// [`Self::free_many`] for a thread's cache at the thread's exit. In a
+    /// `fork()`ed child only if the state lock is free: another parent
+    /// thread may have held it at the fork, and in the child nobody will
+    /// ever release it. Rather than wait for ever, the areas then stay
+    /// allocated (at most one thread cache's, in a process that inherited
+    /// the allocator).
+    pub(crate) fn free_many_at_exit(&self, areas: impl Iterator<Item = (ChunkId, usize)>) {
+        if !self.in_forked_child() {
+            return self.free_many(areas);
+        }
+        // Held (or poisoned): leave them. No balance worker to kick here.
+        if let Ok(st) = self.state.try_lock() {
+            drop(Self::free_cached(st, areas));
+        }
+    }
+
+    /// Free cached areas under the state lock `st`, which it gives back.
+    fn free_cached<'a>(
+        mut st: MutexGuard<'a, State>,
+        areas: impl Iterator<Item = (ChunkId, usize)>,
+    ) -> MutexGuard<'a, State> {
         for (chunk, offset) in areas {
             if let Err(e) = st.core.free(chunk, offset) {
+                // As in `Area`'s drop: only a bug gets here (the lock let go
+                // first, so that it is not poisoned).
                 drop(st);
                 panic!("pcpu: freeing a cached area failed: {e}");
             }
         }
-        true
+        st
     }
 
     /// The region of the live raw allocation `(chunk, offset)` with
