@@ -48,3 +48,39 @@ fn the_walk_tries_every_chunk_of_a_slot() {
     assert_eq!(a.nr_chunks(), before, "no new chunk");
     a.check_invariants().unwrap();
 }
+
+/// A chunk with one 4-byte unit free is not full: it goes to the lowest
+/// slot a 4-byte request walks (slot 1; full chunks sit in slot 0, which is
+/// never walked), so the unit is found before anything new is mapped. That
+/// holds for a unit freed in the chunk's first block: a free inside any other
+/// block leaves the chunk's `contig_hint` at 0 (the kernel's W1, DESIGN.md
+/// §8), so the chunk stays in slot 0 and the next chunk takes the request.
+#[test]
+fn one_free_unit_is_found_in_the_first_block() {
+    let (mut a, mut b, chunks) = two_full_chunks();
+    // A fresh (non-first) chunk of 16 KiB units takes 4096 4-byte objects.
+    assert_eq!(chunks[1].len(), 4 * 4096 / 4);
+    let third = a.chunk_ids().last().unwrap();
+
+    // Block 1 (W1): not found, the third chunk takes the request.
+    let x = chunks[1][1234];
+    a.free(x.chunk, x.offset).unwrap();
+    a.check_invariants().unwrap();
+    assert_eq!(a.chunk(x.chunk).unwrap().free_bytes(), 4);
+    let y = a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!(y.chunk, third);
+    a.free(y.chunk, y.offset).unwrap();
+    let z = a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!(z.chunk, third);
+
+    // Block 0: found, and no new chunk.
+    let x = chunks[0][5];
+    assert!(x.offset < 4096);
+    a.free(x.chunk, x.offset).unwrap();
+    a.check_invariants().unwrap();
+    let before = a.nr_chunks();
+    let y = a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((y.chunk, y.offset), (x.chunk, x.offset));
+    assert_eq!(a.nr_chunks(), before, "no new chunk");
+    a.check_invariants().unwrap();
+}
