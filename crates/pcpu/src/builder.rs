@@ -53,7 +53,8 @@ pub struct Builder {
     thread_cache: usize,
     prefault: Prefault,
     numa_local: bool,
-    guard_pages: bool,
+    /// `None`: on under strict overcommit only.
+    guard_pages: Option<bool>,
 }
 
 /// Which units' pages are made resident when they are populated
@@ -83,7 +84,7 @@ impl Default for Builder {
             thread_cache: DEFAULT_THREAD_CACHE,
             prefault: Prefault::default(),
             numa_local: true,
-            guard_pages: false,
+            guard_pages: None,
         }
     }
 }
@@ -229,7 +230,8 @@ impl Builder {
         self
     }
 
-    /// Make unpopulated pages inaccessible (default false), as the kernel
+    /// Make unpopulated pages inaccessible (default: only under strict
+    /// overcommit, see below), as the kernel
     /// leaves them unmapped: a stray access to a page that is not populated
     /// (through a raw pointer kept after its object was freed, say) then
     /// faults with `SIGSEGV` instead of reading zeros or stale data. A
@@ -243,12 +245,20 @@ impl Builder {
     /// a thread's stack included. Without guard pages a chunk is one
     /// read-write mapping from the start, whose pages take memory only once
     /// populated or written, and depopulation returns them with
-    /// `MADV_DONTNEED` alone. (Under strict overcommit,
-    /// `vm.overcommit_memory = 2`, that mapping is charged whole when a
-    /// chunk is mapped; with guard pages only populated pages are, in every
-    /// unit.)
+    /// `MADV_DONTNEED` alone.
+    ///
+    /// Under strict overcommit (`vm.overcommit_memory = 2`, read from
+    /// `/proc/sys/vm/overcommit_memory` when the allocator is built) the
+    /// kernel charges a writable mapping against the commit limit in full,
+    /// whatever `MAP_NORESERVE` says: without guard pages every chunk would
+    /// charge all its pages in every unit when it is mapped, and chunks
+    /// would stop mapping long before memory runs out. With guard pages
+    /// only pages that were populated are charged (until their chunk is
+    /// unmapped: the kernel keeps the charge of a page made inaccessible
+    /// again), so they are on by default there.
+    /// Calling this method overrides the default either way.
     pub fn guard_pages(mut self, on: bool) -> Self {
-        self.guard_pages = on;
+        self.guard_pages = Some(on);
         self
     }
 
@@ -359,7 +369,7 @@ impl Builder {
                 } else {
                     UnitNodes::none()
                 },
-                guard: self.guard_pages,
+                guard: self.guard_pages.unwrap_or_else(sys::overcommit::strict),
             },
         })
     }
@@ -395,5 +405,25 @@ impl Config {
     }
     pub(crate) fn page_size(&self) -> usize {
         self.geometry.page_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(b: Builder) -> bool {
+        b.units(sys::cpu::possible_cpus())
+            .validate()
+            .unwrap()
+            .region
+            .guard
+    }
+
+    #[test]
+    fn guard_pages_default_follows_strict_overcommit() {
+        assert_eq!(guard(Builder::default()), sys::overcommit::strict());
+        assert!(guard(Builder::default().guard_pages(true)));
+        assert!(!guard(Builder::default().guard_pages(false)));
     }
 }

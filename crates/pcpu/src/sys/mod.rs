@@ -15,8 +15,10 @@
 //! the mapping itself: [`error`] (what failed, with the `errno`), [`fault`]
 //! (test knobs that make reservations and populations fail), [`pagebits`]
 //! (per-page bitmaps and their runs), [`pagemap`] (which pages are backed by
-//! memory, from `/proc/self/pagemap`) and [`units`] (which units a region
-//! pre-faults, and the NUMA node of each).
+//! memory, from `/proc/self/pagemap`), [`units`] (which units a region
+//! pre-faults, and the NUMA node of each) and [`overcommit`] (whether the
+//! kernel charges a writable mapping in full, which makes guard pages the
+//! default).
 //!
 //! These four modules (`mmap`, `cpu`, `fork`, `rseq`), and `crate::handle` (per-CPU pointers, zeroing, the
 //! one call of `Region::depopulate`, the one call of `rseq::add_fold`), are
@@ -35,6 +37,7 @@ pub(crate) mod fork;
 // `resident_pages_in`, ...) are only used by the module's own tests.
 #[allow(dead_code)]
 pub(crate) mod mmap;
+pub(crate) mod overcommit;
 pub(crate) mod pagebits;
 pub(crate) mod pagemap;
 pub(crate) mod rseq;
