@@ -229,7 +229,10 @@ pub fn parse_meminfo_phases(text: &str) -> Result<Vec<MeminfoPhase>, (u64, Strin
             None => {
                 return Err((
                     i as u64 + 1,
-                    format!("expected `PHASE <X> uptime=<s> Percpu: <n> kB`, found `{line}`"),
+                    format!(
+                        "expected `PHASE <X> uptime=<s> Percpu: <n> kB`, found `{}`",
+                        crate::error::snippet(line.as_bytes())
+                    ),
                 ))
             }
         }

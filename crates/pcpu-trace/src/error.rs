@@ -85,17 +85,25 @@ impl ParseError {
     }
 }
 
-/// Up to 80 characters of `bytes`, lossily decoded, for error messages.
+/// Up to 80 characters of `bytes`, lossily decoded, for error messages;
+/// control characters escaped (`\u{1b}`, `\t`), so that a binary file's
+/// bytes cannot drive the terminal the message is printed on.
 pub(crate) fn snippet(bytes: &[u8]) -> String {
     const MAX: usize = 80;
     let s = String::from_utf8_lossy(bytes);
-    if s.chars().count() <= MAX {
-        s.into_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX).collect();
-        out.push('…');
-        out
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 impl fmt::Display for ParseError {
@@ -133,3 +141,17 @@ impl fmt::Display for ParseError {
 }
 
 impl Error for ParseError {}
+
+#[cfg(test)]
+mod tests {
+    use super::snippet;
+
+    #[test]
+    fn snippets_escape_control_characters_and_stop_at_80() {
+        assert_eq!(snippet(b"a\x1b[2Jb\tc"), "a\\u{1b}[2Jb\\tc");
+        assert_eq!(snippet(&[b'x', 0xff, b'y']), "x\u{fffd}y");
+        let long = [b'z'; 81];
+        assert_eq!(snippet(&long), format!("{}…", "z".repeat(80)));
+        assert_eq!(snippet(&long[..80]), "z".repeat(80));
+    }
+}
