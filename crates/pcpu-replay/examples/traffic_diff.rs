@@ -1,25 +1,85 @@
-//! Where our page traffic and the kernel's part: replays a capture that has
+//! Where our page traffic and the kernel's part. Replays a capture that has
 //! the populate/depopulate kprobes (policy `linux-6.1`, simulated placement,
-//! balance at the recorded runs) and, before each recorded
-//! `pcpu_balance_workfn`, compares the pages populated and depopulated so
-//! far (per unit) with the kernel's kprobes. Prints each change of the
-//! difference, with the trace line of that run: the previous run, and the
-//! events since, are where to look. With `FROM TO` (trace lines), also
-//! prints every page operation of ours made while replaying those lines.
+//! balance at the recorded runs) and prints:
 //!
-//! `cargo run --release -p pcpu-replay --example traffic_diff -- CAPTURE [FROM TO]`
+//! * before each recorded `pcpu_balance_workfn`, each change of the
+//!   difference between the pages populated and depopulated so far (per
+//!   unit) and the kernel's kprobes, with the trace line of that run (the
+//!   previous run, and the events since, are where to look);
+//! * with `--at LINE`, the pages populated in one and not the other once the
+//!   trace is replayed up to that line (a phase marker's, say), with the
+//!   record that last populated or depopulated each. Chunks are paired in
+//!   the order they were created (the n-th chunk the kernel created with our
+//!   n-th); chunks that existed before tracing began are left out (the
+//!   kprobes never saw their first population);
+//! * with `--ops FROM TO`, every page operation of ours made while replaying
+//!   trace lines `FROM..=TO`.
 //!
-//! DESIGN.md §9 explains the churn capture's two lasting differences with it.
+//! `cargo run --release -p pcpu-replay --example traffic_diff -- CAPTURE [--at LINE] [--ops FROM TO]`
+//!
+//! DESIGN.md §9 explains both captures' remaining differences with it.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use pcpu_core::Policy;
-use pcpu_replay::{trace_features, PageOpKind, ReplayConfig, Replayer, Setup};
-use pcpu_trace::{Capture, Event, ParseOptions};
+use pcpu_replay::{trace_features, PageOp, PageOpKind, ReplayConfig, Replayer, Setup};
+use pcpu_trace::{Capture, ChunkPages, Event, ParseOptions, Record};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or("usage: traffic_diff CAPTURE [FROM TO]")?;
-    let window: Vec<u64> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
-    let cap = Capture::open(&dir)?;
+type Error = Box<dyn std::error::Error>;
+
+/// Populated pages per chunk, and for each page the record (trace line for
+/// the kernel, record index for ours) that last changed it.
+#[derive(Default)]
+struct Pages<K: Ord + Copy> {
+    chunks: BTreeMap<K, BTreeSet<u32>>,
+    last: BTreeMap<(K, u32), (u64, bool)>,
+    /// Every chunk created, in order.
+    created: Vec<K>,
+}
+
+impl<K: Ord + Copy> Pages<K> {
+    fn create(&mut self, chunk: K) {
+        self.chunks.insert(chunk, BTreeSet::new());
+        self.created.push(chunk);
+    }
+    fn set(&mut self, chunk: K, pages: std::ops::Range<u32>, populated: bool, at: u64) {
+        let set = self.chunks.entry(chunk).or_default();
+        for p in pages {
+            if populated {
+                set.insert(p);
+            } else {
+                set.remove(&p);
+            }
+            self.last.insert((chunk, p), (at, populated));
+        }
+    }
+}
+
+struct Args {
+    capture: String,
+    at: Option<u64>,
+    ops: Option<(u64, u64)>,
+}
+
+fn args() -> Result<Args, Error> {
+    let usage = "usage: traffic_diff CAPTURE [--at LINE] [--ops FROM TO]";
+    let mut it = std::env::args().skip(1);
+    let capture = it.next().ok_or(usage)?;
+    let (mut at, mut ops) = (None, None);
+    while let Some(a) = it.next() {
+        let mut num = || -> Result<u64, Error> { Ok(it.next().ok_or(usage)?.parse()?) };
+        match a.as_str() {
+            "--at" => at = Some(num()?),
+            "--ops" => ops = Some((num()?, num()?)),
+            _ => return Err(usage.into()),
+        }
+    }
+    Ok(Args { capture, at, ops })
+}
+
+fn main() -> Result<(), Error> {
+    let args = args()?;
+    let cap = Capture::open(&args.capture)?;
     let trace = cap.parse(ParseOptions::strict())?;
     let geo = cap.geometry.clone().ok_or("the capture has no geometry")?;
     let units = geo.nr_units().ok_or("the capture has no unit count")? as usize;
@@ -35,41 +95,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the trace has no balance-run or populate/depopulate kprobe events".into());
     }
     let mut rp = Replayer::new(setup, cfg, has_runs, has_kprobes)?;
-    // The kernel's and our cumulative pages (populated, depopulated).
-    let (mut kernel, mut ours) = ((0i64, 0i64), (0i64, 0i64));
+    let mut kernel: Pages<u64> = Pages::default();
+    let mut ours: Pages<u32> = Pages::default();
+    // Cumulative pages (populated, depopulated): the kernel's, ours.
+    let (mut kt, mut ot) = ((0i64, 0i64), (0i64, 0i64));
     let mut logged = 0;
     let mut last = (0i64, 0i64);
     let mut i = 0;
-    while i < recs.len() {
+    while i < recs.len() && args.at.map_or(true, |at| recs[i].line <= at) {
         // Racing allocations are replayed in the kernel's order, as
         // `Replayer::run` does.
         let swap = i + 1 < recs.len() && rp.should_swap(&recs[i], &recs[i + 1]);
         let n = if swap { 2 } else { 1 };
         for op in &rp.page_log()[logged..] {
-            let k = op.pages.len() as i64;
-            match op.kind {
-                PageOpKind::Populate => ours.0 += k,
-                PageOpKind::Depopulate => ours.1 += k,
-                PageOpKind::CreateChunk | PageOpKind::DestroyChunk => {}
-            }
+            ours_op(&mut ours, &mut ot, op);
         }
         logged = rp.page_log().len();
         if matches!(recs[i].event, Event::BalanceWork) {
-            let d = (ours.0 - kernel.0, ours.1 - kernel.1);
-            if d != last {
+            let d = (ot.0 - kt.0, ot.1 - kt.1);
+            if d != last && args.at.is_none() {
                 println!(
                     "line {}: ours - kernel: populated {:+}, depopulated {:+} (ours {} / {})",
-                    recs[i].line, d.0, d.1, ours.0, ours.1
+                    recs[i].line, d.0, d.1, ot.0, ot.1
                 );
                 last = d;
             }
         }
         for r in &recs[i..i + n] {
-            match &r.event {
-                Event::ChunkPopulated(p) => kernel.0 += i64::from(p.nr_pages()),
-                Event::ChunkDepopulated(p) => kernel.1 += i64::from(p.nr_pages()),
-                _ => {}
-            }
+            kernel_event(&mut kernel, &mut kt, r);
         }
         let before = rp.page_log().len();
         if swap {
@@ -78,7 +131,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             rp.feed(&recs[i])?;
         }
-        if let [from, to] = window[..] {
+        if let Some((from, to)) = args.ops {
             if (from..=to).contains(&recs[i].line) {
                 for op in &rp.page_log()[before..] {
                     println!("  line {}: {op:?}", recs[i].line);
@@ -87,5 +140,90 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         i += n;
     }
+    if let Some(at) = args.at {
+        for op in &rp.page_log()[logged..] {
+            ours_op(&mut ours, &mut ot, op);
+        }
+        page_diff(&kernel, &ours, at);
+    }
     Ok(())
+}
+
+fn ours_op(ours: &mut Pages<u32>, total: &mut (i64, i64), op: &PageOp) {
+    let k = op.pages.len() as i64;
+    match op.kind {
+        PageOpKind::CreateChunk => ours.create(op.chunk),
+        PageOpKind::DestroyChunk => {
+            ours.chunks.remove(&op.chunk);
+        }
+        PageOpKind::Populate => {
+            total.0 += k;
+            ours.set(op.chunk, op.pages.clone(), true, op.event);
+        }
+        PageOpKind::Depopulate => {
+            total.1 += k;
+            ours.set(op.chunk, op.pages.clone(), false, op.event);
+        }
+    }
+}
+
+fn kernel_event(kernel: &mut Pages<u64>, total: &mut (i64, i64), r: &Record) {
+    let pages = |p: &ChunkPages| p.page_start..p.page_end;
+    match &r.event {
+        Event::ChunkPopulated(p) => {
+            total.0 += i64::from(p.nr_pages());
+            kernel.set(p.base_addr, pages(p), true, r.line);
+        }
+        Event::ChunkDepopulated(p) => {
+            total.1 += i64::from(p.nr_pages());
+            kernel.set(p.base_addr, pages(p), false, r.line);
+        }
+        Event::CreateChunk { base_addr } => kernel.create(*base_addr),
+        Event::DestroyChunk { base_addr } => {
+            kernel.chunks.remove(base_addr);
+        }
+        _ => {}
+    }
+}
+
+/// The pages populated in one and not the other, chunk by chunk.
+fn page_diff(kernel: &Pages<u64>, ours: &Pages<u32>, at: u64) {
+    println!("populated pages at line {at} (kernel: last trace line; ours: last record index)");
+    // The latest pairing of each live kernel chunk.
+    let mut pair = BTreeMap::new();
+    for (kb, oid) in kernel.created.iter().zip(&ours.created) {
+        pair.insert(*kb, *oid);
+    }
+    let (mut same, mut unpaired) = (0, 0);
+    for (kb, ks) in &kernel.chunks {
+        let Some((oid, os)) = pair
+            .get(kb)
+            .and_then(|o| ours.chunks.get(o).map(|s| (*o, s)))
+        else {
+            unpaired += 1;
+            continue;
+        };
+        if os == ks {
+            same += 1;
+            continue;
+        }
+        println!("kernel chunk {kb:#x} = our chunk {oid}:");
+        for (p, only) in ks
+            .difference(os)
+            .map(|p| (p, "the kernel"))
+            .chain(os.difference(ks).map(|p| (p, "ours")))
+        {
+            println!(
+                "  page {p} populated only in {only}: kernel {:?}, ours {:?}",
+                kernel.last.get(&(*kb, *p)),
+                ours.last.get(&(oid, *p))
+            );
+        }
+    }
+    println!(
+        "{same} chunks with the same populated pages; {unpaired} kernel chunks without a pair \
+         (created {} times by the kernel, {} by ours)",
+        kernel.created.len(),
+        ours.created.len()
+    );
 }
