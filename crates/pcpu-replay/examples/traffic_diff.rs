@@ -20,6 +20,7 @@
 //! DESIGN.md §9 explains both captures' remaining differences with it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 
 use pcpu_core::Policy;
 use pcpu_replay::{trace_features, PageOp, PageOpKind, ReplayConfig, Replayer, Setup};
@@ -95,6 +96,8 @@ fn main() -> Result<(), Error> {
         return Err("the trace has no balance-run or populate/depopulate kprobe events".into());
     }
     let mut rp = Replayer::new(setup, cfg, has_runs, has_kprobes)?;
+    // Written, not printed: a closed pipe ends the run with an error.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut kernel: Pages<u64> = Pages::default();
     let mut ours: Pages<u32> = Pages::default();
     // Cumulative pages (populated, depopulated): the kernel's, ours.
@@ -114,10 +117,11 @@ fn main() -> Result<(), Error> {
         if matches!(recs[i].event, Event::BalanceWork) {
             let d = (ot.0 - kt.0, ot.1 - kt.1);
             if d != last && args.at.is_none() {
-                println!(
+                writeln!(
+                    out,
                     "line {}: ours - kernel: populated {:+}, depopulated {:+} (ours {} / {})",
                     recs[i].line, d.0, d.1, ot.0, ot.1
-                );
+                )?;
                 last = d;
             }
         }
@@ -134,7 +138,7 @@ fn main() -> Result<(), Error> {
         if let Some((from, to)) = args.ops {
             if (from..=to).contains(&recs[i].line) {
                 for op in &rp.page_log()[before..] {
-                    println!("  line {}: {op:?}", recs[i].line);
+                    writeln!(out, "  line {}: {op:?}", recs[i].line)?;
                 }
             }
         }
@@ -144,8 +148,9 @@ fn main() -> Result<(), Error> {
         for op in &rp.page_log()[logged..] {
             ours_op(&mut ours, &mut ot, op);
         }
-        page_diff(&kernel, &ours, at);
+        page_diff(&mut out, &kernel, &ours, at)?;
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -187,8 +192,16 @@ fn kernel_event(kernel: &mut Pages<u64>, total: &mut (i64, i64), r: &Record) {
 }
 
 /// The pages populated in one and not the other, chunk by chunk.
-fn page_diff(kernel: &Pages<u64>, ours: &Pages<u32>, at: u64) {
-    println!("populated pages at line {at} (kernel: last trace line; ours: last record index)");
+fn page_diff(
+    out: &mut impl Write,
+    kernel: &Pages<u64>,
+    ours: &Pages<u32>,
+    at: u64,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "populated pages at line {at} (kernel: last trace line; ours: last record index)"
+    )?;
     // The latest pairing of each live kernel chunk.
     let mut pair = BTreeMap::new();
     for (kb, oid) in kernel.created.iter().zip(&ours.created) {
@@ -207,23 +220,26 @@ fn page_diff(kernel: &Pages<u64>, ours: &Pages<u32>, at: u64) {
             same += 1;
             continue;
         }
-        println!("kernel chunk {kb:#x} = our chunk {oid}:");
+        writeln!(out, "kernel chunk {kb:#x} = our chunk {oid}:")?;
         for (p, only) in ks
             .difference(os)
             .map(|p| (p, "the kernel"))
             .chain(os.difference(ks).map(|p| (p, "ours")))
         {
-            println!(
+            writeln!(
+                out,
                 "  page {p} populated only in {only}: kernel {:?}, ours {:?}",
                 kernel.last.get(&(*kb, *p)),
                 ours.last.get(&(oid, *p))
-            );
+            )?;
         }
     }
-    println!(
+    writeln!(
+        out,
         "{same} chunks with the same populated pages; {unpaired} kernel chunks without a pair \
          (created {} times by the kernel, {} by ours)",
         kernel.created.len(),
         ours.created.len()
-    );
+    )?;
+    Ok(())
 }
