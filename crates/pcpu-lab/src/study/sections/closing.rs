@@ -138,6 +138,20 @@ pub(super) fn fidelity(md: &mut String, ctx: &Ctx) {
             &["capture", "phase", "ours kB", "kernel kB", "diff"].map(String::from),
             &rows,
         );
+        let differs = fidelity
+            .iter()
+            .flat_map(|r| &r.phases)
+            .any(|p| p.kernel_percpu_kb.is_some_and(|k| k != p.percpu_kb));
+        if differs {
+            let _ = writeln!(
+                md,
+                "Which pages a difference is made of: `cargo run --release -p pcpu-replay \
+                 --example traffic_diff -- CAPTURE --at LINE` lists the pages populated in the \
+                 kernel and not in the replay (or the reverse) at a phase marker's trace line. \
+                 DESIGN.md §9 reads those of the shared captures: each is a page the kernel kept \
+                 populated because its balance run lost a re-queue, which a replay cannot time.\n"
+            );
+        }
     }
 }
 
