@@ -12,7 +12,28 @@ use pcpu::{with_lifetime, Lifetime, PerCpu, PerCpuAllocator, Policy, RawPerCpu};
 
 use crate::util::{assert_resident_matches, Rng};
 
+/// How long the threads run at least; then until every thread made the
+/// progress the test asserts (slow machines, valgrind: CI runs these tests
+/// under memcheck), at most [`RUN_AT_MOST`].
 const RUN_FOR: Duration = Duration::from_secs(3);
+const RUN_AT_MOST: Duration = Duration::from_secs(120);
+
+/// What the threads did so far, for the main thread's stopping rule.
+#[derive(Default)]
+struct Progress {
+    ops: AtomicU64,
+    rounds: AtomicU64,
+    depopulated: AtomicU64,
+}
+
+impl Progress {
+    /// The progress the test asserts at its end.
+    fn enough(&self) -> bool {
+        self.ops.load(Ordering::Relaxed) > 1000
+            && self.rounds.load(Ordering::Relaxed) > 5
+            && self.depopulated.load(Ordering::Relaxed) > 0
+    }
+}
 const WORDS: usize = 16;
 
 /// The expected byte / word of object `id` at generation `gen` on `cpu`.
@@ -114,13 +135,14 @@ impl Obj {
     }
 }
 
-fn writer(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
+fn writer(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool, progress: &Progress) -> u64 {
     let mut rng = Rng::new(seed);
     let mut objs: Vec<Obj> = Vec::new();
     let mut next_id = seed << 32;
     let mut ops = 0;
     while !stop.load(Ordering::Relaxed) {
         ops += 1;
+        progress.ops.fetch_add(1, Ordering::Relaxed);
         match rng.below(10) {
             0..=2 if objs.len() < 64 => {
                 next_id += 1;
@@ -164,7 +186,7 @@ fn writer(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
     ops
 }
 
-fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
+fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool, progress: &Progress) -> u64 {
     let mut rng = Rng::new(seed);
     let mut rounds = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -199,6 +221,7 @@ fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool) -> u64 {
         for (v, tag) in batch {
             assert!(v.iter().all(|&x| x == tag), "survivor lost its value");
         }
+        progress.rounds.fetch_add(1, Ordering::Relaxed);
     }
     rounds
 }
@@ -244,16 +267,19 @@ fn stress(policy: Policy, thread_cache: usize) {
         .build()
         .unwrap();
     let stop = AtomicBool::new(false);
-    let (alloc, stop) = (&alloc, &stop);
+    let progress = Progress::default();
+    let (alloc, stop, progress) = (&alloc, &stop, &progress);
     let (ops, rounds, depopulated) = std::thread::scope(|s| {
         let writers: Vec<_> = (1..=3)
-            .map(|seed| s.spawn(move || writer(alloc, seed, stop)))
+            .map(|seed| s.spawn(move || writer(alloc, seed, stop, progress)))
             .collect();
-        let churner = s.spawn(|| churn(alloc, 99, stop));
+        let churner = s.spawn(|| churn(alloc, 99, stop, progress));
         let balancer = s.spawn(|| {
             let (mut depopulated, mut checks) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
-                depopulated += alloc.balance_now().depopulated;
+                let n = alloc.balance_now().depopulated;
+                depopulated += n;
+                progress.depopulated.fetch_add(n as u64, Ordering::Relaxed);
                 if depopulated / 64 > checks {
                     // Full consistency (core and mappings) in mid-flight.
                     checks += 1;
@@ -265,7 +291,7 @@ fn stress(policy: Policy, thread_cache: usize) {
             depopulated
         });
         let start = Instant::now();
-        while start.elapsed() < RUN_FOR {
+        while start.elapsed() < RUN_FOR || !progress.enough() && start.elapsed() < RUN_AT_MOST {
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);
