@@ -472,3 +472,150 @@ fn atomic_fit_found_nowhere_moves_the_chunk_to_slot_0() {
     assert_ne!(o.chunk, id);
     a.check_invariants().unwrap();
 }
+
+/// Place the areas `[lo, hi)` (in bits) of chunk `id`, in order.
+fn put_bits(a: &mut Allocator, b: &mut SimBackend, id: ChunkId, areas: &[(usize, usize)]) {
+    for &(lo, hi) in areas {
+        put(a, b, id, lo * 4, (hi - lo) * 4);
+    }
+}
+
+/// Where a sleepable request of `size` bytes (4-byte aligned) would go.
+fn probe_normal(a: &Allocator, size: usize) -> Option<(ChunkId, usize)> {
+    a.probe(a.request(size, 4).unwrap(), AllocFlags::NORMAL)
+}
+
+/// Free the area starting at bit `bit` of chunk `id`.
+fn free_bit(a: &mut Allocator, id: ChunkId, bit: usize) {
+    a.free(id, bit * 4).unwrap();
+    a.check_invariants().unwrap();
+}
+
+/// `pcpu_chunk_refresh_hint(chunk, false)` (an allocation overlapping the
+/// chunk's contig hint) promotes the chunk's scan hint to contig hint and
+/// scans only the regions after it; it does not rescan from `first_free`.
+/// A 700-bit run freed inside block 1 (the "W1" case: only `first_free`
+/// learns of it) before the scan hint therefore stays unknown, and the
+/// chunk claims 600 bits: a 650-bit request does not go there (the first
+/// chunk is full, so the probe finds no chunk).
+#[test]
+fn chunk_refresh_promotes_the_scan_hint_without_a_rescan_before_it() {
+    let (mut a, mut b, id) = one_dynamic_chunk(8);
+    // Hole-to-be r (block 1), s (block 2), c (block 3), y (blocks 4-5).
+    let (r, s, c, y) = ((1100, 1800), (2148, 2248), (3172, 3772), (4200, 5400));
+    let fill = [(0, r.0), r, (r.1, s.0), s, (s.1, c.0), c, (c.1, y.0), y];
+    put_bits(&mut a, &mut b, id, &fill);
+    put_bits(&mut a, &mut b, id, &[(y.1, 8 * BB)]);
+    // Sub-page frees in blocks 2 and 3 (W1), then y across blocks 4 and 5:
+    // a full rebuild from first_free (2148) finds s, c and y in turn.
+    for bit in [s.0, c.0, y.0] {
+        free_bit(&mut a, id, bit);
+    }
+    assert_eq!(chunk_hint(&a, id), (2148, 4200, 1200, 3172, 600));
+    free_bit(&mut a, id, r.0);
+    assert_eq!(chunk_hint(&a, id), (1100, 4200, 1200, 3172, 600));
+    // Taking y back promotes c; nothing after it is larger.
+    put_bits(&mut a, &mut b, id, &[y]);
+    assert_eq!(chunk_hint(&a, id), (1100, 3172, 600, 3172, 0));
+    assert_eq!(probe_normal(&a, 650 * 4), None);
+    // A request the hint admits is placed first fit, in r.
+    assert_eq!(probe_normal(&a, 600 * 4), Some((id, 1100 * 4)));
+}
+
+/// A chunk hint of 0 bits keeps its start (`pcpu_chunk_refresh_hint` of a
+/// full chunk finds no region and changes only `contig_hint`), and
+/// `pcpu_block_update_hint_alloc` tests the overlap of that empty region
+/// (`pcpu_region_overlap(start, start + 0, ...)`): an allocation placed
+/// across the start refreshes the hint. Here the chunk hint stays 0 through
+/// two sub-page frees in block 1 (W1) and the refresh finds the 200 bits
+/// left, so a small request fits the chunk again.
+#[test]
+fn an_allocation_across_an_empty_hint_start_refreshes_the_chunk_hint() {
+    let (mut a, mut b) = plain(8);
+    let id = a.first_chunk();
+    put_bits(&mut a, &mut b, id, &[(0, 1500), (1500, 1800), (1800, 2048)]);
+    // The last area filled the hint [1800, 2048): the start stays 1800.
+    assert_eq!(chunk_hint(&a, id), (2048, 1800, 0, 0, 0));
+    free_bit(&mut a, id, 1800);
+    free_bit(&mut a, id, 1500);
+    assert_eq!(chunk_hint(&a, id), (1500, 1800, 0, 0, 0));
+    put_bits(&mut a, &mut b, id, &[(1700, 1900)]);
+    assert_eq!(chunk_hint(&a, id), (1500, 1500, 200, 0, 0));
+    assert_eq!(probe_normal(&a, 16), Some((id, 1500 * 4)));
+}
+
+/// `pcpu_block_update_hint_free` takes the freed run's end from the block's
+/// contig hint only when the freed area ends where that hint starts
+/// (`e_off == contig_hint_start`, `e_off` one past the area's last bit). A
+/// block filled by a 4-byte object on its last free bit keeps the filled
+/// hint's start (0 bits at bit 100); freeing the object gives the block,
+/// and the chunk, a 1-bit hint there again, and a 4-byte request fits.
+#[test]
+fn freeing_a_blocks_last_free_bit_restores_its_hint() {
+    let (mut a, mut b) = plain(8);
+    let id = a.first_chunk();
+    put_bits(&mut a, &mut b, id, &[(0, 100), (101, 2048), (100, 101)]);
+    assert_eq!(chunk_hint(&a, id).2, 0);
+    free_bit(&mut a, id, 100);
+    assert_eq!(chunk_hint(&a, id), (100, 100, 1, 0, 0));
+    assert_eq!(probe_normal(&a, 4), Some((id, 400)));
+}
+
+/// `pcpu_block_refresh_hint` after an allocation inside a block's contig
+/// hint promotes the block's scan hint and rescans from its end
+/// (`scan_hint_start + scan_hint`), finding what is left of the old contig
+/// hint: block 0 holds free runs [50, 60) (scan hint) and [100, 400)
+/// (contig hint); 40 bytes at bit 100 leave [110, 400) as the block's, and
+/// the chunk's, largest run, where a 400-byte request goes.
+#[test]
+fn block_refresh_rescans_after_the_promoted_scan_hint() {
+    let (mut a, mut b) = plain(8);
+    let id = a.first_chunk();
+    put_bits(
+        &mut a,
+        &mut b,
+        id,
+        &[(0, 50), (50, 60), (60, 100), (100, 400)],
+    );
+    put_bits(&mut a, &mut b, id, &[(400, 2048)]);
+    free_bit(&mut a, id, 50);
+    free_bit(&mut a, id, 100);
+    assert_eq!(chunk_hint(&a, id), (50, 100, 300, 50, 10));
+    put_bits(&mut a, &mut b, id, &[(100, 110)]);
+    assert_eq!(chunk_hint(&a, id), (50, 110, 290, 50, 10));
+    assert_eq!(probe_normal(&a, 400), Some((id, 440)));
+}
+
+/// `pcpu_alloc_area` searches only `[start, start + bits + block_bits)`
+/// from the start `pcpu_find_block_fit` gave. With the stale `left_free`
+/// (DESIGN.md §8) block 0's `right_free` (300 bits) and block 1's leading
+/// run, 200 bits by `left_free` but 50 in fact, claim 500 bits; a 400-bit
+/// request gets that start, finds nothing in the window and the walk moves
+/// on, so a new chunk is made although the chunk has 3192 free bits from
+/// bit 5000 on, beyond the window.
+#[test]
+fn a_fit_on_a_stale_left_free_fails_and_the_walk_moves_on() {
+    let (mut a, mut b, id) = one_dynamic_chunk(8);
+    let fill = [(0, 724), (724, 1024), (1024, 1224), (1224, 1848)];
+    put_bits(&mut a, &mut b, id, &fill);
+    put_bits(
+        &mut a,
+        &mut b,
+        id,
+        &[(1848, 2048), (2048, 5000), (5000, 8 * BB)],
+    );
+    // Block 1: free [0, 200) (contig hint) and [824, 1024) (scan hint).
+    for bit in [724, 1024, 1848] {
+        free_bit(&mut a, id, bit);
+    }
+    // Inside the contig hint, not at its start: the refresh promotes the
+    // scan hint and leaves left_free at 200.
+    put_bits(&mut a, &mut b, id, &[(1074, 1075)]);
+    free_bit(&mut a, id, 5000);
+    assert_eq!(chunk_hint(&a, id), (724, 5000, 3192, 724, 500));
+    assert_eq!(probe_normal(&a, 1600), None);
+    let o = a.alloc(&mut b, 1600, 4, AllocFlags::NORMAL).unwrap();
+    assert_ne!(o.chunk, id);
+    assert_eq!(o.offset, 0);
+    a.check_invariants().unwrap();
+}
