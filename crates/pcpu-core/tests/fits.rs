@@ -90,3 +90,25 @@ fn the_fit_knob_prints_and_parses() {
     assert!(e.to_string().contains("first, next or best"), "{e}");
     assert_eq!(q.fit, Fit::Next, "unchanged on error");
 }
+
+/// Best fit aligns a run's start with the request's own alignment, no more:
+/// a 4-byte request takes a 4-byte hole at an odd 4-byte offset (the
+/// tightest), not the 8-byte hole after it.
+#[test]
+fn best_fit_takes_a_hole_at_any_offset_the_alignment_allows() {
+    let (mut a, mut b) = with_fit(Fit::Best);
+    let xs: Vec<_> = (0..6)
+        .map(|_| a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap())
+        .collect();
+    let base = xs[0].offset;
+    assert_eq!(base % 8, 0);
+    // Holes: 4 bytes at base + 4, 8 bytes at base + 12.
+    for i in [1, 3, 4] {
+        a.free(xs[i].chunk, xs[i].offset).unwrap();
+    }
+    let x = a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((x.chunk, x.offset), (xs[1].chunk, base + 4));
+    let y = a.alloc(&mut b, 8, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!(y.offset, base + 12, "the 8-byte hole, at a 4-byte offset");
+    a.check_invariants().unwrap();
+}
