@@ -91,15 +91,21 @@ fn the_fit_knob_prints_and_parses() {
     assert_eq!(q.fit, Fit::Next, "unchanged on error");
 }
 
+/// `n` 4-byte objects, allocated in order (side by side in a fresh
+/// allocator).
+fn fours(a: &mut Allocator, b: &mut SimBackend, n: usize) -> Vec<Allocation> {
+    (0..n)
+        .map(|_| a.alloc(b, 4, 4, AllocFlags::NORMAL).unwrap())
+        .collect()
+}
+
 /// Best fit aligns a run's start with the request's own alignment, no more:
 /// a 4-byte request takes a 4-byte hole at an odd 4-byte offset (the
 /// tightest), not the 8-byte hole after it.
 #[test]
 fn best_fit_takes_a_hole_at_any_offset_the_alignment_allows() {
     let (mut a, mut b) = with_fit(Fit::Best);
-    let xs: Vec<_> = (0..6)
-        .map(|_| a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap())
-        .collect();
+    let xs = fours(&mut a, &mut b, 6);
     let base = xs[0].offset;
     assert_eq!(base % 8, 0);
     // Holes: 4 bytes at base + 4, 8 bytes at base + 12.
@@ -110,5 +116,23 @@ fn best_fit_takes_a_hole_at_any_offset_the_alignment_allows() {
     assert_eq!((x.chunk, x.offset), (xs[1].chunk, base + 4));
     let y = a.alloc(&mut b, 8, 4, AllocFlags::NORMAL).unwrap();
     assert_eq!(y.offset, base + 12, "the 8-byte hole, at a 4-byte offset");
+    a.check_invariants().unwrap();
+}
+
+/// Among holes that fit, best fit takes the smallest and, among equals, the
+/// lowest; a smaller hole that does not fit is passed over (were it taken
+/// as the start, the search would go on from there and skip the first hole).
+/// The holes are larger than the request: an exact fit ends the search.
+#[test]
+fn best_fit_takes_the_lowest_of_equal_holes_and_skips_ones_too_small() {
+    let (mut a, mut b) = with_fit(Fit::Best);
+    let xs = fours(&mut a, &mut b, 11);
+    // Holes: 12 bytes at x1, 4 bytes at x5, 12 bytes at x7; x10 keeps the
+    // last one apart from the free tail.
+    for i in [1, 2, 3, 5, 7, 8, 9] {
+        a.free(xs[i].chunk, xs[i].offset).unwrap();
+    }
+    let x = a.alloc(&mut b, 8, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((x.chunk, x.offset), (xs[1].chunk, xs[1].offset));
     a.check_invariants().unwrap();
 }
