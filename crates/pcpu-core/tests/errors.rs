@@ -116,6 +116,13 @@ fn bad_frees_are_typed_and_change_nothing() {
     let start = a.chunk(first).unwrap().start_offset();
     assert!(start > 0);
     assert!(a.free(first, 0).is_err());
+    // nor is its hidden tail (the unit past the dynamic area)
+    let c = a.chunk(first).unwrap();
+    let tail = c.nr_pages() * 4096 - c.end_offset();
+    assert!(c.end_offset() > 0);
+    let e = a.free(first, tail).unwrap_err();
+    assert!(matches!(e, FreeError::NotAllocated { .. }), "{e}");
+    assert_eq!(before, snapshot(&a));
     a.check_invariants().unwrap();
 }
 
