@@ -106,10 +106,6 @@ fn main() -> Result<(), Error> {
     let mut last = (0i64, 0i64);
     let mut i = 0;
     while i < recs.len() && args.at.map_or(true, |at| recs[i].line <= at) {
-        // Racing allocations are replayed in the kernel's order, as
-        // `Replayer::run` does.
-        let swap = i + 1 < recs.len() && rp.should_swap(&recs[i], &recs[i + 1]);
-        let n = if swap { 2 } else { 1 };
         for op in &rp.page_log()[logged..] {
             ours_op(&mut ours, &mut ot, op);
         }
@@ -125,15 +121,12 @@ fn main() -> Result<(), Error> {
                 last = d;
             }
         }
+        let before = rp.page_log().len();
+        // One step: this record, or it and the next when they are racing
+        // allocations, replayed in the kernel's order.
+        let n = rp.run(&recs[i..], &mut |_| {}, &|_| true)?;
         for r in &recs[i..i + n] {
             kernel_event(&mut kernel, &mut kt, r);
-        }
-        let before = rp.page_log().len();
-        if swap {
-            rp.feed(&recs[i + 1])?;
-            rp.feed(&recs[i])?;
-        } else {
-            rp.feed(&recs[i])?;
         }
         if let Some((from, to)) = args.ops {
             if (from..=to).contains(&recs[i].line) {
