@@ -17,6 +17,11 @@ use crate::util::{assert_resident_matches, Rng};
 /// under memcheck), at most [`RUN_AT_MOST`].
 const RUN_FOR: Duration = Duration::from_secs(3);
 const RUN_AT_MOST: Duration = Duration::from_secs(120);
+/// The progress asserted: writer operations and churn rounds, at least
+/// (more than) this many.
+const MIN_OPS: u64 = 1000;
+const MIN_ROUNDS: u64 = 5;
+const WORDS: usize = 16;
 
 /// What the threads did so far, for the main thread's stopping rule.
 #[derive(Default)]
@@ -29,12 +34,11 @@ struct Progress {
 impl Progress {
     /// The progress the test asserts at its end.
     fn enough(&self) -> bool {
-        self.ops.load(Ordering::Relaxed) > 1000
-            && self.rounds.load(Ordering::Relaxed) > 5
+        self.ops.load(Ordering::Relaxed) > MIN_OPS
+            && self.rounds.load(Ordering::Relaxed) > MIN_ROUNDS
             && self.depopulated.load(Ordering::Relaxed) > 0
     }
 }
-const WORDS: usize = 16;
 
 /// The expected byte / word of object `id` at generation `gen` on `cpu`.
 fn mix(id: u64, gen: u64, cpu: usize, i: usize) -> u64 {
@@ -299,7 +303,10 @@ fn stress(policy: Policy, thread_cache: usize) {
         (ops, churner.join().unwrap(), balancer.join().unwrap())
     });
     eprintln!("stress: {ops} writer ops, {rounds} churn rounds, {depopulated} pages depopulated by balance_now");
-    assert!(ops > 1000 && rounds > 5, "the threads made progress");
+    assert!(
+        ops > MIN_OPS && rounds > MIN_ROUNDS,
+        "the threads made progress"
+    );
     assert!(depopulated > 0, "depopulation ran concurrently");
     let s = alloc.stats();
     eprintln!(
