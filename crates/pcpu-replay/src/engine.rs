@@ -2,127 +2,24 @@
 //! and measures it against the kernel's own record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
 
 use pcpu_core::{
-    AllocError, AllocFlags, Allocation, Allocator, Backend, BackendError, ChunkId, ChunkKind,
-    ClassHint, FreeError, Magazine, Policy, SimBackend, MIN_ALLOC_SIZE,
+    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, ClassHint, FreeError,
+    Magazine, MIN_ALLOC_SIZE,
 };
-use pcpu_trace::{Event, Record};
+use pcpu_trace::{AllocEvent, ChunkPages, Event, Record};
+
+use crate::config::{
+    call_site_class, size_class, BalanceTiming, ClassMode, Placement, ReplayConfig,
+    MAGAZINE_MAX_SIZE,
+};
+use crate::page_log::{LogBackend, PageOp};
+use crate::page_refs::PageRefs;
 
 use crate::refaults::{Refaults, SOON_RUNS};
 use crate::report::{Disagreement, PhaseReport, Report, Sample};
 use crate::setup::Setup;
 use crate::ReplayError;
-
-/// Where allocations go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// Our allocator places every allocation.
-    Simulate,
-    /// Follow the kernel's recorded chunk and offset (population policy only).
-    Kernel,
-}
-
-/// When the balance work runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BalanceTiming {
-    /// At the kernel's `pcpu_balance_workfn` kprobe events.
-    Recorded,
-    /// Right after any allocation or free that schedules it (kernel rules).
-    Modelled,
-    /// Recorded when the trace has balance events, else modelled.
-    Auto,
-}
-
-/// Which placement class each allocation gets (policies with class
-/// placement only; the Linux policies ignore classes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClassMode {
-    /// No classes: plain first fit.
-    None,
-    /// The allocating task (pid): its objects are kept contiguous. Each
-    /// allocation also carries its call site (the whole `call_site=` text,
-    /// hashed), which `Policy::long_lived` learns from.
-    Task,
-    /// Lifetime classes derived from the trace: objects freed in the same
-    /// phase (or never) share pages. The upper bound of what hints can do.
-    Derived,
-    /// Size classes (slab-like segregation): one page-exclusive class per
-    /// power-of-two size bucket (4, 8, 16, ... bytes, see [`size_class`]).
-    SizeClass,
-    /// Call-site segregation: one page-exclusive class per call site
-    /// function (`percpu_ref_init`); allocations without a traced call site
-    /// get no class.
-    CallSite,
-}
-
-/// The size bucket of a `size`-byte allocation under [`ClassMode::SizeClass`]:
-/// `log2` of the size rounded up to a power of two (at least 4 bytes, so 2).
-pub fn size_class(size: u64) -> u64 {
-    u64::from(size.max(4).next_power_of_two().trailing_zeros())
-}
-
-/// The class id of a call site function under [`ClassMode::CallSite`] (FNV-1a
-/// of the name, so stable across runs).
-pub fn call_site_class(function: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in function.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Replay options.
-#[derive(Clone, Debug)]
-pub struct ReplayConfig {
-    /// Policy to replay with.
-    pub policy: Policy,
-    /// Placement mode.
-    pub placement: Placement,
-    /// Balance timing.
-    pub balance: BalanceTiming,
-    /// Run the full invariant check after every operation (slow; for tests).
-    pub check_invariants: bool,
-    /// Skip (and count) what cannot be replayed instead of failing: frees of
-    /// unknown pointers, and events that parse but make no sense (an
-    /// allocation request the kernel would reject or placed outside the
-    /// unit, a kprobe page range outside the chunk).
-    pub lenient: bool,
-    /// Take a timeline sample every this many records (0: phases only).
-    pub sample_every: usize,
-    /// Placement classes.
-    pub classes: ClassMode,
-    /// Keep a log of every page operation of our allocator
-    /// ([`Replayer::page_log`]; for thrash and traffic studies).
-    pub page_log: bool,
-    /// Per-CPU magazines of this many freed areas per request (0: none, as
-    /// in Linux). With magazines, a free on CPU `c` goes to `c`'s magazine of
-    /// the request's size and alignment (a full one frees its older half),
-    /// an allocation on `c` takes from it first, and every balance run drains
-    /// all magazines before it works: what a slab-like free cache would cost
-    /// the kernel's percpu allocator in memory. Simulated placement only;
-    /// reserved allocations and requests above [`MAGAZINE_MAX_SIZE`] bypass
-    /// them (as in the `pcpu` crate's thread caches).
-    pub magazine: usize,
-}
-
-impl Default for ReplayConfig {
-    fn default() -> Self {
-        ReplayConfig {
-            policy: Policy::default(),
-            placement: Placement::Simulate,
-            balance: BalanceTiming::Auto,
-            check_invariants: false,
-            lenient: false,
-            sample_every: 500,
-            classes: ClassMode::Task,
-            page_log: false,
-            magazine: 0,
-        }
-    }
-}
 
 const RESERVED_SERIAL: u32 = u32::MAX;
 
@@ -134,106 +31,6 @@ const MAX_KERNEL_CHUNKS: usize = 4096;
 /// them near 512 MiB whatever the unit size (4096 chunks of 512 KiB units
 /// are 2 GiB).
 const MAX_KERNEL_UNIT_BYTES: usize = 1 << 36;
-
-/// Largest request (bytes) that goes through a magazine
-/// ([`ReplayConfig::magazine`]).
-pub const MAGAZINE_MAX_SIZE: usize = 256;
-
-/// What a [`PageOp`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PageOpKind {
-    /// A chunk was created (no page populated).
-    CreateChunk,
-    /// A chunk was destroyed (its id may be reused afterwards).
-    DestroyChunk,
-    /// Pages were populated.
-    Populate,
-    /// Pages were depopulated.
-    Depopulate,
-}
-
-/// One operation of our allocator on its backend, logged when
-/// [`ReplayConfig::page_log`] is set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PageOp {
-    /// Records fed so far, this one included (1-based index of the record
-    /// whose replay did the operation).
-    pub event: u64,
-    /// Balance runs started so far (the run doing it, when `in_balance`).
-    pub balance_run: u64,
-    /// Done by a balance run (else by an allocation populating its pages).
-    pub in_balance: bool,
-    /// What was done.
-    pub kind: PageOpKind,
-    /// Our chunk id (ids are reused after `DestroyChunk`).
-    pub chunk: u32,
-    /// Pages per unit (empty for chunk creation and destruction).
-    pub pages: std::ops::Range<u32>,
-}
-
-/// The replay's backend: counts pages like [`SimBackend`] and optionally
-/// logs every operation.
-#[derive(Debug, Default)]
-struct LogBackend {
-    sim: SimBackend,
-    /// Pages populated again after a depopulation (ours).
-    refaults: Refaults,
-    log: Option<Vec<PageOp>>,
-    event: u64,
-    run: u64,
-    in_balance: bool,
-}
-
-impl LogBackend {
-    fn push(&mut self, kind: PageOpKind, id: ChunkId, pages: std::ops::Range<usize>) {
-        if let Some(log) = &mut self.log {
-            log.push(PageOp {
-                event: self.event,
-                balance_run: self.run,
-                in_balance: self.in_balance,
-                kind,
-                chunk: id.0,
-                pages: pages.start as u32..pages.end as u32,
-            });
-        }
-    }
-}
-
-impl Backend for LogBackend {
-    fn create_chunk(&mut self, id: ChunkId, nr_pages: usize) -> Result<(), BackendError> {
-        self.sim.create_chunk(id, nr_pages)?;
-        self.refaults.forget(id.0.into());
-        self.push(PageOpKind::CreateChunk, id, 0..0);
-        Ok(())
-    }
-    fn destroy_chunk(&mut self, id: ChunkId) {
-        self.sim.destroy_chunk(id);
-        self.push(PageOpKind::DestroyChunk, id, 0..0);
-    }
-    fn populate(&mut self, id: ChunkId, pages: std::ops::Range<usize>) -> Result<(), BackendError> {
-        self.sim.populate(id, pages.clone())?;
-        let p = pages.start as u32..pages.end as u32;
-        self.refaults
-            .populated(id.0.into(), p, self.run, self.event);
-        self.push(PageOpKind::Populate, id, pages);
-        Ok(())
-    }
-    fn depopulate(
-        &mut self,
-        id: ChunkId,
-        pages: std::ops::Range<usize>,
-    ) -> Result<(), BackendError> {
-        self.sim.depopulate(id, pages.clone())?;
-        let p = pages.start as u32..pages.end as u32;
-        self.refaults
-            .depopulated(id.0.into(), p, self.run, self.event);
-        self.push(PageOpKind::Depopulate, id, pages);
-        Ok(())
-    }
-    fn flush_tlb(&mut self, id: ChunkId, pages: std::ops::Range<usize>) {
-        self.sim.flush_tlb(id, pages);
-    }
-}
 
 #[derive(Clone, Debug)]
 struct LiveObj {
@@ -267,55 +64,13 @@ pub struct LiveObject {
     pub pid: i32,
 }
 
-/// Reference-counted set of pages holding live bytes.
-#[derive(Default, Debug)]
-struct PageRefs {
-    refs: HashMap<(u32, u32), u32>,
-    pages: u64,
-    /// The chunks whose pages `fixed_pages` counts (the first and reserved
-    /// chunks, which are never depopulated; `None`: not counted).
-    fixed: [Option<u32>; 2],
-    /// Of `pages`, those of the `fixed` chunks.
-    fixed_pages: u64,
-}
-
-impl PageRefs {
-    fn new(fixed: [Option<u32>; 2]) -> Self {
-        PageRefs {
-            fixed,
-            ..PageRefs::default()
-        }
-    }
-
-    fn add(&mut self, chunk: u32, off: u32, size: u32, page: u32, delta: i32) {
-        let in_fixed = u64::from(self.fixed.contains(&Some(chunk)));
-        for p in off / page..(off + size).div_ceil(page) {
-            let e = self.refs.entry((chunk, p)).or_insert(0);
-            if delta > 0 {
-                if *e == 0 {
-                    self.pages += 1;
-                    self.fixed_pages += in_fixed;
-                }
-                *e += 1;
-            } else {
-                *e -= 1;
-                if *e == 0 {
-                    self.pages -= 1;
-                    self.fixed_pages -= in_fixed;
-                    self.refs.remove(&(chunk, p));
-                }
-            }
-        }
-    }
-}
-
 /// A replay in progress. Feed records with [`Replayer::feed`], then
 /// [`Replayer::finish`].
 #[derive(Debug)]
 pub struct Replayer {
-    a: Allocator,
+    pub(crate) a: Allocator,
     backend: LogBackend,
-    cfg: ReplayConfig,
+    pub(crate) cfg: ReplayConfig,
     setup: Setup,
     recorded: bool,
     kserial_by_base: HashMap<u64, u32>,
@@ -342,10 +97,10 @@ pub struct Replayer {
     unknown_frees: u64,
     /// Events that make no sense, skipped in lenient mode.
     bad_events: u64,
-    swapped: u64,
+    pub(crate) swapped: u64,
     /// The trace says it is synthetic: its phase figures are placeholders.
     synthetic: bool,
-    derived: HashMap<u64, u64>,
+    pub(crate) derived: HashMap<u64, u64>,
     /// Live bytes per derived lifetime class (`ClassMode::Derived` only;
     /// classes with no live byte are removed).
     class_bytes: HashMap<u64, u64>,
@@ -666,221 +421,12 @@ impl Replayer {
     fn feed_one(&mut self, rec: &Record) -> Result<(), ReplayError> {
         self.events += 1;
         self.backend.event = self.events;
-        let page = self.setup.geometry.page_size() as u32;
         match &rec.event {
-            Event::Alloc(ev) => {
-                let unit = self.setup.geometry.unit_size() as u64;
-                let valid = usize::try_from(ev.size)
-                    .ok()
-                    .zip(usize::try_from(ev.align).ok())
-                    .is_some_and(|(s, a)| self.a.request(s, a).is_ok());
-                if !valid {
-                    return Err(ReplayError::BadEvent {
-                        line: rec.line,
-                        detail: format!(
-                            "size {} align {} is not a valid percpu request",
-                            ev.size, ev.align
-                        ),
-                    });
-                }
-                if ev.off >= unit || ev.size > unit - ev.off {
-                    return Err(ReplayError::BadEvent {
-                        line: rec.line,
-                        detail: format!(
-                            "off={} size={} lies outside the chunk's {unit}-byte unit",
-                            ev.off, ev.size
-                        ),
-                    });
-                }
-                // Alignments under 4 are 4, as in the kernel and `alloc_at`.
-                let min_align = ev.align.max(MIN_ALLOC_SIZE as u64);
-                if ev.off % min_align != 0 {
-                    return Err(ReplayError::BadEvent {
-                        line: rec.line,
-                        detail: format!("off={} is not aligned to {min_align}", ev.off),
-                    });
-                }
-                if self.live.contains_key(&ev.ptr) {
-                    // Checked before anything changes: a lost free event
-                    // (skipped with --lenient) or a corrupt trace.
-                    let detail = format!("pointer {:#x} allocated again while live", ev.ptr);
-                    return Err(if self.cfg.lenient {
-                        ReplayError::BadEvent {
-                            line: rec.line,
-                            detail,
-                        }
-                    } else {
-                        ReplayError::Overlap {
-                            line: rec.line,
-                            detail,
-                        }
-                    });
-                }
-                let kchunk = self.kernel_serial(ev.base_addr);
-                let flags = AllocFlags {
-                    atomic: ev.is_atomic,
-                    reserved: ev.reserved,
-                };
-                let size = ev.size as usize;
-                let align = ev.align as usize;
-                let lifetime = (self.cfg.classes == ClassMode::Derived)
-                    .then(|| self.derived.get(&rec.line).copied().unwrap_or(u64::MAX));
-                let class = match self.cfg.classes {
-                    ClassMode::None => None,
-                    // The call site only feeds `Policy::long_lived`: not
-                    // hashed for a policy without it.
-                    ClassMode::Task => Some(
-                        ClassHint::task(rec.pid as u64).at_site(
-                            ev.call_site
-                                .as_ref()
-                                .filter(|_| self.a.policy().long_lived)
-                                .map_or(0, |c| call_site_class(c.as_str())),
-                        ),
-                    ),
-                    ClassMode::Derived => lifetime.map(ClassHint::lifetime),
-                    ClassMode::SizeClass => Some(ClassHint::lifetime(size_class(ev.size))),
-                    ClassMode::CallSite => {
-                        ev.caller().map(|f| ClassHint::lifetime(call_site_class(f)))
-                    }
-                };
-                let cacheable = self.cfg.magazine > 0
-                    && self.cfg.placement == Placement::Simulate
-                    && !flags.reserved
-                    && size <= MAGAZINE_MAX_SIZE;
-                let cached = if cacheable {
-                    self.take_cached(rec.cpu, size, align)
-                } else {
-                    None
-                };
-                let res = match self.cfg.placement {
-                    _ if cached.is_some() => Ok(cached.expect("just checked")),
-                    Placement::Simulate => match class {
-                        Some(c) if self.a.policy().class_placement => {
-                            self.a.alloc_class(&mut self.backend, size, align, flags, c)
-                        }
-                        _ => self.a.alloc(&mut self.backend, size, align, flags),
-                    },
-                    Placement::Kernel => {
-                        let id = self.our_chunk_for(kchunk, rec.line)?;
-                        match self.a.alloc_at(
-                            &mut self.backend,
-                            id,
-                            ev.off as usize,
-                            size,
-                            align,
-                            flags,
-                        ) {
-                            // Nothing changed (alignment and the unit were
-                            // checked above, so a chunk newly bound to this
-                            // kernel chunk cannot refuse it): skipped with
-                            // --lenient.
-                            Err(e @ AllocError::Occupied { .. }) if !self.cfg.lenient => {
-                                return Err(ReplayError::Overlap {
-                                    line: rec.line,
-                                    detail: e.to_string(),
-                                })
-                            }
-                            Err(
-                                e @ (AllocError::Occupied { .. } | AllocError::Misplaced { .. }),
-                            ) => {
-                                return Err(ReplayError::BadEvent {
-                                    line: rec.line,
-                                    detail: e.to_string(),
-                                })
-                            }
-                            r => r,
-                        }
-                    }
-                };
-                // Invalid requests were refused above, before anything changed
-                // (a new kernel chunk's serial or binding only comes with an
-                // allocation it accepts: see the kernel arm).
-                self.report.allocs += 1;
-                let ours = match res {
-                    Ok(x) => Some(x),
-                    Err(_) => {
-                        self.report.failed_allocs += 1;
-                        None
-                    }
-                };
-                let size4 = (size.div_ceil(4) * 4) as u32;
-                if let Some(x) = ours {
-                    if self.cfg.placement == Placement::Simulate {
-                        self.compared += 1;
-                        let ours_serial = self.our_serial(x.chunk);
-                        if ours_serial == kchunk && x.offset as u64 == ev.off {
-                            self.agreed += 1;
-                        } else if self.report.disagreements.len() < 20 {
-                            self.report.disagreements.push(Disagreement {
-                                line: rec.line,
-                                size: ev.size,
-                                align: ev.align,
-                                kernel_chunk: kchunk,
-                                kernel_off: ev.off,
-                                our_chunk: ours_serial,
-                                our_off: x.offset as u64,
-                            });
-                        }
-                    }
-                    self.floor.add(x.chunk.0, x.offset as u32, size4, page, 1);
-                }
-                self.kfloor.add(kchunk, ev.off as u32, size4, page, 1);
-                self.live_bytes += size4 as u64;
-                if let Some(l) = lifetime {
-                    *self.class_bytes.entry(l).or_insert(0) += size4 as u64;
-                }
-                let obj = LiveObj {
-                    ours,
-                    align: ev.align,
-                    cacheable,
-                    kchunk,
-                    koff: ev.off as u32,
-                    size: size4,
-                    lifetime,
-                    call_site: ev
-                        .call_site
-                        .as_ref()
-                        .map(|c| std::sync::Arc::from(c.function())),
-                    task: rec.task.clone(),
-                    pid: rec.pid,
-                };
-                let old = self.live.insert(ev.ptr, obj);
-                debug_assert!(old.is_none(), "checked before the allocation");
-                self.maybe_balance();
-            }
+            Event::Alloc(ev) => self.feed_alloc(rec, ev)?,
             Event::Free { ptr, .. } => {
-                let Some(obj) = self.live.remove(ptr) else {
-                    if self.cfg.lenient {
-                        self.unknown_frees += 1;
-                        return Ok(());
-                    }
-                    return Err(ReplayError::UnknownFree {
-                        line: rec.line,
-                        ptr: *ptr,
-                    });
-                };
-                self.report.frees += 1;
-                if let Some(x) = obj.ours {
-                    let freed = if obj.cacheable {
-                        self.free_cached(rec.cpu, obj.align as usize, x)
-                    } else {
-                        self.a.free(x.chunk, x.offset).map(drop)
-                    };
-                    freed.map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
-                    self.floor
-                        .add(x.chunk.0, x.offset as u32, obj.size, page, -1);
+                if !self.feed_free(rec, *ptr)? {
+                    return Ok(()); // an unknown pointer, skipped (lenient)
                 }
-                self.kfloor.add(obj.kchunk, obj.koff, obj.size, page, -1);
-                self.live_bytes -= obj.size as u64;
-                if let Some(l) = obj.lifetime {
-                    if let Some(b) = self.class_bytes.get_mut(&l) {
-                        *b -= obj.size as u64;
-                        if *b == 0 {
-                            self.class_bytes.remove(&l);
-                        }
-                    }
-                }
-                self.maybe_balance();
             }
             Event::CreateChunk { base_addr } => {
                 let s = self.next_kserial;
@@ -893,28 +439,8 @@ impl Replayer {
                 }
                 self.krefaults.forget(*base_addr);
             }
-            Event::ChunkPopulated(p) | Event::ChunkDepopulated(p) => {
-                let pages = self.setup.geometry.unit_pages();
-                if p.page_start > p.page_end || p.page_end as usize > pages {
-                    return Err(ReplayError::BadEvent {
-                        line: rec.line,
-                        detail: format!(
-                            "page_start={} page_end={} is not a range of the chunk's {pages} pages",
-                            p.page_start, p.page_end
-                        ),
-                    });
-                }
-                let range = p.page_start..p.page_end;
-                if matches!(rec.event, Event::ChunkPopulated(_)) {
-                    self.kpop += u64::from(p.nr_pages());
-                    self.krefaults
-                        .populated(p.base_addr, range, self.kruns, self.events);
-                } else {
-                    self.kdepop += u64::from(p.nr_pages());
-                    self.krefaults
-                        .depopulated(p.base_addr, range, self.kruns, self.events);
-                }
-            }
+            Event::ChunkPopulated(p) => self.feed_kernel_pages(rec, p, true)?,
+            Event::ChunkDepopulated(p) => self.feed_kernel_pages(rec, p, false)?,
             Event::BalanceWork => {
                 self.kruns += 1;
                 if self.recorded {
@@ -922,29 +448,7 @@ impl Replayer {
                 }
             }
             Event::PhasePercpu { name, kb } => {
-                let p = PhaseReport {
-                    name: name.clone(),
-                    percpu_kb: self.a.percpu_bytes() / 1024,
-                    kernel_percpu_kb: (!self.synthetic).then_some(*kb),
-                    ideal_kb: self.kb(self.live_bytes.div_ceil(page as u64)),
-                    floor_kb: self.kb(self.floor.pages),
-                    kernel_floor_kb: self.kb(self.kfloor.pages),
-                    chunks: self.a.nr_chunks() as u64,
-                    live_objects: self.live.len() as u64,
-                    live_bytes: self.live_bytes,
-                    populated_pages: self.backend.sim.populated_pages,
-                    depopulated_pages: self.backend.sim.depopulated_pages,
-                    kernel_populated_pages: self.have_kprobes.then_some(self.kpop),
-                    kernel_depopulated_pages: self.have_kprobes.then_some(self.kdepop),
-                    first_chunk_floor_kb: self.kb(self.floor.fixed_pages),
-                    class_bound_kb: (self.cfg.classes == ClassMode::Derived).then(|| {
-                        self.kb(self
-                            .class_bytes
-                            .values()
-                            .map(|b| b.div_ceil(page as u64))
-                            .sum())
-                    }),
-                };
+                let p = self.phase_report(name, *kb);
                 self.report.phases.push(p);
                 self.sample(rec.ts);
             }
@@ -958,6 +462,296 @@ impl Replayer {
             self.sample(rec.ts);
         }
         Ok(())
+    }
+
+    /// Refuse an allocation event the kernel could not have made, or whose
+    /// pointer is still live, before anything changes.
+    fn check_alloc(&self, rec: &Record, ev: &AllocEvent) -> Result<(), ReplayError> {
+        let unit = self.setup.geometry.unit_size() as u64;
+        let valid = usize::try_from(ev.size)
+            .ok()
+            .zip(usize::try_from(ev.align).ok())
+            .is_some_and(|(s, a)| self.a.request(s, a).is_ok());
+        let bad = |detail: String| ReplayError::BadEvent {
+            line: rec.line,
+            detail,
+        };
+        if !valid {
+            return Err(bad(format!(
+                "size {} align {} is not a valid percpu request",
+                ev.size, ev.align
+            )));
+        }
+        if ev.off >= unit || ev.size > unit - ev.off {
+            return Err(bad(format!(
+                "off={} size={} lies outside the chunk's {unit}-byte unit",
+                ev.off, ev.size
+            )));
+        }
+        // Alignments under 4 are 4, as in the kernel and `alloc_at`.
+        let min_align = ev.align.max(MIN_ALLOC_SIZE as u64);
+        if ev.off % min_align != 0 {
+            return Err(bad(format!("off={} is not aligned to {min_align}", ev.off)));
+        }
+        if self.live.contains_key(&ev.ptr) {
+            // A lost free event (skipped with --lenient) or a corrupt trace.
+            let detail = format!("pointer {:#x} allocated again while live", ev.ptr);
+            return Err(if self.cfg.lenient {
+                bad(detail)
+            } else {
+                ReplayError::Overlap {
+                    line: rec.line,
+                    detail,
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The placement class of an allocation under [`ReplayConfig::classes`]
+    /// (`lifetime`: its derived class, `ClassMode::Derived` only).
+    fn class_for(&self, rec: &Record, ev: &AllocEvent, lifetime: Option<u64>) -> Option<ClassHint> {
+        match self.cfg.classes {
+            ClassMode::None => None,
+            // The call site only feeds `Policy::long_lived`: not hashed for
+            // a policy without it.
+            ClassMode::Task => Some(
+                ClassHint::task(rec.pid as u64).at_site(
+                    ev.call_site
+                        .as_ref()
+                        .filter(|_| self.a.policy().long_lived)
+                        .map_or(0, |c| call_site_class(c.as_str())),
+                ),
+            ),
+            ClassMode::Derived => lifetime.map(ClassHint::lifetime),
+            ClassMode::SizeClass => Some(ClassHint::lifetime(size_class(ev.size))),
+            ClassMode::CallSite => ev.caller().map(|f| ClassHint::lifetime(call_site_class(f))),
+        }
+    }
+
+    /// Place an allocation: from a magazine, by our allocator, or where the
+    /// kernel did (its chunk `kchunk`). The outer error stops the replay
+    /// (kernel placement refused), the inner one is our allocator's failure.
+    fn place(
+        &mut self,
+        rec: &Record,
+        ev: &AllocEvent,
+        kchunk: u32,
+        class: Option<ClassHint>,
+        cacheable: bool,
+    ) -> Result<Result<Allocation, AllocError>, ReplayError> {
+        let flags = AllocFlags {
+            atomic: ev.is_atomic,
+            reserved: ev.reserved,
+        };
+        let (size, align) = (ev.size as usize, ev.align as usize);
+        if cacheable {
+            if let Some(x) = self.take_cached(rec.cpu, size, align) {
+                return Ok(Ok(x));
+            }
+        }
+        Ok(match self.cfg.placement {
+            Placement::Simulate => match class {
+                Some(c) if self.a.policy().class_placement => {
+                    self.a.alloc_class(&mut self.backend, size, align, flags, c)
+                }
+                _ => self.a.alloc(&mut self.backend, size, align, flags),
+            },
+            Placement::Kernel => {
+                let id = self.our_chunk_for(kchunk, rec.line)?;
+                let off = ev.off as usize;
+                match self
+                    .a
+                    .alloc_at(&mut self.backend, id, off, size, align, flags)
+                {
+                    // Nothing changed (alignment and the unit were checked
+                    // before, so a chunk newly bound to this kernel chunk
+                    // cannot refuse it): skipped with --lenient.
+                    Err(e @ AllocError::Occupied { .. }) if !self.cfg.lenient => {
+                        return Err(ReplayError::Overlap {
+                            line: rec.line,
+                            detail: e.to_string(),
+                        })
+                    }
+                    Err(e @ (AllocError::Occupied { .. } | AllocError::Misplaced { .. })) => {
+                        return Err(ReplayError::BadEvent {
+                            line: rec.line,
+                            detail: e.to_string(),
+                        })
+                    }
+                    r => r,
+                }
+            }
+        })
+    }
+
+    /// Count whether our allocator placed `x` where the kernel did (chunk
+    /// `kchunk`), keeping the first disagreements (simulated placement).
+    fn compare_placement(&mut self, rec: &Record, ev: &AllocEvent, kchunk: u32, x: &Allocation) {
+        self.compared += 1;
+        let ours_serial = self.our_serial(x.chunk);
+        if ours_serial == kchunk && x.offset as u64 == ev.off {
+            self.agreed += 1;
+        } else if self.report.disagreements.len() < 20 {
+            self.report.disagreements.push(Disagreement {
+                line: rec.line,
+                size: ev.size,
+                align: ev.align,
+                kernel_chunk: kchunk,
+                kernel_off: ev.off,
+                our_chunk: ours_serial,
+                our_off: x.offset as u64,
+            });
+        }
+    }
+
+    fn feed_alloc(&mut self, rec: &Record, ev: &AllocEvent) -> Result<(), ReplayError> {
+        self.check_alloc(rec, ev)?;
+        let page = self.setup.geometry.page_size() as u32;
+        let kchunk = self.kernel_serial(ev.base_addr);
+        let lifetime = (self.cfg.classes == ClassMode::Derived)
+            .then(|| self.derived.get(&rec.line).copied().unwrap_or(u64::MAX));
+        let class = self.class_for(rec, ev, lifetime);
+        let cacheable = self.cfg.magazine > 0
+            && self.cfg.placement == Placement::Simulate
+            && !ev.reserved
+            && ev.size as usize <= MAGAZINE_MAX_SIZE;
+        let res = self.place(rec, ev, kchunk, class, cacheable)?;
+        // Invalid requests were refused before anything changed (a new
+        // kernel chunk's serial or binding only comes with an allocation it
+        // accepts: see `place`).
+        self.report.allocs += 1;
+        let ours = match res {
+            Ok(x) => Some(x),
+            Err(_) => {
+                self.report.failed_allocs += 1;
+                None
+            }
+        };
+        let size4 = (ev.size.div_ceil(4) * 4) as u32;
+        if let Some(x) = ours {
+            if self.cfg.placement == Placement::Simulate {
+                self.compare_placement(rec, ev, kchunk, &x);
+            }
+            self.floor.add(x.chunk.0, x.offset as u32, size4, page, 1);
+        }
+        self.kfloor.add(kchunk, ev.off as u32, size4, page, 1);
+        self.live_bytes += u64::from(size4);
+        if let Some(l) = lifetime {
+            *self.class_bytes.entry(l).or_insert(0) += u64::from(size4);
+        }
+        let obj = LiveObj {
+            ours,
+            align: ev.align,
+            cacheable,
+            kchunk,
+            koff: ev.off as u32,
+            size: size4,
+            lifetime,
+            call_site: ev
+                .call_site
+                .as_ref()
+                .map(|c| std::sync::Arc::from(c.function())),
+            task: rec.task.clone(),
+            pid: rec.pid,
+        };
+        let old = self.live.insert(ev.ptr, obj);
+        debug_assert!(old.is_none(), "checked before the allocation");
+        self.maybe_balance();
+        Ok(())
+    }
+
+    /// Replay a free; `false` when the pointer is unknown and skipped
+    /// (lenient).
+    fn feed_free(&mut self, rec: &Record, ptr: u64) -> Result<bool, ReplayError> {
+        let Some(obj) = self.live.remove(&ptr) else {
+            if self.cfg.lenient {
+                self.unknown_frees += 1;
+                return Ok(false);
+            }
+            return Err(ReplayError::UnknownFree {
+                line: rec.line,
+                ptr,
+            });
+        };
+        let page = self.setup.geometry.page_size() as u32;
+        self.report.frees += 1;
+        if let Some(x) = obj.ours {
+            let freed = if obj.cacheable {
+                self.free_cached(rec.cpu, obj.align as usize, x)
+            } else {
+                self.a.free(x.chunk, x.offset).map(drop)
+            };
+            freed.map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
+            self.floor
+                .add(x.chunk.0, x.offset as u32, obj.size, page, -1);
+        }
+        self.kfloor.add(obj.kchunk, obj.koff, obj.size, page, -1);
+        self.live_bytes -= u64::from(obj.size);
+        if let Some(l) = obj.lifetime {
+            if let Some(b) = self.class_bytes.get_mut(&l) {
+                *b -= u64::from(obj.size);
+                if *b == 0 {
+                    self.class_bytes.remove(&l);
+                }
+            }
+        }
+        self.maybe_balance();
+        Ok(true)
+    }
+
+    /// Count the kernel's populated (`populated`) or depopulated pages from
+    /// its kprobe event.
+    fn feed_kernel_pages(
+        &mut self,
+        rec: &Record,
+        p: &ChunkPages,
+        populated: bool,
+    ) -> Result<(), ReplayError> {
+        let pages = self.setup.geometry.unit_pages();
+        if p.page_start > p.page_end || p.page_end as usize > pages {
+            return Err(ReplayError::BadEvent {
+                line: rec.line,
+                detail: format!(
+                    "page_start={} page_end={} is not a range of the chunk's {pages} pages",
+                    p.page_start, p.page_end
+                ),
+            });
+        }
+        let range = p.page_start..p.page_end;
+        if populated {
+            self.kpop += u64::from(p.nr_pages());
+            self.krefaults
+                .populated(p.base_addr, range, self.kruns, self.events);
+        } else {
+            self.kdepop += u64::from(p.nr_pages());
+            self.krefaults
+                .depopulated(p.base_addr, range, self.kruns, self.events);
+        }
+        Ok(())
+    }
+
+    /// The figures at a `PHASE <name> Percpu` marker (`kb`: the kernel's).
+    fn phase_report(&self, name: &str, kb: u64) -> PhaseReport {
+        let page = self.setup.geometry.page_size() as u64;
+        PhaseReport {
+            name: name.to_string(),
+            percpu_kb: self.a.percpu_bytes() / 1024,
+            kernel_percpu_kb: (!self.synthetic).then_some(kb),
+            ideal_kb: self.kb(self.live_bytes.div_ceil(page)),
+            floor_kb: self.kb(self.floor.pages),
+            kernel_floor_kb: self.kb(self.kfloor.pages),
+            chunks: self.a.nr_chunks() as u64,
+            live_objects: self.live.len() as u64,
+            live_bytes: self.live_bytes,
+            populated_pages: self.backend.sim.populated_pages,
+            depopulated_pages: self.backend.sim.depopulated_pages,
+            kernel_populated_pages: self.have_kprobes.then_some(self.kpop),
+            kernel_depopulated_pages: self.have_kprobes.then_some(self.kdepop),
+            first_chunk_floor_kb: self.kb(self.floor.fixed_pages),
+            class_bound_kb: (self.cfg.classes == ClassMode::Derived)
+                .then(|| self.kb(self.class_bytes.values().map(|b| b.div_ceil(page)).sum())),
+        }
     }
 
     /// Every page operation so far, when [`ReplayConfig::page_log`] is set
@@ -1022,126 +816,4 @@ impl Replayer {
     pub fn bad_events(&self) -> u64 {
         self.bad_events
     }
-}
-
-/// Does the trace have `pcpu_balance_workfn` events, and populate/depopulate
-/// kprobe events? (Decides `BalanceTiming::Auto` and whether kernel page
-/// figures are known.)
-pub fn trace_features(records: &[Record]) -> (bool, bool) {
-    let has_balance = records
-        .iter()
-        .any(|r| matches!(r.event, Event::BalanceWork));
-    let has_kprobes = records.iter().any(|r| {
-        matches!(
-            r.event,
-            Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
-        )
-    });
-    (has_balance, has_kprobes)
-}
-
-/// `(name, timestamp)` of every `PHASE <name> Percpu` marker, in trace order
-/// (one per [`PhaseReport`]).
-pub fn phase_marks(records: &[Record]) -> Vec<(String, f64)> {
-    records
-        .iter()
-        .filter_map(|r| match &r.event {
-            Event::PhasePercpu { name, .. } => Some((name.clone(), r.ts)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Replay `records` with `setup` and `cfg`; `progress(done, total)` is called
-/// every 4096 records.
-pub fn replay(
-    name: &str,
-    records: &[Record],
-    setup: Setup,
-    cfg: ReplayConfig,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Report, Allocator), ReplayError> {
-    if !records
-        .iter()
-        .any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. }))
-    {
-        return Err(ReplayError::NoEvents);
-    }
-    let (has_balance, has_kprobes) = trace_features(records);
-    let start = Instant::now();
-    let mut rp = Replayer::new(setup, cfg, has_balance, has_kprobes)?;
-    let total = records.len();
-    rp.run(records, &mut |done| progress(done, total), &|_| false)?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let a = rp.a.clone();
-    let mut report = rp.finish(elapsed);
-    report.trace = name.to_string();
-    Ok((report, a))
-}
-
-impl Replayer {
-    /// Replay `records` in order (the whole trace, from its first record):
-    /// derives lifetime classes first when the configuration asks for them,
-    /// replays racing allocations in the order the kernel placed them (see
-    /// [`Replayer::should_swap`]), calls `progress(records done)` every 4096
-    /// records, and stops after the first record for which `stop` is true.
-    /// Returns the number of records replayed.
-    pub fn run(
-        &mut self,
-        records: &[Record],
-        progress: &mut dyn FnMut(usize),
-        stop: &dyn Fn(&Record) -> bool,
-    ) -> Result<usize, ReplayError> {
-        if self.cfg.classes == ClassMode::Derived && self.derived.is_empty() {
-            self.derived = derive_lifetime_classes(records);
-        }
-        let mut i = 0;
-        while i < records.len() {
-            let swap = i + 1 < records.len() && self.should_swap(&records[i], &records[i + 1]);
-            let n = if swap { 2 } else { 1 };
-            if swap {
-                self.swapped += 1;
-                self.feed(&records[i + 1])?;
-                self.feed(&records[i])?;
-            } else {
-                self.feed(&records[i])?;
-            }
-            let stopped = records[i..i + n].iter().any(stop);
-            i += n;
-            if i % 4096 < n {
-                progress(i);
-            }
-            if stopped {
-                break;
-            }
-        }
-        progress(i);
-        Ok(i)
-    }
-}
-
-/// Lifetime class of every allocation (keyed by trace line): the index of the
-/// phase in which it is freed, or `u64::MAX` when it outlives the trace.
-pub fn derive_lifetime_classes(records: &[Record]) -> HashMap<u64, u64> {
-    let mut phase = 0u64;
-    let mut open: HashMap<u64, u64> = HashMap::new();
-    let mut out = HashMap::new();
-    for r in records {
-        match &r.event {
-            Event::PhaseBegin { .. } => phase += 1,
-            Event::Alloc(a) => {
-                open.insert(a.ptr, r.line);
-            }
-            Event::Free { ptr, .. } => {
-                if let Some(line) = open.remove(ptr) {
-                    out.insert(line, phase);
-                }
-            }
-            _ => {}
-        }
-    }
-    for (_, line) in open {
-        out.insert(line, u64::MAX);
-    }
-    out
 }

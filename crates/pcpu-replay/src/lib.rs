@@ -6,20 +6,26 @@
 //! phase marker, its populate/depopulate kprobe totals, and its placement of
 //! every allocation.
 
+mod config;
 mod engine;
+mod page_log;
+mod page_refs;
 mod refaults;
 pub mod report;
+mod run;
 mod setup;
 
 use std::fmt;
 
-pub use engine::{
-    call_site_class, derive_lifetime_classes, phase_marks, replay, size_class, trace_features,
-    BalanceTiming, ClassMode, LiveObject, PageOp, PageOpKind, Placement, ReplayConfig, Replayer,
+pub use config::{
+    call_site_class, size_class, BalanceTiming, ClassMode, Placement, ReplayConfig,
     MAGAZINE_MAX_SIZE,
 };
+pub use engine::{LiveObject, Replayer};
+pub use page_log::{PageOp, PageOpKind};
 pub use refaults::{Refaults, SOON_RUNS};
 pub use report::{Disagreement, PhaseReport, Report, Sample};
+pub use run::{derive_lifetime_classes, phase_marks, replay, trace_features};
 pub use setup::Setup;
 
 /// Why a replay stopped.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use crate::engine::{PageOp, PageOpKind};
+use crate::page_log::{PageOp, PageOpKind};
 
 /// A re-population counts as *soon* when it comes at most this many balance
 /// runs after the depopulation (the study's measure of thrash).
