@@ -34,6 +34,8 @@
 
 extern crate alloc;
 
+mod accounting;
+mod alloc_path;
 mod allocator;
 mod backend;
 mod backfill;

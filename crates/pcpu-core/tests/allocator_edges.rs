@@ -1,4 +1,5 @@
-//! The allocator's own bookkeeping (`allocator.rs`) pinned through the public
+//! The allocator's own bookkeeping (`allocator.rs`, since split into
+//! `allocator.rs`, `accounting.rs` and `alloc_path.rs`) pinned through the public
 //! API: the figures an embedder reads (`Allocation::zero_range`,
 //! `percpu_bytes`), request validation, the global counters kept beside
 //! the chunks, and the slot walk's decisions. Written from mutation testing
