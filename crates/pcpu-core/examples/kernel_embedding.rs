@@ -230,7 +230,10 @@ impl Percpu {
     /// `__alloc_percpu_gfp(GFP_ATOMIC)`: `pcpu_lock` only, never the
     /// backend (no chunk is created, no page populated: it takes populated
     /// room or fails, and a failure makes the next balance run populate
-    /// more). The caller zeroes the area, as `alloc` does.
+    /// more). The caller zeroes the area, as `alloc` does (a kernel's
+    /// memset needs no lock; this model's memory sits behind `mapper`'s
+    /// mutex, which an atomic context would not take: `main` zeroes it
+    /// afterwards).
     fn alloc_atomic(&self, size: usize, align: usize) -> Result<Allocation, AllocError> {
         let mut st = self.state();
         let req = st.request(size, align)?;
@@ -258,7 +261,10 @@ impl Percpu {
     /// leave the chunks it holds off every list.)
     fn balance(&self) {
         let mut mapper = self.mapper.lock().unwrap();
-        let mut run: BalanceRun = self.state().balance_start();
+        // `mapper` (pcpu_alloc_mutex) serialises runs: none is open.
+        let Ok(mut run): Result<BalanceRun, _> = self.state().balance_start() else {
+            return;
+        };
         loop {
             let Some(work) = run.next(&mut self.state()) else {
                 break;
@@ -306,6 +312,13 @@ fn main() {
         .alloc_atomic(16, 8)
         .expect("populated room in the first chunk");
     assert_eq!(frames(&pcpu), frames_before);
+    let mut m = pcpu.mapper.lock().unwrap();
+    for cpu in 0..UNITS {
+        let va = m.per_cpu_ptr(&c, cpu);
+        m.zero(va, c.zero_range().len());
+        assert_eq!(m.read_u64(va), 0);
+    }
+    drop(m);
     pcpu.free(c);
 
     // Two threads allocate 8-byte counters; each CPU's copy gets its value.

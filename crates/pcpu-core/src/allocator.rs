@@ -137,9 +137,13 @@ pub struct Allocator {
     pub(crate) nr_populated: usize,
     pub(crate) atomic_alloc_failed: bool,
     pub(crate) balance_pending: bool,
-    /// Balance runs started and neither ended nor aborted (0 or 1 when the
-    /// embedder serialises runs, as it must).
-    pub(crate) open_runs: u32,
+    /// This allocator among all made by the process (its balance runs
+    /// carry it, so that a run is never driven on another allocator).
+    pub(crate) instance: usize,
+    /// Balance runs started so far; the open run's number, when one has
+    /// been started and has neither ended nor been aborted (at most one).
+    pub(crate) runs_started: u64,
+    pub(crate) open_run: Option<u64>,
     pub(crate) next_serial: u64,
     pub(crate) rfc_nr_marked: usize,
     pub(crate) stats: GlobalStats,
@@ -200,7 +204,9 @@ impl Allocator {
             nr_populated: (fc.static_size + fc.reserved_size + fc.dyn_size) / page,
             atomic_alloc_failed: false,
             balance_pending: false,
-            open_runs: 0,
+            instance: next_instance(),
+            runs_started: 0,
+            open_run: None,
             next_serial: 1,
             rfc_nr_marked: 0,
             stats: GlobalStats::new(geo.unit_size() as u64),
@@ -341,5 +347,22 @@ impl Allocator {
             bits: (size / MIN_ALLOC_SIZE) as i32,
             bit_align: (align / MIN_ALLOC_SIZE) as i32,
         })
+    }
+}
+
+/// A number for a new allocator, distinct from every other allocator's made
+/// by this process (until the counter wraps); on a target without atomic
+/// pointer-sized operations, 0 for all, and runs are told apart only by their
+/// allocator's run count.
+fn next_instance() -> usize {
+    #[cfg(target_has_atomic = "ptr")]
+    {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+    #[cfg(not(target_has_atomic = "ptr"))]
+    {
+        0
     }
 }

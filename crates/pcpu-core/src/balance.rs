@@ -18,13 +18,16 @@
 //! A run holds chunks off the lists while it works on them (chunks to
 //! destroy, the chunk under reclaim): drive it until [`BalanceRun::next`]
 //! returns `None`, or give it up with [`BalanceRun::abort`], never just drop
-//! it.
+//! it. One run at a time: [`Allocator::balance_start`] refuses a second one
+//! while the first is open, and a run drives only the allocator that
+//! started it (given another, or once over, it plans and commits nothing).
 
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::allocator::Allocator;
 use crate::backend::Backend;
+use crate::error::BalanceError;
 use crate::policy::Stage;
 use crate::{ChunkId, ChunkKind};
 
@@ -120,12 +123,22 @@ enum State {
 
 /// One balance run in progress; see the module docs. Drive it to its end or
 /// [`abort`](BalanceRun::abort) it: dropping it part-way leaves the chunks
-/// it took off the lists off them for good.
-#[derive(Clone, Debug)]
+/// it took off the lists off them for good. Not `Clone`: two copies of a run
+/// would commit its work twice.
+///
+/// # Invariants
+/// While `open`, it is its allocator's open run: the allocator's `instance`
+/// is `owner` and its `open_run` is `Some(serial)`. Only then do
+/// [`next`](BalanceRun::next), [`done`](BalanceRun::done) and
+/// [`abort`](BalanceRun::abort) touch the allocator.
+#[derive(Debug)]
 #[must_use = "a balance run must be driven to its end or aborted"]
 pub struct BalanceRun {
-    /// Counted in `Allocator::open_runs` (until the run ends or is aborted).
+    /// The run has neither ended nor been aborted.
     open: bool,
+    /// The allocator that started it, and its number there.
+    owner: usize,
+    serial: u64,
     stage: usize,
     state: State,
     pending: Option<PageWork>,
@@ -134,24 +147,35 @@ pub struct BalanceRun {
 
 impl Allocator {
     /// Start a balance run (the work item begins executing): clears the
-    /// pending flag; triggers during the run set it again.
-    #[must_use = "a balance run must be driven to its end or aborted"]
-    pub fn balance_start(&mut self) -> BalanceRun {
+    /// pending flag; triggers during the run set it again. Refused, with
+    /// nothing changed, while a run of this allocator is open.
+    pub fn balance_start(&mut self) -> Result<BalanceRun, BalanceError> {
+        if self.open_run.is_some() {
+            return Err(BalanceError::RunOpen);
+        }
         self.balance_pending = false;
-        self.open_runs += 1;
-        BalanceRun {
+        self.runs_started += 1;
+        self.open_run = Some(self.runs_started);
+        Ok(BalanceRun {
             open: true,
+            owner: self.instance,
+            serial: self.runs_started,
             stage: 0,
             state: State::Start,
             pending: None,
             report: BalanceReport::default(),
-        }
+        })
     }
 
-    /// Run a whole balance run inline against `backend`.
+    /// Run a whole balance run inline against `backend`. While a run started
+    /// with [`Allocator::balance_start`] is open, it does nothing and returns
+    /// an empty report: that run is the balance work in progress, and the
+    /// work stays pending ([`Allocator::balance_pending`]) for the next.
     #[doc(alias = "pcpu_balance_workfn")]
     pub fn balance<B: Backend + ?Sized>(&mut self, backend: &mut B) -> BalanceReport {
-        let mut run = self.balance_start();
+        let Ok(mut run) = self.balance_start() else {
+            return BalanceReport::default();
+        };
         while let Some(w) = run.next(self) {
             let ok = match &w {
                 PageWork::Populate { chunk, pages } => {
@@ -195,7 +219,12 @@ impl BalanceRun {
     /// perform the TLB flush of a pending [`PageWork::FlushTlb`]). The work
     /// left is pending again ([`Allocator::balance_pending`]). Returns what
     /// the run did.
+    /// Given another allocator than the one that started it, or once the
+    /// run is over, it changes nothing.
     pub fn abort(mut self, a: &mut Allocator) -> BalanceReport {
+        if !self.drives(a) {
+            return self.report;
+        }
         if let Some(PageWork::CreateChunk { chunk }) = self.pending.take() {
             a.abort_create_chunk(chunk);
         }
@@ -226,8 +255,13 @@ impl BalanceRun {
 
     /// Plan the next page operation, or `None` when the run is over. Each
     /// item is to be followed by [`BalanceRun::done`]; called again before
-    /// that, it returns the same operation (nothing was committed).
+    /// that, it returns the same operation (nothing was committed). Given
+    /// another allocator than the one that started it, or once the run is
+    /// over, it returns `None` and changes nothing.
     pub fn next(&mut self, a: &mut Allocator) -> Option<PageWork> {
+        if !self.drives(a) {
+            return None;
+        }
         if let Some(w) = &self.pending {
             return Some(w.clone());
         }
@@ -239,11 +273,15 @@ impl BalanceRun {
         Some(w)
     }
 
-    /// The run is over: no longer open.
+    /// Is this run open, and `a`'s open run?
+    fn drives(&self, a: &Allocator) -> bool {
+        self.open && a.instance == self.owner && a.open_run == Some(self.serial)
+    }
+
+    /// The run is over: no longer open (called only while it `drives` `a`).
     fn close(&mut self, a: &mut Allocator) {
-        if core::mem::take(&mut self.open) {
-            a.open_runs -= 1;
-        }
+        self.open = false;
+        a.open_run = None;
     }
 
     fn advance(&mut self) {
@@ -302,8 +340,13 @@ impl BalanceRun {
         }
     }
 
-    /// Commit the result of the pending page operation.
+    /// Commit the result of the pending page operation. Given another
+    /// allocator than the one that started it, it changes nothing (the
+    /// operation stays pending).
     pub fn done(&mut self, a: &mut Allocator, ok: bool) {
+        if !self.drives(a) {
+            return;
+        }
         let Some(w) = self.pending.take() else { return };
         if !ok {
             self.report.failures += 1;

@@ -213,9 +213,9 @@ impl Allocator {
     /// isolated chunks are off their lists on purpose).
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         ensure!(
-            self.open_runs == 0,
-            "{} balance run(s) started and neither ended nor aborted",
-            self.open_runs
+            self.open_run.is_none(),
+            "balance run {} started and neither ended nor aborted",
+            self.open_run.unwrap_or(0)
         );
         let mut empty = 0i32;
         let mut empty_all = 0i32;

@@ -197,3 +197,24 @@ impl fmt::Display for FreeError {
 }
 
 impl core::error::Error for FreeError {}
+
+/// Why [`Allocator::balance_start`](crate::Allocator::balance_start) refused
+/// to start a run. The allocator's state is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BalanceError {
+    /// A run this allocator started has neither ended nor been aborted:
+    /// balance runs are serialised (the kernel's `pcpu_alloc_mutex`).
+    RunOpen,
+}
+
+impl fmt::Display for BalanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BalanceError::RunOpen => f.write_str(
+                "a balance run is already open on this allocator: drive it to its end or abort it first",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for BalanceError {}

@@ -125,7 +125,7 @@ fn a_region_in_a_chunk_being_reclaimed_is_not_used() {
     }
     a.check_invariants().unwrap();
     assert!(a.chunk(x).unwrap().is_isolated());
-    let mut run = a.balance_start();
+    let mut run = a.balance_start().unwrap();
     let mut seen = false;
     while let Some(w) = run.next(&mut a) {
         if let PageWork::Depopulate { chunk, .. } = w {
@@ -279,7 +279,7 @@ fn a_region_in_a_chunk_being_freed_is_not_used() {
     // A second free chunk, W, heads the free slot: the balance work frees Z.
     let w = a.create_chunk(&mut b).unwrap();
     a.check_invariants().unwrap();
-    let mut run = a.balance_start();
+    let mut run = a.balance_start().unwrap();
     let mut seen = false;
     while let Some(work) = run.next(&mut a) {
         if work

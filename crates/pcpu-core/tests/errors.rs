@@ -426,7 +426,7 @@ fn balance_next_twice_repeats_the_pending_operation() {
     for x in &objs {
         a.free(x.chunk, x.offset).unwrap();
     }
-    let mut run = a.balance_start();
+    let mut run = a.balance_start().unwrap();
     let w = run.next(&mut a).expect("work after freeing everything");
     assert_eq!(run.next(&mut a), Some(w.clone()));
     run.done(&mut a, true);

@@ -149,7 +149,7 @@ fn retry_after_chunk_creation_honours_atomic_failure() {
     let mut a = Allocator::new(geo_1x8(), Policy::new(PolicyKind::Linux61));
     let mut b = SimBackend::default();
     assert_eq!(a.nr_empty_pop_pages(), 2);
-    let mut run = a.balance_start();
+    let mut run = a.balance_start().unwrap();
     let mut populated = 0;
     let mut failed_once = false;
     while let Some(w) = run.next(&mut a) {

@@ -33,9 +33,12 @@ impl Inner {
         if crate::sys::fault::take_balance_panic() {
             panic!("pcpu: a balance run panicked (fault injection)");
         }
+        // The alloc lock held here serialises runs: none is open.
+        let Ok(mut run) = st.core.balance_start() else {
+            return BalanceReport::default();
+        };
         st.kicked = false;
         st.running = true;
-        let mut run = st.core.balance_start();
         while let Some(work) = run.next(&mut st.core) {
             st = self.perform(st, &serial, &mut run, work);
         }

@@ -1,0 +1,137 @@
+//! Balance runs used against their protocol: a second run while one is open,
+//! a run driven on another allocator, a run used after its end. Each is
+//! refused or does nothing; the allocators' state stays consistent (before,
+//! a second run or a foreign one wrapped the open-run count and double
+//! counted empty pages).
+
+use pcpu_core::*;
+
+/// An allocator with work for the balance run: 20,000 8-byte objects
+/// allocated, all but 100 freed (chunks to free and to reclaim).
+fn with_work() -> (Allocator, SimBackend) {
+    let mut a = Allocator::new(Geometry::simple(2, 16).unwrap(), Policy::default());
+    let mut b = SimBackend::default();
+    let objs: Vec<_> = (0..20_000)
+        .map(|_| a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap())
+        .collect();
+    for x in &objs[100..] {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    a.check_invariants().unwrap();
+    (a, b)
+}
+
+/// Perform `w` on `b` (a `SimBackend` never fails).
+fn perform(b: &mut SimBackend, w: PageWork, unit_pages: usize) {
+    match w {
+        PageWork::Populate { chunk, pages } => b.populate(chunk, pages).unwrap(),
+        PageWork::Depopulate { chunk, pages } => b.depopulate(chunk, pages).unwrap(),
+        PageWork::FlushTlb { chunk, pages } => b.flush_tlb(chunk, pages),
+        PageWork::CreateChunk { chunk } => b.create_chunk(chunk, unit_pages).unwrap(),
+        PageWork::DestroyChunk { chunk } => b.destroy_chunk(chunk),
+    }
+}
+
+/// Drive `run` on `a` to its end; the number of operations it did.
+fn drive(run: &mut BalanceRun, a: &mut Allocator, b: &mut SimBackend) -> usize {
+    let mut n = 0;
+    while let Some(w) = run.next(a) {
+        perform(b, w, a.geometry().unit_pages());
+        run.done(a, true);
+        n += 1;
+    }
+    n
+}
+
+fn state(a: &Allocator) -> (String, i32, usize, usize, bool) {
+    (
+        a.percpu_stats(),
+        a.nr_empty_pop_pages(),
+        a.nr_populated(),
+        a.nr_chunks(),
+        a.balance_pending(),
+    )
+}
+
+#[test]
+fn a_second_run_is_refused_while_one_is_open() {
+    let (mut a, mut b) = with_work();
+    let mut first = a.balance_start().unwrap();
+    let w = first.next(&mut a).expect("work to do");
+    let before = state(&a);
+    assert_eq!(a.balance_start().unwrap_err(), BalanceError::RunOpen);
+    assert_eq!(state(&a), before);
+    // The whole inline run does nothing either, and says so.
+    assert_eq!(a.balance(&mut b), BalanceReport::default());
+    assert_eq!(state(&a), before);
+    perform(&mut b, w, a.geometry().unit_pages());
+    first.done(&mut a, true);
+    assert!(drive(&mut first, &mut a, &mut b) > 0);
+    a.check_invariants().unwrap();
+    // Once the first is over, runs start again.
+    let mut again = a.balance_start().unwrap();
+    drive(&mut again, &mut a, &mut b);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_run_does_nothing_to_another_allocator() {
+    let (mut a, mut ba) = with_work();
+    let (mut other, mut bo) = with_work();
+    let mut run = other.balance_start().unwrap();
+    let before = state(&a);
+    assert_eq!(run.next(&mut a), None);
+    run.done(&mut a, true);
+    assert_eq!(state(&a), before);
+    a.check_invariants().unwrap();
+    // `a` runs its own balance work meanwhile, and the foreign run still
+    // drives its own allocator afterwards.
+    let mut own = a.balance_start().unwrap();
+    assert_eq!(run.next(&mut a), None);
+    drive(&mut own, &mut a, &mut ba);
+    a.check_invariants().unwrap();
+    assert!(drive(&mut run, &mut other, &mut bo) > 0);
+    other.check_invariants().unwrap();
+    // Aborting a run on another allocator leaves that allocator alone.
+    let run = other.balance_start().unwrap();
+    let before = state(&a);
+    run.abort(&mut a);
+    assert_eq!(state(&a), before);
+    assert_eq!(
+        other.check_invariants().unwrap_err().to_string(),
+        "percpu invariant violated: balance run 2 started and neither ended nor aborted"
+    );
+}
+
+#[test]
+fn a_finished_run_does_nothing() {
+    let (mut a, mut b) = with_work();
+    let mut run = a.balance_start().unwrap();
+    let n = drive(&mut run, &mut a, &mut b);
+    assert!(n > 0);
+    let report = run.report();
+    // A later run is open: the finished one must not touch it.
+    let mut later = a.balance_start().unwrap();
+    let before = state(&a);
+    assert_eq!(run.next(&mut a), None);
+    run.done(&mut a, true);
+    assert_eq!(run.abort(&mut a), report);
+    assert_eq!(state(&a), before);
+    drive(&mut later, &mut a, &mut b);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn an_aborted_run_lets_the_next_one_start() {
+    let (mut a, mut b) = with_work();
+    let mut run = a.balance_start().unwrap();
+    let w = run.next(&mut a).expect("work to do");
+    perform(&mut b, w, a.geometry().unit_pages());
+    run.done(&mut a, true);
+    run.abort(&mut a);
+    a.check_invariants().unwrap();
+    assert!(a.balance_pending());
+    let mut next = a.balance_start().unwrap();
+    assert!(drive(&mut next, &mut a, &mut b) > 0);
+    a.check_invariants().unwrap();
+}
