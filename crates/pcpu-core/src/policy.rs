@@ -499,6 +499,8 @@ pub enum PolicyParseError {
     },
     /// A `:`-separated part is not `knob=value`.
     Malformed(String),
+    /// The same knob twice in one policy string (which value was meant?).
+    RepeatedKnob(&'static str),
     /// `empty_pop_low` above `empty_pop_high` once all knobs are set (one of
     /// them may be the policy's default).
     LowAboveHigh {
@@ -530,6 +532,9 @@ impl fmt::Display for PolicyParseError {
                 f,
                 "bad value `{value}` for policy knob `{knob}`: expected {expected}"
             ),
+            PolicyParseError::RepeatedKnob(knob) => {
+                write!(f, "policy knob `{knob}` given twice")
+            }
             PolicyParseError::Malformed(part) => write!(
                 f,
                 "malformed policy knob `{part}` (expected NAME:knob=value:knob=value...)"
@@ -610,6 +615,32 @@ impl Policy {
         p.check_pair()?;
         *self = p;
         Ok(())
+    }
+
+    /// Is every field in the range [`Policy::set`] accepts? The fields are
+    /// public, so a policy built field by field may hold what no knob
+    /// string gives (a negative watermark, a divisor of 0).
+    /// [`Allocator::new`](crate::Allocator::new) runs such a policy
+    /// [`clamped`](Policy::clamped); an embedder that would rather refuse it
+    /// checks it here.
+    ///
+    /// ```
+    /// let mut p = pcpu_core::Policy::default();
+    /// assert_eq!(p.validate(), Ok(()));
+    /// p.reclaim_divisor = 0;
+    /// assert!(p.validate().is_err());
+    /// assert_eq!(p.clamped().validate(), Ok(()));
+    /// ```
+    ///
+    /// # Errors
+    /// The error [`Policy::set`] gives for the first knob out of range, in
+    /// [`KNOBS`] order, or [`PolicyParseError::LowAboveHigh`].
+    pub fn validate(&self) -> Result<(), PolicyParseError> {
+        let mut p = *self;
+        for knob in KNOBS {
+            p.set_unchecked(knob, &alloc::format!("{}", self.knob(knob)))?;
+        }
+        self.check_pair()
     }
 
     /// The policy with every field in the range [`Policy::set`] accepts:
@@ -751,11 +782,18 @@ impl FromStr for Policy {
             _ => return Err(PolicyParseError::UnknownPolicy(name.into())),
         };
         let mut p = Policy::named(kind);
+        let mut seen = [false; KNOBS.len()];
         for part in parts {
             let Some((k, v)) = part.split_once('=') else {
                 return Err(PolicyParseError::Malformed(part.into()));
             };
             p.set_unchecked(k.trim(), v.trim())?;
+            // Known, or `set_unchecked` refused it.
+            if let Some(i) = KNOBS.iter().position(|n| *n == k.trim()) {
+                if core::mem::replace(&mut seen[i], true) {
+                    return Err(PolicyParseError::RepeatedKnob(KNOBS[i]));
+                }
+            }
         }
         p.check_pair()?;
         Ok(p)

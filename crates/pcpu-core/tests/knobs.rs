@@ -156,6 +156,15 @@ fn bad_knobs_are_rejected_and_change_nothing() {
         "pcpu:min_run".parse::<Policy>(),
         Err(PolicyParseError::Malformed(_))
     ));
+    // A knob given twice is refused, whatever its values.
+    for s in [
+        "pcpu:keep_room=true:keep_room=false",
+        "linux-5.14:sideline=false: sideline =false",
+    ] {
+        let e = s.parse::<Policy>().unwrap_err();
+        assert!(matches!(e, PolicyParseError::RepeatedKnob(_)), "{s}: {e}");
+        assert!(e.to_string().ends_with("given twice"), "{e}");
+    }
     let e = "linux-9.9:sideline=true".parse::<Policy>().unwrap_err();
     assert_eq!(e, PolicyParseError::UnknownPolicy("linux-9.9".into()));
     assert!(
@@ -353,6 +362,38 @@ fn out_of_range_fields_are_clamped_by_the_allocator() {
         (1, 1, 0, 0)
     );
     assert_eq!((q.reclaim_surplus, q.class_capacity), (0, 1));
+    // `validate` refuses what the allocator would clamp, each field alone,
+    // with the error `set` gives for that knob.
+    assert_eq!(q.validate(), Ok(()));
+    type Spoil = fn(&mut Policy);
+    let fields: [(&str, Spoil); 7] = [
+        ("reclaim_divisor", |p| p.reclaim_divisor = 0),
+        ("reclaim_batch", |p| p.reclaim_batch = 0),
+        ("empty_pop_high", |p| p.empty_pop_high = (1 << 20) + 1),
+        ("empty_pop_low", |p| p.empty_pop_low = -1),
+        ("reclaim_surplus", |p| p.reclaim_surplus = -3),
+        ("class_capacity", |p| p.class_capacity = 0),
+        ("class_capacity", |p| p.class_capacity = 70_000),
+    ];
+    for (knob, spoil) in fields {
+        let mut bad = Policy::pcpu();
+        spoil(&mut bad);
+        match bad.validate() {
+            Err(PolicyParseError::BadValue { knob: k, .. }) => assert_eq!(k, knob),
+            other => panic!("{knob}: {other:?}"),
+        }
+        assert_ne!(bad.clamped(), bad);
+        assert_eq!(bad.clamped().validate(), Ok(()));
+    }
+    let mut above = Policy::pcpu();
+    above.empty_pop_low = 7;
+    assert_eq!(
+        above.validate(),
+        Err(PolicyParseError::LowAboveHigh { low: 7, high: 4 })
+    );
+    for named in Policy::all() {
+        assert_eq!(named.validate(), Ok(()), "{named}");
+    }
     for policy in [
         p,
         Policy {

@@ -266,8 +266,10 @@ impl Builder {
     /// balance thread (starting it if no other allocator has).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`], [`Error::TooFewUnits`], [`Error::Map`] when
-    /// the first chunk cannot be mapped, [`Error::Spawn`].
+    /// [`Error::InvalidConfig`], [`Error::InvalidPolicy`] (a field of the
+    /// policy out of its knob's range), [`Error::TooFewUnits`],
+    /// [`Error::Map`] when the first chunk cannot be mapped,
+    /// [`Error::Spawn`].
     pub fn build(self) -> Result<PerCpuAllocator, Error> {
         PerCpuAllocator::from_config(self.validate()?)
     }
@@ -331,6 +333,7 @@ impl Builder {
                 "must be at most 4096 areas per size",
             ));
         }
+        self.policy.validate().map_err(Error::InvalidPolicy)?;
         let mut policy = self.policy;
         if let Some((low, high)) = self.watermarks {
             if high > MAX_WATERMARK {

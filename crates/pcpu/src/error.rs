@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use pcpu_core::{AllocError, FreeError, GeometryError};
+use pcpu_core::{AllocError, FreeError, GeometryError, PolicyParseError};
 
 use crate::sys::error::SysError;
 
@@ -36,6 +36,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A policy with a field out of the range its knob takes (its fields
+    /// are public: see [`Policy::validate`](pcpu_core::Policy::validate)).
+    InvalidPolicy(PolicyParseError),
     /// Fewer units than CPU ids: `current_cpu()` could return a CPU without a
     /// unit.
     TooFewUnits {
@@ -92,6 +95,7 @@ impl fmt::Display for Error {
             Error::InvalidConfig { setting, value, reason } => {
                 write!(f, "invalid allocator setting {setting} = {value}: {reason}")
             }
+            Error::InvalidPolicy(e) => write!(f, "invalid allocator policy: {e}"),
             Error::TooFewUnits { units, cpus } => write!(
                 f,
                 "{units} units are too few: this system has {cpus} possible CPUs and every CPU id needs a unit"
@@ -119,6 +123,7 @@ impl std::error::Error for Error {
         match self {
             Error::Map(e) => Some(e),
             Error::Spawn(e) => Some(e),
+            Error::InvalidPolicy(e) => Some(e),
             _ => None,
         }
     }

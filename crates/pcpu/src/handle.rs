@@ -427,7 +427,7 @@ impl<T> PerCpu<T> {
     /// CPU `cpu`'s copy (`per_cpu_ptr(p, cpu)`).
     ///
     /// # Panics
-    /// If `cpu >= self.area.units()`.
+    /// If `cpu >= self.units()`.
     #[inline]
     #[doc(alias = "per_cpu_ptr")]
     pub fn get(&self, cpu: usize) -> &T {
@@ -447,7 +447,7 @@ impl<T> PerCpu<T> {
     /// CPU `cpu`'s copy, mutably.
     ///
     /// # Panics
-    /// If `cpu >= self.area.units()`.
+    /// If `cpu >= self.units()`.
     #[inline]
     pub fn get_mut(&mut self, cpu: usize) -> &mut T {
         assert!(

@@ -139,7 +139,8 @@ pub use error::{Error, MapError};
 pub use handle::{Iter, IterMut, PerCpu, Zeroable};
 pub use hint::{with_lifetime, Lifetime};
 pub use pcpu_core::{
-    AllocError, BalanceReport, ChunkId, Fit, FreeError, InvariantError, Policy, PolicyKind, Refill,
+    AllocError, BalanceReport, ChunkId, Fit, FreeError, InvariantError, Policy, PolicyKind,
+    PolicyParseError, Refill,
 };
 pub use raw::RawPerCpu;
 pub use stats::Stats;

@@ -82,6 +82,34 @@ fn invalid_builder_settings() {
     bad(b().unit_size(2 << 30).build(), "unit_size");
     bad(b().watermarks(5, 2).build(), "watermarks.low");
     bad(b().watermarks(0, usize::MAX).build(), "watermarks.high");
+    // A policy's public fields out of their knobs' ranges are refused too
+    // (the core would run them clamped, and `policy()` would misreport).
+    let mut p = pcpu::Policy::pcpu();
+    p.reclaim_divisor = 0;
+    match b().policy(p).build() {
+        Err(e @ Error::InvalidPolicy(_)) => assert_eq!(
+            e.to_string(),
+            "invalid allocator policy: bad value `0` for policy knob `reclaim_divisor`: \
+             expected a count (1 or more) or max"
+        ),
+        other => panic!("expected InvalidPolicy, got {other:?}"),
+    }
+    let mut p = pcpu::Policy {
+        empty_pop_low: 5,
+        ..pcpu::Policy::default()
+    };
+    assert!(matches!(
+        b().policy(p).build(),
+        Err(Error::InvalidPolicy(_))
+    ));
+    // The builder's watermarks replace the policy's, checked on their own.
+    p.empty_pop_low = 2;
+    assert!(b()
+        .policy(p)
+        .watermarks(6, 8)
+        .background_balance(false)
+        .build()
+        .is_ok());
     let cpus = pcpu::possible_cpus();
     if cpus > 1 {
         match b().units(cpus - 1).build() {
