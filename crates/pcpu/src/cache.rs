@@ -40,7 +40,8 @@
 //! them at its next cold cache operation (a new class, a class whose
 //! allocator's epoch moved, a flush), so a long-lived thread does not keep a
 //! dropped allocator alive (mapped, and on the balance worker); entries
-//! spread over several threads go when those threads exit or evict them. Requests made inside a lifetime scope
+//! spread over several threads go when those threads exit or evict them.
+//! Under class placement, requests made inside a lifetime scope
 //! ([`with_lifetime`](crate::with_lifetime)) bypass the cache, and their
 //! areas are freed, not cached, when dropped (wherever that happens), so
 //! that their class placement holds: a cached area would give the class's
@@ -214,11 +215,20 @@ fn release_with(
     }
 }
 
-/// Is the cache worth asking for this request? Not for large ones, nor
-/// inside a lifetime scope (its objects get the class's own placement).
+/// Is the cache worth asking for this request of `alloc`? Not for large
+/// ones, nor for a hinted one ([`hinted`]).
 #[inline]
-pub(crate) fn serves(size: usize) -> bool {
-    size <= MAX_CACHED_SIZE && !crate::hint::in_scope()
+pub(crate) fn serves(alloc: &PerCpuAllocator, size: usize) -> bool {
+    size <= MAX_CACHED_SIZE && !hinted(alloc)
+}
+
+/// Does an allocation of `alloc` made now follow a lifetime scope? Only
+/// with class placement (the Linux policies ignore hints): its objects then
+/// get the class's own placement, which neither the cache's areas nor a
+/// recycled one would respect.
+#[inline]
+pub(crate) fn hinted(alloc: &PerCpuAllocator) -> bool {
+    alloc.inner().config.policy.class_placement && crate::hint::in_scope()
 }
 
 /// Bytes of neighbouring areas a cache miss allocates at once: a thread's

@@ -26,8 +26,8 @@ use crate::PerCpuAllocator;
 /// does only once no allocation is left in it. A dropped area of up to 256
 /// bytes may go to the thread's cache instead of being freed
 /// ([`Area::recycle`]), unless it was allocated inside a lifetime scope
-/// (`recyclable` false: the cache would hand the class's place to an
-/// object of another lifetime).
+/// under class placement (`recyclable` false: the cache would hand the
+/// class's place to an object of another lifetime).
 #[derive(Debug)]
 pub(crate) struct Area {
     /// `None` only once [`Area::recycle`] gave the area to the thread cache.
@@ -41,7 +41,8 @@ pub(crate) struct Area {
     chunk: ChunkId,
     /// Number of units (at most 65535: `Config`).
     pub(crate) units: u16,
-    /// Allocated outside any lifetime scope: may go to the thread cache.
+    /// Allocated outside any lifetime scope, or by a policy without class
+    /// placement: may go to the thread cache.
     recyclable: bool,
 }
 
@@ -50,7 +51,7 @@ impl Area {
     /// allocation, or an area of the same request from this thread's cache
     /// (holding what its previous owner left).
     pub(crate) fn new(alloc: &PerCpuAllocator, size: usize, align: usize) -> Result<Area, Error> {
-        if !cache::serves(size) {
+        if !cache::serves(alloc, size) {
             return Ok(Area::from_placed(alloc, alloc.inner().alloc(size, align)?));
         }
         if let Some(e) = cache::take(alloc, size, align) {
@@ -79,7 +80,7 @@ impl Area {
             units: u16::try_from(units).expect("at most 65535 units (Config)"),
             chunk: placed.chunk,
             offset: u32::try_from(placed.offset).expect("unit offsets fit in u32"),
-            recyclable: !crate::hint::in_scope(),
+            recyclable: !cache::hinted(alloc),
         }
     }
 

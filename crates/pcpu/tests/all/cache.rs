@@ -161,6 +161,18 @@ fn no_cache_when_turned_off_for_large_objects_or_in_a_lifetime_scope() {
     drop(inside);
     alloc.trim_thread_caches();
     assert_eq!(alloc.stats().live_allocations, 0);
+    // The Linux policies ignore hints: a scope changes nothing there, and
+    // the cache serves and keeps the scope's requests like any other.
+    let linux = quiet("linux-5.14", 64 << 10);
+    let outside = linux.per_cpu_zeroed::<u64>().unwrap();
+    let cached_addr = addr(&outside);
+    drop(outside);
+    let before = linux.stats();
+    let inside = with_lifetime(Lifetime(7), || linux.per_cpu_zeroed::<u64>().unwrap());
+    assert_eq!(addr(&inside), cached_addr);
+    assert_eq!(linux.stats().thread_cached, before.thread_cached - 1);
+    drop(inside);
+    assert_eq!(linux.stats().thread_cached, before.thread_cached);
 
     let too_big = PerCpuAllocator::builder().thread_cache(4097).build();
     assert!(
