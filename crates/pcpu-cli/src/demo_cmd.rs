@@ -33,7 +33,8 @@ pub(crate) struct DemoArgs {
     /// 32 KiB to 1 GiB).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(32768..=1 << 30))]
     unit_size: Option<usize>,
-    /// Units of each allocator (default: the possible CPUs). More stand for
+    /// Units of each allocator (default: the possible CPUs; fewer are
+    /// refused, since every CPU id needs a unit). More stand for
     /// a machine whose other possible CPUs never run the process (a VM sized
     /// for CPU hot-plug): Percpu counts every unit, resident memory only the
     /// units that were written.
@@ -42,6 +43,20 @@ pub(crate) struct DemoArgs {
     /// Print the report as JSON (schema in the `pcpu::demo` documentation).
     #[arg(long)]
     json: bool,
+}
+
+/// `list` without repeats (a policy given twice is run once, with a
+/// warning, as `pcpu compare` does).
+fn once_each(list: Vec<Policy>, flag: &str) -> Vec<Policy> {
+    let mut out: Vec<Policy> = Vec::new();
+    for p in list {
+        if out.contains(&p) {
+            crate::error::warn(&format!("{flag}: {p} is given more than once: run once"));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Runs `pcpu demo`.
@@ -59,14 +74,15 @@ pub(crate) fn run(args: DemoArgs) -> CliResult {
         ..DemoConfig::default()
     };
     if let Some(p) = args.policies {
-        cfg.policies = p;
+        cfg.policies = once_each(p, "--policies");
     }
     if let Some(h) = args.hinted {
-        cfg.hinted = h
+        let hinted = h
             .iter()
             .filter(|s| s.as_str() != "none")
-            .map(|s| parse_policy(s).map_err(CliError::usage))
+            .map(|s| parse_policy(s).map_err(|e| CliError::usage(format!("--hinted: {e}"))))
             .collect::<Result<_, _>>()?;
+        cfg.hinted = once_each(hinted, "--hinted");
     }
     if let Some(u) = args.unit_size {
         cfg.unit_size = u;
@@ -91,7 +107,13 @@ pub(crate) fn run(args: DemoArgs) -> CliResult {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let report = result.map_err(|e| CliError::replay(format!("demo failed: {e}")))?;
+    let report = result.map_err(|e| match e {
+        // Settings no allocator takes on this machine are usage errors.
+        pcpu::Error::TooFewUnits { .. }
+        | pcpu::Error::InvalidConfig { .. }
+        | pcpu::Error::Geometry(_) => CliError::usage(e.to_string()),
+        e => CliError::replay(format!("demo failed: {e}")),
+    })?;
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::replay(format!("cannot encode the report as JSON: {e}")))?;

@@ -42,6 +42,12 @@ pub(crate) struct GenOut {
 /// `capture-params.txt` names no `generator=`), unless `--force`.
 fn check_out(out: &GenOut) -> Result<(), CliError> {
     let dir = &out.out;
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{}: is a file, expected a folder",
+            dir.display()
+        )));
+    }
     let has_capture = [
         "trace.txt.gz",
         "trace.txt",

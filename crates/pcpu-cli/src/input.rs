@@ -172,9 +172,8 @@ pub(crate) fn parse_policy(s: &str) -> Result<Policy, String> {
     s.parse::<Policy>().map_err(|e| e.to_string())
 }
 
-/// Parses `--geometry "s217088 r8192 d28672 u524288"`. The `u` part may be
-/// left out (then static + reserved + dynamic rounded up to pages); tokens may
-/// come in any order and be separated by spaces or commas.
+/// Parses `--geometry "s217088 r8192 d28672 u524288"`: all four parts, in
+/// any order, separated by spaces or commas.
 pub(crate) fn parse_geometry(s: &str) -> Result<FirstChunkGeometry, String> {
     let (mut st, mut r, mut d, mut u) = (None, None, None, None);
     for tok in s

@@ -23,7 +23,8 @@ pub(crate) struct StudyArgs {
     /// A real capture folder to include (repeatable) [default:
     /// memcg-1000x10-smp4 and memcg-churn-smp4 in ../shared/kernel-traces
     /// from the current folder, else beside the checkout the binary was
-    /// built from]; missing ones are skipped with a note.
+    /// built from; missing ones are skipped with a note]. A capture named
+    /// here must exist.
     #[arg(long = "capture", value_name = "DIR")]
     pub(crate) captures: Vec<PathBuf>,
 
@@ -87,6 +88,14 @@ pub(crate) fn run(args: StudyArgs) -> CliResult {
         CAPTURES.iter().map(|n| default_capture(n)).collect()
     } else {
         for c in &args.captures {
+            // A missing default capture is skipped with a note; one named
+            // here is wanted in the study.
+            if !study::is_capture(c) {
+                return Err(CliError::usage(format!(
+                    "{}: not a capture (a trace file, or a folder holding trace.txt.gz or trace.txt)",
+                    c.display()
+                )));
+            }
             command.push_str(&format!(" --capture {}", c.display()));
         }
         args.captures.clone()

@@ -848,6 +848,17 @@ fn hostile_inputs_fail_cleanly() {
     let params = std::fs::read_to_string(Path::new(out).join("capture-params.txt")).unwrap();
     assert_eq!(params, "name=real\nsmp=4\n", "left as it was");
     assert_ok(&gen(&["--force"]));
+    // A file where the folder should be is named as such.
+    let file = Path::new(out).join("capture-params.txt");
+    let o = pcpu(&[
+        "gen",
+        "cover-letter",
+        "--parents",
+        "4",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_fails(&o, 2, &["is a file, expected a folder"]);
     // Its own capture is replaced without asking.
     assert_ok(&gen(&[]));
 }
@@ -1031,6 +1042,47 @@ fn demo_runs_on_real_memory() {
     assert_eq!(o.status.code(), Some(2));
     let o = pcpu(&["demo", "--units", "0"]);
     assert_eq!(o.status.code(), Some(2));
+    // Settings the allocator refuses are usage errors too, named.
+    let o = pcpu(&["demo", "--parents", "5", "--unit-size", "40000"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unit_size = 40000"), "{}", stderr(&o));
+    if pcpu::possible_cpus() > 1 {
+        let o = pcpu(&["demo", "--parents", "5", "--units", "1"]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("too few"), "{}", stderr(&o));
+    }
+    let o = pcpu(&["demo", "--parents", "5", "--hinted", ""]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("pcpu: error: --hinted: unknown policy"),
+        "{}",
+        stderr(&o)
+    );
+    // A policy given twice runs once, with a warning.
+    let args = ["demo", "--parents", "5", "--children", "1", "--json"];
+    let o = pcpu(
+        &[
+            &args[..],
+            &[
+                "--policies",
+                "pcpu,linux-5.14,pcpu",
+                "--hinted",
+                "pcpu,pcpu",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--policies: pcpu is given more than once"));
+    assert!(stderr(&o).contains("--hinted: pcpu is given more than once"));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pcpu", "linux-5.14", "pcpu+hints"]);
 }
 
 #[test]

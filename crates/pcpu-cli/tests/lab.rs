@@ -21,6 +21,10 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 fn assert_ok(o: &Output) {
     assert!(
         o.status.success(),
@@ -195,4 +199,21 @@ fn tiny_study_into_a_temp_dir() {
     std::fs::write(&f, "x").unwrap();
     let o = pcpu(&["study", "--small", "--out", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
+    // So is a capture named with --capture that is not there (a default
+    // one is skipped with a note), before anything runs.
+    let o = pcpu(&[
+        "study",
+        "--small",
+        "--capture",
+        "/nonexistent",
+        "--out",
+        tmp("study-missing").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent: not a capture"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty());
 }
