@@ -492,6 +492,40 @@ impl<T> PerCpu<T> {
             _copies: PhantomData,
         }
     }
+
+    /// Move the copies out, in CPU order, and give the memory back (as a
+    /// drop of the handle does, without dropping the copies): the values
+    /// of a per-CPU accumulator once its work is done.
+    ///
+    /// ```
+    /// let alloc = pcpu::PerCpuAllocator::builder().build().unwrap();
+    /// let names = alloc.per_cpu(|cpu| format!("cpu{cpu}")).unwrap();
+    /// let v: Vec<String> = names.into_vec();
+    /// assert_eq!(v[0], "cpu0");
+    /// assert_eq!(v.len(), alloc.units());
+    /// ```
+    pub fn into_vec(self) -> Vec<T> {
+        let units = self.units();
+        // Allocated first: should it fail, `self` drops as usual.
+        let mut out = Vec::with_capacity(units);
+        let this = mem::ManuallyDrop::new(self);
+        let (base, stride) = (this.base(), this.area.stride);
+        for cpu in 0..units {
+            // SAFETY: fact A: copy `cpu` is in bounds of the live area,
+            // aligned and initialised (every constructor initialises all
+            // units), and owning `self` shows nothing refers to it. Each copy
+            // is read once, and `ManuallyDrop` keeps `PerCpu::drop` from
+            // dropping it again; `push` cannot panic (the capacity is there).
+            out.push(unsafe { ptr::read(slot(base, stride, cpu)) });
+        }
+        // SAFETY: `this` is never used or dropped again, so the area moves
+        // out of it exactly once (the other field is a `PhantomData`).
+        let mut area = unsafe { ptr::read(&this.area) };
+        // The copies moved out: the area may serve the next allocation of a
+        // `T` on this thread, as in `Drop` (else its drop frees it).
+        area.recycle(size_for::<T>(), mem::align_of::<T>());
+        out
+    }
 }
 
 /// The copies of a [`PerCpu<T>`], in CPU order: [`PerCpu::iter`].

@@ -110,6 +110,41 @@ fn every_copy_is_dropped_once_and_the_area_freed() {
     alloc.check_invariants().unwrap();
 }
 
+/// `into_vec` moves every copy out once (none dropped in place, none
+/// twice: memcheck in CI would see a double free of the strings) and gives
+/// the area back as a drop does.
+#[test]
+fn into_vec_moves_the_copies_out_and_frees_the_area() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let before = alloc.stats().live_allocations;
+    let v = alloc
+        .per_cpu(|cpu| (format!("cpu{cpu}"), Tracked(Arc::clone(&drops))))
+        .unwrap();
+    let neighbours = alloc.stats().thread_cached;
+    let out = v.into_vec();
+    assert_eq!(drops.load(Ordering::Relaxed), 0, "moved, not dropped");
+    let names: Vec<&str> = out.iter().map(|(s, _)| s.as_str()).collect();
+    let expected: Vec<String> = (0..alloc.units()).map(|c| format!("cpu{c}")).collect();
+    assert_eq!(names, expected);
+    // The area went to this thread's cache, as after a drop.
+    let s = alloc.stats();
+    assert_eq!(
+        (s.live_allocations, s.thread_cached),
+        (before + 1 + neighbours, 1 + neighbours)
+    );
+    drop(out);
+    assert_eq!(drops.load(Ordering::Relaxed), alloc.units());
+    alloc.trim_thread_caches();
+    assert_eq!(alloc.stats().live_allocations, before);
+    // Large values bypass the cache: the area is freed at once.
+    let big = alloc.per_cpu(|cpu| [cpu as u64; 64]).unwrap();
+    let out = big.into_vec();
+    assert!(out.iter().enumerate().all(|(c, a)| a[63] == c as u64));
+    assert_eq!(alloc.stats().live_allocations, before);
+    alloc.check_invariants().unwrap();
+}
+
 #[test]
 fn panic_in_init_drops_what_was_made_and_frees() {
     let alloc = quiet("linux-5.14", 64 << 10);
