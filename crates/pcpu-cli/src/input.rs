@@ -227,6 +227,7 @@ pub(crate) fn parse_geometry(s: &str) -> Result<FirstChunkGeometry, String> {
         dyn_size: d,
         unit_size: u.unwrap_or(u64::from(pages) * PAGE_SIZE as u64),
         atom_size: None,
+        alloc_size: None,
         groups: Vec::new(),
     })
 }
@@ -436,7 +437,7 @@ enum Source {
     /// Standard input.
     Stdin,
     /// A capture folder or trace file.
-    Capture(Capture),
+    Capture(Box<Capture>),
 }
 
 /// Reads the capture or trace named by `args`, resolves geometry and units,
@@ -481,7 +482,7 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
             Some(n) if n != "trace.txt.gz" && n != "trace.txt" => n,
             _ => cap.name(),
         };
-        (Source::Capture(cap), name)
+        (Source::Capture(Box::new(cap)), name)
     };
     let (geo, units) = resolve_geometry(args, &source)?;
 

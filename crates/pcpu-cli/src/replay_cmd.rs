@@ -52,6 +52,8 @@ pub(crate) struct Skipped {
     pub(crate) unknown_frees: u64,
     /// Events that parse but cannot be replayed.
     pub(crate) bad_events: u64,
+    /// Chunks used without a `percpu_create_chunk` event (replayed).
+    pub(crate) uncreated_chunks: u64,
 }
 
 impl Skipped {
@@ -60,6 +62,7 @@ impl Skipped {
         Skipped {
             unknown_frees: rp.unknown_frees(),
             bad_events: rp.bad_events(),
+            uncreated_chunks: rp.uncreated_chunks(),
         }
     }
 
@@ -69,6 +72,13 @@ impl Skipped {
         if n > 0 {
             warn(&format!(
                 "{policy}: skipped {n} free{} of pointers with no live traced allocation (--lenient)",
+                plural(n)
+            ));
+        }
+        let n = self.uncreated_chunks;
+        if n > 0 {
+            warn(&format!(
+                "{policy}: {n} chunk{} used without a percpu_create_chunk event: the trace did not start at boot, and its figures miss what came before (--lenient)",
                 plural(n)
             ));
         }

@@ -719,9 +719,13 @@ fn error_replay_failure_exits_1() {
 /// each now fails (or runs) cleanly, with no panic.
 #[test]
 fn hostile_inputs_fail_cleanly() {
+    // In the first chunk: its base is the percpu base plus the static and
+    // reserved areas (225280 bytes), and `ptr` is `base_addr + off` less the
+    // percpu base.
     let alloc = |off: &str| {
+        let ptr = off.parse::<u64>().unwrap().wrapping_add(225_280);
         format!(
-            "          <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off={off} ptr=0000000000099999 bytes_alloc=24 gfp_flags=\n"
+            "          <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off={off} ptr={ptr:016x} bytes_alloc=24 gfp_flags=\n"
         )
     };
     let stdin = ["replay", "-", "--geometry", GEOMETRY, "--units", "4"];

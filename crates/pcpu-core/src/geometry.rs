@@ -32,6 +32,12 @@ pub struct Geometry {
     nr_units: usize,
     unit_pages: usize,
     first: FirstChunk,
+    /// The first chunk's allocation atom and size (`alloc=N*ATOM` in the
+    /// boot log): only reported (`percpu_stats`). Invariant: `atom_size` is
+    /// a power of two, at least the page size; `alloc_size` a multiple of
+    /// both `atom_size` and the unit size.
+    atom_size: usize,
+    alloc_size: usize,
 }
 
 /// Why a geometry was rejected.
@@ -120,6 +126,46 @@ impl Geometry {
             nr_units,
             unit_pages: unit_size / page_size,
             first,
+            atom_size: page_size,
+            alloc_size: unit_size,
+        })
+    }
+
+    /// The same geometry with the first chunk's allocation atom and
+    /// allocation size as the kernel's boot log gives them (`pcpu-alloc:
+    /// ... alloc=N*ATOM`: `atom_size` ATOM, `alloc_size` N × ATOM bytes per
+    /// allocation group). Only [`Allocator::percpu_stats`] reports them
+    /// (`atom_size`, `alloc_size`); without this call they are the page size
+    /// and the unit size.
+    ///
+    /// # Errors
+    /// When `atom_size` is not a power of two of at least the page size, or
+    /// `alloc_size` is not a non-zero multiple of both it and the unit size.
+    ///
+    /// [`Allocator::percpu_stats`]: crate::Allocator::percpu_stats
+    pub fn with_alloc_info(
+        self,
+        atom_size: usize,
+        alloc_size: usize,
+    ) -> Result<Self, GeometryError> {
+        let err = |reason| GeometryError {
+            reason,
+            config: (self.page_size, self.nr_units, self.unit_size(), self.first),
+        };
+        if !atom_size.is_power_of_two() || atom_size < self.page_size {
+            return Err(err(
+                "the allocation atom must be a power of two of at least the page size",
+            ));
+        }
+        if alloc_size == 0 || alloc_size % atom_size != 0 || alloc_size % self.unit_size() != 0 {
+            return Err(err(
+                "the allocation size must be a multiple of the atom and of the unit size",
+            ));
+        }
+        Ok(Geometry {
+            atom_size,
+            alloc_size,
+            ..self
         })
     }
 
@@ -204,6 +250,15 @@ impl Geometry {
             dyn_size: self.first.dyn_size - (static_size - self.first.static_size),
         }
     }
+    /// The first chunk's allocation atom in bytes ([`Geometry::with_alloc_info`]).
+    pub fn atom_size(&self) -> usize {
+        self.atom_size
+    }
+    /// The first chunk's allocation size in bytes per group
+    /// ([`Geometry::with_alloc_info`]).
+    pub fn alloc_size(&self) -> usize {
+        self.alloc_size
+    }
     /// Largest single allocation: `PCPU_MIN_UNIT_SIZE`, or the unit size when
     /// it is smaller (only possible with test geometries).
     #[inline]
@@ -262,5 +317,23 @@ mod tests {
             dyn_size: 4096,
         };
         assert!(Geometry::new(4096, 4, 65536, odd).is_err());
+    }
+
+    #[test]
+    fn alloc_info_is_checked() {
+        let g = Geometry::from_kernel_line("s217088 r8192 d28672 u524288", 4).unwrap();
+        assert_eq!((g.atom_size(), g.alloc_size()), (4096, 524288));
+        let h = g.with_alloc_info(2 << 20, 2 << 20).unwrap();
+        assert_eq!((h.atom_size(), h.alloc_size()), (2 << 20, 2 << 20));
+        assert_eq!(h.with_alloc_info(4096, 524288), Ok(g));
+        for (atom, alloc) in [
+            (2048, 524288),
+            (3 << 20, 3 << 20),
+            (2 << 20, 0),
+            (8192, 8192),
+            (1 << 20, 3 << 19),
+        ] {
+            assert!(g.with_alloc_info(atom, alloc).is_err(), "{atom} {alloc}");
+        }
     }
 }

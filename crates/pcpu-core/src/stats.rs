@@ -166,8 +166,8 @@ impl Allocator {
         p(&mut out, "static_size", fc.static_size as i64);
         p(&mut out, "reserved_size", fc.reserved_size as i64);
         p(&mut out, "dyn_size", fc.dyn_size as i64);
-        p(&mut out, "atom_size", self.geo.page_size() as i64);
-        p(&mut out, "alloc_size", self.geo.unit_size() as i64);
+        p(&mut out, "atom_size", self.geo.atom_size() as i64);
+        p(&mut out, "alloc_size", self.geo.alloc_size() as i64);
         out.push('\n');
         out.push_str("Global Stats:\n----------------------------------------\n");
         p(&mut out, "nr_alloc", g.nr_alloc as i64);

@@ -1,7 +1,7 @@
 //! The replay engine: feeds trace records through a [`pcpu_core::Allocator`]
 //! and measures it against the kernel's own record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pcpu_core::{
     AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, ClassHint, FreeError,
@@ -95,6 +95,8 @@ pub struct Replayer {
     /// The trace has `pcpu_balance_workfn` events (the kernel's runs).
     have_kruns: bool,
     unknown_frees: u64,
+    /// Chunks used without a `percpu_create_chunk` event (lenient).
+    uncreated: HashSet<u64>,
     /// Events that make no sense, skipped in lenient mode.
     bad_events: u64,
     pub(crate) swapped: u64,
@@ -183,6 +185,7 @@ impl Replayer {
             kdepop: 0,
             have_kprobes: has_kprobes,
             unknown_frees: 0,
+            uncreated: HashSet::new(),
             bad_events: 0,
             swapped: 0,
             synthetic: false,
@@ -219,6 +222,32 @@ impl Replayer {
         self.next_kserial += 1;
         self.kserial_by_base.insert(base, s);
         s
+    }
+
+    /// Is `base` a chunk the trace has: the first or reserved chunk, or one
+    /// it created (or, lenient, one already counted as uncreated)?
+    fn known_chunk(&self, base: u64) -> bool {
+        base == self.setup.first_base
+            || Some(base) == self.setup.reserved_base
+            || self.kserial_by_base.contains_key(&base)
+            || self.uncreated.contains(&base)
+    }
+
+    /// Chunk `base` is used at `rec` without having been created: an error,
+    /// or (lenient) counted.
+    fn uncreated_chunk(&mut self, rec: &Record, base: u64) -> Result<(), ReplayError> {
+        if !self.cfg.lenient {
+            return Err(ReplayError::NotFromBoot {
+                line: rec.line,
+                base,
+                kprobe: matches!(
+                    rec.event,
+                    Event::ChunkPopulated(_) | Event::ChunkDepopulated(_)
+                ),
+            });
+        }
+        self.uncreated.insert(base);
+        Ok(())
     }
 
     fn our_serial(&self, id: ChunkId) -> u32 {
@@ -434,6 +463,9 @@ impl Replayer {
                 self.kserial_by_base.insert(*base_addr, s);
             }
             Event::DestroyChunk { base_addr } => {
+                if !self.known_chunk(*base_addr) {
+                    self.uncreated_chunk(rec, *base_addr)?;
+                }
                 if let Some(s) = self.kserial_by_base.remove(base_addr) {
                     self.ours_by_kernel.remove(&s);
                 }
@@ -607,6 +639,9 @@ impl Replayer {
 
     fn feed_alloc(&mut self, rec: &Record, ev: &AllocEvent) -> Result<(), ReplayError> {
         self.check_alloc(rec, ev)?;
+        if !self.known_chunk(ev.base_addr) {
+            self.uncreated_chunk(rec, ev.base_addr)?;
+        }
         let page = self.setup.geometry.page_size() as u32;
         let kchunk = self.kernel_serial(ev.base_addr);
         let lifetime = (self.cfg.classes == ClassMode::Derived)
@@ -718,6 +753,9 @@ impl Replayer {
                 ),
             });
         }
+        if !self.known_chunk(p.base_addr) {
+            self.uncreated_chunk(rec, p.base_addr)?;
+        }
         let range = p.page_start..p.page_end;
         if populated {
             self.kpop += u64::from(p.nr_pages());
@@ -803,12 +841,19 @@ impl Replayer {
         r.kernel_repopulated_soon_pages =
             (self.have_kprobes && self.have_kruns).then_some(self.krefaults.within_runs);
         r.reordered_allocs = self.swapped;
+        r.uncreated_chunks = self.uncreated.len() as u64;
         self.report
     }
 
     /// Frees of unknown pointers skipped in lenient mode.
     pub fn unknown_frees(&self) -> u64 {
         self.unknown_frees
+    }
+
+    /// Chunks used without a `percpu_create_chunk` event, replayed anyway
+    /// in lenient mode (the trace did not start at boot).
+    pub fn uncreated_chunks(&self) -> u64 {
+        self.uncreated.len() as u64
     }
 
     /// Events that make no sense (see [`ReplayConfig::lenient`]), skipped in

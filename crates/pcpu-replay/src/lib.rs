@@ -57,6 +57,19 @@ pub enum ReplayError {
         /// What is wrong.
         detail: String,
     },
+    /// The trace did not start at boot: a chunk is used (allocated in,
+    /// populated, depopulated or destroyed) without a
+    /// `percpu_create_chunk` event; `lenient` replays it anyway and counts
+    /// it ([`Report::uncreated_chunks`]).
+    NotFromBoot {
+        /// Line number.
+        line: u64,
+        /// The chunk's `base_addr`.
+        base: u64,
+        /// The event is a populate/depopulate kprobe (whose `base_addr` a
+        /// wrong structure offset in the probe definition also gives).
+        kprobe: bool,
+    },
     /// A bound of the replay was reached (kernel placement: more chunks at
     /// once than any kernel has); not skipped by `lenient`.
     Limit {
@@ -80,6 +93,26 @@ impl fmt::Display for ReplayError {
                 write!(f, "line {line}: free of pointer {ptr:#x}, which is not a live allocation (use --lenient to skip)")
             }
             ReplayError::Overlap { line, detail } => write!(f, "line {line}: {detail}"),
+            ReplayError::NotFromBoot {
+                line,
+                base,
+                kprobe: false,
+            } => write!(
+                f,
+                "line {line}: chunk {base:#x} is used without a percpu_create_chunk event: the \
+                 trace must start at boot, before the first dynamic chunk is created (use \
+                 --lenient to replay it anyway, with figures that miss what came before)"
+            ),
+            ReplayError::NotFromBoot {
+                line,
+                base,
+                kprobe: true,
+            } => write!(
+                f,
+                "line {line}: kprobe event for chunk {base:#x}, which no percpu_create_chunk event \
+                 created: check the probe's base_addr offset in struct pcpu_chunk, and that the \
+                 trace started at boot (docs/capturing.md; use --lenient to replay it anyway)"
+            ),
             ReplayError::BadEvent { line, detail } | ReplayError::Limit { line, detail } => {
                 write!(f, "line {line}: {detail}")
             }

@@ -146,6 +146,10 @@ pub struct Report {
     /// Pairs of racing allocations replayed in swapped order (see
     /// `Replayer::should_swap`).
     pub reordered_allocs: u64,
+    /// Chunks the trace uses without creating them (a trace that did not
+    /// start at boot, replayed with `lenient`; 0 otherwise).
+    #[serde(default)]
+    pub uncreated_chunks: u64,
     /// Allocations served by a per-CPU magazine (`ReplayConfig::magazine`;
     /// 0 without magazines).
     pub magazine_hits: u64,

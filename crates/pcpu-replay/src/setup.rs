@@ -38,8 +38,16 @@ impl Setup {
             reserved_size: geo.reserved_size as usize,
             dyn_size: geo.dyn_size as usize,
         };
-        let geometry = Geometry::new(4096, nr_units, geo.unit_size as usize, first)
+        let mut geometry = Geometry::new(4096, nr_units, geo.unit_size as usize, first)
             .map_err(|e| ReplayError::Setup(e.to_string()))?;
+        // The boot log's `alloc=N*ATOM`, which only `percpu_stats` reports:
+        // kept when it is a geometry the kernel could have (else the page
+        // and unit sizes stand in, as without it).
+        if let (Some(atom), Some(alloc)) = (geo.atom_size, geo.alloc_size) {
+            if let (Ok(atom), Ok(alloc)) = (usize::try_from(atom), usize::try_from(alloc)) {
+                geometry = geometry.with_alloc_info(atom, alloc).unwrap_or(geometry);
+            }
+        }
         let pcpu_base = records
             .iter()
             .find_map(|r| match &r.event {
@@ -60,6 +68,7 @@ impl Setup {
                     ReplayError::NoEvents
                 }
             })?;
+        check_raw_pointers(records, pcpu_base)?;
         let fc = geometry.first_chunk();
         let page = geometry.page_size() as u64;
         // Addresses wrap like the pointers they come from (a corrupt
@@ -80,6 +89,30 @@ impl Setup {
         }
         Ok(s)
     }
+}
+
+/// Refuse a trace whose pointers were hashed (`%p` without `nohash-ptr`):
+/// the kernel's `ptr` is `base_addr + off` less one constant, the percpu
+/// area's base (`pcpu_base`, from the first allocation), on every line; with
+/// hashed pointers most lines disagree. A few disagreeing lines (a corrupt
+/// trace) are left to the events' own checks.
+fn check_raw_pointers(records: &[Record], pcpu_base: u64) -> Result<(), ReplayError> {
+    let (mut allocs, mut off_base) = (0u64, 0u64);
+    for r in records {
+        if let Event::Alloc(a) = &r.event {
+            allocs += 1;
+            off_base += u64::from(a.base_addr.wrapping_add(a.off).wrapping_sub(a.ptr) != pcpu_base);
+        }
+    }
+    if allocs >= 2 && off_base * 2 > allocs {
+        return Err(ReplayError::Setup(format!(
+            "the trace's pointers look hashed: on {off_base} of {allocs} allocations ptr is not \
+             base_addr + off less the percpu base the first one gives; capture with raw \
+             pointers (`trace_options=nohash-ptr` on the kernel command line, or `echo \
+             nohash-ptr > /sys/kernel/tracing/trace_options`)"
+        )));
+    }
+    Ok(())
 }
 
 /// Byte ranges of the first chunk that were in use before tracing started.

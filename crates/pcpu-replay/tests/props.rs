@@ -152,6 +152,7 @@ fn geometry() -> FirstChunkGeometry {
         dyn_size: 28_672,
         unit_size: 524_288,
         atom_size: None,
+        alloc_size: None,
         groups: Vec::new(),
     }
 }

@@ -32,6 +32,9 @@ pub struct FirstChunkGeometry {
     pub unit_size: u64,
     /// Allocation atom size (`alloc=<n>*<atom>`), if printed.
     pub atom_size: Option<u64>,
+    /// Allocation size per group, `<n>` × `<atom>` (`alloc=<n>*<atom>`), if
+    /// printed.
+    pub alloc_size: Option<u64>,
     /// Units per group from the `pcpu-alloc: [g] ...` lines: `Some(cpu)` for a unit mapped
     /// to a CPU, `None` for a padding unit printed as dashes. Empty if no group lines.
     pub groups: Vec<Vec<Option<u32>>>,
@@ -122,6 +125,7 @@ fn prefixed_num(tok: &str, prefix: char) -> Option<u64> {
 pub fn parse_dmesg(text: &str) -> Option<FirstChunkGeometry> {
     let mut pages: Option<u32> = None;
     let (mut s, mut r, mut d, mut u, mut atom) = (None, None, None, None, None);
+    let mut alloc_size = None;
     let mut groups: Vec<Vec<Option<u32>>> = Vec::new();
     for line in text.lines() {
         if let Some(i) = line.find("percpu: ") {
@@ -151,10 +155,14 @@ pub fn parse_dmesg(text: &str) -> Option<FirstChunkGeometry> {
                     d = d.or(prefixed_num(t, 'd'));
                     u = u.or(prefixed_num(t, 'u'));
                     if let Some(a) = t.strip_prefix("alloc=") {
-                        atom = a
-                            .split_once('*')
-                            .and_then(|(_, sz)| sz.parse().ok())
-                            .or(atom);
+                        let parsed = a.split_once('*').and_then(|(n, sz)| {
+                            let (n, sz) = (n.parse::<u64>().ok()?, sz.parse::<u64>().ok()?);
+                            Some((sz, n.checked_mul(sz)))
+                        });
+                        if let Some((sz, total)) = parsed {
+                            atom = Some(sz);
+                            alloc_size = total;
+                        }
                     }
                 }
                 continue;
@@ -192,6 +200,7 @@ pub fn parse_dmesg(text: &str) -> Option<FirstChunkGeometry> {
         dyn_size: d,
         unit_size: u.unwrap_or(u64::from(embedded_pages) * 4096),
         atom_size: atom,
+        alloc_size,
         groups,
     })
 }

@@ -373,10 +373,17 @@ impl Ctx {
         parse_dec(v).ok_or_else(|| self.bad(field, v, "a non-negative decimal integer"))
     }
 
-    fn nonneg32(&self, field: &'static str, v: &[u8]) -> Result<u32, ParseErrorKind> {
-        parse_dec(v)
-            .and_then(|x| u32::try_from(x).ok())
-            .ok_or_else(|| self.bad(field, v, "a non-negative 32-bit decimal integer"))
+    /// A kprobe's page index: a non-negative 32-bit decimal, with a hint when the
+    /// probe printed it in hex (a fetch argument without its `:s32` type).
+    fn page_index(&self, field: &'static str, v: &[u8]) -> Result<u32, ParseErrorKind> {
+        parse_dec(v).and_then(|x| u32::try_from(x).ok()).ok_or_else(|| {
+            let expected = if v.starts_with(b"0x") {
+                "a non-negative 32-bit decimal integer: give the kprobe's page_start and page_end the type :s32"
+            } else {
+                "a non-negative 32-bit decimal integer"
+            };
+            self.bad(field, v, expected)
+        })
     }
 
     fn flag(&self, field: &'static str, v: &[u8]) -> Result<bool, ParseErrorKind> {
@@ -516,8 +523,8 @@ fn parse_chunk_pages(event: &'static str, p: &[u8]) -> Result<ChunkPages, ParseE
     Ok(ChunkPages {
         chunk: chunk.map(|v| c.ptr("chunk", v)).transpose()?,
         base_addr: c.ptr("base_addr", c.req("base_addr", base)?)?,
-        page_start: c.nonneg32("page_start", c.req("page_start", start)?)?,
-        page_end: c.nonneg32("page_end", c.req("page_end", end)?)?,
+        page_start: c.page_index("page_start", c.req("page_start", start)?)?,
+        page_end: c.page_index("page_end", c.req("page_end", end)?)?,
     })
 }
 

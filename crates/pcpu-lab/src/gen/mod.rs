@@ -141,6 +141,7 @@ impl Machine {
             dyn_size: self.dyn_size,
             unit_size: self.unit_size,
             atom_size: Some(self.unit_size * u64::from(self.units)),
+            alloc_size: Some(self.unit_size * u64::from(self.units)),
             groups: vec![(0..self.units).map(Some).collect()],
         }
     }
