@@ -2,7 +2,7 @@
 //! marker.
 
 use clap::Args;
-use pcpu_core::{chunk_stats, Allocator, ChunkKind, Policy};
+use pcpu_core::{chunk_stats, Allocator, ChunkKind, ChunkList, Policy};
 use pcpu_trace::Event;
 use serde_json::json;
 
@@ -92,6 +92,8 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
 /// `percpu_stats` as JSON: the global counters and one entry per chunk.
 fn stats_json(a: &Allocator, trace: &str, phase: &str, policy: &Policy) -> serde_json::Value {
     let g = a.stats();
+    let geo = a.geometry();
+    let fc = geo.first_chunk();
     let chunks: Vec<serde_json::Value> = a
         .chunk_ids()
         .filter_map(|id| {
@@ -105,6 +107,13 @@ fn stats_json(a: &Allocator, trace: &str, phase: &str, policy: &Policy) -> serde
                     ChunkKind::Dynamic => "dynamic",
                 },
                 "isolated": c.is_isolated(),
+                "list": match a.chunk_list(id) {
+                    Some(ChunkList::Reserved) | None => "reserved".to_string(),
+                    Some(ChunkList::Slot(n)) => format!("slot {n}"),
+                    Some(ChunkList::Sidelined) => "sidelined".to_string(),
+                    Some(ChunkList::ToDepopulate) => "to_depopulate".to_string(),
+                    Some(ChunkList::Detached) => "detached".to_string(),
+                },
                 "nr_pages": c.nr_pages(),
                 "nr_populated": c.nr_populated(),
                 "nr_alloc": s.nr_alloc,
@@ -126,6 +135,14 @@ fn stats_json(a: &Allocator, trace: &str, phase: &str, policy: &Policy) -> serde
         "trace": trace,
         "phase": phase,
         "policy": policy.to_string(),
+        "allocation_info": {
+            "unit_size": geo.unit_size(),
+            "static_size": fc.static_size,
+            "reserved_size": fc.reserved_size,
+            "dyn_size": fc.dyn_size,
+            "atom_size": geo.atom_size(),
+            "alloc_size": geo.alloc_size(),
+        },
         "percpu_kb": a.percpu_bytes() / 1024,
         "nr_populated": a.nr_populated(),
         "nr_empty_pop_pages": a.nr_empty_pop_pages(),

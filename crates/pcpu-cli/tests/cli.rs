@@ -585,7 +585,23 @@ fn stats_map_shows_every_page() {
     let out = stdout(&o);
     assert!(out.starts_with("Page map "), "{out}");
     let s = json(&["stats", SMALL, "--at", "A", "--json"]);
+    // The boot log's `alloc=1*2097152`, as the kernel's Allocation Info
+    // prints it (and the text output too).
+    assert_eq!(s["allocation_info"]["atom_size"], 2097152);
+    assert_eq!(s["allocation_info"]["alloc_size"], 2097152);
+    assert_eq!(s["allocation_info"]["unit_size"], 524288);
+    let text = stdout(&pcpu(&["stats", SMALL, "--at", "A"]));
+    assert!(
+        text.contains("  atom_size           :      2097152\n"),
+        "{text}"
+    );
     for c in s["chunks"].as_array().unwrap() {
+        let list = c["list"].as_str().unwrap();
+        assert_eq!(
+            c["isolated"],
+            list == "sidelined" || list == "to_depopulate",
+            "{c}"
+        );
         let map = c["page_map"].as_str().unwrap();
         assert_eq!(map.len() as u64, c["nr_pages"].as_u64().unwrap());
         let populated = map.chars().filter(|&p| p == '#' || p == '.').count();

@@ -72,7 +72,7 @@ pub use policy::{
     knob_doc, Fit, Policy, PolicyKind, PolicyParseError, Refill, UnknownPolicy,
     EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW, KNOBS, SLOT_FAIL_THRESHOLD,
 };
-pub use stats::{chunk_stats, ChunkStats, GlobalStats};
+pub use stats::{chunk_stats, ChunkList, ChunkStats, GlobalStats};
 
 /// Allocation granularity and minimum alignment (`PCPU_MIN_ALLOC_SIZE`): one
 /// bit of the allocation map.

@@ -6,7 +6,8 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use crate::allocator::Allocator;
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, ChunkKind};
+use crate::ChunkId;
 
 /// Global allocation statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,6 +52,22 @@ impl GlobalStats {
         self.nr_dealloc += 1;
         self.nr_cur_alloc -= 1;
     }
+}
+
+/// Where a chunk is listed ([`Allocator::chunk_list`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkList {
+    /// The reserved chunk, on no list (the kernel keeps it apart too).
+    Reserved,
+    /// An active slot (`pcpu_chunk_lists[slot]`): by free space, the free
+    /// slot for a fully free chunk, slot 0 for a relegated one.
+    Slot(usize),
+    /// Isolated, its empty pages depopulated (`pcpu_sidelined_slot`).
+    Sidelined,
+    /// Isolated, queued for depopulation (`pcpu_to_depopulate_slot`).
+    ToDepopulate,
+    /// Off every list while a balance run destroys or shrinks it.
+    Detached,
 }
 
 /// Per-chunk figures of percpu_stats.
@@ -199,6 +216,21 @@ impl Allocator {
             }
         }
         out
+    }
+
+    /// Which list chunk `id` is on (`None`: no such chunk), as
+    /// `percpu_stats` heads its block.
+    pub fn chunk_list(&self, id: ChunkId) -> Option<ChunkList> {
+        let c = self.chunk(id)?;
+        if c.kind == ChunkKind::Reserved {
+            return Some(ChunkList::Reserved);
+        }
+        Some(match self.lists.slot_of(id.0) {
+            None => ChunkList::Detached,
+            Some(s) if usize::from(s) == self.layout.to_depopulate => ChunkList::ToDepopulate,
+            Some(s) if usize::from(s) == self.layout.sidelined => ChunkList::Sidelined,
+            Some(s) => ChunkList::Slot(usize::from(s)),
+        })
     }
 
     /// The `/proc/meminfo` line: `Percpu:         NNNN kB`.

@@ -42,11 +42,24 @@ fn partial_removal(policy: Policy) -> (usize, usize, Allocator) {
 
 #[test]
 fn sidelining_on_leaves_depopulated_chunks_isolated() {
-    let (isolated, _, _) = partial_removal(Policy::new(PolicyKind::Linux514));
+    let (isolated, _, a) = partial_removal(Policy::new(PolicyKind::Linux514));
     assert!(
         isolated > 0,
         "5.14 sidelines partly used chunks after reclaim"
     );
+    // `chunk_list` names the lists `percpu_stats` heads the blocks with.
+    let lists: Vec<ChunkList> = a.chunk_ids().filter_map(|id| a.chunk_list(id)).collect();
+    let sidelined = lists.iter().filter(|l| **l == ChunkList::Sidelined).count();
+    assert_eq!(sidelined, isolated, "settled: none left queued");
+    assert_eq!(
+        a.percpu_stats().matches("Chunk (sidelined):").count(),
+        sidelined
+    );
+    assert!(matches!(
+        a.chunk_list(a.first_chunk()),
+        Some(ChunkList::Slot(_))
+    ));
+    assert_eq!(a.chunk_list(ChunkId(9999)), None);
 }
 
 #[test]
