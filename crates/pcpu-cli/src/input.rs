@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pcpu_core::{FirstChunk, Geometry, Policy, PolicyKind};
+use pcpu_lab::run::Schedule;
 use pcpu_replay::{BalanceTiming, ClassMode, Placement, ReplayConfig, ReplayError, Setup};
 use pcpu_trace::{
     Capture, CaptureError, Event, FirstChunkGeometry, ParseError, ParseOptions, Record, TraceReader,
@@ -54,10 +55,14 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     pub(crate) lenient: bool,
 
-    /// When the balance work runs: at the kernel's recorded
-    /// pcpu_balance_workfn events, as modelled from the kernel's rules, or
-    /// recorded when the trace has such events (auto).
-    #[arg(long, value_enum, default_value_t = BalanceArg::Auto)]
+    /// When the balance work runs: `recorded` (at the trace's
+    /// pcpu_balance_workfn events), `modelled` (whenever an allocation or
+    /// free schedules it, the kernel's rules without delay), `auto`
+    /// (recorded when the trace has such events, else modelled),
+    /// `every-run=N` (at every Nth recorded run only: a work item N times
+    /// rarer), or `timer=N` (once every N allocations and frees, scheduled
+    /// or not: a periodic timer; the recorded runs are dropped).
+    #[arg(long, value_name = "WHEN", value_parser = parse_balance, default_value = "auto")]
     pub(crate) balance: BalanceArg,
 
     /// Run the allocator's full invariant check after every event (slow).
@@ -128,7 +133,7 @@ pub(crate) struct RunArgs {
 }
 
 /// `--balance` values.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BalanceArg {
     /// Recorded when the trace has pcpu_balance_workfn events, else modelled.
     Auto,
@@ -136,14 +141,68 @@ pub(crate) enum BalanceArg {
     Recorded,
     /// Whenever an allocation or free schedules the balance work.
     Modelled,
+    /// At every Nth of the trace's pcpu_balance_workfn events only.
+    EveryRun(u32),
+    /// Once every N allocations and frees; the trace's runs dropped.
+    Timer(u32),
 }
 
-impl From<BalanceArg> for BalanceTiming {
-    fn from(b: BalanceArg) -> Self {
-        match b {
+/// Parses `--balance`.
+pub(crate) fn parse_balance(s: &str) -> Result<BalanceArg, String> {
+    let count = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| format!("`{s}`: N must be a count from 1 to 1000000"))
+    };
+    match s {
+        "auto" => Ok(BalanceArg::Auto),
+        "recorded" => Ok(BalanceArg::Recorded),
+        "modelled" => Ok(BalanceArg::Modelled),
+        _ => {
+            if let Some(v) = s.strip_prefix("every-run=") {
+                count(v).map(BalanceArg::EveryRun)
+            } else if let Some(v) = s.strip_prefix("timer=") {
+                count(v).map(BalanceArg::Timer)
+            } else {
+                Err(format!(
+                    "`{s}`: expected auto, recorded, modelled, every-run=N or timer=N"
+                ))
+            }
+        }
+    }
+}
+
+impl BalanceArg {
+    /// Does it need the trace's own balance runs?
+    fn needs_runs(self) -> bool {
+        matches!(self, BalanceArg::Recorded | BalanceArg::EveryRun(_))
+    }
+
+    /// The lab's schedule for the two that rewrite the trace's runs.
+    fn rewrite(self) -> Option<Schedule> {
+        match self {
+            BalanceArg::EveryRun(n) => Some(Schedule::EveryNth(n)),
+            BalanceArg::Timer(n) => Some(Schedule::Periodic(n)),
+            _ => None,
+        }
+    }
+
+    /// The flag's text, for reports that name the timing.
+    fn label(self) -> Option<String> {
+        match self {
+            BalanceArg::EveryRun(n) => Some(format!("every-run={n}")),
+            BalanceArg::Timer(n) => Some(format!("timer={n}")),
+            _ => None,
+        }
+    }
+
+    /// The engine's timing (the two rewrites replay at their runs).
+    fn timing(self) -> BalanceTiming {
+        match self {
             BalanceArg::Auto => BalanceTiming::Auto,
-            BalanceArg::Recorded => BalanceTiming::Recorded,
             BalanceArg::Modelled => BalanceTiming::Modelled,
+            _ => BalanceTiming::Recorded,
         }
     }
 }
@@ -327,6 +386,9 @@ pub(crate) struct Loaded {
     check: bool,
     /// `--balance`.
     balance: BalanceTiming,
+    /// `--balance every-run=N` or `timer=N`, which the reports name in
+    /// their `balance` field.
+    pub(crate) balance_label: Option<String>,
     /// `--classes`.
     classes: ClassMode,
     /// `--magazine`.
@@ -559,12 +621,21 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         e => CliError::replay(format!("{name}: {e}")),
     })?;
     let (has_balance, has_kprobes) = pcpu_replay::trace_features(&records);
-    if args.balance == BalanceArg::Recorded && !has_balance {
+    if args.balance.needs_runs() && !has_balance {
         return Err(CliError::usage(format!(
-            "{trace_label}: --balance recorded, but the trace has no pcpu_balance_workfn events \
-             (a generated trace has none): use --balance modelled"
+            "{trace_label}: --balance {}, but the trace has no pcpu_balance_workfn events \
+             (a generated trace has none): use --balance modelled or timer=N",
+            args.balance.label().unwrap_or_else(|| "recorded".into())
         )));
     }
+    let (records, has_balance) = match args.balance.rewrite() {
+        Some(schedule) => {
+            let records = schedule.apply_to(&records).0.into_owned();
+            let has = pcpu_replay::trace_features(&records).0;
+            (records, has)
+        }
+        None => (records, has_balance),
+    };
     Ok(Loaded {
         name,
         records,
@@ -574,7 +645,8 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         parse_s,
         lenient: args.lenient,
         check: args.check,
-        balance: args.balance.into(),
+        balance: args.balance.timing(),
+        balance_label: args.balance.label(),
         classes: args.classes.into(),
         magazine: args.magazine,
     })

@@ -132,6 +132,9 @@ pub(crate) fn run_replay(
     let skipped = Skipped::of(&rp);
     let mut report = rp.finish(start.elapsed().as_secs_f64());
     report.trace = loaded.name.clone();
+    if let Some(label) = &loaded.balance_label {
+        report.balance = label.clone();
+    }
     Ok(Replayed { report, skipped })
 }
 

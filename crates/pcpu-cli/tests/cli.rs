@@ -468,6 +468,50 @@ fn compare_letters_long_policy_names() {
     assert!(widest < 100, "{widest} columns:\n{out}");
 }
 
+/// `--balance every-run=N` keeps every Nth recorded run, `timer=N` runs the
+/// balance work every N allocations and frees instead (the study's §1
+/// schedules, for any trace); the report names the schedule.
+#[test]
+fn balance_schedules_thin_or_replace_the_recorded_runs() {
+    let runs = |balance: &str| {
+        let v = json(&[
+            "replay",
+            SMALL,
+            "--policy",
+            "linux-5.14",
+            "--balance",
+            balance,
+            "--json",
+        ]);
+        assert_eq!(v["balance"], balance, "{v}");
+        v["balance_runs"].as_u64().unwrap()
+    };
+    let recorded = runs("recorded");
+    assert_eq!(recorded, 31);
+    assert_eq!(runs("every-run=4"), recorded / 4);
+    let v = json(&["replay", SMALL, "--balance", "timer=512", "--json"]);
+    let events = v["allocs"].as_u64().unwrap() + v["frees"].as_u64().unwrap();
+    assert_eq!(v["balance_runs"].as_u64().unwrap(), events / 512);
+    // compare names it too.
+    let o = pcpu(&[
+        "compare",
+        SMALL,
+        "--policies",
+        "pcpu",
+        "--balance",
+        "timer=512",
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("timer=512 balance"), "{}", stdout(&o));
+    for bad in ["every-run=0", "timer=x", "sometimes"] {
+        assert_fails(
+            &pcpu(&["replay", SMALL, "--balance", bad]),
+            2,
+            &["--balance"],
+        );
+    }
+}
+
 /// `--baseline`: differences against one of the policies, which must be
 /// among those compared.
 #[test]

@@ -206,7 +206,13 @@ impl Schedule {
 
     /// The records to replay and the engine's timing for this schedule.
     pub fn apply<'a>(&self, input: &'a Input) -> (Cow<'a, [Record]>, BalanceTiming) {
-        let recs: &'a [Record] = &input.records;
+        self.apply_to(&input.records)
+    }
+
+    /// [`Schedule::apply`] to records: the trace's balance events thinned
+    /// out (`EveryNth`), or replaced by one every N allocations and frees
+    /// (`Periodic`, at line 0); the records unchanged otherwise.
+    pub fn apply_to<'a>(&self, recs: &'a [Record]) -> (Cow<'a, [Record]>, BalanceTiming) {
         match *self {
             Schedule::Auto => (Cow::Borrowed(recs), BalanceTiming::Auto),
             Schedule::Recorded => (Cow::Borrowed(recs), BalanceTiming::Recorded),
