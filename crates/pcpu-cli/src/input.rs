@@ -695,6 +695,18 @@ fn resolve_geometry(args: &CommonArgs, source: &Source) -> CliResult<(FirstChunk
     let why = match cap {
         None => "standard input has no dmesg-percpu.txt".to_string(),
         Some(c) => match (&c.dmesg_path, dmesg_geo) {
+            // A trace file named on its own (its folder was searched).
+            (None, _)
+                if !c
+                    .trace_path
+                    .file_name()
+                    .is_some_and(|n| n == "trace.txt.gz" || n == "trace.txt") =>
+            {
+                format!(
+                    "{} is a trace file with no dmesg-percpu.txt beside it",
+                    c.trace_path.display()
+                )
+            }
             (None, _) => format!("{} has no dmesg-percpu.txt", c.dir.display()),
             (Some(p), None) => format!("{} has no percpu geometry line", p.display()),
             (Some(p), Some(_)) => {

@@ -743,6 +743,17 @@ fn error_no_geometry() {
     assert_fails(&o, 2, &["number of units unknown", "--units N"]);
     let o = pcpu_with_stdin(&["replay", "-", "--units", "4"], Some(&small_trace_gz()));
     assert_fails(&o, 2, &["no first-chunk geometry", "--geometry"]);
+    // A trace file named on its own: the message names the file.
+    let dir = tmp("lone-trace");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("base.txt.gz");
+    std::fs::write(&file, small_trace_gz()).unwrap();
+    let o = pcpu(&["replay", file.to_str().unwrap()]);
+    assert_fails(
+        &o,
+        2,
+        &["base.txt.gz is a trace file with no dmesg-percpu.txt beside it"],
+    );
 }
 
 #[test]
