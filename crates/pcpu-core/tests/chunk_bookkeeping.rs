@@ -619,3 +619,25 @@ fn a_fit_on_a_stale_left_free_fails_and_the_walk_moves_on() {
     assert_eq!(o.offset, 0);
     a.check_invariants().unwrap();
 }
+
+/// `pcpu_region_overlap` is strict: an allocation ending right where the
+/// chunk's contig hint starts does not overlap it, so the chunk hint is not
+/// rebuilt. Here the chunk claims the 128 bits at 3968, while two 256-bit
+/// runs freed in blocks 1 and 3 (W1: only `first_free` learns of them) stay
+/// unknown; taking back [3840, 3968) leaves that claim as it is, and a
+/// 256-bit request still does not look at the chunk. (A rebuild would find
+/// the run at 1536.)
+#[test]
+fn an_allocation_ending_at_the_chunk_hint_start_keeps_the_chunk_hint() {
+    let (mut a, mut b, id) = one_dynamic_chunk(4);
+    let fill = [(0, 1536), (1536, 1792), (1792, 3840), (3840, 3968)];
+    put_bits(&mut a, &mut b, id, &fill);
+    for bit in [1536, 3840] {
+        free_bit(&mut a, id, bit);
+    }
+    let hint = chunk_hint(&a, id);
+    assert_eq!((hint.0, hint.1, hint.2), (1536, 3968, 128));
+    put_bits(&mut a, &mut b, id, &[(3840, 3968)]);
+    assert_eq!(chunk_hint(&a, id), hint);
+    assert_eq!(probe_normal(&a, 1024), None);
+}
