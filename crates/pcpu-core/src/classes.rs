@@ -371,6 +371,18 @@ impl Allocator {
                 break 'walk;
             }
         }
+        // With `backfill` the walk takes a queued chunk back at the free
+        // slot, before a fully free chunk; with no free chunk, it still does,
+        // before one is mapped (else the new chunk would be mapped, and the
+        // retry would take the queued chunk at the new chunk's free slot,
+        // leaving it unused).
+        if found.is_none()
+            && deferred.is_none()
+            && backfill.is_some()
+            && self.lists.head(self.layout.free).is_none()
+        {
+            found = self.queued_fit(probe_bits, probe_align, growing.as_ref(), backfill, false);
+        }
         if found.is_none() {
             if let Some(d) = deferred {
                 // (The walk looked at the queued chunks when it reached the

@@ -84,3 +84,54 @@ fn one_free_unit_is_found_in_the_first_block() {
     assert_eq!(a.nr_chunks(), before, "no new chunk");
     a.check_invariants().unwrap();
 }
+
+/// With `backfill`, a class request takes a chunk queued for reclaim back
+/// before a fully free chunk, and so before a new one when there is no
+/// free chunk. It used to map the new chunk first, and take the queued
+/// chunk at the retry anyway, leaving the new chunk unused (found from two
+/// cargo-mutants mutants of `Lists::unlink` that left an emptied free
+/// slot's bit set: the class walk then visited the empty free slot and took
+/// the queued chunk without mapping one).
+#[test]
+fn backfill_takes_a_queued_chunk_back_before_mapping_one() {
+    let policy: Policy =
+        "linux-5.14:class_placement=true:backfill=true:empty_pop_low=0:empty_pop_high=0"
+            .parse()
+            .unwrap();
+    let mut a = Allocator::new(Geometry::simple(1, 16).unwrap(), policy);
+    let mut b = SimBackend::default();
+    let class = ClassHint::task(1);
+    // Half-page objects: the first chunk (2 pages) and two chunks of 16
+    // pages, full. Each new chunk passed through the free slot.
+    let objs: Vec<Allocation> = (0..68)
+        .map(|_| {
+            a.alloc_class(&mut b, 2048, 8, AllocFlags::NORMAL, class)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(a.nr_chunks(), 3);
+    let (c1, c2) = (objs[4].chunk, objs[36].chunk);
+    assert!(objs[4..36].iter().all(|x| x.chunk == c1));
+    assert!(objs[36..].iter().all(|x| x.chunk == c2));
+    // Chunk 2: every other page emptied (no two free pages in a row).
+    for p in [0, 2, 4, 6] {
+        for x in &objs[36 + 2 * p..36 + 2 * p + 2] {
+            a.free(x.chunk, x.offset).unwrap();
+        }
+    }
+    // Chunk 1: its first 8 pages emptied, which queues it for reclaim.
+    for x in &objs[4..20] {
+        a.free(x.chunk, x.offset).unwrap();
+    }
+    assert_eq!(a.chunk_list(c1), Some(ChunkList::ToDepopulate));
+    assert!(matches!(a.chunk_list(c2), Some(ChunkList::Slot(_))));
+    a.check_invariants().unwrap();
+    // Two pages in a row, for another class (no region of its own): only
+    // the queued chunk has them, and it takes them; no chunk is mapped.
+    let x = a
+        .alloc_class(&mut b, 8192, 8, AllocFlags::NORMAL, ClassHint::task(2))
+        .unwrap();
+    assert_eq!((x.chunk, a.nr_chunks()), (c1, 3), "{x:?}");
+    assert!(matches!(a.chunk_list(c1), Some(ChunkList::Slot(_))));
+    a.check_invariants().unwrap();
+}
