@@ -7,9 +7,11 @@
 /// Free-space hints of one block, or of a whole chunk.
 ///
 /// # Invariants
-/// - `scan_hint == 0` or: `scan_hint_start > contig_hint_start` iff
-///   `scan_hint == contig_hint` (a forward scan cannot tell a later equal run is
-///   better, so an equal run after the contig hint may be kept as scan hint).
+/// - `scan_hint == 0`, or `scan_hint <= contig_hint` and (for page blocks)
+///   the scan hint's region is free. The kernel's header comment also says
+///   `scan_hint_start > contig_hint_start` iff `scan_hint == contig_hint`,
+///   but its own rules break that (an equal, worse-aligned run before the
+///   contig hint can become the scan hint), so it is not an invariant here.
 /// - For page blocks the region `[contig_hint_start, contig_hint_start + contig_hint)`
 ///   is free and `contig_hint == nr_bits` iff the block is entirely free.
 /// - For the chunk, `contig_hint` never over-estimates the largest free run.

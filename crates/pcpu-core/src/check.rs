@@ -122,10 +122,9 @@ impl Chunk {
                 );
             }
             if b.scan_hint > 0 {
-                // The header comment's "scan_hint_start > contig_hint_start iff
-                // equal" is not maintained by the kernel's own free path (an
-                // equal, worse-aligned run freed before the contig hint becomes
-                // the scan hint), so only what the allocator relies on is checked.
+                // `BlockMd`'s invariant: the kernel's "scan_hint_start >
+                // contig_hint_start iff equal" does not hold under its own
+                // rules, so only what the allocator relies on is checked.
                 ensure!(
                     b.scan_hint <= b.contig_hint,
                     "block {i}: scan_hint > contig_hint"
