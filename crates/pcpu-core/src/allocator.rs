@@ -138,10 +138,12 @@ pub struct Allocator {
     pub(crate) atomic_alloc_failed: bool,
     pub(crate) balance_pending: bool,
     /// This allocator among all made by the process (its balance runs
-    /// carry it, so that a run is never driven on another allocator).
+    /// carry it, so that a run is never driven on another allocator; a clone
+    /// shares it, and its runs are told apart by their numbers).
     pub(crate) instance: usize,
     /// Balance runs started so far; the open run's number, when one has
     /// been started and has neither ended nor been aborted (at most one).
+    /// Run numbers come from [`next_token`]: distinct across allocators.
     pub(crate) runs_started: u64,
     pub(crate) open_run: Option<u64>,
     pub(crate) next_serial: u64,
@@ -204,7 +206,7 @@ impl Allocator {
             nr_populated: (fc.static_size + fc.reserved_size + fc.dyn_size) / page,
             atomic_alloc_failed: false,
             balance_pending: false,
-            instance: next_instance(),
+            instance: next_token(0) as usize,
             runs_started: 0,
             open_run: None,
             next_serial: 1,
@@ -350,19 +352,22 @@ impl Allocator {
     }
 }
 
-/// A number for a new allocator, distinct from every other allocator's made
-/// by this process (until the counter wraps); on a target without atomic
-/// pointer-sized operations, 0 for all, and runs are told apart only by their
-/// allocator's run count.
-fn next_instance() -> usize {
+/// A number distinct from every other this process drew (until the counter
+/// wraps): for a new allocator, and for each balance run, so that a run is
+/// never taken for another allocator's, nor for a clone's (which shares its
+/// allocator's `instance`). On a target without atomic pointer-sized
+/// operations, `fallback` (runs are then told apart by their allocator's
+/// run count only).
+pub(crate) fn next_token(fallback: u64) -> u64 {
     #[cfg(target_has_atomic = "ptr")]
     {
         use core::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(1);
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        let _ = fallback;
+        NEXT.fetch_add(1, Ordering::Relaxed) as u64
     }
     #[cfg(not(target_has_atomic = "ptr"))]
     {
-        0
+        fallback
     }
 }

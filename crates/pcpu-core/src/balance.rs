@@ -155,11 +155,12 @@ impl Allocator {
         }
         self.balance_pending = false;
         self.runs_started += 1;
-        self.open_run = Some(self.runs_started);
+        let serial = crate::allocator::next_token(self.runs_started);
+        self.open_run = Some(serial);
         Ok(BalanceRun {
             open: true,
             owner: self.instance,
-            serial: self.runs_started,
+            serial,
             stage: 0,
             state: State::Start,
             pending: None,
@@ -219,6 +220,7 @@ impl BalanceRun {
     /// perform the TLB flush of a pending [`PageWork::FlushTlb`]). The work
     /// left is pending again ([`Allocator::balance_pending`]). Returns what
     /// the run did.
+    ///
     /// Given another allocator than the one that started it, or once the
     /// run is over, it changes nothing.
     pub fn abort(mut self, a: &mut Allocator) -> BalanceReport {

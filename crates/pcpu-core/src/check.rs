@@ -213,8 +213,7 @@ impl Allocator {
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         ensure!(
             self.open_run.is_none(),
-            "balance run {} started and neither ended nor aborted",
-            self.open_run.unwrap_or(0)
+            "a balance run was started and neither ended nor aborted"
         );
         let mut empty = 0i32;
         let mut empty_all = 0i32;

@@ -99,7 +99,7 @@ fn a_run_does_nothing_to_another_allocator() {
     assert_eq!(state(&a), before);
     assert_eq!(
         other.check_invariants().unwrap_err().to_string(),
-        "percpu invariant violated: balance run 2 started and neither ended nor aborted"
+        "percpu invariant violated: a balance run was started and neither ended nor aborted"
     );
 }
 
@@ -134,4 +134,23 @@ fn an_aborted_run_lets_the_next_one_start() {
     let mut next = a.balance_start().unwrap();
     assert!(drive(&mut next, &mut a, &mut b) > 0);
     a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_clones_run_does_nothing_to_the_original() {
+    let (mut a, mut b) = with_work();
+    let mut clone = a.clone();
+    let mut bc = b.clone();
+    // Both have started as many runs: the clone's run is still not the
+    // original's.
+    let mut theirs = clone.balance_start().unwrap();
+    let mut ours = a.balance_start().unwrap();
+    let before = state(&a);
+    assert_eq!(theirs.next(&mut a), None);
+    assert_eq!(state(&a), before);
+    assert!(drive(&mut ours, &mut a, &mut b) > 0);
+    a.check_invariants().unwrap();
+    assert!(drive(&mut theirs, &mut clone, &mut bc) > 0);
+    clone.check_invariants().unwrap();
+    assert_eq!(state(&a), state(&clone), "the same work on each");
 }
