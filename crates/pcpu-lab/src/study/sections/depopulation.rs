@@ -38,7 +38,8 @@ pub(super) fn how_often(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<()
          work runs whenever a free queues one. Here the same rules run on demand, at the \
          kernel's recorded runs (real captures), at only every Nth recorded run (a work item \
          that runs N times less often), or from a periodic timer every N allocation/free events \
-         (whether scheduled or not).\n"
+         (whether scheduled or not). Any trace replays under these schedules with `pcpu compare \
+         TRACE --balance every-run=N` or `--balance timer=N`.\n"
     );
     md.push_str(&w.sweep_section(sched, "linux-5.14 rules")?);
     let _ = writeln!(
