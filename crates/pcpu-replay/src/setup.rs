@@ -1,7 +1,7 @@
 //! What a replay needs to know about the traced kernel: geometry, units, the
 //! percpu base address, and the first chunk's state before tracing started.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use pcpu_core::{FirstChunk, Geometry};
 use pcpu_trace::{Event, FirstChunkGeometry, Record};
@@ -48,13 +48,8 @@ impl Setup {
                 geometry = geometry.with_alloc_info(atom, alloc).unwrap_or(geometry);
             }
         }
-        let pcpu_base = records
-            .iter()
-            .find_map(|r| match &r.event {
-                Event::Alloc(a) => Some(a.base_addr.wrapping_add(a.off).wrapping_sub(a.ptr)),
-                _ => None,
-            })
-            .ok_or_else(|| {
+        let Some((pcpu_base, agreeing, allocs)) = percpu_base(records) else {
+            return Err(
                 if records
                     .iter()
                     .any(|r| matches!(r.event, Event::Free { .. }))
@@ -66,9 +61,21 @@ impl Setup {
                     )
                 } else {
                     ReplayError::NoEvents
-                }
-            })?;
-        check_raw_pointers(records, pcpu_base)?;
+                },
+            );
+        };
+        // Hashed pointers (`%p` without `nohash-ptr`) make most lines
+        // disagree; a few disagreeing lines (a corrupt trace) are left to
+        // the events' own checks.
+        if allocs >= 2 && (allocs - agreeing) * 2 > allocs {
+            return Err(ReplayError::Setup(format!(
+                "the trace's pointers look hashed: on {} of {allocs} allocations ptr is not \
+                 base_addr + off less the percpu base the others give; capture with raw \
+                 pointers (`trace_options=nohash-ptr` on the kernel command line, or `echo \
+                 nohash-ptr > /sys/kernel/tracing/trace_options`)",
+                allocs - agreeing
+            )));
+        }
         let fc = geometry.first_chunk();
         let page = geometry.page_size() as u64;
         // Addresses wrap like the pointers they come from (a corrupt
@@ -91,28 +98,25 @@ impl Setup {
     }
 }
 
-/// Refuse a trace whose pointers were hashed (`%p` without `nohash-ptr`):
-/// the kernel's `ptr` is `base_addr + off` less one constant, the percpu
-/// area's base (`pcpu_base`, from the first allocation), on every line; with
-/// hashed pointers most lines disagree. A few disagreeing lines (a corrupt
-/// trace) are left to the events' own checks.
-fn check_raw_pointers(records: &[Record], pcpu_base: u64) -> Result<(), ReplayError> {
-    let (mut allocs, mut off_base) = (0u64, 0u64);
+/// The percpu area's base (`pcpu_base_addr`): the kernel's `ptr` is
+/// `base_addr + off` less it on every allocation line. The value most lines
+/// give (the earliest on a tie), how many give it, and how many allocation
+/// lines there are; `None` without any.
+fn percpu_base(records: &[Record]) -> Option<(u64, u64, u64)> {
+    let mut seen: HashMap<u64, (u64, usize)> = HashMap::new();
+    let mut allocs = 0u64;
     for r in records {
         if let Event::Alloc(a) = &r.event {
+            let base = a.base_addr.wrapping_add(a.off).wrapping_sub(a.ptr);
+            let order = seen.len();
+            seen.entry(base).or_insert((0, order)).0 += 1;
             allocs += 1;
-            off_base += u64::from(a.base_addr.wrapping_add(a.off).wrapping_sub(a.ptr) != pcpu_base);
         }
     }
-    if allocs >= 2 && off_base * 2 > allocs {
-        return Err(ReplayError::Setup(format!(
-            "the trace's pointers look hashed: on {off_base} of {allocs} allocations ptr is not \
-             base_addr + off less the percpu base the first one gives; capture with raw \
-             pointers (`trace_options=nohash-ptr` on the kernel command line, or `echo \
-             nohash-ptr > /sys/kernel/tracing/trace_options`)"
-        )));
-    }
-    Ok(())
+    let (&base, &(count, _)) = seen
+        .iter()
+        .max_by_key(|(_, &(count, order))| (count, std::cmp::Reverse(order)))?;
+    Some((base, count, allocs))
 }
 
 /// Byte ranges of the first chunk that were in use before tracing started.

@@ -312,6 +312,14 @@ fn hashed_pointers_are_refused() {
         .collect::<String>();
     text.push_str(&alloc_in(FIRST_BASE, 80).replace("ptr=0000", "ptr=1000"));
     assert!(Setup::derive(&boot_geometry(), 4, &records(&text), false).is_ok());
+    // The percpu base is the one most lines give, even when the first line
+    // is the odd one.
+    let odd_first = alloc_in(FIRST_BASE, 80).replace("ptr=0000", "ptr=1000")
+        + &(0..10u64)
+            .map(|i| alloc_in(FIRST_BASE, 8 * i))
+            .collect::<String>();
+    let setup = Setup::derive(&boot_geometry(), 4, &records(&odd_first), false).unwrap();
+    assert_eq!((setup.pcpu_base, setup.first_base), (PCPU_BASE, FIRST_BASE));
 }
 
 #[test]
