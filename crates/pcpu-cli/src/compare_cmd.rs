@@ -53,18 +53,11 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
     if let Some(p) = &args.plot {
         input::check_output_path(p)?;
     }
-    let mut policies: Vec<Policy> = Vec::new();
-    for p in if args.policies.is_empty() {
+    let policies = if args.policies.is_empty() {
         Policy::all().to_vec() // the Linux policies, the RFC and pcpu
     } else {
-        args.policies.clone()
-    } {
-        if policies.contains(&p) {
-            crate::error::warn(&format!("{p} is given more than once: compared once"));
-        } else {
-            policies.push(p);
-        }
-    }
+        input::once_each(args.policies.clone(), "--policies", "compared")
+    };
 
     let baseline = match args.baseline {
         None => None,

@@ -10,7 +10,7 @@ use pcpu::demo::{self, DemoConfig};
 use pcpu_core::Policy;
 
 use crate::error::{emit, CliError, CliResult};
-use crate::input::parse_policy;
+use crate::input::{once_each, parse_policy};
 
 /// `pcpu demo` arguments.
 #[derive(Args, Debug)]
@@ -45,20 +45,6 @@ pub(crate) struct DemoArgs {
     json: bool,
 }
 
-/// `list` without repeats (a policy given twice is run once, with a
-/// warning, as `pcpu compare` does).
-fn once_each(list: Vec<Policy>, flag: &str) -> Vec<Policy> {
-    let mut out: Vec<Policy> = Vec::new();
-    for p in list {
-        if out.contains(&p) {
-            crate::error::warn(&format!("{flag}: {p} is given more than once: run once"));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Runs `pcpu demo`.
 pub(crate) fn run(args: DemoArgs) -> CliResult {
     let groups = u64::from(args.parents) * (1 + u64::from(args.children));
@@ -74,7 +60,7 @@ pub(crate) fn run(args: DemoArgs) -> CliResult {
         ..DemoConfig::default()
     };
     if let Some(p) = args.policies {
-        cfg.policies = once_each(p, "--policies");
+        cfg.policies = once_each(p, "--policies", "run");
     }
     if let Some(h) = args.hinted {
         let hinted = h
@@ -82,7 +68,7 @@ pub(crate) fn run(args: DemoArgs) -> CliResult {
             .filter(|s| s.as_str() != "none")
             .map(|s| parse_policy(s).map_err(|e| CliError::usage(format!("--hinted: {e}"))))
             .collect::<Result<_, _>>()?;
-        cfg.hinted = once_each(hinted, "--hinted");
+        cfg.hinted = once_each(hinted, "--hinted", "run");
     }
     if let Some(u) = args.unit_size {
         cfg.unit_size = u;

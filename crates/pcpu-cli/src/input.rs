@@ -231,6 +231,20 @@ pub(crate) fn parse_policy(s: &str) -> Result<Policy, String> {
     s.parse::<Policy>().map_err(|e| e.to_string())
 }
 
+/// `list` without repeats: a policy given twice in `flag` is `done` once
+/// (`run`, `compared`), with a warning.
+pub(crate) fn once_each(list: Vec<Policy>, flag: &str, done: &str) -> Vec<Policy> {
+    let mut out: Vec<Policy> = Vec::new();
+    for p in list {
+        if out.contains(&p) {
+            warn(&format!("{flag}: {p} is given more than once: {done} once"));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Parses `--geometry "s217088 r8192 d28672 u524288"`: all four parts, in
 /// any order, separated by spaces or commas.
 pub(crate) fn parse_geometry(s: &str) -> Result<FirstChunkGeometry, String> {
