@@ -215,11 +215,11 @@ fn release_with(
     }
 }
 
-/// Is the cache worth asking for this request of `alloc`? Not for large
-/// ones, nor for a hinted one ([`hinted`]).
+/// Is the cache worth asking for a request of `size` bytes? Not for large
+/// ones (nor for a hinted one: [`hinted`], which the caller reads once).
 #[inline]
-pub(crate) fn serves(alloc: &PerCpuAllocator, size: usize) -> bool {
-    size <= MAX_CACHED_SIZE && !hinted(alloc)
+pub(crate) fn serves(size: usize) -> bool {
+    size <= MAX_CACHED_SIZE
 }
 
 /// Does an allocation of `alloc` made now follow a lifetime scope? Only

@@ -51,8 +51,12 @@ impl Area {
     /// allocation, or an area of the same request from this thread's cache
     /// (holding what its previous owner left).
     pub(crate) fn new(alloc: &PerCpuAllocator, size: usize, align: usize) -> Result<Area, Error> {
-        if !cache::serves(alloc, size) {
-            return Ok(Area::from_placed(alloc, alloc.inner().alloc(size, align)?));
+        // Read once: a hinted request neither comes from the cache nor goes
+        // back to it.
+        let hinted = cache::hinted(alloc);
+        if hinted || !cache::serves(size) {
+            let placed = alloc.inner().alloc(size, align)?;
+            return Ok(Area::from_placed(alloc, placed, !hinted));
         }
         if let Some(e) = cache::take(alloc, size, align) {
             return Ok(Area::from_entry(e));
@@ -64,14 +68,15 @@ impl Area {
         let extra = cache::refill_len(alloc, size) - 1;
         let (first, extras) = alloc.inner().alloc_batch(size, align, extra)?;
         for p in extras.into_iter().rev() {
-            let mut extra = Area::from_placed(alloc, p);
+            let mut extra = Area::from_placed(alloc, p, true);
             extra.recycle(size, align); // freed instead if the cache refuses
         }
-        Ok(Area::from_placed(alloc, first))
+        Ok(Area::from_placed(alloc, first, true))
     }
 
-    /// The area of a fresh allocation of `alloc`.
-    fn from_placed(alloc: &PerCpuAllocator, placed: Placed) -> Area {
+    /// The area of a fresh allocation of `alloc`; `recyclable` unless it was
+    /// hinted ([`cache::hinted`]).
+    fn from_placed(alloc: &PerCpuAllocator, placed: Placed, recyclable: bool) -> Area {
         let (base, stride, units) = placed.copies();
         Area {
             alloc: Some(alloc.clone()),
@@ -80,7 +85,7 @@ impl Area {
             units: u16::try_from(units).expect("at most 65535 units (Config)"),
             chunk: placed.chunk,
             offset: u32::try_from(placed.offset).expect("unit offsets fit in u32"),
-            recyclable: !cache::hinted(alloc),
+            recyclable,
         }
     }
 
