@@ -203,14 +203,11 @@ impl Allocator {
         }
         for slot in 0..self.layout.nr_slots {
             for id in self.lists.iter(slot) {
-                let header = if id == self.first {
-                    "Chunk: <- First Chunk\n"
-                } else if slot == self.layout.to_depopulate {
-                    "Chunk (to_depopulate)\n"
-                } else if slot == self.layout.sidelined {
-                    "Chunk (sidelined):\n"
-                } else {
-                    "Chunk:\n"
+                let header = match self.chunk_list(ChunkId(id)) {
+                    _ if id == self.first => "Chunk: <- First Chunk\n",
+                    Some(ChunkList::ToDepopulate) => "Chunk (to_depopulate)\n",
+                    Some(ChunkList::Sidelined) => "Chunk (sidelined):\n",
+                    _ => "Chunk:\n",
                 };
                 chunk_block(&mut out, header, self.c(id));
             }
