@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use pcpu_core::{
     AllocError, AllocFlags, Allocation, Allocator, Backend, BackendError, BalanceRun, ChunkId,
-    ClassHint, Geometry, PageWork, Policy,
+    ClassHint, Geometry, PageWork, Policy, ProtocolError,
 };
 
 const PAGE: usize = 4096;
@@ -138,6 +138,15 @@ impl Backend for Mapper {
     }
 }
 
+/// A step of the two-phase protocol that the allocator refused: our own
+/// bookkeeping went wrong, and the allocator changed nothing. A kernel
+/// would `WARN` and go on.
+fn warn_on(r: Result<(), ProtocolError>) {
+    if let Err(e) = r {
+        eprintln!("WARNING: percpu: {e}");
+    }
+}
+
 /// The per-CPU allocator of our "kernel".
 struct Percpu {
     /// `pcpu_lock`.
@@ -189,11 +198,11 @@ impl Percpu {
                     let mut st = self.state();
                     match made {
                         Ok(()) => {
-                            st.finish_create_chunk(id);
+                            warn_on(st.finish_create_chunk(id));
                             created = true;
                         }
                         Err(e) => {
-                            st.abort_create_chunk(id);
+                            warn_on(st.abort_create_chunk(id));
                             break st
                                 .first_fit_or_fail(req, flags)
                                 .map_err(|_| AllocError::ChunkCreate(e))?;
@@ -210,9 +219,9 @@ impl Percpu {
             // Other threads may free (and, from populated pages, allocate
             // atomically) meanwhile: only `pcpu_lock` guards those.
             match mapper.populate(area.chunk, run.clone()) {
-                Ok(()) => self.state().commit_populated(area.chunk, run),
+                Ok(()) => warn_on(self.state().commit_populated(area.chunk, run)),
                 Err(e) => {
-                    self.state().abort_area(area, flags);
+                    warn_on(self.state().abort_area(area, flags));
                     return Err(AllocError::Populate(e));
                 }
             }

@@ -8,7 +8,7 @@ use core::ops::Range;
 use crate::allocator::{AllocFlags, Allocation, Allocator, AreaChange, Request};
 use crate::backend::Backend;
 use crate::chunk::{Chunk, ChunkKind};
-use crate::error::AllocError;
+use crate::error::{held, AllocError, ProtocolError};
 use crate::policy::{Fit, PolicyKind, Refill, SLOT_FAIL_THRESHOLD};
 use crate::slots::{slot_key, Entry};
 use crate::{ChunkId, MIN_ALLOC_SIZE};
@@ -35,10 +35,10 @@ impl Allocator {
                     let id = self.begin_create_chunk();
                     let r = backend.create_chunk(id, self.geo.unit_pages());
                     if let Err(e) = r {
-                        self.abort_create_chunk(id);
+                        held(self.abort_create_chunk(id));
                         return Err(self.fail(req, flags, AllocError::ChunkCreate(e)));
                     }
-                    self.finish_create_chunk(id);
+                    held(self.finish_create_chunk(id));
                 }
                 Err(e) => return Err(e),
             }
@@ -116,11 +116,11 @@ impl Allocator {
         let id = self.begin_create_chunk();
         match backend.create_chunk(id, self.geo.unit_pages()) {
             Ok(()) => {
-                self.finish_create_chunk(id);
+                held(self.finish_create_chunk(id));
                 Ok(id)
             }
             Err(e) => {
-                self.abort_create_chunk(id);
+                held(self.abort_create_chunk(id));
                 Err(AllocError::ChunkCreate(e))
             }
         }
@@ -138,10 +138,10 @@ impl Allocator {
         if !flags.atomic {
             while let Some(run) = self.next_unpopulated(&area) {
                 if let Err(e) = backend.populate(area.chunk, run.clone()) {
-                    self.abort_area(area, flags);
+                    held(self.abort_area(area, flags));
                     return Err(AllocError::Populate(e));
                 }
-                self.commit_populated(area.chunk, run);
+                held(self.commit_populated(area.chunk, run));
             }
         }
         self.finish_alloc();
@@ -403,37 +403,44 @@ impl Allocator {
 
     /// Two-phase allocation: `pages` of `chunk` were populated by the backend.
     ///
-    /// Calls that break the protocol (unknown chunk, pages outside the chunk
-    /// or already populated) change nothing (debug builds assert).
-    pub fn commit_populated(&mut self, chunk: ChunkId, pages: Range<usize>) {
-        let ok = self.chunk(chunk).is_some_and(|c| {
-            pages.start < pages.end
-                && pages.end <= c.nr_pages
-                && c.populated.count_ones_in(pages.start, pages.end) == 0
-        });
-        debug_assert!(
-            ok,
-            "commit_populated({chunk:?}, {pages:?}) breaks the protocol"
-        );
-        if ok {
-            self.chunk_populated(chunk.0, pages);
+    /// A call that breaks the protocol (an unknown chunk, pages outside the
+    /// chunk, a page populated already) is refused and changes nothing
+    /// ([`ProtocolError`]).
+    pub fn commit_populated(
+        &mut self,
+        chunk: ChunkId,
+        pages: Range<usize>,
+    ) -> Result<(), ProtocolError> {
+        let c = self
+            .chunk(chunk)
+            .ok_or(ProtocolError::UnknownChunk(chunk))?;
+        if pages.start >= pages.end || pages.end > c.nr_pages {
+            let nr_pages = c.nr_pages;
+            return Err(ProtocolError::PageRange {
+                chunk,
+                pages,
+                nr_pages,
+            });
         }
+        let page = c.populated.find_next_bit(pages.end, pages.start);
+        if page < pages.end {
+            return Err(ProtocolError::AlreadyPopulated { chunk, page });
+        }
+        self.chunk_populated(chunk.0, pages);
+        Ok(())
     }
 
     /// Two-phase allocation: population failed; free the area again
     /// ("failed to populate").
     ///
-    /// An `area` that is not a live allocation, or that a [`Magazine`]
-    /// holds, changes nothing (debug builds assert).
+    /// An `area` that is not a live allocation of its size, or that a
+    /// [`Magazine`] holds, is refused and changes nothing
+    /// ([`ProtocolError`]).
     ///
     /// [`Magazine`]: crate::Magazine
-    pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) {
+    pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) -> Result<(), ProtocolError> {
         let id = area.chunk.0;
-        let live = self.is_own_area(area);
-        debug_assert!(live, "abort_area({area:?}): not a live allocation");
-        if !live {
-            return;
-        }
+        self.own_area(area)?;
         self.free_area_in(
             id,
             (area.offset / MIN_ALLOC_SIZE) as i32,
@@ -441,6 +448,7 @@ impl Allocator {
         );
         self.stats.nr_failed += 1;
         let _ = flags;
+        Ok(())
     }
 
     /// Two-phase allocation: the caller decided not to use an area it just
@@ -448,21 +456,19 @@ impl Allocator {
     /// [`Allocator::abort_area`] it is not counted as a failure (the
     /// statistics count an allocation and a free).
     ///
-    /// An `area` that is not a live allocation, or that a [`Magazine`]
-    /// holds, changes nothing (debug builds assert).
+    /// An `area` that is not a live allocation of its size, or that a
+    /// [`Magazine`] holds, is refused and changes nothing
+    /// ([`ProtocolError`]).
     ///
     /// [`Magazine`]: crate::Magazine
-    pub fn cancel_area(&mut self, area: Allocation) {
-        let live = self.is_own_area(area);
-        debug_assert!(live, "cancel_area({area:?}): not a live allocation");
-        if !live {
-            return;
-        }
+    pub fn cancel_area(&mut self, area: Allocation) -> Result<(), ProtocolError> {
+        self.own_area(area)?;
         self.free_area_in(
             area.chunk.0,
             (area.offset / MIN_ALLOC_SIZE) as i32,
             (area.size / MIN_ALLOC_SIZE) as i32,
         );
+        Ok(())
     }
 
     /// Two-phase allocation, last step: the kernel's post-allocation check
@@ -501,28 +507,31 @@ impl Allocator {
 
     /// The backend failed to create chunk `id`: release the id.
     ///
-    /// An id that was not reserved changes nothing (debug builds assert).
-    pub fn abort_create_chunk(&mut self, id: ChunkId) {
-        let reserved = matches!(self.arena.get(id.0 as usize), Some(Entry::Reserved));
-        debug_assert!(reserved, "abort_create_chunk({id:?}): not reserved");
-        if !reserved {
-            return;
-        }
+    /// An id that [`Allocator::begin_create_chunk`] did not reserve is
+    /// refused and changes nothing ([`ProtocolError::NotReserved`]).
+    pub fn abort_create_chunk(&mut self, id: ChunkId) -> Result<(), ProtocolError> {
+        self.reserved_id(id)?;
         self.arena[id.0 as usize] = Entry::Vacant;
         self.vacant.push(id.0);
+        Ok(())
+    }
+
+    /// Is `id` reserved for a chunk being created?
+    fn reserved_id(&self, id: ChunkId) -> Result<(), ProtocolError> {
+        match self.arena.get(id.0 as usize) {
+            Some(Entry::Reserved) => Ok(()),
+            _ => Err(ProtocolError::NotReserved(id)),
+        }
     }
 
     /// The backend created chunk `id`: install it in the free slot
     /// (`pcpu_create_chunk` + `pcpu_chunk_relocate(chunk, -1)`).
     ///
-    /// An id that was not reserved changes nothing (debug builds assert): a
-    /// live chunk is never replaced.
-    pub fn finish_create_chunk(&mut self, id: ChunkId) {
-        let reserved = matches!(self.arena.get(id.0 as usize), Some(Entry::Reserved));
-        debug_assert!(reserved, "finish_create_chunk({id:?}): not reserved");
-        if !reserved {
-            return;
-        }
+    /// An id that [`Allocator::begin_create_chunk`] did not reserve is
+    /// refused and changes nothing ([`ProtocolError::NotReserved`]): a live
+    /// chunk is never replaced.
+    pub fn finish_create_chunk(&mut self, id: ChunkId) -> Result<(), ProtocolError> {
+        self.reserved_id(id)?;
         let c = Chunk::new(
             ChunkKind::Dynamic,
             self.next_serial,
@@ -534,6 +543,7 @@ impl Allocator {
         self.stats.nr_chunks += 1;
         self.stats.nr_max_chunks = self.stats.nr_max_chunks.max(self.stats.nr_chunks);
         self.relocate(id.0, None);
+        Ok(())
     }
 
     /// Remove a fully depopulated, detached chunk (`pcpu_destroy_chunk`).

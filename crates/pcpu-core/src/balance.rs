@@ -27,7 +27,7 @@ use core::ops::Range;
 
 use crate::allocator::Allocator;
 use crate::backend::Backend;
-use crate::error::BalanceError;
+use crate::error::{held, BalanceError};
 use crate::policy::Stage;
 use crate::{ChunkId, ChunkKind};
 
@@ -228,7 +228,7 @@ impl BalanceRun {
             return self.report;
         }
         if let Some(PageWork::CreateChunk { chunk }) = self.pending.take() {
-            a.abort_create_chunk(chunk);
+            held(a.abort_create_chunk(chunk));
         }
         match &self.state {
             State::Free { to_free, idx } => {
@@ -404,7 +404,7 @@ impl BalanceRun {
                 PageWork::CreateChunk { chunk: id },
             ) => {
                 if ok {
-                    a.finish_create_chunk(id);
+                    held(a.finish_create_chunk(id));
                     self.report.created += 1;
                     // `retry_pop`: the target again, and an atomic
                     // failure while the chunk was created boosts it.
@@ -414,7 +414,7 @@ impl BalanceRun {
                     *slot = a.layout.size_to_slot(a.geo.page_size());
                     *chunk = None;
                 } else {
-                    a.abort_create_chunk(id);
+                    held(a.abort_create_chunk(id));
                     *nr_to_pop = 0;
                 }
             }

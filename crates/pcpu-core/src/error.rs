@@ -1,9 +1,10 @@
 //! Typed errors of the allocator.
 
 use core::fmt;
+use core::ops::Range;
 
 use crate::backend::BackendError;
-use crate::ChunkId;
+use crate::{Allocation, ChunkId};
 
 /// Why an allocation failed. No allocation was made, and the allocator's
 /// state is otherwise unchanged, apart from what the kernel keeps too:
@@ -218,3 +219,116 @@ impl fmt::Display for BalanceError {
 }
 
 impl core::error::Error for BalanceError {}
+
+/// Why a step of the two-phase protocol (the caller creates chunks and
+/// populates pages outside the allocator's lock, then reports back) was
+/// refused: the call does not match what the allocator handed out. The
+/// allocator's state is unchanged.
+///
+/// The steps are [`Allocator::commit_populated`], [`Allocator::abort_area`],
+/// [`Allocator::cancel_area`], [`Allocator::finish_create_chunk`] and
+/// [`Allocator::abort_create_chunk`]. A refusal means the caller's own
+/// bookkeeping went wrong (a kernel would `WARN`): the pages or chunk it
+/// meant are not what the allocator knows them as.
+///
+/// [`Allocator::commit_populated`]: crate::Allocator::commit_populated
+/// [`Allocator::abort_area`]: crate::Allocator::abort_area
+/// [`Allocator::cancel_area`]: crate::Allocator::cancel_area
+/// [`Allocator::finish_create_chunk`]: crate::Allocator::finish_create_chunk
+/// [`Allocator::abort_create_chunk`]: crate::Allocator::abort_create_chunk
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// No live chunk has this id (`commit_populated`).
+    UnknownChunk(ChunkId),
+    /// The page range is empty or reaches past the chunk's last page
+    /// (`commit_populated`).
+    PageRange {
+        /// Chunk.
+        chunk: ChunkId,
+        /// The pages given.
+        pages: Range<usize>,
+        /// The chunk's pages per unit.
+        nr_pages: usize,
+    },
+    /// A page of the range is populated already (`commit_populated`): the
+    /// pages to populate are the ones [`Allocator::next_unpopulated`] names.
+    ///
+    /// [`Allocator::next_unpopulated`]: crate::Allocator::next_unpopulated
+    AlreadyPopulated {
+        /// Chunk.
+        chunk: ChunkId,
+        /// The first populated page of the range.
+        page: usize,
+    },
+    /// The area is not a live allocation that the caller owns
+    /// (`abort_area`, `cancel_area`): `cause` says why, as
+    /// [`Allocator::free`](crate::Allocator::free) would.
+    NotLive {
+        /// The area given.
+        area: Allocation,
+        /// Why it is not live.
+        cause: FreeError,
+    },
+    /// The area starts a live allocation of another size (`abort_area`,
+    /// `cancel_area`).
+    WrongSize {
+        /// The area given.
+        area: Allocation,
+        /// The live allocation's size.
+        size: usize,
+    },
+    /// The id was not reserved by
+    /// [`Allocator::begin_create_chunk`](crate::Allocator::begin_create_chunk)
+    /// (`finish_create_chunk`, `abort_create_chunk`): a live chunk is never
+    /// replaced, and an id is finished or aborted once.
+    NotReserved(ChunkId),
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::UnknownChunk(c) => {
+                write!(f, "pages committed as populated in unknown chunk {}", c.0)
+            }
+            ProtocolError::PageRange {
+                chunk,
+                pages,
+                nr_pages,
+            } => write!(
+                f,
+                "pages {}..{} committed as populated in chunk {}, which has pages 0..{nr_pages}",
+                pages.start, pages.end, chunk.0
+            ),
+            ProtocolError::AlreadyPopulated { chunk, page } => write!(
+                f,
+                "page {page} of chunk {} committed as populated, but it was populated already",
+                chunk.0
+            ),
+            ProtocolError::NotLive { area, cause } => write!(
+                f,
+                "area at offset {} ({} bytes) in chunk {} given back: {cause}",
+                area.offset, area.size, area.chunk.0
+            ),
+            ProtocolError::WrongSize { area, size } => write!(
+                f,
+                "area at offset {} in chunk {} given back as {} bytes, but the live allocation there has {size}",
+                area.offset, area.chunk.0, area.size
+            ),
+            ProtocolError::NotReserved(c) => write!(
+                f,
+                "chunk id {} was not reserved by begin_create_chunk (or was finished or aborted already)",
+                c.0
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ProtocolError {}
+
+/// An internal step of the two-phase protocol, which holds by construction
+/// (the allocator drives it itself): debug builds check it.
+#[inline]
+pub(crate) fn held(r: Result<(), ProtocolError>) {
+    debug_assert!(r.is_ok(), "{}", r.unwrap_err());
+}

@@ -33,7 +33,7 @@ use crate::allocator::{AllocFlags, Allocation, Allocator, Request};
 use crate::backend::Backend;
 use crate::bitmap::Bitmap;
 use crate::chunk::Chunk;
-use crate::error::{AllocError, FreeError};
+use crate::error::{AllocError, FreeError, ProtocolError};
 use crate::slots::Entry;
 use crate::MIN_ALLOC_SIZE;
 
@@ -167,9 +167,22 @@ impl Allocator {
     }
 
     /// Is `area` a live allocation of its size that no magazine holds: one
-    /// its caller may give back?
-    pub(crate) fn is_own_area(&self, area: Allocation) -> bool {
-        self.allocation_size(area.chunk, area.offset) == Ok(area.size) && !self.is_cached(area)
+    /// its caller may give back? If not, why.
+    pub(crate) fn own_area(&self, area: Allocation) -> Result<(), ProtocolError> {
+        let size = self
+            .allocation_size(area.chunk, area.offset)
+            .map_err(|cause| ProtocolError::NotLive { area, cause })?;
+        if size != area.size {
+            return Err(ProtocolError::WrongSize { area, size });
+        }
+        if self.is_cached(area) {
+            let cause = FreeError::Cached {
+                chunk: area.chunk,
+                offset: area.offset,
+            };
+            return Err(ProtocolError::NotLive { area, cause });
+        }
+        Ok(())
     }
 
     /// Mark `area`, a live allocation, as held by a magazine.

@@ -249,7 +249,7 @@ mod tests {
                 while let Some(pages) = a.next_unpopulated(&area) {
                     use crate::Backend;
                     b.populate(area.chunk, pages.clone()).unwrap();
-                    a.commit_populated(area.chunk, pages);
+                    a.commit_populated(area.chunk, pages).unwrap();
                 }
                 a.finish_alloc();
                 assert_eq!(

@@ -128,7 +128,7 @@ fn committed_pages_are_counted_and_not_reported_again() {
     assert_eq!(a.chunk(x).unwrap().nr_populated(), 0);
     let run = a.next_unpopulated(&area).unwrap();
     assert_eq!(run, 0..1);
-    a.commit_populated(x, run);
+    a.commit_populated(x, run).unwrap();
     assert_eq!(a.next_unpopulated(&area), None);
     assert_eq!(a.chunk(x).unwrap().nr_populated(), 1);
     assert_eq!(a.nr_populated(), 3);

@@ -417,7 +417,7 @@ fn atomic_fit_skips_a_page_being_populated() {
     let run = a.next_unpopulated(&area).unwrap();
     assert_eq!(run, 0..1);
     b.populate(id, run.clone()).unwrap();
-    a.commit_populated(id, run);
+    a.commit_populated(id, run).unwrap();
     a.finish_alloc();
     a.check_invariants().unwrap();
     assert_eq!(a.probe(small, AllocFlags::ATOMIC), Some((id, 400)));
@@ -464,7 +464,7 @@ fn atomic_fit_found_nowhere_moves_the_chunk_to_slot_0() {
     );
     while let Some(run) = a.next_unpopulated(&area) {
         b.populate(id, run.clone()).unwrap();
-        a.commit_populated(id, run);
+        a.commit_populated(id, run).unwrap();
     }
     a.finish_alloc();
     a.check_invariants().unwrap();

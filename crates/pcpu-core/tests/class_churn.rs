@@ -43,7 +43,7 @@ fn request(rng: &mut Rng) -> (usize, usize, bool) {
 
 fn populate(a: &mut Allocator, x: &Allocation) {
     while let Some(run) = a.next_unpopulated(x) {
-        a.commit_populated(x.chunk, run);
+        a.commit_populated(x.chunk, run).unwrap();
     }
     a.finish_alloc();
 }
@@ -93,7 +93,7 @@ fn run(seed: u64, steps: usize, (low, high): (i32, i32), extras: bool) -> Result
                             a.finish_alloc();
                             live.push(e);
                         } else {
-                            a.cancel_area(e);
+                            a.cancel_area(e).unwrap();
                         }
                     }
                 }

@@ -295,32 +295,120 @@ fn geometry_constructors_refuse_what_they_cannot_parse_or_hold() {
     assert!(Geometry::simple(4, 16).is_ok());
 }
 
+/// Every step of the two-phase protocol refuses a call that does not match
+/// what the allocator handed out, with an error naming what is wrong, and
+/// changes nothing (in debug builds too: these are the embedder's mistakes,
+/// not the allocator's).
 #[test]
-#[cfg_attr(debug_assertions, ignore = "protocol misuse asserts in debug builds")]
-fn two_phase_protocol_misuse_changes_nothing() {
+fn two_phase_protocol_misuse_is_refused_and_changes_nothing() {
     let mut a = Allocator::new(Geometry::simple(2, 8).unwrap(), Policy::default());
     let mut b = SimBackend::default();
     let x = a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap();
+    let nr_pages = a.chunk(x.chunk).unwrap().nr_pages();
     let before = (a.percpu_stats(), a.nr_populated(), a.nr_chunks());
-    a.finish_create_chunk(x.chunk); // a live chunk is never replaced
-    a.finish_create_chunk(ChunkId(77));
-    a.abort_create_chunk(x.chunk);
-    a.commit_populated(x.chunk, 0..1); // already populated
-    a.commit_populated(ChunkId(77), 0..1);
-    a.abort_area(
-        Allocation {
-            chunk: x.chunk,
-            offset: x.offset + 8,
-            size: 8,
-        },
-        AllocFlags::NORMAL,
-    );
-    a.cancel_area(Allocation {
+    let unknown = ChunkId(77);
+    let inside = Allocation {
         chunk: x.chunk,
         offset: x.offset + 8,
         size: 8,
-    });
+    };
+    let resized = Allocation { size: 128, ..x };
+    let e = a.finish_create_chunk(x.chunk).unwrap_err(); // a live chunk is never replaced
+    assert_eq!(e, ProtocolError::NotReserved(x.chunk));
+    assert!(e.to_string().contains("not reserved"), "{e}");
+    assert_eq!(
+        a.finish_create_chunk(unknown),
+        Err(ProtocolError::NotReserved(unknown))
+    );
+    assert_eq!(
+        a.abort_create_chunk(x.chunk),
+        Err(ProtocolError::NotReserved(x.chunk))
+    );
+    let e = a.commit_populated(x.chunk, 0..1).unwrap_err();
+    assert_eq!(
+        e,
+        ProtocolError::AlreadyPopulated {
+            chunk: x.chunk,
+            page: 0
+        }
+    );
+    assert!(e.to_string().contains("populated already"), "{e}");
+    assert_eq!(
+        a.commit_populated(unknown, 0..1),
+        Err(ProtocolError::UnknownChunk(unknown))
+    );
+    #[allow(clippy::reversed_empty_ranges)]
+    for pages in [3..3, 4..2, nr_pages..nr_pages + 1, 0..usize::MAX] {
+        let e = a.commit_populated(x.chunk, pages.clone()).unwrap_err();
+        assert_eq!(
+            e,
+            ProtocolError::PageRange {
+                chunk: x.chunk,
+                pages,
+                nr_pages
+            }
+        );
+        assert!(e.to_string().contains(&format!("0..{nr_pages}")), "{e}");
+    }
+    let e = a.abort_area(inside, AllocFlags::NORMAL).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ProtocolError::NotLive {
+                cause: FreeError::NotAllocated { stale: false, .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("not the start of a live allocation"),
+        "{e}"
+    );
+    assert_eq!(a.cancel_area(inside), Err(e));
+    let e = a.cancel_area(resized).unwrap_err();
+    assert_eq!(
+        e,
+        ProtocolError::WrongSize {
+            area: resized,
+            size: 64
+        }
+    );
+    assert!(e.to_string().contains("128 bytes"), "{e}");
+    assert_eq!(a.abort_area(resized, AllocFlags::NORMAL), Err(e));
+    let gone = Allocation {
+        chunk: unknown,
+        ..x
+    };
+    assert_eq!(
+        a.cancel_area(gone),
+        Err(ProtocolError::NotLive {
+            area: gone,
+            cause: FreeError::UnknownChunk(unknown)
+        })
+    );
     assert_eq!(before, (a.percpu_stats(), a.nr_populated(), a.nr_chunks()));
+    a.check_invariants().unwrap();
+    // A reserved id is finished or aborted once.
+    let id = a.begin_create_chunk();
+    a.abort_create_chunk(id).unwrap();
+    assert_eq!(
+        a.abort_create_chunk(id),
+        Err(ProtocolError::NotReserved(id))
+    );
+    assert_eq!(
+        a.finish_create_chunk(id),
+        Err(ProtocolError::NotReserved(id))
+    );
+    // The live area itself is still given back normally.
+    a.cancel_area(x).unwrap();
+    assert!(matches!(
+        a.abort_area(x, AllocFlags::NORMAL),
+        Err(ProtocolError::NotLive {
+            cause: FreeError::NotAllocated { stale: true, .. },
+            ..
+        })
+    ));
     a.check_invariants().unwrap();
 }
 
@@ -352,7 +440,7 @@ fn a_cancelled_area_leaves_consistent_counters() {
         }
     };
     assert!(a.next_unpopulated(&area).is_some(), "needs population");
-    a.cancel_area(area);
+    a.cancel_area(area).unwrap();
     a.check_invariants().unwrap();
     assert!(a.allocation_size(area.chunk, area.offset).is_err());
     assert_eq!(a.stats().nr_failed, before.2);

@@ -29,7 +29,9 @@
 
 use std::collections::HashMap;
 
-use pcpu_core::{AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHint, Request};
+use pcpu_core::{
+    AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHint, ProtocolError, Request,
+};
 
 use crate::builder::Config;
 use crate::error::Error;
@@ -372,7 +374,7 @@ impl Inner {
                     extras.push(self.finish(&mut st, area));
                 }
                 Ok(area) => {
-                    st.core.cancel_area(area);
+                    held(st.core.cancel_area(area));
                     break;
                 }
                 Err(_) => break,
@@ -417,12 +419,12 @@ impl Inner {
             st = self.state();
             match reserved {
                 Ok(region) => {
-                    st.core.finish_create_chunk(id);
+                    held(st.core.finish_create_chunk(id));
                     st.install(id, region);
                     created = true;
                 }
                 Err(e) => {
-                    st.core.abort_create_chunk(id);
+                    held(st.core.abort_create_chunk(id));
                     // An exclusive lifetime class asks for a chunk rather
                     // than cut into another class's free room: without one,
                     // take any free space (plain first fit).
@@ -456,9 +458,9 @@ impl Inner {
             let populated = region.populate(run.clone());
             st = self.state();
             match populated {
-                Ok(()) => st.core.commit_populated(area.chunk, run),
+                Ok(()) => held(st.core.commit_populated(area.chunk, run)),
                 Err(e) => {
-                    st.core.abort_area(area, AllocFlags::NORMAL);
+                    held(st.core.abort_area(area, AllocFlags::NORMAL));
                     self.kick(&mut st);
                     return Err(e.into());
                 }
@@ -584,4 +586,11 @@ fn check_raw(st: &State, chunk: ChunkId, offset: usize, ticket: u64) -> Result<(
         return Ok(());
     }
     Err(Error::NotLive { chunk, offset })
+}
+
+/// A step of the core's two-phase protocol that this module drives itself
+/// (each id, page run and area it reports is one the core handed out under
+/// the same lock): debug builds check it.
+fn held(r: Result<(), ProtocolError>) {
+    debug_assert!(r.is_ok(), "{}", r.unwrap_err());
 }
