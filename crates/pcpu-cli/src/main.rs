@@ -110,8 +110,18 @@ fn clap_failure(e: &clap::Error) -> ExitCode {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
-        let _ = e.print();
-        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
+        // Help on a full disk is an error; on a closed pipe it is not
+        // (as `emit`).
+        return match e.print().and_then(|()| std::io::stdout().flush()) {
+            Err(w) if w.kind() != std::io::ErrorKind::BrokenPipe => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "pcpu: error: cannot write to standard output: {w}"
+                );
+                ExitCode::from(EXIT_USAGE)
+            }
+            _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE)),
+        };
     }
     let _ = writeln!(
         std::io::stderr(),

@@ -770,6 +770,25 @@ fn error_bad_geometry() {
     );
 }
 
+/// Help and version that cannot be written (a full disk) are an error, as
+/// any other output is: they exited 0 with nothing written.
+#[test]
+fn help_that_cannot_be_written_fails() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // not Linux
+    };
+    for args in [&["--help"][..], &["replay", "--help"], &["--version"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_pcpu"))
+            .args(args)
+            .stdout(full.try_clone().unwrap())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_fails(&o, 2, &["cannot write to standard output"]);
+    }
+    assert_ok(&pcpu(&["--help"]));
+}
+
 #[test]
 fn error_replay_failure_exits_1() {
     let trace = "\
