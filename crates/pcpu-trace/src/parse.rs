@@ -153,8 +153,13 @@ fn parse_ts(s: &[u8]) -> Option<f64> {
     if !frac.iter().all(u8::is_ascii_digit) || (frac.is_empty() && int.len() < s.len()) {
         return None;
     }
-    // Only ASCII digits and one dot at this point.
-    std::str::from_utf8(s).ok()?.parse().ok()
+    // Only ASCII digits and one dot at this point. Too many digits parse as
+    // infinity, which no clock gives (and which would stall a plot's axis).
+    std::str::from_utf8(s)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite())
 }
 
 /// The common ftrace columns of an event line.

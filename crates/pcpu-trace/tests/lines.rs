@@ -338,6 +338,29 @@ fn layout_errors() {
     assert!(e
         .to_string()
         .starts_with("line 7: expected `<task>-<pid> [cpu] ... ts: event:` (bad timestamp)"));
+    // A timestamp too long for an f64 is not infinity (a plot of it would
+    // never finish its axis).
+    let huge = format!(
+        "  bash-1 [000] ..... 1{}.0: percpu_create_chunk: base_addr=10",
+        "0".repeat(309)
+    );
+    assert!(
+        matches!(
+            err(&huge).kind,
+            ParseErrorKind::Layout {
+                problem: "bad timestamp",
+                ..
+            }
+        ),
+        "{}",
+        err(&huge)
+    );
+    assert!(LineParser::new()
+        .parse_record(&huge.replace(
+            &format!("1{}.0", "0".repeat(309)),
+            &format!("1{}.0", "0".repeat(300))
+        ))
+        .is_ok_and(|r| r.ts == 1e300));
     let e = err("  bash-1 [000] ..... 1.0: percpu_create_chunk base_addr=10");
     assert!(
         matches!(
