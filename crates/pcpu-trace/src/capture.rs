@@ -121,7 +121,8 @@ fn prefixed_num(tok: &str, prefix: char) -> Option<u64> {
 }
 
 /// Parses the percpu boot lines of a kernel log. Lines that are not percpu geometry lines
-/// are ignored; returns `None` when no geometry line was found.
+/// are ignored; returns `None` when no geometry line was found. In a log of several boots,
+/// the units are those listed after the last `pcpu-alloc: s.. r.. d.. u..` line.
 pub fn parse_dmesg(text: &str) -> Option<FirstChunkGeometry> {
     let mut pages: Option<u32> = None;
     let (mut s, mut r, mut d, mut u, mut atom) = (None, None, None, None, None);
@@ -149,6 +150,10 @@ pub fn parse_dmesg(text: &str) -> Option<FirstChunkGeometry> {
             let rest = &line[i + "pcpu-alloc: ".len()..];
             let toks: Vec<&str> = rest.split_whitespace().collect();
             if toks.first().is_some_and(|t| prefixed_num(t, 's').is_some()) {
+                // The unit lines follow this summary line: a log of several
+                // boots (the file saved twice, a kern.log) must not add up
+                // every boot's units.
+                groups.clear();
                 for t in &toks {
                     s = s.or(prefixed_num(t, 's'));
                     r = r.or(prefixed_num(t, 'r'));

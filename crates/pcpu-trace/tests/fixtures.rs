@@ -346,6 +346,17 @@ fn dmesg_variants() {
         ]
     );
     assert_eq!(g.nr_units(), Some(10));
+    // A log of two boots (the boot lines saved twice, a kern.log): the units
+    // are the last boot's, not the sum.
+    let boot = "\
+[    0.195034] percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288
+[    0.195397] pcpu-alloc: s217088 r8192 d28672 u524288 alloc=1*2097152
+[    0.195495] pcpu-alloc: [0] 0 1 2 3
+";
+    let g = parse_dmesg(&format!("{boot}{boot}")).unwrap();
+    assert_eq!(g.nr_units(), Some(4));
+    let g = parse_dmesg(&format!("{text}{boot}")).unwrap();
+    assert_eq!(g.nr_units(), Some(4));
     // Only the pcpu-alloc summary line: pages derived from s+r+d.
     let g = parse_dmesg("pcpu-alloc: s100000 r8192 d20480 u524288 alloc=1*2097152\n").unwrap();
     assert_eq!((g.embedded_pages, g.nr_units()), (32, None));
