@@ -102,7 +102,7 @@ pub(crate) enum Workload {
         /// Rounds.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
         rounds: u32,
-        /// Cgroups created per round.
+        /// Cgroups created per round (at most 1,000,000 in all rounds).
         #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         per_round: u32,
         /// Chance, in percent, that an existing cgroup is removed in a round.
@@ -118,7 +118,7 @@ pub(crate) enum Workload {
         /// Rounds.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=1000))]
         rounds: u32,
-        /// Applications loaded per round.
+        /// Applications loaded per round (at most 1,000,000 in all rounds).
         #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(0..=10_000))]
         apps: u32,
         /// Chance, in percent, that a live application is unloaded in a round.
@@ -140,7 +140,8 @@ pub(crate) enum Workload {
         /// Rounds.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=1000))]
         rounds: u32,
-        /// Cgroups created per round.
+        /// Cgroups created per round (at most 1,000,000 cgroups and
+        /// applications in all rounds).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         groups: u32,
         /// BPF applications loaded per round.
@@ -156,6 +157,22 @@ pub(crate) enum Workload {
         #[command(flatten)]
         out: GenOut,
     },
+}
+
+/// The most groups (cgroups, and BPF applications) a workload creates in
+/// all: each is about ten allocations, so a million take minutes and a few
+/// hundred megabytes; the flags' own ranges multiply to a hundred times more.
+const MAX_CREATED: u64 = 1_000_000;
+
+/// Refuses a workload that creates more than [`MAX_CREATED`] groups in all
+/// (`flags`: how the flags make `total`, `what`: what it counts).
+fn check_created(total: u64, flags: &str, what: &str) -> CliResult {
+    if total > MAX_CREATED {
+        return Err(CliError::usage(format!(
+            "{flags} make {total} {what}; at most 1,000,000"
+        )));
+    }
+    Ok(())
 }
 
 fn machine(out: &GenOut) -> Machine {
@@ -176,12 +193,11 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             out,
         } => {
             let remove = &remove_pct.map_or(*remove, |p| f64::from(p) / 100.0);
-            let groups = u64::from(*parents) * (1 + u64::from(*children));
-            if groups > 1_000_000 {
-                return Err(CliError::usage(format!(
-                    "--parents {parents} --children {children} make {groups} groups; at most 1,000,000"
-                )));
-            }
+            check_created(
+                u64::from(*parents) * (1 + u64::from(*children)),
+                &format!("--parents {parents} --children {children}"),
+                "groups",
+            )?;
             if !(0.0..=1.0).contains(remove) {
                 return Err(CliError::usage(format!(
                     "--remove {remove}: expected a fraction between 0 and 1"
@@ -202,6 +218,11 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             remove_pct,
             out,
         } => {
+            check_created(
+                u64::from(*rounds) * u64::from(*per_round),
+                &format!("--rounds {rounds} --per-round {per_round}"),
+                "cgroups",
+            )?;
             let w = Churn {
                 rounds: *rounds,
                 per_round: *per_round,
@@ -219,6 +240,11 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             max_size,
             out,
         } => {
+            check_created(
+                u64::from(*rounds) * u64::from(*apps),
+                &format!("--rounds {rounds} --apps {apps}"),
+                "applications",
+            )?;
             if min_size > max_size {
                 return Err(CliError::usage(format!(
                     "--min-size {min_size} is larger than --max-size {max_size}"
@@ -243,6 +269,11 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             long_lived_every,
             out,
         } => {
+            check_created(
+                u64::from(*rounds) * (u64::from(*groups) + u64::from(*apps)),
+                &format!("--rounds {rounds} --groups {groups} --apps {apps}"),
+                "cgroups and applications",
+            )?;
             let w = Mix {
                 rounds: *rounds,
                 groups_per_round: *groups,

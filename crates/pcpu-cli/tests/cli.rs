@@ -914,6 +914,27 @@ fn hostile_inputs_fail_cleanly() {
         2,
         &["at most 1,000,000"],
     );
+    // The other workloads are bounded the same way (their flags' ranges
+    // multiply to a hundred million groups: hours and tens of gigabytes).
+    for (args, needle) in [
+        (
+            &["churn", "--rounds", "1000", "--per-round", "100000"][..],
+            "--rounds 1000 --per-round 100000 make 100000000 cgroups",
+        ),
+        (
+            &["bpf", "--rounds", "1000", "--apps", "10000"][..],
+            "--rounds 1000 --apps 10000 make 10000000 applications",
+        ),
+        (
+            &["mix", "--rounds", "10", "--groups", "100000", "--apps", "1"][..],
+            "--rounds 10 --groups 100000 --apps 1 make 1000010 cgroups and applications",
+        ),
+    ] {
+        let mut a = vec!["gen"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--out", out]);
+        assert_fails(&pcpu(&a), 2, &[needle, "at most 1,000,000"]);
+    }
     let gen = |extra: &[&str]| {
         let mut a = vec![
             "gen",
