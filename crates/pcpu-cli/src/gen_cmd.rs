@@ -184,6 +184,14 @@ fn machine(out: &GenOut) -> Machine {
 
 /// Runs `pcpu gen`.
 pub(crate) fn run(args: GenArgs) -> CliResult {
+    // The output folder first: a bad one fails before minutes of generating.
+    let out = match &args.workload {
+        Workload::CoverLetter { out, .. }
+        | Workload::Churn { out, .. }
+        | Workload::Bpf { out, .. }
+        | Workload::Mix { out, .. } => out,
+    };
+    check_out(out)?;
     let (trace, out): (SyntheticTrace, &GenOut) = match &args.workload {
         Workload::CoverLetter {
             parents,
@@ -286,7 +294,6 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
             (w.generate(), out)
         }
     };
-    check_out(out)?;
     trace.write_capture(&out.out).map_err(|e| {
         CliError::usage(format!(
             "{}: cannot write the capture: {e}",

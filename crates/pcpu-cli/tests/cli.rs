@@ -974,6 +974,20 @@ fn hostile_inputs_fail_cleanly() {
         file.to_str().unwrap(),
     ]);
     assert_fails(&o, 2, &["is a file, expected a folder"]);
+    // ... before the workload is generated: the largest takes minutes.
+    let start = std::time::Instant::now();
+    let o = pcpu(&[
+        "gen",
+        "cover-letter",
+        "--parents",
+        "100000",
+        "--children",
+        "9",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_fails(&o, 2, &["is a file, expected a folder"]);
+    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
     // Its own capture is replaced without asking.
     assert_ok(&gen(&[]));
 }
