@@ -51,7 +51,8 @@ pub(crate) struct CommonArgs {
 
     /// Skip malformed trace lines, frees of unknown pointers and events that
     /// cannot be replayed (invalid requests, offsets or page ranges outside
-    /// the unit), counted and reported on stderr, instead of failing.
+    /// the unit, chunks destroyed while holding allocations or created
+    /// twice), counted and reported on stderr, instead of failing.
     #[arg(long)]
     pub(crate) lenient: bool,
 

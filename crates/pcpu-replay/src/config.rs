@@ -76,7 +76,8 @@ pub struct ReplayConfig {
     /// Skip (and count) what cannot be replayed instead of failing: frees of
     /// unknown pointers, and events that parse but make no sense (an
     /// allocation request the kernel would reject or placed outside the
-    /// unit, a kprobe page range outside the chunk).
+    /// unit, a kprobe page range outside the chunk, a chunk destroyed while
+    /// it holds traced allocations or created while it is live).
     pub lenient: bool,
     /// Take a timeline sample every this many records (0: phases only).
     pub sample_every: usize,

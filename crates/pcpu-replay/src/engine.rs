@@ -80,6 +80,9 @@ pub struct Replayer {
     /// new chunk may then take its id).
     ours_by_kernel: HashMap<u32, (ChunkId, u64)>,
     live: HashMap<u64, LiveObj>,
+    /// Live traced allocations per kernel chunk serial (a chunk the kernel
+    /// destroys holds none).
+    live_in_kchunk: HashMap<u32, u64>,
     floor: PageRefs,
     kfloor: PageRefs,
     live_bytes: u64,
@@ -173,6 +176,7 @@ impl Replayer {
             next_kserial: 1,
             ours_by_kernel: HashMap::new(),
             live: HashMap::new(),
+            live_in_kchunk: HashMap::new(),
             floor: PageRefs::new([Some(first.0), reserved]),
             kfloor: PageRefs::new([None, None]),
             live_bytes: 0,
@@ -457,20 +461,8 @@ impl Replayer {
                     return Ok(()); // an unknown pointer, skipped (lenient)
                 }
             }
-            Event::CreateChunk { base_addr } => {
-                let s = self.next_kserial;
-                self.next_kserial += 1;
-                self.kserial_by_base.insert(*base_addr, s);
-            }
-            Event::DestroyChunk { base_addr } => {
-                if !self.known_chunk(*base_addr) {
-                    self.uncreated_chunk(rec, *base_addr)?;
-                }
-                if let Some(s) = self.kserial_by_base.remove(base_addr) {
-                    self.ours_by_kernel.remove(&s);
-                }
-                self.krefaults.forget(*base_addr);
-            }
+            Event::CreateChunk { base_addr } => self.feed_create(rec, *base_addr)?,
+            Event::DestroyChunk { base_addr } => self.feed_destroy(rec, *base_addr)?,
             Event::ChunkPopulated(p) => self.feed_kernel_pages(rec, p, true)?,
             Event::ChunkDepopulated(p) => self.feed_kernel_pages(rec, p, false)?,
             Event::BalanceWork => {
@@ -493,6 +485,69 @@ impl Replayer {
         if self.cfg.sample_every > 0 && self.events % self.cfg.sample_every as u64 == 0 {
             self.sample(rec.ts);
         }
+        Ok(())
+    }
+
+    /// A `percpu_create_chunk` event: refused (before anything changes) for
+    /// a chunk that is live already, the first or reserved chunk, or one
+    /// created and not destroyed since.
+    fn feed_create(&mut self, rec: &Record, base: u64) -> Result<(), ReplayError> {
+        let live = if base == self.setup.first_base {
+            Some("the first chunk")
+        } else if Some(base) == self.setup.reserved_base {
+            Some("the reserved chunk")
+        } else if self.kserial_by_base.contains_key(&base) {
+            Some("a chunk in use, not destroyed since")
+        } else {
+            None
+        };
+        if let Some(what) = live {
+            return Err(ReplayError::BadEvent {
+                line: rec.line,
+                detail: format!(
+                    "percpu_create_chunk of chunk {base:#x}, which is {what}: the kernel creates a chunk only at a free address"
+                ),
+            });
+        }
+        let s = self.next_kserial;
+        self.next_kserial += 1;
+        self.kserial_by_base.insert(base, s);
+        Ok(())
+    }
+
+    /// A `percpu_destroy_chunk` event: refused (before anything changes) for
+    /// the first or reserved chunk, and for a chunk that still holds traced
+    /// allocations (the kernel destroys only empty chunks: a free event was
+    /// lost, or the trace is corrupt).
+    fn feed_destroy(&mut self, rec: &Record, base: u64) -> Result<(), ReplayError> {
+        let bad = |detail: String| ReplayError::BadEvent {
+            line: rec.line,
+            detail,
+        };
+        if base == self.setup.first_base || Some(base) == self.setup.reserved_base {
+            return Err(bad(format!(
+                "percpu_destroy_chunk of chunk {base:#x}, the first or reserved chunk, which the kernel never destroys"
+            )));
+        }
+        if !self.known_chunk(base) {
+            self.uncreated_chunk(rec, base)?;
+        }
+        let live = self
+            .kserial_by_base
+            .get(&base)
+            .and_then(|s| self.live_in_kchunk.get(s))
+            .copied()
+            .unwrap_or(0);
+        if live > 0 {
+            return Err(bad(format!(
+                "percpu_destroy_chunk of chunk {base:#x}, which holds {live} live allocation{}: the kernel destroys only empty chunks (a lost free event, or a corrupt trace)",
+                if live == 1 { "" } else { "s" }
+            )));
+        }
+        if let Some(s) = self.kserial_by_base.remove(&base) {
+            self.ours_by_kernel.remove(&s);
+        }
+        self.krefaults.forget(base);
         Ok(())
     }
 
@@ -671,6 +726,7 @@ impl Replayer {
             self.floor.add(x.chunk.0, x.offset as u32, size4, page, 1);
         }
         self.kfloor.add(kchunk, ev.off as u32, size4, page, 1);
+        *self.live_in_kchunk.entry(kchunk).or_insert(0) += 1;
         self.live_bytes += u64::from(size4);
         if let Some(l) = lifetime {
             *self.class_bytes.entry(l).or_insert(0) += u64::from(size4);
@@ -722,6 +778,12 @@ impl Replayer {
                 .add(x.chunk.0, x.offset as u32, obj.size, page, -1);
         }
         self.kfloor.add(obj.kchunk, obj.koff, obj.size, page, -1);
+        if let Some(n) = self.live_in_kchunk.get_mut(&obj.kchunk) {
+            *n -= 1;
+            if *n == 0 {
+                self.live_in_kchunk.remove(&obj.kchunk);
+            }
+        }
         self.live_bytes -= u64::from(obj.size);
         if let Some(l) = obj.lifetime {
             if let Some(b) = self.class_bytes.get_mut(&l) {

@@ -1,7 +1,8 @@
 //! Events a replay refuses leave it as it was: a pointer allocated again
 //! while live and an offset not aligned to its request are errors (skipped
 //! with `lenient`) before anything changes, so the replay can go on and
-//! leaks nothing. Whole traces it refuses: one started after boot, one with
+//! leaks nothing; so are a chunk destroyed while it holds allocations and
+//! one created while live. Whole traces it refuses: one started after boot, one with
 //! hashed pointers (at the end).
 
 use pcpu_core::Policy;
@@ -354,4 +355,98 @@ fn the_boot_logs_allocation_atom_reaches_percpu_stats() {
         (setup.geometry.atom_size(), setup.geometry.alloc_size()),
         (4096, 524288)
     );
+}
+
+fn free_in(base: u64, off: u64) -> String {
+    format!(
+        "  rmdir-200 [001] .....  1.500000: percpu_free_percpu: base_addr={base:x} off={off} ptr={:016x}\n",
+        base.wrapping_add(off).wrapping_sub(PCPU_BASE)
+    )
+}
+
+/// Feeds `text` record by record; the first error, and the replayer.
+fn feed_all(
+    text: &str,
+    placement: Placement,
+    lenient: bool,
+) -> (Result<(), ReplayError>, Replayer) {
+    let recs = records(text);
+    let setup = Setup::derive(&boot_geometry(), 4, &recs, false).unwrap();
+    let cfg = ReplayConfig {
+        policy: Policy::default(),
+        placement,
+        check_invariants: true,
+        lenient,
+        ..ReplayConfig::default()
+    };
+    let mut rp = Replayer::new(setup, cfg, false, false).unwrap();
+    let r = recs.iter().try_for_each(|r| rp.feed(r));
+    (r, rp)
+}
+
+#[test]
+fn chunks_destroyed_while_holding_allocations_or_created_twice_are_bad_events() {
+    let first = alloc_in(FIRST_BASE, 0);
+    let holding = [
+        first.clone(),
+        create(CHUNK),
+        alloc_in(CHUNK, 64),
+        destroy(CHUNK),
+        free_in(CHUNK, 64),
+        destroy(CHUNK),
+    ]
+    .concat();
+    let cases = [
+        (holding.as_str(), 4, "holds 1 live allocation"),
+        (
+            &*[first.clone(), create(CHUNK), create(CHUNK)].concat(),
+            3,
+            "not destroyed since",
+        ),
+        (
+            &*[first.clone(), create(FIRST_BASE)].concat(),
+            2,
+            "the first chunk",
+        ),
+        (
+            &*[first.clone(), destroy(FIRST_BASE)].concat(),
+            2,
+            "never destroys",
+        ),
+    ];
+    for placement in [Placement::Simulate, Placement::Kernel] {
+        for (text, line, needle) in cases {
+            let (r, _) = feed_all(text, placement, false);
+            match r {
+                Err(ReplayError::BadEvent { line: l, detail }) => {
+                    assert_eq!(l, line, "{detail}");
+                    assert!(detail.contains(needle), "{detail}");
+                }
+                other => panic!("{placement:?} {needle}: {other:?}"),
+            }
+            // Lenient: skipped and counted, nothing else changed.
+            let (r, rp) = feed_all(text, placement, true);
+            assert_eq!(r, Ok(()));
+            assert_eq!(rp.bad_events(), 1, "{needle}");
+        }
+        // The destroy refused while the chunk held an object takes once it
+        // is freed; a destroyed chunk may be created again at its address.
+        let (_, rp) = feed_all(&holding, placement, true);
+        assert_eq!(rp.live_objects().count(), 1);
+        let again = [
+            first.clone(),
+            create(CHUNK),
+            alloc_in(CHUNK, 64),
+            free_in(CHUNK, 64),
+            destroy(CHUNK),
+            create(CHUNK),
+            alloc_in(CHUNK, 64),
+            free_in(CHUNK, 64),
+            destroy(CHUNK),
+        ]
+        .concat();
+        let (r, rp) = feed_all(&again, placement, false);
+        assert_eq!(r, Ok(()));
+        assert_eq!(rp.bad_events(), 0);
+    }
 }
