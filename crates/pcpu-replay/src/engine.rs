@@ -79,6 +79,9 @@ pub struct Replayer {
     /// serial (our balance work may destroy a chunk the kernel kept, and a
     /// new chunk may then take its id).
     ours_by_kernel: HashMap<u32, (ChunkId, u64)>,
+    /// The values of `ours_by_kernel`, as a set (counted: two kernel chunks
+    /// may be bound to one of ours after our balance work destroyed one).
+    bound: HashMap<(ChunkId, u64), u32>,
     live: HashMap<u64, LiveObj>,
     /// Live traced allocations per kernel chunk serial (a chunk the kernel
     /// destroys holds none).
@@ -175,6 +178,7 @@ impl Replayer {
             kserial_by_base: HashMap::new(),
             next_kserial: 1,
             ours_by_kernel: HashMap::new(),
+            bound: HashMap::new(),
             live: HashMap::new(),
             live_in_kchunk: HashMap::new(),
             floor: PageRefs::new([Some(first.0), reserved]),
@@ -281,7 +285,10 @@ impl Replayer {
         }
         // A chunk of ours that no kernel chunk is bound to and holds nothing
         // (the spare our balance work created when the kernel's did) is the
-        // kernel's new chunk; a second one would only add pages.
+        // kernel's new chunk; a second one would only add pages. (`bound`
+        // answers at once whether a chunk is bound: a trace of thousands of
+        // chunks, each emptied before the next, must not take time cubic in
+        // their number.)
         let spare = self
             .a
             .chunk_ids()
@@ -289,16 +296,13 @@ impl Replayer {
                 self.a.chunk(id).is_some_and(|c| {
                     c.kind() == ChunkKind::Dynamic
                         && c.nr_alloc() == 0
-                        && !self
-                            .ours_by_kernel
-                            .values()
-                            .any(|&(b, s)| b == id && s == c.serial())
+                        && !self.bound.contains_key(&(id, c.serial()))
                 })
             })
             .max_by_key(|&id| self.a.chunk(id).map_or(0, |c| c.serial()));
         if let Some(id) = spare {
             let serial = self.a.chunk(id).map_or(0, |c| c.serial());
-            self.ours_by_kernel.insert(kserial, (id, serial));
+            self.bind(kserial, (id, serial));
             return Ok(id);
         }
         // Each chunk costs tens of kilobytes of bitmaps: a trace that spreads
@@ -322,8 +326,27 @@ impl Replayer {
             .create_chunk(&mut self.backend)
             .map_err(|e| ReplayError::Internal(e.to_string()))?;
         let serial = self.a.chunk(id).map_or(0, |c| c.serial());
-        self.ours_by_kernel.insert(kserial, (id, serial));
+        self.bind(kserial, (id, serial));
         Ok(id)
+    }
+
+    /// Binds kernel chunk `kserial` to our chunk `ours` (id and serial).
+    fn bind(&mut self, kserial: u32, ours: (ChunkId, u64)) {
+        self.unbind(kserial);
+        self.ours_by_kernel.insert(kserial, ours);
+        *self.bound.entry(ours).or_insert(0) += 1;
+    }
+
+    /// Forgets kernel chunk `kserial`'s binding, if any.
+    fn unbind(&mut self, kserial: u32) {
+        if let Some(ours) = self.ours_by_kernel.remove(&kserial) {
+            if let Some(n) = self.bound.get_mut(&ours) {
+                *n -= 1;
+                if *n == 0 {
+                    self.bound.remove(&ours);
+                }
+            }
+        }
     }
 
     fn maybe_balance(&mut self) {
@@ -545,7 +568,7 @@ impl Replayer {
             )));
         }
         if let Some(s) = self.kserial_by_base.remove(&base) {
-            self.ours_by_kernel.remove(&s);
+            self.unbind(s);
         }
         self.krefaults.forget(base);
         Ok(())
