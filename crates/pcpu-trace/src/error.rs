@@ -85,6 +85,25 @@ impl ParseError {
     }
 }
 
+/// `s` with its control characters escaped (`\u{1b}`, `\t`): names and
+/// marker texts from a trace end up in tables, plots and messages, where an
+/// escape sequence would drive the terminal and a control character makes
+/// an SVG file malformed XML.
+pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Up to 80 characters of `bytes`, lossily decoded, for error messages;
 /// control characters escaped (`\u{1b}`, `\t`), so that a binary file's
 /// bytes cannot drive the terminal the message is printed on.

@@ -26,7 +26,9 @@
 //! events are skipped and counted ([`ParseStats::unknown_events`]); `#` and blank lines are
 //! skipped. A malformed line is a [`ParseError`] naming the line and what was expected; in
 //! lenient mode ([`ParseOptions::lenient`]) such lines are skipped and counted instead. A last
-//! line without its newline (a cut trace) is malformed.
+//! line without its newline (a cut trace) is malformed. Control characters in task names,
+//! call sites, phase names and marker texts are escaped (`\u{1b}`), so that what a trace
+//! holds cannot drive a terminal or break an SVG plot.
 //!
 //! # Taking a trace from a real kernel
 //!

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use crate::error::{snippet, ParseError, ParseErrorKind};
+use crate::error::{escape_controls, snippet, ParseError, ParseErrorKind};
 use crate::event::{parse_hex, AllocEvent, CallSite, ChunkPages, Event, Flags, Record};
 
 /// What one line of trace text turned out to be.
@@ -47,12 +47,13 @@ impl Hasher for FxHasher {
 }
 
 /// Interns short strings (task names, call sites) so that equal values share one
-/// allocation. Bounded so that hostile input cannot grow it without limit.
+/// allocation. Bounded so that hostile input cannot grow it without limit. Values are
+/// decoded lossily, control characters escaped.
 #[derive(Debug, Default)]
 struct Interner {
     map: HashMap<Box<[u8]>, Arc<str>, BuildHasherDefault<FxHasher>>,
     /// The last value returned (consecutive lines often repeat it); holds only valid UTF-8
-    /// text, so comparing its bytes is exact.
+    /// text without control characters, so that bytes equal to it decode to it.
     last: Option<Arc<str>>,
 }
 
@@ -68,7 +69,8 @@ impl Interner {
         let s = match self.map.get(bytes) {
             Some(s) => Arc::clone(s),
             None => {
-                let s: Arc<str> = Arc::from(String::from_utf8_lossy(bytes).as_ref());
+                let s: Arc<str> =
+                    Arc::from(escape_controls(&String::from_utf8_lossy(bytes)).as_ref());
                 if self.map.len() < Self::MAX_ENTRIES {
                     self.map.insert(bytes.into(), Arc::clone(&s));
                 }
@@ -533,7 +535,8 @@ fn parse_chunk_pages(event: &'static str, p: &[u8]) -> Result<ChunkPages, ParseE
     })
 }
 
-/// Decodes the text of a `tracing_mark_write` event.
+/// Decodes the text of a `tracing_mark_write` event (control characters in a
+/// phase name or marker text escaped).
 fn parse_marker(text: &[u8]) -> Result<Event, ParseErrorKind> {
     let text = match text {
         [t @ .., b'\r'] => t,
@@ -559,7 +562,7 @@ fn parse_marker(text: &[u8]) -> Result<Event, ParseErrorKind> {
                 return Err(empty_name());
             }
             return Ok(Event::PhaseBegin {
-                name: name.to_owned(),
+                name: escape_controls(name).into_owned(),
             });
         }
         if let Some((name, v)) = rest.rsplit_once("Percpu:") {
@@ -572,7 +575,7 @@ fn parse_marker(text: &[u8]) -> Result<Event, ParseErrorKind> {
                 let num = v.strip_suffix("kB").unwrap_or(v).trim_end();
                 return match parse_dec(num.as_bytes()) {
                     Some(kb) => Ok(Event::PhasePercpu {
-                        name: name.to_owned(),
+                        name: escape_controls(name).into_owned(),
                         kb,
                     }),
                     None => Err(ParseErrorKind::BadValue {
@@ -585,7 +588,7 @@ fn parse_marker(text: &[u8]) -> Result<Event, ParseErrorKind> {
             }
         }
     }
-    Ok(Event::Marker(s.into_owned()))
+    Ok(Event::Marker(escape_controls(&s).into_owned()))
 }
 
 /// Maps a kprobe symbol to the event it stands for, for probes given other event names.

@@ -268,6 +268,42 @@ fn task_names_with_spaces_dashes_and_brackets() {
 }
 
 #[test]
+fn control_characters_in_names_and_markers_are_escaped() {
+    // A task may name itself anything (prctl), and a marker is any text:
+    // escape sequences must not reach a terminal (pins tables, phase names)
+    // nor control characters an SVG plot (malformed XML).
+    let r = rec("  \x1b]0;pwned\x07\x1b[31mX-5 [001] ..... 1.0: percpu_alloc_percpu: call_site=evil\x1b[2Jfn+0x1/0x2 reserved=0 is_atomic=0 size=4 align=4 base_addr=1 off=4 ptr=1 gfp_flags=\x1b");
+    assert_eq!(&*r.task, "\\u{1b}]0;pwned\\u{7}\\u{1b}[31mX");
+    let a = alloc(&r);
+    assert_eq!(a.caller(), Some("evil\\u{1b}[2Jfn"));
+    assert_eq!(a.gfp_flags.as_deref(), Some("\\u{1b}"));
+    for (marker, event) in [
+        (
+            "PHASE \x1b[2JA begin",
+            Event::PhaseBegin {
+                name: "\\u{1b}[2JA".into(),
+            },
+        ),
+        (
+            "PHASE A\x07 Percpu: 5 kB",
+            Event::PhasePercpu {
+                name: "A\\u{7}".into(),
+                kb: 5,
+            },
+        ),
+        ("hello\x1b[0m", Event::Marker("hello\\u{1b}[0m".into())),
+    ] {
+        let r = rec(&format!(
+            "  init-1 [002] ..... 6.0: tracing_mark_write: {marker}"
+        ));
+        assert_eq!(r.event, event);
+    }
+    // Printable text beyond ASCII is kept as it is.
+    let r = rec("  t\u{e9}-1 [000] ..... 1.0: tracing_mark_write: PHASE B begin");
+    assert_eq!(&*r.task, "t\u{e9}");
+}
+
+#[test]
 fn comments_blank_unknown_and_crlf() {
     let mut p = LineParser::new();
     assert!(matches!(
