@@ -452,10 +452,12 @@ fn chunks_destroyed_while_holding_allocations_or_created_twice_are_bad_events() 
 }
 
 #[test]
-fn thousands_of_emptied_kernel_chunks_replay_in_linear_time() {
+fn thousands_of_emptied_kernel_chunks_each_bind_a_chunk_of_ours() {
     // Each chunk created, used and emptied before the next: kernel placement
     // binds a new chunk of ours to each, looking for a spare among the empty
-    // ones (it once compared each with every binding: cubic in the chunks).
+    // ones (it once compared each with every binding: cubic in the chunks,
+    // 13 s for this trace in a release build, under 1 s now; no timing is
+    // asserted here, the project's rule for tests).
     let mut text = alloc_in(FIRST_BASE, 0);
     for k in 0..4000u64 {
         let base = CHUNK + (k << 21);
@@ -470,11 +472,6 @@ fn thousands_of_emptied_kernel_chunks_replay_in_linear_time() {
         balance: BalanceTiming::Recorded,
         ..ReplayConfig::default()
     };
-    let start = std::time::Instant::now();
     let (report, _) = pcpu_replay::replay("t", &recs, setup, cfg, &mut |_, _| {}).unwrap();
     assert_eq!(report.chunks_created, 4000);
-    // Seconds before (release build), milliseconds now.
-    if !cfg!(debug_assertions) {
-        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
-    }
 }
