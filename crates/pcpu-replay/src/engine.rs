@@ -244,6 +244,18 @@ impl Replayer {
     /// Chunk `base` is used at `rec` without having been created: an error,
     /// or (lenient) counted.
     fn uncreated_chunk(&mut self, rec: &Record, base: u64) -> Result<(), ReplayError> {
+        // No other chunk lies inside the first chunk's units: one there is
+        // the first chunk, placed elsewhere by a wrong geometry.
+        let offset = base.wrapping_sub(self.setup.pcpu_base);
+        let geo = &self.setup.geometry;
+        if offset < (geo.unit_size() as u64).saturating_mul(geo.nr_units() as u64) {
+            return Err(ReplayError::FirstChunkMismatch {
+                line: rec.line,
+                base,
+                offset,
+                expected: self.setup.first_base.wrapping_sub(self.setup.pcpu_base),
+            });
+        }
         if !self.cfg.lenient {
             return Err(ReplayError::NotFromBoot {
                 line: rec.line,

@@ -70,6 +70,22 @@ pub enum ReplayError {
         /// wrong structure offset in the probe definition also gives).
         kprobe: bool,
     },
+    /// A chunk that no event created lies inside the first chunk's units
+    /// (its `base_addr` is less than all units above the percpu base), where
+    /// the geometry does not put the first chunk: the geometry's static and
+    /// reserved sizes are not the traced kernel's. Not skipped by `lenient`
+    /// (every figure would be wrong).
+    FirstChunkMismatch {
+        /// Line number.
+        line: u64,
+        /// The chunk's `base_addr`.
+        base: u64,
+        /// Its distance from the percpu base, in bytes.
+        offset: u64,
+        /// Where the geometry puts the first chunk's `base_addr`: static
+        /// plus reserved size, rounded down to a page.
+        expected: u64,
+    },
     /// A bound of the replay was reached (kernel placement: more chunks at
     /// once than any kernel has); not skipped by `lenient`.
     Limit {
@@ -101,7 +117,8 @@ impl fmt::Display for ReplayError {
                 f,
                 "line {line}: chunk {base:#x} is used without a percpu_create_chunk event: the \
                  trace must start at boot, before the first dynamic chunk is created (use \
-                 --lenient to replay it anyway, with figures that miss what came before)"
+                 --lenient to replay it anyway, with figures that miss what came before), and \
+                 the geometry must be the traced kernel's (--geometry, dmesg-percpu.txt)"
             ),
             ReplayError::NotFromBoot {
                 line,
@@ -112,6 +129,18 @@ impl fmt::Display for ReplayError {
                 "line {line}: kprobe event for chunk {base:#x}, which no percpu_create_chunk event \
                  created: check the probe's base_addr offset in struct pcpu_chunk, and that the \
                  trace started at boot (docs/capturing.md; use --lenient to replay it anyway)"
+            ),
+            ReplayError::FirstChunkMismatch {
+                line,
+                base,
+                offset,
+                expected,
+            } => write!(
+                f,
+                "line {line}: chunk {base:#x} lies {offset} bytes above the percpu base, inside \
+                 the first chunk's units, but the geometry puts the first chunk at {expected}: its \
+                 static and reserved sizes are not the traced kernel's (check --geometry, or the \
+                 capture's dmesg-percpu.txt pcpu-alloc line)"
             ),
             ReplayError::BadEvent { line, detail } | ReplayError::Limit { line, detail } => {
                 write!(f, "line {line}: {detail}")

@@ -291,6 +291,38 @@ fn a_chunk_used_without_being_created_stops_a_strict_replay() {
     assert_eq!(run(&twice, true).unwrap().uncreated_chunks, 1);
 }
 
+/// A geometry whose static and reserved sizes are not the traced kernel's
+/// puts the first chunk elsewhere, and its allocations then name a chunk
+/// no event created: said as what it is (a review found the message
+/// blaming a trace that did not start at boot), strict or lenient.
+#[test]
+fn a_wrong_first_chunk_geometry_is_named() {
+    let text = [alloc_in(FIRST_BASE, 0), alloc_in(FIRST_BASE, 64)].concat();
+    let recs = records(&text);
+    // s200000 r8192: the first chunk's base_addr at 204800, not 225280.
+    let geo = parse_dmesg("percpu: Embedded 62 pages/cpu s200000 r8192 d28672 u524288").unwrap();
+    for lenient in [false, true] {
+        let setup = Setup::derive(&geo, 4, &recs, false).unwrap();
+        let cfg = ReplayConfig {
+            lenient,
+            ..ReplayConfig::default()
+        };
+        let e = pcpu_replay::replay("t", &recs, setup, cfg, &mut |_, _| {}).unwrap_err();
+        assert_eq!(
+            e,
+            ReplayError::FirstChunkMismatch {
+                line: 1,
+                base: FIRST_BASE,
+                offset: 225_280,
+                expected: 204_800
+            }
+        );
+        assert!(e.to_string().contains("check --geometry"), "{e}");
+    }
+    // The right geometry replays it.
+    assert!(run(&text, false).is_ok());
+}
+
 #[test]
 fn hashed_pointers_are_refused() {
     // `ptr` unrelated to `base_addr + off` on most lines, as `%p` hashing
