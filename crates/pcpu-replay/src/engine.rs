@@ -615,6 +615,22 @@ impl Replayer {
         if ev.off % min_align != 0 {
             return Err(bad(format!("off={} is not aligned to {min_align}", ev.off)));
         }
+        // With a reserved chunk, reserved requests go there and only there
+        // (without one they fall through to the other chunks).
+        if let Some(rb) = self.setup.reserved_base {
+            if ev.reserved != (ev.base_addr == rb) {
+                return Err(bad(if ev.reserved {
+                    format!(
+                        "reserved=1 allocation in chunk {:#x}, not the reserved chunk {rb:#x}: the kernel places reserved requests in the reserved chunk only",
+                        ev.base_addr
+                    )
+                } else {
+                    format!(
+                        "reserved=0 allocation in the reserved chunk {rb:#x}: the kernel places only reserved requests there"
+                    )
+                }));
+            }
+        }
         if self.live.contains_key(&ev.ptr) {
             // A lost free event (skipped with --lenient) or a corrupt trace.
             let detail = format!("pointer {:#x} allocated again while live", ev.ptr);

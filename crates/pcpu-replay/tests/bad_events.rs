@@ -323,6 +323,58 @@ fn a_wrong_first_chunk_geometry_is_named() {
     assert!(run(&text, false).is_ok());
 }
 
+/// With a reserved chunk, the kernel places reserved requests there and
+/// nothing else: a trace saying otherwise is corrupt (it was accepted, and
+/// under kernel placement put a reserved request in a dynamic chunk).
+/// Without a reserved chunk a reserved request falls through, as in the
+/// kernel.
+#[test]
+fn reserved_requests_outside_the_reserved_chunk_are_bad_events() {
+    let reserved_base = PCPU_BASE + 217_088;
+    let reserved = |line: String| line.replace("reserved=0", "reserved=1");
+    let run_in = |text: &str, placement: Placement, geo: &str| {
+        let recs = records(text);
+        let setup = Setup::derive(&parse_dmesg(geo).unwrap(), 4, &recs, false).unwrap();
+        let cfg = ReplayConfig {
+            placement,
+            check_invariants: true,
+            ..ReplayConfig::default()
+        };
+        pcpu_replay::replay("t", &recs, setup, cfg, &mut |_, _| {}).map(|(r, _)| r)
+    };
+    let with_r = "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288";
+    let first = alloc_in(FIRST_BASE, 0);
+    for placement in [Placement::Simulate, Placement::Kernel] {
+        for (text, needle) in [
+            (
+                [first.clone(), create(CHUNK), reserved(alloc_in(CHUNK, 64))].concat(),
+                "not the reserved chunk",
+            ),
+            (
+                [first.clone(), reserved(alloc_in(FIRST_BASE, 64))].concat(),
+                "not the reserved chunk",
+            ),
+            (
+                [first.clone(), alloc_in(reserved_base, 64)].concat(),
+                "reserved=0 allocation in the reserved chunk",
+            ),
+        ] {
+            let e = run_in(&text, placement, with_r).unwrap_err();
+            assert!(
+                matches!(&e, ReplayError::BadEvent { line: l, detail } if *l == text.lines().count() as u64 && detail.contains(needle)),
+                "{placement:?}: {e}"
+            );
+        }
+        // In the reserved chunk it is what the kernel does.
+        let ok = [first.clone(), reserved(alloc_in(reserved_base, 64))].concat();
+        assert!(run_in(&ok, placement, with_r).is_ok(), "{placement:?}");
+    }
+    // No reserved chunk: a reserved request goes to the other chunks.
+    let without = "percpu: Embedded 62 pages/cpu s225280 r0 d28672 u524288";
+    let ok = [first.clone(), reserved(alloc_in(FIRST_BASE, 64))].concat();
+    assert!(run_in(&ok, Placement::Simulate, without).is_ok());
+}
+
 #[test]
 fn hashed_pointers_are_refused() {
     // `ptr` unrelated to `base_addr + off` on most lines, as `%p` hashing
