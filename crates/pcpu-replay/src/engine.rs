@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use pcpu_core::bitmap::Bitmap;
 use pcpu_core::{
     AllocError, AllocFlags, Allocation, Allocator, ChunkId, ChunkKind, ClassHint, FreeError,
     Magazine, MIN_ALLOC_SIZE,
@@ -97,6 +98,11 @@ pub struct Replayer {
     /// The kernel's re-populated pages, from the kprobes.
     krefaults: Refaults,
     kdepop: u64,
+    /// The pages of each dynamic chunk the kprobes say the kernel holds
+    /// populated (`base_addr` → bitmap), from its first populate event on:
+    /// a chunk starts unpopulated, and the kernel populates only
+    /// unpopulated runs and depopulates only populated ones.
+    kpopulated: HashMap<u64, Bitmap>,
     have_kprobes: bool,
     /// The trace has `pcpu_balance_workfn` events (the kernel's runs).
     have_kruns: bool,
@@ -191,6 +197,7 @@ impl Replayer {
             have_kruns: has_balance_events,
             krefaults: Refaults::new(SOON_RUNS, u64::MAX),
             kdepop: 0,
+            kpopulated: HashMap::new(),
             have_kprobes: has_kprobes,
             unknown_frees: 0,
             uncreated: HashSet::new(),
@@ -582,6 +589,7 @@ impl Replayer {
         if let Some(s) = self.kserial_by_base.remove(&base) {
             self.unbind(s);
         }
+        self.kpopulated.remove(&base);
         self.krefaults.forget(base);
         Ok(())
     }
@@ -869,6 +877,7 @@ impl Replayer {
         if !self.known_chunk(p.base_addr) {
             self.uncreated_chunk(rec, p.base_addr)?;
         }
+        self.check_kernel_pages(rec, p, populated)?;
         let range = p.page_start..p.page_end;
         if populated {
             self.kpop += u64::from(p.nr_pages());
@@ -878,6 +887,72 @@ impl Replayer {
             self.kdepop += u64::from(p.nr_pages());
             self.krefaults
                 .depopulated(p.base_addr, range, self.kruns, self.events);
+        }
+        Ok(())
+    }
+
+    /// Refuse a kprobe page event the kernel could not have made, then
+    /// record it: the first and reserved chunks are populated from boot
+    /// and never change; a chunk the trace created populates only
+    /// unpopulated pages and depopulates only populated ones. Chunks used
+    /// without a create event (lenient) are not checked, what came before
+    /// being unknown, nor are depopulations in a chunk no populate event
+    /// has named (a capture may probe only depopulation).
+    fn check_kernel_pages(
+        &mut self,
+        rec: &Record,
+        p: &ChunkPages,
+        populated: bool,
+    ) -> Result<(), ReplayError> {
+        let (start, end) = (p.page_start as usize, p.page_end as usize);
+        let what = if populated { "populate" } else { "depopulate" };
+        let bad = |detail: String| {
+            Err(ReplayError::BadEvent {
+                line: rec.line,
+                detail,
+            })
+        };
+        if p.base_addr == self.setup.first_base || Some(p.base_addr) == self.setup.reserved_base {
+            return bad(format!(
+                "{what} of pages {start}..{end} of the first or reserved chunk {:#x}, which are populated from boot and never change",
+                p.base_addr
+            ));
+        }
+        if self.uncreated.contains(&p.base_addr) || start == end {
+            return Ok(());
+        }
+        let pages = self.setup.geometry.unit_pages();
+        let bits = if populated {
+            self.kpopulated
+                .entry(p.base_addr)
+                .or_insert_with(|| Bitmap::new(pages))
+        } else if let Some(bits) = self.kpopulated.get_mut(&p.base_addr) {
+            bits
+        } else {
+            // No populate event for this chunk yet: the trace may probe
+            // only depopulation.
+            return Ok(());
+        };
+        let wrong = if populated {
+            bits.find_next_bit(end, start)
+        } else {
+            bits.find_next_zero_bit(end, start)
+        };
+        if wrong < end {
+            let (state, only) = if populated {
+                ("populated", "unpopulated")
+            } else {
+                ("not populated", "populated")
+            };
+            return bad(format!(
+                "{what} of pages {start}..{end} of chunk {:#x}, but page {wrong} is {state}: the kernel {what}s only {only} pages (a lost kprobe event, or a corrupt trace)",
+                p.base_addr
+            ));
+        }
+        if populated {
+            bits.set_range(start, end - start);
+        } else {
+            bits.clear_range(start, end - start);
         }
         Ok(())
     }
