@@ -600,3 +600,49 @@ fn reclaim_does_not_retry_a_failed_depopulation() {
     assert_eq!((c.nr_populated(), c.nr_empty_pop_pages()), (4, 2));
     assert_eq!(a.nr_empty_pop_pages(), 5);
 }
+
+/// `pcpu`'s reclaim stops before the page that would take its reserve (which
+/// counts isolated chunks) below the floor (`empty_pop_high`, no refault
+/// reserve): the run of empty pages found so far counts against it, and
+/// the page being looked at too, so the scan depopulates only the top of
+/// the run that the reserve can spare, and the populate stage has nothing
+/// to put back. `w` holds 3 empty pages (emptied while the reserve was
+/// short, so not isolated); `x`, emptied after it, is isolated with empty
+/// pages 1-3: 6 empty pages against a floor of 4, so 2 can go, pages 2-3
+/// (the scan going backwards), and page 1 stays. A page after the run
+/// checks the reserve for the whole run again; a run reaching page 0 has
+/// none, so the second case, `x` with its object on page 4 and empty pages
+/// 0-3 (7 empty pages: 3 can go), pins the check of the page being looked
+/// at by itself. (Counting the run, or that page, once too few lets one
+/// page more go, and the populate stage then populates a page elsewhere;
+/// before this test only the slow churn of `reclaim_floor.rs` saw that.)
+#[test]
+fn pcpu_reclaim_spares_the_reserve_down_to_the_floor() {
+    for object_on in [0, 4] {
+        let (mut a, mut b) = setup(Policy::new(PolicyKind::Pcpu));
+        assert_eq!(a.policy().empty_pop_high, 4);
+        let w = chunk_with_objects(&mut a, &mut b, &[0, 4, 5, 6, 7]);
+        a.alloc_at(&mut b, w, PAGE, 3 * PAGE, 4, AllocFlags::NORMAL)
+            .unwrap();
+        a.free(w, PAGE).unwrap();
+        assert!(!a.chunk(w).unwrap().is_isolated());
+        let (x, go) = if object_on == 0 {
+            (emptied(&mut a, &mut b, 1..4), 2..4)
+        } else {
+            let x = chunk_with_objects(&mut a, &mut b, &[4]);
+            a.alloc_at(&mut b, x, 0, 4 * PAGE, 4, AllocFlags::NORMAL)
+                .unwrap();
+            a.free(x, 0).unwrap();
+            (x, 1..4)
+        };
+        assert!(a.chunk(x).unwrap().is_isolated());
+        assert!(a.balance_pending());
+        let (log, r) = drive(&mut a, &mut b);
+        assert_eq!(log, [depop(x, go.clone()), flush(x, go.clone())]);
+        assert_eq!((r.depopulated, r.populated, r.created), (go.len(), 0, 0));
+        let c = a.chunk(x).unwrap();
+        assert_eq!((c.nr_populated(), c.nr_empty_pop_pages()), (2, 1));
+        assert!(c.is_page_populated(go.start - 1) && !c.is_page_populated(go.start));
+        assert_eq!(a.chunk(w).unwrap().nr_empty_pop_pages(), 3);
+    }
+}
