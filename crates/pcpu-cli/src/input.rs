@@ -612,6 +612,26 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
             warn(&format!("  {e}"));
         }
     }
+    if stats.unknown > 0 {
+        // Other events are not an error (a capture may record more), but a
+        // misnamed percpu event or probe would land here unseen.
+        let mut named: Vec<(&String, &u64)> = stats.unknown_events.iter().collect();
+        named.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut list: Vec<String> = named
+            .iter()
+            .take(5)
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect();
+        if named.len() > 5 {
+            list.push(format!("{} more", named.len() - 5));
+        }
+        warn(&format!(
+            "{trace_label}: ignored {} line{} of events other than percpu's: {}",
+            stats.unknown,
+            plural(stats.unknown),
+            list.join(", ")
+        ));
+    }
     if let Some(lost) = header.lost_events().filter(|&n| n > 0) {
         warn(&format!(
             "{trace_label}: the ring buffer lost {lost} event{} (entries-written > entries-in-buffer); \

@@ -789,6 +789,47 @@ fn help_that_cannot_be_written_fails() {
     assert_ok(&pcpu(&["--help"]));
 }
 
+/// Lines of other events are skipped, and said so by name (a misnamed
+/// percpu event or probe would otherwise vanish unseen).
+#[test]
+fn other_events_are_named_when_ignored() {
+    let mut trace = "\
+          <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off=2208 ptr=00000000000378a0 bytes_alloc=24 gfp_flags=
+"
+    .to_string();
+    let before = trace.clone();
+    for (event, n) in [("sched_switch", 3), ("irq_handler_entry", 1)] {
+        for _ in 0..n {
+            trace.push_str(&format!(
+                "          <idle>-0       [000] d..1.     9.000000: {event}: x=1\n"
+            ));
+        }
+    }
+    let args = [
+        "replay",
+        "-",
+        "--geometry",
+        GEOMETRY,
+        "--units",
+        "4",
+        "--json",
+    ];
+    let o = pcpu_with_stdin(&args, Some(trace.as_bytes()));
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("ignored 4 lines of events other than percpu's: sched_switch (3), irq_handler_entry (1)"),
+        "{err}"
+    );
+    let o = pcpu_with_stdin(&args, Some(before.as_bytes()));
+    assert_ok(&o);
+    assert!(
+        !stderr(&o).contains("other than percpu's"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn error_replay_failure_exits_1() {
     let trace = "\
