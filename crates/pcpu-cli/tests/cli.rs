@@ -55,17 +55,19 @@ fn stderr(o: &Output) -> String {
 /// as JSON.
 /// `pcpu replay - --json` of `trace` on standard input, with the
 /// geometry and units given by flags; it must succeed.
+/// `pcpu replay` of standard input, with the geometry flags, as JSON.
+const REPLAY_STDIN_JSON: [&str; 7] = [
+    "replay",
+    "-",
+    "--geometry",
+    GEOMETRY,
+    "--units",
+    "4",
+    "--json",
+];
+
 fn replay_stdin_json(trace: &[u8]) -> Value {
-    let args = [
-        "replay",
-        "-",
-        "--geometry",
-        GEOMETRY,
-        "--units",
-        "4",
-        "--json",
-    ];
-    let o = pcpu_with_stdin(&args, Some(trace));
+    let o = pcpu_with_stdin(&REPLAY_STDIN_JSON, Some(trace));
     assert_ok(&o);
     serde_json::from_str(&stdout(&o)).unwrap()
 }
@@ -805,23 +807,14 @@ fn other_events_are_named_when_ignored() {
             ));
         }
     }
-    let args = [
-        "replay",
-        "-",
-        "--geometry",
-        GEOMETRY,
-        "--units",
-        "4",
-        "--json",
-    ];
-    let o = pcpu_with_stdin(&args, Some(trace.as_bytes()));
+    let o = pcpu_with_stdin(&REPLAY_STDIN_JSON, Some(trace.as_bytes()));
     assert_ok(&o);
     let err = stderr(&o);
     assert!(
         err.contains("ignored 4 lines of events other than percpu's: sched_switch (3), irq_handler_entry (1)"),
         "{err}"
     );
-    let o = pcpu_with_stdin(&args, Some(before.as_bytes()));
+    let o = pcpu_with_stdin(&REPLAY_STDIN_JSON, Some(before.as_bytes()));
     assert_ok(&o);
     assert!(
         !stderr(&o).contains("other than percpu's"),
