@@ -48,10 +48,14 @@ use crate::PerCpuAllocator;
 ///   CPU has no slot) adds to the shared total atomically instead.
 /// - **Atomics** (other architectures, older glibc, valgrind,
 ///   `GLIBC_TUNABLES=glibc.pthread.rseq=0`): a relaxed `fetch_add` on the
-///   slot of the CPU the thread was last seen on, and a `fetch_sub` /
-///   `fetch_add` pair to fold. A thread may migrate between reading its CPU
-///   and the `fetch_add`; the update then lands in another CPU's slot, which
-///   is still correct (slots are atomics), just occasionally shared.
+///   slot of the CPU the thread was last seen on, and, to fold, a `swap` of
+///   the slot with 0 whose result goes to the total with a `fetch_add`. A
+///   thread may migrate between reading its CPU and the `fetch_add`; the
+///   update then lands in another CPU's slot, which is still correct (slots
+///   are atomics), just occasionally shared. Folding whatever the slot holds
+///   (not the value the thread saw) keeps every slot below `batch` in
+///   magnitude once the updates are done, also when two threads fold one
+///   slot at once.
 ///
 /// Why the first scheme loses nothing: the sequence's load and store are
 /// each atomic (aligned 8-byte moves, what `AtomicI64::load` / `store`
@@ -158,15 +162,23 @@ impl PerCpuCounter {
         let slot = self.slots.current();
         let v = slot.fetch_add(n, Ordering::Relaxed).wrapping_add(n);
         if v >= self.batch || v <= -self.batch {
-            self.fold(slot, v);
+            self.fold(slot);
         }
     }
 
-    /// Move `v` from `slot` to the shared total: the sum of total and slots is
-    /// unchanged once both operations are done. Atomic scheme only.
+    /// Move everything `slot` holds to the shared total: the sum of total
+    /// and slots is unchanged once both operations are done. Atomic scheme
+    /// only.
+    ///
+    /// The slot's whole value, not the `±batch` the caller saw: another
+    /// thread's update may have landed in between (a thread that migrated),
+    /// and that thread may be about to fold too. Subtracting what each saw
+    /// would subtract the first one's value twice, leaving the slot at
+    /// `-batch` or beyond once both are done (and `read_approx` off by more
+    /// than its bound); swapping leaves 0, and the second fold moves nothing.
     #[cold]
-    fn fold(&self, slot: &AtomicI64, v: i64) {
-        slot.fetch_sub(v, Ordering::Relaxed);
+    fn fold(&self, slot: &AtomicI64) {
+        let v = slot.swap(0, Ordering::Relaxed);
         self.total.0.fetch_add(v, Ordering::Relaxed);
     }
 
@@ -287,14 +299,32 @@ mod tests {
             let c = PerCpuCounter::with_batch(&alloc, batch).unwrap();
             let expected = hammer(&c, threads, 400_000);
             assert_eq!(c.sum(), expected, "batch {batch}");
-            if rseq::available() {
-                // Folds happen inside the sequence: no slot is left at ±batch.
-                for (cpu, slot) in c.slots.iter().enumerate() {
-                    let v = slot.load(Ordering::Relaxed);
-                    assert!(v.unsigned_abs() < batch as u64, "CPU {cpu}: {v}");
-                }
+            // No slot is left at ±batch: folds happen inside the sequence,
+            // or (atomics) take the slot's whole value.
+            for (cpu, slot) in c.slots.iter().enumerate() {
+                let v = slot.load(Ordering::Relaxed);
+                assert!(v.unsigned_abs() < batch as u64, "CPU {cpu}: {v}");
             }
         }
+    }
+
+    /// Two threads fold one slot at once (the atomic scheme): the first saw
+    /// it reach `batch`, the second's update landed before the first's fold
+    /// and took it past. Once both folds are done the slot is within
+    /// `±batch` and the sum exact. (Each subtracting the value it saw left
+    /// the slot at `-batch`: `4 + 1 - 4 - 5`.)
+    #[test]
+    fn two_folds_of_one_slot_leave_it_within_batch() {
+        let alloc = quiet();
+        let c = PerCpuCounter::with_batch(&alloc, 4).unwrap();
+        let slot = c.slots.get(0);
+        // Thread A: 3 + 1 = 4, decides to fold. Thread B: 4 + 1 = 5, decides
+        // to fold. Then A folds, then B.
+        slot.store(5, Ordering::Relaxed);
+        c.fold(slot);
+        c.fold(slot);
+        assert_eq!(slot.load(Ordering::Relaxed), 0);
+        assert_eq!((c.sum(), c.read_approx()), (5, 5));
     }
 
     #[test]
