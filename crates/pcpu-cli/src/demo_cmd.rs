@@ -48,7 +48,7 @@ pub(crate) struct DemoArgs {
 /// Runs `pcpu demo`.
 pub(crate) fn run(args: DemoArgs) -> CliResult {
     let groups = u64::from(args.parents) * (1 + u64::from(args.children));
-    if groups > 1_000_000 {
+    if groups > pcpu::demo::MAX_GROUPS as u64 {
         return Err(CliError::usage(format!(
             "--parents {} --children {} make {groups} groups; at most 1,000,000",
             args.parents, args.children

@@ -80,6 +80,10 @@ pub const GROUP_OBJECTS: [(usize, usize); 11] = [
     (8, 8),
 ];
 
+/// The most groups one run creates (`parents × (1 + children)`): each is a
+/// thread and ten allocations, and a million already takes minutes.
+pub const MAX_GROUPS: usize = 1_000_000;
+
 /// Phase names, in order.
 pub const PHASES: [&str; 4] = ["initial", "created", "removed", "end"];
 
@@ -128,9 +132,10 @@ impl Default for DemoConfig {
 }
 
 impl DemoConfig {
-    /// Total groups: `parents × (1 + children)`.
+    /// Total groups: `parents × (1 + children)` (saturating: [`run`]
+    /// refuses more than [`MAX_GROUPS`]).
     pub fn groups(&self) -> usize {
-        self.parents * (1 + self.children)
+        self.parents.saturating_mul(self.children.saturating_add(1))
     }
 }
 
@@ -203,6 +208,13 @@ pub fn run(
     cfg: &DemoConfig,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<DemoReport, Error> {
+    if cfg.groups() > MAX_GROUPS {
+        return Err(Error::InvalidConfig {
+            setting: "demo groups (parents x (1 + children))",
+            value: cfg.groups(),
+            reason: "at most 1,000,000",
+        });
+    }
     let mut report = DemoReport {
         units: 0,
         page_size: 0,

@@ -96,13 +96,19 @@
 //! It may drop an allocator made before the fork (nothing is joined or
 //! unmapped then: the parent's thread held a reference, and no lock is
 //! taken), end threads that cached its areas (they are left allocated if a
-//! lock is taken), and use one as long
-//! as no other thread held its locks at the fork (as for any lock); memory
-//! is then given back only by [`PerCpuAllocator::balance_now`] and
-//! [`PerCpuAllocator::settle`] ([`PerCpuAllocator::wait_idle`] does not
-//! wait for pending work there). An allocator built in the child gets a
-//! balance thread of the child's own. As with any multi-threaded program, the safe
-//! course after `fork()` is to call `exec` soon.
+//! lock is taken), and use one as long as no other thread held its locks
+//! at the fork (as for any lock); memory is then given back only by
+//! [`PerCpuAllocator::balance_now`] and [`PerCpuAllocator::settle`]
+//! ([`PerCpuAllocator::wait_idle`] does not wait for pending work there).
+//! The allocator's own balance thread counts among those threads: it holds
+//! the locks while it works, so a child that will use an allocator (or drop
+//! its handles) should be forked while that allocator is idle (`wait_idle`
+//! returned `true`) and no other thread allocates or frees. An allocator
+//! built in the child gets a balance thread of the child's own. A child
+//! made without the `pthread_atfork` handlers (`_Fork()`, a raw `clone()`)
+//! is taken for the parent and must not touch the parent's allocators. As
+//! with any multi-threaded program, the safe course after `fork()` is to
+//! call `exec` soon.
 //!
 //! ## Where `unsafe` lives
 //!

@@ -115,3 +115,32 @@ fn policies_with_knobs_are_named_with_them() {
     let names: Vec<_> = report.policies.iter().map(|p| p.policy.as_str()).collect();
     assert_eq!(names, ["pcpu", "pcpu:keep_room=true+hints"]);
 }
+
+/// More groups than a run takes, or a count that overflows, is a typed
+/// error before anything is allocated (it overflowed or aborted in
+/// `Vec::with_capacity`).
+#[test]
+fn too_many_groups_are_refused() {
+    for (parents, children) in [(usize::MAX, 10), (1, usize::MAX), (100_001, 9)] {
+        let cfg = DemoConfig {
+            parents,
+            children,
+            ..DemoConfig::default()
+        };
+        assert!(cfg.groups() > demo::MAX_GROUPS);
+        let e = demo::run(&cfg, &mut |_, _, _| panic!("nothing to run")).unwrap_err();
+        assert!(
+            matches!(e, pcpu::Error::InvalidConfig { .. }) && e.to_string().contains("1,000,000"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        DemoConfig {
+            parents: 100_000,
+            children: 9,
+            ..DemoConfig::default()
+        }
+        .groups(),
+        demo::MAX_GROUPS
+    );
+}
