@@ -392,13 +392,23 @@ impl Allocator {
     /// Two-phase allocation, step 2: the first unpopulated page run under
     /// `area`, to be populated by the caller and committed with
     /// [`Allocator::commit_populated`].
+    ///
+    /// Only pages of the chunk are named: an area of an unknown chunk, or
+    /// one that does not lie inside its chunk (so not one this allocator
+    /// placed: an `Allocation` built by hand, or another geometry's), gives
+    /// `None`.
     #[inline]
     pub fn next_unpopulated(&self, area: &Allocation) -> Option<Range<usize>> {
         let c = self.chunk(area.chunk)?;
         if c.nr_populated == c.nr_pages {
             return None;
         }
-        c.next_unpopulated(area.pages(self.geo.page_size()))
+        let page = self.geo.page_size();
+        let end = area.offset.checked_add(area.size)?;
+        if end > c.nr_pages * page {
+            return None;
+        }
+        c.next_unpopulated(area.offset / page..end.div_ceil(page))
     }
 
     /// Two-phase allocation: `pages` of `chunk` were populated by the backend.

@@ -412,6 +412,56 @@ fn two_phase_protocol_misuse_is_refused_and_changes_nothing() {
     a.check_invariants().unwrap();
 }
 
+/// `next_unpopulated` names only pages of the area's chunk: an area that
+/// does not lie inside it (built by hand, or another geometry's) gives
+/// `None`. It named pages past the chunk's end (which a backend would map
+/// outside the chunk), or indexed past the populated bitmap and panicked,
+/// in release builds too, and overflowed near the top of `usize`.
+#[test]
+fn next_unpopulated_names_only_pages_of_the_chunk() {
+    let mut a = Allocator::new(Geometry::simple(2, 8).unwrap(), Policy::default());
+    let page = a.geometry().page_size();
+    let req = a.request(8, 8).unwrap();
+    let x = loop {
+        match a.alloc_area(req, AllocFlags::NORMAL) {
+            Ok(x) if x.chunk != a.first_chunk() => break x,
+            Ok(_) => {}
+            Err(AllocError::NeedsChunk) => {
+                let id = a.begin_create_chunk();
+                a.finish_create_chunk(id).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let nr_pages = a.chunk(x.chunk).unwrap().nr_pages();
+    assert_eq!(a.next_unpopulated(&x), Some(0..1));
+    let end = nr_pages * page;
+    for (offset, size) in [
+        (1 << 20, 8),
+        (usize::MAX - 3, 8),
+        (0, usize::MAX),
+        (end, 4),
+        (end - page, 2 * page),
+    ] {
+        let bogus = Allocation {
+            chunk: x.chunk,
+            offset,
+            size,
+        };
+        assert_eq!(a.next_unpopulated(&bogus), None, "{bogus:?}");
+    }
+    // The last page of the chunk is still named.
+    let last = Allocation {
+        chunk: x.chunk,
+        offset: end - page,
+        size: page,
+    };
+    assert_eq!(a.next_unpopulated(&last), Some(nr_pages - 1..nr_pages));
+    a.commit_populated(x.chunk, 0..1).unwrap();
+    a.finish_alloc();
+    a.check_invariants().unwrap();
+}
+
 /// A placed area on unpopulated pages that the caller does not want after
 /// all: cancelled, it leaves the counters as if it had never been placed
 /// (and is not a failure).
