@@ -152,12 +152,18 @@ impl Allocator {
     /// `area_found`). Non-atomic: the area may lie on unpopulated pages, see
     /// [`Allocator::next_unpopulated`]. `Err(NeedsChunk)` asks the caller to
     /// create a chunk and retry; other errors are final.
+    ///
+    /// A request made by another allocator ([`Allocator::request`]) whose
+    /// size or alignment this one's geometry refuses is refused as
+    /// `request` would refuse it ([`AllocError::InvalidSize`],
+    /// [`AllocError::InvalidAlign`]), nothing changed.
     #[inline]
     pub fn alloc_area(
         &mut self,
         req: Request,
         flags: AllocFlags,
     ) -> Result<Allocation, AllocError> {
+        self.check_request(req)?;
         if flags.reserved {
             let Some(rid) = self.reserved else {
                 return Err(self.fail(req, flags, AllocError::NoReservedChunk));
@@ -256,9 +262,11 @@ impl Allocator {
     }
 
     /// Where [`Allocator::alloc_area`] would place `req` now, without changing
-    /// anything: `None` when no chunk has room (a new chunk would be created).
+    /// anything: `None` when no chunk has room (a new chunk would be created),
+    /// or when `alloc_area` would refuse `req` (another geometry's request).
     /// Replay uses it to order allocations that raced in the kernel.
     pub fn probe(&self, req: Request, flags: AllocFlags) -> Option<(ChunkId, usize)> {
+        self.check_request(req).ok()?;
         let fit = self.fit_for(flags);
         // The bit offset `req` would take in chunk `c`.
         let fits_in = |c: &Chunk| c.probe_fit(fit, req.bits, req.bit_align, flags.atomic);
@@ -511,6 +519,8 @@ impl Allocator {
         req: Request,
         flags: AllocFlags,
     ) -> Result<Allocation, AllocError> {
+        // Not a failed allocation: a request this geometry refuses.
+        self.check_request(req)?;
         self.alloc_area(req, flags)
             .map_err(|e| self.fail(req, flags, e))
     }

@@ -352,6 +352,20 @@ impl Allocator {
     }
 }
 
+impl Allocator {
+    /// Is `req` one [`Allocator::request`] would make here? A `Request` of
+    /// another allocator, with larger units or pages, may hold a size no
+    /// chunk of this one fits (every new chunk would be asked for, in vain)
+    /// or an alignment above the page size.
+    #[inline]
+    pub(crate) fn check_request(&self, req: Request) -> Result<(), AllocError> {
+        if req.size > self.geo.max_alloc_size() || req.align > self.geo.page_size() {
+            return self.request(req.size, req.align).map(|_| ());
+        }
+        Ok(())
+    }
+}
+
 /// A number distinct from every other this process drew (until the counter
 /// wraps): for a new allocator, and for each balance run, so that a run is
 /// never taken for another allocator's, nor for a clone's (which shares its

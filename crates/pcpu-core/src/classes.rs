@@ -179,13 +179,15 @@ impl Allocator {
     /// retries after creating a chunk does so before any other class
     /// request: the long-lived prediction knows a retry by the class and the
     /// class clock, which every placement advances (retries of two classes
-    /// interleaved may be taken for second objects).
+    /// interleaved may be taken for second objects). A request this
+    /// allocator's geometry refuses is refused as by `alloc_area`.
     pub fn alloc_area_class(
         &mut self,
         req: Request,
         flags: AllocFlags,
         class: ClassHint,
     ) -> Result<Allocation, AllocError> {
+        self.check_request(req)?;
         if !self.policy.class_placement || flags.atomic || flags.reserved {
             return self.alloc_area(req, flags);
         }

@@ -412,6 +412,66 @@ fn two_phase_protocol_misuse_is_refused_and_changes_nothing() {
     a.check_invariants().unwrap();
 }
 
+/// A `Request` made by an allocator with larger units or pages, given to
+/// the two-phase API of one whose geometry refuses its size or alignment,
+/// is refused as `request` refuses it, nothing changed. The too-large one
+/// asked for a new chunk after every new chunk (a debug assertion
+/// panicked; in release an embedder retrying after each `NeedsChunk`
+/// created chunks without end), and an alignment above the page size was
+/// placed.
+#[test]
+fn another_geometrys_request_is_refused() {
+    let big = Allocator::new(Geometry::simple(2, 64).unwrap(), Policy::default());
+    let fc = FirstChunk {
+        static_size: 0,
+        reserved_size: 0,
+        dyn_size: 4096,
+    };
+    for policy in Policy::all() {
+        let mut a = Allocator::new(Geometry::new(1024, 2, 8192, fc).unwrap(), policy);
+        a.check_invariants().unwrap();
+        let before = (a.percpu_stats(), a.nr_chunks(), a.stats().nr_failed);
+        for (size, align) in [(32768, 4), (8196, 4), (16, 2048), (16, 4096)] {
+            let req = big.request(size, align).unwrap();
+            let expected = a.request(size, align).unwrap_err();
+            for flags in [AllocFlags::NORMAL, AllocFlags::ATOMIC, AllocFlags::RESERVED] {
+                assert_eq!(a.alloc_area(req, flags), Err(expected.clone()), "{req:?}");
+                assert_eq!(a.first_fit_or_fail(req, flags), Err(expected.clone()));
+                assert_eq!(
+                    a.alloc_area_class(req, flags, ClassHint::task(1)),
+                    Err(expected.clone())
+                );
+                assert_eq!(a.probe(req, flags), None);
+            }
+            let mut mag = Magazine::new(req, 4);
+            let mut b = SimBackend::default();
+            assert_eq!(
+                a.alloc_cached(&mut b, &mut mag, AllocFlags::NORMAL),
+                Err(expected)
+            );
+        }
+        assert_eq!(
+            before,
+            (a.percpu_stats(), a.nr_chunks(), a.stats().nr_failed)
+        );
+        a.check_invariants().unwrap();
+        // What fits this geometry too is served.
+        let req = big.request(8192, 1024).unwrap();
+        let x = loop {
+            match a.alloc_area(req, AllocFlags::NORMAL) {
+                Ok(x) => break x,
+                Err(AllocError::NeedsChunk) => {
+                    let id = a.begin_create_chunk();
+                    a.finish_create_chunk(id).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        a.cancel_area(x).unwrap();
+        a.check_invariants().unwrap();
+    }
+}
+
 /// `next_unpopulated` names only pages of the area's chunk: an area that
 /// does not lie inside it (built by hand, or another geometry's) gives
 /// `None`. It named pages past the chunk's end (which a backend would map
