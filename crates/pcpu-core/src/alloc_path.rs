@@ -500,11 +500,20 @@ impl Allocator {
 
     /// Reserve an id for a chunk about to be created by the backend.
     pub fn begin_create_chunk(&mut self) -> ChunkId {
+        self.reserve_id(false)
+    }
+
+    /// Reserve an id for a chunk about to be created: for the caller of
+    /// [`Allocator::begin_create_chunk`], or for a balance run
+    /// ([`PageWork::CreateChunk`](crate::PageWork::CreateChunk)), whose id
+    /// only the run finishes or releases.
+    pub(crate) fn reserve_id(&mut self, by_run: bool) -> ChunkId {
+        let entry = Entry::Reserved { by_run };
         if let Some(id) = self.vacant.pop() {
-            self.arena[id as usize] = Entry::Reserved;
+            self.arena[id as usize] = entry;
             ChunkId(id)
         } else {
-            self.arena.push(Entry::Reserved);
+            self.arena.push(entry);
             ChunkId(self.arena.len() as u32 - 1)
         }
     }
@@ -528,18 +537,28 @@ impl Allocator {
     /// The backend failed to create chunk `id`: release the id.
     ///
     /// An id that [`Allocator::begin_create_chunk`] did not reserve is
-    /// refused and changes nothing ([`ProtocolError::NotReserved`]).
+    /// refused and changes nothing ([`ProtocolError::NotReserved`]), a
+    /// balance run's ([`PageWork::CreateChunk`]) included.
+    ///
+    /// [`PageWork::CreateChunk`]: crate::PageWork::CreateChunk
     pub fn abort_create_chunk(&mut self, id: ChunkId) -> Result<(), ProtocolError> {
-        self.reserved_id(id)?;
+        self.release_id(id, false)
+    }
+
+    /// [`Allocator::abort_create_chunk`] of an id reserved by
+    /// [`Allocator::reserve_id`] for `by_run`.
+    pub(crate) fn release_id(&mut self, id: ChunkId, by_run: bool) -> Result<(), ProtocolError> {
+        self.reserved_id(id, by_run)?;
         self.arena[id.0 as usize] = Entry::Vacant;
         self.vacant.push(id.0);
         Ok(())
     }
 
-    /// Is `id` reserved for a chunk being created?
-    fn reserved_id(&self, id: ChunkId) -> Result<(), ProtocolError> {
+    /// Is `id` reserved for a chunk being created, by a balance run
+    /// (`by_run`) or else by `begin_create_chunk`?
+    fn reserved_id(&self, id: ChunkId, by_run: bool) -> Result<(), ProtocolError> {
         match self.arena.get(id.0 as usize) {
-            Some(Entry::Reserved) => Ok(()),
+            Some(&Entry::Reserved { by_run: r }) if r == by_run => Ok(()),
             _ => Err(ProtocolError::NotReserved(id)),
         }
     }
@@ -549,9 +568,20 @@ impl Allocator {
     ///
     /// An id that [`Allocator::begin_create_chunk`] did not reserve is
     /// refused and changes nothing ([`ProtocolError::NotReserved`]): a live
-    /// chunk is never replaced.
+    /// chunk is never replaced, and a balance run's id
+    /// ([`PageWork::CreateChunk`]) is finished by the run
+    /// ([`BalanceRun::done`]).
+    ///
+    /// [`PageWork::CreateChunk`]: crate::PageWork::CreateChunk
+    /// [`BalanceRun::done`]: crate::BalanceRun::done
     pub fn finish_create_chunk(&mut self, id: ChunkId) -> Result<(), ProtocolError> {
-        self.reserved_id(id)?;
+        self.install_chunk(id, false)
+    }
+
+    /// [`Allocator::finish_create_chunk`] of an id reserved by
+    /// [`Allocator::reserve_id`] for `by_run`.
+    pub(crate) fn install_chunk(&mut self, id: ChunkId, by_run: bool) -> Result<(), ProtocolError> {
+        self.reserved_id(id, by_run)?;
         let c = Chunk::new(
             ChunkKind::Dynamic,
             self.next_serial,

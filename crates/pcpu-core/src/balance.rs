@@ -55,7 +55,9 @@ pub enum PageWork {
         /// Lowest to highest page depopulated.
         pages: Range<usize>,
     },
-    /// Create chunk `chunk` (id already reserved).
+    /// Create chunk `chunk` (id already reserved, for the run: `done`
+    /// installs it, or releases it on failure; `finish_create_chunk` and
+    /// `abort_create_chunk` refuse it).
     CreateChunk {
         /// Chunk id to create.
         chunk: ChunkId,
@@ -228,7 +230,7 @@ impl BalanceRun {
             return self.report;
         }
         if let Some(PageWork::CreateChunk { chunk }) = self.pending.take() {
-            held(a.abort_create_chunk(chunk));
+            held(a.release_id(chunk, true));
         }
         match &self.state {
             State::Free { to_free, idx } => {
@@ -404,7 +406,7 @@ impl BalanceRun {
                 PageWork::CreateChunk { chunk: id },
             ) => {
                 if ok {
-                    held(a.finish_create_chunk(id));
+                    held(a.install_chunk(id, true));
                     self.report.created += 1;
                     // `retry_pop`: the target again, and an atomic
                     // failure while the chunk was created boosts it.
@@ -414,7 +416,7 @@ impl BalanceRun {
                     *slot = a.layout.size_to_slot(a.geo.page_size());
                     *chunk = None;
                 } else {
-                    held(a.abort_create_chunk(id));
+                    held(a.release_id(id, true));
                     *nr_to_pop = 0;
                 }
             }
@@ -630,7 +632,7 @@ fn plan_populate(
         }
         if *slot > a.layout.free {
             return Some(PageWork::CreateChunk {
-                chunk: a.begin_create_chunk(),
+                chunk: a.reserve_id(true),
             });
         }
         // W2: Linux may populate a sidelined chunk, whose pages then help no

@@ -281,7 +281,9 @@ pub enum ProtocolError {
     /// The id was not reserved by
     /// [`Allocator::begin_create_chunk`](crate::Allocator::begin_create_chunk)
     /// (`finish_create_chunk`, `abort_create_chunk`): a live chunk is never
-    /// replaced, and an id is finished or aborted once.
+    /// replaced, an id is finished or aborted once, and the id of a balance
+    /// run's [`PageWork::CreateChunk`](crate::PageWork::CreateChunk) is the
+    /// run's to finish or release.
     NotReserved(ChunkId),
 }
 

@@ -140,8 +140,12 @@ pub(crate) struct Lists {
 #[derive(Clone, Debug)]
 pub(crate) enum Entry {
     Vacant,
-    /// Id handed out for a chunk being created by the backend.
-    Reserved,
+    /// Id handed out for a chunk being created by the backend: by
+    /// `begin_create_chunk`, or (`by_run`) by a balance run, which alone
+    /// finishes or releases it.
+    Reserved {
+        by_run: bool,
+    },
     Live(alloc::boxed::Box<Chunk>),
 }
 

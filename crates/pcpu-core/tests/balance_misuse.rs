@@ -154,3 +154,63 @@ fn a_clones_run_does_nothing_to_the_original() {
     clone.check_invariants().unwrap();
     assert_eq!(state(&a), state(&clone), "the same work on each");
 }
+
+/// The chunk id of a run's `PageWork::CreateChunk` is the run's:
+/// `finish_create_chunk` and `abort_create_chunk` refuse it, so an embedder
+/// that reports it as its own creation changes nothing, and the run
+/// installs or releases it. Before, either call took it: the run's `done`
+/// then hit a debug assertion, and an id aborted and handed out again by
+/// `begin_create_chunk` was released under its new owner by the run's
+/// `abort`.
+#[test]
+fn a_runs_chunk_id_is_the_runs() {
+    // Every page of both chunks used: the populate stage creates a chunk.
+    let setup = || {
+        let mut a = Allocator::new(Geometry::simple(2, 8).unwrap(), Policy::default());
+        let mut b = SimBackend::default();
+        for _ in 0..10 {
+            a.alloc(&mut b, 4096, 4096, AllocFlags::NORMAL).unwrap();
+        }
+        assert_eq!(a.nr_chunks(), 2);
+        let mut run = a.balance_start().unwrap();
+        let id = loop {
+            match run.next(&mut a).expect("a chunk to create") {
+                PageWork::CreateChunk { chunk } => break chunk,
+                w => {
+                    perform(&mut b, w, a.geometry().unit_pages());
+                    run.done(&mut a, true);
+                }
+            }
+        };
+        (a, b, run, id)
+    };
+    for ok in [true, false] {
+        let (mut a, mut b, mut run, id) = setup();
+        let before = state(&a);
+        assert_eq!(
+            a.finish_create_chunk(id),
+            Err(ProtocolError::NotReserved(id))
+        );
+        assert_eq!(
+            a.abort_create_chunk(id),
+            Err(ProtocolError::NotReserved(id))
+        );
+        assert_eq!(state(&a), before);
+        if ok {
+            b.create_chunk(id, a.geometry().unit_pages()).unwrap();
+        }
+        run.done(&mut a, ok);
+        assert_eq!(a.chunk(id).is_some(), ok);
+        drive(&mut run, &mut a, &mut b);
+        a.check_invariants().unwrap();
+        assert_eq!(a.nr_chunks(), 2 + usize::from(ok));
+    }
+    // Aborted, the run releases its id, and no one else's.
+    let (mut a, mut b, run, id) = setup();
+    run.abort(&mut a);
+    let mine = a.begin_create_chunk();
+    assert_eq!(mine, id, "the id is free again");
+    b.create_chunk(mine, a.geometry().unit_pages()).unwrap();
+    a.finish_create_chunk(mine).unwrap();
+    a.check_invariants().unwrap();
+}
