@@ -142,6 +142,15 @@ pub enum FreeError {
         /// Byte offset.
         offset: usize,
     },
+    /// The magazine holds areas of another allocator
+    /// ([`Allocator::free_cached`](crate::Allocator::free_cached)): a
+    /// magazine serves one allocator (and its clones) while it holds areas.
+    ForeignMagazine {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Byte offset.
+        offset: usize,
+    },
     /// The area's size is not the magazine's request size
     /// ([`Allocator::free_cached`](crate::Allocator::free_cached)).
     WrongSize {
@@ -181,6 +190,11 @@ impl fmt::Display for FreeError {
             FreeError::Cached { chunk, offset } => write!(
                 f,
                 "double free: offset {offset} in chunk {} is held by a magazine",
+                chunk.0
+            ),
+            FreeError::ForeignMagazine { chunk, offset } => write!(
+                f,
+                "free of offset {offset} in chunk {} into a magazine that holds another allocator's areas",
                 chunk.0
             ),
             FreeError::WrongSize {

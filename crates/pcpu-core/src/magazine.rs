@@ -49,11 +49,19 @@ use crate::MIN_ALLOC_SIZE;
 /// for snapshots of a magazine together with its allocator; two clones used
 /// with one allocator share their areas, each going to whichever hands it
 /// out or drains it first (the other skips it).
+///
+/// While it holds areas a magazine belongs to their allocator (and its
+/// clones): another allocator does not take from it or drain it, and
+/// refuses to free into it ([`FreeError::ForeignMagazine`]). Empty, it may
+/// serve any allocator.
 #[derive(Clone, Debug)]
 pub struct Magazine {
     req: Request,
     cap: usize,
     areas: Vec<Allocation>,
+    /// The `instance` of the allocator whose areas it holds (meaningful
+    /// only while `areas` is not empty).
+    owner: usize,
 }
 
 impl Magazine {
@@ -65,7 +73,15 @@ impl Magazine {
             cap,
             // Grown on demand: a large `cap` costs nothing until areas come.
             areas: Vec::new(),
+            owner: 0,
         }
+    }
+
+    /// Does it hold areas of an allocator other than `a` (or a clone of
+    /// `a`)?
+    #[inline]
+    fn foreign_to(&self, a: &Allocator) -> bool {
+        !self.areas.is_empty() && self.owner != a.instance
     }
 
     /// The request it serves.
@@ -102,8 +118,11 @@ impl Allocator {
     /// owner left them), else [`Allocator::alloc`]'s result (to be zeroed as
     /// usual).
     ///
+    /// A magazine holding another allocator's areas is left alone: the
+    /// request goes to [`Allocator::alloc`].
+    ///
     /// # Errors
-    /// As [`Allocator::alloc`], only when `mag` is empty.
+    /// As [`Allocator::alloc`], only when `mag` serves none.
     #[inline]
     pub fn alloc_cached<B: Backend + ?Sized>(
         &mut self,
@@ -111,6 +130,9 @@ impl Allocator {
         mag: &mut Magazine,
         flags: AllocFlags,
     ) -> Result<Allocation, AllocError> {
+        if mag.foreign_to(self) {
+            return self.alloc(backend, mag.req.size, mag.req.align, flags);
+        }
         while let Some(area) = mag.areas.pop() {
             // Unmarked: a clone of this magazine took it first.
             if self.take_cached(area) {
@@ -129,11 +151,15 @@ impl Allocator {
     /// magazine: [`FreeError::UnknownChunk`] and [`FreeError::NotAllocated`]
     /// as for [`Allocator::free`], [`FreeError::Cached`] for an area that
     /// this or another magazine holds, [`FreeError::WrongSize`] for an area
-    /// of another size. Nothing changes then.
+    /// of another size, [`FreeError::ForeignMagazine`] when `mag` holds
+    /// another allocator's areas. Nothing changes then.
     #[inline]
     pub fn free_cached(&mut self, mag: &mut Magazine, area: Allocation) -> Result<(), FreeError> {
-        let size = self.allocation_size(area.chunk, area.offset)?;
         let (chunk, offset) = (area.chunk, area.offset);
+        if mag.foreign_to(self) {
+            return Err(FreeError::ForeignMagazine { chunk, offset });
+        }
+        let size = self.allocation_size(area.chunk, area.offset)?;
         if size != mag.req.size {
             return Err(FreeError::WrongSize {
                 chunk,
@@ -156,6 +182,7 @@ impl Allocator {
         let area = Allocation { size, ..area };
         self.mark_cached(area);
         mag.areas.push(area);
+        mag.owner = self.instance;
         Ok(())
     }
 
@@ -221,8 +248,12 @@ impl Allocator {
     }
 
     /// Free every area `mag` holds, oldest first. Returns how many (areas a
-    /// clone of `mag` took first are only dropped).
+    /// clone of `mag` took first are only dropped). A magazine holding
+    /// another allocator's areas is left as it is (0).
     pub fn drain(&mut self, mag: &mut Magazine) -> usize {
+        if mag.foreign_to(self) {
+            return 0;
+        }
         let n = mag.areas.len();
         self.free_oldest(mag, n)
     }

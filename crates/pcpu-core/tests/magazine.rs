@@ -281,3 +281,62 @@ proptest! {
         }
     }
 }
+
+/// While a magazine holds one allocator's areas, another allocator neither
+/// takes from it nor drains it, and refuses to free into it: it dropped the
+/// first allocator's area unseen (a review), which then stayed allocated
+/// and marked cached there, beyond `free` and `drain`. Emptied, the
+/// magazine may serve the other allocator; a clone of the first allocator
+/// (a snapshot) is the same allocator.
+#[test]
+fn a_magazine_holding_one_allocators_areas_serves_no_other() {
+    let (mut a, mut b) = (small(), small());
+    let mut sim = SimBackend::default();
+    let req = a.request(8, 8).unwrap();
+    let mut mag = Magazine::new(req, 4);
+    let x = a.alloc(&mut sim, 8, 8, AllocFlags::NORMAL).unwrap();
+    a.free_cached(&mut mag, x).unwrap();
+    // A snapshot (clones of both) is the same allocator's.
+    let (mut snap, mut snap_mag) = (a.clone(), mag.clone());
+    assert_eq!(
+        snap.alloc_cached(&mut sim, &mut snap_mag, AllocFlags::NORMAL)
+            .unwrap(),
+        x
+    );
+    snap.check_invariants().unwrap();
+    // b: its own allocation, not the magazine's area.
+    let y = b
+        .alloc_cached(&mut sim, &mut mag, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!(mag.areas(), [x]);
+    assert_eq!(
+        b.free_cached(&mut mag, y),
+        Err(FreeError::ForeignMagazine {
+            chunk: y.chunk,
+            offset: y.offset
+        })
+    );
+    assert!(b
+        .free_cached(&mut mag, y)
+        .unwrap_err()
+        .to_string()
+        .contains("another allocator"));
+    assert_eq!(b.drain(&mut mag), 0);
+    assert_eq!(mag.areas(), [x]);
+    b.free(y.chunk, y.offset).unwrap();
+    b.check_invariants().unwrap();
+    // a still has it, and gets it back.
+    assert_eq!(
+        a.alloc_cached(&mut sim, &mut mag, AllocFlags::NORMAL)
+            .unwrap(),
+        x
+    );
+    a.free(x.chunk, x.offset).unwrap();
+    assert_eq!(a.stats().nr_cur_alloc, 0);
+    a.check_invariants().unwrap();
+    // Empty now: b may use it.
+    let z = b.alloc(&mut sim, 8, 8, AllocFlags::NORMAL).unwrap();
+    b.free_cached(&mut mag, z).unwrap();
+    assert_eq!(b.drain(&mut mag), 1);
+    assert_eq!(b.stats().nr_cur_alloc, 0);
+}
