@@ -242,7 +242,8 @@ impl Allocator {
     /// The `/proc/meminfo` `Percpu:` figure in bytes: populated pages × units ×
     /// page size.
     pub fn percpu_bytes(&self) -> u64 {
-        (self.nr_populated * self.geo.nr_units() * self.geo.page_size()) as u64
+        // In u64: on a 32-bit target the bytes of all chunks may pass 4 GiB.
+        self.nr_populated as u64 * self.geo.nr_units() as u64 * self.geo.page_size() as u64
     }
     /// Has an event occurred that schedules the balance work?
     pub fn balance_pending(&self) -> bool {
