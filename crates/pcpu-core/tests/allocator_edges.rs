@@ -481,3 +481,147 @@ fn refused_chunk_creation_releases_its_id() {
     assert_eq!(a.chunk_ids().collect::<Vec<_>>(), [ChunkId(0), ChunkId(1)]);
     a.check_invariants().unwrap();
 }
+
+const ALL_POLICIES: [PolicyKind; 5] = [
+    PolicyKind::Linux511,
+    PolicyKind::Linux514,
+    PolicyKind::Linux61,
+    PolicyKind::SeedRfc,
+    PolicyKind::Pcpu,
+];
+
+/// `free_percpu`, every policy: a free that leaves its chunk partly used
+/// and is no reclaim candidate schedules nothing, even with a fully free
+/// chunk waiting in the free slot: the free-slot check (`pos != chunk`)
+/// applies only to a chunk the free left fully free. Here the first chunk
+/// (never reclaimed, never marked) keeps one of its two objects while Y
+/// sits in the free slot.
+#[test]
+fn partial_free_beside_a_free_chunk_schedules_nothing() {
+    for kind in ALL_POLICIES {
+        let (mut a, mut b) = simple(1, 8, Policy::new(kind));
+        let first = a.first_chunk();
+        let o1 = a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap();
+        let o2 = a.alloc(&mut b, 4, 4, AllocFlags::NORMAL).unwrap();
+        assert_eq!((o1.chunk, o2.chunk), (first, first));
+        let y = a.create_chunk(&mut b).unwrap();
+        a.balance(&mut b);
+        assert!(!a.balance_pending(), "{kind:?}");
+        assert_eq!(a.chunk(y).unwrap().free_bytes(), 8 * PAGE, "{kind:?}");
+        a.free(first, o1.offset).unwrap();
+        assert!(!a.balance_pending(), "{kind:?}: the first chunk holds o2");
+        a.check_invariants().unwrap();
+    }
+}
+
+/// `free_percpu`, every policy: a free that leaves a chunk fully free,
+/// while it is no reclaim candidate, schedules the balance work when
+/// another chunk waits in the free slot (`pcpu_balance_free` has a chunk
+/// to free), and isolates nothing. X's one page of empty pages is below
+/// every policy's reclaim threshold (16 / 4 pages); Y is fully free.
+#[test]
+fn fully_free_chunk_beside_a_free_chunk_schedules_balance_under_every_policy() {
+    for kind in ALL_POLICIES {
+        let (mut a, mut b) = one_unit(3, Policy::new(kind));
+        let x = a.create_chunk(&mut b).unwrap();
+        let y = a.create_chunk(&mut b).unwrap();
+        let o = a.alloc_at(&mut b, x, 0, 4, 4, AllocFlags::NORMAL).unwrap();
+        assert!(!a.balance_pending(), "{kind:?}");
+        assert_eq!(a.chunk(y).unwrap().free_bytes(), 16 * PAGE, "{kind:?}");
+        a.free(x, o.offset).unwrap();
+        let c = a.chunk(x).unwrap();
+        assert_eq!(c.nr_empty_pop_pages(), 1, "{kind:?}");
+        assert!(!c.is_isolated(), "{kind:?}");
+        assert!(a.balance_pending(), "{kind:?}: Y waits in the free slot");
+        assert_eq!(a.nr_empty_pop_pages(), 4, "{kind:?}");
+        a.check_invariants().unwrap();
+    }
+}
+
+/// `free_percpu`, Linux 5.14 and 6.1: a free that leaves a chunk fully free
+/// never isolates it (`if (!chunk->isolated && chunk->free_bytes ==
+/// pcpu_unit_size) ... else if (pcpu_should_reclaim_chunk(chunk))`), even
+/// when it would qualify for reclaim: it is `pcpu_balance_free`'s to free.
+/// X's 4 empty pages (16 / 4) beside the first chunk's 6 (> HIGH + 4)
+/// would make it a candidate. Alone in the free slot it schedules nothing.
+/// 5.11 and the RFC never isolate on free; `pcpu` asks
+/// `should_reclaim` first and queues it.
+#[test]
+fn fully_free_chunk_is_isolated_on_free_only_under_pcpu() {
+    for kind in ALL_POLICIES {
+        let (mut a, mut b) = one_unit(6, Policy::new(kind));
+        let x = a.create_chunk(&mut b).unwrap();
+        let o = a
+            .alloc_at(&mut b, x, 0, 4 * PAGE, 4, AllocFlags::NORMAL)
+            .unwrap();
+        assert!(!a.balance_pending(), "{kind:?}");
+        a.free(x, o.offset).unwrap();
+        let pcpu = kind == PolicyKind::Pcpu;
+        let c = a.chunk(x).unwrap();
+        assert_eq!(c.nr_empty_pop_pages(), 4, "{kind:?}");
+        assert_eq!(c.is_isolated(), pcpu, "{kind:?}");
+        assert_eq!(a.balance_pending(), pcpu, "{kind:?}");
+        // An isolated chunk's empty pages leave the global count.
+        assert_eq!(
+            a.nr_empty_pop_pages(),
+            if pcpu { 6 } else { 10 },
+            "{kind:?}"
+        );
+        a.check_invariants().unwrap();
+    }
+}
+
+/// The RFC's free path marks a chunk for depopulation only when it has
+/// *more* than `nr_pages / 4` empty populated pages
+/// (`chunk->nr_empty_pop_pages > chunk->nr_pages / 4`, here `>= 16 / 4 +
+/// 1`): X with 4 empty pages of 16 is not marked, with 5 it is. Chunk Z,
+/// shaped as X, shares its slot so that a mark can happen; with
+/// `rfc_marked_threshold = 0` one mark schedules the balance work.
+#[test]
+fn rfc_marks_a_chunk_with_more_than_a_quarter_of_its_pages_empty() {
+    for n in [4, 5] {
+        let mut p = Policy::new(PolicyKind::SeedRfc);
+        p.rfc_marked_threshold = 0;
+        let (mut a, mut b) = one_unit(3, p);
+        let x = a.create_chunk(&mut b).unwrap();
+        let z = a.create_chunk(&mut b).unwrap();
+        let o = a
+            .alloc_at(&mut b, x, 0, n * PAGE, 4, AllocFlags::NORMAL)
+            .unwrap();
+        for c in [x, z] {
+            a.alloc_at(&mut b, c, n * PAGE, PAGE, 4, AllocFlags::NORMAL)
+                .unwrap();
+        }
+        assert!(!a.balance_pending(), "{n}");
+        a.free(x, o.offset).unwrap();
+        assert_eq!(a.chunk(x).unwrap().nr_empty_pop_pages(), n);
+        assert_eq!(a.balance_pending(), n == 5, "{n} empty pages of 16");
+        a.check_invariants().unwrap();
+    }
+}
+
+/// The RFC schedules the balance work once *more than*
+/// `rfc_marked_threshold` chunks are marked (default 1: "2 or more"):
+/// freeing 5 of X's 16 pages marks X and schedules nothing; the same free
+/// in W marks a second chunk and schedules the work. X, W and Z share a
+/// slot (each keeps one page at page 5), so every mark can happen.
+#[test]
+fn rfc_schedules_depopulation_from_the_second_marked_chunk() {
+    let (mut a, mut b) = one_unit(3, Policy::new(PolicyKind::SeedRfc));
+    assert_eq!(a.policy().rfc_marked_threshold, 1);
+    let [x, w, z] = [(); 3].map(|_| a.create_chunk(&mut b).unwrap());
+    for c in [x, w] {
+        a.alloc_at(&mut b, c, 0, 5 * PAGE, 4, AllocFlags::NORMAL)
+            .unwrap();
+    }
+    for c in [x, w, z] {
+        a.alloc_at(&mut b, c, 5 * PAGE, PAGE, 4, AllocFlags::NORMAL)
+            .unwrap();
+    }
+    assert!(!a.balance_pending());
+    a.free(x, 0).unwrap();
+    assert!(!a.balance_pending(), "one marked chunk");
+    a.free(w, 0).unwrap();
+    assert!(a.balance_pending(), "two marked chunks");
+    a.check_invariants().unwrap();
+}
