@@ -12,8 +12,11 @@ use crate::policy::PolicyKind;
 // === impl Allocator: slots, isolation, empty-page accounting ===
 
 impl Allocator {
-    /// `pcpu_chunk_relocate`; `oslot = None` stands for the kernel's -1.
-    pub(crate) fn relocate(&mut self, id: u32, oslot: Option<usize>) {
+    /// `pcpu_chunk_relocate(chunk, -1)`: list a chunk that is in no slot
+    /// (new, or reintegrated) at the head of its slot. The allocation and
+    /// free paths' relocation, from a known old slot, is
+    /// [`Allocator::area_changed`]'s.
+    pub(crate) fn relocate(&mut self, id: u32) {
         if Some(id) == self.reserved {
             return;
         }
@@ -22,10 +25,7 @@ impl Allocator {
             return;
         }
         let nslot = self.layout.chunk_slot(c);
-        if oslot != Some(nslot) {
-            let front = oslot.map_or(true, |o| o < nslot);
-            self.lists.move_to(id, nslot, front);
-        }
+        self.lists.move_to(id, nslot, true);
     }
 
     /// Mirror a chunk's empty-page delta globally (`pcpu_update_empty_pages`).
@@ -66,7 +66,7 @@ impl Allocator {
             c.isolated = false;
             let n = c.nr_empty_pop_pages;
             self.nr_empty_pop_pages += n;
-            self.relocate(id, None);
+            self.relocate(id);
         }
     }
 

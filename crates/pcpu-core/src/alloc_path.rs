@@ -592,7 +592,7 @@ impl Allocator {
         self.arena[id.0 as usize] = Entry::Live(Box::new(c));
         self.stats.nr_chunks += 1;
         self.stats.nr_max_chunks = self.stats.nr_max_chunks.max(self.stats.nr_chunks);
-        self.relocate(id.0, None);
+        self.relocate(id.0);
         Ok(())
     }
 

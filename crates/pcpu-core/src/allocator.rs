@@ -219,7 +219,7 @@ impl Allocator {
         };
         a.stats.nr_chunks = 1;
         a.stats.nr_max_chunks = 1;
-        a.relocate(first_id, None);
+        a.relocate(first_id);
         a
     }
 
