@@ -62,7 +62,13 @@ pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 /// an error: the reader has seen what it wanted.
 pub(crate) fn emit(text: &str) -> CliResult {
     let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    written(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// The outcome of a write to standard output: a closed pipe is not an
+/// error, anything else (a full disk) is.
+pub(crate) fn written(r: io::Result<()>) -> CliResult {
+    match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::usage(format!(

@@ -33,7 +33,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
-use crate::error::{CliResult, EXIT_USAGE};
+use crate::error::{written, CliResult, EXIT_USAGE};
 
 /// Replay Linux percpu allocator traces through pcpu-core and compare the
 /// result with what the traced kernel did.
@@ -110,17 +110,13 @@ fn clap_failure(e: &clap::Error) -> ExitCode {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
-        // Help on a full disk is an error; on a closed pipe it is not
-        // (as `emit`).
-        return match e.print().and_then(|()| std::io::stdout().flush()) {
-            Err(w) if w.kind() != std::io::ErrorKind::BrokenPipe => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "pcpu: error: cannot write to standard output: {w}"
-                );
-                ExitCode::from(EXIT_USAGE)
+        // Help on a full disk is an error, as any output is.
+        return match written(e.print().and_then(|()| std::io::stdout().flush())) {
+            Err(w) => {
+                let _ = writeln!(std::io::stderr(), "pcpu: error: {w}");
+                ExitCode::from(w.code)
             }
-            _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE)),
+            Ok(()) => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE)),
         };
     }
     let _ = writeln!(
