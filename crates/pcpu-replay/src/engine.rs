@@ -239,11 +239,16 @@ impl Replayer {
         s
     }
 
+    /// Is `base` the first or the reserved chunk (there from boot, never
+    /// created, populated, depopulated or destroyed by an event)?
+    fn boot_chunk(&self, base: u64) -> bool {
+        base == self.setup.first_base || Some(base) == self.setup.reserved_base
+    }
+
     /// Is `base` a chunk the trace has: the first or reserved chunk, or one
     /// it created (or, lenient, one already counted as uncreated)?
     fn known_chunk(&self, base: u64) -> bool {
-        base == self.setup.first_base
-            || Some(base) == self.setup.reserved_base
+        self.boot_chunk(base)
             || self.kserial_by_base.contains_key(&base)
             || self.uncreated.contains(&base)
     }
@@ -566,7 +571,7 @@ impl Replayer {
             line: rec.line,
             detail,
         };
-        if base == self.setup.first_base || Some(base) == self.setup.reserved_base {
+        if self.boot_chunk(base) {
             return Err(bad(format!(
                 "percpu_destroy_chunk of chunk {base:#x}, the first or reserved chunk, which the kernel never destroys"
             )));
@@ -912,7 +917,7 @@ impl Replayer {
                 detail,
             })
         };
-        if p.base_addr == self.setup.first_base || Some(p.base_addr) == self.setup.reserved_base {
+        if self.boot_chunk(p.base_addr) {
             return bad(format!(
                 "{what} of pages {start}..{end} of the first or reserved chunk {:#x}, which are populated from boot and never change",
                 p.base_addr
