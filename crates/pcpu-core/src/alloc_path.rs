@@ -457,13 +457,8 @@ impl Allocator {
     ///
     /// [`Magazine`]: crate::Magazine
     pub fn abort_area(&mut self, area: Allocation, flags: AllocFlags) -> Result<(), ProtocolError> {
-        let id = area.chunk.0;
-        self.own_area(area)?;
-        self.free_area_in(
-            id,
-            (area.offset / MIN_ALLOC_SIZE) as i32,
-            (area.size / MIN_ALLOC_SIZE) as i32,
-        );
+        // The area goes back as a cancelled one does, counted as a failure.
+        self.cancel_area(area)?;
         self.stats.nr_failed += 1;
         let _ = flags;
         Ok(())
