@@ -66,15 +66,16 @@ pub(crate) const MAX_CLASSES: usize = 16;
 /// A freed area kept allocated for reuse: `[offset, offset + size)` of every
 /// unit of `chunk` is allocated in `alloc`'s core and referenced by nobody;
 /// unit `u`'s copy is at `base + u × stride` (the fields of a
-/// [`raw::Area`](crate::raw::Area)).
+/// [`raw::Area`](crate::raw::Area), laid out alike: see there).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Entry {
     pub(crate) alloc: PerCpuAllocator,
     pub(crate) base: NonNull<u8>,
     pub(crate) stride: u32,
-    pub(crate) units: u16,
-    pub(crate) chunk: ChunkId,
     pub(crate) offset: u32,
+    pub(crate) chunk: ChunkId,
+    pub(crate) units: u16,
 }
 
 /// Cached areas of one request `(size, align)` of one allocator.
