@@ -13,23 +13,13 @@ use crate::table::{Align, Table};
 #[derive(Args, Debug)]
 pub(crate) struct PoliciesArgs {}
 
-/// One line on the named policy of `kind`.
-fn about(kind: PolicyKind) -> &'static str {
-    match kind {
-        PolicyKind::Linux511 => "depopulates only whole free chunks (before the 5.14 series)",
-        PolicyKind::SeedRfc => {
-            "the RFC of the seed thread: marks chunks with more than 1/4 empty pages, shrinks them once 2 or more are marked"
-        }
-        PolicyKind::Linux514 => {
-            "partial depopulation as merged: isolates chunks with 1/4 empty pages, reclaims them, sidelines them"
-        }
-        PolicyKind::Linux61 => {
-            "the traced kernel: the same algorithm as 5.14 (the default of replay, stats and pins)"
-        }
-        PolicyKind::Pcpu => {
-            "this project's policy: task/lifetime class placement with long-lived prediction, reclaim at the first empty page, refill by room"
-        }
+/// One line on the named policy of `kind`, with where it is the default.
+fn about(kind: PolicyKind) -> String {
+    let mut line = String::from(kind.summary());
+    if kind == PolicyKind::Linux61 {
+        line.push_str(" (the default of replay, stats and pins)");
     }
+    line
 }
 
 /// Runs `pcpu policies`.

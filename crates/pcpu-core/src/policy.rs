@@ -17,8 +17,9 @@ pub const EMPTY_POP_PAGES_HIGH: i32 = 4;
 /// check is relegated to slot 0 (never scanned) until a free moves it back.
 pub const SLOT_FAIL_THRESHOLD: usize = 3;
 
-/// The named policies.
+/// The named policies (`#[non_exhaustive]`: more may come).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PolicyKind {
     /// Before the depopulation series: only whole empty chunks are released.
     Linux511,
@@ -32,6 +33,27 @@ pub enum PolicyKind {
     /// pcpu's own policy: 5.14's depopulation with tunable reclaim
     /// thresholds, plus class-aware placement (see `classes.rs`).
     Pcpu,
+}
+
+impl PolicyKind {
+    /// One line on what the policy does (`pcpu policies` lists them).
+    pub const fn summary(self) -> &'static str {
+        match self {
+            PolicyKind::Linux511 => {
+                "depopulates only whole free chunks (before the 5.14 series)"
+            }
+            PolicyKind::SeedRfc => {
+                "the RFC of the seed thread: marks chunks with more than 1/4 empty pages, shrinks them once 2 or more are marked"
+            }
+            PolicyKind::Linux514 => {
+                "partial depopulation as merged: isolates chunks with 1/4 empty pages, reclaims them, sidelines them"
+            }
+            PolicyKind::Linux61 => "the traced kernel: the same algorithm as 5.14",
+            PolicyKind::Pcpu => {
+                "this project's policy: task/lifetime class placement with long-lived prediction, reclaim at the first empty page, refill by room"
+            }
+        }
+    }
 }
 
 /// Where inside a chunk a plain (unclassed) allocation goes.
@@ -99,7 +121,12 @@ impl Refill {
 const MAX_PAGES: i32 = 1 << 20;
 
 /// A policy and its tunable knobs.
+///
+/// `#[non_exhaustive]`: knobs are added over time, so build one from a named
+/// policy ([`Policy::new`], [`Policy::default`], a string) and set fields,
+/// rather than with a struct literal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Policy {
     /// Which algorithm.
     pub kind: PolicyKind,

@@ -6,10 +6,8 @@ use pcpu_core::*;
 /// Several chunks, each left with only its last page-sized object: all of
 /// them queued for reclaim.
 fn queued(batch: usize) -> (Allocator, SimBackend) {
-    let p = Policy {
-        reclaim_batch: batch,
-        ..Policy::default()
-    };
+    let mut p = Policy::default();
+    p.reclaim_batch = batch;
     let mut a = Allocator::new(Geometry::simple(2, 16).unwrap(), p);
     let mut b = SimBackend::default();
     let page = a.geometry().page_size();

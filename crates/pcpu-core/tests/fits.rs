@@ -3,10 +3,8 @@
 use pcpu_core::*;
 
 fn with_fit(fit: Fit) -> (Allocator, SimBackend) {
-    let p = Policy {
-        fit,
-        ..Policy::default()
-    };
+    let mut p = Policy::default();
+    p.fit = fit;
     (
         Allocator::new(Geometry::simple(2, 16).unwrap(), p),
         SimBackend::default(),

@@ -407,13 +407,11 @@ fn out_of_range_fields_are_clamped_by_the_allocator() {
     for named in Policy::all() {
         assert_eq!(named.validate(), Ok(()), "{named}");
     }
-    for policy in [
-        p,
-        Policy {
-            kind: PolicyKind::Linux514,
-            ..p
-        },
-    ] {
+    for policy in [p, {
+        let mut q = p;
+        q.kind = PolicyKind::Linux514;
+        q
+    }] {
         let (mut a, mut b) = allocator(policy);
         assert_eq!(a.policy(), &policy.clamped());
         let objs: Vec<_> = (0..3000)

@@ -94,10 +94,8 @@ fn invalid_builder_settings() {
         ),
         other => panic!("expected InvalidPolicy, got {other:?}"),
     }
-    let mut p = pcpu::Policy {
-        empty_pop_low: 5,
-        ..pcpu::Policy::default()
-    };
+    let mut p = pcpu::Policy::default();
+    p.empty_pop_low = 5;
     assert!(matches!(
         b().policy(p).build(),
         Err(Error::InvalidPolicy(_))
