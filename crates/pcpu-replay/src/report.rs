@@ -3,10 +3,12 @@
 //! Schema (`pcpu replay --json`, version 1); fields are only ever added:
 //! ```text
 //! { "schema": 1, "trace": str, "policy": str, "placement": "simulate"|"kernel",
-//!   "balance": "recorded"|"modelled", "units": int, "page_size": int,
+//!   "balance": "recorded"|"modelled",   // `pcpu`: also "every-run=N"|"timer=N"
+//!   "units": int, "page_size": int,
 //!   "events": int, "elapsed_s": float, "events_per_s": float,
 //!   "placement_agreement": float|null,   // fraction of allocations at the kernel's chunk and offset
 //!   "allocs": int, "frees": int, "failed_allocs": int, "reordered_allocs": int,
+//!   "uncreated_chunks": int,           // chunks used without a create event (lenient)
 //!   "magazine_hits": int,              // allocations served by `--magazine` magazines
 //!   "long_lived_objects": int,         // allocations the long-lived prediction placed together
 //!   "first_chunk_kb": int,             // the first and reserved chunks, never depopulated
@@ -122,7 +124,8 @@ pub struct Report {
     pub policy: String,
     /// `simulate` or `kernel`.
     pub placement: String,
-    /// `recorded` or `modelled`.
+    /// `recorded` or `modelled` (the `pcpu` command names its `--balance
+    /// every-run=N` and `timer=N` schedules here instead).
     pub balance: String,
     /// Units (CPUs).
     pub units: u64,
