@@ -14,7 +14,8 @@ use pcpu_core::{FirstChunk, Geometry, Policy, PolicyKind};
 use pcpu_lab::run::Schedule;
 use pcpu_replay::{BalanceTiming, ClassMode, Placement, ReplayConfig, ReplayError, Setup};
 use pcpu_trace::{
-    Capture, CaptureError, Event, FirstChunkGeometry, ParseError, ParseOptions, Record, TraceReader,
+    Capture, CaptureError, Event, FirstChunkGeometry, ParseError, ParseErrorKind, ParseOptions,
+    Record, TraceReader,
 };
 
 use crate::error::{warn, CliError, CliResult};
@@ -612,6 +613,14 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
             warn(&format!("  {e}"));
         }
     }
+    if stats.lost_events > 0 {
+        warn(&format!(
+            "{trace_label}: the trace lost {} event{} (ring buffer overflows, the first at line {}): every figure from there on misses them (--lenient)",
+            stats.lost_events,
+            plural(stats.lost_events),
+            stats.first_lost_line
+        ));
+    }
     if stats.unknown > 0 {
         // Other events are not an error (a capture may record more), but a
         // misnamed percpu event or probe would land here unseen.
@@ -787,6 +796,8 @@ fn parse_error(trace: &str, e: &ParseError) -> CliError {
     };
     let hint = if e.is_io() {
         ""
+    } else if matches!(e.kind, ParseErrorKind::LostEvents { .. }) {
+        " (--lenient replays the trace anyway, without the lost events)"
     } else {
         " (use --lenient to skip malformed lines)"
     };

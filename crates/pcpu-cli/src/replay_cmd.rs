@@ -46,12 +46,14 @@ pub(crate) struct Replayed {
 }
 
 /// What a lenient replay skipped.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Skipped {
     /// Frees of pointers with no live traced allocation.
     pub(crate) unknown_frees: u64,
     /// Events that parse but cannot be replayed.
     pub(crate) bad_events: u64,
+    /// The first of them, each with its line and what is wrong.
+    pub(crate) first_bad: Vec<String>,
     /// Chunks used without a `percpu_create_chunk` event (replayed).
     pub(crate) uncreated_chunks: u64,
 }
@@ -62,12 +64,17 @@ impl Skipped {
         Skipped {
             unknown_frees: rp.unknown_frees(),
             bad_events: rp.bad_events(),
+            first_bad: rp
+                .first_bad_events()
+                .iter()
+                .map(|e| e.to_string())
+                .collect(),
             uncreated_chunks: rp.uncreated_chunks(),
         }
     }
 
     /// Warns about what was skipped, if anything.
-    pub(crate) fn warn(self, policy: &str) {
+    pub(crate) fn warn(&self, policy: &str) {
         let n = self.unknown_frees;
         if n > 0 {
             warn(&format!(
@@ -85,9 +92,12 @@ impl Skipped {
         let n = self.bad_events;
         if n > 0 {
             warn(&format!(
-                "{policy}: skipped {n} event{} that cannot be replayed (invalid request, a place no area can have, or a pointer allocated again while live) (--lenient)",
+                "{policy}: skipped {n} event{} that cannot be replayed (--lenient); the first:",
                 plural(n)
             ));
+            for e in &self.first_bad {
+                warn(&format!("  {e}"));
+            }
         }
     }
 }

@@ -839,6 +839,49 @@ fn error_replay_failure_exits_1() {
     assert!(stderr(&o).contains("skipped 1 free"), "{}", stderr(&o));
 }
 
+/// A ring buffer overflow in the trace (`CPU:N [LOST M EVENTS]`) is named as
+/// such, not as a malformed line; `--lenient` replays on and says what is
+/// missing. Events a lenient replay skips are named too, each with its line
+/// and what is wrong with it (the warning listed causes, not the one found).
+#[test]
+fn lost_and_skipped_events_are_named() {
+    let alloc = "          <idle>-0       [000] d..1.     1.428070: percpu_alloc_percpu: call_site=alloc_desc+0x50/0x250 reserved=0 is_atomic=0 size=4 align=4 base_addr=ffff8dc3bbc37000 off=2208 ptr=00000000000378a0 bytes_alloc=24 gfp_flags=\n";
+    let trace = format!("{alloc}CPU:2 [LOST 17 EVENTS]\n");
+    let args = ["replay", "-", "--geometry", GEOMETRY, "--units", "4"];
+    let o = pcpu_with_stdin(&args, Some(trace.as_bytes()));
+    assert_fails(
+        &o,
+        2,
+        &[
+            "line 2",
+            "lost 17 events of CPU 2",
+            "trace_buf_size",
+            "--lenient replays",
+        ],
+    );
+    let mut lenient = args.to_vec();
+    lenient.push("--lenient");
+    let o = pcpu_with_stdin(&lenient, Some(trace.as_bytes()));
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("the trace lost 17 events (ring buffer overflows, the first at line 2)"),
+        "{err}"
+    );
+    assert!(!err.contains("malformed"), "{err}");
+    // A kprobe populate of the first chunk, which the kernel never makes.
+    let populate = "     kworker/0:1-17      [000] d..1.     4.448312: pcpu_chunk_populated: (pcpu_chunk_populated+0x0/0x50) chunk=0xffff8b9e4b13a600 base_addr=0xffff8dc3bbc37000 page_start=0 page_end=1\n";
+    let trace = format!("{alloc}{populate}");
+    let o = pcpu_with_stdin(&lenient, Some(trace.as_bytes()));
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("skipped 1 event that cannot be replayed (--lenient); the first:"),
+        "{err}"
+    );
+    assert!(err.contains("  line 2: "), "{err}");
+}
+
 /// Inputs from a review that crashed, hung or silently misled the tool:
 /// each now fails (or runs) cleanly, with no panic.
 #[test]

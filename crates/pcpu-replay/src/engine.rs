@@ -20,6 +20,10 @@ use crate::page_refs::PageRefs;
 use crate::refaults::{Refaults, SOON_RUNS};
 use crate::report::{Disagreement, PhaseReport, Report, Sample};
 use crate::setup::Setup;
+
+/// Events a lenient replay skipped that it keeps to name
+/// ([`Replayer::first_bad_events`]).
+const FIRST_BAD_KEPT: usize = 3;
 use crate::ReplayError;
 
 const RESERVED_SERIAL: u32 = u32::MAX;
@@ -111,6 +115,8 @@ pub struct Replayer {
     uncreated: HashSet<u64>,
     /// Events that make no sense, skipped in lenient mode.
     bad_events: u64,
+    /// The first [`FIRST_BAD_KEPT`] of them.
+    first_bad: Vec<ReplayError>,
     pub(crate) swapped: u64,
     /// The trace says it is synthetic: its phase figures are placeholders.
     synthetic: bool,
@@ -202,6 +208,7 @@ impl Replayer {
             unknown_frees: 0,
             uncreated: HashSet::new(),
             bad_events: 0,
+            first_bad: Vec::new(),
             swapped: 0,
             synthetic: false,
             derived: HashMap::new(),
@@ -488,8 +495,11 @@ impl Replayer {
     /// Replay one record.
     pub fn feed(&mut self, rec: &Record) -> Result<(), ReplayError> {
         match self.feed_one(rec) {
-            Err(ReplayError::BadEvent { .. }) if self.cfg.lenient => {
+            Err(e @ ReplayError::BadEvent { .. }) if self.cfg.lenient => {
                 self.bad_events += 1;
+                if self.first_bad.len() < FIRST_BAD_KEPT {
+                    self.first_bad.push(e);
+                }
                 Ok(())
             }
             r => r,
@@ -1053,5 +1063,11 @@ impl Replayer {
     /// lenient mode.
     pub fn bad_events(&self) -> u64 {
         self.bad_events
+    }
+
+    /// The first of those (at most 3), each naming its line and what is
+    /// wrong with it.
+    pub fn first_bad_events(&self) -> &[ReplayError] {
+        &self.first_bad
     }
 }

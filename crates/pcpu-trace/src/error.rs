@@ -45,6 +45,14 @@ pub enum ParseErrorKind {
         /// What was expected, e.g. "a non-negative decimal integer".
         expected: &'static str,
     },
+    /// ftrace's `CPU:N [LOST M EVENTS]`: the ring buffer of CPU `cpu` overflowed and
+    /// `count` events are missing from the trace here.
+    LostEvents {
+        /// The CPU whose buffer overflowed.
+        cpu: u32,
+        /// Events lost.
+        count: u64,
+    },
     /// The last line of the input has no trailing newline: the trace was cut mid-line.
     Truncated {
         /// The start of the partial line (at most 80 characters).
@@ -146,6 +154,11 @@ impl fmt::Display for ParseError {
                     "{event}: field `{field}`: expected {expected}, found `{value}`"
                 )
             }
+            ParseErrorKind::LostEvents { cpu, count } => write!(
+                f,
+                "the trace lost {count} events of CPU {cpu} here (its ring buffer overflowed; \
+                 raise trace_buf_size and capture again)"
+            ),
             ParseErrorKind::Truncated { text } => {
                 write!(f, "truncated line (no trailing newline): `{text}`")
             }

@@ -603,6 +603,19 @@ fn probe_event(payload: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// ftrace's report of an overflowed ring buffer, `CPU:N [LOST M EVENTS]`.
+fn lost_events(line: &[u8]) -> Option<ParseErrorKind> {
+    let rest = trim_start(line).strip_prefix(b"CPU:")?;
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let cpu = u32::try_from(parse_dec(&rest[..digits])?).ok()?;
+    let rest = trim_end(&rest[digits..]);
+    let count = trim_start(rest)
+        .strip_prefix(b"[LOST ")?
+        .strip_suffix(b" EVENTS]")?;
+    let count = parse_dec(count)?;
+    Some(ParseErrorKind::LostEvents { cpu, count })
+}
+
 impl LineParser {
     /// A new parser.
     pub fn new() -> Self {
@@ -630,6 +643,9 @@ impl LineParser {
         }
         if trim_start(line).is_empty() {
             return Ok(Line::Blank);
+        }
+        if let Some(kind) = lost_events(line) {
+            return Err(err(kind));
         }
         let pre = parse_prefix(line).map_err(err)?;
         let mut name = pre.event;

@@ -49,9 +49,11 @@ fn read_line_bounded<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<u64
 /// How to treat malformed lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseOptions {
-    /// `false` (strict, the default): the first malformed line is returned as an error and
-    /// reading stops. `true` (lenient): malformed lines are skipped and counted in
-    /// [`ParseStats::malformed`]. I/O errors always stop reading.
+    /// `false` (strict, the default): the first malformed line, or the first report of
+    /// lost events ([`ParseErrorKind::LostEvents`]), is returned as an error and reading
+    /// stops. `true` (lenient): malformed lines are skipped and counted in
+    /// [`ParseStats::malformed`], lost events summed in [`ParseStats::lost_events`]. I/O
+    /// errors always stop reading.
     pub lenient: bool,
     /// In lenient mode, how many errors to keep in [`ParseStats::errors`] (default 10).
     pub keep_errors: usize,
@@ -141,6 +143,11 @@ pub struct ParseStats {
     pub unknown_events: BTreeMap<String, u64>,
     /// Malformed lines skipped in lenient mode.
     pub malformed: u64,
+    /// Events the ring buffer lost, summed over the `CPU:N [LOST M EVENTS]` lines read
+    /// in lenient mode (strict mode stops at the first).
+    pub lost_events: u64,
+    /// The first such line (0: none).
+    pub first_lost_line: u64,
     /// The first malformed-line errors (up to [`ParseOptions::keep_errors`]) in lenient
     /// mode.
     pub errors: Vec<ParseError>,
@@ -213,6 +220,13 @@ impl<R: BufRead> TraceReader<R> {
     }
 
     fn fail(&mut self, e: ParseError) -> Option<Result<Record, ParseError>> {
+        if let (ParseErrorKind::LostEvents { count, .. }, true) = (&e.kind, self.options.lenient) {
+            self.stats.lost_events = self.stats.lost_events.saturating_add(*count);
+            if self.stats.first_lost_line == 0 {
+                self.stats.first_lost_line = e.line;
+            }
+            return None;
+        }
         if !e.is_io() && self.options.lenient {
             self.stats.malformed += 1;
             if self.stats.errors.len() < self.options.keep_errors {

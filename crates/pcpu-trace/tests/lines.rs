@@ -576,3 +576,38 @@ fn strict_stops_lenient_counts() {
     assert_eq!(lenient.stats().errors[0].line, 2);
     assert_eq!(lenient.stats().records(), 2);
 }
+
+/// ftrace's `CPU:N [LOST M EVENTS]` is named as lost events (not a malformed
+/// line): strict reading stops there, lenient reading sums the events lost
+/// and goes on; near misses stay malformed lines.
+#[test]
+fn lost_events_are_named() {
+    let text =
+        format!("{ALLOC_6X}\nCPU:3 [LOST 42 EVENTS]\n{ALLOC_6X}\n  CPU:1 [LOST 8 EVENTS] \n");
+    let strict: Vec<_> = TraceReader::new(text.as_bytes()).collect();
+    assert_eq!(strict.len(), 2);
+    let e = strict[1].as_ref().unwrap_err();
+    assert_eq!(e.line, 2);
+    assert_eq!(e.kind, ParseErrorKind::LostEvents { cpu: 3, count: 42 });
+    assert!(e.to_string().contains("lost 42 events of CPU 3"), "{e}");
+    assert!(e.to_string().contains("trace_buf_size"), "{e}");
+    let mut lenient = TraceReader::new(text.as_bytes()).with_options(ParseOptions::lenient());
+    let ok: Vec<_> = (&mut lenient).collect::<Result<_, _>>().unwrap();
+    assert_eq!(ok.len(), 2);
+    assert_eq!(lenient.stats().lost_events, 50);
+    assert_eq!(lenient.stats().first_lost_line, 2);
+    assert_eq!(lenient.stats().malformed, 0);
+    for near in [
+        "CPU:x [LOST 4 EVENTS]",
+        "CPU:1 [LOST four EVENTS]",
+        "CPU:1 [LOST 4 EVENT]",
+    ] {
+        let err = LineParser::new()
+            .parse_line(near.as_bytes(), 7)
+            .unwrap_err();
+        assert!(
+            !matches!(err.kind, ParseErrorKind::LostEvents { .. }),
+            "{near}: {err}"
+        );
+    }
+}
