@@ -37,7 +37,8 @@ pub(crate) struct DemoArgs {
     /// refused, since every CPU id needs a unit). More stand for
     /// a machine whose other possible CPUs never run the process (a VM sized
     /// for CPU hot-plug): Percpu counts every unit, resident memory only the
-    /// units that were written.
+    /// units that were written. At most 65535 (the userspace allocator's
+    /// limit).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65535))]
     units: Option<u32>,
     /// Print the report as JSON (schema in the `pcpu::demo` documentation).

@@ -28,7 +28,7 @@ pub(crate) struct GenOut {
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
 
-    /// Units (possible CPUs) of the traced machine.
+    /// Units (possible CPUs) of the traced machine, 1 to 64.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub(crate) units: u32,
 

@@ -34,8 +34,8 @@ pub(crate) struct CommonArgs {
     #[arg(value_name = "CAPTURE")]
     pub(crate) input: PathBuf,
 
-    /// Number of units (possible CPUs); overrides the capture's
-    /// `pcpu-alloc: [0] ...` lines.
+    /// Number of units (possible CPUs), 1 to 65536;
+    /// overrides the capture's `pcpu-alloc: [0] ...` lines.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub(crate) units: Option<u32>,
 
