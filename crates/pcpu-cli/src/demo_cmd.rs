@@ -30,7 +30,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_delimiter = ',')]
     hinted: Option<Vec<String>>,
     /// Unit size of each allocator in bytes (a multiple of the page size,
-    /// 32 KiB to 1 GiB).
+    /// 32 KiB to 1 GiB; default: 524288, the userspace allocator's).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(32768..=1 << 30))]
     unit_size: Option<usize>,
     /// Units of each allocator (default: the possible CPUs; fewer are

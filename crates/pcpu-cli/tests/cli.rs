@@ -1496,3 +1496,15 @@ fn warnings_name_only_what_matters() {
         stderr(&o)
     );
 }
+
+/// `demo --help` states the unit size the demo uses when none is given.
+#[test]
+fn demo_help_states_the_default_unit_size() {
+    let o = pcpu(&["demo", "--help"]);
+    assert_ok(&o);
+    let default = format!(
+        "default: {}, the userspace allocator's",
+        pcpu::DEFAULT_UNIT_SIZE
+    );
+    assert!(stdout(&o).contains(&default), "{}", stdout(&o));
+}
