@@ -13,11 +13,12 @@ use crate::builder::{Builder, Config};
 use crate::cache;
 use crate::counter::PerCpuCounter;
 use crate::error::Error;
-use crate::handle::{PerCpu, Zeroable};
+use crate::handle::PerCpu;
 use crate::inner::Inner;
 use crate::stats::Stats;
 use crate::sync::Arc;
 use crate::worker::Balancer;
+use crate::Zeroable;
 
 /// Upper bound of balance runs in one [`PerCpuAllocator::settle`].
 const SETTLE_MAX_RUNS: usize = 64;

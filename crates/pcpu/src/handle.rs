@@ -48,13 +48,12 @@
 use std::fmt;
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
-use std::mem::{self, MaybeUninit};
+use std::mem;
+
+use bytemuck::Zeroable;
 use std::ops::Range;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{
-    AtomicBool, AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicIsize, AtomicU16, AtomicU32,
-    AtomicU64, AtomicU8, AtomicUsize,
-};
+use std::sync::atomic::AtomicI64;
 
 use pcpu_core::ChunkId;
 
@@ -751,63 +750,3 @@ impl<T: fmt::Debug> fmt::Debug for PerCpu<T> {
         f.debug_list().entries(self.iter()).finish()
     }
 }
-
-// === Zeroable ===
-
-/// Types for which all-zero bytes are a valid value, so
-/// [`PerCpuAllocator::per_cpu_zeroed`] can hand out zeroed memory without
-/// running any constructor (it writes zeros over every copy, as an area
-/// taken back from a thread cache holds its previous owner's bytes).
-///
-/// # Safety
-///
-/// An all-zero bit pattern of `size_of::<Self>()` bytes must be a valid,
-/// safe-to-use value of `Self` (and dropping it must be sound).
-pub unsafe trait Zeroable {}
-
-macro_rules! zeroable {
-    ($($t:ty),* $(,)?) => {$(
-        // SAFETY: zero is a valid value of every integer, float and `bool`
-        // (false), `char` ('\0'), `()`, and of every atomic of those (an
-        // atomic has its integer's representation).
-        unsafe impl Zeroable for $t {}
-    )*};
-}
-
-zeroable!(
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    f32,
-    f64,
-    bool,
-    char,
-    (),
-    AtomicU8,
-    AtomicU16,
-    AtomicU32,
-    AtomicU64,
-    AtomicUsize,
-    AtomicI8,
-    AtomicI16,
-    AtomicI32,
-    AtomicI64,
-    AtomicIsize,
-    AtomicBool,
-);
-
-// SAFETY: an array of zeroable elements is all-zero iff each element is, and
-// arrays have no padding between elements.
-unsafe impl<T: Zeroable, const N: usize> Zeroable for [T; N] {}
-
-// SAFETY: every bit pattern, zero included, is a valid `MaybeUninit<T>`.
-unsafe impl<T> Zeroable for MaybeUninit<T> {}

@@ -142,7 +142,25 @@ pub use builder::{
 };
 pub use counter::PerCpuCounter;
 pub use error::{Error, MapError};
-pub use handle::{Iter, IterMut, PerCpu, Zeroable};
+pub use handle::{Iter, IterMut, PerCpu};
+
+/// Types for which all-zero bytes are a valid value, the bound of
+/// [`PerCpuAllocator::per_cpu_zeroed`]: bytemuck's trait (implemented for the
+/// integers, floats, `bool`, `char`, atomics, arrays, `MaybeUninit` and more).
+/// Derive it for a struct of such fields with the `derive` feature:
+///
+/// ```ignore
+/// #[derive(pcpu::Zeroable)]
+/// #[bytemuck(crate = "pcpu::bytemuck")] // no bytemuck dependency needed
+/// struct Stats {
+///     hits: std::sync::atomic::AtomicU64,
+///     misses: std::sync::atomic::AtomicU64,
+/// }
+/// ```
+pub use bytemuck::Zeroable;
+
+/// The `bytemuck` crate, for the derive's `#[bytemuck(crate = "pcpu::bytemuck")]`.
+pub use bytemuck;
 pub use hint::{with_lifetime, Lifetime};
 pub use pcpu_core::{
     AllocError, BalanceReport, ChunkId, Fit, FreeError, InvariantError, Policy, PolicyKind,

@@ -217,6 +217,41 @@ fn zero_sized_and_large_types() {
     assert_eq!(big.get(0)[4095], 7);
 }
 
+/// A struct of counters: `per_cpu_zeroed` takes it through the `derive`
+/// feature's `#[derive(pcpu::Zeroable)]`, naming bytemuck through pcpu.
+#[derive(pcpu::Zeroable)]
+#[bytemuck(crate = "pcpu::bytemuck")]
+#[repr(C)]
+struct Stats {
+    hits: AtomicU64,
+    misses: [AtomicI64; 3],
+    ratio: f64,
+}
+
+#[test]
+fn zeroed_derived_struct() {
+    let alloc = quiet("linux-5.14", 64 << 10);
+    // Dirty an area of the same size and alignment first: the cache hands
+    // it back, and `per_cpu_zeroed` must zero it.
+    let dirty = alloc
+        .per_cpu(|cpu| Stats {
+            hits: AtomicU64::new(cpu as u64 + 1),
+            misses: [AtomicI64::new(-1), AtomicI64::new(-2), AtomicI64::new(-3)],
+            ratio: 0.5,
+        })
+        .unwrap();
+    drop(dirty);
+    let stats = alloc.per_cpu_zeroed::<Stats>().unwrap();
+    for s in stats.iter() {
+        assert_eq!(s.hits.load(Ordering::Relaxed), 0);
+        assert!(s.misses.iter().all(|m| m.load(Ordering::Relaxed) == 0));
+        assert_eq!(s.ratio, 0.0);
+    }
+    stats.current().hits.fetch_add(1, Ordering::Relaxed);
+    let total: u64 = stats.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum();
+    assert_eq!(total, 1);
+}
+
 #[repr(C, align(64))]
 struct Line(AtomicU64);
 
