@@ -641,3 +641,74 @@ fn an_allocation_ending_at_the_chunk_hint_start_keeps_the_chunk_hint() {
     assert_eq!(chunk_hint(&a, id), hint);
     assert_eq!(probe_normal(&a, 1024), None);
 }
+
+/// `pcpu_find_zero_area` remembers the largest free area it skipped, by
+/// its length from the aligned start, and `pcpu_alloc_area` feeds it to
+/// its block (`pcpu_block_update_scan`, which scans back to the run's true
+/// start) as the block's scan hint; the block refresh that follows
+/// promotes that hint and rescans only after it. Block 0 holds free runs
+/// A = [143, 352) (209 bits) and B = [436, 640) (204 bits) with no scan
+/// hint; a 184-bit request at 128-bit alignment skips A (96 bits from 256)
+/// and B (128 bits from 512), so B is fed and A is forgotten: the block,
+/// and the chunk's scan hint, claim B. (A full rescan would find A.)
+#[test]
+fn the_largest_aligned_skipped_run_becomes_the_blocks_hint() {
+    let (mut a, mut b) = plain(8);
+    let id = a.first_chunk();
+    let fill = [(0, 142), (142, 352), (352, 436), (436, 640), (640, 641)];
+    put_bits(&mut a, &mut b, id, &fill);
+    free_bit(&mut a, id, 142);
+    free_bit(&mut a, id, 436);
+    // One bit at the scan hint's start clears the block's and the chunk's
+    // scan hint.
+    put_bits(&mut a, &mut b, id, &[(142, 143)]);
+    assert_eq!(chunk_hint(&a, id), (143, 641, 2048 - 641, 142, 0));
+    let o = a
+        .alloc(&mut b, 184 * 4, 128 * 4, AllocFlags::NORMAL)
+        .unwrap();
+    assert_eq!((o.chunk, o.offset), (id, 768 * 4));
+    assert_eq!(chunk_hint(&a, id), (143, 952, 2048 - 952, 436, 204));
+    a.check_invariants().unwrap();
+}
+
+/// Among skipped areas of equal length `pcpu_find_zero_area` keeps the
+/// best aligned one (whose start has strictly more trailing zeros; the
+/// first among equally aligned ones) and never trades it for a shorter
+/// area, however well aligned. Block 0 holds free runs of 32 bits at 96,
+/// 256, 768, 864 and 916 (starts with 5, 8, 8, 5 and 2 trailing zeros) and
+/// of 16 bits at 512, no scan hint; a 64-bit request skips them all for
+/// [960, 1024). The run at 256 is fed to the block and promoted by its
+/// refresh, which rescans only after it: the chunk's scan hint names it.
+/// (Feeding any later run would lose the runs before it.)
+#[test]
+fn equal_skipped_runs_keep_the_best_aligned_and_shorter_ones_lose() {
+    let (mut a, mut b) = plain(8);
+    let id = a.first_chunk();
+    let runs = [
+        (96, 128),
+        (256, 288),
+        (512, 528),
+        (768, 800),
+        (864, 896),
+        (916, 948),
+    ];
+    // [600, 640) only serves to clear the scan hints below.
+    let mut fill = vec![];
+    let mut at = 0;
+    for &(lo, hi) in runs[..3].iter().chain(&[(600, 640)]).chain(&runs[3..]) {
+        fill.extend([(at, lo), (lo, hi)]);
+        at = hi;
+    }
+    fill.push((at, 960));
+    put_bits(&mut a, &mut b, id, &fill);
+    for &(lo, _) in runs.iter().chain(&[(600, 640)]) {
+        free_bit(&mut a, id, lo);
+    }
+    // Taking [600, 640) back clears the block's and the chunk's scan hint.
+    put_bits(&mut a, &mut b, id, &[(600, 640)]);
+    assert_eq!(chunk_hint(&a, id), (96, 960, 2048 - 960, 600, 0));
+    let o = a.alloc(&mut b, 64 * 4, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((o.chunk, o.offset), (id, 960 * 4));
+    assert_eq!(chunk_hint(&a, id), (96, 1024, 1024, 256, 32));
+    a.check_invariants().unwrap();
+}
