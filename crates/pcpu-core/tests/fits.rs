@@ -134,3 +134,61 @@ fn best_fit_takes_the_lowest_of_equal_holes_and_skips_ones_too_small() {
     assert_eq!((x.chunk, x.offset), (xs[1].chunk, xs[1].offset));
     a.check_invariants().unwrap();
 }
+
+/// Next fit searches on from the rover past room that cannot take the
+/// request: past a free run too short for it (the search resumes after
+/// the allocated bit that ends the run), and from an unaligned free bit up
+/// to the next aligned one. Holes of 4 and 12 bytes at 16 and 24 follow
+/// the rover at 8 (left by an 8-byte object placed at 0 by the walk, the
+/// chunk being full after the old rover); a 12-byte object skips the first
+/// hole for the second. In a fresh allocator, an 8-byte object at 8-byte
+/// alignment after a 12-byte one goes to 16.
+#[test]
+fn next_fit_skips_short_and_unaligned_room_after_the_rover() {
+    let (mut a, mut b) = with_fit(Fit::Next);
+    let first = a.first_chunk();
+    let xs: Vec<_> = [8, 8, 4, 4, 12, 8192 - 36]
+        .iter()
+        .map(|&s| a.alloc(&mut b, s, 4, AllocFlags::NORMAL).unwrap())
+        .collect();
+    assert_eq!(
+        xs.iter().map(|x| x.offset).collect::<Vec<_>>(),
+        [0, 8, 16, 20, 24, 36]
+    );
+    assert!(xs.iter().all(|x| x.chunk == first));
+    for i in [0, 2, 4] {
+        a.free(first, xs[i].offset).unwrap();
+    }
+    let o = a.alloc(&mut b, 8, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((o.chunk, o.offset), (first, 0));
+    let o = a.alloc(&mut b, 12, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((o.chunk, o.offset), (first, 24));
+    a.check_invariants().unwrap();
+
+    let (mut a, mut b) = with_fit(Fit::Next);
+    let x = a.alloc(&mut b, 12, 4, AllocFlags::NORMAL).unwrap();
+    assert_eq!((x.chunk, x.offset), (first, 0));
+    let y = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    assert_eq!((y.chunk, y.offset), (first, 16));
+    a.check_invariants().unwrap();
+}
+
+/// Best fit measures a hole from its start rounded up to the request's
+/// alignment: an 8-byte hole at an odd 4-byte offset cannot hold an
+/// 8-byte-aligned object and is passed over, however small. The smallest
+/// hole that can, 16 bytes after a 24-byte one, takes it. (Taking the
+/// 8-byte hole as the start, the search would go on to the 24-byte hole.)
+#[test]
+fn best_fit_passes_over_a_hole_too_small_once_aligned() {
+    let (mut a, mut b) = with_fit(Fit::Best);
+    let xs = fours(&mut a, &mut b, 17);
+    let base = xs[0].offset;
+    assert_eq!(base % 8, 0);
+    // Holes: 8 bytes at base + 4, 24 at base + 16, 16 at base + 48.
+    for i in [1, 2, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15] {
+        a.free(xs[i].chunk, xs[i].offset).unwrap();
+    }
+    let x = a.alloc(&mut b, 8, 8, AllocFlags::NORMAL).unwrap();
+    assert_eq!((x.chunk, x.offset), (xs[0].chunk, base + 48));
+    a.check_invariants().unwrap();
+}
