@@ -20,13 +20,13 @@ use crate::page_refs::PageRefs;
 use crate::refaults::{Refaults, SOON_RUNS};
 use crate::report::{Disagreement, PhaseReport, Report, Sample};
 use crate::setup::Setup;
+use crate::ReplayError;
+
+const RESERVED_SERIAL: u32 = u32::MAX;
 
 /// Events a lenient replay skipped that it keeps to name
 /// ([`Replayer::first_bad_events`]).
 const FIRST_BAD_KEPT: usize = 3;
-use crate::ReplayError;
-
-const RESERVED_SERIAL: u32 = u32::MAX;
 
 /// The most chunks a kernel-placement replay keeps at once.
 const MAX_KERNEL_CHUNKS: usize = 4096;

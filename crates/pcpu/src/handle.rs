@@ -49,12 +49,11 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
 use std::mem;
-
-use bytemuck::Zeroable;
 use std::ops::Range;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::AtomicI64;
 
+use bytemuck::Zeroable;
 use pcpu_core::ChunkId;
 
 use crate::error::Error;
