@@ -56,7 +56,11 @@ use std::sync::atomic::Ordering;
 use pcpu_core::ChunkId;
 
 use crate::inner::Inner;
+use crate::raw::Area;
+
+mod stack;
 use crate::PerCpuAllocator;
+use stack::Stack;
 
 /// Largest request (bytes) whose areas are cached.
 pub(crate) const MAX_CACHED_SIZE: usize = 256;
@@ -81,8 +85,8 @@ pub(crate) struct Entry {
 /// Cached areas of one request `(size, align)` of one allocator.
 ///
 /// # Invariants
-/// Every entry's `alloc` has the identity `id`; at most `cap` entries
-/// (`cap > 0`); every entry was cached while the allocator's cache epoch was
+/// Every entry's `alloc` has the identity `id`; `entries` has at least
+/// one slot; every entry was cached while the allocator's cache epoch was
 /// `epoch` (a class whose `epoch` is behind is flushed before use).
 #[derive(Debug)]
 struct Class {
@@ -90,8 +94,7 @@ struct Class {
     size: usize,
     align: usize,
     epoch: u64,
-    cap: usize,
-    entries: Vec<Entry>,
+    entries: Stack,
 }
 
 /// A thread's cache: at most [`MAX_CLASSES`] classes, oldest first, with
@@ -129,7 +132,7 @@ impl ThreadCache {
             .iter_mut()
             .filter(|k| k.id == id && k.epoch != epoch)
         {
-            out.get_or_insert_with(Vec::new).append(&mut k.entries);
+            k.entries.take_all(out.get_or_insert_with(Vec::new));
             k.epoch = epoch;
         }
     }
@@ -155,7 +158,7 @@ impl ThreadCache {
         self.classes.retain_mut(|k| {
             let gone = orphaned.contains(&k.id);
             if gone {
-                out.get_or_insert_with(Vec::new).append(&mut k.entries);
+                k.entries.take_all(out.get_or_insert_with(Vec::new));
             }
             !gone
         });
@@ -165,7 +168,7 @@ impl ThreadCache {
     fn take_all(&mut self, id: u64) -> Vec<Entry> {
         let mut out = Vec::new();
         for c in self.classes.iter_mut().filter(|c| c.id == id) {
-            out.append(&mut c.entries);
+            c.entries.take_all(&mut out);
         }
         out
     }
@@ -177,7 +180,7 @@ impl Drop for ThreadCache {
         // no lock is in the way: `Inner::free_many_at_exit`).
         let mut all = Vec::new();
         for c in &mut self.classes {
-            all.append(&mut c.entries);
+            c.entries.take_all(&mut all);
         }
         release_with(all, |inner, areas| inner.free_many_at_exit(areas));
     }
@@ -282,20 +285,24 @@ pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option
     found
 }
 
-/// Keep `entry`, an area of request `(size, align)` whose owner is gone, in
-/// this thread's cache. Gives it back (to be freed) when the thread's cache is
-/// gone (thread exit) or in use.
+/// Keep `area`, of request `(size, align)`, whose owner is gone, in this
+/// thread's cache: its entry is written straight into its class's free slot
+/// ([`Stack`]) and the area left without its allocator. The area is left as
+/// it was (for its `Drop` to free) when the cache is off, or gone (thread
+/// exit), or in use.
 #[inline]
-pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> {
-    let inner = entry.alloc.inner();
+pub(crate) fn put(area: &mut Area, size: usize, align: usize) {
+    let Some(alloc) = area.alloc_if_live() else {
+        return;
+    };
+    let inner = alloc.inner();
     let (id, cap) = (inner.id, inner.config.thread_cache);
     if cap == 0 {
-        return Err(entry);
+        return;
     }
     let epoch = inner.cache_epoch.load(Ordering::Relaxed);
     // Filled only off the fast path (stale, spilled or evicted areas).
     let mut spill: Option<Vec<Entry>> = None;
-    let mut slot = Some(entry);
     let _ = CACHE.try_with(|c| {
         let Ok(mut c) = c.try_borrow_mut() else {
             return;
@@ -318,23 +325,18 @@ pub(crate) fn put(entry: Entry, size: usize, align: usize) -> Result<(), Entry> 
             None => add_class(c, &mut spill, Key { id, size, align }, epoch, cap),
         };
         let class = &mut c.classes[k];
-        if class.entries.len() >= class.cap {
+        let (len, cap) = (class.entries.len(), class.entries.cap());
+        if len >= cap {
             // Full: free the older half (the bottom of the stack) at once.
-            let older = class.entries.len() - class.cap / 2;
-            spill
-                .get_or_insert_with(Vec::new)
-                .extend(class.entries.drain(..older));
+            let older = len - cap / 2;
+            class
+                .entries
+                .take_oldest(older, spill.get_or_insert_with(Vec::new));
         }
-        if let Some(e) = slot.take() {
-            class.entries.push(e);
-        }
+        class.entries.push_with(|| area.take_entry());
     });
     if let Some(v) = spill {
         release(v);
-    }
-    match slot {
-        None => Ok(()),
-        Some(e) => Err(e),
     }
 }
 
@@ -360,16 +362,15 @@ fn add_class(
     // and so do the classes of allocators only this cache still holds.
     c.take_cold(id, epoch, spill);
     if c.classes.len() == MAX_CLASSES {
-        let old = c.classes.remove(0).entries;
-        spill.get_or_insert_with(Vec::new).extend(old);
+        let mut old = c.classes.remove(0).entries;
+        old.take_all(spill.get_or_insert_with(Vec::new));
     }
     c.classes.push(Class {
         id,
         size,
         align,
         epoch,
-        cap,
-        entries: Vec::with_capacity(cap),
+        entries: Stack::new(cap),
     });
     c.classes.len() - 1
 }

@@ -119,31 +119,32 @@ impl Area {
             .expect("pcpu: an area is used only before it is recycled")
     }
 
+    /// The owning allocator, unless the area was recycled.
+    pub(crate) fn alloc_if_live(&self) -> Option<&PerCpuAllocator> {
+        self.alloc.as_ref()
+    }
+
     /// The owner is done with the area, which it allocated as `(size,
     /// align)`: keep it in this thread's cache when that is allowed and has
     /// room. Otherwise (and if not called) `Drop` frees it.
     pub(crate) fn recycle(&mut self, size: usize, align: usize) {
-        if !self.recyclable {
+        if !self.recyclable || !cache::keeps(size) {
             return;
         }
-        let Some(alloc) = self.alloc.take() else {
-            return;
-        };
-        if !cache::keeps(size) {
-            self.alloc = Some(alloc);
-            return;
-        }
-        let entry = Entry {
-            alloc,
+        cache::put(self, size, align);
+    }
+
+    /// The cache entry of this area, leaving it without its allocator (so
+    /// `Drop` frees nothing): [`cache::put`] builds it where it keeps it.
+    pub(crate) fn take_entry(&mut self) -> Option<Entry> {
+        Some(Entry {
+            alloc: self.alloc.take()?,
             base: self.base,
             stride: self.stride,
-            units: self.units,
-            chunk: self.chunk,
             offset: self.offset,
-        };
-        if let Err(e) = cache::put(entry, size, align) {
-            self.alloc = Some(e.alloc);
-        }
+            chunk: self.chunk,
+            units: self.units,
+        })
     }
 }
 
