@@ -59,13 +59,41 @@ pub struct Allocation {
 }
 
 impl Allocation {
-    /// The byte range to zero on every unit.
+    /// The byte range to zero on every unit: `offset..offset + size`.
+    ///
+    /// The fields are public, so a value may be made by hand: when
+    /// `offset + size` would pass `usize::MAX`, the end saturates at
+    /// `usize::MAX` (never wraps, never panics), and the range is then
+    /// shorter than `size`. An area the allocator handed out ends inside its
+    /// unit, far below that; the allocator refuses such a hand-made area
+    /// with a typed error wherever it takes one back.
+    ///
+    /// ```
+    /// use pcpu_core::{Allocation, ChunkId};
+    /// let a = Allocation { chunk: ChunkId(1), offset: 12, size: 8 };
+    /// assert_eq!(a.zero_range(), 12..20);
+    /// let huge = Allocation { chunk: ChunkId(1), offset: usize::MAX - 3, size: 8 };
+    /// assert_eq!(huge.zero_range(), usize::MAX - 3..usize::MAX);
+    /// ```
     pub fn zero_range(&self) -> Range<usize> {
-        self.offset..self.offset + self.size
+        self.offset..self.offset.saturating_add(self.size)
     }
-    /// Pages (per unit) the allocation touches.
+    /// Pages (per unit) the allocation touches: those of
+    /// [`zero_range`](Self::zero_range), whose end saturates (see there).
+    /// A `page_size` of 0 names no pages: the range is empty (`0..0`).
+    ///
+    /// ```
+    /// use pcpu_core::{Allocation, ChunkId};
+    /// let a = Allocation { chunk: ChunkId(1), offset: 4000, size: 200 };
+    /// assert_eq!(a.pages(4096), 0..2);
+    /// assert_eq!(a.pages(0), 0..0);
+    /// ```
     pub fn pages(&self, page_size: usize) -> Range<usize> {
-        self.offset / page_size..(self.offset + self.size).div_ceil(page_size)
+        if page_size == 0 {
+            return 0..0;
+        }
+        let bytes = self.zero_range();
+        bytes.start / page_size..bytes.end.div_ceil(page_size)
     }
 }
 
@@ -281,7 +309,15 @@ impl Allocator {
     /// let a = Allocator::new(g, Policy::default());
     /// assert_eq!(a.chunk_base(a.reserved_chunk().unwrap()), 217088);
     /// assert_eq!(a.chunk_base(a.first_chunk()), 217088 + 8192);
+    /// // Any other id counts from 0, a chunk's or not.
+    /// assert_eq!(a.chunk_base(ChunkId(u32::MAX)), 0);
     /// ```
+    ///
+    /// The base follows from the id alone, so any id other than those two
+    /// gives 0, whether or not a live chunk has it: an id no chunk has yet
+    /// is that of a chunk the backend may create, and the first and the
+    /// reserved chunk are never destroyed, so their ids are never reused.
+    /// Whether a chunk is live is [`chunk`](Self::chunk)'s to say.
     pub fn chunk_base(&self, chunk: ChunkId) -> usize {
         let fc = self.geo.first_chunk();
         let page = self.geo.page_size();
@@ -297,8 +333,15 @@ impl Allocator {
     /// Where `a` starts in each unit of its chunk, in bytes from the unit's
     /// start: [`chunk_base`](Self::chunk_base) plus `a.offset`. A CPU's copy
     /// is at that chunk's unit for the CPU plus this.
+    ///
+    /// Nothing is checked against the allocator's chunks (as with
+    /// `chunk_base`): for an `Allocation` made by hand whose sum would pass
+    /// `usize::MAX`, the result saturates at `usize::MAX` (never wraps,
+    /// never panics). For an area this allocator handed out it is below
+    /// the unit size. [`allocation_size`](Self::allocation_size) says
+    /// whether `a` is a live allocation.
     pub fn unit_offset(&self, a: &Allocation) -> usize {
-        self.chunk_base(a.chunk) + a.offset
+        self.chunk_base(a.chunk).saturating_add(a.offset)
     }
     /// A live chunk.
     pub fn chunk(&self, id: ChunkId) -> Option<&Chunk> {

@@ -263,6 +263,66 @@ fn huge_offsets_and_sizes_do_not_wrap() {
     assert!(Geometry::new(4096, MAX_UNITS, 1 << 19, fc).is_ok());
 }
 
+/// `Allocation`'s fields are public, so its figures must hold for values
+/// made by hand: near the top of `usize` they saturate (they overflowed,
+/// panicking in debug builds and wrapping to an empty or backward range in
+/// release builds), a page size of 0 names no pages (it divided by zero),
+/// and `unit_offset` saturates too (it added the chunk's base unchecked).
+/// Ids of no chunk count from 0, like any chunk the backend creates.
+#[test]
+fn hand_made_allocations_saturate_instead_of_wrapping() {
+    let a = alloc_with_reserved();
+    let before = snapshot(&a);
+    let first = a.first_chunk();
+    let top = Allocation {
+        chunk: first,
+        offset: usize::MAX - 3,
+        size: 8,
+    };
+    assert_eq!(top.zero_range(), usize::MAX - 3..usize::MAX);
+    assert_eq!(top.zero_range().len(), 3);
+    assert_eq!(
+        top.pages(4096),
+        (usize::MAX - 3) / 4096..usize::MAX / 4096 + 1
+    );
+    assert_eq!(top.pages(1), usize::MAX - 3..usize::MAX);
+    let whole = Allocation {
+        chunk: first,
+        offset: 0,
+        size: usize::MAX,
+    };
+    assert_eq!(whole.zero_range(), 0..usize::MAX);
+    assert_eq!(whole.pages(usize::MAX), 0..1);
+    for x in [top, whole, Allocation { size: 0, ..top }] {
+        assert_eq!(x.pages(0), 0..0, "{x:?}");
+    }
+    // The first chunk counts from past the static and reserved areas.
+    let base = a.chunk_base(first);
+    assert_eq!(base, 8192);
+    assert_eq!(a.unit_offset(&top), usize::MAX);
+    let below = Allocation {
+        offset: usize::MAX - base,
+        ..top
+    };
+    assert_eq!(a.unit_offset(&below), usize::MAX);
+    let fits = Allocation {
+        offset: usize::MAX - base - 1,
+        ..top
+    };
+    assert_eq!(a.unit_offset(&fits), usize::MAX - 1);
+    for id in [2, 1000, u32::MAX] {
+        let x = Allocation {
+            chunk: ChunkId(id),
+            ..top
+        };
+        assert!(a.chunk(x.chunk).is_none());
+        assert_eq!(a.chunk_base(x.chunk), 0);
+        assert_eq!(a.unit_offset(&x), usize::MAX - 3);
+    }
+    assert_eq!(snapshot(&a), before);
+    a.check_invariants().unwrap();
+}
+
 #[test]
 fn geometry_errors_print_the_config() {
     let fc = FirstChunk {
