@@ -27,6 +27,7 @@ mod stats_cmd;
 mod study_cmd;
 mod table;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -88,7 +89,7 @@ impl Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(help_args(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&e),
     };
@@ -99,6 +100,29 @@ fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// `pcpu help` (clap's help subcommand) takes command names only, so
+/// `pcpu help --help`, `pcpu help replay -h` and `pcpu help -- replay` were
+/// refused as an "unrecognized subcommand '--help'". After `help`, `-h`,
+/// `--help` and `--` are dropped here; a help flag with no command name
+/// left asks for the help of `help` itself, as `pcpu help help` does.
+fn help_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    if args.get(1).map_or(true, |a| a != "help") {
+        return args;
+    }
+    let is_flag = |a: &OsString| a == "-h" || a == "--help";
+    let rest = args.split_off(2);
+    let flagged = rest.iter().any(is_flag);
+    let names: Vec<OsString> = rest
+        .into_iter()
+        .filter(|a| !is_flag(a) && a != "--")
+        .collect();
+    if names.is_empty() && flagged {
+        args.push("help".into());
+    }
+    args.extend(names);
+    args
 }
 
 /// Prints help/version as clap renders it, and argument errors as one
@@ -155,6 +179,26 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_flags_after_help_are_dropped() {
+        let args = |s: &str| -> Vec<OsString> { s.split(' ').map(OsString::from).collect() };
+        for (given, taken) in [
+            ("pcpu help --help", "pcpu help help"),
+            ("pcpu help -h", "pcpu help help"),
+            ("pcpu help replay --help", "pcpu help replay"),
+            ("pcpu help -h gen churn", "pcpu help gen churn"),
+            ("pcpu help -- replay", "pcpu help replay"),
+            ("pcpu help --", "pcpu help"),
+            // Left alone: not the help subcommand, or nothing to drop.
+            ("pcpu replay --help", "pcpu replay --help"),
+            ("pcpu replay help --help", "pcpu replay help --help"),
+            ("pcpu help nosuch", "pcpu help nosuch"),
+            ("pcpu", "pcpu"),
+        ] {
+            assert_eq!(help_args(args(given)), args(taken), "{given}");
+        }
     }
 
     #[test]

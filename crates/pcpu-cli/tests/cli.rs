@@ -791,6 +791,46 @@ fn help_that_cannot_be_written_fails() {
     assert_ok(&pcpu(&["--help"]));
 }
 
+/// `pcpu help` answers as `--help` does, with the help flags users add to
+/// it: `pcpu help --help` printed a clap error ("unrecognized subcommand
+/// '--help'"), as did `pcpu help replay --help` and `pcpu help -- replay`.
+#[test]
+fn help_subcommand_takes_help_flags() {
+    let help_of = |args: &[&str]| {
+        let o = pcpu(args);
+        assert_ok(&o);
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let top = help_of(&["--help"]);
+    assert!(top.contains("Usage: pcpu <COMMAND>"), "{top}");
+    assert_eq!(help_of(&["help"]), top);
+    assert_eq!(help_of(&["help", "--"]), top);
+    let help = help_of(&["help", "help"]);
+    assert!(help.contains("Usage: pcpu help [COMMAND]..."), "{help}");
+    for args in [&["help", "--help"][..], &["help", "-h"]] {
+        assert_eq!(help_of(args), help, "{args:?}");
+    }
+    let replay = help_of(&["replay", "--help"]);
+    assert!(
+        replay.contains("Usage: pcpu replay [OPTIONS] <CAPTURE>"),
+        "{replay}"
+    );
+    for args in [
+        &["help", "replay"][..],
+        &["help", "replay", "--help"],
+        &["help", "-h", "replay"],
+        &["help", "--", "replay"],
+    ] {
+        assert_eq!(help_of(args), replay, "{args:?}");
+    }
+    let churn = help_of(&["gen", "churn", "--help"]);
+    assert_eq!(help_of(&["help", "gen", "churn", "-h"]), churn);
+    // A name that is no command is still an error, on one line.
+    assert_fails(&pcpu(&["help", "nosuch"]), 2, &["'nosuch'"]);
+    assert_fails(&pcpu(&["help", "replay", "--json"]), 2, &["'--json'"]);
+}
+
 /// Lines of other events are skipped, and said so by name (a misnamed
 /// percpu event or probe would otherwise vanish unseen).
 #[test]
