@@ -148,10 +148,17 @@ impl Replayer {
         };
         let first = a.first_chunk();
         for &(off, len) in &setup.prefill {
+            // `Setup`'s fields are public: a range made by hand may pass
+            // the top of `usize`.
+            let end = off.checked_add(len).ok_or_else(|| {
+                ReplayError::Setup(format!(
+                    "pre-filling the first chunk at {off}: {len} bytes pass the end of the address space"
+                ))
+            })?;
             let mut o = off;
             let max = setup.geometry.max_alloc_size();
-            while o < off + len {
-                let n = (off + len - o).min(max);
+            while o < end {
+                let n = (end - o).min(max);
                 a.alloc_at(&mut backend, first, o, n, 4, AllocFlags::NORMAL)
                     .map_err(|e| {
                         ReplayError::Setup(format!("pre-filling the first chunk at {o}: {e}"))

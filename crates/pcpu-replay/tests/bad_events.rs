@@ -108,6 +108,28 @@ fn an_offset_not_aligned_to_its_request_is_a_bad_event() {
     }
 }
 
+/// `Setup`'s fields are public: a pre-fill range made by hand that passes
+/// the top of `usize` is a setup error (its end overflowed: a panic in
+/// debug builds, and in release builds a wrapped end that pre-filled
+/// nothing and replayed on).
+#[test]
+fn a_prefill_range_past_the_address_space_is_a_setup_error() {
+    let geo = parse_dmesg("percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288").unwrap();
+    let recs = records(&alloc(FIRST, 8, 4));
+    let setup = Setup::derive(&geo, 4, &recs, false).unwrap();
+    for (off, len) in [(usize::MAX - 3, 8), (FIRST as usize, usize::MAX)] {
+        let setup = Setup {
+            prefill: vec![(off, len)],
+            ..setup.clone()
+        };
+        let Err(e) = Replayer::new(setup, ReplayConfig::default(), false, false) else {
+            panic!("pre-fill at {off} of {len} bytes accepted");
+        };
+        assert!(matches!(e, ReplayError::Setup(_)), "{e:?}");
+        assert!(e.to_string().contains(&format!("at {off}")), "{e}");
+    }
+}
+
 #[test]
 fn a_trace_of_frees_only_says_so() {
     let recs = records(&[free(FIRST), free(FIRST + 8)].concat());
