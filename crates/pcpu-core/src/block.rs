@@ -68,9 +68,16 @@ impl BlockMd {
 
     /// Update the hints with a complete free run `[start, end)`
     /// (`pcpu_block_update`).
+    ///
+    /// The run must lie in the block (`0 <= start < end <= nr_bits`) and be
+    /// maximal (bounded by allocated bits or the block's edges), as the
+    /// chunk's scans give it; debug builds check the bounds. Other runs
+    /// leave the hints meaningless (they are hints: nothing is placed from
+    /// them without the bitmap's confirmation).
     #[doc(alias = "pcpu_block_update")]
     #[inline]
     pub fn update(&mut self, start: i32, end: i32) {
+        debug_assert!(0 <= start && start < end && end <= self.nr_bits);
         let contig = end - start;
         self.first_free = self.first_free.min(start);
         if start == 0 {
@@ -132,12 +139,15 @@ impl BlockMd {
     }
 
     /// Can `bits` at alignment `align` (bits) fit in the contig hint
-    /// (`pcpu_check_block_hint`)?
+    /// (`pcpu_check_block_hint`)? `align` is a power of two of at most the
+    /// block's bits, as a request's alignment is once checked (debug builds
+    /// check); `bits` past the hint answer false, however large.
     #[inline]
     #[doc(alias = "pcpu_check_block_hint")]
     pub fn check_hint(&self, bits: i32, align: i32) -> bool {
+        debug_assert!(align > 0 && align & (align - 1) == 0 && align <= self.nr_bits.max(1));
         let pad = align_up(self.contig_hint_start, align) - self.contig_hint_start;
-        pad + bits <= self.contig_hint
+        pad.saturating_add(bits) <= self.contig_hint
     }
 
     /// Does the scan hint overlap `[x, y)`?

@@ -457,7 +457,7 @@ impl Chunk {
             self.block_update_scan(area_off as i32, area_bits as i32);
         }
         let bits = alloc_bits as usize;
-        self.alloc_map.set_range(bit_off, bits);
+        self.alloc_map.set_run(bit_off, bits);
         self.bound_map.mark_bounds(bit_off, bits);
         self.free_bytes -= alloc_bits * 4;
         let bit_off = bit_off as i32;
@@ -579,7 +579,7 @@ impl Chunk {
     #[inline(always)]
     pub(crate) fn free_area(&mut self, bit_off: i32, bits: i32) -> EmptyDelta {
         debug_assert_eq!(self.live_area_bits(bit_off), Some(bits));
-        self.alloc_map.clear_range(bit_off as usize, bits as usize);
+        self.alloc_map.clear_run(bit_off as usize, bits as usize);
         self.free_bytes += bits * 4;
         self.chunk_md.first_free = self.chunk_md.first_free.min(bit_off);
         let delta = self.block_update_hint_free(bit_off, bits);
