@@ -157,6 +157,7 @@ mod tests {
             s.push_with(|| Some(entry(&alloc, o)));
         }
         assert_eq!(held(&s), [8, 16, 24]);
+        assert_eq!((s.len(), s.cap()), (3, 3));
         assert_eq!(s.first().map(|e| e.offset), Some(8));
         // Full: `make` is not called.
         s.push_with(|| panic!("a full stack asked for an entry"));
@@ -190,6 +191,7 @@ mod tests {
         s.take_oldest(3, &mut out);
         assert_eq!(offsets(&out), [4, 8, 12]);
         assert_eq!(held(&s), [16, 20]);
+        assert_eq!((s.len(), s.cap()), (2, 5));
         s.push_with(|| Some(entry(&alloc, 24)));
         assert_eq!(held(&s), [16, 20, 24]);
         s.take_oldest(7, &mut out);
