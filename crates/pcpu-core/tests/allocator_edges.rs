@@ -34,6 +34,27 @@ fn zero_range_is_offset_to_offset_plus_size() {
     a.check_invariants().unwrap();
 }
 
+/// The pages an allocation touches (those that must be populated before
+/// its caller may use it) run from the page of its first byte through the
+/// page of its last: one crossing a page boundary touches both pages, one
+/// ending on a boundary not the next.
+#[test]
+fn pages_run_from_the_first_byte_to_the_last() {
+    let (mut a, mut b) = simple(1, 8, linux());
+    let mut place = |size| {
+        let o = a.alloc(&mut b, size, 4, AllocFlags::NORMAL).unwrap();
+        (o.offset, o.pages(PAGE))
+    };
+    assert_eq!(place(4000), (0, 0..1));
+    assert_eq!(place(200), (4000, 0..2));
+    assert_eq!(
+        place(2 * PAGE - 4200),
+        (4200, 1..2),
+        "ends where page 2 starts"
+    );
+    a.check_invariants().unwrap();
+}
+
 /// `/proc/meminfo`'s `Percpu:` is `pcpu_nr_populated * pcpu_nr_units`
 /// pages: with 3 units and the first chunk's 2 populated pages that is
 /// 2 × 3 × 4096 bytes, and each page a new chunk populates adds 3 pages.
