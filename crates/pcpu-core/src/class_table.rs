@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use crate::classes::ClassHint;
 use crate::long_lived::{Starters, LONG_LIVED};
+use crate::tiling::Bursts;
 
 /// Regions remembered per class.
 pub(crate) const REGIONS_PER_CLASS: usize = 4;
@@ -48,7 +49,8 @@ impl Region {
 ///   [`LONG_LIVED`] has one, so no hint names it.
 /// - A [`LONG_LIVED`] region is one page or less, starting at a page
 ///   boundary (`Allocator::alloc_area_class` cuts it there).
-/// - `starters` keeps its own (`long_lived.rs`).
+/// - `starters` and `bursts` keep their own (`long_lived.rs`,
+///   `tiling.rs`).
 #[derive(Clone, Debug)]
 pub(crate) struct ClassTable {
     entries: Vec<(ClassHint, Region)>,
@@ -56,6 +58,8 @@ pub(crate) struct ClassTable {
     tick: u64,
     /// Call sites that start one-object classes (`Policy::long_lived`).
     pub(crate) starters: Starters,
+    /// Burst sizes per call site (`Policy::tile_bursts`).
+    pub(crate) bursts: Bursts,
 }
 
 impl ClassTable {
@@ -66,6 +70,7 @@ impl ClassTable {
             capacity,
             tick: 0,
             starters: Starters::default(),
+            bursts: Bursts::default(),
         }
     }
 
@@ -233,6 +238,7 @@ impl ClassTable {
     /// Check the invariants (`page_bits`: bits per page).
     pub(crate) fn check(&self, page_bits: i32) -> Result<(), alloc::string::String> {
         self.starters.check()?;
+        self.bursts.check()?;
         for (c, r) in &self.entries {
             if *c == LONG_LIVED {
                 if r.lo % page_bits != 0 || r.hi - r.lo > page_bits {

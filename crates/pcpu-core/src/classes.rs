@@ -49,6 +49,7 @@ use crate::error::AllocError;
 use crate::long_lived::LONG_LIVED;
 use crate::policy::PolicyKind;
 use crate::slots::Entry;
+use crate::tiling::TINY_BITS;
 use crate::MIN_ALLOC_SIZE;
 
 /// How a class's regions are carved.
@@ -205,6 +206,25 @@ impl Allocator {
             let now = self.classes.tick();
             class = self.classes.starters.route(class, site, now, first, small);
         }
+        // A tiling class (`tiling.rs`) starts its burst on a multiple of
+        // its predicted size and leaves its 4-byte objects to the
+        // long-lived pages.
+        let mut tile = None;
+        if self.policy.tile_bursts && class.pages == ClassPages::Shared {
+            let first = !self.classes.has_regions(class);
+            if first {
+                let now = self.classes.tick();
+                let page_bits = (self.geo.page_size() / MIN_ALLOC_SIZE) as i32;
+                self.classes.bursts.start(site, class.id, now, page_bits);
+            }
+            if let Some(t) = self.classes.bursts.tile(class.id) {
+                if req.bits <= TINY_BITS {
+                    class = LONG_LIVED;
+                } else if first {
+                    tile = Some(t);
+                }
+            }
+        }
         // The class's usable regions, most recently used first.
         let mut regions = [None::<Region>; REGIONS_PER_CLASS];
         for (slot, r) in regions.iter_mut().zip(self.classes.regions(class)) {
@@ -242,11 +262,25 @@ impl Allocator {
                 if let Some(a) = self.place(r.chunk, req, off) {
                     self.classes.touch(class, r);
                     self.reintegrate_after(r.chunk, req);
+                    self.classes.bursts.placed(class.id, req.bits);
                     return Ok(a);
                 }
             }
         }
-        // Open a new region: the kernel's walk and first fit, for a larger run.
+        self.open_region(req, flags, class, tile)
+    }
+
+    /// Open a new region for `class` and place `req` there: the kernel's
+    /// walk and first fit, for a larger run; for a tiling burst (`tile`:
+    /// its size in bits), at a multiple of its size in dynamic chunks.
+    fn open_region(
+        &mut self,
+        req: Request,
+        flags: AllocFlags,
+        class: ClassHint,
+        tile: Option<i32>,
+    ) -> Result<Allocation, AllocError> {
+        let bb = self.geo.block_bits() as i32;
         let (probe_bits, probe_align) = match class.pages {
             // At most a whole chunk, which a new chunk always has free
             // (`min_run` may be set larger than a unit).
@@ -255,9 +289,16 @@ impl Allocator {
                     (self.policy.min_run / MIN_ALLOC_SIZE)
                         .min(self.geo.unit_size() / MIN_ALLOC_SIZE) as i32,
                 ),
-                req.bit_align,
+                req.bit_align.max(tile.unwrap_or(1)),
             ),
             ClassPages::Exclusive => ((req.bits.max(bb) + bb - 1) / bb * bb, req.bit_align.max(bb)),
+        };
+        // A tiling burst is aligned in dynamic chunks only: the first
+        // chunk's pages are all populated anyway, and an aligned run there
+        // would push boot-time tasks into a dynamic chunk.
+        let static_align = match class.pages {
+            ClassPages::Shared => req.bit_align,
+            ClassPages::Exclusive => probe_align,
         };
         let probe_bytes = probe_bits as usize * MIN_ALLOC_SIZE;
         let mut next_slot = self
@@ -270,7 +311,10 @@ impl Allocator {
         // `long_lived`, every class keeps out of the long-lived page's.
         let keeps_recent = class.pages == ClassPages::Exclusive && self.policy.keep_room;
         let mut growing = keeps_recent.then(|| self.classes.growing(class));
-        if self.policy.long_lived && class != LONG_LIVED && self.classes.has_regions(LONG_LIVED) {
+        if (self.policy.long_lived || self.policy.tile_bursts)
+            && class != LONG_LIVED
+            && self.classes.has_regions(LONG_LIVED)
+        {
             growing
                 .get_or_insert(Growing([None; GROWING_CLASSES + 1]))
                 .0[GROWING_CLASSES] = Some(LONG_LIVED);
@@ -334,6 +378,10 @@ impl Allocator {
             };
             for id in ids {
                 let c = self.c(id);
+                let probe_align = match c.kind {
+                    ChunkKind::Dynamic => probe_align,
+                    _ => static_align,
+                };
                 let Some(start) = c.find_block_fit(probe_bits, probe_align, false) else {
                     continue;
                 };
@@ -406,6 +454,18 @@ impl Allocator {
         if found.is_none() {
             found = cut;
         }
+        // A tiling burst whose aligned fit skips more than a quarter of
+        // its size, or that has none, is placed as an untiled one.
+        if let Some(t) = tile {
+            let credit = self.classes.bursts.credit(class.id);
+            match found.and_then(|(id, off)| self.tile_start(id, off, t, probe_bits)) {
+                Some((id, off, skip)) if skip <= credit => {
+                    self.classes.bursts.spend(class.id, skip);
+                    found = Some((id, off));
+                }
+                _ => return self.open_region(req, flags, class, None),
+            }
+        }
         let Some((id, off)) = found else {
             // No chunk has a free run that large (or only in growth room): a
             // new chunk (the walk above includes the free slot, so none is
@@ -428,7 +488,30 @@ impl Allocator {
         };
         self.classes.open(class, id, serial, off, hi);
         self.reintegrate_after(id, req);
+        self.classes.bursts.placed(class.id, req.bits);
         Ok(a)
+    }
+
+    /// Where a tiling burst (`tile` bits) opens its region in chunk `id`,
+    /// given `off`, the fit the walk found for a run of `probe_bits` (at a
+    /// multiple of the burst's size, unless back-fill chose a run beside
+    /// survivors): at the first multiple of `tile` from `off` if the free
+    /// run holds the region from there, with the bits skipped from the
+    /// run's start (the caller takes it if the site saved up that many:
+    /// `tiling.rs`); at `off`, skipping nothing, in a chunk other than a
+    /// dynamic one (probed unaligned).
+    fn tile_start(&self, id: u32, off: i32, tile: i32, probe_bits: i32) -> Option<(u32, i32, i32)> {
+        let c = self.c(id);
+        if c.kind != ChunkKind::Dynamic {
+            return Some((id, off, 0));
+        }
+        let run = c
+            .alloc_map
+            .find_prev_bit(0, off as usize)
+            .map_or(0, |b| b as i32 + 1);
+        let end = c.alloc_map.find_next_bit(c.map_bits as usize, off as usize) as i32;
+        let aligned = (off + tile - 1) / tile * tile;
+        (aligned + probe_bits <= end).then_some((id, aligned, aligned - run))
     }
 
     /// A chunk queued for reclaim (not the one being reclaimed) for a new

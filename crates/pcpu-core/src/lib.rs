@@ -56,6 +56,7 @@ mod policy;
 mod refill;
 mod slots;
 mod stats;
+mod tiling;
 
 pub use allocator::{AllocFlags, Allocation, Allocator, Request};
 pub use backend::{Backend, BackendError, FailingBackend, SimBackend};

@@ -50,7 +50,7 @@ impl PolicyKind {
             }
             PolicyKind::Linux61 => "the traced kernel: the same algorithm as 5.14",
             PolicyKind::Pcpu => {
-                "this project's policy: task/lifetime class placement with long-lived prediction, reclaim at the first empty page, refill by room"
+                "this project's policy: task/lifetime class placement with long-lived prediction and page-tiling bursts, reclaim at the first empty page, refill by room"
             }
         }
     }
@@ -181,6 +181,14 @@ pub struct Policy {
     /// class takes a chunk queued for reclaim back (outside other classes'
     /// growth room) before it starts on a fully free chunk.
     pub backfill: bool,
+    /// Task classes whose call site's last class placed a burst of a
+    /// power-of-two size between a quarter page and a page (not counting
+    /// its 4-byte objects) *tile*: the class's first region in a dynamic
+    /// chunk starts on a multiple of that size, and its 4-byte objects go
+    /// to the shared long-lived pages. Equal bursts then tile the pages,
+    /// so that a survivor among removed neighbours pins one page instead
+    /// of straddling two (`tiling.rs`).
+    pub tile_bursts: bool,
     /// `pcpu`: isolate chunks for reclaim only once the system holds at least
     /// this many empty pages beyond `empty_pop_high` (hysteresis: reclaim
     /// then depopulates down to `empty_pop_high`).
@@ -232,6 +240,7 @@ impl Policy {
             keep_room: false,
             long_lived: false,
             backfill: false,
+            tile_bursts: false,
             reclaim_surplus: 0,
             refault_reserve_divisor: 0,
             sideline: true,
@@ -265,6 +274,10 @@ impl Policy {
         // The study's §5c: refills back-fill the holes beside survivors
         // first (lower troughs; fewer traces above +1% of linux-5.14).
         p.backfill = true;
+        // The study's §5d: bursts of a power-of-two fraction of a page
+        // (the memcg's, without its 4-byte counter) tile the pages, so a
+        // surviving cgroup pins one page instead of 1.5.
+        p.tile_bursts = true;
         // The refault reserve stays off: on the shared memcg capture a few
         // refaults before the removal would keep ~14 more pages per unit at
         // phase C (resident/floor outside the first and reserved chunks
@@ -275,7 +288,7 @@ impl Policy {
 
     /// Does this policy behave as `other` does? Equal, up to the class
     /// knobs (`min_run`, `class_capacity`, `keep_room`, `long_lived`,
-    /// `backfill`) when neither places by class: they act only in class
+    /// `backfill`, `tile_bursts`) when neither places by class: they act only in class
     /// placement. (`linux-5.14:keep_room=true` behaves as `linux-5.14`.)
     pub fn behaves_as(&self, other: &Policy) -> bool {
         let mut p = *self;
@@ -285,6 +298,7 @@ impl Policy {
             p.keep_room = other.keep_room;
             p.long_lived = other.long_lived;
             p.backfill = other.backfill;
+            p.tile_bursts = other.tile_bursts;
         }
         p == *other
     }
@@ -382,7 +396,7 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 17] = [
+pub const KNOBS: [&str; 18] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
@@ -400,6 +414,7 @@ pub const KNOBS: [&str; 17] = [
     "keep_room",
     "long_lived",
     "backfill",
+    "tile_bursts",
 ];
 
 /// What knob `name` does, and which policies it affects (one line each),
@@ -472,6 +487,10 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
         ),
         "backfill" => (
             "task classes open a new region in a free run of 3/8 page or more that starts on a page in use, before first fit",
+            CLASSES,
+        ),
+        "tile_bursts" => (
+            "task classes whose call site last placed a power-of-two burst (1/4 to 1 page, 4-byte objects aside) start it on a multiple of its size; their 4-byte objects share the long-lived pages",
             CLASSES,
         ),
         _ => return None,
@@ -614,6 +633,7 @@ impl Policy {
             "keep_room" => KnobValue::Bool(self.keep_room),
             "long_lived" => KnobValue::Bool(self.long_lived),
             "backfill" => KnobValue::Bool(self.backfill),
+            "tile_bursts" => KnobValue::Bool(self.tile_bursts),
             _ => KnobValue::Int(0),
         }
     }
@@ -769,6 +789,7 @@ impl Policy {
             "keep_room" => p.keep_room = flag()?,
             "long_lived" => p.long_lived = flag()?,
             "backfill" => p.backfill = flag()?,
+            "tile_bursts" => p.tile_bursts = flag()?,
             _ => unreachable!("every name in KNOBS is handled"),
         }
         Ok(())

@@ -119,6 +119,13 @@ fn policies_print_and_parse_back() {
                         "true"
                     }
                 }
+                "tile_bursts" => {
+                    if p.tile_bursts {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
                 "empty_pop_high" => "9",
                 "fit" => "best",
                 "refill" => {

@@ -201,6 +201,13 @@ pub fn backfill(base: Policy) -> Sweep {
     })
 }
 
+/// Page-tiling bursts off and on (`Policy::tile_bursts`).
+pub fn tile_bursts(base: Policy) -> Sweep {
+    switch(base, "tile-bursts", "page-tiling bursts", |p, on| {
+        p.tile_bursts = on
+    })
+}
+
 /// The order in which allocations try sidelined chunks (`Policy::refill`),
 /// one variant per value, labelled by its name (`kernel`, `fullest`,
 /// `room`).

@@ -708,9 +708,9 @@ fn cover_letter_floors(md: &mut String, pairs: &[Pair]) {
     let target = if floors.iter().all(|f| f.2) {
         let met = floors.iter().filter(|f| f.0 <= 1506).count();
         format!(
-            " (at most 1506 on {met} of {}: contiguous groups of about half a page at \
-             random page offsets pin about 1.5 pages per surviving parent, so the target sits \
-             at that expectation)",
+            " (at most 1506 on {met} of {}: each surviving parent's burst, 2048 bytes once its \
+             counter is pooled, fills one page, where groups of 2052 bytes at random page \
+             offsets pinned about 1.5: §5d)",
             floors.len()
         )
     } else {

@@ -681,13 +681,13 @@ impl Replayer {
     fn class_for(&self, rec: &Record, ev: &AllocEvent, lifetime: Option<u64>) -> Option<ClassHint> {
         match self.cfg.classes {
             ClassMode::None => None,
-            // The call site only feeds `Policy::long_lived`: not hashed for
-            // a policy without it.
+            // The call site only feeds `Policy::long_lived` and
+            // `Policy::tile_bursts`: not hashed for a policy without them.
             ClassMode::Task => Some(
                 ClassHint::task(rec.pid as u64).at_site(
                     ev.call_site
                         .as_ref()
-                        .filter(|_| self.a.policy().long_lived)
+                        .filter(|_| self.a.policy().long_lived || self.a.policy().tile_bursts)
                         .map_or(0, |c| call_site_class(c.as_str())),
                 ),
             ),

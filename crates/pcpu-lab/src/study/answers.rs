@@ -27,6 +27,7 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
         place_pcpu,
         long_lived,
         backfill,
+        tile_bursts,
         ..
     } = *res;
     // Like `changes`, on the real captures only.
@@ -174,14 +175,16 @@ pub(super) fn answers(subjects: &[Subject], res: &Results) -> Vec<(String, Strin
         );
         let ll = changes(subjects, long_lived, "on", "off", &after_kb);
         let bfill = changes(subjects, backfill, "on", "off", &after_kb);
+        let tile = changes(subjects, tile_bursts, "on", "off", &after_kb);
         let a = format!(
-            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}; under pcpu's rules, keeping classes out of each other's free room (`keep_room`) {}, predicting that the objects of tasks allocating only one live long (`long_lived`, §5b) {}, and opening a task's region beside the survivors of the last removal before an empty page (`backfill`, §5c) {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
+            "Keeping each allocating task's objects contiguous {} under 5.14's rules ({} under pcpu's); lifetime classes derived from the trace, the upper bound of lifetime hints, {}; under pcpu's rules, keeping classes out of each other's free room (`keep_room`) {}, predicting that the objects of tasks allocating only one live long (`long_lived`, §5b) {}, opening a task's region beside the survivors of the last removal before an empty page (`backfill`, §5c) {}, and starting bursts of a power-of-two fraction of a page on a multiple of their size, their 4-byte objects pooled (`tile_bursts`, §5d) {}. Without classes, next fit {} (consecutive allocations, a cgroup's among them, stay together) and best fit {}.",
             verb(&t, "resident memory after removals"),
             span(&tp),
             verb(&l, "it"),
             verb(&keep, "it further"),
             verb(&ll, "it"),
             verb(&bfill, "it"),
+            verb(&tile, "it"),
             verb(&nf, "it"),
             verb(&bf, "it")
         );

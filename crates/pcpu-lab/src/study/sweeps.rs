@@ -78,6 +78,7 @@ pub(super) fn sweeps() -> Vec<Sweep> {
         place_pcpu,
         sweep::long_lived(Policy::pcpu()),
         sweep::backfill(Policy::pcpu()),
+        sweep::tile_bursts(Policy::pcpu()),
     ];
     // Batching matters only when chunks queue up between runs: a periodic
     // work item.
@@ -101,7 +102,7 @@ pub(super) fn baseline(id: &str) -> &'static str {
         "reclaim-min-pages" => "32 pages",
         "marked-threshold" => "2 chunks",
         "empty-pop" => "2/4",
-        "refault-reserve" | "magazine" | "long-lived" | "backfill" => "off",
+        "refault-reserve" | "magazine" | "long-lived" | "backfill" | "tile-bursts" => "off",
         "reclaim-batch" => "all",
         "sideline-5.14" | "sideline-pcpu" => "sidelined",
         "refill-5.14" | "refill-pcpu" => "kernel",
@@ -149,6 +150,8 @@ pub(super) struct Results<'a> {
     pub(super) long_lived: &'a SweepResults,
     /// `backfill`: `pcpu`'s back-fill beside survivors off and on.
     pub(super) backfill: &'a SweepResults,
+    /// `tile-bursts`: `pcpu`'s page-tiling bursts off and on.
+    pub(super) tile_bursts: &'a SweepResults,
 }
 
 impl<'a> Results<'a> {
@@ -179,6 +182,7 @@ impl<'a> Results<'a> {
             place_pcpu: by_id("placement-pcpu"),
             long_lived: by_id("long-lived"),
             backfill: by_id("backfill"),
+            tile_bursts: by_id("tile-bursts"),
         }
     }
 }

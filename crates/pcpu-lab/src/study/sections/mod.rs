@@ -9,6 +9,7 @@ mod intro;
 mod pins;
 mod placement;
 mod refill;
+mod tiling;
 
 use std::time::Instant;
 
@@ -71,6 +72,7 @@ pub(super) fn document(ctx: &Ctx, w: &mut Writer) -> Result<String, LabError> {
     placement::placement(&mut md, ctx, w)?;
     placement::long_lived(&mut md, ctx, w)?;
     backfill::backfill(&mut md, ctx, w)?;
+    tiling::tiling(&mut md, ctx, w)?;
     pins::who_pins(&mut md, ctx);
     closing::cost(&mut md, ctx);
     closing::targets(&mut md, ctx);

@@ -84,8 +84,10 @@ fn page_maps_md(md: &mut String, maps: &[(String, String, Vec<String>)]) {
     let _ = writeln!(
         md,
         "All dynamic chunks; a run is pages in a row that hold live objects. Under `pcpu` a \
-         cgroup's objects are contiguous, so nearly every run is one surviving cgroup, on one \
-         page or straddling two: the coin flip behind §8's floor at C. Under `linux-5.14` first \
+         cgroup's objects are contiguous and start on a half-page boundary with its counter \
+         pooled (§5d), so nearly every run is one surviving cgroup on one page (without \
+         `tile_bursts` it straddles two half the time, which decided §8's floor at C). Under \
+         `linux-5.14` first \
          fit puts a new cgroup's small objects into the holes the one before left, and most \
          runs are two pages.\n"
     );
