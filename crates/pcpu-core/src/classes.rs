@@ -454,11 +454,13 @@ impl Allocator {
         if found.is_none() {
             found = cut;
         }
-        // A tiling burst whose aligned fit skips more than a quarter of
-        // its size, or that has none, is placed as an untiled one.
+        // A tiling burst whose aligned start would skip more bits than its
+        // site saved up (`tiling.rs`), or that has none, is placed as an
+        // untiled one.
         if let Some(t) = tile {
             let credit = self.classes.bursts.credit(class.id);
-            match found.and_then(|(id, off)| self.tile_start(id, off, t, probe_bits)) {
+            let start = |(id, off)| self.tile_start(id, off, t, probe_bits, growing.as_ref());
+            match found.and_then(start) {
                 Some((id, off, skip)) if skip <= credit => {
                     self.classes.bursts.spend(class.id, skip);
                     found = Some((id, off));
@@ -498,9 +500,17 @@ impl Allocator {
     /// survivors): at the first multiple of `tile` from `off` if the free
     /// run holds the region from there, with the bits skipped from the
     /// run's start (the caller takes it if the site saved up that many:
-    /// `tiling.rs`); at `off`, skipping nothing, in a chunk other than a
-    /// dynamic one (probed unaligned).
-    fn tile_start(&self, id: u32, off: i32, tile: i32, probe_bits: i32) -> Option<(u32, i32, i32)> {
+    /// `tiling.rs`), unless that is in the growth room of a class of
+    /// `growing` (the walk kept `off` out of it); at `off`, skipping
+    /// nothing, in a chunk other than a dynamic one (probed unaligned).
+    fn tile_start(
+        &self,
+        id: u32,
+        off: i32,
+        tile: i32,
+        probe_bits: i32,
+        growing: Option<&Growing>,
+    ) -> Option<(u32, i32, i32)> {
         let c = self.c(id);
         if c.kind != ChunkKind::Dynamic {
             return Some((id, off, 0));
@@ -511,7 +521,22 @@ impl Allocator {
             .map_or(0, |b| b as i32 + 1);
         let end = c.alloc_map.find_next_bit(c.map_bits as usize, off as usize) as i32;
         let aligned = (off + tile - 1) / tile * tile;
-        (aligned + probe_bits <= end).then_some((id, aligned, aligned - run))
+        if aligned + probe_bits > end {
+            return None;
+        }
+        if let Some(g) = growing {
+            let used = |lo: i32, at: i32| {
+                (c.alloc_map.find_next_bit(at as usize, lo as usize) as i32) < at
+            };
+            if self
+                .classes
+                .growth_room_end(g, id, c.serial, aligned, used)
+                .is_some()
+            {
+                return None;
+            }
+        }
+        Some((id, aligned, aligned - run))
     }
 
     /// A chunk queued for reclaim (not the one being reclaimed) for a new
