@@ -209,6 +209,60 @@ mod tests {
         b.start(7, 4, 6, PAGE_BITS);
         // Class 3 placed 522 bits in all: class 4 does not tile.
         assert_eq!(b.tile(4), None);
+        // Class 5 places 200 bits, is started again (a retry), then
+        // places 312 more: 512 in all, so class 6 tiles.
+        b.start(7, 5, 7, PAGE_BITS);
+        b.placed(5, 200);
+        b.start(7, 5, 8, PAGE_BITS);
+        b.placed(5, 312);
+        b.start(7, 6, 9, PAGE_BITS);
+        assert_eq!(b.tile(6), Some(512));
+    }
+
+    #[test]
+    fn tiling_bursts_save_up_a_128th_each_up_to_one_burst() {
+        let mut b = bursts_of(512);
+        // Classes 2 and 3 tiled, 4 bits each; 2 is no longer the site's.
+        assert_eq!(b.credit(2), 0);
+        assert_eq!(b.credit(3), 8);
+        for (n, class) in (4..300u64).enumerate() {
+            b.start(7, class, 10 + class, PAGE_BITS);
+            b.placed(class, 512);
+            let saved = (4 * (n as i32 + 3)).min(512);
+            assert_eq!(b.credit(class), saved, "after class {class}");
+        }
+        // A class other than the site's current one has none to spend.
+        assert_eq!(b.credit(298), 0);
+        b.spend(299, 500);
+        assert_eq!(b.credit(299), 12);
+        b.spend(299, 100);
+        assert_eq!(b.credit(299), 0);
+    }
+
+    #[test]
+    fn spending_is_per_site() {
+        let mut b = bursts_of(512);
+        // Site 8: classes 10 and 11, 256 bits each; 11 tiles.
+        for class in [10, 11] {
+            b.start(8, class, class, PAGE_BITS);
+            b.placed(class, 256);
+        }
+        assert_eq!((b.credit(3), b.credit(11)), (8, 2));
+        b.spend(11, 2);
+        assert_eq!((b.credit(3), b.credit(11)), (8, 0));
+        // A class that does not tile has nothing, even if another site's
+        // current class does.
+        b.start(9, 20, 30, PAGE_BITS);
+        assert_eq!(b.credit(20), 0);
+    }
+
+    #[test]
+    fn the_check_finds_a_site_twice() {
+        let mut b = bursts_of(512);
+        b.check().unwrap();
+        let again = b.sites[0];
+        b.sites.push(again);
+        assert!(b.check().unwrap_err().contains("twice"));
     }
 
     #[test]
