@@ -177,9 +177,10 @@ impl Bitmap {
             *w = (*w & !inner) | (1 << lo) | (1 << (end % W));
             return;
         }
-        self.set(start);
-        self.clear_range(start + 1, len - 1);
-        self.set(end);
+        // In bounds: checked above.
+        self.set_run(start, 1);
+        self.clear_run(start + 1, len - 1);
+        self.set_run(end, 1);
     }
 
     /// Set every bit.

@@ -200,20 +200,23 @@ impl Allocator {
         // (`long_lived.rs`; a large one fills pages of its own anyway).
         // Every class-placed task allocation settles verdicts (atomic and
         // reserved ones took plain first fit above).
+        // Both learn from a task class's first object (`first`), at the
+        // class clock `now`.
+        let first = class.pages == ClassPages::Shared
+            && self.policy.uses_call_sites()
+            && !self.classes.has_regions(class);
+        let now = self.classes.tick();
         if self.policy.long_lived && class.pages == ClassPages::Shared {
-            let first = !self.classes.has_regions(class);
             let small = is_small(req.bits, bb);
-            let now = self.classes.tick();
             class = self.classes.starters.route(class, site, now, first, small);
         }
         // A tiling class (`tiling.rs`) starts its burst on a multiple of
         // its predicted size and leaves its 4-byte objects to the
-        // long-lived pages.
+        // long-lived pages. (A class the prediction sent there is no task
+        // class any more.)
         let mut tile = None;
         if self.policy.tile_bursts && class.pages == ClassPages::Shared {
-            let first = !self.classes.has_regions(class);
             if first {
-                let now = self.classes.tick();
                 let page_bits = (self.geo.page_size() / MIN_ALLOC_SIZE) as i32;
                 self.classes.bursts.start(site, class.id, now, page_bits);
             }
@@ -311,7 +314,7 @@ impl Allocator {
         // `long_lived`, every class keeps out of the long-lived page's.
         let keeps_recent = class.pages == ClassPages::Exclusive && self.policy.keep_room;
         let mut growing = keeps_recent.then(|| self.classes.growing(class));
-        if (self.policy.long_lived || self.policy.tile_bursts)
+        if self.policy.uses_call_sites()
             && class != LONG_LIVED
             && self.classes.has_regions(LONG_LIVED)
         {

@@ -286,6 +286,13 @@ impl Policy {
         p
     }
 
+    /// Do task classes learn from the call site of their first object
+    /// (`long_lived`, `tile_bursts`)? With neither, a hint's site is not
+    /// used, and no object goes to the long-lived pages.
+    pub const fn uses_call_sites(&self) -> bool {
+        self.long_lived || self.tile_bursts
+    }
+
     /// Does this policy behave as `other` does? Equal, up to the class
     /// knobs (`min_run`, `class_capacity`, `keep_room`, `long_lived`,
     /// `backfill`, `tile_bursts`) when neither places by class: they act only in class

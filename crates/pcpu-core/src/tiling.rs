@@ -36,7 +36,7 @@ const SITES: usize = 32;
 const CREDIT_PER_BURST: u64 = 128;
 
 /// The latest class started at one call site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Site {
     site: u64,
     /// The class started last here, and the bits it has placed so far.
@@ -79,16 +79,10 @@ impl Bursts {
                         self.sites.swap_remove(o);
                     }
                 }
-                self.sites.push(Site {
-                    site,
-                    class,
-                    bits: 0,
-                    predicted: 0,
-                    tiles: false,
-                    started: now,
-                    credit: 0,
-                });
-                return;
+                // A new site: no bits placed before, so nothing predicted
+                // and nothing saved (filled in below).
+                self.sites.push(Site::default());
+                self.sites.len() - 1
             }
         };
         let s = &mut self.sites[i];
@@ -122,17 +116,19 @@ impl Bursts {
         }
     }
 
+    /// The site whose current class is `class`, if that class tiles.
+    fn tiling(&self, class: u64) -> Option<&Site> {
+        self.sites.iter().find(|s| s.class == class && s.tiles)
+    }
+
     /// The burst size, in bits, class `class` tiles at, if it does.
     pub(crate) fn tile(&self, class: u64) -> Option<i32> {
-        let s = self.sites.iter().find(|s| s.class == class && s.tiles)?;
-        i32::try_from(s.predicted).ok()
+        i32::try_from(self.tiling(class)?.predicted).ok()
     }
 
     /// Bits tiling class `class` may skip to start aligned.
     pub(crate) fn credit(&self, class: u64) -> i32 {
-        self.sites
-            .iter()
-            .find(|s| s.class == class && s.tiles)
+        self.tiling(class)
             .map_or(0, |s| i32::try_from(s.credit).unwrap_or(i32::MAX))
     }
 

@@ -687,7 +687,7 @@ impl Replayer {
                 ClassHint::task(rec.pid as u64).at_site(
                     ev.call_site
                         .as_ref()
-                        .filter(|_| self.a.policy().long_lived || self.a.policy().tile_bursts)
+                        .filter(|_| self.a.policy().uses_call_sites())
                         .map_or(0, |c| call_site_class(c.as_str())),
                 ),
             ),

@@ -49,6 +49,8 @@
 //!
 //! This module has no `unsafe`: it only moves owned values around.
 
+mod stack;
+
 use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
@@ -57,8 +59,6 @@ use pcpu_core::ChunkId;
 
 use crate::inner::Inner;
 use crate::raw::Area;
-
-mod stack;
 use crate::PerCpuAllocator;
 use stack::Stack;
 
