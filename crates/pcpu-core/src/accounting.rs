@@ -81,6 +81,21 @@ impl Allocator {
         self.account_empty(id, d);
     }
 
+    /// Pages a balance run populated: those still unpopulated are counted,
+    /// and their number returned. An embedder that committed some of them
+    /// meanwhile broke the protocol (a non-atomic allocation's population
+    /// waits for the run); its pages are not counted twice.
+    pub(crate) fn run_populated(&mut self, id: u32, pages: Range<usize>) -> usize {
+        let mut n = 0;
+        let mut start = pages.start;
+        while let Some(run) = self.c(id).next_unpopulated(start..pages.end) {
+            start = run.end;
+            n += run.len();
+            self.chunk_populated(id, run);
+        }
+        n
+    }
+
     /// `pcpu_chunk_depopulated`.
     pub(crate) fn chunk_depopulated(&mut self, id: u32, pages: Range<usize>) {
         let n = pages.len();

@@ -12,8 +12,9 @@
 //! runs, chunk creation, and non-atomic allocations, whose population
 //! ([`Allocator::next_unpopulated`] to [`Allocator::commit_populated`])
 //! would otherwise populate the pages of a planned
-//! [`PageWork::Populate`] a second time. [`Allocator::balance`] drives a
-//! whole run inline.
+//! [`PageWork::Populate`] a second time (the allocator then counts them
+//! once, but the backend did the work twice). [`Allocator::balance`] drives
+//! a whole run inline.
 //!
 //! A run holds chunks off the lists while it works on them (chunks to
 //! destroy, the chunk under reclaim): drive it until [`BalanceRun::next`]
@@ -389,8 +390,7 @@ impl BalanceRun {
                 if ok {
                     *nr_to_pop -= pages.len() as i32;
                     *cursor = pages.end;
-                    self.report.populated += pages.len();
-                    a.chunk_populated(chunk.0, pages);
+                    self.report.populated += a.run_populated(chunk.0, pages);
                 } else {
                     *nr_to_pop = 0;
                 }
