@@ -308,6 +308,15 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
             ),
         ));
     }
+    if r.tiled_bursts + r.untiled_bursts > 0 {
+        lines.push((
+            "page-tiling bursts",
+            format!(
+                "{} started aligned, {} placed untiled; {} 4-byte objects on the long-lived pages",
+                r.tiled_bursts, r.untiled_bursts, r.tiling_pooled_objects
+            ),
+        ));
+    }
     let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in lines {
         let _ = writeln!(out, "{:<w$}  {v}", format!("{k}:"), w = w + 1);

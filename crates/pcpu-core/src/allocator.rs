@@ -14,6 +14,7 @@ use crate::geometry::Geometry;
 use crate::policy::Policy;
 use crate::slots::{slot_key, Entry, Lists, SlotLayout};
 use crate::stats::GlobalStats;
+use crate::tiling::TilingStats;
 use crate::{ChunkId, MIN_ALLOC_SIZE};
 
 /// Allocation flags.
@@ -285,6 +286,10 @@ impl Allocator {
     /// class so far (`Policy::long_lived`; `classes.rs`).
     pub fn long_lived_objects(&self) -> u64 {
         self.classes.starters.routed()
+    }
+    /// What page tiling did so far (`Policy::tile_bursts`; `tiling.rs`).
+    pub fn tiling_stats(&self) -> TilingStats {
+        self.classes.bursts.stats
     }
     /// The first chunk's id.
     pub fn first_chunk(&self) -> ChunkId {

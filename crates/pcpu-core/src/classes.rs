@@ -222,12 +222,27 @@ impl Allocator {
             }
             if let Some(t) = self.classes.bursts.tile(class.id) {
                 if req.bits <= TINY_BITS {
-                    class = LONG_LIVED;
+                    let a = self.place_in_class(req, flags, LONG_LIVED, None)?;
+                    self.classes.bursts.stats.pooled += 1;
+                    return Ok(a);
                 } else if first {
                     tile = Some(t);
                 }
             }
         }
+        self.place_in_class(req, flags, class, tile)
+    }
+
+    /// Place `req` in one of `class`'s regions, else in a new one (`tile`:
+    /// the burst size a tiling class's first region starts on a multiple
+    /// of).
+    fn place_in_class(
+        &mut self,
+        req: Request,
+        flags: AllocFlags,
+        class: ClassHint,
+        tile: Option<i32>,
+    ) -> Result<Allocation, AllocError> {
         // The class's usable regions, most recently used first.
         let mut regions = [None::<Region>; REGIONS_PER_CLASS];
         for (slot, r) in regions.iter_mut().zip(self.classes.regions(class)) {
@@ -468,7 +483,11 @@ impl Allocator {
                     self.classes.bursts.spend(class.id, skip);
                     found = Some((id, off));
                 }
-                _ => return self.open_region(req, flags, class, None),
+                _ => {
+                    let a = self.open_region(req, flags, class, None)?;
+                    self.classes.bursts.stats.untiled += 1;
+                    return Ok(a);
+                }
             }
         }
         let Some((id, off)) = found else {
@@ -494,6 +513,16 @@ impl Allocator {
         self.classes.open(class, id, serial, off, hi);
         self.reintegrate_after(id, req);
         self.classes.bursts.placed(class.id, req.bits);
+        // (A burst in the first chunk is not aligned: `tile_start`.)
+        if tile.is_some() {
+            let dynamic = self.c(id).kind == ChunkKind::Dynamic;
+            let stats = &mut self.classes.bursts.stats;
+            if dynamic {
+                stats.tiled += 1;
+            } else {
+                stats.untiled += 1;
+            }
+        }
         Ok(a)
     }
 

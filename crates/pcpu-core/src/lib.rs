@@ -74,6 +74,7 @@ pub use policy::{
     EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW, KNOBS, SLOT_FAIL_THRESHOLD,
 };
 pub use stats::{chunk_stats, ChunkList, ChunkStats, GlobalStats};
+pub use tiling::TilingStats;
 
 /// Allocation granularity and minimum alignment (`PCPU_MIN_ALLOC_SIZE`): one
 /// bit of the allocation map.

@@ -60,6 +60,25 @@ struct Site {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Bursts {
     sites: Vec<Site>,
+    /// What tiling did so far (`Allocator::tiling_stats`).
+    pub(crate) stats: TilingStats,
+}
+
+/// What page tiling did (`Policy::tile_bursts`; all 0 under other policies),
+/// counted when the allocation it concerns succeeds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TilingStats {
+    /// Bursts started on a multiple of their predicted size.
+    pub tiled: u64,
+    /// Bursts predicted to tile but placed as untiled ones: aligning them
+    /// would have skipped more than their site saved up, or reached into
+    /// another class's growth room, or they went to the first chunk (whose
+    /// pages are populated anyway).
+    pub untiled: u64,
+    /// Tiny (4-byte) objects of tiling tasks placed on the shared
+    /// long-lived pages instead of in their bursts.
+    pub pooled: u64,
 }
 
 impl Bursts {

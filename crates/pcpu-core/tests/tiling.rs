@@ -26,14 +26,14 @@ fn allocator(tile: bool) -> (Allocator, SimBackend) {
 
 /// `groups` tasks allocating `burst` each (task ids from 1000, one call
 /// site), then every task but each `keep`-th freed; the pages of dynamic
-/// chunks holding a survivor's object (4-byte objects aside), and every
-/// allocation in order.
+/// chunks holding a survivor's object (4-byte objects aside), every
+/// allocation in order, and what tiling did.
 fn survivors_pages(
     tile: bool,
     burst: &[(usize, usize)],
     groups: u64,
     keep: u64,
-) -> (usize, Vec<Allocation>) {
+) -> (usize, Vec<Allocation>, TilingStats) {
     let (mut a, mut b) = allocator(tile);
     let mut all = Vec::new();
     let mut by_task = Vec::new();
@@ -64,15 +64,22 @@ fn survivors_pages(
             }
         }
     }
-    (pinned.len(), all)
+    (pinned.len(), all, a.tiling_stats())
 }
 
 #[test]
 fn memcg_bursts_tile_the_pages() {
     let (groups, keep) = (440, 11);
     let survivors = groups / keep;
-    let (tiled, _) = survivors_pages(true, &MEMCG, groups, keep);
-    let (untiled, _) = survivors_pages(false, &MEMCG, groups, keep);
+    let (tiled, _, on) = survivors_pages(true, &MEMCG, groups, keep);
+    let (untiled, _, off) = survivors_pages(false, &MEMCG, groups, keep);
+    // Every task after the first learns the 2048-byte burst: it tiles, or
+    // is placed untiled (in the first chunk, or before its site saved up
+    // the skip), and its 4-byte counter goes to the long-lived pages.
+    assert_eq!(on.tiled + on.untiled, groups - 1, "{on:?}");
+    assert!(on.tiled >= (groups - 1) * 2 / 3, "{on:?}");
+    assert_eq!(on.pooled, groups - 1, "{on:?}");
+    assert_eq!(off, TilingStats::default());
     // The first chunk's survivors are not counted. The bursts in the
     // dynamic chunk start where the first chunk's overflow ended, unaligned,
     // until the site has saved up the bits to skip (1/128 of each burst).
@@ -91,9 +98,10 @@ fn bursts_of_other_sizes_are_placed_as_without_tiling() {
     // 2052 bytes with no 4-byte object: not a power of two.
     let burst = [(8, 8), (64, 8), (1096, 8), (688, 8), (196, 4)];
     assert_eq!(burst.iter().map(|o| o.0).sum::<usize>(), 2052);
-    let (_, on) = survivors_pages(true, &burst, 60, 3);
-    let (_, off) = survivors_pages(false, &burst, 60, 3);
+    let (_, on, stats) = survivors_pages(true, &burst, 60, 3);
+    let (_, off, _) = survivors_pages(false, &burst, 60, 3);
     assert_eq!(on, off);
+    assert_eq!(stats, TilingStats::default());
 }
 
 #[test]

@@ -64,6 +64,29 @@ fn tiny_study_writes_every_section_deterministically() {
             "{order}"
         );
     }
+    // §2e: the refault reserves over all the seeds (1 to 3), a row per
+    // setting and generator, and what they trade in a sentence.
+    let table: Vec<&str> = md
+        .lines()
+        .skip_while(|l| {
+            !l.starts_with("The four generators again with seeds 1 to 3 (`pcpu` with each refault")
+        })
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(table.len(), 2 + 4 * 4, "{table:?}");
+    for setting in ["off", "1/8", "1/5", "1/4"] {
+        let rows = table[2..]
+            .iter()
+            .filter(|l| l.starts_with(&format!("| {setting} | ")))
+            .count();
+        assert_eq!(rows, 4, "{setting}: {table:?}");
+    }
+    assert!(
+        table[2..].iter().all(|l| l.contains(" | 3 | ")),
+        "{table:?}"
+    );
+    assert!(md.contains("resident after removals against linux-5.14): off: "));
     // §8: the derived lifetime classes over the seeds, one row per
     // generator (2 seeds each), and the least floor they allow.
     assert!(md.contains("Lifetime classes derived from the trace over the same seeds"));

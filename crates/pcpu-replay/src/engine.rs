@@ -1039,6 +1039,10 @@ impl Replayer {
         r.populated_pages = self.backend.sim.populated_pages;
         r.depopulated_pages = self.backend.sim.depopulated_pages;
         r.long_lived_objects = self.a.long_lived_objects();
+        let tiling = self.a.tiling_stats();
+        r.tiled_bursts = tiling.tiled;
+        r.untiled_bursts = tiling.untiled;
+        r.tiling_pooled_objects = tiling.pooled;
         // Every chunk goes through the backend: made by an allocation, by
         // the balance work, or (kernel placement) where the kernel's was.
         r.chunks_created = self.backend.sim.created;

@@ -11,6 +11,7 @@
 //!   "uncreated_chunks": int,           // chunks used without a create event (lenient)
 //!   "magazine_hits": int,              // allocations served by `--magazine` magazines
 //!   "long_lived_objects": int,         // allocations the long-lived prediction placed together
+//!   "tiled_bursts": int, "untiled_bursts": int, "tiling_pooled_objects": int, // page tiling
 //!   "first_chunk_kb": int,             // the first and reserved chunks, never depopulated
 //!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
 //!   "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
@@ -159,6 +160,14 @@ pub struct Report {
     /// Allocations the long-lived prediction sent to the shared long-lived
     /// class (`Policy::long_lived`; 0 with other policies).
     pub long_lived_objects: u64,
+    /// Task bursts page tiling started on a multiple of their predicted
+    /// size (`Policy::tile_bursts`, `pcpu_core::TilingStats`; 0 with other
+    /// policies).
+    pub tiled_bursts: u64,
+    /// Bursts predicted to tile but placed untiled.
+    pub untiled_bursts: u64,
+    /// 4-byte objects of tiling tasks placed on the long-lived pages.
+    pub tiling_pooled_objects: u64,
     /// Resident memory of the first chunk (static area included) and the
     /// reserved chunk, which no policy depopulates (kB, all units).
     pub first_chunk_kb: u64,

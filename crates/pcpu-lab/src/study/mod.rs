@@ -239,6 +239,8 @@ pub fn run_study(
         }])
         // Lifetime classes derived from the trace too (§8).
         .chain([targets::derived_variant()])
+        // The refault reserves (§2e).
+        .chain(sections::refault_seed_variants())
         .collect();
     let seed_pairs =
         targets::seed_pairs_with(cfg.scale, &seeds, &others, &cfg.options, cfg.threads)?;

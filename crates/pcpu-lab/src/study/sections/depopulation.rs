@@ -7,11 +7,10 @@ use std::fmt::Write as _;
 use super::Ctx;
 use crate::run::{LabError, RunResult};
 use crate::study::compare::{best_line, changes, changes_of, pairs};
-use crate::study::format::{md_table, pct, question, span};
+use crate::study::format::{md_table, question, span};
 use crate::study::subjects::{after_kb, mean_over, refill_kb};
 use crate::study::sweeps::Results;
 use crate::study::writer::{timeline_chart, Writer};
-use crate::targets;
 
 /// §1: how often the balance work should scan and depopulate (balance
 /// schedules, reclaim batching).
@@ -77,19 +76,13 @@ pub(super) fn how_often(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<()
 }
 
 /// §2: the triggers (empty fraction, absolute threshold, candidate chunks,
-/// reserve of empty pages, refault-aware reserve).
+/// reserve of empty pages); the refault-aware reserve is `refault.rs`.
 pub(super) fn triggers(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(), LabError> {
     let Ctx {
         subjects, answers, ..
     } = *ctx;
     let Results {
-        pol,
-        div,
-        minp,
-        mt,
-        ep,
-        rr,
-        ..
+        div, minp, mt, ep, ..
     } = ctx.res;
     question(
         md,
@@ -143,55 +136,6 @@ pub(super) fn triggers(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(),
         "Doubled reserve (4/8) against 2/4: {}.\n",
         pairs(subjects, ep, "4/8", "2/4", &after_kb)
     );
-    let _ = writeln!(
-        md,
-        "### 2e. Page traffic under churn: the refault-aware reserve (`pcpu`)\n\n\
-         Packing empties pages completely, so on a churn workload `pcpu` gives back at every \
-         trough pages that the next round populates again, where 5.14's scattered placement \
-         leaves them pinned. Over one round the pages populated are at least the peak minus \
-         the trough, so with equal peaks no policy can both sit lower than 5.14 at the troughs \
-         and populate fewer pages than 5.14 does: the two targets meet only where the troughs \
-         are equal. `pcpu` therefore adapts: each page that reclaim depopulates gets a stamp \
-         from a reclaim clock, and a page populated again `d` reclaimed pages later (a refault) \
-         shows that `d` more empty pages would have kept it. Reclaim then stops that many \
-         pages above the reserve, capped at a fraction of the pages in use, and the amount \
-         decays as reclaim goes on without refaults. Without refaults (the cover letter's \
-         one-way removal) it never engages. Where it engages it keeps memory at the troughs to \
-         save traffic, and the last table's worst-phase figures show where that takes a \
-         workload more than 1% above 5.14; so the knob is off by default, and the tables show \
-         what each setting trades.\n"
-    );
-    md.push_str(&w.sweep_section(rr, "pcpu, refault reserve varied")?);
-    let mut rows = Vec::new();
-    for s in subjects {
-        let Some(l) = pol.get(&s.input.name, "linux-5.14") else {
-            continue;
-        };
-        let mut row = vec![s.short.clone(), l.populated_pages.to_string()];
-        for r in rr.input(&s.input.name).unwrap_or(&[]) {
-            let (worst, _) = targets::worst_phase(r, l);
-            row.push(format!(
-                "{} ({}), {:+.1}%",
-                r.populated_pages,
-                pct(r.populated_pages, l.populated_pages),
-                worst
-            ));
-        }
-        rows.push(row);
-    }
-    let mut headers = vec!["workload".to_string(), "linux-5.14 populated".into()];
-    headers.extend(
-        rr.sweep
-            .variants
-            .iter()
-            .map(|v| format!("pcpu, {}", v.label)),
-    );
-    let _ = writeln!(
-        md,
-        "Pages populated over the whole run (change against linux-5.14) and the worst phase \
-         against linux-5.14 (largest Percpu increase at any phase marker):\n"
-    );
-    md_table(md, &headers, &rows);
     Ok(())
 }
 

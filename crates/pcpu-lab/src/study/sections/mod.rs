@@ -8,6 +8,7 @@ mod depopulation;
 mod intro;
 mod pins;
 mod placement;
+mod refault;
 mod refill;
 mod tiling;
 
@@ -21,6 +22,7 @@ use crate::pins::PinsReport;
 use crate::run::{LabError, RunResult};
 use crate::targets::Pair;
 pub(super) use backfill::NO_BACKFILL;
+pub(super) use refault::seed_variants as refault_seed_variants;
 
 /// Everything the sections read: the configuration, the inputs, the sweep
 /// results, the replays beside the sweeps, and what the document says first.
@@ -64,6 +66,7 @@ pub(super) fn document(ctx: &Ctx, w: &mut Writer) -> Result<String, LabError> {
     intro::workloads(&mut md, ctx);
     depopulation::how_often(&mut md, ctx, w)?;
     depopulation::triggers(&mut md, ctx, w)?;
+    refault::refault_reserve(&mut md, ctx, w)?;
     depopulation::packing(&mut md, ctx, w)?;
     refill::refill_order(&mut md, ctx, w)?;
     depopulation::timelines(&mut md, ctx, w)?;
