@@ -670,3 +670,116 @@ impl Allocator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChunkId, Geometry, Policy, SimBackend};
+
+    /// A half-page burst, in bits (4 KiB pages).
+    const HALF: i32 = 512;
+    /// `min_run` under `pcpu`, in bits: a task class's least probe.
+    const PROBE: i32 = 16;
+
+    /// `pcpu`'s policy on units of 8 pages (the first chunk's dynamic area
+    /// two pages after a one-page static area), and a dynamic chunk's id.
+    fn with_dynamic_chunk() -> (Allocator, SimBackend, u32) {
+        let g = Geometry::from_kernel_line("s4096 r0 d8192 u32768", 4).unwrap();
+        let mut a = Allocator::new(g, Policy::pcpu());
+        let mut b = SimBackend::default();
+        let ChunkId(id) = a.create_chunk(&mut b).unwrap();
+        assert_eq!(a.c(id).kind, ChunkKind::Dynamic);
+        (a, b, id)
+    }
+
+    /// Place an object of `bits` bits at bit `at` of chunk `id`, populated.
+    fn put(a: &mut Allocator, b: &mut SimBackend, id: u32, at: i32, bits: i32) {
+        let req = a.request(bits as usize * MIN_ALLOC_SIZE, 4).unwrap();
+        let x = a.place(id, req, at).unwrap();
+        assert_eq!(x.offset, at as usize * MIN_ALLOC_SIZE);
+        a.populate_and_finish(b, x, AllocFlags::NORMAL).unwrap();
+        a.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_tiling_start_skips_the_free_bits_before_it_in_its_run() {
+        let (mut a, mut b, id) = with_dynamic_chunk();
+        put(&mut a, &mut b, id, 1500, 10);
+        // The run starts at the chunk's start: all of it is skipped.
+        assert_eq!(
+            a.tile_start(id, HALF, HALF, PROBE, None),
+            Some((id, HALF, HALF))
+        );
+        // The run [100, 1500): a fit on a multiple stays, and skips the
+        // bits from the one after the last object.
+        put(&mut a, &mut b, id, 0, 100);
+        assert_eq!(
+            a.tile_start(id, HALF, HALF, PROBE, None),
+            Some((id, HALF, 412))
+        );
+        assert_eq!(
+            a.tile_start(id, 1024, HALF, PROBE, None),
+            Some((id, 1024, 924))
+        );
+        // A fit between multiples starts at the next one. (open_region's
+        // fits in dynamic chunks are on a multiple already: it probes at
+        // the burst's alignment there.)
+        assert_eq!(
+            a.tile_start(id, 300, HALF, PROBE, None),
+            Some((id, 512, 412))
+        );
+    }
+
+    #[test]
+    fn a_tiling_start_needs_the_probed_run_inside_the_free_run() {
+        let (mut a, mut b, id) = with_dynamic_chunk();
+        put(&mut a, &mut b, id, 0, 100);
+        put(&mut a, &mut b, id, 1500, 10);
+        // From 1024 the free run [100, 1500) holds 476 bits, not 477.
+        assert_eq!(
+            a.tile_start(id, 1024, HALF, 476, None),
+            Some((id, 1024, 924))
+        );
+        assert_eq!(a.tile_start(id, 1024, HALF, 477, None), None);
+        // The next multiple after 1100 is past the run's end (though free
+        // there): the start is judged by its own run, not `off`'s.
+        assert_eq!(a.tile_start(id, 1100, HALF, PROBE, None), None);
+    }
+
+    #[test]
+    fn a_tiling_start_keeps_out_of_the_long_lived_growth_room() {
+        let (mut a, mut b, id) = with_dynamic_chunk();
+        let serial = a.c(id).serial;
+        // Two long-lived pages: the first has an object at its start, the
+        // second only one near its end (the ones before it were freed).
+        put(&mut a, &mut b, id, 2048, 1);
+        put(&mut a, &mut b, id, 3900, 1);
+        a.classes.open(LONG_LIVED, id, serial, 2048, 3072);
+        a.classes.open(LONG_LIVED, id, serial, 3072, 4096);
+        a.check_invariants().unwrap();
+        let mut growing = Growing([None; GROWING_CLASSES + 1]);
+        growing.0[GROWING_CLASSES] = Some(LONG_LIVED);
+        // Past the first page's object: its growth room. (The walk keeps
+        // its own fits out of it; a cut-in fit or a queued chunk's taken
+        // without `growing` may lie there.)
+        assert_eq!(a.tile_start(id, 2560, HALF, PROBE, Some(&growing)), None);
+        assert_eq!(
+            a.tile_start(id, 2560, HALF, PROBE, None),
+            Some((id, 2560, 511))
+        );
+        // Before the second page's only object: not growth room.
+        let start = Some((id, 3584, 3584 - 2049));
+        assert_eq!(a.tile_start(id, 3584, HALF, PROBE, Some(&growing)), start);
+    }
+
+    #[test]
+    fn a_tiling_start_outside_dynamic_chunks_stays_at_the_fit() {
+        let (a, _, _) = with_dynamic_chunk();
+        let ChunkId(first) = a.first_chunk();
+        // Bit 1100 of the first chunk: free, after its static page.
+        assert_eq!(
+            a.tile_start(first, 1100, HALF, PROBE, None),
+            Some((first, 1100, 0))
+        );
+    }
+}
