@@ -199,7 +199,7 @@ pub(super) fn reproduce(md: &mut String, ctx: &Ctx) {
     let _ = writeln!(md, "## How to reproduce\n");
     let _ = writeln!(
         md,
-        "From the repository root (release build; the run takes about a minute on two cores):\n\n\
+        "From the repository root (release build; the run takes about two minutes on two cores):\n\n\
          ```sh\ncargo run --release -p pcpu-cli -- {}\n```\n",
         cfg.command.strip_prefix("pcpu ").unwrap_or(&cfg.command)
     );
