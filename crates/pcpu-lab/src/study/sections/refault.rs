@@ -111,7 +111,8 @@ pub(super) fn refault_reserve(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Res
 /// The refault reserves over `pairs` (generated traces, each replayed under
 /// linux-5.14, `pcpu` and `pcpu` with each reserve), per workload: traces
 /// with a phase above +1% and the largest excess, and the pages populated
-/// against linux-5.14.
+/// and resident memory after removals against linux-5.14; then what the
+/// settings trade ([`conclusion`]).
 fn seeds_table(md: &mut String, pairs: &[Pair]) {
     let workloads = targets::workloads(pairs);
     let mut rows = Vec::new();
