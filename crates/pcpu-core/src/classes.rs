@@ -674,6 +674,8 @@ impl Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
+
     use crate::{ChunkId, Geometry, Policy, SimBackend};
 
     /// A half-page burst, in bits (4 KiB pages).
@@ -781,5 +783,95 @@ mod tests {
             a.tile_start(first, 1100, HALF, PROBE, None),
             Some((first, 1100, 0))
         );
+    }
+
+    /// The burst sites' call site below.
+    const SITE: u64 = 0x51;
+
+    /// Fill the first chunk's free run (after its static page), so that
+    /// new regions open in dynamic chunks.
+    fn fill_first_chunk(a: &mut Allocator, b: &mut SimBackend) {
+        let ChunkId(first) = a.first_chunk();
+        let c = a.c(first);
+        let lo = c.alloc_map.find_next_zero_bit(c.map_bits as usize, 0) as i32;
+        put(a, b, first, lo, c.free_bytes / MIN_ALLOC_SIZE as i32);
+        assert_eq!(a.c(first).free_bytes, 0);
+    }
+
+    /// Task class `class` starts at `SITE`, whose previous class placed a
+    /// half-page burst: it tiles at half a page.
+    fn tiling_class(a: &mut Allocator, class: u64) -> ClassHint {
+        let page_bits = (a.geo.page_size() / MIN_ALLOC_SIZE) as i32;
+        a.classes.bursts.start(SITE, class, 0, page_bits);
+        assert_eq!(a.classes.bursts.tile(class), Some(HALF));
+        ClassHint::task(class)
+    }
+
+    /// Open a region for `class` with `bits` bits, populated, and check the
+    /// invariants.
+    fn open(
+        a: &mut Allocator,
+        b: &mut SimBackend,
+        class: ClassHint,
+        bits: i32,
+        tile: Option<i32>,
+    ) -> Allocation {
+        let req = a.request(bits as usize * MIN_ALLOC_SIZE, 4).unwrap();
+        let x = a.open_region(req, AllocFlags::NORMAL, class, tile).unwrap();
+        a.populate_and_finish(b, x, AllocFlags::NORMAL).unwrap();
+        a.check_invariants().unwrap();
+        x
+    }
+
+    #[test]
+    fn a_region_opens_at_the_first_fit_of_a_chunk_with_room() {
+        let (mut a, mut b, id) = with_dynamic_chunk();
+        fill_first_chunk(&mut a, &mut b);
+        put(&mut a, &mut b, id, 0, 100);
+        put(&mut a, &mut b, id, 3000, 10);
+        let chunks = a.nr_chunks();
+        // No chunk is queued for reclaim: the walk's fit is taken, in the
+        // chunk there is, and the region runs to the next object.
+        let class = ClassHint::task(7);
+        let x = open(&mut a, &mut b, class, 300, None);
+        assert_eq!((x.chunk, x.offset), (ChunkId(id), 100 * MIN_ALLOC_SIZE));
+        assert_eq!(a.nr_chunks(), chunks);
+        let r: Vec<_> = a.classes.regions(class).map(|r| (r.lo, r.hi)).collect();
+        assert_eq!(r, [(100, 3000)]);
+    }
+
+    #[test]
+    fn a_tiling_burst_skips_no_more_than_its_site_saved_up() {
+        let (mut a, mut b, id) = with_dynamic_chunk();
+        fill_first_chunk(&mut a, &mut b);
+        put(&mut a, &mut b, id, 0, 100);
+        // Class 1 placed a half-page burst at the site, so class 2 tiles,
+        // with 4 bits saved up (1/128 of it). Its aligned start at 512
+        // would skip 412 from the free run's start at 100: placed untiled,
+        // at the first fit, nothing spent.
+        let page_bits = (a.geo.page_size() / MIN_ALLOC_SIZE) as i32;
+        a.classes.bursts.start(SITE, 1, 0, page_bits);
+        a.classes.bursts.placed(1, HALF);
+        let class = tiling_class(&mut a, 2);
+        assert_eq!(a.classes.bursts.credit(2), 4);
+        let x = open(&mut a, &mut b, class, HALF, Some(HALF));
+        assert_eq!((x.chunk, x.offset), (ChunkId(id), 100 * MIN_ALLOC_SIZE));
+        assert_eq!(a.classes.bursts.credit(2), 4);
+        let s = a.tiling_stats();
+        assert_eq!((s.tiled, s.untiled), (0, 1));
+        // Class 3 (after class 2's half page) has 8 bits saved up; its free
+        // run starts 8 bits before the next multiple: it starts there, and
+        // spends them all.
+        put(&mut a, &mut b, id, 100 + HALF, 2 * HALF - 8 - (100 + HALF));
+        let class = tiling_class(&mut a, 3);
+        assert_eq!(a.classes.bursts.credit(3), 8);
+        let x = open(&mut a, &mut b, class, HALF, Some(HALF));
+        assert_eq!(
+            (x.chunk, x.offset),
+            (ChunkId(id), 2 * HALF as usize * MIN_ALLOC_SIZE)
+        );
+        assert_eq!(a.classes.bursts.credit(3), 0);
+        let s = a.tiling_stats();
+        assert_eq!((s.tiled, s.untiled), (1, 1));
     }
 }
