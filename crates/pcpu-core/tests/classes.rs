@@ -106,6 +106,15 @@ fn task_classes_keep_each_group_contiguous() {
         pages_touched(&pp),
         pages_touched(&lp)
     );
+    // Task regions are opened in the chunks there are, not a chunk each:
+    // as many chunks as first fit needs, one more at most.
+    assert!(
+        pcpu.nr_chunks() <= linux.nr_chunks() + 1,
+        "{} chunks against {}",
+        pcpu.nr_chunks(),
+        linux.nr_chunks()
+    );
+    pcpu.check_invariants().unwrap();
 }
 
 #[test]
