@@ -542,7 +542,7 @@ fn derived_seeds_table(md: &mut String, pairs: &[Pair], which: &str) {
 }
 
 /// The pairs' workloads, each once, in the order they first appear.
-pub(crate) fn workloads(pairs: &[Pair]) -> Vec<&str> {
+pub(crate) fn workloads<'p>(pairs: impl IntoIterator<Item = &'p Pair>) -> Vec<&'p str> {
     let mut out: Vec<&str> = Vec::new();
     for p in pairs {
         if !out.contains(&p.workload.as_str()) {

@@ -115,7 +115,7 @@ pub(super) struct OverSeeds {
 /// The runs `run` picks from `pairs` (the traces without one are left
 /// out) against each pair's linux-5.14 run; `None` without any.
 pub(super) fn over_seeds<'p>(
-    pairs: &'p [Pair],
+    pairs: impl IntoIterator<Item = &'p Pair>,
     run: impl Fn(&'p Pair) -> Option<&'p RunResult>,
 ) -> Option<OverSeeds> {
     let mut above = 0;

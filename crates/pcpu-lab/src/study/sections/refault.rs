@@ -98,12 +98,7 @@ pub(super) fn refault_reserve(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Res
          against linux-5.14 (largest Percpu increase at any phase marker):\n"
     );
     md_table(md, &headers, &rows);
-    let all: Vec<Pair> = ctx
-        .seed_pairs
-        .iter()
-        .chain(ctx.holdout_pairs)
-        .cloned()
-        .collect();
+    let all: Vec<&Pair> = ctx.seed_pairs.iter().chain(ctx.holdout_pairs).collect();
     seeds_table(md, &all);
     Ok(())
 }
@@ -113,8 +108,17 @@ pub(super) fn refault_reserve(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Res
 /// with a phase above +1% and the largest excess, and the pages populated
 /// and resident memory after removals against linux-5.14; then what the
 /// settings trade ([`conclusion`]).
-fn seeds_table(md: &mut String, pairs: &[Pair]) {
-    let workloads = targets::workloads(pairs);
+fn seeds_table(md: &mut String, pairs: &[&Pair]) {
+    // The traces of each workload, in the order the workloads first appear.
+    let by_workload: Vec<(&str, Vec<&Pair>)> = targets::workloads(pairs.iter().copied())
+        .into_iter()
+        .map(|wl| {
+            (
+                wl,
+                pairs.iter().copied().filter(|p| p.workload == wl).collect(),
+            )
+        })
+        .collect();
     let mut rows = Vec::new();
     let mut settings: Vec<Setting> = Vec::new();
     for d in [Policy::pcpu().refault_reserve_divisor]
@@ -127,13 +131,12 @@ fn seeds_table(md: &mut String, pairs: &[Pair]) {
             churn_traffic: None,
             churn_after: None,
         };
-        for &wl in &workloads {
-            let of: Vec<Pair> = pairs.iter().filter(|p| p.workload == wl).cloned().collect();
+        for (wl, of) in &by_workload {
             let Some(OverSeeds {
                 above,
                 largest: (worst, at),
                 after,
-            }) = over_seeds(&of, |p| reserve_run(p, d))
+            }) = over_seeds(of.iter().copied(), |p| reserve_run(p, d))
             else {
                 continue;
             };
