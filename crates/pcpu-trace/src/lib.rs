@@ -15,6 +15,19 @@
 //! i.e. `<task>-<pid> [<cpu>] <flags> <timestamp>: <event>: <payload>`. Task names may
 //! contain spaces and dashes (the pid follows the last `-` before ` [`); the flags column
 //! is absent in some configurations; a `(<tgid>)` column (`record-tgid`) is skipped.
+//!
+//! The text of `trace-cmd report` and `perf script` reads the same way:
+//!
+//! ```text
+//!  capture-small.s-18541 [001] 82553.874035: print:                tracing_mark_write: PHASE A begin
+//!       capture.sh-16996 [000] 82400.884353: percpu_alloc_percpu:  call_site=mm_init+0x2bf reserved=0 is_atomic=0 size=16 align=8 base_addr=0xffffe8ffffc00000 off=43712 ptr=0x60795bb03ac0 bytes_alloc=64 gfp_flags=GFP_KERNEL
+//!          swapper     0 [000] 82402.370540:       percpu:percpu_free_percpu: base_addr=0xffffe8ffffc00000 off=108408 ptr=0x60795bb1a778
+//! ```
+//!
+//! trace-cmd prints no flags column, the marker as the `print` event, and the header
+//! lines `cpus=N` (read as [`TraceHeader::nr_cpus`]), `version = N` and `CPU N is empty`;
+//! perf prints `<comm> <tid>` (or `<comm> <pid>/<tid>`) and the event with its subsystem
+//! (`percpu:percpu_free_percpu`).
 //! Payloads are `key=value` fields, read as a map: fields may be reordered, unknown ones are
 //! ignored, and the fields that Linux 6.0 added to `percpu_alloc_percpu` (`call_site`,
 //! `bytes_alloc`, `gfp_flags`) are optional, so 5.x traces parse too. Pointers are hex with

@@ -190,7 +190,8 @@ fn parse_cpu_at(s: &[u8], i: usize) -> Option<(u32, usize)> {
     Some((u32::try_from(cpu).ok()?, i + close + 1))
 }
 
-/// Splits `<padding><task>-<pid>` (with an optional ` (<tgid>)` column after the pid).
+/// Splits `<padding><task>-<pid>` (with an optional ` (<tgid>)` column after the pid),
+/// or `perf script`'s `<padding><comm> <tid>` (`<comm> <pid>/<tid>` with `-F +pid`).
 fn split_task_pid(head: &[u8]) -> Option<(&[u8], i32)> {
     let mut head = trim_end(head);
     if let [rest @ .., b')'] = head {
@@ -198,10 +199,24 @@ fn split_task_pid(head: &[u8]) -> Option<(&[u8], i32)> {
         let open = rest.iter().rposition(|&c| c == b'(')?;
         head = trim_end(&rest[..open]);
     }
-    let dash = head.iter().rposition(|&c| c == b'-')?;
-    let pid = parse_dec(&head[dash + 1..])?;
-    let pid = i32::try_from(pid).ok()?;
-    Some((trim_start(&head[..dash]), pid))
+    if let Some(dash) = head.iter().rposition(|&c| c == b'-') {
+        if let Some(pid) = parse_dec(&head[dash + 1..]) {
+            return Some((trim_start(&head[..dash]), i32::try_from(pid).ok()?));
+        }
+    }
+    // perf: the thread id is the last space-separated word (after a `pid/`).
+    let space = head.iter().rposition(|&c| is_space(c))?;
+    let word = &head[space + 1..];
+    let tid = match word.iter().position(|&c| c == b'/') {
+        Some(slash) => {
+            parse_dec(&word[..slash])?;
+            &word[slash + 1..]
+        }
+        None => word,
+    };
+    let tid = i32::try_from(parse_dec(tid)?).ok()?;
+    let comm = trim_start(trim_end(&head[..space]));
+    (!comm.is_empty()).then_some((comm, tid))
 }
 
 /// How far into a line the `[cpu]` column may start. The kernel pads the task
@@ -260,8 +275,21 @@ fn parse_prefix(s: &[u8]) -> Result<Prefix<'_>, ParseErrorKind> {
         .position(|&c| c == b':' || is_space(c))
         .filter(|&i| rest[i] == b':' && i > 0)
         .ok_or_else(|| layout("no `event:` after the timestamp", s))?;
-    let event = &rest[..colon];
-    let payload = match &rest[colon + 1..] {
+    let mut event = &rest[..colon];
+    let mut after = &rest[colon + 1..];
+    // perf script names the event with its subsystem: `percpu:percpu_alloc_percpu:`.
+    let ident = after
+        .iter()
+        .take_while(|&&c| c.is_ascii_alphanumeric() || c == b'_')
+        .count();
+    if ident > 0
+        && after.get(ident) == Some(&b':')
+        && after.get(ident + 1).map_or(true, |&c| is_space(c))
+    {
+        event = &after[..ident];
+        after = &after[ident + 1..];
+    }
+    let payload = match after {
         [b' ', p @ ..] => p,
         p => p,
     };
@@ -603,6 +631,32 @@ fn probe_event(payload: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The lines `trace-cmd report` writes before and between events: `cpus=N`,
+/// `version = N` and `CPU N is empty`.
+fn report_header(line: &[u8]) -> bool {
+    let digits = |s: &[u8]| parse_dec(s).is_some();
+    let line = trim_end(line);
+    if let Some(n) = line.strip_prefix(b"cpus=") {
+        return digits(n);
+    }
+    if let Some(n) = line.strip_prefix(b"version = ") {
+        return digits(n);
+    }
+    line.strip_prefix(b"CPU ")
+        .and_then(|r| r.strip_suffix(b" is empty"))
+        .is_some_and(digits)
+}
+
+/// A trace marker as `trace-cmd report` and `perf script` print it: the `print` event
+/// (`ftrace:print`) with the payload `tracing_mark_write: <text>`.
+fn print_marker(payload: &[u8]) -> Option<&[u8]> {
+    let text = trim_start(payload).strip_prefix(b"tracing_mark_write:")?;
+    Some(match text {
+        [b' ', t @ ..] => t,
+        t => t,
+    })
+}
+
 /// ftrace's report of an overflowed ring buffer, `CPU:N [LOST M EVENTS]`.
 fn lost_events(line: &[u8]) -> Option<ParseErrorKind> {
     let rest = trim_start(line).strip_prefix(b"CPU:")?;
@@ -625,7 +679,8 @@ impl LineParser {
     /// Parses one line (with or without its `\n`/`\r\n` terminator). `line_no` is the
     /// 1-based line number used in the record and in errors.
     ///
-    /// Lines starting with `#` (in the first column: a task name may start with `#`) are
+    /// Lines starting with `#` (in the first column: a task name may start with `#`), and
+    /// `trace-cmd report`'s `cpus=N`, `version = N` and `CPU N is empty` lines, are
     /// [`Line::Comment`]s; empty or all-blank lines are [`Line::Blank`];
     /// well-formed lines of other events are [`Line::Unknown`]. kprobe events are recognised
     /// by their event name or, for probes defined under another name, by the probed symbol.
@@ -638,7 +693,7 @@ impl LineParser {
             line: line_no,
             kind,
         };
-        if line.first() == Some(&b'#') {
+        if line.first() == Some(&b'#') || report_header(line) {
             return Ok(Line::Comment(line));
         }
         if trim_start(line).is_empty() {
@@ -672,6 +727,10 @@ impl LineParser {
             }
             b"pcpu_balance_workfn" => Ok(Event::BalanceWork),
             b"tracing_mark_write" => parse_marker(pre.payload),
+            b"print" => match print_marker(pre.payload) {
+                Some(text) => parse_marker(text),
+                None => return Ok(Line::Unknown { event: pre.event }),
+            },
             _ => return Ok(Line::Unknown { event: pre.event }),
         }
         .map_err(err)?;

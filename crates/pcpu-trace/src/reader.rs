@@ -92,7 +92,7 @@ pub struct TraceHeader {
     pub entries_in_buffer: Option<u64>,
     /// Entries ever written to the ring buffer.
     pub entries_written: Option<u64>,
-    /// Number of CPUs with a buffer (`#P:N`).
+    /// Number of CPUs with a buffer (`#P:N`, or `cpus=N` from `trace-cmd report`).
     pub nr_cpus: Option<u32>,
 }
 
@@ -111,7 +111,10 @@ impl TraceHeader {
             return;
         };
         let s = s.trim_start_matches('#').trim();
-        if let Some(t) = s.strip_prefix("tracer:") {
+        if let Some(n) = s.strip_prefix("cpus=") {
+            // trace-cmd report's first line.
+            self.nr_cpus = n.parse().ok();
+        } else if let Some(t) = s.strip_prefix("tracer:") {
             self.tracer = Some(t.trim().to_owned());
         } else if let Some(rest) = s.strip_prefix("entries-in-buffer/entries-written:") {
             let mut words = rest.split_whitespace();

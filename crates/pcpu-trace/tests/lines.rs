@@ -268,6 +268,94 @@ fn task_names_with_spaces_dashes_and_brackets() {
 }
 
 #[test]
+fn perf_script_layout() {
+    // `perf script`: `<comm> <tid> [cpu] <ts>: <subsystem>:<event>: <payload>`, no
+    // flags column, pointers with `0x`, call sites without the function size.
+    let r = rec("      capture.sh 16996 [001] 82401.861742:      percpu:percpu_alloc_percpu: call_site=tracing_mark_open+0x106 reserved=0 is_atomic=0 size=8 align=8 base_addr=0xffffe8ffffc00000 off=43744 ptr=0x60795bb03ae0 bytes_alloc=32 gfp_flags=GFP_KERNEL");
+    assert_eq!(
+        (&*r.task, r.pid, r.cpu, r.flags, r.ts),
+        ("capture.sh", 16996, 1, None, 82401.861742)
+    );
+    let a = alloc(&r);
+    assert_eq!(a.caller(), Some("tracing_mark_open"));
+    assert_eq!(
+        (a.base_addr, a.off, a.ptr),
+        (0xffffe8ffffc00000, 43744, 0x60795bb03ae0)
+    );
+    assert_eq!(a.gfp_flags.as_deref(), Some("GFP_KERNEL"));
+    let r = rec("         swapper     0 [000] 82402.370540:       percpu:percpu_free_percpu: base_addr=0xffffe8ffffc00000 off=108408 ptr=0x60795bb1a778");
+    assert_eq!((&*r.task, r.pid), ("swapper", 0));
+    assert!(matches!(r.event, Event::Free { off: 108408, .. }));
+    // `-F +pid` prints `pid/tid`: the thread id is the record's pid, as in ftrace.
+    let r = rec("  capture.sh 16996/17001 [001] 1.5: percpu:percpu_free_percpu: base_addr=0x1 off=8 ptr=0x9");
+    assert_eq!((&*r.task, r.pid), ("capture.sh", 17001));
+    // A comm with spaces, and one ending in `-<digits>` (not an ftrace pid: a space follows).
+    let r = rec("  my task 42 [000] 1.0: percpu:percpu_create_chunk: base_addr=0x1");
+    assert_eq!((&*r.task, r.pid), ("my task", 42));
+    let r = rec("  worker-7 42 [000] 1.0: percpu:percpu_create_chunk: base_addr=0x1");
+    assert_eq!((&*r.task, r.pid), ("worker-7", 42));
+    // Other subsystems' events are unknown events, named without the subsystem.
+    let l = LineParser::new().parse_line(
+        b"  bash 1 [000] 1.0: sched:sched_switch: prev_comm=a ==> next_comm=b\n",
+        3,
+    );
+    assert!(
+        matches!(
+            l,
+            Ok(Line::Unknown {
+                event: b"sched_switch"
+            })
+        ),
+        "{l:?}"
+    );
+    // A colon inside an ftrace payload is not a subsystem.
+    let r = rec("  init-1 [002] ..... 6.0: tracing_mark_write: note: PHASE A begin");
+    assert_eq!(r.event, Event::Marker("note: PHASE A begin".into()));
+    // A lone word before the cpu is neither `task-pid` nor `comm tid`.
+    let e = err("  bash [000] 1.0: percpu:percpu_create_chunk: base_addr=0x1");
+    assert!(matches!(e.kind, ParseErrorKind::Layout { .. }), "{e}");
+}
+
+#[test]
+fn trace_cmd_report_layout() {
+    // `trace-cmd report`: ftrace's columns without flags, libtraceevent's payloads, the
+    // trace marker as the `print` event, and a few header lines.
+    let r = rec(" capture-small.s-18541 [001] 82553.874035: print:                tracing_mark_write: PHASE A begin");
+    assert_eq!((&*r.task, r.pid, r.flags), ("capture-small.s", 18541, None));
+    assert_eq!(r.event, Event::PhaseBegin { name: "A".into() });
+    let r = rec(" capture-small.s-18541 [001] 82553.877239: print:                tracing_mark_write: PHASE A Percpu: 1856 kB");
+    assert_eq!(
+        r.event,
+        Event::PhasePercpu {
+            name: "A".into(),
+            kb: 1856
+        }
+    );
+    let r = rec("      capture.sh-16996 [000] 82400.884353: percpu_alloc_percpu:  call_site=mm_init+0x2bf reserved=0 is_atomic=0 size=16 align=8 base_addr=0xffffe8ffffc00000 off=43712 ptr=0x60795bb03ac0 bytes_alloc=64 gfp_flags=GFP_KERNEL");
+    assert_eq!((alloc(&r).size, alloc(&r).off), (16, 43712));
+    let mut p = LineParser::new();
+    for header in ["cpus=2", "version = 6", "CPU 3 is empty", "cpus=64\r\n"] {
+        let l = p.parse_line(header.as_bytes(), 1);
+        assert!(matches!(l, Ok(Line::Comment(_))), "{header}: {l:?}");
+    }
+    for not_header in ["cpus=", "cpus=two", "CPU x is empty", "version = 6.1"] {
+        assert!(
+            p.parse_line(not_header.as_bytes(), 1).is_err(),
+            "{not_header}"
+        );
+    }
+    // A `print` event that is not a trace marker (trace_printk) is an unknown event.
+    let l = p.parse_line(b"  bash-1 [000] 1.0: print:  do_thing: hello\n", 2);
+    assert!(matches!(l, Ok(Line::Unknown { event: b"print" })), "{l:?}");
+    // `cpus=N` is the header's number of CPUs.
+    let text = "cpus=2\n  bash-1 [000] 1.0: percpu_create_chunk:  base_addr=0x10\n";
+    let mut reader = TraceReader::new(text.as_bytes());
+    assert_eq!(reader.by_ref().count(), 1);
+    assert_eq!(reader.header().nr_cpus, Some(2));
+    assert_eq!(reader.stats().header_lines, 1);
+}
+
+#[test]
 fn control_characters_in_names_and_markers_are_escaped() {
     // A task may name itself anything (prctl), and a marker is any text:
     // escape sequences must not reach a terminal (pins tables, phase names)
