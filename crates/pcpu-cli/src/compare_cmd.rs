@@ -10,7 +10,7 @@ use pcpu_replay::{Placement, Report};
 use crate::error::{emit, CliError, CliResult};
 use crate::input::{self, parse_policy, CommonArgs, PlacementArg, Progress};
 use crate::plot;
-use crate::replay_cmd::{magazine_hits, run_replay, Replayed};
+use crate::replay_cmd::{magazine_hits, run_replay, Replayed, Skipped};
 use crate::table::{diff_pct, opt, Align, Table};
 
 /// Arguments of `pcpu compare`.
@@ -96,10 +96,19 @@ pub(crate) fn run(args: CompareArgs) -> CliResult {
     });
     progress.finish();
     let mut reports = Vec::with_capacity(results.len());
+    // Policies that skipped the same events (a trace not started at boot, lost
+    // frees: the trace's faults, not the policy's) share one warning.
+    let mut skips: Vec<(Vec<String>, Skipped)> = Vec::new();
     for r in results {
         let Replayed { report, skipped } = r?;
-        skipped.warn(&report.policy);
+        match skips.iter_mut().find(|(_, s)| *s == skipped) {
+            Some((names, _)) => names.push(report.policy.clone()),
+            None => skips.push((vec![report.policy.clone()], skipped)),
+        }
         reports.push(report);
+    }
+    for (names, skipped) in &skips {
+        skipped.warn(&names.join(", "));
     }
 
     if args.json {

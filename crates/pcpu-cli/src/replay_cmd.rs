@@ -46,7 +46,7 @@ pub(crate) struct Replayed {
 }
 
 /// What a lenient replay skipped.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Skipped {
     /// Frees of pointers with no live traced allocation.
     pub(crate) unknown_frees: u64,

@@ -711,6 +711,64 @@ fn malformed_trace_lenient_skips_and_reports() {
     );
 }
 
+/// A live capture from a 6.18 kernel (pcpu-trace's fixture; not started at boot).
+const LIVE: &str = "../pcpu-trace/tests/fixtures/live-6.18";
+const LIVE_GEOMETRY: [&str; 4] = ["--geometry", "s185560 r0 d31528 u1048576", "--units", "2"];
+
+#[test]
+fn trace_cmd_and_perf_text_replay() {
+    // trace-cmd report's text, with its phase markers: one warning for the
+    // policies that skipped the same (the trace's fault, not theirs).
+    let report = format!("{LIVE}/report.txt.gz");
+    let mut args = vec![
+        "compare",
+        &report,
+        "--lenient",
+        "--policies",
+        "linux-5.14,pcpu",
+    ];
+    args.extend(LIVE_GEOMETRY);
+    let o = pcpu(&args);
+    assert_ok(&o);
+    let err = stderr(&o);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("used without a percpu_create_chunk event"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("linux-5.14, pcpu: 1 chunk"), "{err}");
+    let out = stdout(&o);
+    for phase in ["A", "B", "C", "D"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{phase} "))),
+            "{out}"
+        );
+    }
+    // perf script's text: strict replay stops at perf's first event, a free of
+    // an object allocated before it started; lenient replay counts such frees.
+    let perf = format!("{LIVE}/perf.txt.gz");
+    let mut args = vec!["replay", &perf];
+    args.extend(LIVE_GEOMETRY);
+    assert_fails(
+        &pcpu(&args),
+        1,
+        &["line 1: free of pointer 0x60795bb03b00", "--lenient"],
+    );
+    args.push("--lenient");
+    let o = pcpu(&args);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("linux-6.1: skipped 2 frees of pointers"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("events:               1036 (523 allocs, 511 frees)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn error_unknown_policy() {
     assert_fails(
