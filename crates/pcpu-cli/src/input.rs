@@ -613,11 +613,18 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
             warn(&format!("  {e}"));
         }
     }
-    if stats.lost_events > 0 {
+    if stats.lost_events > 0 || stats.lost_uncounted > 0 {
+        let mut lost = format!("{} event{}", stats.lost_events, plural(stats.lost_events));
+        if stats.lost_uncounted > 0 {
+            let n = stats.lost_uncounted;
+            let verb = if n == 1 { "does" } else { "do" };
+            lost += &format!(
+                " and more at {n} report{} that {verb} not say how many",
+                plural(n)
+            );
+        }
         warn(&format!(
-            "{trace_label}: the trace lost {} event{} (ring buffer overflows, the first at line {}): every figure from there on misses them (--lenient)",
-            stats.lost_events,
-            plural(stats.lost_events),
+            "{trace_label}: the trace lost {lost} (ring buffer overflows, the first at line {}): every figure from there on misses them (--lenient)",
             stats.first_lost_line
         ));
     }

@@ -967,6 +967,15 @@ fn lost_and_skipped_events_are_named() {
         "{err}"
     );
     assert!(!err.contains("malformed"), "{err}");
+    // trace-cmd's reports: one without a count.
+    let trace = format!("{alloc}CPU:2 [17 EVENTS DROPPED]\nCPU:3 [EVENTS DROPPED]\n");
+    let o = pcpu_with_stdin(&lenient, Some(trace.as_bytes()));
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("the trace lost 17 events and more at 1 report that does not say how many (ring buffer overflows, the first at line 2)"),
+        "{err}"
+    );
     // A kprobe populate of the first chunk, which the kernel never makes.
     let populate = "     kworker/0:1-17      [000] d..1.     4.448312: pcpu_chunk_populated: (pcpu_chunk_populated+0x0/0x50) chunk=0xffff8b9e4b13a600 base_addr=0xffff8dc3bbc37000 page_start=0 page_end=1\n";
     let trace = format!("{alloc}{populate}");

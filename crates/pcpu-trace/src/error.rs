@@ -45,13 +45,14 @@ pub enum ParseErrorKind {
         /// What was expected, e.g. "a non-negative decimal integer".
         expected: &'static str,
     },
-    /// ftrace's `CPU:N [LOST M EVENTS]`: the ring buffer of CPU `cpu` overflowed and
-    /// `count` events are missing from the trace here.
+    /// ftrace's `CPU:N [LOST M EVENTS]` (trace-cmd's `CPU:N [M EVENTS DROPPED]`, or
+    /// `CPU:N [EVENTS DROPPED]` without a count): the ring buffer of CPU `cpu`
+    /// overflowed and `count` events are missing from the trace here.
     LostEvents {
         /// The CPU whose buffer overflowed.
         cpu: u32,
-        /// Events lost.
-        count: u64,
+        /// Events lost (`None`: the report does not say how many).
+        count: Option<u64>,
     },
     /// The last line of the input has no trailing newline: the trace was cut mid-line.
     Truncated {
@@ -156,8 +157,12 @@ impl fmt::Display for ParseError {
             }
             ParseErrorKind::LostEvents { cpu, count } => write!(
                 f,
-                "the trace lost {count} events of CPU {cpu} here (its ring buffer overflowed; \
-                 raise trace_buf_size and capture again)"
+                "the trace lost {} events of CPU {cpu} here (its ring buffer overflowed; \
+                 raise trace_buf_size and capture again)",
+                match count {
+                    Some(n) => n.to_string(),
+                    None => "an unknown number of".to_string(),
+                }
             ),
             ParseErrorKind::Truncated { text } => {
                 write!(f, "truncated line (no trailing newline): `{text}`")

@@ -657,16 +657,26 @@ fn print_marker(payload: &[u8]) -> Option<&[u8]> {
     })
 }
 
-/// ftrace's report of an overflowed ring buffer, `CPU:N [LOST M EVENTS]`.
+/// A report of an overflowed ring buffer: ftrace's `CPU:N [LOST M EVENTS]`,
+/// trace-cmd's `CPU:N [M EVENTS DROPPED]` and `CPU:N [EVENTS DROPPED]`.
 fn lost_events(line: &[u8]) -> Option<ParseErrorKind> {
     let rest = trim_start(line).strip_prefix(b"CPU:")?;
     let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
     let cpu = u32::try_from(parse_dec(&rest[..digits])?).ok()?;
-    let rest = trim_end(&rest[digits..]);
-    let count = trim_start(rest)
-        .strip_prefix(b"[LOST ")?
-        .strip_suffix(b" EVENTS]")?;
-    let count = parse_dec(count)?;
+    let report = trim_start(trim_end(&rest[digits..]));
+    let count = if report == b"[EVENTS DROPPED]" {
+        None
+    } else if let Some(n) = report
+        .strip_prefix(b"[LOST ")
+        .and_then(|r| r.strip_suffix(b" EVENTS]"))
+    {
+        Some(parse_dec(n)?)
+    } else {
+        let n = report
+            .strip_prefix(b"[")?
+            .strip_suffix(b" EVENTS DROPPED]")?;
+        Some(parse_dec(n)?)
+    };
     Some(ParseErrorKind::LostEvents { cpu, count })
 }
 

@@ -146,9 +146,13 @@ pub struct ParseStats {
     pub unknown_events: BTreeMap<String, u64>,
     /// Malformed lines skipped in lenient mode.
     pub malformed: u64,
-    /// Events the ring buffer lost, summed over the `CPU:N [LOST M EVENTS]` lines read
-    /// in lenient mode (strict mode stops at the first).
+    /// Events the ring buffer lost, summed over the `CPU:N [LOST M EVENTS]` (and
+    /// trace-cmd's `CPU:N [M EVENTS DROPPED]`) lines read in lenient mode (strict mode
+    /// stops at the first).
     pub lost_events: u64,
+    /// trace-cmd's `CPU:N [EVENTS DROPPED]` lines (lost events, how many not said) read
+    /// in lenient mode.
+    pub lost_uncounted: u64,
     /// The first such line (0: none).
     pub first_lost_line: u64,
     /// The first malformed-line errors (up to [`ParseOptions::keep_errors`]) in lenient
@@ -224,7 +228,10 @@ impl<R: BufRead> TraceReader<R> {
 
     fn fail(&mut self, e: ParseError) -> Option<Result<Record, ParseError>> {
         if let (ParseErrorKind::LostEvents { count, .. }, true) = (&e.kind, self.options.lenient) {
-            self.stats.lost_events = self.stats.lost_events.saturating_add(*count);
+            match count {
+                Some(n) => self.stats.lost_events = self.stats.lost_events.saturating_add(*n),
+                None => self.stats.lost_uncounted += 1,
+            }
             if self.stats.first_lost_line == 0 {
                 self.stats.first_lost_line = e.line;
             }

@@ -676,7 +676,13 @@ fn lost_events_are_named() {
     assert_eq!(strict.len(), 2);
     let e = strict[1].as_ref().unwrap_err();
     assert_eq!(e.line, 2);
-    assert_eq!(e.kind, ParseErrorKind::LostEvents { cpu: 3, count: 42 });
+    assert_eq!(
+        e.kind,
+        ParseErrorKind::LostEvents {
+            cpu: 3,
+            count: Some(42)
+        }
+    );
     assert!(e.to_string().contains("lost 42 events of CPU 3"), "{e}");
     assert!(e.to_string().contains("trace_buf_size"), "{e}");
     let mut lenient = TraceReader::new(text.as_bytes()).with_options(ParseOptions::lenient());
@@ -685,10 +691,46 @@ fn lost_events_are_named() {
     assert_eq!(lenient.stats().lost_events, 50);
     assert_eq!(lenient.stats().first_lost_line, 2);
     assert_eq!(lenient.stats().malformed, 0);
+    // trace-cmd's reports, with and without a count.
+    let text = format!("{ALLOC_6X}\nCPU:7 [204600 EVENTS DROPPED]\nCPU:2 [EVENTS DROPPED]\n");
+    let strict: Vec<_> = TraceReader::new(text.as_bytes()).collect();
+    let e = strict[1].as_ref().unwrap_err();
+    assert_eq!(
+        e.kind,
+        ParseErrorKind::LostEvents {
+            cpu: 7,
+            count: Some(204600)
+        }
+    );
+    let e = LineParser::new()
+        .parse_line(b"CPU:2 [EVENTS DROPPED]", 9)
+        .unwrap_err();
+    assert_eq!(
+        e.kind,
+        ParseErrorKind::LostEvents {
+            cpu: 2,
+            count: None
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains("lost an unknown number of events of CPU 2"),
+        "{e}"
+    );
+    let mut lenient = TraceReader::new(text.as_bytes()).with_options(ParseOptions::lenient());
+    assert_eq!((&mut lenient).filter(|r| r.is_ok()).count(), 1);
+    let s = lenient.stats();
+    assert_eq!(
+        (s.lost_events, s.lost_uncounted, s.first_lost_line),
+        (204600, 1, 2)
+    );
     for near in [
         "CPU:x [LOST 4 EVENTS]",
         "CPU:1 [LOST four EVENTS]",
         "CPU:1 [LOST 4 EVENT]",
+        "CPU:1 [4 EVENTS DROPED]",
+        "CPU:1 [four EVENTS DROPPED]",
+        "CPU:1 [EVENTS DROPPED",
     ] {
         let err = LineParser::new()
             .parse_line(near.as_bytes(), 7)
