@@ -9,6 +9,8 @@
 //! pcpu study   --out DIR [--capture DIR]... [--timings]
 //! pcpu gen     <WORKLOAD> --out DIR [--seed N] ...
 //! pcpu policies
+//! pcpu record  --out DIR [--buffer-kb N] -- COMMAND [ARGS]...
+//! pcpu mark    NAME
 //! ```
 //!
 //! Every failure is one `pcpu: error: ...` line on stderr; the exit code is 2
@@ -22,6 +24,7 @@ mod input;
 mod pins_cmd;
 mod plot;
 mod policies_cmd;
+mod record_cmd;
 mod replay_cmd;
 mod stats_cmd;
 mod study_cmd;
@@ -70,6 +73,13 @@ enum Command {
     /// List the policies, every knob's default under each, and what each
     /// knob does.
     Policies(policies_cmd::PoliciesArgs),
+    /// Record a capture on the running kernel (tracefs, as root) while a
+    /// command runs: the percpu events, phase markers START and END, the
+    /// geometry.
+    Record(record_cmd::RecordArgs),
+    /// Mark a phase of a recording: `PHASE NAME begin`, then the kernel's
+    /// Percpu figure (run it from the workload `pcpu record` runs).
+    Mark(record_cmd::MarkArgs),
 }
 
 impl Command {
@@ -84,6 +94,8 @@ impl Command {
             Command::Study(a) => study_cmd::run(a),
             Command::Gen(a) => gen_cmd::run(a),
             Command::Policies(a) => policies_cmd::run(a),
+            Command::Record(a) => record_cmd::run(a),
+            Command::Mark(a) => record_cmd::run_mark(a),
         }
     }
 }

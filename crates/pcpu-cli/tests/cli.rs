@@ -769,6 +769,146 @@ fn trace_cmd_and_perf_text_replay() {
     );
 }
 
+/// `pcpu record` on a stand-in tracefs (plain files: each holds the last
+/// value written, `trace_marker` every marker): the workload runs with
+/// PCPU_TRACEFS set and marks a phase with `pcpu mark`; the folder written
+/// replays (lenient: not from boot) with the geometry derived from
+/// percpu_stats.
+#[test]
+fn record_and_mark_on_a_stand_in_tracefs() {
+    let dir = std::env::temp_dir().join(format!("pcpu-cli-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let fs = dir.join("tracefs");
+    for (file, text) in [
+        ("trace_marker", ""),
+        ("trace", ""),
+        ("tracing_on", "1\n"),
+        ("current_tracer", "nop\n"),
+        ("buffer_size_kb", "1408\n"),
+        ("trace_options", "hash-ptr\n"),
+        ("events/enable", "0\n"),
+        ("events/percpu/enable", "0\n"),
+        ("per_cpu/cpu0/stats", "overrun: 0\n"),
+    ] {
+        let p = fs.join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let meminfo = dir.join("meminfo");
+    std::fs::write(&meminfo, "Percpu:             872 kB\n").unwrap();
+    let possible = dir.join("possible");
+    std::fs::write(&possible, "0-1\n").unwrap();
+    let empty_log = dir.join("dmesg");
+    std::fs::write(&empty_log, "").unwrap();
+    // The kernel's events: the live 6.18 fixture's tracefs text.
+    let mut events = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(LIVE)
+                    .join("trace.txt.gz"),
+            )
+            .unwrap(),
+        ),
+        &mut events,
+    )
+    .unwrap();
+    let events_file = dir.join("events.txt");
+    std::fs::write(&events_file, &events).unwrap();
+    let out = dir.join("capture");
+    let pcpu_bin = env!("CARGO_BIN_EXE_pcpu");
+    let script = format!(
+        "cat '{}' >> \"$PCPU_TRACEFS/trace\" && '{pcpu_bin}' mark B --meminfo '{}'",
+        events_file.display(),
+        meminfo.display()
+    );
+    let s = |p: &Path| p.display().to_string();
+    let (fs_s, out_s, mi_s, pos_s, log_s) =
+        (s(&fs), s(&out), s(&meminfo), s(&possible), s(&empty_log));
+    let stats = format!(
+        "{}/../pcpu-trace/tests/fixtures/live-6.18/percpu_stats.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let args = [
+        "record",
+        "--out",
+        &out_s,
+        "--tracefs",
+        &fs_s,
+        "--meminfo",
+        &mi_s,
+        "--percpu-stats",
+        &stats,
+        "--possible",
+        &pos_s,
+        "--dmesg",
+        &log_s,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let o = pcpu(&args);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("geometry from percpu_stats (geometry.txt)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("--lenient"), "{}", stdout(&o));
+    let markers = std::fs::read_to_string(fs.join("trace_marker")).unwrap();
+    assert_eq!(
+        markers,
+        "PHASE START begin\nPHASE START Percpu: 872 kB\nPHASE B begin\nPHASE B Percpu: 872 kB\nPHASE END begin\nPHASE END Percpu: 872 kB\n"
+    );
+    // Put back as they were.
+    for (file, text) in [
+        ("tracing_on", "1\n"),
+        ("buffer_size_kb", "1408\n"),
+        ("trace_options", "hash-ptr\n"),
+        ("events/percpu/enable", "0\n"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(fs.join(file)).unwrap(),
+            text,
+            "{file}"
+        );
+    }
+    // The capture replays with the geometry it holds (its phases are the
+    // fixture's own markers: the stand-in's `trace_marker` is a plain file).
+    let o = pcpu(&["replay", &out_s, "--lenient"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("2 units of 4 kB pages"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("events:               1090 (541 allocs, 541 frees)"),
+        "{}",
+        stdout(&o)
+    );
+    // A folder holding a trace is refused before tracing is touched.
+    std::fs::write(fs.join("events/percpu/enable"), "untouched\n").unwrap();
+    assert_fails(&pcpu(&args), 2, &["a trace is there already"]);
+    assert_eq!(
+        std::fs::read_to_string(fs.join("events/percpu/enable")).unwrap(),
+        "untouched\n"
+    );
+    // A workload that fails: the capture is still saved, exit 1.
+    let out2 = format!("{out_s}2");
+    let mut failing = args;
+    failing[2] = &out2;
+    let last = failing.len() - 1;
+    failing[last] = "exit 3";
+    std::fs::write(fs.join("events/percpu/enable"), "0\n").unwrap();
+    let o = pcpu(&failing);
+    assert_fails(&o, 1, &["the workload failed", "the capture is saved"]);
+    assert!(Path::new(&out2).join("trace.txt.gz").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn error_unknown_policy() {
     assert_fails(

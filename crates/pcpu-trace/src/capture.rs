@@ -261,10 +261,11 @@ pub struct Capture {
     pub dir: PathBuf,
     /// The trace file (`trace.txt.gz`, `trace.txt`, or the file given).
     pub trace_path: PathBuf,
-    /// `dmesg-percpu.txt`, if present.
+    /// `dmesg-percpu.txt` if present, else `geometry.txt` (the same `pcpu-alloc:` lines,
+    /// derived by `pcpu record` from `percpu_stats`) if present.
     pub dmesg_path: Option<PathBuf>,
-    /// First-chunk geometry from `dmesg-percpu.txt`; `None` if the file is missing or has
-    /// no geometry line.
+    /// First-chunk geometry from that file; `None` if there is none or it has no
+    /// geometry line.
     pub geometry: Option<FirstChunkGeometry>,
     /// `meminfo-phases.txt`, if present.
     pub meminfo_path: Option<PathBuf>,
@@ -347,8 +348,14 @@ impl Capture {
             };
             (dir, path.to_owned())
         };
-        let dmesg = dir.join("dmesg-percpu.txt");
-        let dmesg_text = read_side(&dmesg)?;
+        // The boot log's lines, or the same lines derived by `pcpu record`
+        // (`record::geometry_lines`) when the boot log no longer held them.
+        let mut dmesg = dir.join("dmesg-percpu.txt");
+        let mut dmesg_text = read_side(&dmesg)?;
+        if dmesg_text.is_none() {
+            dmesg = dir.join("geometry.txt");
+            dmesg_text = read_side(&dmesg)?;
+        }
         let meminfo = dir.join("meminfo-phases.txt");
         let parsed = read_side(&meminfo).and_then(|text| {
             text.map(|t| {

@@ -69,8 +69,9 @@
 //! # Capture folders
 //!
 //! [`Capture::open`] reads a folder holding `trace.txt.gz` (or `trace.txt`) and optionally
-//! `dmesg-percpu.txt` ([`FirstChunkGeometry`], number of units) and `meminfo-phases.txt`
-//! ([`MeminfoPhase`]).
+//! `dmesg-percpu.txt` ([`FirstChunkGeometry`], number of units; or `geometry.txt`, the same
+//! lines derived from `percpu_stats` by [`record::geometry_lines`]) and `meminfo-phases.txt`
+//! ([`MeminfoPhase`]). [`record`] records one on a running kernel.
 //!
 //! # Example
 //!
@@ -99,6 +100,7 @@ mod error;
 mod event;
 mod parse;
 mod reader;
+pub mod record;
 pub mod write;
 
 pub use capture::{

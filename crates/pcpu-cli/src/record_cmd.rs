@@ -1,0 +1,232 @@
+//! `pcpu record`: record a capture folder on the running kernel while a
+//! workload runs; `pcpu mark`: mark a phase of it (pcpu_trace::record).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+use clap::Args;
+use pcpu_trace::record::{geometry_lines, RecordOptions, Tracefs};
+use pcpu_trace::{parse_dmesg, Capture};
+
+use crate::error::{emit, warn, CliError, CliResult, EXIT_REPLAY};
+
+/// The variable `pcpu record` sets for its workload: the tracefs mount, which
+/// `pcpu mark` uses when `--tracefs` is not given.
+const TRACEFS_VAR: &str = "PCPU_TRACEFS";
+
+/// Arguments of `pcpu record`.
+#[derive(Args, Debug)]
+pub(crate) struct RecordArgs {
+    /// Capture folder to write (trace.txt.gz, and dmesg-percpu.txt or
+    /// geometry.txt); created if needed, refused if it holds a trace.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+
+    /// Ring buffer size per CPU, in KiB. A trace that does not fit loses
+    /// events (the command says so): raise it and record again.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(64..))]
+    pub(crate) buffer_kb: u64,
+
+    /// Record even when a tracer or other trace events are on (their ring
+    /// buffer is cleared).
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// The tracefs mount (default: /sys/kernel/tracing, else
+    /// /sys/kernel/debug/tracing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) tracefs: Option<PathBuf>,
+
+    /// The meminfo file whose `Percpu:` the phase markers carry.
+    #[arg(long, hide = true, default_value = "/proc/meminfo")]
+    pub(crate) meminfo: PathBuf,
+
+    /// The kernel's percpu_stats (the geometry when the boot log lacks it).
+    #[arg(long, hide = true, default_value = "/sys/kernel/debug/percpu_stats")]
+    pub(crate) percpu_stats: PathBuf,
+
+    /// The possible CPUs (the number of units beside percpu_stats).
+    #[arg(long, hide = true, default_value = "/sys/devices/system/cpu/possible")]
+    pub(crate) possible: PathBuf,
+
+    /// A file holding the kernel log, read instead of running `dmesg`.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub(crate) dmesg: Option<PathBuf>,
+
+    /// The workload and its arguments, after `--`. It runs with
+    /// PCPU_TRACEFS set, so that `pcpu mark NAME` in it marks its phases.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// Arguments of `pcpu mark`.
+#[derive(Args, Debug)]
+pub(crate) struct MarkArgs {
+    /// The phase name (no spaces).
+    pub(crate) name: String,
+
+    /// The tracefs mount (default: $PCPU_TRACEFS, set by `pcpu record`, else
+    /// /sys/kernel/tracing, else /sys/kernel/debug/tracing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) tracefs: Option<PathBuf>,
+
+    /// The meminfo file whose `Percpu:` the marker carries.
+    #[arg(long, hide = true, default_value = "/proc/meminfo")]
+    pub(crate) meminfo: PathBuf,
+}
+
+fn tracefs(given: Option<&Path>) -> CliResult<Tracefs> {
+    let found = match given {
+        Some(p) => Tracefs::at(p),
+        None => match std::env::var_os(TRACEFS_VAR) {
+            Some(p) => Tracefs::at(p),
+            None => Tracefs::locate(),
+        },
+    };
+    found.map_err(|e| CliError::usage(e.to_string()))
+}
+
+/// Runs `pcpu mark`.
+pub(crate) fn run_mark(args: MarkArgs) -> CliResult {
+    let fs = tracefs(args.tracefs.as_deref())?;
+    let kb = fs
+        .mark_phase(&args.name, &args.meminfo)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    emit(&format!("PHASE {} Percpu: {kb} kB\n", args.name))
+}
+
+/// Runs `pcpu record`.
+pub(crate) fn run(args: RecordArgs) -> CliResult {
+    let dir = &args.out;
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{}: is a file, expected a folder",
+            dir.display()
+        )));
+    }
+    if let Some(t) = ["trace.txt.gz", "trace.txt"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+    {
+        return Err(CliError::usage(format!(
+            "{}: a trace is there already; give another folder",
+            t.display()
+        )));
+    }
+    let fs = tracefs(args.tracefs.as_deref())?;
+    let usage = |e: pcpu_trace::record::RecordError| CliError::usage(e.to_string());
+    let rec = fs
+        .start(RecordOptions {
+            buffer_kb: args.buffer_kb,
+            force: args.force,
+        })
+        .map_err(usage)?;
+    // Ctrl-C stops the workload (it gets the signal too), not the
+    // recording: the capture is still saved and tracefs put back.
+    ignore_interrupts();
+    fs.mark_phase("START", &args.meminfo).map_err(usage)?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| CliError::usage("no command to run"))?;
+    let status = Command::new(program)
+        .args(rest)
+        .env(TRACEFS_VAR, fs.root())
+        .status()
+        .map_err(|e| {
+            CliError::usage(format!("cannot run {}: {e}", Path::new(program).display()))
+        })?;
+    fs.mark_phase("END", &args.meminfo).map_err(usage)?;
+    let summary = rec.finish(dir).map_err(usage)?;
+    let geometry = save_geometry(&args)?;
+    let mut out = format!(
+        "{}: {:.1} MB of trace text (gzip), from phase START to END; geometry {geometry}\n",
+        summary.trace_path.display(),
+        summary.trace_bytes as f64 / 1e6,
+    );
+    out += &format!(
+        "replay it with: pcpu replay {} --lenient (the trace did not start at boot)\n",
+        dir.display()
+    );
+    emit(&out)?;
+    if summary.overrun > 0 {
+        warn(&format!(
+            "the ring buffer overwrote {} events: raise --buffer-kb (now {}) and record again",
+            summary.overrun, args.buffer_kb
+        ));
+    }
+    if !status.success() {
+        return Err(CliError {
+            code: EXIT_REPLAY,
+            message: format!("the workload failed ({status}); the capture is saved"),
+        });
+    }
+    Ok(())
+}
+
+/// SIGINT is ignored from here on (once per process).
+fn ignore_interrupts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = ctrlc::set_handler(|| {}) {
+            warn(&format!(
+                "cannot catch Ctrl-C ({e}): interrupting now leaves tracefs as recording set it"
+            ));
+        }
+    });
+}
+
+/// Writes the first-chunk geometry beside the trace: the boot log's percpu
+/// lines (`dmesg-percpu.txt`) when they give the sizes and the units, else
+/// `geometry.txt` from percpu_stats and the possible CPUs. Says which.
+fn save_geometry(args: &RecordArgs) -> CliResult<String> {
+    let log = match &args.dmesg {
+        Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
+        None => Command::new("dmesg")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default(),
+    };
+    let lines: String = log
+        .lines()
+        .filter(|l| l.contains("percpu: ") || l.contains("pcpu-alloc: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let write = |name: &str, text: &str| {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))
+    };
+    let from_log = parse_dmesg(&lines);
+    if from_log.as_ref().and_then(|g| g.nr_units()).is_some() {
+        write("dmesg-percpu.txt", &lines)?;
+        return Ok("from the kernel log (dmesg-percpu.txt)".into());
+    }
+    let stats = std::fs::read_to_string(&args.percpu_stats).ok();
+    let possible = std::fs::read_to_string(&args.possible).ok();
+    if let Some(derived) = stats
+        .zip(possible)
+        .and_then(|(s, p)| geometry_lines(&s, &p))
+    {
+        let text = format!(
+            "# derived by pcpu record from {} and {} (not the boot log)\n{derived}",
+            args.percpu_stats.display(),
+            args.possible.display()
+        );
+        write("geometry.txt", &text)?;
+        // The folder must read back as a capture with a geometry.
+        let cap = Capture::open(&args.out).map_err(|e| CliError::usage(e.to_string()))?;
+        if cap.geometry.is_some() {
+            return Ok("from percpu_stats (geometry.txt)".into());
+        }
+    }
+    if from_log.is_some() {
+        write("dmesg-percpu.txt", &lines)?;
+        warn("the kernel log gives the percpu sizes but not the units: pass --units N (the possible CPUs) when replaying");
+        return Ok("from the kernel log, without the units (dmesg-percpu.txt)".into());
+    }
+    warn("no percpu geometry (the boot log's lines are gone and there is no percpu_stats): pass --geometry and --units when replaying");
+    Ok("unknown".into())
+}
