@@ -154,7 +154,7 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
     emit(&out)?;
     if summary.overrun > 0 {
         warn(&format!(
-            "the ring buffer overwrote {} events: raise --buffer-kb (now {}) and record again",
+            "the ring buffer lost {} events (overwritten or dropped): raise --buffer-kb (now {}) and record again",
             summary.overrun, args.buffer_kb
         ));
     }

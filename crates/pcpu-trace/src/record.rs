@@ -156,8 +156,9 @@ pub struct RecordSummary {
     pub trace_path: PathBuf,
     /// Bytes of trace text saved (before compression).
     pub trace_bytes: u64,
-    /// Events the ring buffer overwrote (the `overrun:` of every CPU): a
-    /// trace that lost events does not replay as the kernel ran.
+    /// Events the ring buffer overwrote or dropped (the `overrun:` and
+    /// `dropped events:` of every CPU): a trace that lost events does not
+    /// replay as the kernel ran.
     pub overrun: u64,
 }
 
@@ -321,9 +322,14 @@ impl Recording<'_> {
             for cpu in cpus.flatten() {
                 let stats = cpu.path().join("stats");
                 if let Ok(text) = fs::read_to_string(&stats) {
+                    // Events overwritten (a full buffer in overwrite mode)
+                    // and dropped (a full buffer otherwise): lost either way.
                     overrun += text
                         .lines()
-                        .filter_map(|l| l.strip_prefix("overrun:"))
+                        .filter_map(|l| {
+                            l.strip_prefix("overrun:")
+                                .or_else(|| l.strip_prefix("dropped events:"))
+                        })
                         .filter_map(|v| v.trim().parse::<u64>().ok())
                         .sum::<u64>();
                 }

@@ -35,7 +35,7 @@ fn fake_tracefs(name: &str) -> PathBuf {
         ("per_cpu/cpu0/stats", "entries: 10\noverrun: 0\n"),
         (
             "per_cpu/cpu1/stats",
-            "entries: 12\noverrun: 3\ncommit overrun: 0\n",
+            "entries: 12\noverrun: 3\ncommit overrun: 0\ndropped events: 2\n",
         ),
     ] {
         let p = root.join(file);
@@ -104,7 +104,7 @@ fn recording_sets_then_restores_and_saves_the_buffer() {
     let summary = rec.finish(&out).unwrap();
     assert_eq!(summary.trace_path, out.join("trace.txt.gz"));
     assert_eq!(summary.trace_bytes, events.len() as u64);
-    assert_eq!(summary.overrun, 3);
+    assert_eq!(summary.overrun, 5);
     let mut text = String::new();
     flate2::read::GzDecoder::new(fs::File::open(&summary.trace_path).unwrap())
         .read_to_string(&mut text)
