@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Once;
 
 use clap::Args;
-use pcpu_trace::record::{geometry_lines, RecordOptions, Tracefs};
+use pcpu_trace::record::{geometry_lines, RecordError, RecordOptions, Tracefs};
 use pcpu_trace::{parse_dmesg, Capture};
 
 use crate::error::{emit, warn, CliError, CliResult, EXIT_REPLAY};
@@ -85,7 +85,17 @@ fn tracefs(given: Option<&Path>) -> CliResult<Tracefs> {
             None => Tracefs::locate(),
         },
     };
-    found.map_err(|e| CliError::usage(e.to_string()))
+    found.map_err(|e| CliError::usage(with_root_hint(&e)))
+}
+
+/// The error's message, with a hint when tracefs refused access.
+fn with_root_hint(e: &RecordError) -> String {
+    match e {
+        RecordError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!("{e} (tracefs needs root)")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Runs `pcpu mark`.
@@ -93,7 +103,7 @@ pub(crate) fn run_mark(args: MarkArgs) -> CliResult {
     let fs = tracefs(args.tracefs.as_deref())?;
     let kb = fs
         .mark_phase(&args.name, &args.meminfo)
-        .map_err(|e| CliError::usage(e.to_string()))?;
+        .map_err(|e| CliError::usage(with_root_hint(&e)))?;
     emit(&format!("PHASE {} Percpu: {kb} kB\n", args.name))
 }
 
@@ -117,7 +127,7 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
         )));
     }
     let fs = tracefs(args.tracefs.as_deref())?;
-    let usage = |e: pcpu_trace::record::RecordError| CliError::usage(e.to_string());
+    let usage = |e: RecordError| CliError::usage(with_root_hint(&e));
     let rec = fs
         .start(RecordOptions {
             buffer_kb: args.buffer_kb,

@@ -164,23 +164,33 @@ pub struct RecordSummary {
 
 impl Tracefs {
     /// The tracefs mount at `root` (a folder with a `trace_marker`).
+    /// A folder it may not look into (tracefs is root's) is an
+    /// [`RecordError::Io`] error of kind `PermissionDenied`.
     pub fn at(root: impl Into<PathBuf>) -> Result<Tracefs, RecordError> {
         let root = root.into();
-        if root.join("trace_marker").exists() {
-            Ok(Tracefs { root })
-        } else {
-            Err(RecordError::NoTracefs { tried: vec![root] })
+        let marker = root.join("trace_marker");
+        match fs::metadata(&marker) {
+            Ok(_) => Ok(Tracefs { root }),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(RecordError::Io {
+                path: marker,
+                source: e,
+            }),
+            Err(_) => Err(RecordError::NoTracefs { tried: vec![root] }),
         }
     }
 
-    /// The first of [`TRACEFS_MOUNTS`] that is a tracefs.
+    /// The first of [`TRACEFS_MOUNTS`] that is a tracefs (a mount it may not
+    /// look into is that error).
     pub fn locate() -> Result<Tracefs, RecordError> {
-        TRACEFS_MOUNTS
-            .iter()
-            .find_map(|p| Tracefs::at(*p).ok())
-            .ok_or_else(|| RecordError::NoTracefs {
-                tried: TRACEFS_MOUNTS.iter().map(PathBuf::from).collect(),
-            })
+        for p in TRACEFS_MOUNTS {
+            match Tracefs::at(p) {
+                Err(RecordError::NoTracefs { .. }) => continue,
+                found => return found,
+            }
+        }
+        Err(RecordError::NoTracefs {
+            tried: TRACEFS_MOUNTS.iter().map(PathBuf::from).collect(),
+        })
     }
 
     /// The mount's path.
