@@ -906,6 +906,33 @@ fn record_and_mark_on_a_stand_in_tracefs() {
     let o = pcpu(&failing);
     assert_fails(&o, 1, &["the workload failed", "the capture is saved"]);
     assert!(Path::new(&out2).join("trace.txt.gz").exists());
+    // With the boot log's percpu lines at hand, those lines are kept.
+    let out3 = format!("{out_s}3");
+    let boot_log = format!("{}/{SMALL}/dmesg-percpu.txt", env!("CARGO_MANIFEST_DIR"));
+    let mut with_log = args;
+    with_log[2] = &out3;
+    with_log[12] = &boot_log;
+    assert_eq!(with_log[11], "--dmesg");
+    with_log[last] = "true";
+    let o = pcpu(&with_log);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("geometry from the kernel log (dmesg-percpu.txt)"),
+        "{}",
+        stdout(&o)
+    );
+    let percpu_lines: String = std::fs::read_to_string(&boot_log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("percpu: ") || l.contains("pcpu-alloc: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(percpu_lines.lines().count(), 4);
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&out3).join("dmesg-percpu.txt")).unwrap(),
+        percpu_lines
+    );
+    assert!(!Path::new(&out3).join("geometry.txt").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
