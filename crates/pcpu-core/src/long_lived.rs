@@ -462,4 +462,153 @@ mod tests {
         s.check().unwrap();
         assert!(s.predicts_single(MOUNT));
     }
+
+    /// A site no class has been counted at (never predicted single).
+    const OTHER: u64 = 0x6f74;
+
+    /// [`mounts_then_bursts`]`(n)`, then a mount's first object, routed to
+    /// [`LONG_LIVED`] at the returned clock.
+    fn a_routed_mount(n: u64) -> (Starters, u64, ClassHint) {
+        let (mut s, now) = mounts_then_bursts(n);
+        let m = ClassHint::task(500);
+        assert_eq!(s.route(m, MOUNT, now, true, true), LONG_LIVED);
+        (s, now, m)
+    }
+
+    /// A large first object from a site predicted single keeps its class:
+    /// only small ones are predicted.
+    #[test]
+    fn a_large_first_object_is_not_routed() {
+        let (mut s, now) = mounts_then_bursts(3);
+        let (routed, pending) = (s.routed(), s.pending.len());
+        let m = ClassHint::task(500);
+        assert_eq!(s.route(m, MOUNT, now, true, false), m);
+        assert_eq!((s.routed(), s.pending.len()), (routed, pending));
+    }
+
+    /// A routed first object awaiting its retry (`NeedsChunk`): another
+    /// class's request at the same clock is decided on its own.
+    #[test]
+    fn another_class_at_a_routed_request_s_clock_keeps_its_class() {
+        let (mut s, now, m) = a_routed_mount(3);
+        let o = ClassHint::task(501);
+        assert_eq!(s.route(o, OTHER, now, true, true), o);
+        // The routed one's retry still gets its answer.
+        assert_eq!(s.route(m, MOUNT, now, true, true), LONG_LIVED);
+    }
+
+    /// Of two first objects requested at one clock, abandoning the second
+    /// leaves the first's pending verdict and routing.
+    #[test]
+    fn abandoning_one_of_two_requests_at_one_clock_keeps_the_other() {
+        let (mut s, now, m) = a_routed_mount(3);
+        let o = ClassHint::task(501);
+        assert_eq!(s.route(o, OTHER, now, true, true), o);
+        let routed = s.routed();
+        s.abandon(o, now);
+        assert_eq!(s.routed(), routed, "the mount's routing stays");
+        assert!(s.pending.iter().any(|p| p.class == m && p.routed));
+        assert!(s.pending.iter().all(|p| p.class != o));
+        s.check().unwrap();
+    }
+
+    /// `abandon` forgets only the request it names: another class's
+    /// failure at the same clock leaves a second object's retry with its
+    /// class.
+    #[test]
+    fn abandoning_another_request_keeps_a_retry_s_answer() {
+        // Six mounts: still predicted single after one class went on.
+        let (mut s, mut now, m) = a_routed_mount(6);
+        now += 1;
+        // Its second object (no region of its own: `first`) needs a chunk;
+        // meanwhile another class's request (one that took no route, as
+        // an atomic one) places nothing at the same clock.
+        assert_eq!(s.route(m, MOUNT, now, true, true), m);
+        s.abandon(ClassHint::task(501), now);
+        assert_eq!(s.route(m, MOUNT, now, true, true), m);
+    }
+
+    /// With [`SITES`] sites counted, a new one replaces the site with the
+    /// fewest verdicts (not the fewest of some other measure).
+    #[test]
+    fn the_site_with_the_fewest_verdicts_is_forgotten_first() {
+        let mut s = Starters::default();
+        let count = |s: &mut Starters, site: u64, single: u32, went_on: u32| {
+            (0..single).for_each(|_| s.count(site, true));
+            (0..went_on).for_each(|_| s.count(site, false));
+        };
+        // Sites 1..=30 with three verdicts each way, then two single ones:
+        // 5 verdicts at FIVE, 1 at ONE.
+        const FIVE: u64 = 500;
+        const ONE: u64 = 100;
+        for site in 1..=SITES as u64 - 2 {
+            count(&mut s, site, 3, 3);
+        }
+        count(&mut s, FIVE, 5, 0);
+        count(&mut s, ONE, 1, 0);
+        assert_eq!(s.sites.len(), SITES);
+        s.count(MOUNT, true);
+        s.check().unwrap();
+        let known = |s: &Starters, site| s.sites.iter().any(|e| e.site == site);
+        assert!(!known(&s, ONE));
+        assert!(known(&s, FIVE) && known(&s, 1) && known(&s, MOUNT));
+    }
+
+    /// A site keeps [`HISTORY`] verdicts as they are; the one past them
+    /// halves both counts.
+    #[test]
+    fn a_site_s_counts_are_halved_only_past_history() {
+        let mut s = Starters::default();
+        (0..51).for_each(|_| s.count(MOUNT, true));
+        (0..13).for_each(|_| s.count(MOUNT, false));
+        let counts = |s: &Starters| {
+            s.sites
+                .iter()
+                .find(|e| e.site == MOUNT)
+                .map(|e| (e.single, e.went_on))
+        };
+        assert_eq!(counts(&s), Some((51, 13)));
+        assert!(!s.predicts_single(MOUNT));
+        s.count(MOUNT, true);
+        assert_eq!(counts(&s), Some((26, 6)));
+        assert!(s.predicts_single(MOUNT));
+    }
+
+    /// `check` accepts the tables at their bounds and reports each broken
+    /// invariant: too many pending classes or sites, a class pending twice,
+    /// a site counted twice, a site's counts above [`HISTORY`].
+    #[test]
+    fn check_reports_each_broken_invariant() {
+        let pending = |class: u64| Pending {
+            class: ClassHint::task(class),
+            site: MOUNT,
+            since: 0,
+            routed: false,
+        };
+        let site = |site: u64, single: u32| SiteStats {
+            site,
+            single,
+            went_on: 0,
+        };
+        let full = || Starters {
+            pending: (0..PENDING as u64).map(pending).collect(),
+            sites: (0..SITES as u64).map(|i| site(i, 1)).collect(),
+            ..Starters::default()
+        };
+        let mut at_bounds = full();
+        at_bounds.sites[0].single = HISTORY;
+        at_bounds.check().unwrap();
+        let broken: [&dyn Fn(&mut Starters); 5] = [
+            &|s| s.pending.push(pending(PENDING as u64)),
+            &|s| s.sites.push(site(SITES as u64, 1)),
+            &|s| s.pending[1] = pending(0),
+            &|s| s.sites[1] = site(0, 1),
+            &|s| s.sites[2].single = HISTORY + 1,
+        ];
+        for (i, f) in broken.iter().enumerate() {
+            let mut s = full();
+            f(&mut s);
+            assert!(s.check().is_err(), "case {i}");
+        }
+    }
 }
