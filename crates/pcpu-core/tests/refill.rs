@@ -152,9 +152,13 @@ fn each_order_refills_its_chunk_first() {
 fn atomic_requests_keep_the_kernels_order() {
     for refill in ["room", "fullest"] {
         let mut s = setup(refill);
+        // Replay's probe of an atomic request keeps the kernel's order too.
+        let req = s.a.request(OBJ, 8).unwrap();
+        let probed = s.a.probe(req, AllocFlags::ATOMIC).unwrap();
         let x = s.a.alloc(&mut s.b, OBJ, 8, AllocFlags::ATOMIC).unwrap();
         s.a.check_invariants().unwrap();
         assert_eq!(x.chunk, s.c[0], "refill={refill}");
+        assert_eq!(probed, (x.chunk, x.offset), "refill={refill}");
     }
 }
 
