@@ -277,3 +277,233 @@ impl ClassTable {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    const A: ClassHint = ClassHint::task(1);
+    const B: ClassHint = ClassHint::task(2);
+    const C: ClassHint = ClassHint::task(3);
+    const PAGE: i32 = 1024;
+
+    /// A region of `chunk` (`serial`) never used.
+    fn region(chunk: u32, serial: u64, lo: i32, hi: i32) -> Region {
+        Region {
+            chunk,
+            serial,
+            lo,
+            hi,
+            last_use: 0,
+        }
+    }
+
+    /// `(chunk, serial, lo, hi)` of `class`'s regions, most recently used
+    /// first.
+    fn places(t: &ClassTable, class: ClassHint) -> Vec<(u32, u64, i32, i32)> {
+        t.regions(class)
+            .map(|r| (r.chunk, r.serial, r.lo, r.hi))
+            .collect()
+    }
+
+    /// Place an object (the clock advances), then open `class`'s region
+    /// `[lo, hi)` of `chunk` (`serial`) with it.
+    fn open_next(t: &mut ClassTable, class: ClassHint, chunk: u32, serial: u64, lo: i32, hi: i32) {
+        t.bump();
+        t.open(class, chunk, serial, lo, hi);
+    }
+
+    /// The clock starts at 0 and counts one tick per placed object.
+    #[test]
+    fn the_clock_counts_placed_objects() {
+        let mut t = ClassTable::new(4);
+        assert_eq!(t.tick(), 0);
+        for _ in 0..3 {
+            t.bump();
+        }
+        assert_eq!(t.tick(), 3);
+    }
+
+    /// A class's regions are its own, most recently used first; touching and
+    /// removing act on exactly the region of that class at that place
+    /// (chunk, serial and start).
+    #[test]
+    fn touch_and_remove_act_on_one_region_of_one_class() {
+        let mut t = ClassTable::new(16);
+        // Each differs from the last in one of start, chunk, serial.
+        open_next(&mut t, A, 1, 0, 0, 10);
+        open_next(&mut t, A, 2, 0, 10, 20);
+        open_next(&mut t, A, 1, 1, 10, 20);
+        open_next(&mut t, A, 1, 0, 10, 20);
+        open_next(&mut t, B, 3, 0, 0, 10);
+        let target = region(1, 0, 10, 20);
+        let others = [(1, 1, 10, 20), (2, 0, 10, 20), (1, 0, 0, 10)];
+        assert_eq!(places(&t, A)[1..], others);
+        assert_eq!(places(&t, B), [(3, 0, 0, 10)]);
+        assert!(t.has_regions(A) && t.has_regions(B) && !t.has_regions(C));
+        // Regions go by their own last use, not their order in the table.
+        t.bump();
+        t.touch(A, &region(1, 1, 10, 20));
+        let first = |t: &ClassTable| places(t, A)[0];
+        assert_eq!(first(&t), (1, 1, 10, 20));
+        t.bump();
+        t.touch(A, &target);
+        assert_eq!(first(&t), (1, 0, 10, 20));
+        // Another class's region is not ours to touch or remove.
+        t.bump();
+        t.touch(A, &region(3, 0, 0, 10));
+        assert_eq!(first(&t), (1, 0, 10, 20));
+        t.remove(B, &target);
+        assert_eq!(places(&t, A).len(), 4);
+        t.remove(A, &target);
+        assert_eq!(
+            places(&t, A),
+            [(1, 1, 10, 20), (2, 0, 10, 20), (1, 0, 0, 10)]
+        );
+        assert_eq!(places(&t, B), [(3, 0, 0, 10)]);
+    }
+
+    /// Opening a region truncates the region of its chunk it starts in and
+    /// forgets those starting inside it; touching ones and other chunks'
+    /// (or an earlier use of the chunk's, by serial) stay.
+    #[test]
+    fn opening_a_region_cuts_only_what_it_overlaps() {
+        let mut t = ClassTable::new(16);
+        let (d, e) = (ClassHint::task(4), ClassHint::task(5));
+        let (other_chunk, other_serial) = (ClassHint::task(6), ClassHint::task(7));
+        open_next(&mut t, other_chunk, 2, 0, 45, 200);
+        open_next(&mut t, other_serial, 1, 1, 45, 200);
+        open_next(&mut t, A, 1, 0, 0, 100);
+        open_next(&mut t, B, 1, 0, 50, 80);
+        assert_eq!(places(&t, A), [(1, 0, 0, 50)]);
+        // Starts inside A, covers B's start: B is gone, not kept empty.
+        open_next(&mut t, C, 1, 0, 40, 60);
+        assert_eq!(places(&t, A), [(1, 0, 0, 40)]);
+        assert!(!t.has_regions(B));
+        // Starts at C's end, ends at C's start: C stays whole.
+        open_next(&mut t, d, 1, 0, 60, 70);
+        open_next(&mut t, e, 1, 0, 30, 40);
+        assert_eq!(places(&t, C), [(1, 0, 40, 60)]);
+        assert_eq!(places(&t, A), [(1, 0, 0, 30)]);
+        assert_eq!(places(&t, other_chunk), [(2, 0, 45, 200)]);
+        assert_eq!(places(&t, other_serial), [(1, 1, 45, 200)]);
+        t.check(PAGE).unwrap();
+    }
+
+    /// A class keeps at most [`REGIONS_PER_CLASS`] regions, dropping its
+    /// least recently used one, not another class's.
+    #[test]
+    fn a_class_drops_its_least_recently_used_region() {
+        let mut t = ClassTable::new(16);
+        open_next(&mut t, B, 9, 0, 0, 10);
+        for chunk in 1..=REGIONS_PER_CLASS as u32 {
+            open_next(&mut t, A, chunk, 0, 0, 10);
+        }
+        t.bump();
+        t.touch(A, &region(1, 0, 0, 10));
+        open_next(&mut t, A, 5, 0, 0, 10);
+        let chunks: Vec<u32> = places(&t, A).iter().map(|p| p.0).collect();
+        assert_eq!(chunks, [5, 1, 4, 3]);
+        assert_eq!(places(&t, B), [(9, 0, 0, 10)]);
+    }
+
+    /// A full table drops its least recently used region, the long-lived
+    /// class's only when it is the last one.
+    #[test]
+    fn a_full_table_drops_the_long_lived_region_last() {
+        let mut t = ClassTable::new(3);
+        open_next(&mut t, LONG_LIVED, 1, 0, 0, PAGE);
+        open_next(&mut t, A, 2, 0, 0, 10);
+        open_next(&mut t, B, 3, 0, 0, 10);
+        assert!(t.has_regions(A));
+        open_next(&mut t, C, 4, 0, 0, 10);
+        assert!(!t.has_regions(A));
+        assert!(t.has_regions(LONG_LIVED) && t.has_regions(B) && t.has_regions(C));
+        let mut one = ClassTable::new(1);
+        open_next(&mut one, LONG_LIVED, 1, 0, 0, PAGE);
+        open_next(&mut one, A, 2, 0, 0, 10);
+        assert!(!one.has_regions(LONG_LIVED) && one.has_regions(A));
+    }
+
+    /// `growing` is the [`GROWING_CLASSES`] most recently used classes other
+    /// than the asking one, each by its most recently used region.
+    #[test]
+    fn growing_is_the_most_recently_used_other_classes() {
+        let mut t = ClassTable::new(32);
+        for id in 1..=10 {
+            open_next(&mut t, ClassHint::task(id), id as u32, 0, 0, 10);
+        }
+        // Class 1's first region is its oldest; this one its last use.
+        open_next(&mut t, ClassHint::task(1), 20, 0, 0, 10);
+        let Growing(g) = t.growing(ClassHint::task(10));
+        let mut ids: Vec<u64> = g.iter().flatten().map(|c| c.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(g[GROWING_CLASSES], None);
+    }
+
+    /// Growth room is the part of a growing class's region past some of its
+    /// objects, in that chunk (and serial): its end is the region's.
+    #[test]
+    fn growth_room_is_past_a_growing_region_objects() {
+        let mut t = ClassTable::new(8);
+        open_next(&mut t, A, 1, 0, 0, 100);
+        open_next(&mut t, B, 1, 0, 100, 300);
+        let mut growing = Growing([None; GROWING_CLASSES + 1]);
+        growing.0[0] = Some(A);
+        let before = |lo: i32, off: i32| lo < off;
+        let always = |_: i32, _: i32| true;
+        let room = |chunk, serial, off, used: &dyn Fn(i32, i32) -> bool| {
+            t.growth_room_end(&growing, chunk, serial, off, used)
+        };
+        assert_eq!(room(1, 0, 50, &before), Some(100));
+        assert_eq!(room(1, 0, 99, &before), Some(100));
+        assert_eq!(room(1, 0, 0, &always), Some(100));
+        // No object before `off`; past the region; a class not growing.
+        assert_eq!(room(1, 0, 0, &before), None);
+        assert_eq!(room(1, 0, 100, &always), None);
+        assert_eq!(room(1, 0, 150, &always), None);
+        // Another chunk, or another use of this one.
+        assert_eq!(room(2, 0, 50, &always), None);
+        assert_eq!(room(1, 1, 50, &always), None);
+    }
+
+    /// `check` accepts a table at its bounds (full, a class with
+    /// [`REGIONS_PER_CLASS`] regions, a one-page long-lived region, touching
+    /// or empty regions, overlaps across chunks or serials) and reports each
+    /// broken invariant.
+    #[test]
+    fn check_reports_each_broken_invariant() {
+        let at_bounds = || {
+            let mut t = ClassTable::new(9);
+            t.entries = alloc::vec![
+                (B, region(1, 0, 15, 15)),
+                (A, region(1, 0, 10, 20)),
+                (A, region(1, 0, 0, 10)),
+                (B, region(1, 0, 5, 5)),
+                (A, region(2, 0, 0, 10)),
+                (A, region(1, 1, 0, 10)),
+                (C, region(1, 0, 20, 30)),
+                (LONG_LIVED, region(1, 0, PAGE, 2 * PAGE)),
+                (ClassHint::task(4), region(3, 0, 0, 10)),
+            ];
+            t
+        };
+        at_bounds().check(PAGE).unwrap();
+        let broken: [&dyn Fn(&mut ClassTable); 7] = [
+            &|t| t.entries[0].1.hi = 25,
+            &|t| t.entries[7].1 = region(1, 0, PAGE + 1, PAGE + 2),
+            &|t| t.entries[7].1.hi = 2 * PAGE + 1,
+            &|t| t.entries[6].0 = C.at_site(1),
+            &|t| t.entries.push((ClassHint::task(5), region(4, 0, 0, 10))),
+            &|t| t.entries[8].0 = A,
+            &|t| t.entries[2].1.hi = 11,
+        ];
+        for (i, f) in broken.iter().enumerate() {
+            let mut t = at_bounds();
+            f(&mut t);
+            assert!(t.check(PAGE).is_err(), "case {i}");
+        }
+    }
+}
