@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::Once;
 
 use clap::Args;
+use pcpu_trace::parse_dmesg;
 use pcpu_trace::record::{geometry_lines, RecordError, RecordOptions, Tracefs};
-use pcpu_trace::{parse_dmesg, Capture};
 
 use crate::error::{emit, warn, CliError, CliResult, EXIT_REPLAY};
 
@@ -216,9 +216,12 @@ fn save_geometry(args: &RecordArgs) -> CliResult<String> {
     }
     let stats = std::fs::read_to_string(&args.percpu_stats).ok();
     let possible = std::fs::read_to_string(&args.possible).ok();
+    // Written only when it reads back as a geometry (as `Capture::open`
+    // reads geometry.txt: with `parse_dmesg`).
     if let Some(derived) = stats
         .zip(possible)
         .and_then(|(s, p)| geometry_lines(&s, &p))
+        .filter(|d| parse_dmesg(d).is_some())
     {
         let text = format!(
             "# derived by pcpu record from {} and {} (not the boot log)\n{derived}",
@@ -226,11 +229,7 @@ fn save_geometry(args: &RecordArgs) -> CliResult<String> {
             args.possible.display()
         );
         write("geometry.txt", &text)?;
-        // The folder must read back as a capture with a geometry.
-        let cap = Capture::open(&args.out).map_err(|e| CliError::usage(e.to_string()))?;
-        if cap.geometry.is_some() {
-            return Ok("from percpu_stats (geometry.txt)".into());
-        }
+        return Ok("from percpu_stats (geometry.txt)".into());
     }
     if from_log.is_some() {
         write("dmesg-percpu.txt", &lines)?;

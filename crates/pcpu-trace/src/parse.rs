@@ -118,6 +118,15 @@ fn trim_start(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// `s` without the one space that separates an `event:` from its payload (a
+/// payload's own leading blanks are kept: a marker's text may start with them).
+fn strip_one_space(s: &[u8]) -> &[u8] {
+    match s {
+        [b' ', rest @ ..] => rest,
+        s => s,
+    }
+}
+
 fn trim_end(mut s: &[u8]) -> &[u8] {
     while let [rest @ .., c] = s {
         if is_space(*c) {
@@ -289,10 +298,7 @@ fn parse_prefix(s: &[u8]) -> Result<Prefix<'_>, ParseErrorKind> {
         event = &after[..ident];
         after = &after[ident + 1..];
     }
-    let payload = match after {
-        [b' ', p @ ..] => p,
-        p => p,
-    };
+    let payload = strip_one_space(after);
     Ok(Prefix {
         task,
         pid,
@@ -651,10 +657,7 @@ fn report_header(line: &[u8]) -> bool {
 /// (`ftrace:print`) with the payload `tracing_mark_write: <text>`.
 fn print_marker(payload: &[u8]) -> Option<&[u8]> {
     let text = trim_start(payload).strip_prefix(b"tracing_mark_write:")?;
-    Some(match text {
-        [b' ', t @ ..] => t,
-        t => t,
-    })
+    Some(strip_one_space(text))
 }
 
 /// A report of an overflowed ring buffer: ftrace's `CPU:N [LOST M EVENTS]`,
