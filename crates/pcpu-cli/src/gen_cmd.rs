@@ -42,12 +42,7 @@ pub(crate) struct GenOut {
 /// `capture-params.txt` names no `generator=`), unless `--force`.
 fn check_out(out: &GenOut) -> Result<(), CliError> {
     let dir = &out.out;
-    if dir.exists() && !dir.is_dir() {
-        return Err(CliError::usage(format!(
-            "{}: is a file, expected a folder",
-            dir.display()
-        )));
-    }
+    crate::input::check_out_folder(dir)?;
     let has_capture = [
         "trace.txt.gz",
         "trace.txt",

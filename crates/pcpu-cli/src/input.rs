@@ -518,6 +518,17 @@ enum Source {
     Capture(Box<Capture>),
 }
 
+/// An output folder (`--out`) must be a folder or not exist yet.
+pub(crate) fn check_out_folder(dir: &Path) -> CliResult {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{}: is a file, expected a folder",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads the capture or trace named by `args`, resolves geometry and units,
 /// and derives the replay setup. Reports skipped lines (lenient mode) and
 /// lost events on stderr. On error the progress bar is removed.

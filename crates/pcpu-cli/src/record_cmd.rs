@@ -110,12 +110,7 @@ pub(crate) fn run_mark(args: MarkArgs) -> CliResult {
 /// Runs `pcpu record`.
 pub(crate) fn run(args: RecordArgs) -> CliResult {
     let dir = &args.out;
-    if dir.exists() && !dir.is_dir() {
-        return Err(CliError::usage(format!(
-            "{}: is a file, expected a folder",
-            dir.display()
-        )));
-    }
+    crate::input::check_out_folder(dir)?;
     if let Some(t) = ["trace.txt.gz", "trace.txt"]
         .iter()
         .map(|n| dir.join(n))

@@ -124,12 +124,7 @@ pub(crate) fn run(args: StudyArgs) -> CliResult {
         command.push_str(&format!(" --holdout-seeds {}", args.holdout_seeds));
     }
     cfg.command = command;
-    if args.out.exists() && !args.out.is_dir() {
-        return Err(CliError::usage(format!(
-            "{}: is a file, expected a folder",
-            args.out.display()
-        )));
-    }
+    crate::input::check_out_folder(&args.out)?;
     let verbose = std::io::stderr().is_terminal();
     let outcome = study::run_study(&cfg, &|m| {
         if verbose {
