@@ -153,7 +153,8 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
         summary.trace_bytes as f64 / 1e6,
     );
     out += &format!(
-        "replay it with: pcpu replay {} --lenient (the trace did not start at boot)\n",
+        "replay it with: pcpu replay {} (not traced from boot: what was already in use is \
+         inferred from the trace; --lenient skips events that still do not replay)\n",
         dir.display()
     );
     emit(&out)?;

@@ -56,6 +56,9 @@ pub(crate) struct Skipped {
     pub(crate) first_bad: Vec<String>,
     /// Chunks used without a `percpu_create_chunk` event (replayed).
     pub(crate) uncreated_chunks: u64,
+    /// Frees the trace lost, replayed where their pointer was allocated
+    /// again.
+    pub(crate) implied_frees: u64,
 }
 
 impl Skipped {
@@ -70,6 +73,7 @@ impl Skipped {
                 .map(|e| e.to_string())
                 .collect(),
             uncreated_chunks: rp.uncreated_chunks(),
+            implied_frees: rp.implied_frees(),
         }
     }
 
@@ -79,6 +83,13 @@ impl Skipped {
         if n > 0 {
             warn(&format!(
                 "{policy}: skipped {n} free{} of pointers with no live traced allocation (--lenient)",
+                plural(n)
+            ));
+        }
+        let n = self.implied_frees;
+        if n > 0 {
+            warn(&format!(
+                "{policy}: {n} free{} the trace lost, replayed where the kernel allocated the pointer again (--lenient)",
                 plural(n)
             ));
         }
@@ -293,6 +304,9 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
             ),
         ),
     ];
+    if r.pre_trace_chunks > 0 || r.pre_trace_frees > 0 {
+        lines.push(("before tracing", pre_trace(r)));
+    }
     if r.failed_allocs > 0 {
         lines.push(("failed allocations", r.failed_allocs.to_string()));
     }
@@ -322,6 +336,26 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
         let _ = writeln!(out, "{:<w$}  {v}", format!("{k}:"), w = w + 1);
     }
     out
+}
+
+/// What the replay inferred was in use before tracing started (a recording
+/// on a running kernel).
+pub(crate) fn pre_trace(r: &Report) -> String {
+    let n = r.pre_trace_chunks;
+    let f = r.pre_trace_frees;
+    let mut s = format!(
+        "{n} dynamic chunk{} already in use (inferred from the trace); {f} object{} allocated before tracing freed",
+        plural(n),
+        plural(f)
+    );
+    if r.pre_trace_top_up_pages > 0 {
+        s += &format!(
+            "; {} empty page{} per unit populated at the first marker to match the kernel's Percpu",
+            r.pre_trace_top_up_pages,
+            plural(r.pre_trace_top_up_pages)
+        );
+    }
+    s
 }
 
 /// `H of N allocations (p %)`: how many allocations magazines served.

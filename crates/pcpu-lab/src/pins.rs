@@ -177,11 +177,10 @@ pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
             x.size as u64,
         );
     }
-    let first = a.first_chunk();
-    for &(off, len) in &input.setup.prefill {
+    for (chunk, off, len) in rp.pre_trace_areas() {
         let site = intern(0, BEFORE_TRACING);
         let task = intern(1, BEFORE_TRACING);
-        place(&mut objs, site, task, first.0, off as u64, len as u64);
+        place(&mut objs, site, task, chunk.0, off as u64, len as u64);
     }
     let mut acc: [Vec<Acc>; 2] = [
         (0..names[0].len()).map(|_| Acc::default()).collect(),

@@ -88,6 +88,22 @@ pub struct Replayer {
     /// may be bound to one of ours after our balance work destroyed one).
     bound: HashMap<(ChunkId, u64), u32>,
     live: HashMap<u64, LiveObj>,
+    /// Objects in use before tracing that the trace frees
+    /// ([`Setup::pre_objects`]), by pointer, until freed.
+    pre_live: HashMap<u64, Allocation>,
+    /// The ranges in use before tracing that the trace never frees (our
+    /// chunk, offset, length): [`Setup::prefill`] and each
+    /// [`Setup::pre_chunks`] chunk's.
+    pre_filled: Vec<(ChunkId, usize, usize)>,
+    /// Frees of those so far.
+    pre_frees: u64,
+    /// Frees the trace lost, replayed when their pointer was allocated
+    /// again (lenient).
+    implied_frees: u64,
+    /// Empty pages populated at the first phase marker to match the
+    /// kernel's figure in chunks in use before tracing (per unit; `None`
+    /// until then).
+    pre_top_up: Option<u64>,
     /// Live traced allocations per kernel chunk serial (a chunk the kernel
     /// destroys holds none).
     live_in_kchunk: HashMap<u32, u64>,
@@ -147,24 +163,60 @@ impl Replayer {
             ..LogBackend::default()
         };
         let first = a.first_chunk();
-        for &(off, len) in &setup.prefill {
-            // `Setup`'s fields are public: a range made by hand may pass
-            // the top of `usize`.
-            let end = off.checked_add(len).ok_or_else(|| {
+        fill(
+            &mut a,
+            &mut backend,
+            first,
+            &setup.prefill,
+            "the first chunk",
+        )?;
+        let mut pre_filled: Vec<(ChunkId, usize, usize)> =
+            setup.prefill.iter().map(|&(o, l)| (first, o, l)).collect();
+        let first_chunk_kb = a.percpu_bytes() / 1024;
+        // Chunks there before tracing: created and filled in the order the
+        // trace first uses them, each bound to its kernel chunk.
+        let mut pre_ids = HashMap::from([(setup.first_base, first)]);
+        for c in &setup.pre_chunks {
+            let id = a
+                .create_chunk(&mut backend)
+                .map_err(|e| ReplayError::Setup(format!("creating chunk {:#x}: {e}", c.base)))?;
+            fill(
+                &mut a,
+                &mut backend,
+                id,
+                &c.prefill,
+                "a chunk in use before tracing",
+            )?;
+            pre_filled.extend(c.prefill.iter().map(|&(o, l)| (id, o, l)));
+            pre_ids.insert(c.base, id);
+        }
+        let mut pre_live = HashMap::new();
+        for o in &setup.pre_objects {
+            let id = *pre_ids.get(&o.base).ok_or_else(|| {
                 ReplayError::Setup(format!(
-                    "pre-filling the first chunk at {off}: {len} bytes pass the end of the address space"
+                    "an object in use before tracing at {} in chunk {:#x}, which is not in use before tracing",
+                    o.off, o.base
                 ))
             })?;
-            let mut o = off;
-            let max = setup.geometry.max_alloc_size();
-            while o < end {
-                let n = (end - o).min(max);
-                a.alloc_at(&mut backend, first, o, n, 4, AllocFlags::NORMAL)
-                    .map_err(|e| {
-                        ReplayError::Setup(format!("pre-filling the first chunk at {o}: {e}"))
-                    })?;
-                o += n;
+            // One our allocator refuses (a request larger than it allows,
+            // from a corrupt trace) is not inferred: its free is then a
+            // free of an unknown pointer.
+            if let Ok(x) = a.alloc_at(
+                &mut backend,
+                id,
+                o.off,
+                o.len,
+                MIN_ALLOC_SIZE,
+                AllocFlags::NORMAL,
+            ) {
+                pre_live.insert(o.ptr, x);
             }
+        }
+        // What it took to set up is not page traffic of the replay.
+        backend.sim.populated_pages = 0;
+        backend.sim.created = 0;
+        if let Some(log) = &mut backend.log {
+            log.clear();
         }
         let recorded = match cfg.balance {
             BalanceTiming::Recorded => true,
@@ -172,7 +224,6 @@ impl Replayer {
             BalanceTiming::Auto => has_balance_events,
         };
         let base_pages = a.nr_populated() as u64;
-        let first_chunk_kb = a.percpu_bytes() / 1024;
         let reserved = a.reserved_chunk().map(|c| c.0);
         let report = Report {
             schema: 1,
@@ -188,7 +239,7 @@ impl Replayer {
             first_chunk_kb,
             ..Report::default()
         };
-        Ok(Replayer {
+        let mut rp = Replayer {
             a,
             backend,
             cfg,
@@ -198,6 +249,11 @@ impl Replayer {
             next_kserial: 1,
             ours_by_kernel: HashMap::new(),
             bound: HashMap::new(),
+            pre_live,
+            pre_filled,
+            pre_frees: 0,
+            implied_frees: 0,
+            pre_top_up: None,
             live: HashMap::new(),
             live_in_kchunk: HashMap::new(),
             floor: PageRefs::new([Some(first.0), reserved]),
@@ -224,7 +280,20 @@ impl Replayer {
             report,
             base_pages,
             events: 0,
-        })
+        };
+        for base in rp
+            .setup
+            .pre_chunks
+            .iter()
+            .map(|c| c.base)
+            .collect::<Vec<_>>()
+        {
+            let kserial = rp.kernel_serial(base);
+            let id = pre_ids[&base];
+            let serial = rp.a.chunk(id).map_or(0, |c| c.serial());
+            rp.bind(kserial, (id, serial));
+        }
+        Ok(rp)
     }
 
     /// The allocator being driven.
@@ -536,6 +605,9 @@ impl Replayer {
                 }
             }
             Event::PhasePercpu { name, kb } => {
+                if self.pre_top_up.is_none() {
+                    self.top_up_pre_chunks(*kb);
+                }
                 let p = self.phase_report(name, *kb);
                 self.report.phases.push(p);
                 self.sample(rec.ts);
@@ -661,16 +733,12 @@ impl Replayer {
                 }));
             }
         }
-        if self.live.contains_key(&ev.ptr) {
-            // A lost free event (skipped with --lenient) or a corrupt trace.
-            let detail = format!("pointer {:#x} allocated again while live", ev.ptr);
-            return Err(if self.cfg.lenient {
-                bad(detail)
-            } else {
-                ReplayError::Overlap {
-                    line: rec.line,
-                    detail,
-                }
+        if self.live.contains_key(&ev.ptr) && !self.cfg.lenient {
+            // A lost free event (implied with --lenient: see `feed_alloc`)
+            // or a corrupt trace.
+            return Err(ReplayError::Overlap {
+                line: rec.line,
+                detail: format!("pointer {:#x} allocated again while live", ev.ptr),
             });
         }
         Ok(())
@@ -775,6 +843,13 @@ impl Replayer {
 
     fn feed_alloc(&mut self, rec: &Record, ev: &AllocEvent) -> Result<(), ReplayError> {
         self.check_alloc(rec, ev)?;
+        if self.live.contains_key(&ev.ptr) {
+            // Lenient: the kernel hands out a pointer only once it is free,
+            // so its free event was lost (a 6.18 kernel leaves some
+            // untraced; perf drops some): replayed here, where it is implied.
+            self.feed_free(rec, ev.ptr)?;
+            self.implied_frees += 1;
+        }
         if !self.known_chunk(ev.base_addr) {
             self.uncreated_chunk(rec, ev.base_addr)?;
         }
@@ -837,6 +912,14 @@ impl Replayer {
     /// (lenient).
     fn feed_free(&mut self, rec: &Record, ptr: u64) -> Result<bool, ReplayError> {
         let Some(obj) = self.live.remove(&ptr) else {
+            if let Some(x) = self.pre_live.remove(&ptr) {
+                self.a
+                    .free(x.chunk, x.offset)
+                    .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
+                self.pre_frees += 1;
+                self.maybe_balance();
+                return Ok(true);
+            }
             if self.cfg.lenient {
                 self.unknown_frees += 1;
                 return Ok(false);
@@ -979,6 +1062,67 @@ impl Replayer {
         Ok(())
     }
 
+    /// At the first phase marker of a recording that found chunks in use
+    /// (`Setup::pre_chunks`): populate as many of their empty pages as the
+    /// kernel's figure (`kb`) is above ours, lowest first, which is where
+    /// the kernel's reserve of empty pages populates them. Once; not page
+    /// traffic of the replay.
+    fn top_up_pre_chunks(&mut self, kb: u64) {
+        let geo = self.setup.geometry;
+        let per_page_kb = (geo.nr_units() * geo.page_size()) as u64;
+        let ours = self.a.percpu_bytes() / 1024;
+        let mut missing = if self.synthetic || self.setup.pre_chunks.is_empty() {
+            0
+        } else {
+            kb.saturating_sub(ours) * 1024 / per_page_kb
+        };
+        let (pop, log) = (
+            self.backend.sim.populated_pages,
+            self.backend.log.as_ref().map_or(0, Vec::len),
+        );
+        let mut added = 0u64;
+        let bases: Vec<u64> = self.setup.pre_chunks.iter().map(|c| c.base).collect();
+        for base in bases {
+            let Some(&(id, serial)) = self
+                .kserial_by_base
+                .get(&base)
+                .and_then(|k| self.ours_by_kernel.get(k))
+            else {
+                continue;
+            };
+            let mut page = 0;
+            while missing > 0 && page < geo.unit_pages() {
+                let empty = self.a.chunk(id).is_some_and(|c| {
+                    c.serial() == serial && !c.is_page_populated(page) && c.is_page_clear(page)
+                });
+                let at = page * geo.page_size();
+                page += 1;
+                if !empty {
+                    continue;
+                }
+                let Ok(x) = self.a.alloc_at(
+                    &mut self.backend,
+                    id,
+                    at,
+                    geo.page_size(),
+                    MIN_ALLOC_SIZE,
+                    AllocFlags::NORMAL,
+                ) else {
+                    continue;
+                };
+                if self.a.free(x.chunk, x.offset).is_ok() {
+                    missing -= 1;
+                    added += 1;
+                }
+            }
+        }
+        self.backend.sim.populated_pages = pop;
+        if let Some(l) = &mut self.backend.log {
+            l.truncate(log);
+        }
+        self.pre_top_up = Some(added);
+    }
+
     /// The figures at a `PHASE <name> Percpu` marker (`kb`: the kernel's).
     fn phase_report(&self, name: &str, kb: u64) -> PhaseReport {
         let page = self.setup.geometry.page_size() as u64;
@@ -1024,6 +1168,16 @@ impl Replayer {
         })
     }
 
+    /// What is in use now that was allocated before tracing started (our
+    /// chunk, offset, length): the ranges pre-filled and the objects from
+    /// before tracing not yet freed.
+    pub fn pre_trace_areas(&self) -> impl Iterator<Item = (ChunkId, usize, usize)> + '_ {
+        self.pre_filled
+            .iter()
+            .copied()
+            .chain(self.pre_live.values().map(|x| (x.chunk, x.offset, x.size)))
+    }
+
     /// Close the replay and produce the report.
     pub fn finish(mut self, elapsed_s: f64) -> Report {
         let r = &mut self.report;
@@ -1056,7 +1210,16 @@ impl Replayer {
             (self.have_kprobes && self.have_kruns).then_some(self.krefaults.within_runs);
         r.reordered_allocs = self.swapped;
         r.uncreated_chunks = self.uncreated.len() as u64;
+        r.pre_trace_chunks = self.setup.pre_chunks.len() as u64;
+        r.pre_trace_frees = self.pre_frees;
+        r.pre_trace_top_up_pages = self.pre_top_up.unwrap_or(0);
         self.report
+    }
+
+    /// Frees the trace lost, implied in lenient mode when the kernel
+    /// allocated their pointer again.
+    pub fn implied_frees(&self) -> u64 {
+        self.implied_frees
     }
 
     /// Frees of unknown pointers skipped in lenient mode.
@@ -1081,4 +1244,34 @@ impl Replayer {
     pub fn first_bad_events(&self) -> &[ReplayError] {
         &self.first_bad
     }
+}
+
+/// Allocate `ranges` (offset, length) of chunk `id` as in use before
+/// tracing, in pieces of at most the largest request; `what` names the
+/// chunk in errors.
+fn fill(
+    a: &mut Allocator,
+    backend: &mut LogBackend,
+    id: ChunkId,
+    ranges: &[(usize, usize)],
+    what: &str,
+) -> Result<(), ReplayError> {
+    let max = a.geometry().max_alloc_size();
+    for &(off, len) in ranges {
+        // `Setup`'s fields are public: a range made by hand may pass the
+        // top of `usize`.
+        let end = off.checked_add(len).ok_or_else(|| {
+            ReplayError::Setup(format!(
+                "pre-filling {what} at {off}: {len} bytes pass the end of the address space"
+            ))
+        })?;
+        let mut o = off;
+        while o < end {
+            let n = (end - o).min(max);
+            a.alloc_at(backend, id, o, n, MIN_ALLOC_SIZE, AllocFlags::NORMAL)
+                .map_err(|e| ReplayError::Setup(format!("pre-filling {what} at {o}: {e}")))?;
+            o += n;
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod config;
 mod engine;
 mod page_log;
 mod page_refs;
+mod pre_trace;
 mod refaults;
 pub mod report;
 mod run;
@@ -23,6 +24,7 @@ pub use config::{
 };
 pub use engine::{LiveObject, Replayer};
 pub use page_log::{PageOp, PageOpKind};
+pub use pre_trace::{PreChunk, PreObject};
 pub use refaults::{Refaults, SOON_RUNS};
 pub use report::{Disagreement, PhaseReport, Report, Sample};
 pub use run::{derive_lifetime_classes, phase_marks, replay, trace_features};

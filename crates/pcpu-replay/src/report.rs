@@ -9,6 +9,8 @@
 //!   "placement_agreement": float|null,   // fraction of allocations at the kernel's chunk and offset
 //!   "allocs": int, "frees": int, "failed_allocs": int, "reordered_allocs": int,
 //!   "uncreated_chunks": int,           // chunks used without a create event (lenient)
+//!   "pre_trace_chunks": int, "pre_trace_frees": int, "pre_trace_top_up_pages": int,
+//!                                      // in use before tracing: chunks, objects freed, pages
 //!   "magazine_hits": int,              // allocations served by `--magazine` magazines
 //!   "long_lived_objects": int,         // allocations the long-lived prediction placed together
 //!   "tiled_bursts": int, "untiled_bursts": int, "tiling_pooled_objects": int, // page tiling
@@ -154,6 +156,18 @@ pub struct Report {
     /// start at boot, replayed with `lenient`; 0 otherwise).
     #[serde(default)]
     pub uncreated_chunks: u64,
+    /// Dynamic chunks in use before tracing started, inferred from the
+    /// trace (a recording on a running kernel; `Setup::pre_chunks`).
+    #[serde(default)]
+    pub pre_trace_chunks: u64,
+    /// Frees of objects allocated before tracing started
+    /// (`Setup::pre_objects`).
+    #[serde(default)]
+    pub pre_trace_frees: u64,
+    /// Empty pages of those chunks populated at the first phase marker to
+    /// match the kernel's figure there (per unit).
+    #[serde(default)]
+    pub pre_trace_top_up_pages: u64,
     /// Allocations served by a per-CPU magazine (`ReplayConfig::magazine`;
     /// 0 without magazines).
     pub magazine_hits: u64,

@@ -1,11 +1,12 @@
 //! What a replay needs to know about the traced kernel: geometry, units, the
 //! percpu base address, and the first chunk's state before tracing started.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use pcpu_core::{FirstChunk, Geometry};
 use pcpu_trace::{Event, FirstChunkGeometry, Record};
 
+use crate::pre_trace::{self, PreChunk, PreObject, Region};
 use crate::ReplayError;
 
 /// The traced kernel's allocator setup.
@@ -20,13 +21,22 @@ pub struct Setup {
     /// `base_addr` of the reserved chunk, if any.
     pub reserved_base: Option<u64>,
     /// Byte ranges of the first chunk in use before tracing started
-    /// (allocations the trace never shows).
+    /// (allocations the trace never shows, nor frees).
     pub prefill: Vec<(usize, usize)>,
+    /// Dynamic chunks in use before tracing started (a recording on a
+    /// running kernel), in the order the trace first uses them.
+    pub pre_chunks: Vec<PreChunk>,
+    /// Objects allocated before tracing started that the trace frees, in
+    /// the first chunk or a [`Setup::pre_chunks`] chunk.
+    pub pre_objects: Vec<PreObject>,
 }
 
 impl Setup {
     /// Derive the setup from the capture's first-chunk geometry (or the given
-    /// values), the number of units, and the trace itself.
+    /// values), the number of units, and the trace itself; with `prefill`,
+    /// also what was in use before tracing started (the module
+    /// `pre_trace`: the first chunk's gaps, and for a recording on a
+    /// running kernel the chunks already there and the objects it frees).
     pub fn derive(
         geo: &FirstChunkGeometry,
         nr_units: usize,
@@ -90,9 +100,25 @@ impl Setup {
             first_base,
             reserved_base,
             prefill: Vec::new(),
+            pre_chunks: Vec::new(),
+            pre_objects: Vec::new(),
         };
         if prefill {
-            s.prefill = first_chunk_prefill(&s, records);
+            let start = (fc.static_size + fc.reserved_size) % page as usize;
+            let first = Region {
+                start,
+                end: start + fc.dyn_size,
+                page: page as usize,
+            };
+            let inferred = pre_trace::infer(
+                (first_base, first),
+                reserved_base,
+                s.geometry.unit_size(),
+                records,
+            );
+            s.prefill = inferred.first_prefill;
+            s.pre_chunks = inferred.chunks;
+            s.pre_objects = inferred.objects;
         }
         Ok(s)
     }
@@ -117,76 +143,4 @@ fn percpu_base(records: &[Record]) -> Option<(u64, u64, u64)> {
         .iter()
         .max_by_key(|(_, &(count, order))| (count, std::cmp::Reverse(order)))?;
     Some((base, count, allocs))
-}
-
-/// Byte ranges of the first chunk that were in use before tracing started.
-///
-/// A gap (a range no traced allocation ever covers, below the end of the
-/// highest traced allocation there) is taken as pre-allocated when some traced
-/// allocation that would fit in it (size and alignment) was placed *beyond*
-/// it: first fit would have used the gap had it been free. Gaps that nothing
-/// traced fits in are left free (DESIGN.md, "Replay").
-fn first_chunk_prefill(s: &Setup, records: &[Record]) -> Vec<(usize, usize)> {
-    let fc = s.geometry.first_chunk();
-    let page = s.geometry.page_size();
-    let start = (fc.static_size + fc.reserved_size) % page;
-    // The dynamic area's end, from the chunk's base page.
-    let end = start + fc.dyn_size;
-    // Traced allocations of the first chunk, by alignment (a power of two up
-    // to the page size; anything else the replay rejects later), each list
-    // sorted by offset.
-    let mut by_align: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
-    let mut covered: BTreeMap<usize, usize> = BTreeMap::new();
-    for r in records {
-        if let Event::Alloc(a) = &r.event {
-            let (Ok(off), Ok(size)) = (usize::try_from(a.off), usize::try_from(a.size)) else {
-                continue;
-            };
-            let align = usize::try_from(a.align).unwrap_or(usize::MAX).max(4);
-            // Allocations outside the first chunk's managed region (a
-            // corrupt trace: the replay refuses them itself) say nothing
-            // about what was in use before tracing.
-            if a.base_addr != s.first_base || off < start || size > end.saturating_sub(off) {
-                continue;
-            }
-            let size = size.next_multiple_of(4);
-            if align.is_power_of_two() && align <= page {
-                by_align.entry(align).or_default().push((off, size));
-            }
-            let e = covered.entry(off).or_insert(0);
-            *e = (*e).max(size);
-        }
-    }
-    let mut gaps = Vec::new();
-    let mut pos = start;
-    for (&off, &size) in &covered {
-        if off > pos {
-            gaps.push((pos, off - pos));
-        }
-        pos = pos.max(off + size);
-    }
-    // For each alignment: the smallest size among the allocations at or
-    // beyond each offset (suffix minima), so that each gap takes one binary
-    // search per alignment instead of a pass over every allocation.
-    let suffix: Vec<(usize, Vec<(usize, usize)>)> = by_align
-        .into_iter()
-        .map(|(align, mut v)| {
-            v.sort_unstable();
-            let mut min = usize::MAX;
-            for e in v.iter_mut().rev() {
-                min = min.min(e.1);
-                e.1 = min;
-            }
-            (align, v)
-        })
-        .collect();
-    gaps.retain(|&(gs, glen)| {
-        let ge = gs + glen;
-        suffix.iter().any(|(align, v)| {
-            let i = v.partition_point(|&(off, _)| off < ge);
-            v.get(i)
-                .is_some_and(|&(_, min)| gs.next_multiple_of(*align) + min <= ge)
-        })
-    });
-    gaps
 }

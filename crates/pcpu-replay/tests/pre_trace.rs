@@ -1,0 +1,155 @@
+//! A recording on a running kernel: the replay infers the dynamic chunk
+//! already in use, the objects in it that the trace frees, and the first
+//! chunk's tail, and then replays strictly, placing every allocation where
+//! the kernel did, with the kernel's Percpu from the first marker on.
+
+use pcpu_core::Policy;
+use pcpu_replay::*;
+use pcpu_trace::{parse_dmesg, ParseOptions, Record, TraceReader};
+
+const PCPU_BASE: u64 = 0xffff_8dc3_bbc0_0000;
+/// A dynamic chunk no event creates: above the first chunk's four units.
+const CHUNK: u64 = PCPU_BASE + (4 << 20);
+const GEOMETRY: &str = "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288";
+
+fn alloc(off: u64, size: u64) -> String {
+    format!(
+        "  mkdir-100 [001] .....  1.000000: percpu_alloc_percpu: call_site=f+0x1/0x2 reserved=0 is_atomic=0 size={size} align=8 base_addr={CHUNK:x} off={off} ptr={:016x} bytes_alloc=48 gfp_flags=\n",
+        CHUNK + off - PCPU_BASE
+    )
+}
+
+fn free(off: u64) -> String {
+    format!(
+        "  mkdir-100 [001] .....  1.000000: percpu_free_percpu: base_addr={CHUNK:x} off={off} ptr={:016x}\n",
+        CHUNK + off - PCPU_BASE
+    )
+}
+
+fn marker(name: &str, kb: u64) -> String {
+    format!("  pcpu-99 [000] .....  1.000000: tracing_mark_write: PHASE {name} Percpu: {kb} kB\n")
+}
+
+fn records(text: &str) -> Vec<Record> {
+    TraceReader::new(text.as_bytes())
+        .with_options(ParseOptions::strict())
+        .collect_trace()
+        .unwrap()
+        .records
+}
+
+/// The kernel's chunk holds two objects of 2048 bytes at 0 and 2048 when
+/// tracing starts; the trace allocates after them, frees the first (which
+/// it never saw allocated) and allocates into its place.
+fn trace(start_kb: u64) -> String {
+    [
+        marker("START", start_kb),
+        alloc(4096, 64),
+        free(0),
+        alloc(0, 2048),
+        alloc(4160, 64),
+        marker("END", start_kb),
+    ]
+    .concat()
+}
+
+fn setup(recs: &[Record], prefill: bool) -> Setup {
+    let geo = parse_dmesg(GEOMETRY).unwrap();
+    Setup::derive(&geo, 4, recs, prefill).unwrap()
+}
+
+#[test]
+fn the_chunk_in_use_and_its_freed_object_are_inferred() {
+    let s = setup(&records(&trace(0)), true);
+    assert_eq!(
+        s.pre_chunks,
+        vec![PreChunk {
+            base: CHUNK,
+            // The second object: nothing traced covers it, and a 64-byte
+            // request that fits it went past it.
+            prefill: vec![(2048, 2048)],
+        }]
+    );
+    assert_eq!(
+        s.pre_objects,
+        vec![PreObject {
+            base: CHUNK,
+            off: 0,
+            // Up to the allocation traced before its free at 4096, but no
+            // larger than the largest traced request.
+            len: 2048,
+            ptr: CHUNK - PCPU_BASE,
+        }]
+    );
+    // The first chunk, tried first, had no room for what went to the
+    // dynamic chunk: its whole dynamic area was in use.
+    assert_eq!(s.prefill, vec![(0, 28672)]);
+    // Without the inference, nothing is.
+    let s = setup(&records(&trace(0)), false);
+    assert!(s.pre_chunks.is_empty() && s.pre_objects.is_empty() && s.prefill.is_empty());
+}
+
+#[test]
+fn a_recording_replays_strictly_where_the_kernel_placed_it() {
+    for policy in ["linux-6.1", "linux-5.14", "pcpu"] {
+        let cfg = || ReplayConfig {
+            policy: policy.parse::<Policy>().unwrap(),
+            check_invariants: true,
+            ..ReplayConfig::default()
+        };
+        // Our Percpu before the first marker: the first chunk and the
+        // inferred chunk's one page in use; the kernel's is 2 pages per unit
+        // more (4 units of 4 kB).
+        let probe = Replayer::new(setup(&records(&trace(0)), true), cfg(), false, false).unwrap();
+        let ours_kb = probe.allocator().percpu_bytes() / 1024;
+        let recs = records(&trace(ours_kb + 32));
+        let mut rp = Replayer::new(setup(&recs, true), cfg(), false, false).unwrap();
+        for r in &recs {
+            rp.feed(r).unwrap();
+        }
+        let rep = rp.finish(0.0);
+        assert_eq!(rep.pre_trace_chunks, 1, "{policy}");
+        assert_eq!(rep.pre_trace_frees, 1, "{policy}");
+        assert_eq!(rep.pre_trace_top_up_pages, 2, "{policy}");
+        assert_eq!(rep.uncreated_chunks, 0, "{policy}");
+        // Setting up is not page traffic; the top-up neither.
+        assert_eq!(rep.chunks_created, 0, "{policy}");
+        assert_eq!(rep.phases[0].percpu_kb, ours_kb + 32, "{policy}");
+        if policy.starts_with("linux") {
+            assert_eq!(rep.placement_agreement, Some(1.0), "{policy}");
+            // The allocation at 4096 took one of the two empty pages; the
+            // balance work populates the reserve again (pages 3 to 5).
+            assert_eq!(rep.populated_pages, 3, "{policy}");
+        }
+    }
+}
+
+#[test]
+fn without_the_inference_a_recording_needs_lenient() {
+    let recs = records(&trace(0));
+    let geo = parse_dmesg(GEOMETRY).unwrap();
+    let setup = Setup::derive(&geo, 4, &recs, false).unwrap();
+    let mut rp = Replayer::new(setup, ReplayConfig::default(), false, false).unwrap();
+    let e = recs.iter().find_map(|r| rp.feed(r).err()).unwrap();
+    assert!(matches!(e, ReplayError::NotFromBoot { .. }), "{e}");
+}
+
+/// In a trace from boot (no chunk in use before it), a free of a pointer
+/// never allocated is a lost allocation event, not an object from before
+/// tracing: strict replay stops at it.
+#[test]
+fn a_trace_from_boot_infers_no_freed_object() {
+    let first = PCPU_BASE + 217_088 + 8192;
+    let text = format!(
+        "  mkdir-100 [001] .....  1.000000: percpu_alloc_percpu: call_site=f+0x1/0x2 reserved=0 is_atomic=0 size=8 align=8 base_addr={first:x} off=64 ptr={:016x} bytes_alloc=48 gfp_flags=\n  mkdir-100 [001] .....  1.000000: percpu_free_percpu: base_addr={first:x} off=0 ptr={:016x}\n",
+        first + 64 - PCPU_BASE,
+        first - PCPU_BASE
+    );
+    let recs = records(&text);
+    let s = setup(&recs, true);
+    assert!(s.pre_objects.is_empty() && s.pre_chunks.is_empty());
+    let mut rp = Replayer::new(s, ReplayConfig::default(), false, false).unwrap();
+    rp.feed(&recs[0]).unwrap();
+    let e = rp.feed(&recs[1]).unwrap_err();
+    assert!(matches!(e, ReplayError::UnknownFree { .. }), "{e}");
+}
