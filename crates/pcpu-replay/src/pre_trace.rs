@@ -9,9 +9,10 @@
 //! never saw allocated. Each inference is a rule about what the kernel's
 //! own placement implies, never a guess the trace contradicts:
 //!
-//! - **A free of an untraced pointer** in a recording that found dynamic
-//!   chunks in use starts an object there, allocated before tracing (in a
-//!   trace from boot it is a lost allocation event, or a corrupt trace). It ends no later than the next object start the trace
+//! - **A free of an untraced pointer** in the first chunk, or in a chunk in
+//!   use before tracing, starts an object there, allocated before tracing
+//!   (a trace from boot starts after the first chunk's earliest
+//!   allocations too). In a chunk the trace created it stays an error. It ends no later than the next object start the trace
 //!   shows (another such free, or an allocation placed before this free: its
 //!   bytes were free then), nor past the largest traced request (objects
 //!   before tracing were of the same kinds), nor past the chunk's region.
@@ -169,17 +170,18 @@ pub(crate) fn infer(
     // A recording on a running kernel finds the first chunk (the fullest,
     // so the first one tried) in use past its last traced allocation too:
     // what fits there but went to a dynamic chunk says so.
-    // Frees of untraced pointers are inferred only then, too: in a trace
-    // from boot they are lost allocation events (or a corrupt trace), which
-    // a strict replay must stop at.
-    let mut first_seen = seen.remove(&first_base).unwrap_or_default();
     let elsewhere = if order.is_empty() {
-        first_seen.frees.clear();
         &[][..]
     } else {
         &dynamic[..]
     };
-    let (prefill, objects) = infer_chunk(first_base, first_region, &first_seen, cap, elsewhere);
+    let (prefill, objects) = infer_chunk(
+        first_base,
+        first_region,
+        seen.get(&first_base).unwrap_or(&empty),
+        cap,
+        elsewhere,
+    );
     out.first_prefill = prefill;
     out.objects = objects;
     for base in order {

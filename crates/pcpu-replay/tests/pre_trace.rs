@@ -134,22 +134,41 @@ fn without_the_inference_a_recording_needs_lenient() {
     assert!(matches!(e, ReplayError::NotFromBoot { .. }), "{e}");
 }
 
-/// In a trace from boot (no chunk in use before it), a free of a pointer
-/// never allocated is a lost allocation event, not an object from before
-/// tracing: strict replay stops at it.
+/// In a trace from boot, a free of a pointer never allocated in the first
+/// chunk is one of its objects from before tracing (tracing starts after
+/// the earliest allocations); a second free of a traced pointer is not
+/// (the trace allocated that area before it): strict replay stops there.
 #[test]
-fn a_trace_from_boot_infers_no_freed_object() {
+fn a_trace_from_boot_infers_first_chunk_objects_but_not_double_frees() {
     let first = PCPU_BASE + 217_088 + 8192;
-    let text = format!(
-        "  mkdir-100 [001] .....  1.000000: percpu_alloc_percpu: call_site=f+0x1/0x2 reserved=0 is_atomic=0 size=8 align=8 base_addr={first:x} off=64 ptr={:016x} bytes_alloc=48 gfp_flags=\n  mkdir-100 [001] .....  1.000000: percpu_free_percpu: base_addr={first:x} off=0 ptr={:016x}\n",
-        first + 64 - PCPU_BASE,
-        first - PCPU_BASE
-    );
+    let line = |ev: &str, off: u64| {
+        let ptr = first + off - PCPU_BASE;
+        match ev {
+            "alloc" => format!("  mkdir-100 [001] .....  1.000000: percpu_alloc_percpu: call_site=f+0x1/0x2 reserved=0 is_atomic=0 size=8 align=8 base_addr={first:x} off={off} ptr={ptr:016x} bytes_alloc=48 gfp_flags=\n"),
+            _ => format!("  mkdir-100 [001] .....  1.000000: percpu_free_percpu: base_addr={first:x} off={off} ptr={ptr:016x}\n"),
+        }
+    };
+    let text = [
+        line("alloc", 64),
+        line("free", 0),
+        line("free", 64),
+        line("free", 64),
+    ]
+    .concat();
     let recs = records(&text);
     let s = setup(&recs, true);
-    assert!(s.pre_objects.is_empty() && s.pre_chunks.is_empty());
+    assert!(s.pre_chunks.is_empty());
+    assert_eq!(
+        s.pre_objects
+            .iter()
+            .map(|o| (o.off, o.len))
+            .collect::<Vec<_>>(),
+        [(0, 8)]
+    );
     let mut rp = Replayer::new(s, ReplayConfig::default(), false, false).unwrap();
-    rp.feed(&recs[0]).unwrap();
-    let e = rp.feed(&recs[1]).unwrap_err();
+    for r in &recs[..3] {
+        rp.feed(r).unwrap();
+    }
+    let e = rp.feed(&recs[3]).unwrap_err();
     assert!(matches!(e, ReplayError::UnknownFree { .. }), "{e}");
 }
