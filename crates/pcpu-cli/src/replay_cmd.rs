@@ -322,6 +322,15 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
             ),
         ));
     }
+    if r.short_lived_objects > 0 {
+        lines.push((
+            "predicted short-lived",
+            format!(
+                "{} first objects of task classes placed outside them",
+                r.short_lived_objects
+            ),
+        ));
+    }
     if r.tiled_bursts + r.untiled_bursts > 0 {
         lines.push((
             "page-tiling bursts",

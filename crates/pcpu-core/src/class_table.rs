@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use crate::classes::ClassHint;
 use crate::long_lived::{Starters, LONG_LIVED};
+use crate::short_lived::Transients;
 use crate::tiling::Bursts;
 
 /// Regions remembered per class.
@@ -49,8 +50,8 @@ impl Region {
 ///   [`LONG_LIVED`] has one, so no hint names it.
 /// - A [`LONG_LIVED`] region is one page or less, starting at a page
 ///   boundary (`Allocator::alloc_area_class` cuts it there).
-/// - `starters` and `bursts` keep their own (`long_lived.rs`,
-///   `tiling.rs`).
+/// - `starters`, `bursts` and `transients` keep their own (`long_lived.rs`,
+///   `tiling.rs`, `short_lived.rs`).
 #[derive(Clone, Debug)]
 pub(crate) struct ClassTable {
     entries: Vec<(ClassHint, Region)>,
@@ -60,6 +61,8 @@ pub(crate) struct ClassTable {
     pub(crate) starters: Starters,
     /// Burst sizes per call site (`Policy::tile_bursts`).
     pub(crate) bursts: Bursts,
+    /// Call sites whose first objects die young (`Policy::short_lived`).
+    pub(crate) transients: Transients,
 }
 
 impl ClassTable {
@@ -71,6 +74,7 @@ impl ClassTable {
             tick: 0,
             starters: Starters::default(),
             bursts: Bursts::default(),
+            transients: Transients::default(),
         }
     }
 
@@ -239,6 +243,7 @@ impl ClassTable {
     pub(crate) fn check(&self, page_bits: i32) -> Result<(), alloc::string::String> {
         self.starters.check()?;
         self.bursts.check()?;
+        self.transients.check()?;
         for (c, r) in &self.entries {
             if *c == LONG_LIVED {
                 if r.lo % page_bits != 0 || r.hi - r.lo > page_bits {

@@ -206,6 +206,21 @@ impl Allocator {
             && self.policy.uses_call_sites()
             && !self.classes.has_regions(class);
         let now = self.classes.tick();
+        // A task class's first object from a site whose first objects
+        // mostly died young while their class lived goes to plain first
+        // fit, outside the class (`short_lived.rs`); every class-placed task
+        // allocation settles the verdicts due.
+        let watch =
+            self.policy.short_lived && class.pages == ClassPages::Shared && first && site != 0;
+        if self.policy.short_lived && class.pages == ClassPages::Shared {
+            self.settle_transients(now);
+            if watch && self.classes.transients.predicts(site) {
+                let a = self.alloc_area(req, flags)?;
+                self.watch_first(class, site, &a, now, true);
+                return Ok(a);
+            }
+        }
+        let task_class = class;
         if self.policy.long_lived && class.pages == ClassPages::Shared {
             let small = is_small(req.bits, bb);
             class = self.classes.starters.route(class, site, now, first, small);
@@ -230,7 +245,11 @@ impl Allocator {
                 }
             }
         }
-        self.place_in_class(req, flags, class, tile)
+        let a = self.place_in_class(req, flags, class, tile)?;
+        if watch && class == task_class {
+            self.watch_first(class, site, &a, now, false);
+        }
+        Ok(a)
     }
 
     /// Place `req` in one of `class`'s regions, else in a new one (`tile`:

@@ -73,7 +73,11 @@ impl Allocator {
             // Its magazine hands it out or frees it.
             return Err(FreeError::Cached { chunk, offset });
         }
+        let serial = c.serial;
         let change = free_in(self.layout, c, bit_off as i32, bits);
+        if self.policy.short_lived {
+            self.classes.transients.freed(id, serial, bit_off as i32);
+        }
         self.area_freed(id, change);
         self.after_free(id);
         Ok(bits as usize * MIN_ALLOC_SIZE)

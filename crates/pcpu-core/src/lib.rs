@@ -54,6 +54,7 @@ mod magazine;
 mod page_map;
 mod policy;
 mod refill;
+mod short_lived;
 mod slots;
 mod stats;
 mod tiling;

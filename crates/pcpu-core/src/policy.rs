@@ -189,6 +189,13 @@ pub struct Policy {
     /// so that a survivor among removed neighbours pins one page instead
     /// of straddling two (`tiling.rs`).
     pub tile_bursts: bool,
+    /// Task classes learn, per call site, whether their first object dies
+    /// young (freed within 64 objects placed) while the rest of the class
+    /// lives on, as the two objects every `exec` allocates on Linux 6.2 and
+    /// later do; a first object from a site whose first objects mostly did
+    /// is placed by plain first fit outside its class, so that the class's
+    /// region does not start with a hole (`short_lived.rs`).
+    pub short_lived: bool,
     /// `pcpu`: isolate chunks for reclaim only once the system holds at least
     /// this many empty pages beyond `empty_pop_high` (hysteresis: reclaim
     /// then depopulates down to `empty_pop_high`).
@@ -241,6 +248,7 @@ impl Policy {
             long_lived: false,
             backfill: false,
             tile_bursts: false,
+            short_lived: false,
             reclaim_surplus: 0,
             refault_reserve_divisor: 0,
             sideline: true,
@@ -278,6 +286,9 @@ impl Policy {
         // (the memcg's, without its 4-byte counter) tile the pages, so a
         // surviving cgroup pins one page instead of 1.5.
         p.tile_bursts = true;
+        // Found on a 6.18 recording (docs/capturing.md): exec's objects,
+        // freed at exit, left a hole at the start of every cgroup's region.
+        p.short_lived = true;
         // The refault reserve stays off: on the shared memcg capture a few
         // refaults before the removal would keep ~14 more pages per unit at
         // phase C (resident/floor outside the first and reserved chunks
@@ -287,15 +298,15 @@ impl Policy {
     }
 
     /// Do task classes learn from the call site of their first object
-    /// (`long_lived`, `tile_bursts`)? With neither, a hint's site is not
+    /// (`long_lived`, `tile_bursts`, `short_lived`)? With none, a hint's site is not
     /// used, and no object goes to the long-lived pages.
     pub const fn uses_call_sites(&self) -> bool {
-        self.long_lived || self.tile_bursts
+        self.long_lived || self.tile_bursts || self.short_lived
     }
 
     /// Does this policy behave as `other` does? Equal, up to the class
     /// knobs (`min_run`, `class_capacity`, `keep_room`, `long_lived`,
-    /// `backfill`, `tile_bursts`) when neither places by class: they act only in class
+    /// `backfill`, `tile_bursts`, `short_lived`) when neither places by class: they act only in class
     /// placement. (`linux-5.14:keep_room=true` behaves as `linux-5.14`.)
     pub fn behaves_as(&self, other: &Policy) -> bool {
         let mut p = *self;
@@ -306,6 +317,7 @@ impl Policy {
             p.long_lived = other.long_lived;
             p.backfill = other.backfill;
             p.tile_bursts = other.tile_bursts;
+            p.short_lived = other.short_lived;
         }
         p == *other
     }
@@ -403,7 +415,7 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 18] = [
+pub const KNOBS: [&str; 19] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
@@ -422,6 +434,7 @@ pub const KNOBS: [&str; 18] = [
     "long_lived",
     "backfill",
     "tile_bursts",
+    "short_lived",
 ];
 
 /// What knob `name` does, and which policies it affects (one line each),
@@ -498,6 +511,10 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
         ),
         "tile_bursts" => (
             "task classes whose call site last placed a power-of-two burst (1/4 to 1 page, 4-byte objects aside) start it on a multiple of its size; their 4-byte objects share the long-lived pages",
+            CLASSES,
+        ),
+        "short_lived" => (
+            "task classes: first objects from call sites whose first objects mostly die young (freed within 64 placements while their class lives on) go to plain first fit, outside the class",
             CLASSES,
         ),
         _ => return None,
@@ -641,6 +658,7 @@ impl Policy {
             "long_lived" => KnobValue::Bool(self.long_lived),
             "backfill" => KnobValue::Bool(self.backfill),
             "tile_bursts" => KnobValue::Bool(self.tile_bursts),
+            "short_lived" => KnobValue::Bool(self.short_lived),
             _ => KnobValue::Int(0),
         }
     }
@@ -797,6 +815,7 @@ impl Policy {
             "long_lived" => p.long_lived = flag()?,
             "backfill" => p.backfill = flag()?,
             "tile_bursts" => p.tile_bursts = flag()?,
+            "short_lived" => p.short_lived = flag()?,
             _ => unreachable!("every name in KNOBS is handled"),
         }
         Ok(())

@@ -126,6 +126,13 @@ fn policies_print_and_parse_back() {
                         "true"
                     }
                 }
+                "short_lived" => {
+                    if p.short_lived {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
                 "empty_pop_high" => "9",
                 "fit" => "best",
                 "refill" => {

@@ -1193,6 +1193,7 @@ impl Replayer {
         r.populated_pages = self.backend.sim.populated_pages;
         r.depopulated_pages = self.backend.sim.depopulated_pages;
         r.long_lived_objects = self.a.long_lived_objects();
+        r.short_lived_objects = self.a.short_lived_objects();
         let tiling = self.a.tiling_stats();
         r.tiled_bursts = tiling.tiled;
         r.untiled_bursts = tiling.untiled;

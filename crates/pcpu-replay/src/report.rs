@@ -13,6 +13,7 @@
 //!                                      // in use before tracing: chunks, objects freed, pages
 //!   "magazine_hits": int,              // allocations served by `--magazine` magazines
 //!   "long_lived_objects": int,         // allocations the long-lived prediction placed together
+//!   "short_lived_objects": int,        // first objects the short-lived prediction kept out of their class
 //!   "tiled_bursts": int, "untiled_bursts": int, "tiling_pooled_objects": int, // page tiling
 //!   "first_chunk_kb": int,             // the first and reserved chunks, never depopulated
 //!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
@@ -174,6 +175,11 @@ pub struct Report {
     /// Allocations the long-lived prediction sent to the shared long-lived
     /// class (`Policy::long_lived`; 0 with other policies).
     pub long_lived_objects: u64,
+    /// First objects the short-lived prediction placed by first fit,
+    /// outside their task class (`Policy::short_lived`; 0 with other
+    /// policies).
+    #[serde(default)]
+    pub short_lived_objects: u64,
     /// Task bursts page tiling started on a multiple of their predicted
     /// size (`Policy::tile_bursts`, `pcpu_core::TilingStats`; 0 with other
     /// policies).
