@@ -57,11 +57,32 @@ fn linux_policies_follow_a_running_kernel() {
     }
 }
 
+/// `pcpu` stays within 1% of linux-5.14 at every phase of the recording,
+/// because of its short-lived prediction: without it, exec's two objects
+/// leave a hole at the start of every cgroup's region and the peak (B) is
+/// 1.5% above.
 #[test]
-fn the_pcpu_policy_replays_it_too() {
-    let r = replay_live("pcpu", true).unwrap();
-    assert_eq!(r.phases.len(), 6);
-    assert_eq!(r.phases[0].percpu_kb, 1032);
+fn the_pcpu_policy_stays_within_1_percent_of_linux_5_14() {
+    let linux = replay_live("linux-5.14", true).unwrap();
+    let worst = |policy: &str| -> (String, f64) {
+        let r = replay_live(policy, true).unwrap();
+        assert_eq!(r.phases.len(), linux.phases.len());
+        r.phases
+            .iter()
+            .zip(&linux.phases)
+            .map(|(p, l)| {
+                (
+                    p.name.clone(),
+                    p.percpu_kb as f64 / l.percpu_kb as f64 - 1.0,
+                )
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap()
+    };
+    let (phase, excess) = worst("pcpu");
+    assert!(excess <= 0.01, "{phase}: {excess}");
+    let (phase, excess) = worst("pcpu:short_lived=false");
+    assert!(phase == "B" && excess > 0.01, "{phase}: {excess}");
 }
 
 #[test]
