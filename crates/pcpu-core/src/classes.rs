@@ -210,8 +210,7 @@ impl Allocator {
         // mostly died young while their class lived goes to plain first
         // fit, outside the class (`short_lived.rs`); every class-placed task
         // allocation settles the verdicts due.
-        let watch =
-            self.policy.short_lived && class.pages == ClassPages::Shared && first && site != 0;
+        let watch = self.policy.short_lived && first && site != 0;
         if self.policy.short_lived && class.pages == ClassPages::Shared {
             self.settle_transients(now);
             if watch && self.classes.transients.predicts(site) {
@@ -220,7 +219,6 @@ impl Allocator {
                 return Ok(a);
             }
         }
-        let task_class = class;
         if self.policy.long_lived && class.pages == ClassPages::Shared {
             let small = is_small(req.bits, bb);
             class = self.classes.starters.route(class, site, now, first, small);
@@ -246,7 +244,9 @@ impl Allocator {
             }
         }
         let a = self.place_in_class(req, flags, class, tile)?;
-        if watch && class == task_class {
+        // (A first object the long-lived prediction placed is watched in
+        // the long-lived class: whether that class still holds objects.)
+        if watch {
             self.watch_first(class, site, &a, now, false);
         }
         Ok(a)

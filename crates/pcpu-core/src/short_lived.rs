@@ -310,6 +310,36 @@ mod tests {
         t.check().unwrap();
     }
 
+    /// A class holds objects while one of its regions has a live object,
+    /// not merely while the table keeps its region.
+    #[test]
+    fn a_class_holds_objects_only_while_one_is_live() {
+        use crate::{AllocFlags, Geometry, Policy, SimBackend};
+        let g = Geometry::from_kernel_line(
+            "percpu: Embedded 62 pages/cpu s217088 r8192 d28672 u524288",
+            4,
+        )
+        .unwrap();
+        let mut a = Allocator::new(g, Policy::pcpu());
+        let mut b = SimBackend::default();
+        let c = class(7);
+        let x: Vec<Allocation> = (0..3)
+            .map(|_| {
+                a.alloc_class(&mut b, 64, 8, AllocFlags::NORMAL, c.at_site(5))
+                    .unwrap()
+            })
+            .collect();
+        assert!(a.class_holds(c.bare()));
+        for y in &x[..2] {
+            a.free(y.chunk, y.offset).unwrap();
+        }
+        assert!(a.class_holds(c.bare()));
+        a.free(x[2].chunk, x[2].offset).unwrap();
+        assert!(a.classes.has_regions(c.bare()));
+        assert!(!a.class_holds(c.bare()));
+        assert!(!a.class_holds(class(8)));
+    }
+
     #[test]
     fn a_stale_free_or_another_serial_is_not_the_watched_object() {
         let mut t = Transients::default();
@@ -334,6 +364,8 @@ mod tests {
             t.watch(class(k), 7, (1, 1, k as i32), k, false);
         }
         assert_eq!(t.watched.len(), PENDING);
+        // The oldest left.
+        assert_eq!(t.watched.iter().map(|w| w.since).min(), Some(3));
         // The same place again replaces its entry.
         t.watch(class(99), 7, (1, 1, PENDING as i32 + 2), 50, false);
         assert_eq!(t.watched.len(), PENDING);

@@ -78,6 +78,31 @@ fn exec_objects_leave_no_hole_once_learnt() {
     assert!(holes(&kept, 20) >= 15, "{}", holes(&kept, 20));
 }
 
+/// Without call sites (the userspace crate passes none), nothing is learnt.
+#[test]
+fn no_call_site_no_prediction() {
+    let mut a = kernel_like(Policy::pcpu());
+    let mut b = SimBackend::default();
+    for t in 0..40u64 {
+        let class = ClassHint::task(100 + t);
+        let exec: Vec<Allocation> = (0..2)
+            .map(|_| {
+                a.alloc_class(&mut b, 16, 8, AllocFlags::NORMAL, class)
+                    .unwrap()
+            })
+            .collect();
+        for size in SIZES {
+            a.alloc_class(&mut b, size, 8, AllocFlags::NORMAL, class)
+                .unwrap();
+        }
+        for x in exec {
+            a.free(x.chunk, x.offset).unwrap();
+        }
+    }
+    a.check_invariants().unwrap();
+    assert_eq!(a.short_lived_objects(), 0);
+}
+
 #[test]
 fn classes_freed_whole_teach_nothing() {
     let mut a = kernel_like(Policy::pcpu());
