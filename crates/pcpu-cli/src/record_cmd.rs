@@ -4,7 +4,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use pcpu_trace::parse_dmesg;
@@ -130,20 +132,35 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
         })
         .map_err(usage)?;
     // Ctrl-C stops the workload (it gets the signal too), not the
-    // recording: the capture is still saved and tracefs put back.
-    ignore_interrupts();
+    // recording; SIGTERM or SIGHUP (a closed terminal) is passed on to the
+    // workload: either way the capture is still saved and tracefs put back.
+    let terminate = catch_signals();
     fs.mark_phase("START", &args.meminfo).map_err(usage)?;
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| CliError::usage("no command to run"))?;
-    let status = Command::new(program)
+    let cannot = |e: std::io::Error| {
+        CliError::usage(format!("cannot run {}: {e}", Path::new(program).display()))
+    };
+    let mut child = Command::new(program)
         .args(rest)
         .env(TRACEFS_VAR, fs.root())
-        .status()
-        .map_err(|e| {
-            CliError::usage(format!("cannot run {}: {e}", Path::new(program).display()))
-        })?;
+        .spawn()
+        .map_err(cannot)?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(cannot)? {
+            break status;
+        }
+        if terminate.swap(false, Ordering::Relaxed) {
+            // The workload may be gone already: nothing to pass on then.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::TERM,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     fs.mark_phase("END", &args.meminfo).map_err(usage)?;
     let summary = rec.finish(dir).map_err(usage)?;
     let geometry = save_geometry(&args)?;
@@ -173,16 +190,25 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
     Ok(())
 }
 
-/// SIGINT is ignored from here on (once per process).
-fn ignore_interrupts() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if let Err(e) = ctrlc::set_handler(|| {}) {
-            warn(&format!(
-                "cannot catch Ctrl-C ({e}): interrupting now leaves tracefs as recording set it"
-            ));
-        }
-    });
+/// From here on, SIGINT no longer ends this process (the workload in the
+/// same process group gets Ctrl-C itself), and SIGTERM and SIGHUP set the
+/// flag returned, which the wait for the workload passes on to it.
+fn catch_signals() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let terminate = Arc::new(AtomicBool::new(false));
+    let caught = [
+        (signal_hook::consts::SIGINT, &interrupted),
+        (signal_hook::consts::SIGTERM, &terminate),
+        (signal_hook::consts::SIGHUP, &terminate),
+    ]
+    .into_iter()
+    .try_for_each(|(sig, flag)| signal_hook::flag::register(sig, Arc::clone(flag)).map(drop));
+    if let Err(e) = caught {
+        warn(&format!(
+            "cannot catch signals ({e}): interrupting now leaves tracefs as recording set it"
+        ));
+    }
+    terminate
 }
 
 /// Writes the first-chunk geometry beside the trace: the boot log's percpu

@@ -953,6 +953,54 @@ fn record_and_mark_on_a_stand_in_tracefs() {
         percpu_lines
     );
     assert!(!Path::new(&out3).join("geometry.txt").exists());
+    // SIGTERM to the recording (as a service manager or `kill` sends it)
+    // is passed on to the workload: it ends, the capture is saved and
+    // tracefs put back.
+    let out4 = format!("{out_s}4");
+    let mut long = args;
+    long[2] = &out4;
+    long[last] = "exec sleep 60";
+    std::fs::write(fs.join("trace_marker"), "").unwrap();
+    let mut rec = Command::new(env!("CARGO_BIN_EXE_pcpu"))
+        .args(long)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = |what: &str, cond: &mut dyn FnMut() -> bool| {
+        let start = std::time::Instant::now();
+        while !cond() {
+            assert!(start.elapsed().as_secs() < 60, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    waited("the recording starts", &mut || {
+        std::fs::read_to_string(fs.join("trace_marker"))
+            .unwrap()
+            .contains("PHASE START Percpu")
+    });
+    assert_eq!(
+        std::fs::read_to_string(fs.join("events/percpu/enable")).unwrap(),
+        "1\n"
+    );
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", rec.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut status = None;
+    waited("the recording ends", &mut || {
+        status = rec.try_wait().unwrap();
+        status.is_some()
+    });
+    let o = rec.wait_with_output().unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the workload failed"), "{}", stderr(&o));
+    assert!(Path::new(&out4).join("trace.txt.gz").exists());
+    assert_eq!(
+        std::fs::read_to_string(fs.join("events/percpu/enable")).unwrap(),
+        "0\n"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
