@@ -15,7 +15,10 @@
 //!   allocations too). In a chunk the trace created it stays an error. It ends no later than the next object start the trace
 //!   shows (another such free, or an allocation placed before this free: its
 //!   bytes were free then), nor past the largest traced request (objects
-//!   before tracing were of the same kinds), nor past the chunk's region.
+//!   before tracing were of the same kinds), nor past the chunk's region;
+//!   and past the run the kernel placed at it after the free, not over
+//!   bytes that first fit then skipped (something that would have fitted
+//!   went beyond them soon after: they were not given back).
 //!   One that overlaps an area traced before its free contradicts the trace
 //!   and is not inferred (a strict replay then stops at it).
 //! - **A gap** (bytes no traced allocation or inferred object ever covers,
@@ -220,14 +223,10 @@ fn infer_chunk(
         .filter(|&(off, size, _, _)| off >= start && size <= end.saturating_sub(off))
         .collect();
     let objects = freed_objects(base, region, &allocs, &seen.frees, cap);
-    // Traced allocations by alignment (a power of two up to a page; the
-    // replay rejects anything else), and every covered range by start.
-    let mut by_align: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+    let beyond = Beyond::new(&allocs, elsewhere, region.page);
+    // Every covered range by start.
     let mut covered: BTreeMap<usize, usize> = BTreeMap::new();
-    for &(off, size, align, _) in &allocs {
-        if align.is_power_of_two() && align <= region.page {
-            by_align.entry(align).or_default().push((off, size));
-        }
+    for &(off, size, _, _) in &allocs {
         let e = covered.entry(off).or_insert(0);
         *e = (*e).max(size);
     }
@@ -246,35 +245,65 @@ fn infer_chunk(
     if !elsewhere.is_empty() && pos < end {
         gaps.push((pos, end - pos));
     }
-    for &(size, align) in elsewhere {
-        if align.is_power_of_two() && align <= region.page {
-            by_align.entry(align).or_default().push((usize::MAX, size));
-        }
-    }
-    // For each alignment: the smallest size among the allocations at or
-    // beyond each offset (suffix minima), so that each gap takes one binary
-    // search per alignment instead of a pass over every allocation.
-    let suffix: Vec<(usize, Vec<(usize, usize)>)> = by_align
-        .into_iter()
-        .map(|(align, mut v)| {
-            v.sort_unstable();
-            let mut min = usize::MAX;
-            for e in v.iter_mut().rev() {
-                min = min.min(e.1);
-                e.1 = min;
+    gaps.retain(|&(gs, glen)| beyond.fits_before(gs, gs + glen));
+    (gaps, objects)
+}
+
+/// The traced allocations placed beyond each offset of a chunk (or in the
+/// chunks tried after it), by alignment: does one of them fit in a range?
+struct Beyond {
+    /// For each alignment (a power of two up to a page; the replay rejects
+    /// anything else): (offset, the smallest size at or beyond it), by
+    /// offset (suffix minima), so that each range takes one binary search
+    /// per alignment instead of a pass over every allocation.
+    suffix: Vec<(usize, Vec<(usize, usize)>)>,
+}
+
+impl Beyond {
+    fn new(
+        allocs: &[(usize, usize, usize, usize)],
+        elsewhere: &[(usize, usize)],
+        page: usize,
+    ) -> Self {
+        let mut by_align: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+        let placed = allocs
+            .iter()
+            .map(|&(off, size, align, _)| (off, size, align))
+            .chain(
+                elsewhere
+                    .iter()
+                    .map(|&(size, align)| (usize::MAX, size, align)),
+            );
+        for (off, size, align) in placed {
+            if align.is_power_of_two() && align <= page {
+                by_align.entry(align).or_default().push((off, size));
             }
-            (align, v)
-        })
-        .collect();
-    gaps.retain(|&(gs, glen)| {
-        let ge = gs + glen;
-        suffix.iter().any(|(align, v)| {
+        }
+        let suffix = by_align
+            .into_iter()
+            .map(|(align, mut v)| {
+                v.sort_unstable();
+                let mut min = usize::MAX;
+                for e in v.iter_mut().rev() {
+                    min = min.min(e.1);
+                    e.1 = min;
+                }
+                (align, v)
+            })
+            .collect();
+        Beyond { suffix }
+    }
+
+    /// Was a traced allocation that would fit in `[gs, ge)` (size and
+    /// alignment) placed at `ge` or beyond? First fit would have used the
+    /// range had it been free.
+    fn fits_before(&self, gs: usize, ge: usize) -> bool {
+        self.suffix.iter().any(|(align, v)| {
             let i = v.partition_point(|&(off, _)| off < ge);
             v.get(i)
                 .is_some_and(|&(_, min)| gs.next_multiple_of(*align) + min <= ge)
         })
-    });
-    (gaps, objects)
+    }
 }
 
 /// The objects behind frees of untraced pointers (module docs: where each
@@ -295,18 +324,19 @@ fn freed_objects(
     // In time order, with the allocations traced before each free: the
     // union of their bytes and the set of their starts.
     frees.sort_unstable_by_key(|&(_, t, _)| t);
-    let mut by_time: Vec<(usize, usize, usize)> = allocs
+    let mut by_time: Vec<(usize, usize, usize, usize)> = allocs
         .iter()
-        .map(|&(off, size, _, t)| (t, off, size))
+        .map(|&(off, size, align, t)| (t, off, size, align))
         .collect();
     by_time.sort_unstable();
     let mut union: BTreeMap<usize, usize> = BTreeMap::new();
     let mut starts: BTreeSet<usize> = BTreeSet::new();
     let mut next = 0;
-    // (offset, earliest traced start above it before the free, pointer)
-    let mut kept: Vec<(usize, usize, u64)> = Vec::new();
+    // (offset, earliest traced start above it before the free, pointer,
+    // the free's index)
+    let mut kept: Vec<(usize, usize, u64, usize)> = Vec::new();
     for &(off, t, ptr) in &frees {
-        while let Some(&(at, aoff, asize)) = by_time.get(next) {
+        while let Some(&(at, aoff, asize, _)) = by_time.get(next) {
             if at > t {
                 break;
             }
@@ -326,16 +356,32 @@ fn freed_objects(
             .next()
             .copied()
             .unwrap_or(usize::MAX);
-        kept.push((off, bound, ptr));
+        kept.push((off, bound, ptr, t));
     }
     kept.sort_unstable();
+    // The allocations by offset: (offset, size, index).
+    let mut by_off: Vec<(usize, usize, usize)> = allocs
+        .iter()
+        .map(|&(off, size, _, t)| (off, size, t))
+        .collect();
+    by_off.sort_unstable();
     let mut out = Vec::with_capacity(kept.len());
-    for (i, &(off, bound, ptr)) in kept.iter().enumerate() {
+    for (i, &(off, bound, ptr, t)) in kept.iter().enumerate() {
         let next_free = kept.get(i + 1).map_or(usize::MAX, |k| k.0);
         let e = bound
             .min(next_free)
             .min(region.end)
             .min(off.saturating_add(cap));
+        // What the kernel placed at it after the free shows how far it
+        // reached at least; past that, bytes that first fit would then
+        // have used (something fitting went beyond soon after) were not
+        // freed.
+        let reused = reused_run(&by_off, off, e, t);
+        let e = if reused < e && fits_after(&by_time, t, reused, e) {
+            reused.max(off + 4)
+        } else {
+            e
+        };
         let len = (e - off) / 4 * 4;
         if len > 0 {
             out.push(PreObject {
@@ -347,6 +393,43 @@ fn freed_objects(
         }
     }
     out
+}
+
+/// Allocations after a free that [`fits_after`] looks at: first fit's
+/// evidence comes soon, and the scan stays bounded however many frees of
+/// untraced pointers a recording has.
+const EVIDENCE_WINDOW: usize = 4096;
+
+/// Was one of the first [`EVIDENCE_WINDOW`] allocations traced after index
+/// `t` one that would fit in `[gs, ge)` (size and alignment), placed at
+/// `ge` or beyond? `by_time`: (index, offset, size, alignment), by index.
+fn fits_after(by_time: &[(usize, usize, usize, usize)], t: usize, gs: usize, ge: usize) -> bool {
+    let first = by_time.partition_point(|&(at, _, _, _)| at <= t);
+    by_time[first..]
+        .iter()
+        .take(EVIDENCE_WINDOW)
+        .any(|&(_, off, size, align)| {
+            off >= ge
+                && align.is_power_of_two()
+                && gs.next_multiple_of(align).saturating_add(size) <= ge
+        })
+}
+
+/// The end of the run from `x` (below `e`) that allocations traced after
+/// index `t` cover without a gap (`x` when none starts there); `by_off`:
+/// (offset, size, index), by offset.
+fn reused_run(by_off: &[(usize, usize, usize)], x: usize, e: usize, t: usize) -> usize {
+    let mut pos = x;
+    let first = by_off.partition_point(|&(off, _, _)| off < x);
+    for &(off, size, at) in &by_off[first..] {
+        if off > pos || off >= e {
+            break;
+        }
+        if at > t {
+            pos = pos.max(off.saturating_add(size).min(e));
+        }
+    }
+    pos
 }
 
 /// Add `[lo, hi)` to a set of disjoint ranges keyed by start, merging.
@@ -397,6 +480,8 @@ mod tests {
         // by 64. A free at 128 (t=2) with nothing above: it ends at the cap.
         let allocs = [(64, 8, 8, 0)];
         let frees = [(0, 1, 0xa), (128, 2, 0xb)];
+        // (The allocation at 64 came before the free: no evidence about
+        // what the free gave back.)
         let objs = freed_objects(7, region(), &allocs, &frees, 48);
         assert_eq!(
             objs,
@@ -428,6 +513,25 @@ mod tests {
         let objs = freed_objects(7, region(), &allocs, &frees, 4096);
         assert_eq!(objs.len(), 1);
         assert_eq!((objs[0].off, objs[0].len), (0, 192));
+    }
+
+    #[test]
+    fn what_first_fit_skipped_after_the_free_was_not_freed() {
+        // 0 freed at t=1; then 16 bytes placed at 0 (t=2), and 8 bytes at
+        // 64 (t=3), past 16..64, which first fit would have used had the
+        // free given it back: the object was 16 bytes.
+        let allocs = [(64, 8, 8, 0), (0, 16, 8, 2), (128, 8, 8, 3)];
+        let frees = [(0, 1, 0xa)];
+        let objs = freed_objects(7, region(), &allocs, &frees, 4096);
+        assert_eq!((objs[0].off, objs[0].len), (0, 16));
+        // Nothing placed after it: no evidence, the bound stands (64).
+        let objs = freed_objects(7, region(), &allocs[..1], &frees, 4096);
+        assert_eq!((objs[0].off, objs[0].len), (0, 64));
+        // Nothing at it, but something that fitted went past it: the
+        // object was as small as an object can be.
+        let allocs = [(64, 8, 8, 0), (128, 8, 8, 3)];
+        let objs = freed_objects(7, region(), &allocs, &frees, 4096);
+        assert_eq!((objs[0].off, objs[0].len), (0, 4));
     }
 
     #[test]

@@ -33,11 +33,11 @@ fn linux_policies_follow_a_running_kernel() {
             (2, 3, 0),
             "{policy}"
         );
-        // 86% land where the kernel put them. The first that does not comes
+        // 88% land where the kernel put them. The first that does not comes
         // with the first cgroup: what the chunks held before tracing is
         // inferred, not traced, and so are their block hints.
         let agreement = r.placement_agreement.unwrap();
-        assert!(agreement > 0.86, "{policy}: {agreement}");
+        assert!(agreement > 0.875, "{policy}: {agreement}");
         // Percpu at every phase within 1% of the kernel's: the same at the
         // first marker (the empty pages it had are populated there), then
         // 8 kB (one page on each of the 2 CPUs) apart at most.
