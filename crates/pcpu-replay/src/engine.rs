@@ -1069,12 +1069,13 @@ impl Replayer {
     /// traffic of the replay.
     fn top_up_pre_chunks(&mut self, kb: u64) {
         let geo = self.setup.geometry;
-        let per_page_kb = (geo.nr_units() * geo.page_size()) as u64;
+        let page_bytes_all_units = (geo.nr_units() * geo.page_size()) as u64;
         let ours = self.a.percpu_bytes() / 1024;
         let mut missing = if self.synthetic || self.setup.pre_chunks.is_empty() {
             0
         } else {
-            kb.saturating_sub(ours) * 1024 / per_page_kb
+            // (A marker's figure comes from the trace: any number.)
+            kb.saturating_sub(ours).saturating_mul(1024) / page_bytes_all_units
         };
         let (pop, log) = (
             self.backend.sim.populated_pages,
