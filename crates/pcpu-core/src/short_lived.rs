@@ -124,6 +124,7 @@ impl Transients {
     }
 
     /// The object at (`chunk`, `serial`, `bit_off`) was freed.
+    #[inline]
     pub(crate) fn freed(&mut self, chunk: u32, serial: u64, bit_off: i32) {
         if let Some(w) = self
             .watched
@@ -228,6 +229,11 @@ impl Transients {
 impl Allocator {
     /// Count the verdicts on first objects due at `now`.
     pub(crate) fn settle_transients(&mut self, now: u64) {
+        // Nothing watched (always so without call sites, as in the
+        // userspace crate): nothing to do on this path.
+        if self.classes.transients.watched.is_empty() {
+            return;
+        }
         let mut t = core::mem::take(&mut self.classes.transients);
         t.settle(now, |c| self.class_holds(c));
         self.classes.transients = t;
