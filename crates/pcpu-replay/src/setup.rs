@@ -1,5 +1,7 @@
 //! What a replay needs to know about the traced kernel: geometry, units, the
-//! percpu base address, and the first chunk's state before tracing started.
+//! percpu base address, and what was in use before tracing started (the
+//! first chunk's state; for a recording on a running kernel, also the
+//! chunks already there and the objects it frees: `pre_trace`).
 
 use std::collections::HashMap;
 
