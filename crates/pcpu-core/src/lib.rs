@@ -55,6 +55,7 @@ mod page_map;
 mod policy;
 mod refill;
 mod short_lived;
+mod site_votes;
 mod slots;
 mod stats;
 mod tiling;

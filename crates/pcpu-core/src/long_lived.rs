@@ -23,6 +23,9 @@
 use alloc::vec::Vec;
 
 use crate::classes::{ClassHint, ClassPages};
+use crate::site_votes::SiteVotes;
+#[cfg(test)]
+use crate::site_votes::{Votes, HISTORY, SITES};
 
 /// The shared class of objects predicted long-lived: page-exclusive
 /// regions, one page each. Its call site is `u64::MAX`, which no class in
@@ -39,22 +42,6 @@ pub(crate) const LONG_LIVED: ClassHint = ClassHint {
 pub(crate) const SINGLE_AFTER: u64 = 64;
 /// Classes awaiting their verdict (one pushed out gets none).
 const PENDING: usize = 16;
-/// Call sites with statistics (the one with the fewest verdicts is
-/// forgotten first).
-const SITES: usize = 32;
-/// A site's counts are halved when their sum passes this, so that the
-/// prediction follows a site whose use changes.
-const HISTORY: u32 = 64;
-
-/// Verdicts of one call site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SiteStats {
-    site: u64,
-    /// Classes started here that stayed at one object.
-    single: u32,
-    /// Classes started here that allocated again.
-    went_on: u32,
-}
 
 /// A class that placed its first object and awaits the verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,13 +58,14 @@ struct Pending {
 /// What the allocator has learnt of call sites that start classes.
 ///
 /// # Invariants
-/// - At most [`PENDING`] pending classes, each once; at most [`SITES`]
-///   sites, each once.
-/// - Each site's `single + went_on` is at most [`HISTORY`].
+/// - At most [`PENDING`] pending classes, each once.
+/// - `sites` keeps its own (`site_votes.rs`): per site, `yes` counts the
+///   classes started there that stayed at one object, `no` those that
+///   allocated again.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Starters {
     pending: Vec<Pending>,
-    sites: Vec<SiteStats>,
+    sites: SiteVotes,
     /// Objects routed to [`LONG_LIVED`] so far.
     routed: u64,
     /// The last request: (class, clock, where it went), so that a retry
@@ -193,50 +181,19 @@ impl Starters {
     /// Did the classes started at `site` mostly stay at one object (at
     /// least two did, and four times as many as went on)?
     fn predicts_single(&self, site: u64) -> bool {
-        self.sites
-            .iter()
-            .find(|e| e.site == site)
-            .is_some_and(|e| e.single >= 2 && e.single >= 4 * e.went_on)
+        self.sites.predicts(site)
     }
 
     fn count(&mut self, site: u64, single: bool) {
-        let i = match self.sites.iter().position(|e| e.site == site) {
-            Some(i) => i,
-            None => {
-                if self.sites.len() >= SITES {
-                    let least = (0..self.sites.len())
-                        .min_by_key(|&i| self.sites[i].single + self.sites[i].went_on)
-                        .expect("SITES > 0");
-                    self.sites.swap_remove(least);
-                }
-                self.sites.push(SiteStats {
-                    site,
-                    single: 0,
-                    went_on: 0,
-                });
-                self.sites.len() - 1
-            }
-        };
-        let e = &mut self.sites[i];
-        if single {
-            e.single += 1;
-        } else {
-            e.went_on += 1;
-        }
-        // INVARIANT: the sum stays at most HISTORY.
-        if e.single + e.went_on > HISTORY {
-            e.single /= 2;
-            e.went_on /= 2;
-        }
+        self.sites.count(site, single);
     }
 
     /// Check the invariants.
     pub(crate) fn check(&self) -> Result<(), alloc::string::String> {
-        if self.pending.len() > PENDING || self.sites.len() > SITES {
+        if self.pending.len() > PENDING {
             return Err(alloc::format!(
-                "{} classes pending (at most {PENDING}), {} sites (at most {SITES})",
-                self.pending.len(),
-                self.sites.len()
+                "{} classes pending (at most {PENDING})",
+                self.pending.len()
             ));
         }
         for (i, p) in self.pending.iter().enumerate() {
@@ -244,15 +201,7 @@ impl Starters {
                 return Err(alloc::format!("class {:?} pending twice", p.class));
             }
         }
-        for (i, s) in self.sites.iter().enumerate() {
-            if self.sites[i + 1..].iter().any(|t| t.site == s.site) {
-                return Err(alloc::format!("site {:#x} counted twice", s.site));
-            }
-            if s.single + s.went_on > HISTORY {
-                return Err(alloc::format!("site {:#x}: {s:?} above {HISTORY}", s.site));
-            }
-        }
-        Ok(())
+        self.sites.check()
     }
 }
 
@@ -363,10 +312,7 @@ mod tests {
         // Not a second object: the mount is still single.
         run(&mut s, &mut now, 1, 1, MKDIR, SINGLE_AFTER as u32 + 2);
         assert!(s.predicts_single(MOUNT));
-        assert_eq!(
-            s.sites.iter().find(|e| e.site == MOUNT).map(|e| e.went_on),
-            Some(0)
-        );
+        assert_eq!(s.sites.get(MOUNT).map(|e| e.no), Some(0));
     }
 
     #[test]
@@ -381,7 +327,7 @@ mod tests {
         assert_eq!(s.route(m, MOUNT, now, true, true), m);
         assert_eq!(s.route(m, MOUNT, now, true, true), m);
         assert_eq!(s.routed(), routed);
-        let went_on = |s: &Starters| s.sites.iter().find(|e| e.site == MOUNT).unwrap().went_on;
+        let went_on = |s: &Starters| s.sites.get(MOUNT).unwrap().no;
         assert_eq!(went_on(&s), 1);
         now += 1;
         // Its third object changes nothing either.
@@ -409,8 +355,8 @@ mod tests {
             // Another class's object `after` placements later settles it
             // only past SINGLE_AFTER.
             s.route(ClassHint::task(2), 0, after, false, true);
-            let e = s.sites.iter().find(|e| e.site == MOUNT).copied();
-            assert_eq!(e.map_or(0, |e| e.single), u32::from(single), "{after}");
+            let e = s.sites.get(MOUNT);
+            assert_eq!(e.map_or(0, |e| e.yes), u32::from(single), "{after}");
         }
     }
 
@@ -440,8 +386,8 @@ mod tests {
             }
         }
         s.check().unwrap();
-        let e = s.sites.iter().find(|e| e.site == MKDIR).copied();
-        assert_eq!(e.map(|e| e.single), Some(0), "{e:?}");
+        let e = s.sites.get(MKDIR);
+        assert_eq!(e.map(|e| e.yes), Some(0), "{e:?}");
         assert!(!s.predicts_single(MKDIR));
     }
 
@@ -453,7 +399,7 @@ mod tests {
             run(&mut s, &mut now, i, 1, i % 50, 1);
         }
         s.check().unwrap();
-        assert!(s.sites.len() <= SITES && s.pending.len() <= PENDING);
+        assert!(s.sites.entries.len() <= SITES && s.pending.len() <= PENDING);
         // One site, many verdicts: halved, never above HISTORY.
         for i in 0..500 {
             run(&mut s, &mut now, 10_000 + i, 1, MOUNT, 1);
@@ -546,10 +492,10 @@ mod tests {
         }
         count(&mut s, FIVE, 5, 0);
         count(&mut s, ONE, 1, 0);
-        assert_eq!(s.sites.len(), SITES);
+        assert_eq!(s.sites.entries.len(), SITES);
         s.count(MOUNT, true);
         s.check().unwrap();
-        let known = |s: &Starters, site| s.sites.iter().any(|e| e.site == site);
+        let known = |s: &Starters, site| s.sites.get(site).is_some();
         assert!(!known(&s, ONE));
         assert!(known(&s, FIVE) && known(&s, 1) && known(&s, MOUNT));
     }
@@ -561,12 +507,7 @@ mod tests {
         let mut s = Starters::default();
         (0..51).for_each(|_| s.count(MOUNT, true));
         (0..13).for_each(|_| s.count(MOUNT, false));
-        let counts = |s: &Starters| {
-            s.sites
-                .iter()
-                .find(|e| e.site == MOUNT)
-                .map(|e| (e.single, e.went_on))
-        };
+        let counts = |s: &Starters| s.sites.get(MOUNT).map(|e| (e.yes, e.no));
         assert_eq!(counts(&s), Some((51, 13)));
         assert!(!s.predicts_single(MOUNT));
         s.count(MOUNT, true);
@@ -585,25 +526,27 @@ mod tests {
             since: 0,
             routed: false,
         };
-        let site = |site: u64, single: u32| SiteStats {
+        let site = |site: u64, single: u32| Votes {
             site,
-            single,
-            went_on: 0,
+            yes: single,
+            no: 0,
         };
         let full = || Starters {
             pending: (0..PENDING as u64).map(pending).collect(),
-            sites: (0..SITES as u64).map(|i| site(i, 1)).collect(),
+            sites: SiteVotes {
+                entries: (0..SITES as u64).map(|i| site(i, 1)).collect(),
+            },
             ..Starters::default()
         };
         let mut at_bounds = full();
-        at_bounds.sites[0].single = HISTORY;
+        at_bounds.sites.entries[0].yes = HISTORY;
         at_bounds.check().unwrap();
         let broken: [&dyn Fn(&mut Starters); 5] = [
             &|s| s.pending.push(pending(PENDING as u64)),
-            &|s| s.sites.push(site(SITES as u64, 1)),
+            &|s| s.sites.entries.push(site(SITES as u64, 1)),
             &|s| s.pending[1] = pending(0),
-            &|s| s.sites[1] = site(0, 1),
-            &|s| s.sites[2].single = HISTORY + 1,
+            &|s| s.sites.entries[1] = site(0, 1),
+            &|s| s.sites.entries[2].yes = HISTORY + 1,
         ];
         for (i, f) in broken.iter().enumerate() {
             let mut s = full();

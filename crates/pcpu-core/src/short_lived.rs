@@ -21,6 +21,7 @@ use alloc::vec::Vec;
 
 use crate::allocator::{Allocation, Allocator};
 use crate::classes::ClassHint;
+use crate::site_votes::SiteVotes;
 use crate::slots::Entry;
 use crate::MIN_ALLOC_SIZE;
 
@@ -29,11 +30,6 @@ use crate::MIN_ALLOC_SIZE;
 pub(crate) const YOUNG_WITHIN: u64 = 64;
 /// First objects awaiting their verdict (one pushed out gets none).
 const PENDING: usize = 16;
-/// Call sites with statistics (the one with the fewest verdicts is
-/// forgotten first).
-const SITES: usize = 32;
-/// A site's counts are halved when their sum passes this.
-const HISTORY: u32 = 64;
 
 /// A class's first object, watched until its verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,27 +46,18 @@ struct Watched {
     freed: bool,
 }
 
-/// Verdicts of one call site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SiteStats {
-    site: u64,
-    /// First objects from here that died young while their class lived.
-    young: u32,
-    /// First objects from here that outlived [`YOUNG_WITHIN`].
-    stayed: u32,
-}
-
 /// What the allocator has learnt of call sites whose first objects die
 /// young.
 ///
 /// # Invariants
-/// - At most [`PENDING`] watched objects, no two at one place; at most
-///   [`SITES`] sites, each once.
-/// - Each site's `young + stayed` is at most [`HISTORY`].
+/// - At most [`PENDING`] watched objects, no two at one place.
+/// - `sites` keeps its own (`site_votes.rs`): per site, `yes` counts the
+///   first objects from there that died young while their class lived,
+///   `no` those that outlived [`YOUNG_WITHIN`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Transients {
     watched: Vec<Watched>,
-    sites: Vec<SiteStats>,
+    sites: SiteVotes,
     /// First objects placed by first fit outside their class.
     routed: u64,
 }
@@ -79,10 +66,7 @@ impl Transients {
     /// Did the first objects from `site` mostly die young (at least two
     /// did, and four times as many as stayed)?
     pub(crate) fn predicts(&self, site: u64) -> bool {
-        self.sites
-            .iter()
-            .find(|e| e.site == site)
-            .is_some_and(|e| e.young >= 2 && e.young >= 4 * e.stayed)
+        self.sites.predicts(site)
     }
 
     /// Watch `class`'s first object, from `site`, placed at (`chunk`,
@@ -160,43 +144,15 @@ impl Transients {
     }
 
     fn count(&mut self, site: u64, young: bool) {
-        let i = match self.sites.iter().position(|e| e.site == site) {
-            Some(i) => i,
-            None => {
-                if self.sites.len() >= SITES {
-                    let least = (0..self.sites.len())
-                        .min_by_key(|&i| self.sites[i].young + self.sites[i].stayed)
-                        .expect("SITES > 0");
-                    self.sites.swap_remove(least);
-                }
-                self.sites.push(SiteStats {
-                    site,
-                    young: 0,
-                    stayed: 0,
-                });
-                self.sites.len() - 1
-            }
-        };
-        let e = &mut self.sites[i];
-        if young {
-            e.young += 1;
-        } else {
-            e.stayed += 1;
-        }
-        // INVARIANT: the sum stays at most HISTORY.
-        if e.young + e.stayed > HISTORY {
-            e.young /= 2;
-            e.stayed /= 2;
-        }
+        self.sites.count(site, young);
     }
 
     /// Check the invariants.
     pub(crate) fn check(&self) -> Result<(), alloc::string::String> {
-        if self.watched.len() > PENDING || self.sites.len() > SITES {
+        if self.watched.len() > PENDING {
             return Err(alloc::format!(
-                "{} first objects watched (at most {PENDING}), {} sites (at most {SITES})",
-                self.watched.len(),
-                self.sites.len()
+                "{} first objects watched (at most {PENDING})",
+                self.watched.len()
             ));
         }
         for (i, w) in self.watched.iter().enumerate() {
@@ -210,19 +166,7 @@ impl Transients {
                 ));
             }
         }
-        for (i, e) in self.sites.iter().enumerate() {
-            if self.sites[..i].iter().any(|o| o.site == e.site) {
-                return Err(alloc::format!("site {:#x} counted twice", e.site));
-            }
-            if e.young + e.stayed > HISTORY {
-                return Err(alloc::format!(
-                    "site {:#x}: {} verdicts (at most {HISTORY})",
-                    e.site,
-                    e.young + e.stayed
-                ));
-            }
-        }
-        Ok(())
+        self.sites.check()
     }
 }
 
@@ -283,6 +227,7 @@ impl Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::site_votes::{Votes, HISTORY, SITES};
 
     fn class(id: u64) -> ClassHint {
         ClassHint::task(id)
@@ -305,7 +250,7 @@ mod tests {
         t.watch(class(5), 9, (1, 1, 64), 200, false);
         t.freed(1, 1, 64);
         t.settle(300, |_| false);
-        assert!(t.sites.iter().all(|e| e.site != 9));
+        assert!(t.sites.get(9).is_none());
         // Outlived the window: stayed, which outweighs two young.
         for (k, at) in [(0u64, 400u64), (1, 500)] {
             t.watch(class(10 + k), 7, (2, 1, k as i32 * 8), at, true);
@@ -354,11 +299,11 @@ mod tests {
         t.freed(1, 3, 8); // another object
         t.settle(YOUNG_WITHIN + 1, |_| true);
         assert_eq!(
-            t.sites,
-            [SiteStats {
+            t.sites.entries,
+            [Votes {
                 site: 7,
-                young: 0,
-                stayed: 1
+                yes: 0,
+                no: 1
             }]
         );
     }
@@ -379,12 +324,12 @@ mod tests {
         for _ in 0..=HISTORY {
             t.count(7, true);
         }
-        let e = t.sites.iter().find(|e| e.site == 7).unwrap();
-        assert!(e.young + e.stayed <= HISTORY);
+        let e = t.sites.get(7).unwrap();
+        assert!(e.yes + e.no <= HISTORY);
         for s in 0..(SITES as u64 + 5) {
             t.count(1000 + s, false);
         }
-        assert_eq!(t.sites.len(), SITES);
+        assert_eq!(t.sites.entries.len(), SITES);
         t.check().unwrap();
     }
 }
