@@ -15,7 +15,7 @@ use pcpu_lab::run::Schedule;
 use pcpu_replay::{BalanceTiming, ClassMode, Placement, ReplayConfig, ReplayError, Setup};
 use pcpu_trace::{
     Capture, CaptureError, Event, FirstChunkGeometry, ParseError, ParseErrorKind, ParseOptions,
-    Record, TraceReader,
+    Record, StatsSnapshot, TraceReader,
 };
 
 use crate::error::{warn, CliError, CliResult};
@@ -396,6 +396,9 @@ pub(crate) struct Loaded {
     pub(crate) has_kprobes: bool,
     /// Wall time of reading and parsing the trace.
     pub(crate) parse_s: f64,
+    /// The kernel's `percpu_stats` at the markers (a recording's
+    /// `percpu-stats.txt`; empty without).
+    pub(crate) kernel_stats: Vec<StatsSnapshot>,
     /// `--lenient`.
     lenient: bool,
     /// `--check`.
@@ -556,10 +559,15 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
             Capture::open_without_bad_meminfo(path).map_err(|e| capture_error(&e))?;
         if let Some(e) = meminfo_error {
             // The kernel's Percpu figures come from the trace's phase
-            // markers; the meminfo file only repeats them.
-            warn(&format!(
-                "{e} (ignored: the trace's phase markers are used)"
-            ));
+            // markers (the meminfo file only repeats them); without its
+            // percpu_stats snapshots the replay goes on as for a capture
+            // that has none.
+            let why = if e.to_string().contains("percpu-stats.txt") {
+                "ignored: the replay goes on without the kernel's percpu_stats"
+            } else {
+                "ignored: the trace's phase markers are used"
+            };
+            warn(&format!("{e} ({why})"));
         }
         // The folder's name for a capture folder or its standard trace file,
         // else the file's name.
@@ -682,6 +690,16 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         }
         e => CliError::replay(format!("{name}: {e}")),
     })?;
+    // The kernel's own percpu_stats at the first marker of a recording
+    // (`percpu-stats.txt`): the chunks before tracing and their empty pages.
+    let kernel_stats = match &source {
+        Source::Capture(c) => c.kernel_stats.clone(),
+        Source::Stdin => Vec::new(),
+    };
+    let setup = match pcpu_replay::first_marker_stats(&records, &kernel_stats) {
+        Some(stats) => setup.with_kernel_start(stats, !args.no_prefill),
+        None => setup,
+    };
     let (has_balance, has_kprobes) = pcpu_replay::trace_features(&records);
     if args.balance.needs_runs() && !has_balance {
         return Err(CliError::usage(format!(
@@ -705,6 +723,7 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         has_balance,
         has_kprobes,
         parse_s,
+        kernel_stats,
         lenient: args.lenient,
         check: args.check,
         balance: args.balance.timing(),

@@ -18,6 +18,14 @@ use crate::error::{emit, warn, CliError, CliResult, EXIT_REPLAY};
 /// `pcpu mark` uses when `--tracefs` is not given.
 const TRACEFS_VAR: &str = "PCPU_TRACEFS";
 
+/// The variable `pcpu record` sets for its workload when the kernel's
+/// `percpu_stats` is readable: the capture's `percpu-stats.txt`, to which
+/// `pcpu mark` appends the snapshot at its marker.
+const STATS_VAR: &str = "PCPU_STATS_OUT";
+
+/// The capture's file of `percpu_stats` snapshots.
+const STATS_FILE: &str = "percpu-stats.txt";
+
 /// Arguments of `pcpu record`.
 #[derive(Args, Debug)]
 pub(crate) struct RecordArgs {
@@ -77,6 +85,11 @@ pub(crate) struct MarkArgs {
     /// The meminfo file whose `Percpu:` the marker carries.
     #[arg(long, hide = true, default_value = "/proc/meminfo")]
     pub(crate) meminfo: PathBuf,
+
+    /// The kernel's percpu_stats, saved beside the marker (under `pcpu
+    /// record`, which names the file in $PCPU_STATS_OUT).
+    #[arg(long, hide = true, default_value = "/sys/kernel/debug/percpu_stats")]
+    pub(crate) percpu_stats: PathBuf,
 }
 
 fn tracefs(given: Option<&Path>) -> CliResult<Tracefs> {
@@ -106,6 +119,14 @@ pub(crate) fn run_mark(args: MarkArgs) -> CliResult {
     let kb = fs
         .mark_phase(&args.name, &args.meminfo)
         .map_err(|e| CliError::usage(with_root_hint(&e)))?;
+    if let Some(out) = std::env::var_os(STATS_VAR) {
+        if let Err(e) = save_stats(&args.percpu_stats, Path::new(&out), &args.name, false) {
+            warn(&format!(
+                "the kernel's percpu_stats at {} not saved: {e}",
+                args.name
+            ));
+        }
+    }
     emit(&format!("PHASE {} Percpu: {kb} kB\n", args.name))
 }
 
@@ -136,6 +157,19 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
     // workload: either way the capture is still saved and tracefs put back.
     let terminate = catch_signals();
     fs.mark_phase("START", &args.meminfo).map_err(usage)?;
+    // The kernel's own figures at the markers, which the trace lacks: the
+    // chunks before tracing and their empty pages (the replay's START), and
+    // at every marker its empty pages and chunks beside ours.
+    let stats_out = dir.join(STATS_FILE);
+    let stats_ok = std::fs::create_dir_all(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+        .and_then(|()| save_stats(&args.percpu_stats, &stats_out, "START", true));
+    if let Err(e) = &stats_ok {
+        warn(&format!(
+            "no percpu_stats snapshots ({e}; debugfs: mount -t debugfs nodev /sys/kernel/debug): \
+             the replay then guesses where the empty pages before tracing were from Percpu alone"
+        ));
+    }
     let (program, rest) = args
         .command
         .split_first()
@@ -143,11 +177,16 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
     let cannot = |e: std::io::Error| {
         CliError::usage(format!("cannot run {}: {e}", Path::new(program).display()))
     };
-    let mut child = Command::new(program)
-        .args(rest)
-        .env(TRACEFS_VAR, fs.root())
-        .spawn()
-        .map_err(cannot)?;
+    let mut command = Command::new(program);
+    command.args(rest).env(TRACEFS_VAR, fs.root());
+    if stats_ok.is_ok() {
+        // Absolute: the workload may change its directory.
+        let abs = std::path::absolute(&stats_out).unwrap_or_else(|_| stats_out.clone());
+        command.env(STATS_VAR, abs);
+    } else {
+        command.env_remove(STATS_VAR);
+    }
+    let mut child = command.spawn().map_err(cannot)?;
     let status = loop {
         if let Some(status) = child.try_wait().map_err(cannot)? {
             break status;
@@ -162,12 +201,24 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
         std::thread::sleep(Duration::from_millis(20));
     };
     fs.mark_phase("END", &args.meminfo).map_err(usage)?;
+    if stats_ok.is_ok() {
+        if let Err(e) = save_stats(&args.percpu_stats, &stats_out, "END", false) {
+            warn(&format!("the kernel's percpu_stats at END not saved: {e}"));
+        }
+    }
     let summary = rec.finish(dir).map_err(usage)?;
     let geometry = save_geometry(&args)?;
     let mut out = format!(
-        "{}: {:.1} MB of trace text (gzip), from phase START to END; geometry {geometry}\n",
+        "{}: {:.1} MB of trace text ({:.1} MB gzipped), from phase START to END; geometry \
+         {geometry}{}\n",
         summary.trace_path.display(),
         summary.trace_bytes as f64 / 1e6,
+        std::fs::metadata(&summary.trace_path).map_or(0.0, |m| m.len() as f64 / 1e6),
+        if stats_ok.is_ok() {
+            "; the kernel's percpu_stats at every marker (percpu-stats.txt)"
+        } else {
+            ""
+        }
     );
     out += &format!(
         "replay it with: pcpu replay {} (not traced from boot: what was already in use is \
@@ -188,6 +239,23 @@ pub(crate) fn run(args: RecordArgs) -> CliResult {
         });
     }
     Ok(())
+}
+
+/// Saves the kernel's `percpu_stats` (read from `stats`) as the snapshot of
+/// phase `name` in `out` (`percpu-stats.txt`): appended, or with `fresh`
+/// as the file's first. Only text that parses as `percpu_stats` is saved.
+fn save_stats(stats: &Path, out: &Path, name: &str, fresh: bool) -> Result<(), String> {
+    use std::io::Write;
+    let text = std::fs::read_to_string(stats).map_err(|e| format!("{}: {e}", stats.display()))?;
+    pcpu_trace::parse_percpu_stats(&text).map_err(|m| format!("{}: {m}", stats.display()))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(!fresh)
+        .truncate(fresh)
+        .open(out)
+        .and_then(|mut f| f.write_all(pcpu_trace::format_snapshot(name, &text).as_bytes()))
+        .map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// From here on, SIGINT no longer ends this process (the workload in the

@@ -153,6 +153,7 @@ pub(crate) fn run_replay(
     let skipped = Skipped::of(&rp);
     let mut report = rp.finish(start.elapsed().as_secs_f64());
     report.trace = loaded.name.clone();
+    report.attach_kernel_stats(&loaded.kernel_stats);
     if let Some(label) = &loaded.balance_label {
         report.balance = label.clone();
     }
@@ -248,6 +249,7 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
         }
     );
     out.push('\n');
+    out.push_str(&kernel_stats_table(r));
 
     let rate = if r.events_per_s >= 1e6 {
         format!("{:.2} M events/s", r.events_per_s / 1e6)
@@ -347,6 +349,43 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
     out
 }
 
+/// Our empty populated pages and chunks beside the kernel's own
+/// `percpu_stats` at the markers that have a snapshot (a recording's
+/// `percpu-stats.txt`); nothing without.
+fn kernel_stats_table(r: &Report) -> String {
+    let with: Vec<_> = r
+        .phases
+        .iter()
+        .filter(|p| p.kernel_empty_pop_pages.is_some() || p.kernel_chunks.is_some())
+        .collect();
+    if with.is_empty() {
+        return String::new();
+    }
+    let mut t = Table::new(&[
+        ("phase", Align::Left),
+        ("empty pages ours", Align::Right),
+        ("kernel", Align::Right),
+        ("chunks ours", Align::Right),
+        ("kernel", Align::Right),
+    ]);
+    for p in with {
+        t.row([
+            p.name.clone(),
+            p.empty_pop_pages.to_string(),
+            opt(p.kernel_empty_pop_pages),
+            p.chunks.to_string(),
+            opt(p.kernel_chunks),
+        ]);
+    }
+    let mut out = t.render();
+    out.push('\n');
+    out.push_str(
+        "empty pages: populated, holding nothing, per unit (percpu_stats' empty_pop_pages); \
+         kernel: its percpu_stats at the marker\n\n",
+    );
+    out
+}
+
 /// What the replay inferred was in use before tracing started (a recording
 /// on a running kernel).
 pub(crate) fn pre_trace(r: &Report) -> String {
@@ -357,11 +396,31 @@ pub(crate) fn pre_trace(r: &Report) -> String {
         plural(n),
         plural(f)
     );
+    let from_stats = r.phases.first().is_some_and(|p| p.kernel_chunks.is_some());
+    if r.pre_trace_free_chunks > 0 {
+        s += &format!(
+            "; {} free chunk{} the trace never uses (the kernel's percpu_stats)",
+            r.pre_trace_free_chunks,
+            plural(r.pre_trace_free_chunks)
+        );
+    }
     if r.pre_trace_top_up_pages > 0 {
         s += &format!(
-            "; {} empty page{} per unit populated at the first marker to match the kernel's Percpu",
+            "; {} empty page{} per unit populated at the first marker {}",
             r.pre_trace_top_up_pages,
-            plural(r.pre_trace_top_up_pages)
+            plural(r.pre_trace_top_up_pages),
+            if from_stats {
+                "as the kernel's percpu_stats had them"
+            } else {
+                "to match the kernel's Percpu"
+            }
+        );
+    }
+    if r.kernel_stats_unmatched_chunks > 0 {
+        s += &format!(
+            "; {} chunk{} with objects the trace never touches not modelled",
+            r.kernel_stats_unmatched_chunks,
+            plural(r.kernel_stats_unmatched_chunks)
         );
     }
     s

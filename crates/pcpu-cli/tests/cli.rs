@@ -838,17 +838,36 @@ fn record_and_mark_on_a_stand_in_tracefs() {
     std::fs::write(&events_file, &events).unwrap();
     let out = dir.join("capture");
     let pcpu_bin = env!("CARGO_BIN_EXE_pcpu");
-    let script = format!(
-        "cat '{}' >> \"$PCPU_TRACEFS/trace\" && '{pcpu_bin}' mark B --meminfo '{}'",
-        events_file.display(),
-        meminfo.display()
-    );
     let s = |p: &Path| p.display().to_string();
     let (fs_s, out_s, mi_s, pos_s, log_s) =
         (s(&fs), s(&out), s(&meminfo), s(&possible), s(&empty_log));
-    let stats = format!(
+    // The kernel's percpu_stats: the fixture's allocation info (the
+    // geometry), then counters and chunks as a 6.18 kernel prints them.
+    let stats_file = dir.join("percpu_stats");
+    let head = std::fs::read_to_string(format!(
         "{}/../pcpu-trace/tests/fixtures/live-6.18/percpu_stats.txt",
         env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    std::fs::write(
+        &stats_file,
+        head + "\nGlobal Stats:\n----------------------------------------\n  \
+                nr_cur_alloc        :         1192\n  nr_chunks           :            2\n  \
+                empty_pop_pages     :           37\n\nPer Chunk Stats:\n\
+                ----------------------------------------\nChunk: <- First Chunk\n  \
+                nr_alloc            :          528\n  empty_pop_pages     :            0\n  \
+                free_bytes          :           20\n\nChunk:\n  nr_alloc            :          664\n  \
+                empty_pop_pages     :           37\n  free_bytes          :       931244\n",
+    )
+    .unwrap();
+    let stats = s(&stats_file);
+    // `pcpu mark` saves the kernel's percpu_stats beside its marker, into
+    // the file `pcpu record` names in PCPU_STATS_OUT.
+    let script = format!(
+        "test -n \"$PCPU_STATS_OUT\" && cat '{}' >> \"$PCPU_TRACEFS/trace\" && \
+         '{pcpu_bin}' mark B --meminfo '{}' --percpu-stats '{stats}'",
+        events_file.display(),
+        meminfo.display()
     );
     let args = [
         "record",
@@ -877,6 +896,20 @@ fn record_and_mark_on_a_stand_in_tracefs() {
         stdout(&o)
     );
     assert!(stdout(&o).contains("--lenient"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("the kernel's percpu_stats at every marker (percpu-stats.txt)"),
+        "{}",
+        stdout(&o)
+    );
+    let snapshots = pcpu_trace::parse_stats_snapshots(
+        &std::fs::read_to_string(out.join("percpu-stats.txt")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = snapshots.iter().map(|s| s.phase.as_str()).collect();
+    assert_eq!(names, ["START", "B", "END"]);
+    let fixture =
+        pcpu_trace::parse_percpu_stats(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(snapshots.iter().all(|s| s.stats == fixture));
     let markers = std::fs::read_to_string(fs.join("trace_marker")).unwrap();
     assert_eq!(
         markers,
@@ -909,6 +942,16 @@ fn record_and_mark_on_a_stand_in_tracefs() {
         "{}",
         stdout(&o)
     );
+    // Beside ours, the kernel's empty pages and chunks at the marker that
+    // has a snapshot (the fixture's own B).
+    let kernel = fixture.empty_pop_pages.to_string();
+    assert!(
+        stdout(&o).lines().any(|l| l.starts_with("B ")
+            && l.split_whitespace().nth(2) == Some(kernel.as_str())
+            && l.split_whitespace().nth(4) == Some(&fixture.chunks.len().to_string())),
+        "{}",
+        stdout(&o)
+    );
     // A folder holding a trace is refused before tracing is touched.
     std::fs::write(fs.join("events/percpu/enable"), "untouched\n").unwrap();
     assert_fails(&pcpu(&args), 2, &["a trace is there already"]);
@@ -933,9 +976,20 @@ fn record_and_mark_on_a_stand_in_tracefs() {
     with_log[2] = &out3;
     with_log[12] = &boot_log;
     assert_eq!(with_log[11], "--dmesg");
-    with_log[last] = "true";
+    // No percpu_stats (debugfs not mounted): said, and the workload gets
+    // no PCPU_STATS_OUT.
+    assert_eq!(with_log[7], "--percpu-stats");
+    let no_stats = dir.join("no-such-percpu_stats").display().to_string();
+    with_log[8] = &no_stats;
+    with_log[last] = "test -z \"$PCPU_STATS_OUT\"";
     let o = pcpu(&with_log);
     assert_ok(&o);
+    assert!(
+        stderr(&o).contains("no percpu_stats snapshots"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new(&out3).join("percpu-stats.txt").exists());
     assert!(
         stdout(&o).contains("geometry from the kernel log (dmesg-percpu.txt)"),
         "{}",

@@ -8,7 +8,7 @@ use core::ops::Range;
 use crate::allocator::{AllocFlags, Allocation, Allocator, AreaChange, Request};
 use crate::backend::Backend;
 use crate::chunk::{Chunk, ChunkKind};
-use crate::error::{held, AllocError, ProtocolError};
+use crate::error::{held, AllocError, PopulateError, ProtocolError};
 use crate::policy::{Fit, PolicyKind, Refill, SLOT_FAIL_THRESHOLD};
 use crate::slots::{slot_key, Entry};
 use crate::{ChunkId, MIN_ALLOC_SIZE};
@@ -124,6 +124,49 @@ impl Allocator {
                 Err(AllocError::ChunkCreate(e))
             }
         }
+    }
+
+    /// Populate chunk `chunk`'s unpopulated pages among `pages` through
+    /// `backend`, as the balance work's populate stage does
+    /// (`pcpu_balance_populated`): no allocation is made, no work
+    /// scheduled, no chunk isolated. Returns how many pages it populated.
+    /// Replay uses it to restore the empty pages a running kernel had
+    /// populated before tracing started.
+    ///
+    /// # Errors
+    /// [`PopulateError`]: an unknown chunk, pages outside it, an open
+    /// balance run (nothing changed), or a backend failure (the runs
+    /// populated before it stay populated).
+    pub fn populate_pages<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        chunk: ChunkId,
+        pages: core::ops::Range<usize>,
+    ) -> Result<usize, PopulateError> {
+        let Some(c) = self.chunk(chunk) else {
+            return Err(PopulateError::UnknownChunk(chunk));
+        };
+        if pages.start > pages.end || pages.end > c.nr_pages() {
+            return Err(PopulateError::OutOfRange {
+                chunk,
+                pages,
+                nr_pages: c.nr_pages(),
+            });
+        }
+        if self.open_run.is_some() {
+            return Err(PopulateError::RunOpen);
+        }
+        let mut n = 0;
+        let mut start = pages.start;
+        while let Some(run) = self.c(chunk.0).next_unpopulated(start..pages.end) {
+            backend
+                .populate(chunk, run.clone())
+                .map_err(PopulateError::Backend)?;
+            start = run.end;
+            n += run.len();
+            self.chunk_populated(chunk.0, run);
+        }
+        Ok(n)
     }
 
     /// `pcpu_alloc` from `area_found` on, inline: populate the area's

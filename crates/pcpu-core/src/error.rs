@@ -234,6 +234,51 @@ impl fmt::Display for BalanceError {
 
 impl core::error::Error for BalanceError {}
 
+/// Why [`Allocator::populate_pages`](crate::Allocator::populate_pages)
+/// stopped. Pages it populated before a backend failure stay populated
+/// (and counted); otherwise nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PopulateError {
+    /// No live chunk has this id.
+    UnknownChunk(ChunkId),
+    /// The pages are not all inside the chunk.
+    OutOfRange {
+        /// Chunk.
+        chunk: ChunkId,
+        /// Pages asked for.
+        pages: Range<usize>,
+        /// The chunk's pages per unit.
+        nr_pages: usize,
+    },
+    /// A balance run is open: its plan may cover the same pages.
+    RunOpen,
+    /// The backend could not populate a run of them.
+    Backend(BackendError),
+}
+
+impl fmt::Display for PopulateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PopulateError::UnknownChunk(c) => write!(f, "no live chunk {}", c.0),
+            PopulateError::OutOfRange {
+                chunk,
+                pages,
+                nr_pages,
+            } => write!(
+                f,
+                "pages {}..{} are not inside chunk {} ({nr_pages} pages)",
+                pages.start, pages.end, chunk.0
+            ),
+            PopulateError::RunOpen => {
+                f.write_str("a balance run is open on this allocator: populate after it ends")
+            }
+            PopulateError::Backend(e) => write!(f, "failed to populate: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for PopulateError {}
+
 /// Why a step of the two-phase protocol (the caller creates chunks and
 /// populates pages outside the allocator's lock, then reports back) was
 /// refused: the call does not match what the allocator handed out. The

@@ -67,7 +67,7 @@ pub use block::BlockMd;
 pub use check::InvariantError;
 pub use chunk::{Chunk, ChunkKind};
 pub use classes::{ClassHint, ClassPages};
-pub use error::{AllocError, BalanceError, FreeError, ProtocolError};
+pub use error::{AllocError, BalanceError, FreeError, PopulateError, ProtocolError};
 pub use geometry::{FirstChunk, Geometry, GeometryError, MAX_UNITS, MIN_UNIT_SIZE};
 pub use magazine::Magazine;
 pub use page_map::PageState;

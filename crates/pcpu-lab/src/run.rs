@@ -143,6 +143,10 @@ impl Input {
                     error,
                 }
             })?;
+        let setup = match pcpu_replay::first_marker_stats(&trace.records, &cap.kernel_stats) {
+            Some(stats) => setup.with_kernel_start(stats, prefill),
+            None => setup,
+        };
         Ok(Input::new(name, trace.records, setup))
     }
 

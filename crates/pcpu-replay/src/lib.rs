@@ -8,6 +8,7 @@
 
 mod config;
 mod engine;
+mod kernel_start;
 mod page_log;
 mod page_refs;
 mod pre_trace;
@@ -23,6 +24,7 @@ pub use config::{
     MAGAZINE_MAX_SIZE,
 };
 pub use engine::{LiveObject, Replayer};
+pub use kernel_start::{first_marker_stats, KernelStart};
 pub use page_log::{PageOp, PageOpKind};
 pub use pre_trace::{PreChunk, PreObject};
 pub use refaults::{Refaults, SOON_RUNS};

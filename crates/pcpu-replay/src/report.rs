@@ -11,6 +11,9 @@
 //!   "uncreated_chunks": int,           // chunks used without a create event (lenient)
 //!   "pre_trace_chunks": int, "pre_trace_frees": int, "pre_trace_top_up_pages": int,
 //!                                      // in use before tracing: chunks, objects freed, pages
+//!   "pre_trace_free_chunks": int, "kernel_stats_unmatched_chunks": int,
+//!                                      // from the kernel's percpu_stats at START: fully free
+//!                                      // chunks created, chunks with objects not modelled
 //!   "magazine_hits": int,              // allocations served by `--magazine` magazines
 //!   "long_lived_objects": int,         // allocations the long-lived prediction placed together
 //!   "short_lived_objects": int,        // first objects the short-lived prediction kept out of their class
@@ -27,8 +30,11 @@
 //!                 "populated_pages": int, "depopulated_pages": int,
 //!                 "kernel_populated_pages": int|null, "kernel_depopulated_pages": int|null,
 //!                 "first_chunk_floor_kb": int,       // of floor_kb, in the first and reserved chunks
-//!                 "class_bound_kb": int|null } ],    // with derived lifetime classes: the least floor
+//!                 "class_bound_kb": int|null,        // with derived lifetime classes: the least floor
 //!                                                    // when no page holds two classes' objects
+//!                 "empty_pop_pages": int,            // ours, per unit (percpu_stats' figure)
+//!                 "kernel_empty_pop_pages": int|null, "kernel_chunks": int|null } ],
+//!                                                    // from the kernel's percpu_stats at the marker
 //!   "timeline": [ { "t": float, "resident_kb": int, "floor_kb": int, "ideal_kb": int,
 //!                   "kernel_percpu_kb": int|null } ],
 //!   "disagreements": [ { "line": int, "size": int, "align": int, "kernel_chunk": int,
@@ -38,6 +44,8 @@
 //! like `/proc/meminfo`.
 
 use serde::Serialize;
+
+use pcpu_trace::StatsSnapshot;
 
 /// Figures at one phase marker.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -81,6 +89,18 @@ pub struct PhaseReport {
     /// that ignores classes (the `linux-*` policies: first fit) is not
     /// page-exclusive and may have a floor below it.
     pub class_bound_kb: Option<u64>,
+    /// Our empty populated pages per unit, as `percpu_stats` counts them
+    /// (`empty_pop_pages`: chunks isolated for reclaim not counted).
+    #[serde(default)]
+    pub empty_pop_pages: u64,
+    /// The kernel's `empty_pop_pages` at this marker, from its
+    /// `percpu_stats` (`percpu-stats.txt` of a recording); `None` without.
+    #[serde(default)]
+    pub kernel_empty_pop_pages: Option<u64>,
+    /// The kernel's chunks at this marker, counted as `chunks` counts ours
+    /// (first and reserved chunks included), from its `percpu_stats`.
+    #[serde(default)]
+    pub kernel_chunks: Option<u64>,
 }
 
 /// One timeline sample.
@@ -166,9 +186,20 @@ pub struct Report {
     #[serde(default)]
     pub pre_trace_frees: u64,
     /// Empty pages of those chunks populated at the first phase marker to
-    /// match the kernel's figure there (per unit).
+    /// match the kernel's figure there (per unit): with the kernel's
+    /// `percpu_stats` at START, each chunk's own count (and those of the
+    /// chunks in `pre_trace_free_chunks`).
     #[serde(default)]
     pub pre_trace_top_up_pages: u64,
+    /// Fully free chunks the kernel's `percpu_stats` at START lists and the
+    /// trace never uses, created at the first phase marker with the empty
+    /// pages they kept populated.
+    #[serde(default)]
+    pub pre_trace_free_chunks: u64,
+    /// Chunks holding objects that the kernel's `percpu_stats` at START
+    /// lists and the trace never touches: not modelled.
+    #[serde(default)]
+    pub kernel_stats_unmatched_chunks: u64,
     /// Allocations served by a per-CPU magazine (`ReplayConfig::magazine`;
     /// 0 without magazines).
     pub magazine_hits: u64,
@@ -221,4 +252,79 @@ pub struct Report {
     pub timeline: Vec<Sample>,
     /// The first (at most 20) allocations placed differently from the kernel.
     pub disagreements: Vec<Disagreement>,
+}
+
+impl Report {
+    /// Puts the kernel's `percpu_stats` snapshots (`percpu-stats.txt` of a
+    /// recording) beside our figures at the phase markers: the k-th marker
+    /// named X gets the k-th snapshot named X (`kernel_empty_pop_pages`,
+    /// `kernel_chunks`). Markers without one are left as they are.
+    pub fn attach_kernel_stats(&mut self, snapshots: &[StatsSnapshot]) {
+        let mut used = vec![false; snapshots.len()];
+        for phase in &mut self.phases {
+            let Some(i) =
+                (0..snapshots.len()).find(|&i| !used[i] && snapshots[i].phase == phase.name)
+            else {
+                continue;
+            };
+            used[i] = true;
+            let stats = &snapshots[i].stats;
+            phase.kernel_empty_pop_pages = Some(stats.empty_pop_pages);
+            phase.kernel_chunks = Some(stats.chunks.len() as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcpu_trace::PercpuStats;
+
+    fn snap(phase: &str, empty: u64, chunks: usize) -> StatsSnapshot {
+        StatsSnapshot {
+            phase: phase.into(),
+            stats: PercpuStats {
+                nr_chunks: chunks as u64,
+                nr_cur_alloc: 0,
+                empty_pop_pages: empty,
+                chunks: vec![
+                    pcpu_trace::ChunkStats {
+                        kind: pcpu_trace::StatsChunkKind::Dynamic,
+                        nr_alloc: 0,
+                        empty_pop_pages: 0,
+                        first_bit: 0,
+                        free_bytes: 0,
+                        contig_bytes: 0,
+                    };
+                    chunks
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn snapshots_go_to_their_markers_in_order() {
+        let mut r = Report::default();
+        for name in ["START", "A", "END", "END"] {
+            r.phases.push(PhaseReport {
+                name: name.into(),
+                ..PhaseReport::default()
+            });
+        }
+        r.attach_kernel_stats(&[snap("END", 7, 2), snap("START", 220, 3), snap("END", 9, 4)]);
+        let got: Vec<_> = r
+            .phases
+            .iter()
+            .map(|p| (p.kernel_empty_pop_pages, p.kernel_chunks))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(220), Some(3)),
+                (None, None),
+                (Some(7), Some(2)),
+                (Some(9), Some(4))
+            ]
+        );
+    }
 }

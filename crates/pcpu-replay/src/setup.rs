@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 
 use pcpu_core::{FirstChunk, Geometry};
-use pcpu_trace::{Event, FirstChunkGeometry, Record};
+use pcpu_trace::{Event, FirstChunkGeometry, PercpuStats, Record};
 
+use crate::kernel_start::{self, KernelStart};
 use crate::pre_trace::{self, PreChunk, PreObject, Region};
 use crate::ReplayError;
 
@@ -31,6 +32,9 @@ pub struct Setup {
     /// Objects allocated before tracing started that the trace frees, in
     /// the first chunk or a [`Setup::pre_chunks`] chunk.
     pub pre_objects: Vec<PreObject>,
+    /// What the kernel's `percpu_stats` at START says of the chunks before
+    /// tracing ([`Setup::with_kernel_start`]); `None` without it.
+    pub kernel_start: Option<KernelStart>,
 }
 
 impl Setup {
@@ -104,6 +108,7 @@ impl Setup {
             prefill: Vec::new(),
             pre_chunks: Vec::new(),
             pre_objects: Vec::new(),
+            kernel_start: None,
         };
         if prefill {
             let start = (fc.static_size + fc.reserved_size) % page as usize;
@@ -123,6 +128,25 @@ impl Setup {
             s.pre_objects = inferred.objects;
         }
         Ok(s)
+    }
+}
+
+impl Setup {
+    /// The same setup, with the kernel's own `percpu_stats` at the START
+    /// marker of a recording: the empty pages of each chunk found in use
+    /// before tracing, and the fully free chunks the trace never uses
+    /// (`kernel_start`). Only for a setup derived with `prefill` (what was
+    /// in use before tracing inferred): without it, left unchanged.
+    pub fn with_kernel_start(mut self, stats: &PercpuStats, prefill: bool) -> Setup {
+        if prefill {
+            self.kernel_start = Some(kernel_start::match_chunks(
+                &self.pre_chunks,
+                &self.pre_objects,
+                self.geometry.unit_size(),
+                stats,
+            ));
+        }
+        self
     }
 }
 

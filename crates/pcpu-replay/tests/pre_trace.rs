@@ -172,3 +172,86 @@ fn a_trace_from_boot_infers_first_chunk_objects_but_not_double_frees() {
     let e = rp.feed(&recs[3]).unwrap_err();
     assert!(matches!(e, ReplayError::UnknownFree { .. }), "{e}");
 }
+
+/// The kernel's `percpu_stats` at START (`percpu-stats.txt`): each chunk
+/// in use before tracing gets its own count of empty pages, on its highest
+/// unpopulated pages when it holds objects and on its lowest when it does
+/// not (where the balance work populates), and a free chunk the trace never
+/// uses is created with its own; first fit then reaches the empty pages of
+/// the chunk in use last.
+#[test]
+fn the_kernels_snapshot_places_the_empty_pages() {
+    // A second chunk, free before tracing, that the trace allocates in.
+    let other = PCPU_BASE + (8 << 20);
+    let alloc_other = format!(
+        "  mkdir-100 [001] .....  1.000000: percpu_alloc_percpu: call_site=f+0x1/0x2 reserved=0 is_atomic=0 size=64 align=8 base_addr={other:x} off=0 ptr={:016x} bytes_alloc=48 gfp_flags=\n",
+        other - PCPU_BASE
+    );
+    let recs = records(&(trace(0) + &alloc_other));
+    let block = |nr_alloc: u64, empty: u64, free: u64| {
+        format!(
+            "Chunk:\n  nr_alloc : {nr_alloc}\n  empty_pop_pages : {empty}\n  free_bytes : {free}\n"
+        )
+    };
+    // The chunk in use (two 2048-byte objects: 4096 bytes used), the free
+    // one the trace uses, and one it never does; listed out of order.
+    let stats = pcpu_trace::parse_percpu_stats(
+        &("nr_cur_alloc : 2\nnr_chunks : 4\nempty_pop_pages : 15\nChunk: <- First Chunk\n  nr_alloc : 9\n"
+            .to_string()
+            + &block(0, 3, 524_288)
+            + &block(2, 5, 520_192)
+            + &block(0, 7, 524_288)),
+    )
+    .unwrap();
+    // The snapshot taken at the trace's first marker is the one used.
+    let other_stats =
+        pcpu_trace::parse_percpu_stats("nr_cur_alloc : 0\nnr_chunks : 1\nempty_pop_pages : 0\n")
+            .unwrap();
+    let snap = |phase: &str, stats: &pcpu_trace::PercpuStats| pcpu_trace::StatsSnapshot {
+        phase: phase.into(),
+        stats: stats.clone(),
+    };
+    let snaps = [snap("END", &other_stats), snap("START", &stats)];
+    assert_eq!(first_marker_stats(&recs, &snaps), Some(&stats));
+    assert_eq!(first_marker_stats(&recs, &snaps[..1]), None);
+    let s = setup(&recs, true).with_kernel_start(&stats, true);
+    let ks = s.kernel_start.clone().unwrap();
+    let mut empty = ks.empty_pages.clone();
+    empty.sort();
+    assert_eq!(empty, vec![(CHUNK, 5), (other, 3)]);
+    assert_eq!((ks.free_chunks.len(), ks.unmatched), (1, 0));
+    // Without prefill there is nothing to match the snapshot to.
+    assert_eq!(
+        setup(&recs, false)
+            .with_kernel_start(&stats, false)
+            .kernel_start,
+        None
+    );
+
+    let cfg = ReplayConfig {
+        policy: "linux-6.1".parse::<Policy>().unwrap(),
+        check_invariants: true,
+        ..Default::default()
+    };
+    let rp = Replayer::new(s, cfg, false, false).unwrap();
+    let a = rp.allocator();
+    let pages = |id: pcpu_core::ChunkId| -> Vec<usize> {
+        let c = a.chunk(id).unwrap();
+        (0..c.nr_pages())
+            .filter(|&p| c.is_page_populated(p))
+            .collect()
+    };
+    let dynamic: Vec<_> = a
+        .chunk_ids()
+        .filter(|&id| id != a.first_chunk() && Some(id) != a.reserved_chunk())
+        .collect();
+    assert_eq!(dynamic.len(), 3);
+    // Found in use first: the chunk with the objects (page 0 holds them),
+    // then the free one the trace uses, then the one created from the
+    // snapshot alone.
+    assert_eq!(pages(dynamic[0]), [0, 123, 124, 125, 126, 127]);
+    assert_eq!(pages(dynamic[1]), [0, 1, 2]);
+    assert_eq!(pages(dynamic[2]), (0..7).collect::<Vec<_>>());
+    assert_eq!(a.nr_empty_pop_pages(), 15);
+    a.check_invariants().unwrap();
+}

@@ -7,6 +7,7 @@ use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use crate::error::ParseError;
+use crate::kernel_stats::{parse_stats_snapshots, PercpuStats, StatsSnapshot};
 use crate::reader::{open_trace, ParseOptions, Trace, TraceReader};
 
 /// Geometry of the first chunk, from the kernel's percpu boot lines (`dmesg-percpu.txt`):
@@ -271,6 +272,10 @@ pub struct Capture {
     pub meminfo_path: Option<PathBuf>,
     /// Meminfo figures per phase, in file order (empty if the file is missing).
     pub phases: Vec<MeminfoPhase>,
+    /// The kernel's `percpu_stats` at phase markers (`percpu-stats.txt`,
+    /// written by `pcpu record` and `pcpu mark`), in file order; empty if
+    /// the file is missing.
+    pub kernel_stats: Vec<StatsSnapshot>,
 }
 
 /// The most bytes read of a side file (`dmesg-percpu.txt`,
@@ -300,6 +305,23 @@ fn read_side(path: &Path) -> Result<Option<String>, CaptureError> {
     Ok(Some(String::from_utf8_lossy(&b).into_owned()))
 }
 
+/// A side file read by [`read_side`] and decoded by `parse` (its errors:
+/// a 1-based line and a message); `None` when the file is missing.
+fn read_parsed<T>(
+    path: &Path,
+    parse: fn(&str) -> Result<T, (u64, String)>,
+) -> Result<Option<T>, CaptureError> {
+    read_side(path)?
+        .map(|t| {
+            parse(&t).map_err(|(line, message)| CaptureError::Format {
+                path: path.to_owned(),
+                line,
+                message,
+            })
+        })
+        .transpose()
+}
+
 impl Capture {
     /// Opens a capture folder, or a plain trace file (then `dmesg-percpu.txt` and
     /// `meminfo-phases.txt` are looked for beside it). Reads the small side files now; the
@@ -308,17 +330,18 @@ impl Capture {
         Capture::open_inner(path.as_ref(), true).map(|(cap, _)| cap)
     }
 
-    /// [`Capture::open`], but a `meminfo-phases.txt` that cannot be read or
-    /// decoded is left out (no phases) and its error returned beside the
-    /// capture, for tools that do not need the kernel's meminfo figures.
+    /// [`Capture::open`], but a `meminfo-phases.txt` or `percpu-stats.txt`
+    /// that cannot be read or decoded is left out (no phases, no snapshots)
+    /// and the first such error returned beside the capture, for tools that
+    /// do not need the kernel's own figures.
     pub fn open_without_bad_meminfo(
         path: impl AsRef<Path>,
     ) -> Result<(Capture, Option<CaptureError>), CaptureError> {
         Capture::open_inner(path.as_ref(), false)
     }
 
-    /// Open; with `strict`, a bad meminfo file is the error, else it comes
-    /// back beside the capture.
+    /// Open; with `strict`, a bad meminfo or percpu_stats file is the
+    /// error, else it comes back beside the capture.
     fn open_inner(
         path: &Path,
         strict: bool,
@@ -357,26 +380,25 @@ impl Capture {
             dmesg_text = read_side(&dmesg)?;
         }
         let meminfo = dir.join("meminfo-phases.txt");
-        let parsed = read_side(&meminfo).and_then(|text| {
-            text.map(|t| {
-                parse_meminfo_phases(&t).map_err(|(line, message)| CaptureError::Format {
-                    path: meminfo.clone(),
-                    line,
-                    message,
-                })
-            })
-            .transpose()
-        });
+        let parsed = read_parsed(&meminfo, parse_meminfo_phases);
         let (phases, meminfo_error) = match parsed {
             Ok(p) => (p, None),
             Err(e) if strict => return Err(e),
             Err(e) => (None, Some(e)),
+        };
+        let stats_path = dir.join("percpu-stats.txt");
+        let stats = read_parsed(&stats_path, parse_stats_snapshots);
+        let (kernel_stats, meminfo_error) = match stats {
+            Ok(s) => (s.unwrap_or_default(), meminfo_error),
+            Err(e) if strict => return Err(e),
+            Err(e) => (Vec::new(), meminfo_error.or(Some(e))),
         };
         let cap = Capture {
             geometry: dmesg_text.as_deref().and_then(parse_dmesg),
             dmesg_path: dmesg_text.map(|_| dmesg),
             meminfo_path: phases.as_ref().map(|_| meminfo),
             phases: phases.unwrap_or_default(),
+            kernel_stats,
             dir,
             trace_path,
         };
@@ -399,6 +421,14 @@ impl Capture {
     /// Parses the whole trace.
     pub fn parse(&self, options: ParseOptions) -> Result<Trace, ParseError> {
         crate::reader::parse_file(&self.trace_path, options)
+    }
+
+    /// The kernel's `percpu_stats` at phase `name`, if recorded.
+    pub fn kernel_stats(&self, name: &str) -> Option<&PercpuStats> {
+        self.kernel_stats
+            .iter()
+            .find(|s| s.phase == name)
+            .map(|s| &s.stats)
     }
 
     /// The meminfo figure of phase `name`, if recorded.

@@ -98,6 +98,7 @@
 mod capture;
 mod error;
 mod event;
+mod kernel_stats;
 mod parse;
 mod reader;
 pub mod record;
@@ -110,6 +111,10 @@ pub use error::{ParseError, ParseErrorKind, LAYOUT};
 pub use event::{
     AllocEvent, CallSite, ChunkPages, Event, EventCounts, EventKind, Flags, Record,
     SYNTHETIC_MARKER,
+};
+pub use kernel_stats::{
+    format_snapshot, parse_percpu_stats, parse_stats_snapshots, ChunkStats, PercpuStats,
+    StatsChunkKind, StatsSnapshot,
 };
 pub use parse::{Line, LineParser};
 pub use reader::{

@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pcpu_trace::{
-    from_reader, open_trace, parse_all, parse_dmesg, parse_file, parse_meminfo_phases, Capture,
-    CaptureError, Event, EventKind, ParseErrorKind, ParseOptions, TraceReader,
+    format_snapshot, from_reader, open_trace, parse_all, parse_dmesg, parse_file,
+    parse_meminfo_phases, Capture, CaptureError, Event, EventKind, ParseErrorKind, ParseOptions,
+    TraceReader,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -315,8 +316,37 @@ fn capture_from_plain_trace_path_and_missing_paths() {
         "{e:?}"
     );
     assert!(cap.phases.is_empty() && cap.meminfo_path.is_none());
-    // A side file that never ends (a device) is refused, not read forever.
+    // The kernel's percpu_stats snapshots (`pcpu record`): read by phase;
+    // a bad file is reported with its line, or left out by those tools.
     std::fs::remove_file(empty.join("meminfo-phases.txt")).unwrap();
+    let stats = "nr_cur_alloc : 9\nnr_chunks : 2\nempty_pop_pages : 5\nChunk: <- First Chunk\n\
+                 nr_alloc : 9\nChunk:\nempty_pop_pages : 5\nfree_bytes : 1000\n";
+    let text = format_snapshot("START", stats) + &format_snapshot("A", stats);
+    std::fs::write(empty.join("percpu-stats.txt"), &text).unwrap();
+    let cap = Capture::open(&empty).unwrap();
+    assert_eq!(cap.kernel_stats.len(), 2);
+    let a = cap.kernel_stats("A").unwrap();
+    assert_eq!((a.nr_chunks, a.empty_pop_pages, a.chunks.len()), (2, 5, 2));
+    assert_eq!(a.chunks[1].free_bytes, 1000);
+    assert!(cap.kernel_stats("B").is_none());
+    std::fs::write(
+        empty.join("percpu-stats.txt"),
+        text + "PHASE B\nnr_chunks : lots\n",
+    )
+    .unwrap();
+    let e = Capture::open(&empty).unwrap_err();
+    assert!(
+        matches!(e, CaptureError::Format { line: 19, .. }) && e.to_string().contains("lots"),
+        "{e}"
+    );
+    let (cap, e) = Capture::open_without_bad_meminfo(&empty).unwrap();
+    assert!(
+        matches!(e, Some(CaptureError::Format { line: 19, .. })),
+        "{e:?}"
+    );
+    assert!(cap.kernel_stats.is_empty());
+    std::fs::remove_file(empty.join("percpu-stats.txt")).unwrap();
+    // A side file that never ends (a device) is refused, not read forever.
     std::os::unix::fs::symlink("/dev/zero", empty.join("dmesg-percpu.txt")).unwrap();
     let e = Capture::open(&empty).unwrap_err();
     assert!(
