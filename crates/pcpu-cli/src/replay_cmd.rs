@@ -406,13 +406,13 @@ pub(crate) fn pre_trace(r: &Report) -> String {
     }
     if r.pre_trace_top_up_pages > 0 {
         s += &format!(
-            "; {} empty page{} per unit populated at the first marker {}",
+            "; {} empty page{} per unit populated {}",
             r.pre_trace_top_up_pages,
             plural(r.pre_trace_top_up_pages),
             if from_stats {
-                "as the kernel's percpu_stats had them"
+                "from the start, as the kernel's percpu_stats had them"
             } else {
-                "to match the kernel's Percpu"
+                "at the first marker to match the kernel's Percpu"
             }
         );
     }

@@ -3,12 +3,13 @@
 
 use clap::Args;
 use pcpu_core::{chunk_stats, Allocator, ChunkKind, ChunkList, Policy};
-use pcpu_trace::Event;
+use pcpu_trace::{ChunkStats, Event, PercpuStats, StatsChunkKind};
 use serde_json::json;
 
 use crate::error::{emit, CliError, CliResult};
 use crate::input::{self, CommonArgs, Progress, RunArgs};
 use crate::replay_cmd::{replay_until, Skipped};
+use crate::table::{Align, Table};
 
 /// Arguments of `pcpu stats`.
 #[derive(Args, Debug)]
@@ -77,16 +78,118 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
     progress.finish();
     let rp = result?;
     Skipped::of(&rp).warn(&args.run.policy.to_string());
+    // The kernel's own figures at that marker, if the capture has them
+    // (a recording's percpu-stats.txt).
+    let kernel = loaded
+        .kernel_stats
+        .iter()
+        .find(|s| s.phase == args.at)
+        .map(|s| &s.stats);
     if args.json {
-        let v = stats_json(rp.allocator(), &loaded.name, &args.at, &args.run.policy);
+        let mut v = stats_json(rp.allocator(), &loaded.name, &args.at, &args.run.policy);
+        v["kernel"] = kernel.map_or(serde_json::Value::Null, kernel_json);
         let json = serde_json::to_string_pretty(&v)
             .map_err(|e| CliError::replay(format!("cannot encode the figures as JSON: {e}")))?;
         emit(&(json + "\n"))
     } else if args.map {
         emit(&rp.allocator().page_map())
     } else {
-        emit(&rp.allocator().percpu_stats())
+        let mut out = rp.allocator().percpu_stats();
+        if let Some(k) = kernel {
+            out += &beside_kernel(&out, k, &args.at);
+        }
+        emit(&out)
     }
+}
+
+/// Our `percpu_stats` (its text, `ours`) and the kernel's at marker
+/// `phase`, chunk by chunk in the order both list them (by slot; the
+/// kernel prints no addresses), then the global figures.
+fn beside_kernel(ours: &str, kernel: &PercpuStats, phase: &str) -> String {
+    // Our own text parses as the kernel's does.
+    let Ok(ours) = pcpu_trace::parse_percpu_stats(ours) else {
+        return String::new();
+    };
+    let mut t = Table::new(&[
+        ("chunk", Align::Left),
+        ("nr_alloc", Align::Right),
+        ("free_bytes", Align::Right),
+        ("contig_bytes", Align::Right),
+        ("empty_pop_pages", Align::Right),
+        ("nr_alloc", Align::Right),
+        ("free_bytes", Align::Right),
+        ("contig_bytes", Align::Right),
+        ("empty_pop_pages", Align::Right),
+    ]);
+    t.group("", 1).group("ours", 4).group("kernel", 4);
+    let kind = |c: &ChunkStats| kind_name(c.kind);
+    let cells = |c: Option<&ChunkStats>| -> [String; 4] {
+        c.map_or_else(
+            || std::array::from_fn(|_| String::new()),
+            |c| {
+                [
+                    c.nr_alloc.to_string(),
+                    c.free_bytes.to_string(),
+                    c.contig_bytes.to_string(),
+                    c.empty_pop_pages.to_string(),
+                ]
+            },
+        )
+    };
+    for i in 0..ours.chunks.len().max(kernel.chunks.len()) {
+        let (o, k) = (ours.chunks.get(i), kernel.chunks.get(i));
+        let name = match (o, k) {
+            (Some(o), Some(k)) if o.kind != k.kind => format!("{} / {}", kind(o), kind(k)),
+            (Some(c), _) | (None, Some(c)) => kind(c).to_string(),
+            (None, None) => String::new(),
+        };
+        t.row(std::iter::once(name).chain(cells(o)).chain(cells(k)));
+    }
+    format!(
+        "\nThe kernel's percpu_stats at {phase} (percpu-stats.txt) beside ours, chunks in the \
+         order both list them:\n{}\nnr_chunks {} (kernel {}), nr_cur_alloc {} (kernel {}; \
+         ours counts traced and inferred objects), empty_pop_pages {} (kernel {})\n",
+        t.render(),
+        ours.nr_chunks,
+        kernel.nr_chunks,
+        ours.nr_cur_alloc,
+        kernel.nr_cur_alloc,
+        ours.empty_pop_pages,
+        kernel.empty_pop_pages
+    )
+}
+
+/// A chunk kind as `stats --json` names it.
+fn kind_name(kind: StatsChunkKind) -> &'static str {
+    match kind {
+        StatsChunkKind::First => "first",
+        StatsChunkKind::Reserved => "reserved",
+        StatsChunkKind::Dynamic => "dynamic",
+    }
+}
+
+/// The kernel's `percpu_stats` at the marker as JSON.
+fn kernel_json(k: &PercpuStats) -> serde_json::Value {
+    let chunks: Vec<serde_json::Value> = k
+        .chunks
+        .iter()
+        .map(|c| {
+            json!({
+                "kind": kind_name(c.kind),
+                "nr_alloc": c.nr_alloc,
+                "empty_pop_pages": c.empty_pop_pages,
+                "first_bit": c.first_bit,
+                "free_bytes": c.free_bytes,
+                "contig_bytes": c.contig_bytes,
+            })
+        })
+        .collect();
+    json!({
+        "nr_chunks": k.nr_chunks,
+        "nr_cur_alloc": k.nr_cur_alloc,
+        "empty_pop_pages": k.empty_pop_pages,
+        "chunks": chunks,
+    })
 }
 
 /// `percpu_stats` as JSON: the global counters and one entry per chunk.

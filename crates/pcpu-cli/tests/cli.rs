@@ -789,6 +789,43 @@ fn trace_cmd_and_perf_text_replay() {
     );
 }
 
+/// A recording with the kernel's percpu_stats at every marker
+/// (pcpu-replay's fixture).
+const CHURN_STATS: &str = "../pcpu-replay/tests/fixtures/live-6.18-churn";
+
+/// `pcpu stats` and `pcpu replay` put the kernel's own figures beside ours
+/// where the capture has them: at R2c the replay has the kernel's empty
+/// pages exactly.
+#[test]
+fn the_kernels_percpu_stats_beside_ours() {
+    let o = pcpu(&["stats", CHURN_STATS, "--at", "R2c"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("The kernel's percpu_stats at R2c (percpu-stats.txt) beside ours"),
+        "{out}"
+    );
+    assert!(out.contains("empty_pop_pages 163 (kernel 163)"), "{out}");
+    let s = json(&["stats", CHURN_STATS, "--at", "R2c", "--json"]);
+    assert_eq!(s["kernel"]["empty_pop_pages"], 163);
+    assert_eq!(s["kernel"]["chunks"].as_array().unwrap().len(), 3);
+    assert_eq!(s["kernel"]["chunks"][0]["kind"], "first");
+    let o = pcpu(&["replay", CHURN_STATS]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("phase  empty pages ours  kernel  chunks ours  kernel"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 free chunk the trace never uses (the kernel's percpu_stats); 223 empty pages per unit populated from the start, as the kernel's percpu_stats had them"),
+        "{out}"
+    );
+    // Without the snapshot file the figures are not there.
+    let r = json(&["replay", SMALL, "--json"]);
+    assert!(r["phases"][0]["kernel_empty_pop_pages"].is_null());
+}
+
 /// `pcpu record` on a stand-in tracefs (plain files: each holds the last
 /// value written, `trace_marker` every marker): the workload runs with
 /// PCPU_TRACEFS set and marks a phase with `pcpu mark`; the folder written
@@ -1482,6 +1519,10 @@ fn json_fields_are_documented() {
     check(&s);
     check(&s["chunks"][0]);
     assert!(s["chunks"].as_array().unwrap().len() >= 2);
+    assert!(s["kernel"].is_null());
+    let s = json(&["stats", CHURN_STATS, "--at", "R2c", "--json"]);
+    check(&s["kernel"]);
+    check(&s["kernel"]["chunks"][0]);
     assert!(missing.is_empty(), "not in docs/json.md: {missing:?}");
 }
 

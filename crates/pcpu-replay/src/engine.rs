@@ -101,9 +101,10 @@ pub struct Replayer {
     /// Frees the trace lost, replayed when their pointer was allocated
     /// again (lenient).
     implied_frees: u64,
-    /// Empty pages populated at the first phase marker to match the
-    /// kernel's figure in chunks in use before tracing (per unit; `None`
-    /// until then).
+    /// Empty pages populated in chunks in use before tracing, as the
+    /// kernel had them (per unit): from the kernel's `percpu_stats` when
+    /// the replay starts, else at the first phase marker from its Percpu
+    /// (`None` until then).
     pre_top_up: Option<u64>,
     /// Live traced allocations per kernel chunk serial (a chunk the kernel
     /// destroys holds none).

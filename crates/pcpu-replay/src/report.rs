@@ -185,14 +185,15 @@ pub struct Report {
     /// (`Setup::pre_objects`).
     #[serde(default)]
     pub pre_trace_frees: u64,
-    /// Empty pages of those chunks populated at the first phase marker to
-    /// match the kernel's figure there (per unit): with the kernel's
-    /// `percpu_stats` at START, each chunk's own count (and those of the
-    /// chunks in `pre_trace_free_chunks`).
+    /// Empty pages of those chunks populated before the replay's own (per
+    /// unit): with the kernel's `percpu_stats` at START, from the start,
+    /// each chunk's own count (and those of the chunks in
+    /// `pre_trace_free_chunks`); without, at the first phase marker, as
+    /// many as our Percpu there is below the kernel's.
     #[serde(default)]
     pub pre_trace_top_up_pages: u64,
     /// Fully free chunks the kernel's `percpu_stats` at START lists and the
-    /// trace never uses, created at the first phase marker with the empty
+    /// trace never uses, created when the replay starts with the empty
     /// pages they kept populated.
     #[serde(default)]
     pub pre_trace_free_chunks: u64,
