@@ -62,8 +62,11 @@ pub(crate) struct CommonArgs {
     /// free schedules it, the kernel's rules without delay), `auto`
     /// (recorded when the trace has such events, else modelled),
     /// `every-run=N` (at every Nth recorded run only: a work item N times
-    /// rarer), or `timer=N` (once every N allocations and frees, scheduled
-    /// or not: a periodic timer; the recorded runs are dropped).
+    /// rarer), `timer=N` (once every N allocations and frees, scheduled
+    /// or not: a periodic timer; the recorded runs are dropped), or
+    /// `delay=US` (by the kernel's rules, US microseconds of the trace's
+    /// clock after it is scheduled: a work item's latency, for traces
+    /// without balance events).
     #[arg(long, value_name = "WHEN", value_parser = parse_balance, default_value = "auto")]
     pub(crate) balance: BalanceArg,
 
@@ -147,6 +150,9 @@ pub(crate) enum BalanceArg {
     EveryRun(u32),
     /// Once every N allocations and frees; the trace's runs dropped.
     Timer(u32),
+    /// By the kernel's rules, N microseconds of trace time after it is
+    /// scheduled.
+    Delay(u32),
 }
 
 /// Parses `--balance`.
@@ -166,9 +172,11 @@ pub(crate) fn parse_balance(s: &str) -> Result<BalanceArg, String> {
                 count(v).map(BalanceArg::EveryRun)
             } else if let Some(v) = s.strip_prefix("timer=") {
                 count(v).map(BalanceArg::Timer)
+            } else if let Some(v) = s.strip_prefix("delay=") {
+                count(v).map(BalanceArg::Delay)
             } else {
                 Err(format!(
-                    "`{s}`: expected auto, recorded, modelled, every-run=N or timer=N"
+                    "`{s}`: expected auto, recorded, modelled, every-run=N, timer=N or delay=US"
                 ))
             }
         }
@@ -195,6 +203,7 @@ impl BalanceArg {
         match self {
             BalanceArg::EveryRun(n) => Some(format!("every-run={n}")),
             BalanceArg::Timer(n) => Some(format!("timer={n}")),
+            BalanceArg::Delay(us) => Some(format!("delay={us}")),
             _ => None,
         }
     }
@@ -204,6 +213,7 @@ impl BalanceArg {
         match self {
             BalanceArg::Auto => BalanceTiming::Auto,
             BalanceArg::Modelled => BalanceTiming::Modelled,
+            BalanceArg::Delay(us) => BalanceTiming::Delayed { us },
             _ => BalanceTiming::Recorded,
         }
     }
@@ -405,7 +415,7 @@ pub(crate) struct Loaded {
     check: bool,
     /// `--balance`.
     balance: BalanceTiming,
-    /// `--balance every-run=N` or `timer=N`, which the reports name in
+    /// `--balance every-run=N`, `timer=N` or `delay=US`, which the reports name in
     /// their `balance` field.
     pub(crate) balance_label: Option<String>,
     /// `--classes`.

@@ -505,7 +505,13 @@ fn balance_schedules_thin_or_replace_the_recorded_runs() {
     ]);
     assert_ok(&o);
     assert!(stdout(&o).contains("timer=512 balance"), "{}", stdout(&o));
-    for bad in ["every-run=0", "timer=x", "sometimes"] {
+    // A work item's latency instead of the recorded runs: the kernel's
+    // rules, 50 µs of trace time after each scheduling.
+    assert!(runs("delay=50") > 0);
+    // `auto` on a recording without balance events is that delay, named.
+    let v = json(&["replay", CHURN_STATS, "--json"]);
+    assert_eq!(v["balance"], "delay=50", "{v}");
+    for bad in ["every-run=0", "timer=x", "sometimes", "delay=0"] {
         assert_fails(
             &pcpu(&["replay", SMALL, "--balance", bad]),
             2,

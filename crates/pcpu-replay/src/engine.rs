@@ -11,7 +11,7 @@ use pcpu_core::{
 use pcpu_trace::{AllocEvent, ChunkPages, Event, Record};
 
 use crate::config::{
-    call_site_class, size_class, BalanceTiming, ClassMode, Placement, ReplayConfig,
+    call_site_class, size_class, BalanceTiming, ClassMode, Placement, ReplayConfig, AUTO_DELAY_US,
     MAGAZINE_MAX_SIZE,
 };
 use crate::kernel_start::KernelStart;
@@ -106,6 +106,9 @@ pub struct Replayer {
     /// the replay starts, else at the first phase marker from its Percpu
     /// (`None` until then).
     pre_top_up: Option<u64>,
+    /// `BalanceTiming::Delayed`: the trace time the pending work was
+    /// scheduled at.
+    scheduled_at: Option<f64>,
     /// Live traced allocations per kernel chunk serial (a chunk the kernel
     /// destroys holds none).
     live_in_kchunk: HashMap<u32, u64>,
@@ -222,7 +225,7 @@ impl Replayer {
         }
         let recorded = match cfg.balance {
             BalanceTiming::Recorded => true,
-            BalanceTiming::Modelled => false,
+            BalanceTiming::Modelled | BalanceTiming::Delayed { .. } => false,
             BalanceTiming::Auto => has_balance_events,
         };
         let base_pages = a.nr_populated() as u64;
@@ -256,6 +259,7 @@ impl Replayer {
             pre_frees: 0,
             implied_frees: 0,
             pre_top_up: None,
+            scheduled_at: None,
             live: HashMap::new(),
             live_in_kchunk: HashMap::new(),
             floor: PageRefs::new([Some(first.0), reserved]),
@@ -461,9 +465,47 @@ impl Replayer {
         }
     }
 
-    fn maybe_balance(&mut self) {
-        if !self.recorded && self.a.balance_pending() {
+    /// After an allocation or free at trace time `ts`: run the work it
+    /// scheduled now, or with a delay note when it was scheduled.
+    fn maybe_balance(&mut self, ts: f64) {
+        if self.recorded || !self.a.balance_pending() {
+            return;
+        }
+        match self.balance_delay_us() {
+            Some(_) => {
+                self.scheduled_at.get_or_insert(ts);
+            }
+            None => self.run_balance(),
+        }
+    }
+
+    /// The balance work's delay when it is not recorded: `Delayed`'s; for
+    /// `Auto` on a trace of a real kernel without balance events,
+    /// [`AUTO_DELAY_US`]; none (on demand) otherwise.
+    fn balance_delay_us(&self) -> Option<u32> {
+        match self.cfg.balance {
+            BalanceTiming::Delayed { us } => Some(us),
+            BalanceTiming::Auto if !self.synthetic => Some(AUTO_DELAY_US),
+            _ => None,
+        }
+    }
+
+    /// Before an event at trace time `ts` (a delayed balance work): the
+    /// work scheduled at least the delay before it has run.
+    fn run_due_balance(&mut self, ts: f64) {
+        if self.recorded {
+            return;
+        }
+        let (Some(us), Some(at)) = (self.balance_delay_us(), self.scheduled_at) else {
+            return;
+        };
+        if ts >= at + f64::from(us) * 1e-6 {
+            self.scheduled_at = None;
             self.run_balance();
+            // Scheduled again during the run: from its end, which is now.
+            if self.a.balance_pending() {
+                self.scheduled_at = Some(ts);
+            }
         }
     }
 
@@ -591,6 +633,7 @@ impl Replayer {
     /// count.
     fn feed_one(&mut self, rec: &Record) -> Result<(), ReplayError> {
         self.events += 1;
+        self.run_due_balance(rec.ts);
         self.backend.event = self.events;
         match &rec.event {
             Event::Alloc(ev) => self.feed_alloc(rec, ev)?,
@@ -909,7 +952,7 @@ impl Replayer {
         };
         let old = self.live.insert(ev.ptr, obj);
         debug_assert!(old.is_none(), "checked before the allocation");
-        self.maybe_balance();
+        self.maybe_balance(rec.ts);
         Ok(())
     }
 
@@ -922,7 +965,7 @@ impl Replayer {
                     .free(x.chunk, x.offset)
                     .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
                 self.pre_frees += 1;
-                self.maybe_balance();
+                self.maybe_balance(rec.ts);
                 return Ok(true);
             }
             if self.cfg.lenient {
@@ -962,7 +1005,7 @@ impl Replayer {
                 }
             }
         }
-        self.maybe_balance();
+        self.maybe_balance(rec.ts);
         Ok(true)
     }
 
@@ -1248,6 +1291,12 @@ impl Replayer {
 
     /// Close the replay and produce the report.
     pub fn finish(mut self, elapsed_s: f64) -> Report {
+        // Delayed work still pending when the trace ends runs (as the
+        // kernel's work item would), so that the totals are complete.
+        if self.scheduled_at.take().is_some() {
+            self.run_balance();
+        }
+        let delay = (!self.recorded).then(|| self.balance_delay_us()).flatten();
         let r = &mut self.report;
         r.events = self.events;
         r.elapsed_s = elapsed_s;
@@ -1258,6 +1307,9 @@ impl Replayer {
         };
         r.placement_agreement =
             (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64);
+        if let Some(us) = delay {
+            r.balance = format!("delay={us}");
+        }
         r.populated_pages = self.backend.sim.populated_pages;
         r.depopulated_pages = self.backend.sim.depopulated_pages;
         r.long_lived_objects = self.a.long_lived_objects();

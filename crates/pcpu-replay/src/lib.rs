@@ -20,7 +20,7 @@ mod setup;
 use std::fmt;
 
 pub use config::{
-    call_site_class, size_class, BalanceTiming, ClassMode, Placement, ReplayConfig,
+    call_site_class, size_class, BalanceTiming, ClassMode, Placement, ReplayConfig, AUTO_DELAY_US,
     MAGAZINE_MAX_SIZE,
 };
 pub use engine::{LiveObject, Replayer};
