@@ -146,10 +146,11 @@ fn the_kernels_percpu_stats_place_the_empty_pages_before_tracing() {
             let ke = p.kernel_empty_pop_pages.unwrap();
             assert_eq!(p.kernel_chunks, Some(3), "{policy} {}", p.name);
             if p.name.starts_with("R1") {
-                // Where the free chunk's and the other chunk's empty pages
-                // lay is not known: within 3% (88 kB) and 11 pages there.
-                assert!(p.percpu_kb.abs_diff(k) <= 88, "{policy} {}", p.name);
-                assert!(p.empty_pop_pages.abs_diff(ke) <= 11, "{policy} {}", p.name);
+                // Where in the chunk in use its empty pages lay is not
+                // known: 56 and 48 kB above there (1.8%), 7 and 6 empty
+                // pages per unit more.
+                assert!(p.percpu_kb.abs_diff(k) <= 56, "{policy} {}", p.name);
+                assert!(p.empty_pop_pages.abs_diff(ke) <= 7, "{policy} {}", p.name);
             } else {
                 // Everywhere else, the kernel's own figures exactly.
                 assert_eq!(
