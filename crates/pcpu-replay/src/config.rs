@@ -35,13 +35,13 @@ pub enum BalanceTiming {
 
 /// The balance work's delay, in microseconds of the trace's clock after an
 /// allocation or free schedules it, under [`BalanceTiming::Auto`] for a
-/// trace of a real kernel without `pcpu_balance_workfn` events. On five
+/// trace of a real kernel without `pcpu_balance_workfn` events. On six
 /// churn recordings on a 6.18 kernel with the kernel's `percpu_stats` at
 /// every marker, `linux-6.1` matched the kernel's Percpu at 14 of 14, 5
-/// of 14, 8 of 10, 8 of 8 and 6 of 8 markers with it (mean differences
-/// 0.0%, 2.9%, 0.4%, 0.0%, 1.7%), against 6, 5, 8, 8 and 2 run on demand
-/// (11.3%, 18.0%, 0.4%, 0.0%, 10.2%); 10 and 200 µs were worse on some,
-/// better on none. A work item runs after the task that scheduled it is
+/// of 14, 8 of 10, 8 of 8, 6 of 8 and 6 of 6 markers with it (mean
+/// differences 0.0%, 2.9%, 1.7%, 0.0%, 1.7%, 0.0%), against 6, 5, 8, 8,
+/// 2 and 6 run on demand (11.3%, 18.0%, 1.7%, 0.0%, 10.2%, 0.0%); 10 and
+/// 200 µs were worse on some, better on none. A work item runs after the task that scheduled it is
 /// done with the allocator for a while, not between its allocations.
 pub const AUTO_DELAY_US: u32 = 50;
 

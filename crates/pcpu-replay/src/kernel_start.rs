@@ -13,12 +13,11 @@
 //! modelled (what is where in it is unknown), only counted.
 //!
 //! Where in a chunk its empty populated pages were is unknown too: the
-//! replay puts the balance work's reserve (up to `empty_pop_high`) on its
-//! lowest unpopulated pages, where `pcpu_balance_populated` populates (it
-//! walks a chunk's unpopulated runs from its start), all of a free
-//! chunk's there too, and in a chunk holding objects any more on its
-//! highest unpopulated pages, which first fit reaches last (the engine's
-//! `top_up_from_kernel_stats` gives the measurements).
+//! replay puts them on its lowest unpopulated pages, where
+//! `pcpu_balance_populated` populates (it walks a chunk's unpopulated runs
+//! from its start) and where a workload's freed objects leave them above
+//! the survivors (the engine's `top_up_from_kernel_stats` gives the
+//! measurements).
 
 use pcpu_trace::{Event, PercpuStats, Record, StatsChunkKind, StatsSnapshot};
 

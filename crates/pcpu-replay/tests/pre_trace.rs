@@ -174,10 +174,8 @@ fn a_trace_from_boot_infers_first_chunk_objects_but_not_double_frees() {
 }
 
 /// The kernel's `percpu_stats` at START (`percpu-stats.txt`): each chunk
-/// in use before tracing gets its own count of empty pages, the reserve's
-/// on its lowest unpopulated pages (where the balance work populates) and,
-/// when it holds objects, any more on its highest (emptied by frees, where
-/// first fit comes last), and a free chunk the trace never uses is created
+/// in use before tracing gets its own count of empty pages, on its lowest
+/// unpopulated pages, and a free chunk the trace never uses is created
 /// with its own.
 #[test]
 fn the_kernels_snapshot_places_the_empty_pages() {
@@ -249,9 +247,8 @@ fn the_kernels_snapshot_places_the_empty_pages() {
     // Found in use first: the chunk with the objects (page 0 holds them),
     // then the free one the trace uses, then the one created from the
     // snapshot alone.
-    // Of its 5, the reserve's 4 (`empty_pop_high`) on the lowest pages and
-    // the fifth on the highest.
-    assert_eq!(pages(dynamic[0]), [0, 1, 2, 3, 4, 127]);
+    // Its 5 on its lowest unpopulated pages, above the objects' page.
+    assert_eq!(pages(dynamic[0]), [0, 1, 2, 3, 4, 5]);
     assert_eq!(pages(dynamic[1]), [0, 1, 2]);
     assert_eq!(pages(dynamic[2]), (0..7).collect::<Vec<_>>());
     assert_eq!(a.nr_empty_pop_pages(), 15);
