@@ -706,10 +706,7 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         Source::Capture(c) => c.kernel_stats.clone(),
         Source::Stdin => Vec::new(),
     };
-    let setup = match pcpu_replay::first_marker_stats(&records, &kernel_stats) {
-        Some(stats) => setup.with_kernel_start(stats, !args.no_prefill),
-        None => setup,
-    };
+    let setup = setup.with_kernel_stats(&records, &kernel_stats, !args.no_prefill);
     let (has_balance, has_kprobes) = pcpu_replay::trace_features(&records);
     if args.balance.needs_runs() && !has_balance {
         return Err(CliError::usage(format!(

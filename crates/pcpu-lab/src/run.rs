@@ -143,10 +143,7 @@ impl Input {
                     error,
                 }
             })?;
-        let setup = match pcpu_replay::first_marker_stats(&trace.records, &cap.kernel_stats) {
-            Some(stats) => setup.with_kernel_start(stats, prefill),
-            None => setup,
-        };
+        let setup = setup.with_kernel_stats(&trace.records, &cap.kernel_stats, prefill);
         Ok(Input::new(name, trace.records, setup))
     }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use pcpu_core::{FirstChunk, Geometry};
-use pcpu_trace::{Event, FirstChunkGeometry, PercpuStats, Record};
+use pcpu_trace::{Event, FirstChunkGeometry, PercpuStats, Record, StatsSnapshot};
 
 use crate::kernel_start::{self, KernelStart};
 use crate::pre_trace::{self, PreChunk, PreObject, Region};
@@ -147,6 +147,22 @@ impl Setup {
             ));
         }
         self
+    }
+
+    /// [`with_kernel_start`](Self::with_kernel_start) with the snapshot
+    /// taken at the first phase marker of `records`
+    /// ([`first_marker_stats`](crate::first_marker_stats)), if `snapshots`
+    /// (a recording's `percpu-stats.txt`) has one; else unchanged.
+    pub fn with_kernel_stats(
+        self,
+        records: &[Record],
+        snapshots: &[StatsSnapshot],
+        prefill: bool,
+    ) -> Setup {
+        match kernel_start::first_marker_stats(records, snapshots) {
+            Some(stats) => self.with_kernel_start(stats, prefill),
+            None => self,
+        }
     }
 }
 

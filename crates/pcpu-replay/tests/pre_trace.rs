@@ -213,6 +213,12 @@ fn the_kernels_snapshot_places_the_empty_pages() {
     assert_eq!(first_marker_stats(&recs, &snaps), Some(&stats));
     assert_eq!(first_marker_stats(&recs, &snaps[..1]), None);
     let s = setup(&recs, true).with_kernel_start(&stats, true);
+    // The shorthand takes the same snapshot, and none without one.
+    assert_eq!(setup(&recs, true).with_kernel_stats(&recs, &snaps, true), s);
+    assert_eq!(
+        setup(&recs, true).with_kernel_stats(&recs, &snaps[..1], true),
+        setup(&recs, true)
+    );
     let ks = s.kernel_start.clone().unwrap();
     let mut empty = ks.empty_pages.clone();
     empty.sort();

@@ -21,6 +21,9 @@ const RUN_AT_MOST: Duration = Duration::from_secs(120);
 /// (more than) this many.
 const MIN_OPS: u64 = 1000;
 const MIN_ROUNDS: u64 = 5;
+/// How long the churn thread waits for the balance work after its frees, at
+/// most ([`await_balance`]).
+const AWAIT_BALANCE: Duration = Duration::from_secs(5);
 const WORDS: usize = 16;
 
 /// What the threads did so far, for the main thread's stopping rule.
@@ -28,8 +31,6 @@ const WORDS: usize = 16;
 struct Progress {
     ops: AtomicU64,
     rounds: AtomicU64,
-    /// Pages the balancer thread's `balance_now` depopulated.
-    depopulated: AtomicU64,
 }
 
 impl Progress {
@@ -49,13 +50,36 @@ impl Progress {
         }
     }
 
-    /// The progress the test asserts at its end, with `depopulated` pages
-    /// depopulated by all balance runs so far.
-    fn enough(&self, depopulated: u64) -> bool {
+    /// The progress the test asserts at its end.
+    fn enough(&self, alloc: &PerCpuAllocator) -> bool {
         self.ops.load(Ordering::Relaxed) > MIN_OPS
             && self.rounds.load(Ordering::Relaxed) > MIN_ROUNDS
-            && depopulated > 0
+            && depopulated(alloc) > 0
     }
+}
+
+/// Called by the churn thread once its frees emptied pages: wait (while
+/// the writers go on) until a balance run depopulated pages or two whole
+/// runs ended, at most [`AWAIT_BALANCE`] and not past `stop`. Under valgrind, which runs one
+/// thread at a time, the churn thread's next round could otherwise take
+/// the emptied pages back before any balance run got a time slice: 0
+/// pages depopulated in 120 s (9 rounds, CI at 1f32a89).
+fn await_balance(alloc: &PerCpuAllocator, stop: &AtomicBool) {
+    let start = Instant::now();
+    let (pages, runs) = (depopulated(alloc), alloc.stats().balance_runs);
+    while depopulated(alloc) == pages
+        && alloc.stats().balance_runs < runs + 2
+        && start.elapsed() < AWAIT_BALANCE
+        && !stop.load(Ordering::Relaxed)
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Pages depopulated so far by all balance runs: the background thread's
+/// and `balance_now`'s (under valgrind one of them may get them all).
+fn depopulated(alloc: &PerCpuAllocator) -> u64 {
+    alloc.stats().balance_depopulated_pages
 }
 
 /// The expected byte / word of object `id` at generation `gen` on `cpu`.
@@ -231,15 +255,18 @@ fn churn(alloc: &PerCpuAllocator, seed: u64, stop: &AtomicBool, progress: &Progr
                 (v, tag)
             })
             .collect();
-        // Free 90% in a scattered order, so pages empty out across chunks and
-        // the chunks get isolated and depopulated around the survivors...
+        // Free all but the first tenth (the lowest pages the round took) in
+        // a scattered order, so pages empty out next to the survivors' and
+        // whole chunks empty out: their chunks get isolated and depopulated
+        // around the survivors (a scattered tenth would pin every page)...
         let keep = batch.len() / 10;
         while batch.len() > keep {
-            let i = rng.below(batch.len());
+            // `swap_remove` moves the last object to `i`, past the survivors.
+            let i = keep + rng.below(batch.len() - keep);
             let (v, tag) = batch.swap_remove(i);
             assert!(v.iter().all(|&x| x == tag));
         }
-        std::thread::yield_now();
+        await_balance(alloc, stop);
         // ...which must still hold their values.
         for (v, tag) in batch {
             assert!(v.iter().all(|&x| x == tag), "survivor lost its value");
@@ -300,11 +327,10 @@ fn stress(policy: Policy, thread_cache: usize) {
         let balancer = s.spawn(|| {
             let (mut depopulated, mut checks) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
-                let n = alloc.balance_now().depopulated;
-                depopulated += n;
-                progress.depopulated.fetch_add(n as u64, Ordering::Relaxed);
-                if depopulated / 64 > checks {
-                    // Full consistency (core and mappings) in mid-flight.
+                depopulated += alloc.balance_now().depopulated;
+                if depopulated.div_ceil(64) > checks {
+                    // Full consistency (core and mappings) in mid-flight: after
+                    // the first pages depopulated, then every 64.
                     checks += 1;
                     alloc.check_invariants().unwrap();
                 }
@@ -315,17 +341,11 @@ fn stress(policy: Policy, thread_cache: usize) {
             depopulated
         });
         let start = Instant::now();
-        // Depopulation by any balance run counts: the background thread's
-        // (the allocator's statistics) or the balancer's `balance_now`
-        // (its own count); under valgrind one of them may get them all.
-        let background = || alloc.stats().balance_depopulated_pages;
-        let so_far = || background() + progress.depopulated.load(Ordering::Relaxed);
-        while start.elapsed() < RUN_FOR
-            || !progress.enough(so_far()) && start.elapsed() < RUN_AT_MOST
+        while start.elapsed() < RUN_FOR || !progress.enough(alloc) && start.elapsed() < RUN_AT_MOST
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let while_running = so_far();
+        let while_running = depopulated(alloc);
         stop.store(true, Ordering::Relaxed);
         let ops: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
         (
