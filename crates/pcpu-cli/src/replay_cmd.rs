@@ -56,8 +56,8 @@ pub(crate) struct Skipped {
     pub(crate) first_bad: Vec<String>,
     /// Chunks used without a `percpu_create_chunk` event (replayed).
     pub(crate) uncreated_chunks: u64,
-    /// Frees the trace lost, replayed where their pointer was allocated
-    /// again.
+    /// Frees the trace lost, replayed where the kernel allocated over
+    /// their objects.
     pub(crate) implied_frees: u64,
 }
 
@@ -89,7 +89,7 @@ impl Skipped {
         let n = self.implied_frees;
         if n > 0 {
             warn(&format!(
-                "{policy}: {n} free{} the trace lost, replayed where the kernel allocated the pointer again (--lenient)",
+                "{policy}: {n} free{} the trace lost, replayed where the kernel allocated over the object (--lenient)",
                 plural(n)
             ));
         }

@@ -14,6 +14,7 @@ use crate::config::{
     call_site_class, size_class, BalanceTiming, ClassMode, Placement, ReplayConfig, AUTO_DELAY_US,
     MAGAZINE_MAX_SIZE,
 };
+use crate::kernel_places::KernelPlaces;
 use crate::kernel_start::KernelStart;
 use crate::page_log::{LogBackend, PageOp};
 use crate::page_refs::PageRefs;
@@ -89,6 +90,8 @@ pub struct Replayer {
     /// may be bound to one of ours after our balance work destroyed one).
     bound: HashMap<(ChunkId, u64), u32>,
     live: HashMap<u64, LiveObj>,
+    /// The same objects by the kernel's chunk and offset.
+    kplaces: KernelPlaces,
     /// Objects in use before tracing that the trace frees
     /// ([`Setup::pre_objects`]), by pointer, until freed.
     pre_live: HashMap<u64, Allocation>,
@@ -98,8 +101,8 @@ pub struct Replayer {
     pre_filled: Vec<(ChunkId, usize, usize)>,
     /// Frees of those so far.
     pre_frees: u64,
-    /// Frees the trace lost, replayed when their pointer was allocated
-    /// again (lenient).
+    /// Frees the trace lost, replayed when the kernel allocated over their
+    /// objects (lenient).
     implied_frees: u64,
     /// Empty pages populated in chunks in use before tracing, as the
     /// kernel had them (per unit): from the kernel's `percpu_stats` when
@@ -262,6 +265,7 @@ impl Replayer {
             pre_top_up: None,
             scheduled_at: None,
             live: HashMap::new(),
+            kplaces: KernelPlaces::default(),
             live_in_kchunk: HashMap::new(),
             floor: PageRefs::new([Some(first.0), reserved]),
             kfloor: PageRefs::new([None, None]),
@@ -782,15 +786,40 @@ impl Replayer {
                 }));
             }
         }
-        if self.live.contains_key(&ev.ptr) && !self.cfg.lenient {
+        if !self.cfg.lenient {
             // A lost free event (implied with --lenient: see `feed_alloc`)
             // or a corrupt trace.
+            let detail = if self.live.contains_key(&ev.ptr) {
+                format!("pointer {:#x} allocated again while live", ev.ptr)
+            } else {
+                match self.overlapped(ev).first() {
+                    Some(p) => format!(
+                        "pointer {:#x} ({} bytes) allocated over live pointer {p:#x}",
+                        ev.ptr, ev.size
+                    ),
+                    None => return Ok(()),
+                }
+            };
             return Err(ReplayError::Overlap {
                 line: rec.line,
-                detail: format!("pointer {:#x} allocated again while live", ev.ptr),
+                detail,
             });
         }
         Ok(())
+    }
+
+    /// The live traced objects that the kernel's placement of `ev` overlaps
+    /// (its own pointer included, should it be live).
+    fn overlapped(&self, ev: &AllocEvent) -> Vec<u64> {
+        let Some(kchunk) = self.kernel_serial_peek(ev.base_addr) else {
+            return Vec::new();
+        };
+        let size4 = ev.size.div_ceil(4).saturating_mul(4);
+        self.kplaces.overlapping(
+            kchunk,
+            ev.off as u32,
+            u32::try_from(size4).unwrap_or(u32::MAX),
+        )
     }
 
     /// The placement class of an allocation under [`ReplayConfig::classes`]
@@ -892,11 +921,16 @@ impl Replayer {
 
     fn feed_alloc(&mut self, rec: &Record, ev: &AllocEvent) -> Result<(), ReplayError> {
         self.check_alloc(rec, ev)?;
-        if self.live.contains_key(&ev.ptr) {
-            // Lenient: the kernel hands out a pointer only once it is free,
-            // so its free event was lost (a 6.18 kernel leaves some
-            // untraced; perf drops some): replayed here, where it is implied.
-            self.feed_free(rec, ev.ptr)?;
+        // Lenient: the kernel hands out only free space, so the free events
+        // of the live objects it allocates over, the same pointer or
+        // another, were lost (a 6.18 kernel leaves some untraced; perf
+        // drops some): replayed here, where they are implied.
+        let mut lost = self.overlapped(ev);
+        if self.live.contains_key(&ev.ptr) && !lost.contains(&ev.ptr) {
+            lost.push(ev.ptr);
+        }
+        for ptr in lost {
+            self.feed_free(rec, ptr)?;
             self.implied_frees += 1;
         }
         if !self.known_chunk(ev.base_addr) {
@@ -951,6 +985,7 @@ impl Replayer {
             task: rec.task.clone(),
             pid: rec.pid,
         };
+        self.kplaces.insert(kchunk, ev.off as u32, size4, ev.ptr);
         let old = self.live.insert(ev.ptr, obj);
         debug_assert!(old.is_none(), "checked before the allocation");
         self.maybe_balance(rec.ts);
@@ -978,6 +1013,7 @@ impl Replayer {
                 ptr,
             });
         };
+        self.kplaces.remove(obj.kchunk, obj.koff);
         let page = self.setup.geometry.page_size() as u32;
         self.report.frees += 1;
         if let Some(x) = obj.ours {
@@ -1338,7 +1374,8 @@ impl Replayer {
     }
 
     /// Frees the trace lost, implied in lenient mode when the kernel
-    /// allocated their pointer again.
+    /// allocated over their objects (the same pointer again, or a range
+    /// overlapping theirs).
     pub fn implied_frees(&self) -> u64 {
         self.implied_frees
     }

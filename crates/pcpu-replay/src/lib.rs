@@ -8,6 +8,7 @@
 
 mod config;
 mod engine;
+mod kernel_places;
 mod kernel_start;
 mod page_log;
 mod page_refs;
@@ -46,8 +47,10 @@ pub enum ReplayError {
         /// The pointer.
         ptr: u64,
     },
-    /// `kernel` placement: an allocation overlaps a live one, or a pointer is
-    /// allocated twice.
+    /// The kernel allocated over a live traced object (its pointer again,
+    /// or a range overlapping it): the trace lost that object's free, or is
+    /// corrupt. Also, `kernel` placement: our allocator refused the
+    /// kernel's place as occupied.
     Overlap {
         /// Line number.
         line: u64,

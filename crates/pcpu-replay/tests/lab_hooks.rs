@@ -312,6 +312,25 @@ fn refilled() -> (Vec<Record>, Setup) {
     }
     let mut again: Vec<usize> = last.values().filter(|e| e.1).map(|e| e.0).collect();
     again.sort_unstable();
+    // Only those whose place is still free: a pointer freed early may lie
+    // under an object placed over it later (the replay would take that for
+    // a lost free).
+    let place = |i: usize| match &records[i].event {
+        pcpu_trace::Event::Alloc(a) => (a.base_addr, a.off, a.off + a.size.div_ceil(4) * 4),
+        _ => unreachable!("allocations only"),
+    };
+    let mut taken: Vec<(u64, u64, u64)> =
+        last.values().filter(|e| !e.1).map(|e| place(e.0)).collect();
+    again.retain(|&i| {
+        let (base, start, end) = place(i);
+        let free = taken
+            .iter()
+            .all(|&(b, s, e)| b != base || e <= start || end <= s);
+        if free {
+            taken.push((base, start, end));
+        }
+        free
+    });
     let again: Vec<Record> = again.into_iter().map(|i| records[i].clone()).collect();
     let mut line = records.last().map_or(0, |r| r.line);
     for mut r in again {
