@@ -1362,6 +1362,7 @@ impl Replayer {
             (self.have_kprobes && self.have_kruns).then_some(self.krefaults.within_runs);
         r.reordered_allocs = self.swapped;
         r.uncreated_chunks = self.uncreated.len() as u64;
+        r.implied_frees = self.implied_frees;
         r.pre_trace_chunks = self.setup.pre_chunks.len() as u64;
         r.pre_trace_frees = self.pre_frees;
         r.pre_trace_top_up_pages = self.pre_top_up.unwrap_or(0);

@@ -9,6 +9,7 @@
 //!   "placement_agreement": float|null,   // fraction of allocations at the kernel's chunk and offset
 //!   "allocs": int, "frees": int, "failed_allocs": int, "reordered_allocs": int,
 //!   "uncreated_chunks": int,           // chunks used without a create event (lenient)
+//!   "implied_frees": int,              // frees the trace lost (lenient)
 //!   "pre_trace_chunks": int, "pre_trace_frees": int, "pre_trace_top_up_pages": int,
 //!                                      // in use before tracing: chunks, objects freed, pages
 //!   "pre_trace_free_chunks": int, "kernel_stats_unmatched_chunks": int,
@@ -177,6 +178,10 @@ pub struct Report {
     /// start at boot, replayed with `lenient`; 0 otherwise).
     #[serde(default)]
     pub uncreated_chunks: u64,
+    /// Frees the trace lost, replayed where the kernel allocated over
+    /// their objects (`lenient`; 0 otherwise). Counted in `frees`.
+    #[serde(default)]
+    pub implied_frees: u64,
     /// Dynamic chunks in use before tracing started, inferred from the
     /// trace (a recording on a running kernel; `Setup::pre_chunks`).
     #[serde(default)]
