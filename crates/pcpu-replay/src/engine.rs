@@ -1363,6 +1363,8 @@ impl Replayer {
         r.reordered_allocs = self.swapped;
         r.uncreated_chunks = self.uncreated.len() as u64;
         r.implied_frees = self.implied_frees;
+        r.unknown_frees = self.unknown_frees;
+        r.bad_events = self.bad_events;
         r.pre_trace_chunks = self.setup.pre_chunks.len() as u64;
         r.pre_trace_frees = self.pre_frees;
         r.pre_trace_top_up_pages = self.pre_top_up.unwrap_or(0);

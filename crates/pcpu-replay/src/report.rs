@@ -10,6 +10,7 @@
 //!   "allocs": int, "frees": int, "failed_allocs": int, "reordered_allocs": int,
 //!   "uncreated_chunks": int,           // chunks used without a create event (lenient)
 //!   "implied_frees": int,              // frees the trace lost (lenient)
+//!   "unknown_frees": int, "bad_events": int, // skipped (lenient)
 //!   "pre_trace_chunks": int, "pre_trace_frees": int, "pre_trace_top_up_pages": int,
 //!                                      // in use before tracing: chunks, objects freed, pages
 //!   "pre_trace_free_chunks": int, "kernel_stats_unmatched_chunks": int,
@@ -182,6 +183,14 @@ pub struct Report {
     /// their objects (`lenient`; 0 otherwise). Counted in `frees`.
     #[serde(default)]
     pub implied_frees: u64,
+    /// Frees of pointers with no live traced allocation, skipped
+    /// (`lenient`; 0 otherwise).
+    #[serde(default)]
+    pub unknown_frees: u64,
+    /// Events that parse but cannot be replayed, skipped (`lenient`; 0
+    /// otherwise).
+    #[serde(default)]
+    pub bad_events: u64,
     /// Dynamic chunks in use before tracing started, inferred from the
     /// trace (a recording on a running kernel; `Setup::pre_chunks`).
     #[serde(default)]

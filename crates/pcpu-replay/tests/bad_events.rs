@@ -174,7 +174,36 @@ fn an_offset_not_aligned_to_its_request_is_a_bad_event() {
         rp.feed(&recs[0]).unwrap();
         rp.feed(&recs[1]).unwrap();
         assert_eq!(rp.bad_events(), 1);
+        // The report says so too (JSON `bad_events`).
+        assert_eq!(rp.finish(0.0).bad_events, 1);
     }
+}
+
+/// A free of a pointer not live (here, freed twice): strict replay stops
+/// there; lenient replay skips it, and the report counts it.
+#[test]
+fn a_free_of_a_pointer_not_live_is_skipped_and_counted_when_lenient() {
+    let recs = records(&[alloc(FIRST, 8, 8), free(FIRST), free(FIRST)].concat());
+    let mut rp = replayer(&recs, "linux-6.1", Placement::Simulate, false);
+    rp.feed(&recs[0]).unwrap();
+    rp.feed(&recs[1]).unwrap();
+    let e = rp.feed(&recs[2]).unwrap_err();
+    assert!(matches!(e, ReplayError::UnknownFree { line: 3, .. }), "{e}");
+    let mut rp = replayer(&recs, "linux-6.1", Placement::Simulate, true);
+    for r in &recs {
+        rp.feed(r).unwrap();
+    }
+    let r = rp.finish(0.0);
+    assert_eq!(
+        (
+            r.allocs,
+            r.frees,
+            r.unknown_frees,
+            r.bad_events,
+            r.implied_frees
+        ),
+        (1, 1, 1, 0, 0)
+    );
 }
 
 /// `Setup`'s fields are public: a pre-fill range made by hand that passes
