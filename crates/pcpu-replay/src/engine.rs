@@ -234,6 +234,7 @@ impl Replayer {
         };
         let base_pages = a.nr_populated() as u64;
         let reserved = a.reserved_chunk().map(|c| c.0);
+        let kplaces = KernelPlaces::new(setup.geometry.unit_size());
         let report = Report {
             schema: 1,
             policy: cfg.policy.to_string(),
@@ -265,7 +266,7 @@ impl Replayer {
             pre_top_up: None,
             scheduled_at: None,
             live: HashMap::new(),
-            kplaces: KernelPlaces::default(),
+            kplaces,
             live_in_kchunk: HashMap::new(),
             floor: PageRefs::new([Some(first.0), reserved]),
             kfloor: PageRefs::new([None, None]),
@@ -815,11 +816,23 @@ impl Replayer {
             return Vec::new();
         };
         let size4 = ev.size.div_ceil(4).saturating_mul(4);
-        self.kplaces.overlapping(
+        let offs = self.kplaces.overlapping(
             kchunk,
             ev.off as u32,
             u32::try_from(size4).unwrap_or(u32::MAX),
-        )
+        );
+        if offs.is_empty() {
+            return Vec::new();
+        }
+        // Rare (a lost free): their pointers, by a pass over the live ones.
+        let mut ptrs: Vec<(u32, u64)> = self
+            .live
+            .iter()
+            .filter(|(_, o)| o.kchunk == kchunk && offs.contains(&o.koff))
+            .map(|(&p, o)| (o.koff, p))
+            .collect();
+        ptrs.sort_unstable();
+        ptrs.into_iter().map(|(_, p)| p).collect()
     }
 
     /// The placement class of an allocation under [`ReplayConfig::classes`]
@@ -925,7 +938,12 @@ impl Replayer {
         // of the live objects it allocates over, the same pointer or
         // another, were lost (a 6.18 kernel leaves some untraced; perf
         // drops some): replayed here, where they are implied.
-        let mut lost = self.overlapped(ev);
+        // (A strict replay refused them in `check_alloc`.)
+        let mut lost = if self.cfg.lenient {
+            self.overlapped(ev)
+        } else {
+            Vec::new()
+        };
         if self.live.contains_key(&ev.ptr) && !lost.contains(&ev.ptr) {
             lost.push(ev.ptr);
         }
@@ -985,7 +1003,7 @@ impl Replayer {
             task: rec.task.clone(),
             pid: rec.pid,
         };
-        self.kplaces.insert(kchunk, ev.off as u32, size4, ev.ptr);
+        self.kplaces.insert(kchunk, ev.off as u32, size4);
         let old = self.live.insert(ev.ptr, obj);
         debug_assert!(old.is_none(), "checked before the allocation");
         self.maybe_balance(rec.ts);
@@ -1013,7 +1031,7 @@ impl Replayer {
                 ptr,
             });
         };
-        self.kplaces.remove(obj.kchunk, obj.koff);
+        self.kplaces.remove(obj.kchunk, obj.koff, obj.size);
         let page = self.setup.geometry.page_size() as u32;
         self.report.frees += 1;
         if let Some(x) = obj.ours {

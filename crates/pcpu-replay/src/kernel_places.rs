@@ -1,45 +1,133 @@
 //! Where the kernel placed each live traced object (its chunk serial and
-//! offset), ordered, so an allocation the kernel placed over live objects
-//! finds them: the kernel hands out only free space, so their frees were
-//! lost from the trace.
+//! offset), so an allocation the kernel placed over live objects finds
+//! them: the kernel hands out only free space, so their frees were lost
+//! from the trace.
+//!
+//! Per kernel chunk, as the kernel keeps its own: a bitmap of the 4-byte
+//! granules in use and one of object starts, so the check on every
+//! allocation costs a few words, and finding the objects it overlaps (rare:
+//! a lost free) a search back to the first one's start; the replay then
+//! finds their pointers among its live objects.
 
-use std::collections::BTreeMap;
+use pcpu_core::bitmap::Bitmap;
+
+/// The granule: objects are multiples of 4 bytes at offsets aligned to 4.
+const GRANULE: usize = 4;
 
 /// The live traced objects by kernel place.
 ///
-/// Invariant: the ranges `[off, off + size)` of one chunk do not overlap
-/// (the replay removes the objects an allocation overlaps before adding
-/// it), so at most one object starting below an offset reaches past it.
-#[derive(Debug, Default)]
+/// Invariant: in each chunk, `in_use` is the union of the live objects'
+/// granules, `starts` has exactly their first granules set and `objects`
+/// counts them (a chunk without any has no entry); objects do not overlap
+/// (the replay removes those an allocation overlaps before adding it).
+#[derive(Debug)]
 pub(crate) struct KernelPlaces {
-    /// (kernel chunk serial, offset) → (pointer, size in bytes).
-    by_place: BTreeMap<(u32, u32), (u64, u32)>,
+    /// Granules per chunk unit.
+    granules: usize,
+    /// By kernel chunk serial plus one (wrapping: the reserved chunk's
+    /// serial is `u32::MAX`); serials are small and dense.
+    chunks: Vec<Option<Places>>,
+}
+
+#[derive(Debug)]
+struct Places {
+    in_use: Bitmap,
+    starts: Bitmap,
+    objects: usize,
 }
 
 impl KernelPlaces {
-    pub(crate) fn insert(&mut self, kchunk: u32, off: u32, size: u32, ptr: u64) {
-        self.by_place.insert((kchunk, off), (ptr, size));
+    /// Places in chunks of `unit_size` bytes.
+    pub(crate) fn new(unit_size: usize) -> Self {
+        KernelPlaces {
+            granules: unit_size.div_ceil(GRANULE),
+            chunks: Vec::new(),
+        }
     }
 
-    pub(crate) fn remove(&mut self, kchunk: u32, off: u32) {
-        self.by_place.remove(&(kchunk, off));
+    fn places(&self, kchunk: u32) -> Option<&Places> {
+        self.chunks
+            .get(kchunk.wrapping_add(1) as usize)
+            .and_then(Option::as_ref)
     }
 
-    /// The pointers of the live objects in chunk `kchunk` that overlap
+    /// The granule range of `[off, off + size)`, clamped to the unit (the
+    /// replay refuses allocations outside it before they get here).
+    fn range(&self, off: u32, size: u32) -> (usize, usize) {
+        let start = (off as usize / GRANULE).min(self.granules);
+        let end = (off as usize)
+            .saturating_add(size.max(1) as usize)
+            .div_ceil(GRANULE)
+            .min(self.granules);
+        (start, end)
+    }
+
+    /// An object of `size` bytes at `off` in chunk `kchunk`.
+    pub(crate) fn insert(&mut self, kchunk: u32, off: u32, size: u32) {
+        let (start, end) = self.range(off, size);
+        if start >= end {
+            return;
+        }
+        let granules = self.granules;
+        let i = kchunk.wrapping_add(1) as usize;
+        if self.chunks.len() <= i {
+            self.chunks.resize_with(i + 1, || None);
+        }
+        let p = self.chunks[i].get_or_insert_with(|| Places {
+            in_use: Bitmap::new(granules),
+            starts: Bitmap::new(granules),
+            objects: 0,
+        });
+        p.in_use.set_range(start, end - start);
+        p.starts.set(start);
+        p.objects += 1;
+    }
+
+    /// The object `insert` added with the same arguments is gone.
+    pub(crate) fn remove(&mut self, kchunk: u32, off: u32, size: u32) {
+        let (start, end) = self.range(off, size);
+        let Some(slot) = self.chunks.get_mut(kchunk.wrapping_add(1) as usize) else {
+            return;
+        };
+        if let Some(p) = slot {
+            if start < end && p.starts.test(start) {
+                p.in_use.clear_range(start, end - start);
+                p.starts.clear(start);
+                p.objects -= 1;
+                if p.objects == 0 {
+                    // The chunk's maps go with its last object (a trace may
+                    // create and destroy many chunks).
+                    *slot = None;
+                }
+            }
+        }
+    }
+
+    /// The offsets of the live objects in chunk `kchunk` that overlap
     /// `[off, off + size)`, lowest first.
-    pub(crate) fn overlapping(&self, kchunk: u32, off: u32, size: u32) -> Vec<u64> {
-        let end = off.saturating_add(size.max(1));
-        let below = self
-            .by_place
-            .range((kchunk, 0)..(kchunk, off))
-            .next_back()
-            .filter(|(&(_, o), &(_, s))| o.saturating_add(s) > off);
-        let within = self.by_place.range((kchunk, off)..(kchunk, end));
-        below
-            .into_iter()
-            .chain(within)
-            .map(|(_, &(p, _))| p)
-            .collect()
+    pub(crate) fn overlapping(&self, kchunk: u32, off: u32, size: u32) -> Vec<u32> {
+        let (start, end) = self.range(off, size);
+        let Some(p) = self.places(kchunk) else {
+            return Vec::new();
+        };
+        if p.in_use.find_next_bit(end, start) >= end {
+            return Vec::new();
+        }
+        // The object covering `start` began at or before it (its granules
+        // reach `start` when `start` is in use); then every object starting
+        // inside the range.
+        let mut found = Vec::new();
+        if p.in_use.test(start) {
+            if let Some(s) = p.starts.find_prev_bit(0, start + 1) {
+                found.push((s * GRANULE) as u32);
+            }
+        }
+        let mut s = p.starts.find_next_bit(end, start + 1);
+        while s < end {
+            found.push((s * GRANULE) as u32);
+            s = p.starts.find_next_bit(end, s + 1);
+        }
+        found
     }
 }
 
@@ -49,21 +137,38 @@ mod tests {
 
     #[test]
     fn finds_the_objects_a_range_overlaps_in_its_chunk_only() {
-        let mut k = KernelPlaces::default();
-        k.insert(1, 0, 16, 100);
-        k.insert(1, 16, 8, 116);
-        k.insert(1, 32, 64, 132);
-        k.insert(2, 8, 8, 208);
-        assert_eq!(k.overlapping(1, 8, 4), vec![100]);
-        assert_eq!(k.overlapping(1, 12, 8), vec![100, 116]);
-        assert_eq!(k.overlapping(1, 24, 8), Vec::<u64>::new());
-        assert_eq!(k.overlapping(1, 24, 12), vec![132]);
-        assert_eq!(k.overlapping(1, 40, 4), vec![132]);
-        assert_eq!(k.overlapping(1, 96, 4), Vec::<u64>::new());
-        assert_eq!(k.overlapping(2, 0, 8), Vec::<u64>::new());
-        assert_eq!(k.overlapping(2, 0, 12), vec![208]);
-        assert_eq!(k.overlapping(3, 0, 1 << 20), Vec::<u64>::new());
-        k.remove(1, 16);
-        assert_eq!(k.overlapping(1, 12, 8), vec![100]);
+        let mut k = KernelPlaces::new(4096);
+        k.insert(1, 0, 16);
+        k.insert(1, 16, 8);
+        k.insert(1, 32, 64);
+        k.insert(2, 8, 8);
+        k.insert(u32::MAX, 0, 8);
+        let none = Vec::<u32>::new();
+        assert_eq!(k.overlapping(1, 8, 4), vec![0]);
+        assert_eq!(k.overlapping(1, 12, 8), vec![0, 16]);
+        assert_eq!(k.overlapping(1, 0, 4096), vec![0, 16, 32]);
+        assert_eq!(k.overlapping(1, 24, 8), none);
+        assert_eq!(k.overlapping(1, 24, 12), vec![32]);
+        assert_eq!(k.overlapping(1, 40, 4), vec![32]);
+        assert_eq!(k.overlapping(1, 92, 4), vec![32]);
+        assert_eq!(k.overlapping(1, 96, 4), none);
+        assert_eq!(k.overlapping(2, 0, 8), none);
+        assert_eq!(k.overlapping(2, 0, 12), vec![8]);
+        assert_eq!(k.overlapping(2, 4092, 8), none);
+        assert_eq!(k.overlapping(3, 0, 1 << 20), none);
+        assert_eq!(k.overlapping(u32::MAX, 4, 4), vec![0]);
+        k.remove(1, 16, 8);
+        assert_eq!(k.overlapping(1, 12, 8), vec![0]);
+        assert_eq!(k.overlapping(1, 16, 8), none);
+        k.remove(1, 0, 16);
+        assert_eq!(k.overlapping(1, 0, 32), none);
+        assert_eq!(k.overlapping(1, 0, 36), vec![32]);
+        // A remove of what is not there changes nothing.
+        k.remove(1, 36, 4);
+        assert_eq!(k.overlapping(1, 40, 4), vec![32]);
+        // The last object gone, so are the chunk's maps.
+        k.remove(1, 32, 64);
+        assert!(k.places(1).is_none());
+        assert!(k.places(2).is_some());
     }
 }
