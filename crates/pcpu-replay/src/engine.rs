@@ -803,7 +803,10 @@ impl Replayer {
             };
             return Err(ReplayError::Overlap {
                 line: rec.line,
-                detail,
+                detail: format!(
+                    "{detail} (the kernel hands out only free space: the trace lost its free, \
+                     or is corrupt; --lenient replays the free there)"
+                ),
             });
         }
         Ok(())
