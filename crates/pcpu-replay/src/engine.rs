@@ -25,6 +25,9 @@ use crate::setup::Setup;
 use crate::ReplayError;
 
 const RESERVED_SERIAL: u32 = u32::MAX;
+/// With `check_invariants`, the kernel places are checked in full every
+/// this many events (and counted after every one).
+const PLACES_CHECK_EVERY: u64 = 64;
 
 /// Events a lenient replay skipped that it keeps to name
 /// ([`Replayer::first_bad_events`]).
@@ -561,6 +564,21 @@ impl Replayer {
             self.a
                 .check_invariants()
                 .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
+            // The kernel places: their count after every event, all of
+            // them (a pass over the live objects) every `PLACES_CHECK_EVERY`.
+            let checked = if self.events % PLACES_CHECK_EVERY == 0 {
+                self.kplaces
+                    .check(self.live.values().map(|o| (o.kchunk, o.koff, o.size)))
+            } else if self.kplaces.len() != self.live.len() {
+                Err(format!(
+                    "{} kernel places for {} live objects",
+                    self.kplaces.len(),
+                    self.live.len()
+                ))
+            } else {
+                Ok(())
+            };
+            checked.map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
         }
         Ok(())
     }

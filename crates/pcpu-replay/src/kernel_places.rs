@@ -129,6 +129,58 @@ impl KernelPlaces {
         }
         found
     }
+
+    /// The number of objects placed.
+    pub(crate) fn len(&self) -> usize {
+        self.chunks.iter().flatten().map(|p| p.objects).sum()
+    }
+
+    /// Checks the type's invariant against `objects`, the live traced
+    /// objects as (kernel chunk, offset, size): each one's granules in use
+    /// and its start marked, nothing else, and no chunk entry without one.
+    pub(crate) fn check(
+        &self,
+        objects: impl Iterator<Item = (u32, u32, u32)>,
+    ) -> Result<(), String> {
+        let mut per_chunk: Vec<(usize, usize)> = vec![(0, 0); self.chunks.len()];
+        for (kchunk, off, size) in objects {
+            let (start, end) = self.range(off, size);
+            let i = kchunk.wrapping_add(1) as usize;
+            let p = self
+                .places(kchunk)
+                .ok_or_else(|| format!("kernel chunk {kchunk}: an object at {off}, no places"))?;
+            if !p.starts.test(start) || p.in_use.count_ones_in(start, end) != end - start {
+                return Err(format!(
+                    "kernel chunk {kchunk}: the object at {off} ({size} bytes) is not marked"
+                ));
+            }
+            per_chunk[i].0 += 1;
+            per_chunk[i].1 += end - start;
+        }
+        for (i, slot) in self.chunks.iter().enumerate() {
+            let (objects, granules) = per_chunk[i];
+            let kchunk = (i as u32).wrapping_sub(1);
+            match slot {
+                None if objects == 0 => {}
+                None => return Err(format!("kernel chunk {kchunk}: objects, no places")),
+                Some(p) => {
+                    let n = self.granules;
+                    let marked = (
+                        p.objects,
+                        p.starts.count_ones_in(0, n),
+                        p.in_use.count_ones_in(0, n),
+                    );
+                    if objects == 0 || marked != (objects, objects, granules) {
+                        return Err(format!(
+                            "kernel chunk {kchunk}: {objects} objects of {granules} granules, \
+                             places say (objects, starts, granules) {marked:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -170,5 +222,16 @@ mod tests {
         k.remove(1, 32, 64);
         assert!(k.places(1).is_none());
         assert!(k.places(2).is_some());
+        assert_eq!(k.len(), 2);
+        let live = [(2, 8, 8), (u32::MAX, 0, 8)];
+        assert_eq!(k.check(live.into_iter()), Ok(()));
+        assert!(
+            k.check(live[..1].iter().copied()).is_err(),
+            "an object too many"
+        );
+        assert!(k.check([(2, 8, 8), (u32::MAX, 0, 12)].into_iter()).is_err());
+        assert!(k
+            .check([(2, 8, 8), (u32::MAX, 0, 8), (1, 0, 4)].into_iter())
+            .is_err());
     }
 }
