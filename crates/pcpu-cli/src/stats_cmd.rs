@@ -80,11 +80,7 @@ pub(crate) fn run(args: StatsArgs) -> CliResult {
     Skipped::of(&rp).warn(&args.run.policy.to_string());
     // The kernel's own figures at that marker, if the capture has them
     // (a recording's percpu-stats.txt).
-    let kernel = loaded
-        .kernel_stats
-        .iter()
-        .find(|s| s.phase == args.at)
-        .map(|s| &s.stats);
+    let kernel = pcpu_trace::snapshot_at(&loaded.kernel_stats, &args.at);
     if args.json {
         let mut v = stats_json(rp.allocator(), &loaded.name, &args.at, &args.run.policy);
         v["kernel"] = kernel.map_or(serde_json::Value::Null, kernel_json);

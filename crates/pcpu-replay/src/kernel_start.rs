@@ -49,10 +49,7 @@ pub fn first_marker_stats<'a>(
         Event::PhasePercpu { name, .. } => Some(name),
         _ => None,
     })?;
-    snapshots
-        .iter()
-        .find(|s| &s.phase == first)
-        .map(|s| &s.stats)
+    pcpu_trace::snapshot_at(snapshots, first)
 }
 
 /// Matches the snapshot's dynamic chunks to `chunks` (with the `objects`

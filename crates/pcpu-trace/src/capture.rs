@@ -425,10 +425,7 @@ impl Capture {
 
     /// The kernel's `percpu_stats` at phase `name`, if recorded.
     pub fn kernel_stats(&self, name: &str) -> Option<&PercpuStats> {
-        self.kernel_stats
-            .iter()
-            .find(|s| s.phase == name)
-            .map(|s| &s.stats)
+        crate::kernel_stats::snapshot_at(&self.kernel_stats, name)
     }
 
     /// The meminfo figure of phase `name`, if recorded.

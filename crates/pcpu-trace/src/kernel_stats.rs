@@ -86,6 +86,11 @@ pub struct StatsSnapshot {
     pub stats: PercpuStats,
 }
 
+/// The figures of the first snapshot in `snapshots` taken at phase `name`.
+pub fn snapshot_at<'a>(snapshots: &'a [StatsSnapshot], name: &str) -> Option<&'a PercpuStats> {
+    snapshots.iter().find(|s| s.phase == name).map(|s| &s.stats)
+}
+
 /// Parses the text of `/sys/kernel/debug/percpu_stats`.
 ///
 /// # Errors

@@ -113,8 +113,8 @@ pub use event::{
     SYNTHETIC_MARKER,
 };
 pub use kernel_stats::{
-    format_snapshot, parse_percpu_stats, parse_stats_snapshots, ChunkStats, PercpuStats,
-    StatsChunkKind, StatsSnapshot,
+    format_snapshot, parse_percpu_stats, parse_stats_snapshots, snapshot_at, ChunkStats,
+    PercpuStats, StatsChunkKind, StatsSnapshot,
 };
 pub use parse::{Line, LineParser};
 pub use reader::{
