@@ -845,15 +845,28 @@ impl Replayer {
         if offs.is_empty() {
             return Vec::new();
         }
-        // Rare (a lost free): their pointers, by a pass over the live ones.
-        let mut ptrs: Vec<(u32, u64)> = self
-            .live
-            .iter()
-            .filter(|(_, o)| o.kchunk == kchunk && offs.contains(&o.koff))
-            .map(|(&p, o)| (o.koff, p))
-            .collect();
-        ptrs.sort_unstable();
-        ptrs.into_iter().map(|(_, p)| p).collect()
+        // Their pointers: `base_addr + off` less the percpu base, as the
+        // kernel's (`kchunk` is `ev`'s chunk; setup takes the base most
+        // lines give, so check); else, rarely, a pass over the live objects.
+        offs.into_iter()
+            .filter_map(|off| {
+                let guess = ev
+                    .base_addr
+                    .wrapping_add(u64::from(off))
+                    .wrapping_sub(self.setup.pcpu_base);
+                let at_guess = self
+                    .live
+                    .get(&guess)
+                    .is_some_and(|o| o.kchunk == kchunk && o.koff == off);
+                if at_guess {
+                    return Some(guess);
+                }
+                self.live
+                    .iter()
+                    .find(|(_, o)| o.kchunk == kchunk && o.koff == off)
+                    .map(|(&p, _)| p)
+            })
+            .collect()
     }
 
     /// The placement class of an allocation under [`ReplayConfig::classes`]

@@ -160,6 +160,24 @@ fn an_allocation_over_part_of_a_live_object_implies_its_lost_free() {
     }
 }
 
+/// The same when the overlapped object's pointer is not `base_addr + off`
+/// less the percpu base (a line setup's base does not fit): found anyway.
+#[test]
+fn an_overlapped_object_at_an_odd_pointer_is_found() {
+    let odd = alloc(FIRST, 16, 8).replace(
+        &format!("ptr={:016x}", BASE + FIRST - PCPU_BASE),
+        "ptr=00000000deadbee0",
+    );
+    let recs = records(&[odd, alloc(FIRST + 32, 8, 8), alloc(FIRST + 8, 8, 8)].concat());
+    let mut rp = replayer(&recs, "linux-6.1", Placement::Simulate, true);
+    for r in &recs {
+        rp.feed(r).unwrap();
+    }
+    assert_eq!(rp.implied_frees(), 1);
+    assert_eq!(rp.allocator().stats().nr_cur_alloc, 2);
+    rp.allocator().check_invariants().unwrap();
+}
+
 #[test]
 fn an_offset_not_aligned_to_its_request_is_a_bad_event() {
     for placement in [Placement::Simulate, Placement::Kernel] {
