@@ -832,6 +832,39 @@ fn the_kernels_percpu_stats_beside_ours() {
     assert!(r["phases"][0]["kernel_empty_pop_pages"].is_null());
 }
 
+/// A recording whose kernel left two frees untraced (pcpu-replay's
+/// fixture): `pcpu replay` stops at the first allocation over a live
+/// object and says what `--lenient` does; with it, the report counts them
+/// and every allocation lands where the kernel put it; `compare` warns.
+#[test]
+fn a_recording_with_lost_frees_replays_with_lenient() {
+    let lost = "../pcpu-replay/tests/fixtures/live-6.18-lost-frees";
+    let o = pcpu(&["replay", lost]);
+    assert_fails(
+        &o,
+        1,
+        &[
+            "line 2123",
+            "allocated again while live",
+            "--lenient replays the free there",
+        ],
+    );
+    let r = json(&["replay", lost, "--lenient", "--json"]);
+    assert_eq!(r["implied_frees"], 2);
+    assert_eq!(r["unknown_frees"], 0);
+    assert_eq!(r["bad_events"], 0);
+    assert_eq!(r["placement_agreement"], 1.0);
+    let o = pcpu(&["compare", lost, "--lenient", "--policies", "linux-6.1,pcpu"]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains(
+            "linux-6.1, pcpu: 2 frees the trace lost, replayed where the kernel allocated over the object (--lenient)"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// `pcpu record` on a stand-in tracefs (plain files: each holds the last
 /// value written, `trace_marker` every marker): the workload runs with
 /// PCPU_TRACEFS set and marks a phase with `pcpu mark`; the folder written
