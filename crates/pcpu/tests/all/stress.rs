@@ -60,10 +60,11 @@ impl Progress {
 
 /// Called by the churn thread once its frees emptied pages: wait (while
 /// the writers go on) until a balance run depopulated pages or two whole
-/// runs ended, at most [`AWAIT_BALANCE`] and not past `stop`. Under valgrind, which runs one
-/// thread at a time, the churn thread's next round could otherwise take
-/// the emptied pages back before any balance run got a time slice: 0
-/// pages depopulated in 120 s (9 rounds, CI at 1f32a89).
+/// runs ended, at most [`AWAIT_BALANCE`] and not past `stop`. Under
+/// valgrind, which runs one thread at a time, the churn thread's next
+/// round could otherwise take the emptied pages back before any balance
+/// run got a time slice: 0 pages depopulated in 120 s (43 rounds, CI at
+/// 1f32a89).
 fn await_balance(alloc: &PerCpuAllocator, stop: &AtomicBool) {
     let start = Instant::now();
     let (pages, runs) = (depopulated(alloc), alloc.stats().balance_runs);
