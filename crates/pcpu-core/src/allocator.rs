@@ -278,6 +278,13 @@ impl Allocator {
     pub fn balance_pending(&self) -> bool {
         self.balance_pending
     }
+    /// Forget that the balance work is scheduled, without running it: for
+    /// a state built to be the kernel's at a moment when no work was
+    /// pending (a replay starting from the kernel's `percpu_stats`, whose
+    /// setup allocations may have scheduled it). Nothing else changes.
+    pub fn forget_pending_balance(&mut self) {
+        self.balance_pending = false;
+    }
     /// Global statistics (percpu_stats).
     pub fn stats(&self) -> &GlobalStats {
         &self.stats

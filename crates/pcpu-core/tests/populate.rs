@@ -131,3 +131,38 @@ fn a_backend_failure_keeps_what_was_populated() {
     assert!(c.is_page_populated(0) && !c.is_page_populated(2));
     a.check_invariants().unwrap();
 }
+
+/// `forget_pending_balance`: the work a setup's allocations scheduled is
+/// forgotten, and nothing else changes; the next trigger schedules it
+/// again.
+#[test]
+fn forgetting_the_pending_balance_changes_nothing_else() {
+    let (mut a, mut b) = linux();
+    // With no empty page left, an allocation schedules the work.
+    let x = a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap();
+    assert!(a.balance_pending());
+    let (bytes, allocs, empty, chunks) = (
+        a.percpu_bytes(),
+        a.stats().nr_alloc,
+        a.nr_empty_pop_pages(),
+        a.nr_chunks(),
+    );
+    a.forget_pending_balance();
+    assert!(!a.balance_pending());
+    assert_eq!(
+        (
+            a.percpu_bytes(),
+            a.stats().nr_alloc,
+            a.nr_empty_pop_pages(),
+            a.nr_chunks()
+        ),
+        (bytes, allocs, empty, chunks)
+    );
+    a.check_invariants().unwrap();
+    // The next allocation leaving no empty page schedules it again.
+    let y = a.alloc(&mut b, 64, 8, AllocFlags::NORMAL).unwrap();
+    assert!(a.balance_pending());
+    a.free(x.chunk, x.offset).unwrap();
+    a.free(y.chunk, y.offset).unwrap();
+    a.check_invariants().unwrap();
+}

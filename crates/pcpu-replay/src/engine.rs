@@ -1233,6 +1233,10 @@ impl Replayer {
             added
         });
         self.pre_top_up = Some(added);
+        // The state is now the kernel's at START, when nothing said its
+        // balance work was pending: what setup's own allocations scheduled
+        // (they ran with no empty page populated yet) is not the kernel's.
+        self.a.forget_pending_balance();
     }
 
     /// Without the kernel's `percpu_stats`, at the first phase marker of a
