@@ -37,12 +37,15 @@ pub enum BalanceTiming {
 /// allocation or free schedules it, under [`BalanceTiming::Auto`] for a
 /// trace of a real kernel without `pcpu_balance_workfn` events. On six
 /// churn recordings on a 6.18 kernel with the kernel's `percpu_stats` at
-/// every marker, `linux-6.1` matched the kernel's Percpu at 14 of 14, 5
+/// every marker, `linux-6.1` matched the kernel's Percpu at 14 of 14, 14
 /// of 14, 8 of 10, 8 of 8, 6 of 8 and 6 of 6 markers with it (mean
-/// differences 0.0%, 2.9%, 1.7%, 0.0%, 1.7%, 0.0%), against 6, 5, 8, 8,
-/// 2 and 6 run on demand (11.3%, 18.0%, 1.7%, 0.0%, 10.2%, 0.0%); 10 and
-/// 200 µs were worse on some, better on none. A work item runs after the task that scheduled it is
-/// done with the allocator for a while, not between its allocations.
+/// differences 0.0%, 0.0%, 1.7%, 0.0%, 1.7%, 0.0%), against 6, 8, 8, 8,
+/// 2 and 6 run on demand (11.3%, 18.0%, 1.7%, 0.0%, 10.2%, 0.0%; the
+/// second lenient, with the frees its trace lost implied); 10 and 200 µs
+/// were worse on some, better on none. A recording taken after the choice
+/// matched at 10 of 12 markers (0.2% off at the others; on demand up to
+/// 21.1% off). A work item runs after the task that scheduled it is done
+/// with the allocator for a while, not between its allocations.
 pub const AUTO_DELAY_US: u32 = 50;
 
 /// Which placement class each allocation gets (policies with class

@@ -45,10 +45,13 @@ impl KernelPlaces {
         }
     }
 
+    /// Where chunk `kchunk`'s entry is in `chunks`.
+    fn slot(kchunk: u32) -> usize {
+        kchunk.wrapping_add(1) as usize
+    }
+
     fn places(&self, kchunk: u32) -> Option<&Places> {
-        self.chunks
-            .get(kchunk.wrapping_add(1) as usize)
-            .and_then(Option::as_ref)
+        self.chunks.get(Self::slot(kchunk)).and_then(Option::as_ref)
     }
 
     /// The granule range of `[off, off + size)`, clamped to the unit (the
@@ -69,7 +72,7 @@ impl KernelPlaces {
             return;
         }
         let granules = self.granules;
-        let i = kchunk.wrapping_add(1) as usize;
+        let i = Self::slot(kchunk);
         if self.chunks.len() <= i {
             self.chunks.resize_with(i + 1, || None);
         }
@@ -86,7 +89,7 @@ impl KernelPlaces {
     /// The object `insert` added with the same arguments is gone.
     pub(crate) fn remove(&mut self, kchunk: u32, off: u32, size: u32) {
         let (start, end) = self.range(off, size);
-        let Some(slot) = self.chunks.get_mut(kchunk.wrapping_add(1) as usize) else {
+        let Some(slot) = self.chunks.get_mut(Self::slot(kchunk)) else {
             return;
         };
         if let Some(p) = slot {
@@ -145,7 +148,7 @@ impl KernelPlaces {
         let mut per_chunk: Vec<(usize, usize)> = vec![(0, 0); self.chunks.len()];
         for (kchunk, off, size) in objects {
             let (start, end) = self.range(off, size);
-            let i = kchunk.wrapping_add(1) as usize;
+            let i = Self::slot(kchunk);
             let p = self
                 .places(kchunk)
                 .ok_or_else(|| format!("kernel chunk {kchunk}: an object at {off}, no places"))?;
@@ -157,26 +160,23 @@ impl KernelPlaces {
             per_chunk[i].0 += 1;
             per_chunk[i].1 += end - start;
         }
-        for (i, slot) in self.chunks.iter().enumerate() {
+        // (A chunk without an entry holds none of `objects`: each found its
+        // entry above.)
+        for (i, p) in self.chunks.iter().enumerate() {
+            let Some(p) = p else { continue };
             let (objects, granules) = per_chunk[i];
-            let kchunk = (i as u32).wrapping_sub(1);
-            match slot {
-                None if objects == 0 => {}
-                None => return Err(format!("kernel chunk {kchunk}: objects, no places")),
-                Some(p) => {
-                    let n = self.granules;
-                    let marked = (
-                        p.objects,
-                        p.starts.count_ones_in(0, n),
-                        p.in_use.count_ones_in(0, n),
-                    );
-                    if objects == 0 || marked != (objects, objects, granules) {
-                        return Err(format!(
-                            "kernel chunk {kchunk}: {objects} objects of {granules} granules, \
-                             places say (objects, starts, granules) {marked:?}"
-                        ));
-                    }
-                }
+            let n = self.granules;
+            let marked = (
+                p.objects,
+                p.starts.count_ones_in(0, n),
+                p.in_use.count_ones_in(0, n),
+            );
+            if objects == 0 || marked != (objects, objects, granules) {
+                let kchunk = (i as u32).wrapping_sub(1);
+                return Err(format!(
+                    "kernel chunk {kchunk}: {objects} objects of {granules} granules, \
+                     places say (objects, starts, granules) {marked:?}"
+                ));
             }
         }
         Ok(())
