@@ -2,7 +2,8 @@
 //! side in one run (`cargo bench -p pcpu --bench alloc`):
 //!
 //! - `alloc_free`: create and drop one per-CPU `u64` slot set: `PerCpu<AtomicU64>`
-//!   (with the default thread cache, and without one) vs a
+//!   (with the default thread cache, and without one, the latter also under
+//!   the `pcpu` policy's class placement) vs a
 //!   `Box<[CachePadded<AtomicU64>]>` of `possible_cpus()` entries vs a
 //!   `thread_local::ThreadLocal<AtomicU64>` (created, used once, dropped).
 //! - `alloc_free_threads/{1,2}t`: the same pair on 1 and 2 threads at once
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use crossbeam_utils::CachePadded;
-use pcpu::{possible_cpus, PerCpuAllocator, PerCpuCounter};
+use pcpu::{possible_cpus, PerCpuAllocator, PerCpuCounter, Policy};
 use thread_local::ThreadLocal;
 
 fn bench_alloc_free(c: &mut Criterion) {
@@ -43,6 +44,16 @@ fn bench_alloc_free(c: &mut Criterion) {
         .expect("allocator");
     g.bench_function("pcpu_PerCpu<AtomicU64>_no_thread_cache", |b| {
         b.iter(|| black_box(uncached.per_cpu(|_| AtomicU64::new(0)).unwrap()))
+    });
+    // The same under the `pcpu` policy: class placement (the thread's task
+    // class, the call site's predictions) on every pair.
+    let classed = PerCpuAllocator::builder()
+        .policy(Policy::pcpu())
+        .thread_cache(0)
+        .build()
+        .expect("allocator");
+    g.bench_function("pcpu_PerCpu<AtomicU64>_no_thread_cache_pcpu_policy", |b| {
+        b.iter(|| black_box(classed.per_cpu(|_| AtomicU64::new(0)).unwrap()))
     });
     g.bench_function("Box<[CachePadded<AtomicU64>]>", |b| {
         b.iter(|| {

@@ -1,10 +1,11 @@
 //! Profiling aid: a tight loop of `PerCpu<AtomicU64>` alloc+drop pairs (run
 //! under `valgrind --tool=callgrind` to count instructions per pair).
 //! Arguments: pairs (default 1000000), thread cache size (default: the
-//! builder's default), `zeroed` to use `per_cpu_zeroed::<u64>` instead.
+//! builder's default), `zeroed` to use `per_cpu_zeroed::<u64>` instead
+//! (`plain` or anything else: `per_cpu`), the policy (default `linux-5.14`).
 use std::sync::atomic::AtomicU64;
 
-use pcpu::PerCpuAllocator;
+use pcpu::{PerCpuAllocator, Policy};
 
 fn main() {
     let n: usize = std::env::args()
@@ -15,7 +16,12 @@ fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(pcpu::DEFAULT_THREAD_CACHE);
+    let policy: Policy = std::env::args()
+        .nth(4)
+        .map_or(Ok(Policy::default()), |s| s.parse())
+        .expect("policy");
     let alloc = PerCpuAllocator::builder()
+        .policy(policy)
         .thread_cache(cache)
         .build()
         .expect("allocator");

@@ -166,6 +166,7 @@ impl PerCpuAllocator {
     /// [`Error::Map`] when memory cannot be mapped or populated. If `init`
     /// panics, the copies made so far are dropped and the memory freed.
     #[doc(alias = "alloc_percpu")]
+    #[track_caller]
     pub fn per_cpu<T, F: FnMut(usize) -> T>(&self, init: F) -> Result<PerCpu<T>, Error> {
         PerCpu::new_with(self, init)
     }
@@ -175,6 +176,7 @@ impl PerCpuAllocator {
     ///
     /// # Errors
     /// As [`PerCpuAllocator::per_cpu`].
+    #[track_caller]
     pub fn per_cpu_zeroed<T: Zeroable>(&self) -> Result<PerCpu<T>, Error> {
         PerCpu::new_zeroed(self)
     }
@@ -183,6 +185,7 @@ impl PerCpuAllocator {
     ///
     /// # Errors
     /// As [`PerCpuAllocator::per_cpu`].
+    #[track_caller]
     pub fn counter(&self) -> Result<PerCpuCounter, Error> {
         PerCpuCounter::new_in(self)
     }

@@ -8,7 +8,9 @@
 //! takes it back without locking, so an alloc+free pair costs no lock, no
 //! atomic read-modify-write and no bookkeeping (the `Arc` of the allocator
 //! travels with the cached area). A miss allocates [`refill_len`]
-//! neighbouring areas under one lock and caches all but the first, so that
+//! neighbouring areas under one lock and caches all but the first (under
+//! class placement, from the thread's second miss of the request on:
+//! [`first_miss`]), so that
 //! one thread's hot area is at least 128 bytes from another's: creating an
 //! object writes its copy in every unit, and neighbours in one cache line
 //! would make two threads' creations contend for it.
@@ -283,6 +285,41 @@ pub(crate) fn take(alloc: &PerCpuAllocator, size: usize, align: usize) -> Option
         release(v);
     }
     found
+}
+
+/// A miss of `alloc`'s `(size, align)` on this thread: is it the first
+/// (the thread has no class for it yet)? The class is then added, empty, so
+/// that the next miss refills. With the cache off, every miss is a first.
+/// Class placement asks this to allocate one area at a first miss
+/// (`Area::new`): a thread that allocates one object is then one allocation
+/// to the core's predictions, not a batch.
+pub(crate) fn first_miss(alloc: &PerCpuAllocator, size: usize, align: usize) -> bool {
+    let inner = alloc.inner();
+    let (id, cap) = (inner.id, inner.config.thread_cache);
+    if cap == 0 {
+        return true;
+    }
+    let epoch = inner.cache_epoch.load(Ordering::Relaxed);
+    let mut spill: Option<Vec<Entry>> = None;
+    let first = CACHE
+        .try_with(|c| {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                return true;
+            };
+            let known = c
+                .classes
+                .iter()
+                .any(|k| k.size == size && k.align == align && k.id == id);
+            if !known {
+                add_class(&mut c, &mut spill, Key { id, size, align }, epoch, cap);
+            }
+            !known
+        })
+        .unwrap_or(true);
+    if let Some(v) = spill {
+        release(v);
+    }
+    first
 }
 
 /// Keep `area`, of request `(size, align)`, whose owner is gone, in this

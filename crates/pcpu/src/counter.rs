@@ -99,6 +99,7 @@ impl PerCpuCounter {
     /// # Errors
     /// As [`crate::try_global`] (the global allocator cannot be built) and
     /// [`PerCpuAllocator::per_cpu`].
+    #[track_caller]
     pub fn new() -> Result<Self, Error> {
         crate::try_global()?.counter()
     }
@@ -108,6 +109,7 @@ impl PerCpuCounter {
     ///
     /// # Errors
     /// As [`PerCpuAllocator::per_cpu`].
+    #[track_caller]
     pub fn new_in(alloc: &PerCpuAllocator) -> Result<Self, Error> {
         let batch = (2 * alloc.units()).max(32) as i64;
         Self::with_batch(alloc, batch)
@@ -118,6 +120,7 @@ impl PerCpuCounter {
     ///
     /// # Errors
     /// As [`PerCpuAllocator::per_cpu`].
+    #[track_caller]
     pub fn with_batch(alloc: &PerCpuAllocator, batch: i64) -> Result<Self, Error> {
         Ok(PerCpuCounter {
             slots: alloc.per_cpu_zeroed()?,

@@ -350,6 +350,7 @@ impl<T> Drop for Filled<T> {
 
 impl<T> PerCpu<T> {
     /// Allocate and initialise every unit's copy with `init(cpu)`.
+    #[track_caller]
     pub(crate) fn new_with<F: FnMut(usize) -> T>(
         alloc: &PerCpuAllocator,
         mut init: F,
@@ -393,6 +394,7 @@ impl<T> PerCpu<T> {
     }
 
     /// Allocate with every copy all-zero bytes.
+    #[track_caller]
     pub(crate) fn new_zeroed(alloc: &PerCpuAllocator) -> Result<Self, Error>
     where
         T: Zeroable,

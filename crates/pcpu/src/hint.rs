@@ -19,6 +19,25 @@
 //! chunk, and pages freed by finished requests would be given back and
 //! populated again instead of reused.
 //!
+//! # Call sites
+//!
+//! Every allocating call (`per_cpu`, `per_cpu_zeroed`, `counter`,
+//! `alloc_raw`, `PerCpuCounter::new*`) passes its caller's source location
+//! to the policy (`#[track_caller]`), as the kernel's tracepoint gives each
+//! allocation its `call_site`. The `pcpu` policy learns per call site from a
+//! thread's first object: whether the threads starting there stay at one
+//! object (their objects then share the long-lived pages instead of each
+//! pinning one), whether their first objects die young, and how large a
+//! burst they place (`Policy::long_lived`, `short_lived`, `tile_bursts`).
+//! The site is the line that calls the allocator: objects made by one
+//! helper function share its site, whoever calls the helper (as the
+//! kernel's `percpu_ref_init` does). Under class placement a thread's
+//! first request of a size and alignment takes one area (later misses of
+//! its thread cache refill several), so that a thread allocating one
+//! object is one allocation to the predictions. Small typed objects that
+//! a thread drops wait in its cache until the next flush, so their deaths
+//! reach the short-lived prediction late; raw objects' do not.
+//!
 //! A class takes whole pages: each live class holds at least one page per
 //! CPU, however small its objects. A class per object costs a page per
 //! object per CPU (5,000 live `u64`s in 5,000 classes take 40 MB on 2
@@ -36,6 +55,8 @@
 //! ```
 
 use std::cell::Cell;
+use std::panic::Location;
+use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pcpu_core::ClassHint;
@@ -71,9 +92,11 @@ pub(crate) fn in_scope() -> bool {
     SCOPE.with(Cell::get).is_some()
 }
 
-/// The class of an allocation made now on this thread.
-pub(crate) fn current_class() -> ClassHint {
-    match SCOPE.with(Cell::get) {
+/// The class of an allocation made now on this thread, from the source
+/// location `site` (the caller of the public allocating call: see the module
+/// docs).
+pub(crate) fn current_class(site: &'static Location<'static>) -> ClassHint {
+    let class = match SCOPE.with(Cell::get) {
         Some(id) => ClassHint::lifetime(id),
         None => ClassHint::task(THREAD.with(|t| {
             if t.get() == 0 {
@@ -81,5 +104,15 @@ pub(crate) fn current_class() -> ClassHint {
             }
             t.get()
         })),
-    }
+    };
+    class.at_site(site_id(site))
+}
+
+/// A call site's id for the core's predictions: the address of its
+/// `Location`, which is static, so stable, and never 0 (the core's
+/// "unknown"). Two source locations never share one; the compiler may emit
+/// one location more than once (in each monomorphisation of a generic
+/// caller), which then learns under each id apart.
+fn site_id(loc: &'static Location<'static>) -> u64 {
+    ptr::from_ref(loc) as usize as u64
 }

@@ -28,6 +28,7 @@
 //! concurrent balance run populate a page more or reclaim a page less.
 
 use std::collections::HashMap;
+use std::panic::Location;
 
 use pcpu_core::{
     AllocError, AllocFlags, Allocation, Allocator, ChunkId, ClassHint, ProtocolError, Request,
@@ -295,7 +296,10 @@ impl Inner {
 
 impl Inner {
     /// Allocate `size` bytes at `align` in every unit (`pcpu_alloc`), not
-    /// zeroed.
+    /// zeroed. The caller's location is the call site the class placement
+    /// learns from (`hint::current_class`): every function between the
+    /// public call and here tracks its caller.
+    #[track_caller]
     pub(crate) fn alloc(&self, size: usize, align: usize) -> Result<Placed, Error> {
         self.alloc_batch(size, align, 0).map(|(first, _)| first)
     }
@@ -305,6 +309,7 @@ impl Inner {
     /// up to `extra` more areas of the same request. Only the first may need
     /// a new chunk or population; the extras stop before one that would need
     /// either. The extras are in placement order.
+    #[track_caller]
     pub(crate) fn alloc_batch(
         &self,
         size: usize,
@@ -321,7 +326,7 @@ impl Inner {
         }
         // The Linux policies ignore class hints: skip the thread-local reads.
         let class = if self.config.policy.class_placement {
-            crate::hint::current_class()
+            crate::hint::current_class(Location::caller())
         } else {
             ClassHint::task(0)
         };

@@ -58,6 +58,7 @@ impl Area {
     /// Allocate `size` bytes at `align` in every unit, not zeroed: a fresh
     /// allocation, or an area of the same request from this thread's cache
     /// (holding what its previous owner left).
+    #[track_caller]
     pub(crate) fn new(alloc: &PerCpuAllocator, size: usize, align: usize) -> Result<Area, Error> {
         // Read once: a hinted request neither comes from the cache nor goes
         // back to it.
@@ -73,7 +74,18 @@ impl Area {
         // thread's areas do not share cache lines with another thread's
         // (`cache::refill_len`). The first is returned, the others cached
         // with the second on top.
-        let extra = cache::refill_len(alloc, size) - 1;
+        // Under class placement, a thread's first request of this size and
+        // alignment takes one area: the core then sees a thread that
+        // allocates one object as one allocation (the long-lived
+        // prediction learns whether its call site's threads go on), and
+        // the next miss refills (`cache::first_miss`).
+        let extra = if alloc.inner().config.policy.class_placement
+            && cache::first_miss(alloc, size, align)
+        {
+            0
+        } else {
+            cache::refill_len(alloc, size) - 1
+        };
         let (first, extras) = alloc.inner().alloc_batch(size, align, extra)?;
         for p in extras.into_iter().rev() {
             let mut extra = Area::from_placed(alloc, p, true);
@@ -217,6 +229,7 @@ impl PerCpuAllocator {
     /// (not a power of two, or above the page size), [`Error::Map`] when
     /// memory cannot be mapped or populated.
     #[doc(alias = "__alloc_percpu")]
+    #[track_caller]
     pub fn alloc_raw(&self, size: usize, align: usize) -> Result<RawPerCpu, Error> {
         let placed = self.inner().alloc(size, align)?;
         placed.zero();

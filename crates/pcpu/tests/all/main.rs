@@ -7,6 +7,7 @@ mod errors;
 mod hints;
 mod lazy_units;
 mod reclaim;
+mod sites;
 mod stress;
 mod util;
 mod valgrind_supp;
