@@ -2,7 +2,8 @@
 //! under `valgrind --tool=callgrind` to count instructions per pair).
 //! Arguments: pairs (default 1000000), thread cache size (default: the
 //! builder's default), `zeroed` to use `per_cpu_zeroed::<u64>` instead
-//! (`plain` or anything else: `per_cpu`), the policy (default `linux-5.14`).
+//! (`plain` or anything else: `per_cpu`), the policy (default `linux-5.14`),
+//! `track` to track owners (`Builder::track_owners`).
 use std::sync::atomic::AtomicU64;
 
 use pcpu::{PerCpuAllocator, Policy};
@@ -23,6 +24,7 @@ fn main() {
     let alloc = PerCpuAllocator::builder()
         .policy(policy)
         .thread_cache(cache)
+        .track_owners(std::env::args().nth(5).is_some_and(|s| s == "track"))
         .build()
         .expect("allocator");
     let zeroed = std::env::args().nth(3).is_some_and(|s| s == "zeroed");

@@ -15,6 +15,7 @@ use crate::counter::PerCpuCounter;
 use crate::error::Error;
 use crate::handle::PerCpu;
 use crate::inner::Inner;
+use crate::owners::PinsReport;
 use crate::stats::Stats;
 use crate::sync::Arc;
 use crate::worker::Balancer;
@@ -310,6 +311,9 @@ impl PerCpuAllocator {
                 st.core.nr_chunks()
             )));
         }
+        if let Some(owners) = &st.owners {
+            owners.check(&st.core).map_err(InvariantError)?;
+        }
         for (&(chunk, offset), &ticket) in &st.raw {
             if st.core.allocation_size(chunk, offset).is_err() || ticket >= st.next_ticket {
                 return Err(InvariantError(format!(
@@ -370,6 +374,18 @@ impl PerCpuAllocator {
     /// ```
     pub fn page_map_text(&self) -> String {
         self.inner().state().core.page_map()
+    }
+
+    /// Who keeps this allocator's pages populated: per call site and per
+    /// thread, the live objects, the pages they touch, the pages on which
+    /// they are alone (freeing them would let those pages go back to the
+    /// OS) and their share of the pages holding objects. `None` unless the
+    /// allocator was built with
+    /// [`Builder::track_owners`](crate::Builder::track_owners).
+    /// `report.to_string()` renders it as tables.
+    pub fn pins(&self) -> Option<PinsReport> {
+        let st = self.inner().state();
+        st.owners.as_ref().map(|o| o.report(&st.core))
     }
 
     /// Bytes of this allocator's mappings backed by memory: the pages of

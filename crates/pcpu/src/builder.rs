@@ -55,6 +55,7 @@ pub struct Builder {
     numa_local: bool,
     /// `None`: on under strict overcommit only.
     guard_pages: Option<bool>,
+    track_owners: bool,
 }
 
 /// Which units' pages are made resident when they are populated
@@ -85,6 +86,7 @@ impl Default for Builder {
             prefault: Prefault::default(),
             numa_local: true,
             guard_pages: None,
+            track_owners: false,
         }
     }
 }
@@ -168,10 +170,32 @@ impl Builder {
     /// `trim_thread_caches` on them, to wait for it.)
     /// Raw allocations are never cached. The kernel has no such cache: turn
     /// it off to place objects exactly as the policy does.
+    /// [`track_owners`](Self::track_owners) turns it off too.
     ///
     /// [`trim_thread_caches`]: crate::PerCpuAllocator::trim_thread_caches
     pub fn thread_cache(mut self, areas_per_size: usize) -> Self {
         self.thread_cache = areas_per_size;
+        self
+    }
+
+    /// Keep, for every live allocation, the source location of the call
+    /// that made it and the thread that made it, for
+    /// [`PerCpuAllocator::pins`](crate::PerCpuAllocator::pins): which call
+    /// sites and threads keep pages populated (default off). Costs a map
+    /// entry per live allocation and a map update under the allocator's
+    /// lock at every allocation and free, and turns the thread caches off
+    /// (a cached area would change owner without the lock).
+    ///
+    /// ```
+    /// let alloc = pcpu::PerCpuAllocator::builder().track_owners(true).build().unwrap();
+    /// let counters: Vec<_> = (0..1000).map(|_| alloc.per_cpu_zeroed::<u64>().unwrap()).collect();
+    /// let report = alloc.pins().unwrap();
+    /// assert_eq!(report.sites[0].objects, 1000); // one call site: the line above
+    /// println!("{report}"); // per call site, then per thread
+    /// drop(counters);
+    /// ```
+    pub fn track_owners(mut self, on: bool) -> Self {
+        self.track_owners = on;
         self
     }
 
@@ -364,7 +388,12 @@ impl Builder {
             geometry,
             first_chunk_pages: first_rounded / page_size,
             background_balance: self.background_balance,
-            thread_cache: self.thread_cache,
+            thread_cache: if self.track_owners {
+                0
+            } else {
+                self.thread_cache
+            },
+            track_owners: self.track_owners,
             region: RegionOptions {
                 hot,
                 nodes: if self.numa_local {
@@ -394,6 +423,9 @@ pub(crate) struct Config {
     pub(crate) background_balance: bool,
     /// Areas per class in each thread's cache (0: no cache).
     pub(crate) thread_cache: usize,
+    /// Keep every live allocation's call site and thread
+    /// (`Builder::track_owners`); the thread caches are then off.
+    pub(crate) track_owners: bool,
     /// The units whose pages are made resident when populated, the node
     /// of each, and whether unpopulated pages fault.
     pub(crate) region: RegionOptions,

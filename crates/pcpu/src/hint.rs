@@ -92,18 +92,24 @@ pub(crate) fn in_scope() -> bool {
     SCOPE.with(Cell::get).is_some()
 }
 
+/// This thread's number: 1, 2, ... in the order threads first asked (the
+/// task class of its objects, and its name in owner reports).
+pub(crate) fn thread_number() -> u64 {
+    THREAD.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
+}
+
 /// The class of an allocation made now on this thread, from the source
 /// location `site` (the caller of the public allocating call: see the module
 /// docs).
 pub(crate) fn current_class(site: &'static Location<'static>) -> ClassHint {
     let class = match SCOPE.with(Cell::get) {
         Some(id) => ClassHint::lifetime(id),
-        None => ClassHint::task(THREAD.with(|t| {
-            if t.get() == 0 {
-                t.set(NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
-            }
-            t.get()
-        })),
+        None => ClassHint::task(thread_number()),
     };
     class.at_site(site_id(site))
 }

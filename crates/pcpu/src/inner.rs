@@ -36,6 +36,7 @@ use pcpu_core::{
 
 use crate::builder::Config;
 use crate::error::Error;
+use crate::owners::Owners;
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, SerialGuard, SerialMutex};
 use crate::sys::fork::process_tag;
 use crate::sys::mmap::{Region, UnitLayout};
@@ -82,6 +83,8 @@ pub(crate) struct Inner {
 /// - Every key of `raw` is the start of a live allocation of `core`, made by
 ///   `alloc_raw` and not freed since; its ticket is below `next_ticket`. No
 ///   typed area (`Area`, thread caches) is ever a key.
+/// - `owners`, when kept, has exactly the live allocations of `core` (its
+///   own invariants: `Owners`).
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) core: Allocator,
@@ -116,6 +119,8 @@ pub(crate) struct State {
     pub(crate) raw: HashMap<(ChunkId, usize), u64>,
     /// The next raw allocation's ticket.
     pub(crate) next_ticket: u64,
+    /// Who made each live allocation (`Builder::track_owners`).
+    pub(crate) owners: Option<Owners>,
 }
 
 impl State {
@@ -214,6 +219,7 @@ impl Inner {
             in_flight: 0,
             raw: HashMap::new(),
             next_ticket: 1,
+            owners: config.track_owners.then(Owners::default),
         };
         state.install(first, region);
         Ok(Inner {
@@ -324,9 +330,10 @@ impl Inner {
                 max: self.config.page_size(),
             });
         }
+        let site = Location::caller();
         // The Linux policies ignore class hints: skip the thread-local reads.
         let class = if self.config.policy.class_placement {
-            crate::hint::current_class(Location::caller())
+            crate::hint::current_class(site)
         } else {
             ClassHint::task(0)
         };
@@ -334,7 +341,9 @@ impl Inner {
         let req = st.core.request(size, align)?;
         let first = match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
             // Fast path: populated space, only `state` taken.
-            Ok(area) if st.core.next_unpopulated(&area).is_none() => self.finish(&mut st, area),
+            Ok(area) if st.core.next_unpopulated(&area).is_none() => {
+                self.finish(&mut st, area, site)
+            }
             // The area lies (partly) on unpopulated pages: populate under
             // `alloc_mutex`. The area is allocated, so nobody depopulates or
             // destroys its pages meanwhile. Until they are populated the core
@@ -346,13 +355,13 @@ impl Inner {
                 let placed = match self.try_serialise() {
                     Some(serial) => {
                         drop(st);
-                        self.populate_area(&serial, area, false)
+                        self.populate_area(&serial, area, false, site)
                     }
                     None => {
                         st.in_flight += 1;
                         drop(st);
                         let serial = self.serialise();
-                        self.populate_area(&serial, area, true)
+                        self.populate_area(&serial, area, true, site)
                     }
                 };
                 return placed.map(|p| (p, Vec::new()));
@@ -362,7 +371,7 @@ impl Inner {
                 let serial = self.serialise();
                 let area = self.alloc_creating(&serial, req, class)?;
                 return self
-                    .populate_area(&serial, area, false)
+                    .populate_area(&serial, area, false, site)
                     .map(|p| (p, Vec::new()));
             }
             Err(e) => {
@@ -376,7 +385,7 @@ impl Inner {
         while extras.len() < extra {
             match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
                 Ok(area) if st.core.next_unpopulated(&area).is_none() => {
-                    extras.push(self.finish(&mut st, area));
+                    extras.push(self.finish(&mut st, area, site));
                 }
                 Ok(area) => {
                     held(st.core.cancel_area(area));
@@ -445,12 +454,14 @@ impl Inner {
     /// Populate every unpopulated page under `area`, one run at a time with
     /// `state` dropped (`pcpu_alloc` step 12), then finish the allocation. On
     /// failure the area is freed again ("failed to populate").
-    /// `in_flight`: the area was counted in `State::in_flight`.
+    /// `in_flight`: the area was counted in `State::in_flight`; `site`: the
+    /// allocating call.
     fn populate_area(
         &self,
         serial: &AllocLock<'_>,
         area: Allocation,
         in_flight: bool,
+        site: &'static Location<'static>,
     ) -> Result<Placed, Error> {
         debug_assert!(serial.is_for(self));
         let mut st = self.state();
@@ -471,12 +482,18 @@ impl Inner {
                 }
             }
         }
-        Ok(self.finish(&mut st, area))
+        Ok(self.finish(&mut st, area, site))
     }
 
-    /// `area_found`: the post-allocation balance check, and the handle.
-    fn finish(&self, st: &mut State, area: Allocation) -> Placed {
+    /// `area_found`: the post-allocation balance check, and the handle; the
+    /// owner recorded (the caller at `site`, this thread) when owners are
+    /// tracked.
+    #[inline]
+    fn finish(&self, st: &mut State, area: Allocation, site: &'static Location<'static>) -> Placed {
         st.core.finish_alloc();
+        if let Some(owners) = &mut st.owners {
+            owners.record(self.id, area.chunk, area.offset, area.size, site);
+        }
         self.kick(st);
         Placed {
             chunk: area.chunk,
@@ -505,6 +522,9 @@ impl Inner {
             check_raw(&st, chunk, offset, ticket)?;
         }
         let size = st.core.free(chunk, offset)?;
+        if let Some(owners) = &mut st.owners {
+            owners.forget(chunk, offset);
+        }
         if ticket.is_some() {
             st.raw.remove(&(chunk, offset));
         }
@@ -556,6 +576,9 @@ impl Inner {
                 // first, so that it is not poisoned).
                 drop(st);
                 panic!("pcpu: freeing a cached area failed: {e}");
+            }
+            if let Some(owners) = &mut st.owners {
+                owners.forget(chunk, offset);
             }
         }
         st

@@ -130,6 +130,7 @@ mod error;
 mod handle;
 pub mod hint;
 mod inner;
+mod owners;
 mod raw;
 mod stats;
 mod sync;
@@ -162,6 +163,7 @@ pub use bytemuck::Zeroable;
 /// The `bytemuck` crate, for the derive's `#[bytemuck(crate = "pcpu::bytemuck")]`.
 pub use bytemuck;
 pub use hint::{with_lifetime, Lifetime};
+pub use owners::{PinRow, PinsReport};
 pub use pcpu_core::{
     AllocError, BalanceReport, ChunkId, Fit, FreeError, InvariantError, Policy, PolicyKind,
     PolicyParseError, Refill,

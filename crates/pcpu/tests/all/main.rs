@@ -6,6 +6,7 @@ mod demo;
 mod errors;
 mod hints;
 mod lazy_units;
+mod pins;
 mod reclaim;
 mod sites;
 mod stress;
