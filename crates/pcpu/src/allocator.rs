@@ -382,10 +382,15 @@ impl PerCpuAllocator {
     /// OS) and their share of the pages holding objects. `None` unless the
     /// allocator was built with
     /// [`Builder::track_owners`](crate::Builder::track_owners).
-    /// `report.to_string()` renders it as tables.
+    /// `report.to_string()` renders it as tables. The allocator's lock is
+    /// held while the live allocations' owners are copied (linear in their
+    /// number), not while the figures are computed.
     pub fn pins(&self) -> Option<PinsReport> {
-        let st = self.inner().state();
-        st.owners.as_ref().map(|o| o.report(&st.core))
+        let snapshot = {
+            let st = self.inner().state();
+            st.owners.as_ref().map(|o| o.snapshot(&st.core))
+        };
+        snapshot.map(|s| s.report())
     }
 
     /// Bytes of this allocator's mappings backed by memory: the pages of

@@ -24,7 +24,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::panic::Location;
 
 use pcpu_core::{Allocator, ChunkId, PageState};
@@ -142,28 +142,10 @@ impl Owners {
         Ok(())
     }
 
-    /// The report, for the populated pages of `core`.
-    pub(crate) fn report(&self, core: &Allocator) -> PinsReport {
-        let page = core.geometry().page_size();
-        // Per page: each owner's bytes there (site and thread keys).
-        let mut pages: HashMap<(ChunkId, usize), Vec<(Owner, usize)>> = HashMap::new();
-        for (&(chunk, offset), &o) in &self.live {
-            let end = offset + o.size;
-            for p in offset / page..end.div_ceil(page) {
-                let bytes = end.min((p + 1) * page) - offset.max(p * page);
-                pages.entry((chunk, p)).or_default().push((o, bytes));
-            }
-        }
-        let mut sites = Rows::default();
-        let mut threads = Rows::default();
-        for o in self.live.values() {
-            sites.object(site_name(o.site), o.size);
-            threads.object(self.threads[&o.thread].clone(), o.size);
-        }
-        for on_page in pages.values() {
-            sites.page(on_page, |o| site_name(o.site));
-            threads.page(on_page, |o| self.threads[&o.thread].clone());
-        }
+    /// What the report needs, copied from `core` and these owners (under
+    /// the allocator's lock: the figures are computed after it is let go,
+    /// by [`Snapshot::report`]).
+    pub(crate) fn snapshot(&self, core: &Allocator) -> Snapshot {
         let (mut populated, mut used, mut empty) = (0, 0, 0);
         for id in core.chunk_ids() {
             let c = core.chunk(id).expect("listed chunk");
@@ -176,66 +158,121 @@ impl Owners {
                 }
             }
         }
-        PinsReport {
-            page_size: page,
+        Snapshot {
+            page_size: core.geometry().page_size(),
             units: core.geometry().nr_units(),
-            populated_pages: populated,
-            pages_with_objects: pages.len(),
-            other_used_pages: used - pages.len().min(used),
-            empty_pages: empty,
-            sites: sites.finish(),
-            threads: threads.finish(),
+            objects: self
+                .live
+                .iter()
+                .map(|(&(c, off), &o)| (c, off, o))
+                .collect(),
+            threads: self.threads.clone(),
+            populated,
+            used,
+            empty,
         }
     }
 }
 
-/// A call site as the report names it.
-fn site_name(site: &Location<'_>) -> String {
-    format!("{}:{}:{}", site.file(), site.line(), site.column())
+/// An allocator's owners and page counts at one moment
+/// ([`Owners::snapshot`]).
+pub(crate) struct Snapshot {
+    page_size: usize,
+    units: usize,
+    objects: Vec<(ChunkId, usize, Owner)>,
+    threads: HashMap<u64, String>,
+    /// Populated pages, and of them those holding allocated bytes and
+    /// those holding nothing.
+    populated: usize,
+    used: usize,
+    empty: usize,
 }
 
-/// Rows being summed, by owner name.
-#[derive(Default)]
-struct Rows(HashMap<String, PinRow>);
-
-impl Rows {
-    fn row(&mut self, owner: String) -> &mut PinRow {
-        self.0.entry(owner).or_insert_with_key(|k| PinRow {
-            owner: k.clone(),
-            ..PinRow::default()
-        })
+impl Snapshot {
+    /// The report.
+    pub(crate) fn report(self) -> PinsReport {
+        let page = self.page_size;
+        // Per page: each object's bytes there.
+        let mut pages: HashMap<(ChunkId, usize), Vec<(Owner, usize)>> = HashMap::new();
+        for &(chunk, offset, o) in &self.objects {
+            let end = offset + o.size;
+            for p in offset / page..end.div_ceil(page) {
+                let bytes = end.min((p + 1) * page) - offset.max(p * page);
+                pages.entry((chunk, p)).or_default().push((o, bytes));
+            }
+        }
+        let mut sites = Rows::default();
+        let mut threads = Rows::default();
+        for &(_, _, o) in &self.objects {
+            sites.object(o.site, o.size);
+            threads.object(o.thread, o.size);
+        }
+        for on_page in pages.values() {
+            sites.page(on_page.iter().map(|&(o, b)| (o.site, b)));
+            threads.page(on_page.iter().map(|&(o, b)| (o.thread, b)));
+        }
+        let with_objects = pages.len();
+        PinsReport {
+            page_size: page,
+            units: self.units,
+            populated_pages: self.populated,
+            pages_with_objects: with_objects,
+            other_used_pages: self.used - with_objects.min(self.used),
+            empty_pages: self.empty,
+            sites: sites
+                .finish(|site| format!("{}:{}:{}", site.file(), site.line(), site.column())),
+            threads: threads.finish(|t| self.threads[t].clone()),
+        }
     }
+}
 
-    fn object(&mut self, owner: String, size: usize) {
-        let r = self.row(owner);
+/// Rows being summed, by owner key (a call site, a thread number).
+struct Rows<K>(HashMap<K, PinRow>);
+
+impl<K> Default for Rows<K> {
+    fn default() -> Self {
+        Rows(HashMap::new())
+    }
+}
+
+impl<K: Copy + Eq + Hash> Rows<K> {
+    fn object(&mut self, owner: K, size: usize) {
+        let r = self.0.entry(owner).or_default();
         r.objects += 1;
         r.bytes += size as u64;
     }
 
-    /// One page's objects: touched, pinned (one owner alone), and the
-    /// byte-proportional shares.
-    fn page(&mut self, on_page: &[(Owner, usize)], name: impl Fn(&Owner) -> String) {
-        let mut here: Vec<(String, usize)> = Vec::new();
-        for (o, bytes) in on_page {
-            let n = name(o);
-            match here.iter_mut().find(|(m, _)| *m == n) {
+    /// One page's objects, as (owner, bytes on the page): touched, pinned
+    /// (one owner alone), and the byte-proportional shares.
+    fn page(&mut self, on_page: impl Iterator<Item = (K, usize)>) {
+        let mut here: Vec<(K, usize)> = Vec::new();
+        for (k, bytes) in on_page {
+            match here.iter_mut().find(|(m, _)| *m == k) {
                 Some((_, b)) => *b += bytes,
-                None => here.push((n, *bytes)),
+                None => here.push((k, bytes)),
             }
         }
         let total: usize = here.iter().map(|(_, b)| b).sum();
         let alone = here.len() == 1;
-        for (n, bytes) in here {
-            let r = self.row(n);
+        for (k, bytes) in here {
+            let r = self.0.entry(k).or_default();
             r.pages_touched += 1;
             r.pages_pinned += u64::from(alone);
             r.share_pages += bytes as f64 / total as f64;
         }
     }
 
-    /// The rows, most pages pinned first, then largest share, then name.
-    fn finish(self) -> Vec<PinRow> {
-        let mut rows: Vec<PinRow> = self.0.into_values().collect();
+    /// The rows, named by `name`: most pages pinned first, then largest
+    /// share, then name.
+    fn finish(self, name: impl Fn(&K) -> String) -> Vec<PinRow> {
+        let mut rows: Vec<PinRow> = self
+            .0
+            .into_iter()
+            .map(|(k, r)| PinRow {
+                owner: name(&k),
+                ..r
+            })
+            .collect();
         rows.sort_by(|a, b| {
             b.pages_pinned
                 .cmp(&a.pages_pinned)
