@@ -560,13 +560,14 @@ impl Replayer {
     }
 
     fn check(&self, rec: &Record) -> Result<(), ReplayError> {
-        if self.cfg.check_invariants {
-            self.a
-                .check_invariants()
-                .map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
-            // The kernel places: their count after every event, all of
-            // them (a pass over the live objects) every `PLACES_CHECK_EVERY`.
-            let checked = if self.events % PLACES_CHECK_EVERY == 0 {
+        if !self.cfg.check_invariants {
+            return Ok(());
+        }
+        let checked = self.a.check_invariants().map_err(|e| e.to_string());
+        // The kernel places: their count after every event, all of them (a
+        // pass over the live objects) every `PLACES_CHECK_EVERY`.
+        let checked = checked.and_then(|()| {
+            if self.events % PLACES_CHECK_EVERY == 0 {
                 self.kplaces
                     .check(self.live.values().map(|o| (o.kchunk, o.koff, o.size)))
             } else if self.kplaces.len() != self.live.len() {
@@ -577,10 +578,9 @@ impl Replayer {
                 ))
             } else {
                 Ok(())
-            };
-            checked.map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))?;
-        }
-        Ok(())
+            }
+        });
+        checked.map_err(|e| ReplayError::Internal(format!("line {}: {e}", rec.line)))
     }
 
     fn sample(&mut self, t: f64) {

@@ -143,6 +143,10 @@ fn typed_objects_and_threads_are_owners_too() {
         .find(|t| t.owner.starts_with("worker (#"))
         .unwrap();
     assert_eq!(worker.objects, 50);
+    // `counter` goes through three layers of the crate: the site is still
+    // the line here that called it.
+    let counters = r.sites.iter().find(|s| s.objects == 50).unwrap();
+    assert!(counters.owner.starts_with(file!()), "{counters:?}");
     // No thread cache: dropping frees at once, and the owners go with it.
     assert_eq!(a.stats().thread_cached, 0);
     drop(mine);
