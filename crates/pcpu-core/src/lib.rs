@@ -52,6 +52,7 @@ mod geometry;
 mod long_lived;
 mod magazine;
 mod page_map;
+mod pins;
 mod policy;
 mod refill;
 mod short_lived;
@@ -71,6 +72,7 @@ pub use error::{AllocError, BalanceError, FreeError, PopulateError, ProtocolErro
 pub use geometry::{FirstChunk, Geometry, GeometryError, MAX_UNITS, MIN_UNIT_SIZE};
 pub use magazine::Magazine;
 pub use page_map::PageState;
+pub use pins::{tally_pins, PinTally, Pins};
 pub use policy::{
     knob_doc, Fit, Policy, PolicyKind, PolicyParseError, Refill, UnknownPolicy,
     EMPTY_POP_PAGES_HIGH, EMPTY_POP_PAGES_LOW, KNOBS, SLOT_FAIL_THRESHOLD,

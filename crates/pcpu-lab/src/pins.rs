@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use pcpu_core::ChunkKind;
+use pcpu_core::{tally_pins, ChunkId, ChunkKind, Pins};
 use pcpu_replay::{ClassMode, ReplayConfig, Replayer};
 use pcpu_trace::Event;
 use serde::Serialize;
@@ -122,22 +122,12 @@ impl PinsReport {
     }
 }
 
-/// Per-owner accumulation.
-#[derive(Default)]
-struct Acc {
-    objects: u64,
-    bytes: u64,
-    touched: u64,
-    pinned: u64,
-    share: f64,
-}
-
 /// The pin report of the replay's current state.
 pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
     let a = rp.allocator();
     let page = a.geometry().page_size() as u64;
     let units = a.geometry().nr_units() as u64;
-    // Owners interned by name; (site, task) per object; per-page entries.
+    // Owners interned by name; per object: (site, task, chunk, offset, size).
     let mut names: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut index: [HashMap<String, usize>; 2] = [HashMap::new(), HashMap::new()];
     let mut intern = |k: usize, s: &str| -> usize {
@@ -148,18 +138,7 @@ pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
         index[k].insert(s.to_string(), names[k].len() - 1);
         names[k].len() - 1
     };
-    let mut objs: Vec<(usize, usize, u64)> = Vec::new(); // (site, task, bytes)
-    let mut pages: HashMap<(u32, u64), Vec<(usize, u64)>> = HashMap::new(); // → (object, bytes)
-    let mut place =
-        |objs: &mut Vec<(usize, usize, u64)>, site, task, chunk: u32, off: u64, size: u64| {
-            let o = objs.len();
-            objs.push((site, task, size));
-            for p in off / page..(off + size).div_ceil(page) {
-                let lo = off.max(p * page);
-                let hi = (off + size).min((p + 1) * page);
-                pages.entry((chunk, p)).or_default().push((o, hi - lo));
-            }
-        };
+    let mut objs: Vec<(usize, usize, ChunkId, usize, usize)> = Vec::new();
     let mut live_objects = 0;
     let mut live_bytes = 0;
     for o in rp.live_objects() {
@@ -168,75 +147,41 @@ pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
         let Some(x) = o.ours else { continue };
         let site = intern(0, o.call_site.as_deref().unwrap_or(NO_CALL_SITE));
         let task = intern(1, &format!("{}-{}", o.task, o.pid));
-        place(
-            &mut objs,
-            site,
-            task,
-            x.chunk.0,
-            x.offset as u64,
-            x.size as u64,
-        );
+        objs.push((site, task, x.chunk, x.offset, x.size));
     }
     for (chunk, off, len) in rp.pre_trace_areas() {
         let site = intern(0, BEFORE_TRACING);
         let task = intern(1, BEFORE_TRACING);
-        place(&mut objs, site, task, chunk.0, off as u64, len as u64);
+        objs.push((site, task, chunk, off, len));
     }
-    let mut acc: [Vec<Acc>; 2] = [
-        (0..names[0].len()).map(|_| Acc::default()).collect(),
-        (0..names[1].len()).map(|_| Acc::default()).collect(),
-    ];
-    for &(s, t, b) in &objs {
-        for (k, i) in [(0, s), (1, t)] {
-            acc[k][i].objects += 1;
-            acc[k][i].bytes += b;
-        }
-    }
-    for (k, key) in [(0usize, 0usize), (1, 1)] {
-        for entries in pages.values() {
-            let total: u64 = entries.iter().map(|e| e.1).sum();
-            let mut owners: Vec<(usize, u64)> = Vec::new();
-            for &(o, b) in entries {
-                let owner = if key == 0 { objs[o].0 } else { objs[o].1 };
-                match owners.iter_mut().find(|e| e.0 == owner) {
-                    Some(e) => e.1 += b,
-                    None => owners.push((owner, b)),
-                }
-            }
-            let sole = owners.len() == 1;
-            for (owner, b) in owners {
-                let a = &mut acc[k][owner];
-                a.touched += 1;
-                a.share += b as f64 / total.max(1) as f64;
-                if sole {
-                    a.pinned += 1;
-                }
-            }
-        }
-    }
+    let page_size = page as usize;
+    let by_site = tally_pins(page_size, objs.iter().map(|o| (o.0, o.2, o.3, o.4)));
+    let by_task = tally_pins(page_size, objs.iter().map(|o| (o.1, o.2, o.3, o.4)));
     // The prefill pseudo-objects are not traced objects.
-    let rows = |k: usize, acc: &[Acc]| -> Vec<PinRow> {
-        let mut rows: Vec<PinRow> = acc
+    let rows = |k: usize, pins: &Pins| -> Vec<PinRow> {
+        let mut rows: Vec<PinRow> = pins
+            .owners
             .iter()
             .enumerate()
-            .map(|(i, a)| PinRow {
+            .map(|(i, t)| PinRow {
                 owner: names[k][i].clone(),
                 objects: if names[k][i] == BEFORE_TRACING {
                     0
                 } else {
-                    a.objects
+                    t.objects
                 },
-                bytes: a.bytes,
-                pages_touched: a.touched,
-                pages_pinned: a.pinned,
-                share_pages: a.share,
+                bytes: t.bytes,
+                pages_touched: t.pages_touched,
+                pages_pinned: t.pages_pinned,
+                share_pages: t.share_pages,
             })
             .collect();
         sort_rows(&mut rows, PinOrder::Pinned);
         rows
     };
-    let by_call_site = rows(0, &acc[0]);
-    let by_task = rows(1, &acc[1]);
+    let by_call_site = rows(0, &by_site);
+    let with_objects = by_site.pages;
+    let by_task = rows(1, &by_task);
     let mut chunk_pages = 0u64;
     let mut empty = 0u64;
     let mut isolated = 0u64;
@@ -254,7 +199,7 @@ pub fn report(rp: &Replayer, input: &Input, phase: &str) -> PinsReport {
             if c.is_isolated() {
                 isolated += 1;
             }
-            if pages.contains_key(&(id.0, p as u64)) {
+            if with_objects.binary_search(&(id, p)).is_ok() {
                 used += 1;
             } else if !c.is_page_used(p) || c.kind() != ChunkKind::First {
                 empty += 1;

@@ -7,14 +7,11 @@
 //! tracepoint has a `call_site`, which nothing keeps); `pcpu pins` answers
 //! the question for a replayed trace. Here the allocator itself keeps, for
 //! every live allocation, the source location of the call that made it
-//! (`#[track_caller]`) and the thread that made it, and reports per owner:
-//!
-//! * **objects** and **bytes** (per unit);
-//! * **pages touched**: pages holding at least one of its objects;
-//! * **pages pinned**: pages on which its objects are the only ones: freeing
-//!   them would empty those pages, which the balance work then gives back;
-//! * **share**: every page holding objects split among the owners on it by
-//!   their bytes there (the shares add up to the pages holding objects).
+//! (`#[track_caller]`) and the thread that made it, and reports per owner
+//! the objects, the pages they touch, the pages on which they are alone
+//! (freeing them would empty those pages, which the balance work then gives
+//! back) and their byte-proportional share of the pages holding objects
+//! (`pcpu_core::tally_pins`, which `pcpu pins` uses too).
 //!
 //! Tracking costs a map entry per live allocation (about 48 bytes) and a
 //! map update under the allocator's lock at every allocation and free, and
@@ -24,10 +21,10 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 
-use pcpu_core::{Allocator, ChunkId, PageState};
+use pcpu_core::{tally_pins, Allocator, ChunkId, PageState, Pins};
 
 /// Who made one live allocation.
 #[derive(Clone, Copy, Debug)]
@@ -191,96 +188,68 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// The report.
     pub(crate) fn report(self) -> PinsReport {
-        let page = self.page_size;
-        // Per page: each object's bytes there.
-        let mut pages: HashMap<(ChunkId, usize), Vec<(Owner, usize)>> = HashMap::new();
-        for &(chunk, offset, o) in &self.objects {
-            let end = offset + o.size;
-            for p in offset / page..end.div_ceil(page) {
-                let bytes = end.min((p + 1) * page) - offset.max(p * page);
-                pages.entry((chunk, p)).or_default().push((o, bytes));
-            }
-        }
-        let mut sites = Rows::default();
-        let mut threads = Rows::default();
-        for &(_, _, o) in &self.objects {
-            sites.object(o.site, o.size);
-            threads.object(o.thread, o.size);
-        }
-        for on_page in pages.values() {
-            sites.page(on_page.iter().map(|&(o, b)| (o.site, b)));
-            threads.page(on_page.iter().map(|&(o, b)| (o.thread, b)));
-        }
-        let with_objects = pages.len();
+        // Owners as indices, by call site and by thread.
+        let mut sites: Vec<&'static Location<'static>> = Vec::new();
+        let mut threads: Vec<u64> = Vec::new();
+        let mut site_of = HashMap::new();
+        let mut thread_of = HashMap::new();
+        let keyed: Vec<(usize, usize, ChunkId, usize, usize)> = self
+            .objects
+            .iter()
+            .map(|&(chunk, offset, o)| {
+                let s = *site_of.entry(o.site).or_insert_with(|| {
+                    sites.push(o.site);
+                    sites.len() - 1
+                });
+                let t = *thread_of.entry(o.thread).or_insert_with(|| {
+                    threads.push(o.thread);
+                    threads.len() - 1
+                });
+                (s, t, chunk, offset, o.size)
+            })
+            .collect();
+        let by_site = tally_pins(self.page_size, keyed.iter().map(|k| (k.0, k.2, k.3, k.4)));
+        let by_thread = tally_pins(self.page_size, keyed.iter().map(|k| (k.1, k.2, k.3, k.4)));
+        let with_objects = by_site.pages.len();
         PinsReport {
-            page_size: page,
+            page_size: self.page_size,
             units: self.units,
             populated_pages: self.populated,
             pages_with_objects: with_objects,
             other_used_pages: self.used - with_objects.min(self.used),
             empty_pages: self.empty,
-            sites: sites
-                .finish(|site| format!("{}:{}:{}", site.file(), site.line(), site.column())),
-            threads: threads.finish(|t| self.threads[t].clone()),
+            sites: rows(&by_site, |i| {
+                let site = sites[i];
+                format!("{}:{}:{}", site.file(), site.line(), site.column())
+            }),
+            threads: rows(&by_thread, |i| self.threads[&threads[i]].clone()),
         }
     }
 }
 
-/// Rows being summed, by owner key (a call site, a thread number).
-struct Rows<K>(HashMap<K, PinRow>);
-
-impl<K> Default for Rows<K> {
-    fn default() -> Self {
-        Rows(HashMap::new())
-    }
-}
-
-impl<K: Copy + Eq + Hash> Rows<K> {
-    fn object(&mut self, owner: K, size: usize) {
-        let r = self.0.entry(owner).or_default();
-        r.objects += 1;
-        r.bytes += size as u64;
-    }
-
-    /// One page's objects, as (owner, bytes on the page): touched, pinned
-    /// (one owner alone), and the byte-proportional shares.
-    fn page(&mut self, on_page: impl Iterator<Item = (K, usize)>) {
-        let mut here: Vec<(K, usize)> = Vec::new();
-        for (k, bytes) in on_page {
-            match here.iter_mut().find(|(m, _)| *m == k) {
-                Some((_, b)) => *b += bytes,
-                None => here.push((k, bytes)),
-            }
-        }
-        let total: usize = here.iter().map(|(_, b)| b).sum();
-        let alone = here.len() == 1;
-        for (k, bytes) in here {
-            let r = self.0.entry(k).or_default();
-            r.pages_touched += 1;
-            r.pages_pinned += u64::from(alone);
-            r.share_pages += bytes as f64 / total as f64;
-        }
-    }
-
-    /// The rows, named by `name`: most pages pinned first, then largest
-    /// share, then name.
-    fn finish(self, name: impl Fn(&K) -> String) -> Vec<PinRow> {
-        let mut rows: Vec<PinRow> = self
-            .0
-            .into_iter()
-            .map(|(k, r)| PinRow {
-                owner: name(&k),
-                ..r
-            })
-            .collect();
-        rows.sort_by(|a, b| {
-            b.pages_pinned
-                .cmp(&a.pages_pinned)
-                .then(b.share_pages.total_cmp(&a.share_pages))
-                .then_with(|| a.owner.cmp(&b.owner))
-        });
-        rows
-    }
+/// The rows of `pins`, owner `i` named `name(i)`: most pages pinned first,
+/// then largest share, then name.
+fn rows(pins: &Pins, name: impl Fn(usize) -> String) -> Vec<PinRow> {
+    let mut rows: Vec<PinRow> = pins
+        .owners
+        .iter()
+        .enumerate()
+        .map(|(i, t)| PinRow {
+            owner: name(i),
+            objects: t.objects,
+            bytes: t.bytes,
+            pages_touched: t.pages_touched,
+            pages_pinned: t.pages_pinned,
+            share_pages: t.share_pages,
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.pages_pinned
+            .cmp(&a.pages_pinned)
+            .then(b.share_pages.total_cmp(&a.share_pages))
+            .then_with(|| a.owner.cmp(&b.owner))
+    });
+    rows
 }
 
 /// One owner (a call site or a thread) in a [`PinsReport`].
