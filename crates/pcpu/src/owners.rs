@@ -24,6 +24,8 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 
+use serde::Serialize;
+
 use pcpu_core::{tally_pins, Allocator, ChunkId, PageState, Pins};
 
 /// Who made one live allocation.
@@ -253,7 +255,7 @@ fn rows(pins: &Pins, name: impl Fn(usize) -> String) -> Vec<PinRow> {
 }
 
 /// One owner (a call site or a thread) in a [`PinsReport`].
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct PinRow {
     /// `file:line:column` of the allocating call, or the thread (its name
@@ -273,8 +275,9 @@ pub struct PinRow {
 
 /// Who keeps an allocator's pages populated
 /// ([`PerCpuAllocator::pins`](crate::PerCpuAllocator::pins)). Pages are
-/// per unit: every figure holds in each of the `units` copies.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// per unit: every figure holds in each of the `units` copies. Serialises
+/// to JSON with the field names below (`serde_json::to_string(&report)`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct PinsReport {
     /// Page size in bytes.

@@ -100,6 +100,9 @@ fn survivors_pin_the_pages_the_freed_objects_shared() {
     assert_eq!(c.pages_pinned, c.pages_touched);
     assert_eq!(c.pages_touched as usize, r.pages_with_objects);
     assert!((c.share_pages - c.pages_touched as f64).abs() < 1e-9);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["sites"][0]["pages_pinned"], c.pages_pinned);
+    assert_eq!(json["pages_with_objects"], r.pages_with_objects);
     let text = r.to_string();
     assert!(
         text.contains(&format!("{}:{counter_line}:", file!())),
