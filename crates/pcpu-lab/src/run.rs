@@ -477,9 +477,7 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
     };
     let (records, timing) = v.schedule.apply(input);
     let records: &[Record] = &records;
-    let has_balance = records
-        .iter()
-        .any(|r| matches!(r.event, Event::BalanceWork));
+    let has_balance = pcpu_replay::trace_features(records).0;
     let cfg = config(v, timing, opts);
     let start = Instant::now();
     let mut rp =

@@ -15,8 +15,13 @@ use crate::ReplayError;
 
 /// Does the trace have `pcpu_balance_workfn` events, and populate/depopulate
 /// kprobe events? (Decides `BalanceTiming::Auto` and whether kernel page
-/// figures are known.)
+/// figures are known.) A userspace allocator's trace
+/// (`pcpu_trace::traced_from_creation`) has both, even where its allocator
+/// ran no balance work or populated no page.
 pub fn trace_features(records: &[Record]) -> (bool, bool) {
+    if pcpu_trace::traced_from_creation(records) {
+        return (true, true);
+    }
     let has_balance = records
         .iter()
         .any(|r| matches!(r.event, Event::BalanceWork));

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use pcpu_core::{FirstChunk, Geometry};
-use pcpu_trace::{Event, FirstChunkGeometry, PercpuStats, Record, StatsSnapshot};
+use pcpu_trace::{
+    traced_from_creation, Event, FirstChunkGeometry, PercpuStats, Record, StatsSnapshot,
+};
 
 use crate::kernel_start::{self, KernelStart};
 use crate::pre_trace::{self, PreChunk, PreObject, Region};
@@ -43,6 +45,9 @@ impl Setup {
     /// also what was in use before tracing started (the module
     /// `pre_trace`: the first chunk's gaps, and for a recording on a
     /// running kernel the chunks already there and the objects it frees).
+    /// A trace that opens with `pcpu_trace::FROM_CREATION_MARKER` (a
+    /// userspace allocator's) had nothing in use before it: nothing is
+    /// inferred.
     pub fn derive(
         geo: &FirstChunkGeometry,
         nr_units: usize,
@@ -110,7 +115,7 @@ impl Setup {
             pre_objects: Vec::new(),
             kernel_start: None,
         };
-        if prefill {
+        if prefill && !traced_from_creation(records) {
             let start = (fc.static_size + fc.reserved_size) % page as usize;
             let first = Region {
                 start,

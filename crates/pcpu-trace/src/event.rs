@@ -531,3 +531,25 @@ impl fmt::Display for Record {
 /// generators): its `PHASE <X> Percpu` figures are placeholders, not a
 /// kernel's measurement.
 pub const SYNTHETIC_MARKER: &str = "PCPU-LAB synthetic trace";
+
+/// Trace-marker text that opens the trace of a userspace allocator
+/// (`pcpu::Builder::trace_dir`), traced from its creation: nothing was
+/// allocated before it, so a replay infers nothing from its gaps (placed by
+/// any policy, not only first fit). Its `PHASE <X> Percpu` figures are the
+/// allocator's own.
+pub const FROM_CREATION_MARKER: &str = "PCPU userspace allocator, traced from its creation";
+
+/// Does the trace open with [`FROM_CREATION_MARKER`] (phase markers
+/// aside)? Such a trace has every balance run and page operation of its
+/// allocator, and nothing allocated before it.
+pub fn traced_from_creation(records: &[Record]) -> bool {
+    records
+        .iter()
+        .find(|r| {
+            !matches!(
+                r.event,
+                Event::PhaseBegin { .. } | Event::PhasePercpu { .. }
+            )
+        })
+        .is_some_and(|r| matches!(&r.event, Event::Marker(m) if m == FROM_CREATION_MARKER))
+}

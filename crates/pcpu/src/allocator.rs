@@ -376,6 +376,29 @@ impl PerCpuAllocator {
         self.inner().state().core.page_map()
     }
 
+    /// Mark a phase in the allocation trace
+    /// ([`Builder::trace_dir`](crate::Builder::trace_dir)): the kernel
+    /// captures' `PHASE <name> begin` and `PHASE <name> Percpu: <n> kB`
+    /// markers, with this allocator's Percpu figure now (whitespace in
+    /// `name` becomes `_`), after which the trace is flushed. Nothing
+    /// without a trace. `pcpu replay` compares its Percpu with this figure
+    /// at every marker.
+    ///
+    /// # Errors
+    /// [`Error::Trace`] if a write to the trace failed (this one or an
+    /// earlier one: the trace stops at the first failure).
+    pub fn mark(&self, name: &str) -> Result<(), Error> {
+        let mut st = self.inner().state();
+        let kb = st.core.percpu_bytes() / 1024;
+        match &mut st.trace {
+            Some(t) => {
+                t.phase(name, kb);
+                t.flush().map_err(Error::Trace)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Who keeps this allocator's pages populated: per call site and per
     /// thread, the live objects, the pages they touch, the pages on which
     /// they are alone (freeing them would let those pages go back to the

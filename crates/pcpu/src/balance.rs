@@ -39,6 +39,9 @@ impl Inner {
         };
         st.kicked = false;
         st.running = true;
+        if let Some(t) = &mut st.trace {
+            t.balance_run();
+        }
         while let Some(work) = run.next(&mut st.core) {
             st = self.perform(st, &serial, &mut run, work);
         }
@@ -66,14 +69,20 @@ impl Inner {
             PageWork::Populate { chunk, pages } => {
                 let region = st.region(chunk);
                 drop(st);
-                let ok = region.populate(pages).is_ok();
+                let ok = region.populate(pages.clone()).is_ok();
                 drop(region);
                 st = self.state();
+                if let (true, Some(t)) = (ok, &mut st.trace) {
+                    t.pages(chunk, pages, true);
+                }
                 run.done(&mut st.core, ok);
             }
             PageWork::Depopulate { chunk, pages } => {
                 let ok;
-                (st, ok) = handle::depopulate_empty(self, st, serial, chunk, pages);
+                (st, ok) = handle::depopulate_empty(self, st, serial, chunk, pages.clone());
+                if let (true, Some(t)) = (ok, &mut st.trace) {
+                    t.pages(chunk, pages, false);
+                }
                 run.done(&mut st.core, ok);
             }
             // `depopulate` already shot down the TLB (MADV_DONTNEED).
@@ -104,6 +113,9 @@ impl Inner {
                     );
                 }
                 run.done(&mut st.core, true);
+                if let Some(t) = &mut st.trace {
+                    t.destroy_chunk(chunk);
+                }
                 let region = st.regions.get_mut(chunk.0 as usize).and_then(Option::take);
                 drop(st);
                 // munmap, unless a (stale) handle still holds the region.

@@ -2,6 +2,8 @@
 //! (done once, like `pcpu_setup_first_chunk`'s sanity checks; the rest of the
 //! crate relies on a validated [`Config`]).
 
+use std::path::{Path, PathBuf};
+
 use pcpu_core::{FirstChunk, Geometry, Policy, MIN_UNIT_SIZE};
 
 use crate::error::Error;
@@ -56,6 +58,7 @@ pub struct Builder {
     /// `None`: on under strict overcommit only.
     guard_pages: Option<bool>,
     track_owners: bool,
+    trace_dir: Option<PathBuf>,
 }
 
 /// Which units' pages are made resident when they are populated
@@ -87,6 +90,7 @@ impl Default for Builder {
             numa_local: true,
             guard_pages: None,
             track_owners: false,
+            trace_dir: None,
         }
     }
 }
@@ -196,6 +200,32 @@ impl Builder {
     /// ```
     pub fn track_owners(mut self, on: bool) -> Self {
         self.track_owners = on;
+        self
+    }
+
+    /// Trace every allocation, free, chunk creation and destruction, page
+    /// population and depopulation and balance run into the capture folder
+    /// `dir` (created if missing; its `trace.txt` and `dmesg-percpu.txt`
+    /// are overwritten), in the kernel's ftrace text, so that `pcpu replay`,
+    /// `pcpu compare`, `pcpu pins` and `pcpu stats` read the program's
+    /// allocations as they read a kernel's (default: no trace). Phases are
+    /// marked with [`PerCpuAllocator::mark`](crate::PerCpuAllocator::mark).
+    /// Each event is a line written under the allocator's lock (buffered;
+    /// flushed at every mark and when the allocator is dropped).
+    ///
+    /// ```no_run
+    /// let dir = std::env::temp_dir().join("my-program-percpu");
+    /// let alloc = pcpu::PerCpuAllocator::builder().trace_dir(&dir).build().unwrap();
+    /// let objects: Vec<_> = (0..1000).map(|_| alloc.alloc_raw(16, 8).unwrap()).collect();
+    /// alloc.mark("B");
+    /// for o in objects {
+    ///     alloc.free_raw(o).unwrap();
+    /// }
+    /// alloc.mark("C");
+    /// drop(alloc); // then: pcpu compare /tmp/my-program-percpu
+    /// ```
+    pub fn trace_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.trace_dir = Some(dir.as_ref().to_path_buf());
         self
     }
 
@@ -394,6 +424,7 @@ impl Builder {
                 self.thread_cache
             },
             track_owners: self.track_owners,
+            trace_dir: self.trace_dir,
             region: RegionOptions {
                 hot,
                 nodes: if self.numa_local {
@@ -426,6 +457,8 @@ pub(crate) struct Config {
     /// Keep every live allocation's call site and thread
     /// (`Builder::track_owners`); the thread caches are then off.
     pub(crate) track_owners: bool,
+    /// Where the allocation trace goes (`Builder::trace_dir`).
+    pub(crate) trace_dir: Option<PathBuf>,
     /// The units whose pages are made resident when populated, the node
     /// of each, and whether unpopulated pages fault.
     pub(crate) region: RegionOptions,

@@ -80,6 +80,9 @@ pub enum Error {
     /// first allocator with background balancing, or the first since the
     /// others were dropped).
     Spawn(std::io::Error),
+    /// The trace folder ([`Builder::trace_dir`](crate::Builder::trace_dir))
+    /// could not be created, or a write to it failed.
+    Trace(std::io::Error),
 }
 
 impl fmt::Display for Error {
@@ -114,6 +117,7 @@ impl fmt::Display for Error {
                 chunk.0
             ),
             Error::Spawn(e) => write!(f, "cannot start the balance thread: {e}"),
+            Error::Trace(e) => write!(f, "cannot write the allocation trace: {e}"),
         }
     }
 }
@@ -123,6 +127,7 @@ impl std::error::Error for Error {
         match self {
             Error::Map(e) => Some(e),
             Error::Spawn(e) => Some(e),
+            Error::Trace(e) => Some(e),
             Error::InvalidPolicy(e) => Some(e),
             _ => None,
         }

@@ -135,6 +135,7 @@ mod raw;
 mod stats;
 mod sync;
 mod sys;
+mod trace;
 mod worker;
 
 pub use allocator::{global, try_global, PerCpuAllocator};

@@ -10,5 +10,6 @@ mod pins;
 mod reclaim;
 mod sites;
 mod stress;
+mod trace;
 mod util;
 mod valgrind_supp;

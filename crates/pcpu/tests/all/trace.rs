@@ -1,0 +1,158 @@
+//! The allocation trace (`Builder::trace_dir`): a capture folder in the
+//! kernel's format, which the replay reads as it reads a kernel's. Replayed
+//! with the policy that made it, at its recorded balance runs, it places
+//! every allocation where this allocator did, with its Percpu, populated
+//! and empty pages at every marker.
+
+use std::path::Path;
+use std::thread;
+
+use pcpu::{Error, PerCpuAllocator, Policy, Prefault, RawPerCpu};
+use pcpu_replay::{replay, BalanceTiming, ReplayConfig, Report, Setup};
+use pcpu_trace::{Capture, ParseOptions};
+
+fn traced(policy: Policy, dir: &Path) -> PerCpuAllocator {
+    PerCpuAllocator::builder()
+        .policy(policy)
+        .unit_size(64 << 10)
+        .background_balance(false)
+        .thread_cache(0)
+        .prefault(Prefault::AllUnits)
+        .trace_dir(dir)
+        .build()
+        .unwrap()
+}
+
+/// Groups of objects made by named threads, most freed, the rest later;
+/// our Percpu (kB) at each marker.
+fn workload(a: &PerCpuAllocator) -> Vec<u64> {
+    let kb = |a: &PerCpuAllocator| a.stats().percpu_bytes / 1024;
+    let mut marks = Vec::new();
+    a.mark("A").unwrap();
+    marks.push(kb(a));
+    let mut kept: Vec<RawPerCpu> = Vec::new();
+    let mut freed: Vec<RawPerCpu> = Vec::new();
+    for g in 0..300 {
+        let objs: Vec<RawPerCpu> = thread::scope(|s| {
+            thread::Builder::new()
+                .name(format!("group {g}"))
+                .spawn_scoped(s, || {
+                    [8, 64, 128, 8, 1096, 688, 4, 8, 8, 32, 8]
+                        .iter()
+                        .map(|&size| a.alloc_raw(size, if size == 128 { 64 } else { 8 }).unwrap())
+                        .collect()
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+        });
+        if g % 11 == 0 {
+            kept.extend(objs);
+        } else {
+            freed.extend(objs);
+        }
+    }
+    a.mark("B").unwrap();
+    marks.push(kb(a));
+    for r in freed {
+        a.free_raw(r).unwrap();
+    }
+    a.settle();
+    a.mark("C").unwrap();
+    marks.push(kb(a));
+    for r in kept {
+        a.free_raw(r).unwrap();
+    }
+    a.settle();
+    a.mark("D").unwrap();
+    marks.push(kb(a));
+    marks
+}
+
+fn replay_dir(dir: &Path, policy: Policy) -> Report {
+    let cap = Capture::open(dir).unwrap();
+    let trace = cap.parse(ParseOptions::strict()).unwrap();
+    let g = cap.geometry.clone().unwrap();
+    let setup = Setup::derive(&g, g.nr_units().unwrap() as usize, &trace.records, true).unwrap();
+    let cfg = ReplayConfig {
+        policy,
+        balance: BalanceTiming::Recorded,
+        check_invariants: true,
+        ..Default::default()
+    };
+    replay("traced", &trace.records, setup, cfg, &mut |_, _| {})
+        .unwrap()
+        .0
+}
+
+#[test]
+fn a_traced_program_replays_exactly_under_its_policy() {
+    for policy in ["linux-5.14", "seed-rfc", "pcpu"] {
+        let dir =
+            std::env::temp_dir().join(format!("pcpu-trace-test-{}-{policy}", std::process::id()));
+        let policy: Policy = policy.parse().unwrap();
+        let a = traced(policy, &dir);
+        let ours = workload(&a);
+        let stats = a.stats();
+        drop(a);
+        let r = replay_dir(&dir, policy);
+        assert_eq!(
+            r.placement_agreement,
+            Some(1.0),
+            "{policy}: {:?}",
+            r.disagreements
+        );
+        let phases: Vec<(&str, u64, Option<u64>)> = r
+            .phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.percpu_kb, p.kernel_percpu_kb))
+            .collect();
+        let names = ["A", "B", "C", "D"];
+        assert_eq!(phases.len(), 4, "{policy}: {phases:?}");
+        for ((name, replayed, traced), (want, kb)) in
+            phases.into_iter().zip(names.iter().zip(&ours))
+        {
+            assert_eq!((name, traced), (*want, Some(*kb)), "{policy}");
+            assert_eq!(replayed, *kb, "{policy}: phase {name}");
+        }
+        // The page operations the trace recorded are the replay's.
+        assert_eq!(
+            r.kernel_populated_pages,
+            Some(r.populated_pages),
+            "{policy}"
+        );
+        assert_eq!(
+            r.kernel_depopulated_pages,
+            Some(r.depopulated_pages),
+            "{policy}"
+        );
+        assert_eq!(r.balance_runs, stats.balance_runs, "{policy}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_trace_folder_that_cannot_be_made_is_an_error() {
+    let file = std::env::temp_dir().join(format!("pcpu-trace-test-file-{}", std::process::id()));
+    std::fs::write(&file, "not a folder").unwrap();
+    let e = PerCpuAllocator::builder()
+        .background_balance(false)
+        .trace_dir(&file)
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::Trace(_)), "{e}");
+    assert!(
+        e.to_string().contains("cannot write the allocation trace"),
+        "{e}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn marks_without_a_trace_do_nothing() {
+    let a = PerCpuAllocator::builder()
+        .background_balance(false)
+        .build()
+        .unwrap();
+    a.mark("B").unwrap();
+}
