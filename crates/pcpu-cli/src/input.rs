@@ -126,7 +126,7 @@ pub(crate) struct RunArgs {
     /// rfc_marked_threshold, reclaim_surplus, reclaim_batch,
     /// refault_reserve_divisor, sideline, fit (first, next, best), refill
     /// (kernel, fullest, room), class_placement, min_run, class_capacity,
-    /// keep_room, long_lived, backfill, tile_bursts, short_lived. `pcpu policies` says what each does,
+    /// keep_room, long_lived, backfill, grow_beside, tile_bursts, short_lived. `pcpu policies` says what each does,
     /// which policies it affects, and its defaults.
     #[arg(long, value_name = "NAME", default_value = "linux-6.1", value_parser = parse_policy)]
     pub(crate) policy: Policy,

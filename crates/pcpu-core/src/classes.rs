@@ -296,6 +296,12 @@ impl Allocator {
                 let Some(off) = self.fit_in_region(r, req, used_pages_only) else {
                     continue;
                 };
+                if !used_pages_only && self.policy.grow_beside && class.pages == ClassPages::Shared
+                {
+                    if let Some(a) = self.grow_beside_used(r, off, req, class) {
+                        return Ok(a);
+                    }
+                }
                 if let Some(a) = self.place(r.chunk, req, off) {
                     self.classes.touch(class, r);
                     self.reintegrate_after(r.chunk, req);
@@ -305,6 +311,66 @@ impl Allocator {
             }
         }
         self.open_region(req, flags, class, tile)
+    }
+
+    /// `Policy::grow_beside`: `class`, whose region `r` holds a page or
+    /// more of its objects before `off` (where it would grow, onto a page
+    /// holding nothing), opens a region in the first free run of
+    /// [`backfill_room`] or more of `r`'s chunk that starts on a page in
+    /// use, outside the long-lived page's growth room, and places `req`
+    /// there. `None` (nothing placed) when the growth is on used pages or
+    /// there is no such run.
+    fn grow_beside_used(
+        &mut self,
+        r: &Region,
+        off: i32,
+        req: Request,
+        class: ClassHint,
+    ) -> Option<Allocation> {
+        let c = self.c(r.chunk);
+        let bb = c.block_bits;
+        let onto_empty =
+            (off / bb..=(off + req.bits - 1) / bb).any(|p| !c.is_page_used(p as usize));
+        if !onto_empty || off - r.lo < bb || c.kind != ChunkKind::Dynamic {
+            return None;
+        }
+        let growing =
+            (self.policy.uses_call_sites() && self.classes.has_regions(LONG_LIVED)).then(|| {
+                let mut g = Growing([None; GROWING_CLASSES + 1]);
+                g.0[GROWING_CLASSES] = Some(LONG_LIVED);
+                g
+            });
+        let room = backfill_room(bb);
+        let beside = |pos| c.first_fit_beside_used(pos, req.bits, req.bit_align, room);
+        let at = match &growing {
+            Some(g) => self.outside_growth_room(r.chunk, g, 0, beside),
+            None => beside(0),
+        }?;
+        self.open_at(r.chunk, req, class, at)
+    }
+
+    /// Place `req` at bit `off` of chunk `id` and open a region of `class`
+    /// there, up to the next bit in use (`None`: the place refused it).
+    fn open_at(&mut self, id: u32, req: Request, class: ClassHint, off: i32) -> Option<Allocation> {
+        let a = self.place(id, req, off)?;
+        let c = self.c(id);
+        let bb = c.block_bits;
+        let hi = c
+            .alloc_map
+            .find_next_bit(c.map_bits as usize, (off + req.bits) as usize) as i32;
+        let serial = c.serial;
+        // INVARIANT: the long-lived region is one page (its start is
+        // page-aligned: exclusive classes probe at page alignment), so the
+        // room kept from the others is less than a page.
+        let hi = if class == LONG_LIVED {
+            hi.min(off + bb)
+        } else {
+            hi
+        };
+        self.classes.open(class, id, serial, off, hi);
+        self.reintegrate_after(id, req);
+        self.classes.bursts.placed(class.id, req.bits);
+        Some(a)
     }
 
     /// Open a new region for `class` and place `req` there: the kernel's
@@ -515,23 +581,9 @@ impl Allocator {
             // empty).
             return Err(AllocError::NeedsChunk);
         };
-        let a = self.place(id, req, off).ok_or(AllocError::NeedsChunk)?;
-        let c = self.c(id);
-        let hi = c
-            .alloc_map
-            .find_next_bit(c.map_bits as usize, (off + req.bits) as usize) as i32;
-        let serial = c.serial;
-        // INVARIANT: the long-lived region is one page (its start is
-        // page-aligned: exclusive classes probe at page alignment), so the
-        // room kept from the others is less than a page.
-        let hi = if class == LONG_LIVED {
-            hi.min(off + bb)
-        } else {
-            hi
-        };
-        self.classes.open(class, id, serial, off, hi);
-        self.reintegrate_after(id, req);
-        self.classes.bursts.placed(class.id, req.bits);
+        let a = self
+            .open_at(id, req, class, off)
+            .ok_or(AllocError::NeedsChunk)?;
         // (A burst in the first chunk is not aligned: `tile_start`.)
         if tile.is_some() {
             let dynamic = self.c(id).kind == ChunkKind::Dynamic;

@@ -181,6 +181,15 @@ pub struct Policy {
     /// class takes a chunk queued for reclaim back (outside other classes'
     /// growth room) before it starts on a fully free chunk.
     pub backfill: bool,
+    /// A task class whose region already holds a page or more of its
+    /// objects grows onto a page holding nothing only when its chunk has no
+    /// free run of 3/8 page or more that starts on a page in use (outside
+    /// other classes' growth room); otherwise it opens a region there. For
+    /// tasks that live as long as the program (a userspace worker thread):
+    /// one closing its objects while another still allocates leaves holes
+    /// that first fit refills and plain class placement does not. Kernel
+    /// tasks rarely fill a page of their own.
+    pub grow_beside: bool,
     /// Task classes whose call site's last class placed a burst of a
     /// power-of-two size between a quarter page and a page (not counting
     /// its 4-byte objects) *tile*: the class's first region in a dynamic
@@ -247,6 +256,7 @@ impl Policy {
             keep_room: false,
             long_lived: false,
             backfill: false,
+            grow_beside: false,
             tile_bursts: false,
             short_lived: false,
             reclaim_surplus: 0,
@@ -316,6 +326,7 @@ impl Policy {
             p.keep_room = other.keep_room;
             p.long_lived = other.long_lived;
             p.backfill = other.backfill;
+            p.grow_beside = other.grow_beside;
             p.tile_bursts = other.tile_bursts;
             p.short_lived = other.short_lived;
         }
@@ -415,7 +426,7 @@ impl fmt::Display for Policy {
 }
 
 /// The knobs that [`Policy::set`] accepts, in display order.
-pub const KNOBS: [&str; 19] = [
+pub const KNOBS: [&str; 20] = [
     "empty_pop_low",
     "empty_pop_high",
     "reclaim_divisor",
@@ -433,6 +444,7 @@ pub const KNOBS: [&str; 19] = [
     "keep_room",
     "long_lived",
     "backfill",
+    "grow_beside",
     "tile_bursts",
     "short_lived",
 ];
@@ -507,6 +519,10 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
         ),
         "backfill" => (
             "task classes open a new region in a free run of 3/8 page or more that starts on a page in use, before first fit",
+            CLASSES,
+        ),
+        "grow_beside" => (
+            "task classes with a page or more in a region open a new region in a free run of 3/8 page or more that starts on a page in use, rather than grow onto an empty page",
             CLASSES,
         ),
         "tile_bursts" => (
@@ -657,6 +673,7 @@ impl Policy {
             "keep_room" => KnobValue::Bool(self.keep_room),
             "long_lived" => KnobValue::Bool(self.long_lived),
             "backfill" => KnobValue::Bool(self.backfill),
+            "grow_beside" => KnobValue::Bool(self.grow_beside),
             "tile_bursts" => KnobValue::Bool(self.tile_bursts),
             "short_lived" => KnobValue::Bool(self.short_lived),
             _ => KnobValue::Int(0),
@@ -814,6 +831,7 @@ impl Policy {
             "keep_room" => p.keep_room = flag()?,
             "long_lived" => p.long_lived = flag()?,
             "backfill" => p.backfill = flag()?,
+            "grow_beside" => p.grow_beside = flag()?,
             "tile_bursts" => p.tile_bursts = flag()?,
             "short_lived" => p.short_lived = flag()?,
             _ => unreachable!("every name in KNOBS is handled"),

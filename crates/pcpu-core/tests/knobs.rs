@@ -126,6 +126,13 @@ fn policies_print_and_parse_back() {
                         "true"
                     }
                 }
+                "grow_beside" => {
+                    if p.grow_beside {
+                        "false"
+                    } else {
+                        "true"
+                    }
+                }
                 "short_lived" => {
                     if p.short_lived {
                         "false"
