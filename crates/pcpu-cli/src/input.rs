@@ -684,6 +684,15 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
             plural(lost)
         ));
     }
+    if let Some(r) = records.iter().find(
+        |r| matches!(&r.event, Event::Marker(m) if m.starts_with(pcpu_trace::RESERVE_FAILED_MARKER)),
+    ) {
+        warn(&format!(
+            "{trace_label}: line {}: the traced allocator could not map a chunk; it then placed by \
+             plain first fit or failed, which a replay does not do: placements may differ from there",
+            r.line
+        ));
+    }
     if !records
         .iter()
         .any(|r| matches!(r.event, Event::Alloc(_) | Event::Free { .. }))

@@ -539,6 +539,12 @@ pub const SYNTHETIC_MARKER: &str = "PCPU-LAB synthetic trace";
 /// allocator's own.
 pub const FROM_CREATION_MARKER: &str = "PCPU userspace allocator, traced from its creation";
 
+/// Trace-marker text (followed by `: ` and the error) that a userspace
+/// allocator writes when it could not map a new chunk: it then placed the
+/// allocation by plain first fit, or failed it, which a replay (whose
+/// chunks never fail) does not; placements may differ from there.
+pub const RESERVE_FAILED_MARKER: &str = "PCPU chunk reserve failed";
+
 /// Does the trace open with [`FROM_CREATION_MARKER`] (phase markers
 /// aside)? Such a trace has every balance run and page operation of its
 /// allocator, and nothing allocated before it.

@@ -95,6 +95,9 @@ impl Inner {
                     self.config.region.clone(),
                 );
                 st = self.state();
+                if let (Err(e), Some(t)) = (&reserved, &mut st.trace) {
+                    t.reserve_failed(e);
+                }
                 run.done(&mut st.core, reserved.is_ok());
                 if let Ok(region) = reserved {
                     st.install(chunk, region);

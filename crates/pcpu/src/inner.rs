@@ -454,6 +454,9 @@ impl Inner {
                 }
                 Err(e) => {
                     held(st.core.abort_create_chunk(id));
+                    if let Some(t) = &mut st.trace {
+                        t.reserve_failed(&e);
+                    }
                     // An exclusive lifetime class asks for a chunk rather
                     // than cut into another class's free room: without one,
                     // take any free space (plain first fit).

@@ -220,6 +220,17 @@ impl Tracer {
         });
     }
 
+    /// Mapping a new chunk failed (`error`): what the allocator does next
+    /// (an allocation takes plain first fit, or fails; the balance work
+    /// goes without the chunk) a replay does not do, which the marker
+    /// tells it.
+    pub(crate) fn reserve_failed(&mut self, error: &impl std::fmt::Display) {
+        self.push(Event::Marker(format!(
+            "{}: {error}",
+            pcpu_trace::RESERVE_FAILED_MARKER
+        )));
+    }
+
     /// A balance run starts.
     pub(crate) fn balance_run(&mut self) {
         self.push(Event::BalanceWork);
