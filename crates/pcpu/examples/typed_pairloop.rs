@@ -3,7 +3,9 @@
 //! Arguments: pairs (default 1000000), thread cache size (default: the
 //! builder's default), `zeroed` to use `per_cpu_zeroed::<u64>` instead
 //! (`plain` or anything else: `per_cpu`), the policy (default `linux-5.14`),
-//! `track` to track owners (`Builder::track_owners`).
+//! `track` to track owners (`Builder::track_owners`) or `trace` to trace
+//! the allocations into `$TMPDIR/typed_pairloop-trace`
+//! (`Builder::trace_dir`).
 use std::sync::atomic::AtomicU64;
 
 use pcpu::{PerCpuAllocator, Policy};
@@ -21,12 +23,15 @@ fn main() {
         .nth(4)
         .map_or(Ok(Policy::default()), |s| s.parse())
         .expect("policy");
-    let alloc = PerCpuAllocator::builder()
+    let record = std::env::args().nth(5);
+    let mut builder = PerCpuAllocator::builder()
         .policy(policy)
         .thread_cache(cache)
-        .track_owners(std::env::args().nth(5).is_some_and(|s| s == "track"))
-        .build()
-        .expect("allocator");
+        .track_owners(record.as_deref() == Some("track"));
+    if record.as_deref() == Some("trace") {
+        builder = builder.trace_dir(std::env::temp_dir().join("typed_pairloop-trace"));
+    }
+    let alloc = builder.build().expect("allocator");
     let zeroed = std::env::args().nth(3).is_some_and(|s| s == "zeroed");
     let t = std::time::Instant::now();
     if zeroed {
