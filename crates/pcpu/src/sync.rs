@@ -13,7 +13,8 @@
 //!
 //! Limits of the loom build: loom runs all its threads on one OS thread, so
 //! the std thread-locals left (`hint`'s task class and lifetime scope,
-//! `owners`' last-named allocator, the fault-injection knobs) are shared by
+//! `owners`' last-named allocator, `trace`'s exiting flag, the
+//! fault-injection knobs) are shared by
 //! every loom thread (under `pcpu`'s class placement all threads are one
 //! task; no loom model tracks owners); and loom's `wait_timeout`
 //! never times out, so `wait_idle` waits for a notification.

@@ -25,6 +25,7 @@
 //! freed areas allocated, as the core sees them: the trace has the core's
 //! allocations, not every `PerCpu` the program made and dropped.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -43,6 +44,19 @@ const PCPU_BASE: u64 = 0xffff_e8ff_ffc0_0000;
 /// `base_addr` of the first chunk created; each later one 4 GiB lower.
 const DYN_TOP: u64 = 0xffff_d8ff_ffc0_0000;
 const DYN_STRIDE: u64 = 1 << 32;
+
+thread_local! {
+    /// This thread's locals are being destroyed (its thread cache frees
+    /// its areas at exit): `std::thread::current()` may no longer be
+    /// callable there (it panics on older toolchains), so a thread first
+    /// traced then gets the kernel's name for an unknown task, `<...>`.
+    static EXITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The calling thread is exiting (`cache`'s thread-exit path).
+pub(crate) fn thread_exiting() {
+    EXITING.with(|e| e.set(true));
+}
 
 /// A trace being written.
 ///
@@ -112,6 +126,9 @@ impl Tracer {
             .tasks
             .entry(thread)
             .or_insert_with(|| {
+                if EXITING.with(Cell::get) {
+                    return Arc::from("<...>");
+                }
                 let name = std::thread::current()
                     .name()
                     .unwrap_or("thread")

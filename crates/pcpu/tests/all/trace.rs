@@ -202,3 +202,37 @@ fn marks_without_a_trace_do_nothing() {
         .unwrap();
     a.mark("B").unwrap();
 }
+
+/// A thread whose first traced event comes from its thread cache's
+/// destructor (it only dropped an object another thread made) is traced
+/// as the kernel traces a task it no longer knows, `<...>`, without asking
+/// the thread for its name there; the trace replays.
+#[test]
+fn a_thread_traced_first_at_its_exit_is_unnamed() {
+    let dir = std::env::temp_dir().join(format!("pcpu-trace-test-{}-exit", std::process::id()));
+    let a = PerCpuAllocator::builder()
+        .background_balance(false)
+        .trace_dir(&dir)
+        .build()
+        .unwrap();
+    let object = a.per_cpu_zeroed::<u64>().unwrap();
+    thread::Builder::new()
+        .name("dropper".into())
+        .spawn(move || drop(object))
+        .unwrap()
+        .join()
+        .unwrap();
+    a.trim_thread_caches();
+    a.mark("END").unwrap();
+    drop(a);
+    let text = std::fs::read_to_string(dir.join("trace.txt")).unwrap();
+    let free = text
+        .lines()
+        .find(|l| l.contains("percpu_free_percpu"))
+        .expect("the dropped object was freed at the thread's exit");
+    assert!(free.trim_start().starts_with("<...>-"), "{free}");
+    assert!(!text.contains("dropper"), "{text}");
+    let r = replay_dir(&dir, "linux-5.14".parse().unwrap());
+    assert_eq!(r.placement_agreement, Some(1.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
