@@ -685,11 +685,12 @@ fn load_inner(args: &CommonArgs, progress: &Progress) -> CliResult<Loaded> {
         ));
     }
     if let Some(r) = records.iter().find(
-        |r| matches!(&r.event, Event::Marker(m) if m.starts_with(pcpu_trace::RESERVE_FAILED_MARKER)),
+        |r| matches!(&r.event, Event::Marker(m) if m.starts_with(pcpu_trace::MAP_FAILED_MARKER)),
     ) {
         warn(&format!(
-            "{trace_label}: line {}: the traced allocator could not map a chunk; it then placed by \
-             plain first fit or failed, which a replay does not do: placements may differ from there",
+            "{trace_label}: line {}: the OS refused the traced allocator memory (a chunk's mapping, \
+             or pages to populate or depopulate), which a replay does not emulate: placements and \
+             pages may differ from there",
             r.line
         ));
     }

@@ -539,11 +539,14 @@ pub const SYNTHETIC_MARKER: &str = "PCPU-LAB synthetic trace";
 /// allocator's own.
 pub const FROM_CREATION_MARKER: &str = "PCPU userspace allocator, traced from its creation";
 
-/// Trace-marker text (followed by `: ` and the error) that a userspace
-/// allocator writes when it could not map a new chunk: it then placed the
-/// allocation by plain first fit, or failed it, which a replay (whose
-/// chunks never fail) does not; placements may differ from there.
-pub const RESERVE_FAILED_MARKER: &str = "PCPU chunk reserve failed";
+/// Trace-marker text (followed by `: `, what failed and the error) that a
+/// userspace allocator writes when the OS refused it memory: a new chunk's
+/// mapping (it then placed the allocation by plain first fit, or failed
+/// it), or pages to populate or depopulate (the allocation failed, or the
+/// balance work left the pages as they were). A replay, whose page
+/// operations never fail, does none of that: placements and pages may
+/// differ from there.
+pub const MAP_FAILED_MARKER: &str = "PCPU mapping failed";
 
 /// Does the trace open with [`FROM_CREATION_MARKER`] (phase markers
 /// aside)? Such a trace has every balance run and page operation of its

@@ -110,7 +110,7 @@ pub use capture::{
 pub use error::{ParseError, ParseErrorKind, LAYOUT};
 pub use event::{
     traced_from_creation, AllocEvent, CallSite, ChunkPages, Event, EventCounts, EventKind, Flags,
-    Record, FROM_CREATION_MARKER, RESERVE_FAILED_MARKER, SYNTHETIC_MARKER,
+    Record, FROM_CREATION_MARKER, MAP_FAILED_MARKER, SYNTHETIC_MARKER,
 };
 pub use kernel_stats::{
     format_snapshot, parse_percpu_stats, parse_stats_snapshots, snapshot_at, ChunkStats,

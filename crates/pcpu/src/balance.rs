@@ -69,19 +69,32 @@ impl Inner {
             PageWork::Populate { chunk, pages } => {
                 let region = st.region(chunk);
                 drop(st);
-                let ok = region.populate(pages.clone()).is_ok();
+                let populated = region.populate(pages.clone());
+                let ok = populated.is_ok();
                 drop(region);
                 st = self.state();
-                if let (true, Some(t)) = (ok, &mut st.trace) {
-                    t.pages(chunk, pages, true);
+                if let Some(t) = &mut st.trace {
+                    match ok {
+                        true => t.pages(chunk, pages, true),
+                        false => t.map_failed(
+                            &format!("populating pages {pages:?} of chunk {}", chunk.0),
+                            &populated.err().map_or(String::new(), |e| e.to_string()),
+                        ),
+                    }
                 }
                 run.done(&mut st.core, ok);
             }
             PageWork::Depopulate { chunk, pages } => {
                 let ok;
                 (st, ok) = handle::depopulate_empty(self, st, serial, chunk, pages.clone());
-                if let (true, Some(t)) = (ok, &mut st.trace) {
-                    t.pages(chunk, pages, false);
+                if let Some(t) = &mut st.trace {
+                    match ok {
+                        true => t.pages(chunk, pages, false),
+                        false => t.map_failed(
+                            &format!("depopulating pages {pages:?} of chunk {}", chunk.0),
+                            &"the pages stay populated",
+                        ),
+                    }
                 }
                 run.done(&mut st.core, ok);
             }
@@ -96,7 +109,7 @@ impl Inner {
                 );
                 st = self.state();
                 if let (Err(e), Some(t)) = (&reserved, &mut st.trace) {
-                    t.reserve_failed(e);
+                    t.map_failed("a chunk", e);
                 }
                 run.done(&mut st.core, reserved.is_ok());
                 if let Ok(region) = reserved {

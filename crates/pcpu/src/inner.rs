@@ -455,7 +455,7 @@ impl Inner {
                 Err(e) => {
                     held(st.core.abort_create_chunk(id));
                     if let Some(t) = &mut st.trace {
-                        t.reserve_failed(&e);
+                        t.map_failed("a chunk", &e);
                     }
                     // An exclusive lifetime class asks for a chunk rather
                     // than cut into another class's free room: without one,
@@ -500,6 +500,9 @@ impl Inner {
                     held(st.core.commit_populated(area.chunk, run));
                 }
                 Err(e) => {
+                    if let Some(t) = &mut st.trace {
+                        t.map_failed(&format!("pages {run:?} of chunk {}", area.chunk.0), &e);
+                    }
                     held(st.core.abort_area(area, AllocFlags::NORMAL));
                     self.kick(&mut st);
                     return Err(e.into());

@@ -237,14 +237,14 @@ impl Tracer {
         });
     }
 
-    /// Mapping a new chunk failed (`error`): what the allocator does next
-    /// (an allocation takes plain first fit, or fails; the balance work
-    /// goes without the chunk) a replay does not do, which the marker
-    /// tells it.
-    pub(crate) fn reserve_failed(&mut self, error: &impl std::fmt::Display) {
+    /// The OS refused memory for `what` (`error`): what the allocator does
+    /// next (an allocation takes plain first fit, or fails; the balance
+    /// work goes on without the chunk or the pages) a replay does not do,
+    /// which the marker tells it.
+    pub(crate) fn map_failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
         self.push(Event::Marker(format!(
-            "{}: {error}",
-            pcpu_trace::RESERVE_FAILED_MARKER
+            "{}: {what}: {error}",
+            pcpu_trace::MAP_FAILED_MARKER
         )));
     }
 

@@ -100,10 +100,11 @@ fn a_traced_program_replays_exactly_under_its_policy() {
         let stats = a.stats();
         drop(a);
         let r = replay_dir(&dir, policy);
-        if reserve_failed(&dir) {
-            // Mapping a chunk failed (under valgrind, beside the other
-            // tests' mappings): the allocator's fallback is not replayed.
-            eprintln!("{policy}: a chunk reserve failed; exactness not checked");
+        if map_failed(&dir) {
+            // The OS refused memory (under valgrind, beside the other
+            // tests' mappings): what the allocator did then is not
+            // replayed.
+            eprintln!("{policy}: a mapping failed; exactness not checked");
             let _ = std::fs::remove_dir_all(&dir);
             continue;
         }
@@ -142,39 +143,58 @@ fn a_traced_program_replays_exactly_under_its_policy() {
     }
 }
 
-/// Did the traced allocator fail to map a chunk (the trace says so)?
-fn reserve_failed(dir: &Path) -> bool {
+/// Did the OS refuse the traced allocator memory (the trace says so)?
+fn map_failed(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("trace.txt"))
         .unwrap()
-        .contains(pcpu_trace::RESERVE_FAILED_MARKER)
+        .contains(pcpu_trace::MAP_FAILED_MARKER)
 }
 
-/// A chunk the allocator could not map is in the trace, and the trace
-/// still replays (from there on the replay, whose chunks never fail, may
-/// place otherwise: the allocator took plain first fit).
+/// A chunk the allocator could not map, and pages it could not populate,
+/// are in the trace, and the trace still replays (from there on the
+/// replay, whose page operations never fail, may place otherwise: the
+/// allocator took plain first fit, or failed the allocation).
 #[test]
-fn a_failed_chunk_reserve_is_marked() {
-    let dir = std::env::temp_dir().join(format!("pcpu-trace-test-{}-fail", std::process::id()));
-    let a = traced(Policy::pcpu(), &dir);
-    a.mark("A").unwrap();
-    pcpu::__private::fault::fail_next_reserves(1);
-    // A first chunk of 4 pages: the 40th 1 KiB object needs a new chunk.
-    let objs: Vec<RawPerCpu> = (0..40)
-        .map(|_| a.alloc_raw(1024, 8))
-        .filter_map(Result::ok)
-        .collect();
-    let pending = pcpu::__private::fault::pending_reserve_failures();
-    pcpu::__private::fault::reset();
-    assert_eq!(pending, 0, "a chunk was asked for");
-    a.mark("B").unwrap();
-    for o in objs {
-        a.free_raw(o).unwrap();
+fn failed_mappings_are_marked() {
+    use pcpu::__private::fault;
+    for what in ["chunk", "pages"] {
+        let dir = std::env::temp_dir().join(format!(
+            "pcpu-trace-test-{}-fail-{what}",
+            std::process::id()
+        ));
+        let a = traced(Policy::pcpu(), &dir);
+        a.mark("A").unwrap();
+        match what {
+            "chunk" => fault::fail_next_reserves(1),
+            _ => fault::fail_next_populates(1),
+        }
+        // A first chunk of 4 pages: the 17th 1 KiB object needs a new
+        // chunk, and new chunks need pages.
+        let objs: Vec<RawPerCpu> = (0..40)
+            .map(|_| a.alloc_raw(1024, 8))
+            .filter_map(Result::ok)
+            .collect();
+        let pending = fault::pending_reserve_failures() + fault::pending_populate_failures();
+        fault::reset();
+        assert_eq!(pending, 0, "{what}: a failure was injected");
+        a.mark("B").unwrap();
+        for o in objs {
+            a.free_raw(o).unwrap();
+        }
+        drop(a);
+        let text = std::fs::read_to_string(dir.join("trace.txt")).unwrap();
+        let marker = format!("{}: ", pcpu_trace::MAP_FAILED_MARKER);
+        let line = text.lines().find(|l| l.contains(&marker)).expect("marked");
+        let expect = if what == "chunk" {
+            "a chunk: "
+        } else {
+            "pages "
+        };
+        assert!(line.contains(&format!("{marker}{expect}")), "{line}");
+        let r = replay_dir(&dir, Policy::pcpu());
+        assert_eq!(r.phases.len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    drop(a);
-    assert!(reserve_failed(&dir));
-    let r = replay_dir(&dir, Policy::pcpu());
-    assert_eq!(r.phases.len(), 2);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
