@@ -146,6 +146,9 @@ pub struct Replayer {
     /// The first [`FIRST_BAD_KEPT`] of them.
     first_bad: Vec<ReplayError>,
     pub(crate) swapped: u64,
+    /// The trace is a userspace allocator's, written in the order its core
+    /// placed (`pcpu_trace::FROM_CREATION_MARKER`): nothing is reordered.
+    exact_order: bool,
     /// The trace says it is synthetic: its phase figures are placeholders.
     synthetic: bool,
     pub(crate) derived: HashMap<u64, u64>,
@@ -288,6 +291,7 @@ impl Replayer {
             bad_events: 0,
             first_bad: Vec::new(),
             swapped: 0,
+            exact_order: false,
             synthetic: false,
             derived: HashMap::new(),
             class_bytes: HashMap::new(),
@@ -603,11 +607,13 @@ impl Replayer {
     /// CPUs can appear in the trace in the opposite order of their placement.
     /// Swap when our allocator would not place `a` where the kernel did, but
     /// would place `b` exactly where the kernel did (simulate mode only).
+    /// Never in a userspace allocator's trace, written in its core's order
+    /// (a first-fit probe can mistake a class placement for a race).
     pub fn should_swap(&self, a: &Record, b: &Record) -> bool {
         let (Event::Alloc(ea), Event::Alloc(eb)) = (&a.event, &b.event) else {
             return false;
         };
-        if self.cfg.placement != Placement::Simulate || a.cpu == b.cpu {
+        if self.cfg.placement != Placement::Simulate || a.cpu == b.cpu || self.exact_order {
             return false;
         }
         let matches = |ev: &pcpu_trace::AllocEvent| -> bool {
@@ -687,6 +693,7 @@ impl Replayer {
             Event::Marker(m) if m.starts_with(pcpu_trace::SYNTHETIC_MARKER) => {
                 self.synthetic = true
             }
+            Event::Marker(m) if m == pcpu_trace::FROM_CREATION_MARKER => self.exact_order = true,
             Event::AllocFail { .. } | Event::PhaseBegin { .. } | Event::Marker(_) => {}
         }
         self.check(rec)?;

@@ -357,7 +357,7 @@ impl Inner {
         let first = match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
             // Fast path: populated space, only `state` taken.
             Ok(area) if st.core.next_unpopulated(&area).is_none() => {
-                self.finish(&mut st, area, req, site)
+                self.finish(&mut st, area, req, site, false)
             }
             // The area lies (partly) on unpopulated pages: populate under
             // `alloc_mutex`. The area is allocated, so nobody depopulates or
@@ -367,6 +367,9 @@ impl Inner {
             // `pcpu_alloc_mutex`: take it without dropping `state` when it is
             // free, else record the area as in flight (see `State`).
             Ok(area) => {
+                if st.recording {
+                    self.trace_placed(&mut st, &area, req, site);
+                }
                 let placed = match self.try_serialise() {
                     Some(serial) => {
                         drop(st);
@@ -384,7 +387,7 @@ impl Inner {
             Err(AllocError::NeedsChunk) => {
                 drop(st);
                 let serial = self.serialise();
-                let area = self.alloc_creating(&serial, req, class)?;
+                let area = self.alloc_creating(&serial, req, class, site)?;
                 return self
                     .populate_area(&serial, area, false, req, site)
                     .map(|p| (p, Vec::new()));
@@ -400,7 +403,7 @@ impl Inner {
         while extras.len() < extra {
             match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
                 Ok(area) if st.core.next_unpopulated(&area).is_none() => {
-                    extras.push(self.finish(&mut st, area, req, site));
+                    extras.push(self.finish(&mut st, area, req, site, false));
                 }
                 Ok(area) => {
                     held(st.core.cancel_area(area));
@@ -418,22 +421,30 @@ impl Inner {
         serial: &AllocLock<'_>,
         req: Request,
         class: ClassHint,
+        site: &'static Location<'static>,
     ) -> Result<Allocation, Error> {
         debug_assert!(serial.is_for(self));
         let mut st = self.state();
+        // Each placement is traced here, with `state` held, in the core's
+        // order (`finish` runs after the population, with `state` dropped
+        // meanwhile).
+        let placed = |st: &mut State, r: Result<Allocation, AllocError>| {
+            if let (Ok(area), true) = (&r, st.recording) {
+                self.trace_placed(st, area, req, site);
+            }
+            r
+        };
         let mut created = false;
         loop {
             // Someone may have created a chunk or freed space meanwhile.
             match st.core.alloc_area_class(req, AllocFlags::NORMAL, class) {
-                Ok(area) => return Ok(area),
+                Ok(area) => return placed(&mut st, Ok(area)).map_err(Into::into),
                 // A fully free chunk takes any class's request, so one new
                 // chunk is enough (as in the core's `alloc_class`); should it
                 // not be, plain first fit rather than another mapping.
                 Err(AllocError::NeedsChunk) if created => {
-                    return st
-                        .core
-                        .first_fit_or_fail(req, AllocFlags::NORMAL)
-                        .map_err(Into::into);
+                    let r = st.core.first_fit_or_fail(req, AllocFlags::NORMAL);
+                    return placed(&mut st, r).map_err(Into::into);
                 }
                 Err(AllocError::NeedsChunk) => {}
                 Err(e) => return Err(e.into()),
@@ -460,10 +471,8 @@ impl Inner {
                     // An exclusive lifetime class asks for a chunk rather
                     // than cut into another class's free room: without one,
                     // take any free space (plain first fit).
-                    return st
-                        .core
-                        .first_fit_or_fail(req, AllocFlags::NORMAL)
-                        .map_err(|_| e.into());
+                    let r = st.core.first_fit_or_fail(req, AllocFlags::NORMAL);
+                    return placed(&mut st, r).map_err(|_| e.into());
                 }
             }
         }
@@ -504,17 +513,22 @@ impl Inner {
                         t.map_failed(&format!("pages {run:?} of chunk {}", area.chunk.0), &e);
                     }
                     held(st.core.abort_area(area, AllocFlags::NORMAL));
+                    // Traced when placed: the trace frees it.
+                    if let Some(t) = &mut st.trace {
+                        t.free(area.chunk, area.offset);
+                    }
                     self.kick(&mut st);
                     return Err(e.into());
                 }
             }
         }
-        Ok(self.finish(&mut st, area, req, site))
+        Ok(self.finish(&mut st, area, req, site, true))
     }
 
     /// `area_found`: the post-allocation balance check, and the handle; the
     /// owner recorded (the caller at `site`, this thread) when owners are
-    /// tracked, and the allocation of `req` traced when it is. Inlined
+    /// tracked, and the allocation of `req` traced when it is (unless it
+    /// was when placed: `traced`). Inlined
     /// into the fast path (measured: called, it cost about 30 instructions
     /// an allocation more).
     #[inline(always)]
@@ -524,10 +538,11 @@ impl Inner {
         area: Allocation,
         req: Request,
         site: &'static Location<'static>,
+        traced: bool,
     ) -> Placed {
         st.core.finish_alloc();
         if st.recording {
-            self.record_alloc(st, &area, req, site);
+            self.record_alloc(st, &area, req, site, traced);
         }
         self.kick(st);
         Placed {
@@ -549,10 +564,26 @@ impl Inner {
         area: &Allocation,
         req: Request,
         site: &'static Location<'static>,
+        traced: bool,
     ) {
         if let Some(owners) = &mut st.owners {
             owners.record(self.id, area.chunk, area.offset, area.size, site);
         }
+        if !traced {
+            self.trace_placed(st, area, req, site);
+        }
+    }
+
+    /// The trace line of `area`'s allocation, written where the core placed
+    /// it (with `state` held since), so that the trace has the core's order
+    /// even when the allocation is finished after others.
+    fn trace_placed(
+        &self,
+        st: &mut State,
+        area: &Allocation,
+        req: Request,
+        site: &'static Location<'static>,
+    ) {
         if let Some(t) = &mut st.trace {
             t.alloc(area.chunk, area.offset, area.size, req.align, site);
         }

@@ -256,3 +256,59 @@ fn a_thread_traced_first_at_its_exit_is_unnamed() {
     assert_eq!(r.placement_agreement, Some(1.0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two threads allocating at once: an allocation placed on unpopulated
+/// pages is finished after the other thread's, placed later; the trace has
+/// the core's order (each allocation is written where it was placed), so
+/// the replay under the policy that made it still places every one where
+/// the allocator did.
+#[test]
+fn concurrent_threads_replay_in_the_core_order() {
+    for policy in ["linux-5.14", "pcpu"] {
+        let dir = std::env::temp_dir().join(format!(
+            "pcpu-trace-test-{}-concurrent-{policy}",
+            std::process::id()
+        ));
+        let policy: Policy = policy.parse().unwrap();
+        let a = traced(policy, &dir);
+        let start = std::sync::Barrier::new(2);
+        let kept: Vec<RawPerCpu> = thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        let mut v: Vec<RawPerCpu> = Vec::new();
+                        for i in 0..1500 {
+                            let Ok(x) = a.alloc_raw([8, 128][i % 2], 8) else {
+                                break;
+                            };
+                            if i % 10 < 8 {
+                                a.free_raw(x).unwrap();
+                            } else {
+                                v.push(x);
+                            }
+                        }
+                        v
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        a.mark("END").unwrap();
+        drop(kept);
+        drop(a);
+        let r = replay_dir(&dir, policy);
+        if !map_failed(&dir) {
+            assert_eq!(
+                r.placement_agreement,
+                Some(1.0),
+                "{policy}: {:?}",
+                r.disagreements
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
