@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use pcpu_lab::gen::{Churn, CoverLetter, LargeObjects, Machine, Mix, SyntheticTrace};
+use pcpu_lab::gen::{Churn, CoverLetter, LargeObjects, Machine, Mix, SyntheticTrace, Workers};
 
 use crate::error::{emit, CliError, CliResult};
 
@@ -152,6 +152,27 @@ pub(crate) enum Workload {
         #[command(flatten)]
         out: GenOut,
     },
+    /// Long-running workers in overlapping shifts: each opens sessions (a
+    /// counter and a statistics block) while the one before it closes most
+    /// of its own (phases W1c, W1, W2c, W2, ..., END).
+    Workers {
+        /// Worker tasks.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        workers: u32,
+        /// Rounds.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        rounds: u32,
+        /// Sessions each worker opens per round (at most 1,000,000 sessions
+        /// in all).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        sessions: u32,
+        /// Chance, in percent, that a session survives its shift.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
+        keep_pct: u32,
+        /// Output and seed.
+        #[command(flatten)]
+        out: GenOut,
+    },
 }
 
 /// The most groups (cgroups, and BPF applications) a workload creates in
@@ -184,7 +205,8 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
         Workload::CoverLetter { out, .. }
         | Workload::Churn { out, .. }
         | Workload::Bpf { out, .. }
-        | Workload::Mix { out, .. } => out,
+        | Workload::Mix { out, .. }
+        | Workload::Workers { out, .. } => out,
     };
     check_out(out)?;
     let (trace, out): (SyntheticTrace, &GenOut) = match &args.workload {
@@ -283,6 +305,28 @@ pub(crate) fn run(args: GenArgs) -> CliResult {
                 apps_per_round: *apps,
                 remove_pct: *remove_pct,
                 long_lived_every: *long_lived_every,
+                seed: out.seed,
+                machine: machine(out),
+            };
+            (w.generate(), out)
+        }
+        Workload::Workers {
+            workers,
+            rounds,
+            sessions,
+            keep_pct,
+            out,
+        } => {
+            check_created(
+                u64::from(*workers) * u64::from(*rounds) * u64::from(*sessions),
+                &format!("--workers {workers} --rounds {rounds} --sessions {sessions}"),
+                "sessions",
+            )?;
+            let w = Workers {
+                workers: *workers,
+                rounds: *rounds,
+                sessions: *sessions,
+                keep_pct: *keep_pct,
                 seed: out.seed,
                 machine: machine(out),
             };

@@ -333,6 +333,15 @@ pub(crate) fn render(r: &Report, parse_s: f64) -> String {
             ),
         ));
     }
+    if r.long_running_classes > 0 {
+        lines.push((
+            "long-running tasks",
+            format!(
+                "{} task classes taken for long-running (plain first fit from then on)",
+                r.long_running_classes
+            ),
+        ));
+    }
     if r.tiled_bursts + r.untiled_bursts > 0 {
         lines.push((
             "page-tiling bursts",

@@ -78,6 +78,19 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_str(&stdout(&o)).expect("JSON on standard output")
 }
 
+/// `pcpu replay CAPTURE --json --balance modelled --policy POLICY`.
+fn modelled_replay(capture: &str, policy: &str) -> Value {
+    json(&[
+        "replay",
+        capture,
+        "--json",
+        "--balance",
+        "modelled",
+        "--policy",
+        policy,
+    ])
+}
+
 fn assert_ok(o: &Output) {
     assert!(
         o.status.success(),
@@ -1482,6 +1495,18 @@ fn hostile_inputs_fail_cleanly() {
             &["mix", "--rounds", "10", "--groups", "100000", "--apps", "1"][..],
             "--rounds 10 --groups 100000 --apps 1 make 1000010 cgroups and applications",
         ),
+        (
+            &[
+                "workers",
+                "--workers",
+                "10",
+                "--rounds",
+                "10",
+                "--sessions",
+                "10001",
+            ][..],
+            "--workers 10 --rounds 10 --sessions 10001 make 1000100 sessions",
+        ),
     ] {
         let mut a = vec!["gen"];
         a.extend_from_slice(args);
@@ -1918,15 +1943,7 @@ fn replay_reports_long_lived_objects() {
     ]);
     assert_ok(&o);
     let count = |policy: &str| {
-        json(&[
-            "replay",
-            out,
-            "--json",
-            "--balance",
-            "modelled",
-            "--policy",
-            policy,
-        ])["long_lived_objects"]
+        modelled_replay(out, policy)["long_lived_objects"]
             .as_u64()
             .expect("long_lived_objects")
     };
@@ -2000,4 +2017,65 @@ fn demo_help_states_the_default_unit_size() {
         pcpu::DEFAULT_UNIT_SIZE
     );
     assert!(stdout(&o).contains(&default), "{}", stdout(&o));
+}
+
+/// `pcpu gen workers` writes long-running workers' sessions, and `pcpu
+/// replay` reports the task classes the `pcpu` policy took for
+/// long-running there: with the knob off, or under linux-6.1, none; and
+/// with it `pcpu` ends within a few percent of linux-6.1 at the peak,
+/// where class placement alone is far above.
+#[test]
+fn replay_reports_long_running_classes() {
+    let out = tmp("gen-workers");
+    let out = out.to_str().unwrap();
+    let o = pcpu(&[
+        "gen",
+        "workers",
+        "--workers",
+        "3",
+        "--rounds",
+        "2",
+        "--sessions",
+        "1000",
+        "--out",
+        out,
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("phases BOOT, A, W1c, W1, W2c, W2, END"));
+    let report = |policy: &str| modelled_replay(out, policy);
+    let peak = |r: &serde_json::Value| {
+        r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["percpu_kb"].as_u64().unwrap())
+            .max()
+            .unwrap()
+    };
+    let (on, off, linux) = (
+        report("pcpu"),
+        report("pcpu:grow_beside=false"),
+        report("linux-6.1"),
+    );
+    assert!(on["long_running_classes"].as_u64().unwrap() >= 2, "{on}");
+    assert_eq!(off["long_running_classes"].as_u64(), Some(0));
+    assert_eq!(linux["long_running_classes"].as_u64(), Some(0));
+    let (on, off, linux) = (peak(&on), peak(&off), peak(&linux));
+    assert!(
+        on * 100 <= linux * 105,
+        "pcpu {on} kB, linux-6.1 {linux} kB"
+    );
+    assert!(
+        off * 100 >= linux * 115,
+        "without {off} kB, linux-6.1 {linux} kB"
+    );
+    let text = stdout(&pcpu(&[
+        "replay",
+        out,
+        "--balance",
+        "modelled",
+        "--policy",
+        "pcpu",
+    ]));
+    assert!(text.contains("long-running tasks:"), "{text}");
 }

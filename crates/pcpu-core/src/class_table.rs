@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use crate::classes::ClassHint;
 use crate::long_lived::{Starters, LONG_LIVED};
+use crate::long_running::LongRunning;
 use crate::short_lived::Transients;
 use crate::tiling::Bursts;
 
@@ -50,8 +51,8 @@ impl Region {
 ///   [`LONG_LIVED`] has one, so no hint names it.
 /// - A [`LONG_LIVED`] region is one page or less, starting at a page
 ///   boundary (`Allocator::alloc_area_class` cuts it there).
-/// - `starters`, `bursts` and `transients` keep their own (`long_lived.rs`,
-///   `tiling.rs`, `short_lived.rs`).
+/// - `starters`, `bursts`, `transients` and `long_running` keep their own
+///   (`long_lived.rs`, `tiling.rs`, `short_lived.rs`, `long_running.rs`).
 #[derive(Clone, Debug)]
 pub(crate) struct ClassTable {
     entries: Vec<(ClassHint, Region)>,
@@ -63,6 +64,8 @@ pub(crate) struct ClassTable {
     pub(crate) bursts: Bursts,
     /// Call sites whose first objects die young (`Policy::short_lived`).
     pub(crate) transients: Transients,
+    /// Task classes taken for long-running (`Policy::grow_beside`).
+    pub(crate) long_running: LongRunning,
 }
 
 impl ClassTable {
@@ -75,6 +78,7 @@ impl ClassTable {
             starters: Starters::default(),
             bursts: Bursts::default(),
             transients: Transients::default(),
+            long_running: LongRunning::default(),
         }
     }
 
@@ -244,6 +248,7 @@ impl ClassTable {
         self.starters.check()?;
         self.bursts.check()?;
         self.transients.check()?;
+        self.long_running.check()?;
         for (c, r) in &self.entries {
             if *c == LONG_LIVED {
                 if r.lo % page_bits != 0 || r.hi - r.lo > page_bits {

@@ -219,6 +219,14 @@ impl Allocator {
                 return Ok(a);
             }
         }
+        // A long-running task's objects die one at a time: plain first fit
+        // (`long_running.rs`).
+        if self.policy.grow_beside
+            && class.pages == ClassPages::Shared
+            && self.classes.long_running.contains(class)
+        {
+            return self.alloc_area(req, flags);
+        }
         if self.policy.long_lived && class.pages == ClassPages::Shared {
             let small = is_small(req.bits, bb);
             class = self.classes.starters.route(class, site, now, first, small);
@@ -311,42 +319,6 @@ impl Allocator {
             }
         }
         self.open_region(req, flags, class, tile)
-    }
-
-    /// `Policy::grow_beside`: `class`, whose region `r` holds a page or
-    /// more of its objects before `off` (where it would grow, onto a page
-    /// holding nothing), opens a region in the first free run of
-    /// [`backfill_room`] or more of `r`'s chunk that starts on a page in
-    /// use, outside the long-lived page's growth room, and places `req`
-    /// there. `None` (nothing placed) when the growth is on used pages or
-    /// there is no such run.
-    fn grow_beside_used(
-        &mut self,
-        r: &Region,
-        off: i32,
-        req: Request,
-        class: ClassHint,
-    ) -> Option<Allocation> {
-        let c = self.c(r.chunk);
-        let bb = c.block_bits;
-        let onto_empty =
-            (off / bb..=(off + req.bits - 1) / bb).any(|p| !c.is_page_used(p as usize));
-        if !onto_empty || off - r.lo < bb || c.kind != ChunkKind::Dynamic {
-            return None;
-        }
-        let growing =
-            (self.policy.uses_call_sites() && self.classes.has_regions(LONG_LIVED)).then(|| {
-                let mut g = Growing([None; GROWING_CLASSES + 1]);
-                g.0[GROWING_CLASSES] = Some(LONG_LIVED);
-                g
-            });
-        let room = backfill_room(bb);
-        let beside = |pos| c.first_fit_beside_used(pos, req.bits, req.bit_align, room);
-        let at = match &growing {
-            Some(g) => self.outside_growth_room(r.chunk, g, 0, beside),
-            None => beside(0),
-        }?;
-        self.open_at(r.chunk, req, class, at)
     }
 
     /// Place `req` at bit `off` of chunk `id` and open a region of `class`
@@ -718,7 +690,7 @@ impl Allocator {
     /// The first fit `fit` finds in chunk `id` from bit `start` (`fit(pos)`:
     /// the first at or after `pos`) that lies in the growth room of no
     /// class of `growing` ([`ClassTable::growth_room_end`]).
-    fn outside_growth_room(
+    pub(crate) fn outside_growth_room(
         &self,
         id: u32,
         growing: &Growing,

@@ -50,6 +50,7 @@ mod error;
 mod free;
 mod geometry;
 mod long_lived;
+mod long_running;
 mod magazine;
 mod page_map;
 mod pins;

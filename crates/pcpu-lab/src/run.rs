@@ -413,6 +413,8 @@ pub struct RunResult {
     pub allocs: u64,
     /// Allocations served by a per-CPU magazine (`Variant::magazine`).
     pub magazine_hits: u64,
+    /// Task classes taken for long-running (`Policy::grow_beside`).
+    pub long_running_classes: u64,
     /// Resident memory of the first and reserved chunks, which no policy
     /// depopulates (kB).
     pub first_chunk_kb: u64,
@@ -592,6 +594,7 @@ pub fn run(input: &Input, v: &Variant, opts: &RunOptions) -> Result<RunResult, L
         placement_agreement: report.placement_agreement,
         allocs: report.allocs,
         magazine_hits: report.magazine_hits,
+        long_running_classes: report.long_running_classes,
         first_chunk_kb: report.first_chunk_kb,
         wall_s,
         timeline: report.timeline,

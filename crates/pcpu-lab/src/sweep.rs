@@ -208,6 +208,13 @@ pub fn tile_bursts(base: Policy) -> Sweep {
     })
 }
 
+/// Long-running task classes off and on (`Policy::grow_beside`).
+pub fn grow_beside(base: Policy) -> Sweep {
+    switch(base, "grow-beside", "long-running classes", |p, on| {
+        p.grow_beside = on
+    })
+}
+
 /// The order in which allocations try sidelined chunks (`Policy::refill`),
 /// one variant per value, labelled by its name (`kernel`, `fullest`,
 /// `room`).

@@ -8,7 +8,7 @@
 //! use pcpu_lab::targets;
 //!
 //! let pairs = targets::seed_pairs(Scale::Small, &[1, 2], &RunOptions::default(), 1).unwrap();
-//! assert_eq!(pairs.len(), 8); // 4 workloads x 2 seeds
+//! assert_eq!(pairs.len(), 10); // 5 workloads x 2 seeds
 //! let (change, phase) = pairs[0].worst_phase();
 //! assert!(change.is_finite() && !phase.is_empty());
 //! ```

@@ -3,7 +3,8 @@
 
 use pcpu_core::Policy;
 use pcpu_lab::gen::{
-    is_synthetic, Churn, CoverLetter, LargeObjects, Machine, Mix, SyntheticTrace, MEMCG_GROUP,
+    is_synthetic, Churn, CoverLetter, LargeObjects, Machine, Mix, SyntheticTrace, Workers,
+    MEMCG_GROUP,
 };
 use pcpu_lab::run::{run, Input, RunOptions, RunResult, Schedule, Variant};
 use pcpu_trace::{Event, ParseOptions};
@@ -193,6 +194,12 @@ fn every_generator_replays_where_the_model_placed() {
             ..Mix::default()
         }
         .generate(),
+        Workers {
+            rounds: 2,
+            sessions: 200,
+            ..Workers::default()
+        }
+        .generate(),
     ];
     for t in &traces {
         let input = Input::synthetic(t).unwrap();
@@ -216,4 +223,54 @@ fn every_generator_replays_where_the_model_placed() {
             }
         }
     }
+}
+
+#[test]
+fn workers_free_one_at_a_time_while_the_next_allocates() {
+    let w = Workers {
+        workers: 3,
+        rounds: 2,
+        sessions: 400,
+        keep_pct: 5,
+        ..Workers::default()
+    };
+    let t = w.generate();
+    assert_eq!(t.name, "workers-3x2x400-5");
+    assert_eq!(t, w.generate());
+    // Every session is a counter and a block from one of three tasks,
+    // the same in both rounds.
+    let mut pids = std::collections::BTreeSet::new();
+    let mut allocs = 0;
+    // A free between two allocations of another task: shifts overlap.
+    let (mut last_alloc_pid, mut overlaps) = (None, 0);
+    for r in &t.records {
+        match &r.event {
+            Event::Alloc(a) if a.caller() == Some("session_open") => {
+                assert!(a.size == 8 || a.size == 128);
+                pids.insert(r.pid);
+                allocs += 1;
+                last_alloc_pid = Some(r.pid);
+            }
+            Event::Free { .. } if last_alloc_pid.is_some_and(|p| p != r.pid) => overlaps += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(pids.len(), 3);
+    assert_eq!(allocs, 3 * 2 * 400 * 2);
+    assert!(
+        overlaps > 1000,
+        "{overlaps} frees among another worker's allocations"
+    );
+    // About one session in twenty survives its shift: after round 2 the
+    // live bytes (boot objects aside) are far below those at W2c, when the
+    // last worker's sessions were all open.
+    let r = replay(&t, "linux-5.14");
+    let live = |name: &str| r.phase(name).unwrap().ideal_kb - r.phase("A").unwrap().ideal_kb;
+    assert!(
+        live("W2") * 3 < live("W2c"),
+        "{} {}",
+        live("W2"),
+        live("W2c")
+    );
+    assert_eq!(r.phases.last().unwrap().name, "END");
 }

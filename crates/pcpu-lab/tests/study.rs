@@ -54,12 +54,12 @@ fn tiny_study_writes_every_section_deterministically() {
     assert!(md.contains("with seeds 3 to 3 (held out"));
     for order in ["`kernel`", "`fullest`", "`room`"] {
         assert_eq!(
-            md.matches(&format!("| {order} | 4 |")).count(),
+            md.matches(&format!("| {order} | 5 |")).count(),
             1,
             "{order}"
         );
         assert_eq!(
-            md.matches(&format!("| {order} | 8 |")).count(),
+            md.matches(&format!("| {order} | 10 |")).count(),
             1,
             "{order}"
         );
@@ -69,18 +69,18 @@ fn tiny_study_writes_every_section_deterministically() {
     let table: Vec<&str> = md
         .lines()
         .skip_while(|l| {
-            !l.starts_with("The four generators again with seeds 1 to 3 (`pcpu` with each refault")
+            !l.starts_with("The five generators again with seeds 1 to 3 (`pcpu` with each refault")
         })
         .skip(2)
         .take_while(|l| l.starts_with('|'))
         .collect();
-    assert_eq!(table.len(), 2 + 4 * 4, "{table:?}");
+    assert_eq!(table.len(), 2 + 4 * 5, "{table:?}");
     for setting in ["off", "1/8", "1/5", "1/4"] {
         let rows = table[2..]
             .iter()
             .filter(|l| l.starts_with(&format!("| {setting} | ")))
             .count();
-        assert_eq!(rows, 4, "{setting}: {table:?}");
+        assert_eq!(rows, 5, "{setting}: {table:?}");
     }
     assert!(
         table[2..].iter().all(|l| l.contains(" | 3 | ")),
@@ -98,12 +98,29 @@ fn tiny_study_writes_every_section_deterministically() {
         .skip(2)
         .take_while(|l| l.starts_with('|'))
         .collect();
-    assert_eq!(table.len(), 2 + 4, "{table:?}");
+    assert_eq!(table.len(), 2 + 5, "{table:?}");
     assert!(
         table[2..].iter().all(|l| l.contains(" | 2 | ")),
         "{table:?}"
     );
     assert!(md.contains("traces whose bound is within 1% meet the target"));
+    // §5e: long-running classes off and on, per generator, over the seeds
+    // and the held-out seed.
+    assert!(md.contains("### 5e. Long-running tasks (`grow_beside`)"));
+    let table: Vec<&str> = md
+        .lines()
+        .skip_while(|l| {
+            !l.starts_with("The generators again with seeds 1 to 2 (`pcpu` with the rule")
+        })
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(table.len(), 2 + 2 * 5, "{table:?}");
+    assert!(
+        table[2..].iter().all(|l| l.contains(" | 2 | ")),
+        "{table:?}"
+    );
+    assert!(md.contains("The generators again with seeds 3 to 3 (held out"));
     // The missing capture is skipped with a note.
     assert_eq!(out.notes.len(), 1);
     assert!(md.contains("> Note: capture `/nonexistent/memcg-1000x10-smp4` not found"));

@@ -1408,6 +1408,7 @@ impl Replayer {
         r.depopulated_pages = self.backend.sim.depopulated_pages;
         r.long_lived_objects = self.a.long_lived_objects();
         r.short_lived_objects = self.a.short_lived_objects();
+        r.long_running_classes = self.a.long_running_classes();
         let tiling = self.a.tiling_stats();
         r.tiled_bursts = tiling.tiled;
         r.untiled_bursts = tiling.untiled;

@@ -19,6 +19,7 @@
 //!   "magazine_hits": int,              // allocations served by `--magazine` magazines
 //!   "long_lived_objects": int,         // allocations the long-lived prediction placed together
 //!   "short_lived_objects": int,        // first objects the short-lived prediction kept out of their class
+//!   "long_running_classes": int,       // task classes taken for long-running (first fit from then on)
 //!   "tiled_bursts": int, "untiled_bursts": int, "tiling_pooled_objects": int, // page tiling
 //!   "first_chunk_kb": int,             // the first and reserved chunks, never depopulated
 //!   "populated_pages": int, "depopulated_pages": int,              // ours, per unit
@@ -226,6 +227,10 @@ pub struct Report {
     /// policies).
     #[serde(default)]
     pub short_lived_objects: u64,
+    /// Task classes taken for long-running, whose requests then took plain
+    /// first fit (`Policy::grow_beside`; 0 with other policies).
+    #[serde(default)]
+    pub long_running_classes: u64,
     /// Task bursts page tiling started on a multiple of their predicted
     /// size (`Policy::tile_bursts`, `pcpu_core::TilingStats`; 0 with other
     /// policies).

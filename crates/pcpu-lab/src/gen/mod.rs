@@ -31,6 +31,7 @@
 mod bpf;
 mod memcg;
 mod mix;
+mod workers;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -47,6 +48,7 @@ use crate::rng::SplitMix64;
 pub use bpf::LargeObjects;
 pub use memcg::{Churn, CoverLetter, MEMCG_GROUP};
 pub use mix::Mix;
+pub use workers::Workers;
 
 /// Text of the trace marker that opens every synthetic trace.
 pub use pcpu_trace::SYNTHETIC_MARKER;

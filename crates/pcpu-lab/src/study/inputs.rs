@@ -3,7 +3,7 @@
 
 use super::subjects::{subject, Subject};
 use super::{is_capture, Scale, StudyConfig};
-use crate::gen::{Churn, CoverLetter, LargeObjects, Mix, SyntheticTrace};
+use crate::gen::{Churn, CoverLetter, LargeObjects, Mix, SyntheticTrace, Workers};
 use crate::run::{Input, LabError};
 
 /// The synthetic workloads at `scale`, with the generators' default seed.
@@ -33,6 +33,11 @@ pub fn workloads_seeded(scale: Scale, seed: u64) -> Vec<SyntheticTrace> {
             Mix {
                 seed,
                 ..Mix::default()
+            }
+            .generate(),
+            Workers {
+                seed,
+                ..Workers::default()
             }
             .generate(),
         ],
@@ -66,6 +71,13 @@ pub fn workloads_seeded(scale: Scale, seed: u64) -> Vec<SyntheticTrace> {
                 ..Mix::default()
             }
             .generate(),
+            Workers {
+                rounds: 2,
+                sessions: 300,
+                seed,
+                ..Workers::default()
+            }
+            .generate(),
         ],
     }
 }
@@ -79,7 +91,7 @@ pub(super) fn load(
     progress("generating workloads");
     let mut subjects = Vec::new();
     let mut rows = Vec::new();
-    let short_syn = ["cover letter", "churn", "bpf maps", "mix"];
+    let short_syn = ["cover letter", "churn", "bpf maps", "mix", "workers"];
     for (t, short) in workloads(cfg.scale).iter().zip(short_syn) {
         rows.push(vec![
             format!("{short} (syn)"),

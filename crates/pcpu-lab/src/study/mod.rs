@@ -60,6 +60,11 @@ pub const PLACEMENT_TUNED_ON: u64 = 20;
 /// traces of seeds 1 to this.
 pub const BACKFILL_TUNED_ON: u64 = 100;
 
+/// `pcpu`'s long-running classes (`Policy::grow_beside`: the run length,
+/// small requests only, the object count) were chosen looking at the
+/// generated traces of seeds 1 to this.
+pub const GROW_BESIDE_TUNED_ON: u64 = 8;
+
 /// What the study runs and where it writes.
 #[derive(Clone, Debug)]
 pub struct StudyConfig {
@@ -236,6 +241,14 @@ pub fn run_study(
                 schedule: Schedule::Modelled,
                 ..Variant::new(sections::NO_BACKFILL, p)
             }
+        }])
+        // With long-running classes the other way (§5e).
+        .chain([Variant {
+            schedule: Schedule::Modelled,
+            ..Variant::new(
+                sections::GROW_BESIDE_FLIPPED,
+                sections::grow_beside_flipped(),
+            )
         }])
         // Lifetime classes derived from the trace too (§8).
         .chain([targets::derived_variant()])

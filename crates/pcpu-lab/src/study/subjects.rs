@@ -20,11 +20,12 @@ fn is_numbered(name: &str, prefix: char) -> bool {
         .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The phases right after removals among `phases` (`C`, `R3`, `L2`, `M1`).
+/// The phases right after removals among `phases` (`C`, `R3`, `L2`, `M1`,
+/// `W4`).
 pub(super) fn removal_phases<'p>(phases: impl IntoIterator<Item = &'p String>) -> Vec<String> {
     phases
         .into_iter()
-        .filter(|p| *p == "C" || ['R', 'L', 'M'].iter().any(|&c| is_numbered(p, c)))
+        .filter(|p| *p == "C" || ['R', 'L', 'M', 'W'].iter().any(|&c| is_numbered(p, c)))
         .cloned()
         .collect()
 }
@@ -41,7 +42,7 @@ pub(super) fn subject(input: Input, short: String) -> Subject {
         .iter()
         .filter(|p| {
             *p == "B"
-                || ['R', 'L', 'M'].iter().any(|&c| {
+                || ['R', 'L', 'M', 'W'].iter().any(|&c| {
                     p.strip_prefix(c)
                         .and_then(|r| r.strip_suffix('c'))
                         .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))

@@ -79,6 +79,7 @@ pub(super) fn sweeps() -> Vec<Sweep> {
         sweep::long_lived(Policy::pcpu()),
         sweep::backfill(Policy::pcpu()),
         sweep::tile_bursts(Policy::pcpu()),
+        sweep::grow_beside(Policy::pcpu()),
     ];
     // Batching matters only when chunks queue up between runs: a periodic
     // work item.
@@ -102,7 +103,8 @@ pub(super) fn baseline(id: &str) -> &'static str {
         "reclaim-min-pages" => "32 pages",
         "marked-threshold" => "2 chunks",
         "empty-pop" => "2/4",
-        "refault-reserve" | "magazine" | "long-lived" | "backfill" | "tile-bursts" => "off",
+        "refault-reserve" | "magazine" | "long-lived" | "backfill" | "tile-bursts"
+        | "grow-beside" => "off",
         "reclaim-batch" => "all",
         "sideline-5.14" | "sideline-pcpu" => "sidelined",
         "refill-5.14" | "refill-pcpu" => "kernel",
@@ -152,6 +154,8 @@ pub(super) struct Results<'a> {
     pub(super) backfill: &'a SweepResults,
     /// `tile-bursts`: `pcpu`'s page-tiling bursts off and on.
     pub(super) tile_bursts: &'a SweepResults,
+    /// `grow-beside`: `pcpu`'s long-running classes off and on.
+    pub(super) grow_beside: &'a SweepResults,
 }
 
 impl<'a> Results<'a> {
@@ -183,6 +187,7 @@ impl<'a> Results<'a> {
             long_lived: by_id("long-lived"),
             backfill: by_id("backfill"),
             tile_bursts: by_id("tile-bursts"),
+            grow_beside: by_id("grow-beside"),
         }
     }
 }

@@ -125,7 +125,7 @@ fn seeds_table(md: &mut String, pairs: &[Pair], note: &str) -> bool {
     };
     let _ = writeln!(
         md,
-        "The four generators again with seeds {} to {} (`pcpu` with and without back-fill, \
+        "The five generators again with seeds {} to {} (`pcpu` with and without back-fill, \
          balance work on demand, against linux-5.14 on the same trace{note}):\n",
         seeds.iter().min().unwrap_or(&0),
         seeds.iter().max().unwrap_or(&0)

@@ -106,7 +106,9 @@ pub(super) fn workloads(md: &mut String, ctx: &Ctx) {
          capture folders for `pcpu replay`). They use the call sites of the real captures, one \
          `mkdir` process per cgroup and one `bpftool` process per BPF application, the \
          cgroup teardown order seen in the capture (refs from RCU callbacks, then the css \
-         objects from a worker), and a boot phase. They have no kernel Percpu figure and no \
+         objects from a worker), and a boot phase. `workers` is the other kind of program: \
+         long-running tasks (a server's threads, as in the `pcpu` crate's pins example) that \
+         open sessions and close most of them, each while the next one opens its own (§5e). They have no kernel Percpu figure and no \
          balance-work events.\n\n\
          **Balance timing.** Except in question 1, every replay runs the balance work *on \
          demand*: right after an allocation or free that schedules it under the policy's own \

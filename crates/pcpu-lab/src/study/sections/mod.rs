@@ -6,6 +6,7 @@ mod backfill;
 mod closing;
 mod depopulation;
 mod intro;
+mod long_running;
 mod pins;
 mod placement;
 mod refault;
@@ -22,6 +23,7 @@ use crate::pins::PinsReport;
 use crate::run::{LabError, RunResult};
 use crate::targets::Pair;
 pub(super) use backfill::NO_BACKFILL;
+pub(super) use long_running::{flipped as grow_beside_flipped, FLIPPED as GROW_BESIDE_FLIPPED};
 pub(super) use refault::seed_variants as refault_seed_variants;
 
 /// Everything the sections read: the configuration, the inputs, the sweep
@@ -76,6 +78,7 @@ pub(super) fn document(ctx: &Ctx, w: &mut Writer) -> Result<String, LabError> {
     placement::long_lived(&mut md, ctx, w)?;
     backfill::backfill(&mut md, ctx, w)?;
     tiling::tiling(&mut md, ctx, w)?;
+    long_running::long_running(&mut md, ctx, w)?;
     pins::who_pins(&mut md, ctx);
     closing::cost(&mut md, ctx);
     closing::targets(&mut md, ctx);

@@ -172,7 +172,7 @@ fn seeds_table(md: &mut String, pairs: &[&Pair]) {
     let seeds: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
     let _ = writeln!(
         md,
-        "The four generators again with seeds {} to {} (`pcpu` with each refault reserve, \
+        "The five generators again with seeds {} to {} (`pcpu` with each refault reserve, \
          balance work on demand, against linux-5.14 on the same trace; resident memory after \
          removals averaged over the phases right after removals):\n",
         seeds.iter().min().unwrap_or(&0),

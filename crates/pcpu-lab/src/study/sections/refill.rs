@@ -123,7 +123,7 @@ fn orders_table(md: &mut String, pairs: &[Pair], which: &str) -> Option<Refill> 
     let seeds: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
     let _ = writeln!(
         md,
-        "The four generators again with seeds {} to {} ({which}; `pcpu`, balance work on \
+        "The five generators again with seeds {} to {} ({which}; `pcpu`, balance work on \
          demand, against linux-5.14 on the same trace; resident memory after removals averaged \
          over the phases right after removals):\n",
         seeds.iter().min().unwrap_or(&0),

@@ -1,0 +1,171 @@
+//! §5e: long-running task classes (`Policy::grow_beside`), on the study's
+//! workloads and over the seeds.
+
+use std::fmt::Write as _;
+
+use super::Ctx;
+use crate::run::{LabError, RunResult};
+use crate::study::compare::{over_seeds, OverSeeds};
+use crate::study::format::md_table;
+use crate::study::writer::Writer;
+use crate::study::GROW_BESIDE_TUNED_ON;
+use crate::targets::{self, worst_phase, Pair};
+use pcpu_core::Policy;
+
+/// Label of the seed replays with `grow_beside` the other way from `pcpu`'s
+/// default ([`Pair::others`]).
+pub(crate) const FLIPPED: &str = "pcpu, grow_beside flipped";
+
+/// `pcpu` with `grow_beside` the other way from its default.
+pub(crate) fn flipped() -> Policy {
+    let mut p = Policy::pcpu();
+    p.grow_beside = !p.grow_beside;
+    p
+}
+
+/// `§5e`, "Long-running tasks".
+pub(super) fn long_running(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result<(), LabError> {
+    let Ctx {
+        subjects,
+        seed_pairs,
+        holdout_pairs,
+        ..
+    } = *ctx;
+    let res = ctx.res.grow_beside;
+    let _ = writeln!(
+        md,
+        "### 5e. Long-running tasks (`grow_beside`)\n\n\
+         A task class is the allocation stream of one task. For a `mkdir` that is a lifetime: \
+         the cgroup's objects die together. A task that runs on (a server's worker thread, a \
+         kernel thread that opens sessions) frees its objects one at a time instead. The \
+         `workers` workload is such a program: each worker opens sessions (an 8-byte counter \
+         and a 128-byte block) while the one before it closes most of its own, in a shuffled \
+         order. First fit puts each new session in the lowest hole; with task classes the new \
+         worker's region grows onto empty pages while the holes beside the closing worker's \
+         survivors stay empty, and at the next shift its own survivors pin those pages too. \
+         With `grow_beside` a task class that would grow onto a page holding nothing, with a \
+         page or more of that region (or a second region) and 32 objects or more in it before \
+         that point, while a small request (a quarter page at most) fits in a free run of its chunk that starts on a page in use, \
+         puts that object in the first such run and is taken for long-running: its later \
+         requests take plain first fit. A cgroup's objects (eleven, about half a page) never \
+         qualify, nor do a BPF application's (a few dozen, mostly large), and large requests \
+         never count.\n"
+    );
+    md.push_str(&w.sweep_section(res, "pcpu rules, long-running classes varied")?);
+    let l514 = ctx.res.pol;
+    let mut rows = Vec::new();
+    for s in subjects {
+        let Some(linux) = l514.get(&s.input.name, "linux-5.14") else {
+            continue;
+        };
+        let mut row = vec![s.short.clone()];
+        for label in ["off", "on"] {
+            row.push(res.get(&s.input.name, label).map_or("n/a".into(), |r| {
+                let (w, at) = worst_phase(r, linux);
+                format!("{w:+.2}% ({at})")
+            }));
+        }
+        row.push(
+            res.get(&s.input.name, "on")
+                .map_or("n/a".into(), |r| r.long_running_classes.to_string()),
+        );
+        rows.push(row);
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "The worst phase against linux-5.14 (the largest Percpu increase at any phase \
+             marker), and the task classes taken for long-running:\n"
+        );
+        md_table(
+            md,
+            &[
+                "workload".to_string(),
+                "off".into(),
+                "on".into(),
+                "classes taken".into(),
+            ],
+            &rows,
+        );
+    }
+    seeds_table(md, seed_pairs, "");
+    let held = format!(" (held out: the rule was set on seeds 1 to {GROW_BESIDE_TUNED_ON})");
+    seeds_table(md, holdout_pairs, &held);
+    let _ = writeln!(
+        md,
+        "`pcpu` has it {}. What is left on `workers` is placement before a worker is taken \
+         (a page of its first shift) and `pcpu`'s reclaim hysteresis (`reclaim_surplus`, §2e: \
+         without it `pcpu` with class placement off is within +0.55% there, with it up to \
+         +1.29%).\n",
+        if Policy::pcpu().grow_beside {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    Ok(())
+}
+
+/// `pair`'s `pcpu` run with the rule `on` or off.
+fn run(pair: &Pair, on: bool) -> Option<&RunResult> {
+    if on == Policy::pcpu().grow_beside {
+        Some(&pair.pcpu)
+    } else {
+        pair.others.iter().find(|r| r.label == FLIPPED)
+    }
+}
+
+/// `pcpu` with and without the rule over `pairs`, per generator: traces
+/// with a phase above +1% of linux-5.14, the largest excess, resident
+/// memory after removals.
+fn seeds_table(md: &mut String, pairs: &[Pair], note: &str) {
+    let mut rows = Vec::new();
+    for workload in targets::workloads(pairs) {
+        for (label, on) in [("off", false), ("on", true)] {
+            let mine = pairs.iter().filter(|p| p.workload == workload);
+            let Some(OverSeeds {
+                above,
+                largest: (worst, at),
+                mut after,
+            }) = over_seeds(mine, |p| run(p, on))
+            else {
+                continue;
+            };
+            after.sort_by(f64::total_cmp);
+            rows.push(vec![
+                workload.to_string(),
+                label.to_string(),
+                after.len().to_string(),
+                above.to_string(),
+                format!("{worst:+.2}% ({at})"),
+                format!(
+                    "{:+.1}%",
+                    after.get(after.len() / 2).copied().unwrap_or(0.0)
+                ),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let seeds: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
+    let _ = writeln!(
+        md,
+        "The generators again with seeds {} to {}{note} (`pcpu` with the rule off and on, \
+         balance work on demand, against linux-5.14 on the same trace):\n",
+        seeds.iter().min().unwrap_or(&0),
+        seeds.iter().max().unwrap_or(&0)
+    );
+    md_table(
+        md,
+        &[
+            "workload".to_string(),
+            "long-running".into(),
+            "traces".into(),
+            "traces with a phase above +1%".into(),
+            "worst phase, largest".into(),
+            "resident after removals, median".into(),
+        ],
+        &rows,
+    );
+}
