@@ -15,6 +15,7 @@
 
 use pcpu_core::{Policy, PolicyKind};
 
+use crate::gen::SyntheticTrace;
 use crate::run::{
     percent_change, run_many, Input, LabError, PhaseMetrics, RunOptions, RunResult, Schedule,
     Variant,
@@ -195,14 +196,27 @@ pub fn seed_pairs_with(
     opts: &RunOptions,
     threads: usize,
 ) -> Result<Vec<Pair>, LabError> {
+    let traces = seeds.iter().flat_map(|&seed| {
+        workloads_seeded(scale, seed)
+            .into_iter()
+            .map(move |t| (t, seed))
+    });
+    pairs_of(traces, others, opts, threads)
+}
+
+/// [`seed_pairs_with`] for any generated traces, each with its seed.
+pub fn pairs_of(
+    traces: impl IntoIterator<Item = (SyntheticTrace, u64)>,
+    others: &[Variant],
+    opts: &RunOptions,
+    threads: usize,
+) -> Result<Vec<Pair>, LabError> {
     let mut inputs = Vec::new();
     let mut names = Vec::new();
-    for &seed in seeds {
-        for t in workloads_seeded(scale, seed) {
-            let input = Input::synthetic(&t)?;
-            names.push((t.name.clone(), seed, input.kb_per_page()));
-            inputs.push(input);
-        }
+    for (t, seed) in traces {
+        let input = Input::synthetic(&t)?;
+        names.push((t.name.clone(), seed, input.kb_per_page()));
+        inputs.push(input);
     }
     let all: Vec<Variant> = variants()
         .into_iter()

@@ -180,7 +180,7 @@ impl Drop for ThreadCache {
     fn drop(&mut self) {
         // Thread exit: give every area back (in a forked child, only if
         // no lock is in the way: `Inner::free_many_at_exit`).
-        crate::trace::thread_exiting();
+        crate::hint::thread_exiting();
         let mut all = Vec::new();
         for c in &mut self.classes {
             c.entries.take_all(&mut all);

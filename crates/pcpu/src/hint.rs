@@ -54,10 +54,11 @@
 //! assert_ne!(stats.get(0) as *const u64, request.get(0) as *const u64);
 //! ```
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use pcpu_core::ClassHint;
 
@@ -68,6 +69,53 @@ pub struct Lifetime(pub u64);
 thread_local! {
     static SCOPE: Cell<Option<u64>> = const { Cell::new(None) };
     static THREAD: Cell<u64> = const { Cell::new(0) };
+    /// This thread's name, looked up once (`thread_name`).
+    static NAME: RefCell<Option<ThreadName>> = const { RefCell::new(None) };
+    /// This thread's locals are being destroyed (its thread cache frees
+    /// its areas at exit): `std::thread::current()` may no longer be
+    /// callable there (it panics on older toolchains, MSRV included).
+    static EXITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A thread's name, as owner reports and traces print it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ThreadName {
+    /// Named (`std::thread::Builder::name`).
+    Named(Arc<str>),
+    /// Not named.
+    Unnamed,
+    /// Not known: first asked while the thread's locals were being
+    /// destroyed.
+    Unknown,
+}
+
+/// The calling thread is exiting (`cache`'s thread-exit path): from now on
+/// its name is not looked up.
+pub(crate) fn thread_exiting() {
+    // (`try_with`: another local's destructor may run after this one's.)
+    let _ = EXITING.try_with(|e| e.set(true));
+}
+
+/// The calling thread's name, looked up at its first call (never while it
+/// is exiting, see [`thread_exiting`], nor once its locals are gone: then
+/// [`ThreadName::Unknown`], and not remembered).
+pub(crate) fn thread_name() -> ThreadName {
+    if EXITING.try_with(Cell::get).unwrap_or(true) {
+        return NAME
+            .try_with(|n| n.borrow().clone())
+            .ok()
+            .flatten()
+            .unwrap_or(ThreadName::Unknown);
+    }
+    NAME.try_with(|n| {
+        n.borrow_mut()
+            .get_or_insert_with(|| match std::thread::current().name() {
+                Some(name) => ThreadName::Named(Arc::from(name)),
+                None => ThreadName::Unnamed,
+            })
+            .clone()
+    })
+    .unwrap_or(ThreadName::Unknown)
 }
 
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
@@ -121,4 +169,38 @@ pub(crate) fn current_class(site: &'static Location<'static>) -> ClassHint {
 /// caller), which then learns under each id apart.
 fn site_id(loc: &'static Location<'static>) -> u64 {
     ptr::from_ref(loc) as usize as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_thread<T: Send + 'static>(name: Option<&str>, f: fn() -> T) -> T {
+        let mut b = std::thread::Builder::new();
+        if let Some(n) = name {
+            b = b.name(n.into());
+        }
+        b.spawn(f).unwrap().join().unwrap()
+    }
+
+    #[test]
+    fn a_thread_is_named_once_and_never_looked_up_while_exiting() {
+        let named = on_thread(Some("worker 1"), thread_name);
+        assert_eq!(named, ThreadName::Named(Arc::from("worker 1")));
+        assert_eq!(on_thread(None, thread_name), ThreadName::Unnamed);
+        // First asked on its way out: unknown.
+        let exiting = on_thread(Some("late"), || {
+            thread_exiting();
+            thread_name()
+        });
+        assert_eq!(exiting, ThreadName::Unknown);
+        // Asked before: the name it had.
+        let known = on_thread(Some("early"), || {
+            let before = thread_name();
+            thread_exiting();
+            (before, thread_name())
+        });
+        assert_eq!(known.0, known.1);
+        assert_eq!(known.1, ThreadName::Named(Arc::from("early")));
+    }
 }

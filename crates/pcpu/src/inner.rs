@@ -368,7 +368,7 @@ impl Inner {
             // free, else record the area as in flight (see `State`).
             Ok(area) => {
                 if st.recording {
-                    self.trace_placed(&mut st, &area, req, site);
+                    Self::trace_placed(&mut st, &area, req, site);
                 }
                 let placed = match self.try_serialise() {
                     Some(serial) => {
@@ -430,7 +430,7 @@ impl Inner {
         // meanwhile).
         let placed = |st: &mut State, r: Result<Allocation, AllocError>| {
             if let (Ok(area), true) = (&r, st.recording) {
-                self.trace_placed(st, area, req, site);
+                Self::trace_placed(st, area, req, site);
             }
             r
         };
@@ -570,7 +570,7 @@ impl Inner {
             owners.record(self.id, area.chunk, area.offset, area.size, site);
         }
         if !traced {
-            self.trace_placed(st, area, req, site);
+            Self::trace_placed(st, area, req, site);
         }
     }
 
@@ -578,7 +578,6 @@ impl Inner {
     /// it (with `state` held since), so that the trace has the core's order
     /// even when the allocation is finished after others.
     fn trace_placed(
-        &self,
         st: &mut State,
         area: &Allocation,
         req: Request,

@@ -28,6 +28,8 @@ use serde::Serialize;
 
 use pcpu_core::{tally_pins, Allocator, ChunkId, PageState, Pins};
 
+use crate::hint::ThreadName;
+
 /// Who made one live allocation.
 #[derive(Clone, Copy, Debug)]
 struct Owner {
@@ -96,13 +98,13 @@ impl Owners {
     ) {
         let thread = crate::hint::thread_number();
         if NAMED_IN.with(Cell::get) != id {
-            self.threads.entry(thread).or_insert_with(|| {
-                let t = std::thread::current();
-                match t.name() {
-                    Some(name) => format!("{name} (#{thread})"),
-                    None => format!("thread #{thread}"),
-                }
-            });
+            self.threads
+                .entry(thread)
+                .or_insert_with(|| match crate::hint::thread_name() {
+                    ThreadName::Named(name) => format!("{name} (#{thread})"),
+                    ThreadName::Unnamed => format!("thread #{thread}"),
+                    ThreadName::Unknown => format!("<...> (#{thread})"),
+                });
             NAMED_IN.with(|n| n.set(id));
         }
         self.live

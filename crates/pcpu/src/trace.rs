@@ -25,7 +25,6 @@
 //! freed areas allocated, as the core sees them: the trace has the core's
 //! allocations, not every `PerCpu` the program made and dropped.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -37,6 +36,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pcpu_core::{ChunkId, Geometry};
+
+use crate::hint::ThreadName;
 use pcpu_trace::{AllocEvent, CallSite, ChunkPages, Event, Record};
 
 /// The percpu base printed in the trace: the first chunk's `base_addr`.
@@ -44,19 +45,6 @@ const PCPU_BASE: u64 = 0xffff_e8ff_ffc0_0000;
 /// `base_addr` of the first chunk created; each later one 4 GiB lower.
 const DYN_TOP: u64 = 0xffff_d8ff_ffc0_0000;
 const DYN_STRIDE: u64 = 1 << 32;
-
-thread_local! {
-    /// This thread's locals are being destroyed (its thread cache frees
-    /// its areas at exit): `std::thread::current()` may no longer be
-    /// callable there (it panics on older toolchains), so a thread first
-    /// traced then gets the kernel's name for an unknown task, `<...>`.
-    static EXITING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The calling thread is exiting (`cache`'s thread-exit path).
-pub(crate) fn thread_exiting() {
-    EXITING.with(|e| e.set(true));
-}
 
 /// A trace being written.
 ///
@@ -125,15 +113,12 @@ impl Tracer {
         let task = self
             .tasks
             .entry(thread)
-            .or_insert_with(|| {
-                if EXITING.with(Cell::get) {
-                    return Arc::from("<...>");
-                }
-                let name = std::thread::current()
-                    .name()
-                    .unwrap_or("thread")
-                    .replace(char::is_whitespace, "_");
-                Arc::from(name)
+            .or_insert_with(|| match crate::hint::thread_name() {
+                ThreadName::Named(name) if !name.contains(char::is_whitespace) => name,
+                ThreadName::Named(name) => Arc::from(name.replace(char::is_whitespace, "_")),
+                ThreadName::Unnamed => Arc::from("thread"),
+                // The kernel's name for a task it no longer knows.
+                ThreadName::Unknown => Arc::from("<...>"),
             })
             .clone();
         let record = Record {

@@ -37,7 +37,7 @@ pub fn workloads_seeded(scale: Scale, seed: u64) -> Vec<SyntheticTrace> {
             .generate(),
             Workers {
                 seed,
-                ..Workers::default()
+                ..workers(scale)
             }
             .generate(),
         ],
@@ -72,13 +72,23 @@ pub fn workloads_seeded(scale: Scale, seed: u64) -> Vec<SyntheticTrace> {
             }
             .generate(),
             Workers {
-                rounds: 2,
-                sessions: 300,
                 seed,
-                ..Workers::default()
+                ..workers(scale)
             }
             .generate(),
         ],
+    }
+}
+
+/// The `workers` generator at `scale` (seed 1).
+pub(super) fn workers(scale: Scale) -> Workers {
+    match scale {
+        Scale::Full => Workers::default(),
+        Scale::Small => Workers {
+            rounds: 2,
+            sessions: 300,
+            ..Workers::default()
+        },
     }
 }
 

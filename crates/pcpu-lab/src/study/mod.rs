@@ -65,6 +65,10 @@ pub const BACKFILL_TUNED_ON: u64 = 100;
 /// generated traces of seeds 1 to this.
 pub const GROW_BESIDE_TUNED_ON: u64 = 8;
 
+/// §5e replays `workers` with four times the sessions a shift on seeds 1
+/// to this.
+const SCALED_WORKERS_SEEDS: u64 = 4;
+
 /// What the study runs and where it writes.
 #[derive(Clone, Debug)]
 pub struct StudyConfig {
@@ -260,7 +264,15 @@ pub fn run_study(
     let holdout: Vec<u64> = (cfg.seeds + 1..=cfg.seeds + cfg.holdout_seeds).collect();
     let holdout_pairs =
         targets::seed_pairs_with(cfg.scale, &holdout, &others, &cfg.options, cfg.threads)?;
+    // `workers` with four times the sessions a shift (§5e).
+    let scaled_workers = targets::pairs_of(
+        (1..=SCALED_WORKERS_SEEDS).map(|seed| (sections::scaled_workers(cfg.scale, seed), seed)),
+        &[],
+        &cfg.options,
+        cfg.threads,
+    )?;
     let replays = total_jobs
+        + 2 * scaled_workers.len()
         + fidelity.len()
         + pin_reports.len()
         + page_maps.len()
@@ -290,6 +302,7 @@ pub fn run_study(
         per_placement: &per_placement,
         seed_pairs: &seed_pairs,
         holdout_pairs: &holdout_pairs,
+        scaled_workers: &scaled_workers,
     };
     let md = sections::document(&ctx, &mut w)?;
     if cfg.json {

@@ -23,7 +23,9 @@ use crate::pins::PinsReport;
 use crate::run::{LabError, RunResult};
 use crate::targets::Pair;
 pub(super) use backfill::NO_BACKFILL;
-pub(super) use long_running::{flipped as grow_beside_flipped, FLIPPED as GROW_BESIDE_FLIPPED};
+pub(super) use long_running::{
+    flipped as grow_beside_flipped, scaled_workers, FLIPPED as GROW_BESIDE_FLIPPED,
+};
 pub(super) use refault::seed_variants as refault_seed_variants;
 
 /// Everything the sections read: the configuration, the inputs, the sweep
@@ -58,6 +60,8 @@ pub(super) struct Ctx<'a> {
     pub(super) seed_pairs: &'a [Pair],
     /// The same over the held-out seeds (§3's check of its choice).
     pub(super) holdout_pairs: &'a [Pair],
+    /// `workers` with four times the sessions a shift (§5e).
+    pub(super) scaled_workers: &'a [Pair],
 }
 
 /// Writes the whole document and returns its markdown; charts go through
