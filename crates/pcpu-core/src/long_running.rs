@@ -34,7 +34,10 @@ pub(crate) const LONG_RUNNING: usize = 64;
 
 /// Objects a region holds before its growth point, at least, for its class
 /// to be taken for long-running: a worker's page of sessions holds 60 (8
-/// and 128 bytes each), a BPF application fewer than 36 in all.
+/// and 128 bytes each), a BPF application fewer than 36 in all. Counted as
+/// allocation boundaries (`bound_map` bits: one per object placed, where
+/// objects are contiguous; an object freed between live ones leaves its
+/// end bit).
 const MIN_OBJECTS: usize = 32;
 
 /// The classes taken for long-running.
