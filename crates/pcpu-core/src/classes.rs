@@ -219,6 +219,18 @@ impl Allocator {
                 return Ok(a);
             }
         }
+        // A task class that starts a region again, its objects gone, is a
+        // task that returns: long-running too (`long_running.rs`). (It is
+        // remembered once its region is open: a retry after a new chunk is
+        // not a return.)
+        let task = class;
+        let fresh = self.policy.grow_beside
+            && class.pages == ClassPages::Shared
+            && !self.classes.long_running.contains(class)
+            && !self.classes.has_regions(class);
+        if fresh && self.classes.long_running.returning(class) {
+            self.classes.long_running.take(class);
+        }
         // A long-running task's objects die one at a time: plain first fit
         // (`long_running.rs`).
         if self.policy.grow_beside
@@ -256,6 +268,9 @@ impl Allocator {
         // the long-lived class: whether that class still holds objects.)
         if watch {
             self.watch_first(class, site, &a, now, false);
+        }
+        if fresh && self.classes.has_regions(task) {
+            self.classes.long_running.started(task);
         }
         Ok(a)
     }

@@ -19,6 +19,14 @@
 //! BPF application (a few dozen objects, mostly large: with 16 objects one
 //! of the mix's was taken and its resident memory after removals rose by
 //! 1.5 points), and large requests never count.
+//!
+//! A task that holds few objects at a time never fills a page. It is taken
+//! when it *returns*: a task class starting a region with none left (its
+//! objects freed, or the class table forgot it) that started one before,
+//! among the last [`SEEN`] classes that did. A `mkdir`'s task never
+//! allocates again; a worker thread does, at its next session. (With 100
+//! workers of 20 sessions a shift, `pcpu` was +60% above linux-5.14 at the
+//! worst phase, +9.5% with this.)
 
 use alloc::vec::Vec;
 
@@ -40,17 +48,26 @@ pub(crate) const LONG_RUNNING: usize = 64;
 /// end bit).
 const MIN_OBJECTS: usize = 32;
 
+/// Task classes remembered as having started a region (a ring: the
+/// oldest is overwritten).
+pub(crate) const SEEN: usize = 256;
+
 /// The classes taken for long-running.
 ///
 /// # Invariants
 /// - At most [`LONG_RUNNING`] classes, none twice, all bare
 ///   ([`ClassHint::bare`]) shared-page classes.
+/// - `seen` holds at most [`SEEN`] classes, none twice, and
+///   `seen_next < SEEN`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LongRunning {
     /// Oldest first.
     classes: Vec<ClassHint>,
     /// Classes taken for long-running so far (forgotten ones included).
     taken: u64,
+    /// Task classes that started regions lately (a ring).
+    seen: Vec<ClassHint>,
+    seen_next: usize,
 }
 
 impl LongRunning {
@@ -60,8 +77,27 @@ impl LongRunning {
         !self.classes.is_empty() && self.classes.contains(&class)
     }
 
+    /// Did `class` start a region lately (among the last [`SEEN`] classes
+    /// that did)?
+    pub(crate) fn returning(&self, class: ClassHint) -> bool {
+        self.seen.contains(&class)
+    }
+
+    /// `class` started a region, with none left before (remembered once).
+    pub(crate) fn started(&mut self, class: ClassHint) {
+        if self.seen.contains(&class) {
+            return;
+        }
+        if self.seen.len() < SEEN {
+            self.seen.push(class);
+        } else {
+            self.seen[self.seen_next] = class;
+            self.seen_next = (self.seen_next + 1) % SEEN;
+        }
+    }
+
     /// Take `class` for long-running.
-    fn take(&mut self, class: ClassHint) {
+    pub(crate) fn take(&mut self, class: ClassHint) {
         if self.contains(class) {
             return;
         }
@@ -75,6 +111,18 @@ impl LongRunning {
 
     /// Check the invariants.
     pub(crate) fn check(&self) -> Result<(), alloc::string::String> {
+        if self.seen.len() > SEEN || self.seen_next >= SEEN {
+            return Err(alloc::format!(
+                "{} classes seen, next slot {} (at most {SEEN})",
+                self.seen.len(),
+                self.seen_next
+            ));
+        }
+        for (i, c) in self.seen.iter().enumerate() {
+            if self.seen[..i].contains(c) {
+                return Err(alloc::format!("class {c:?} seen twice"));
+            }
+        }
         if self.classes.len() > LONG_RUNNING {
             return Err(alloc::format!(
                 "{} long-running classes (at most {LONG_RUNNING})",
@@ -165,6 +213,25 @@ mod tests {
         assert!(!l.contains(ClassHint::task(2)));
         assert!(l.contains(ClassHint::task(3)));
         assert!(l.contains(ClassHint::task(LONG_RUNNING as u64 + 2)));
+    }
+
+    #[test]
+    fn a_class_returns_when_seen_among_the_last_ones() {
+        let mut l = LongRunning::default();
+        assert!(!l.returning(ClassHint::task(7)));
+        l.started(ClassHint::task(7));
+        l.started(ClassHint::task(7));
+        assert!(l.returning(ClassHint::task(7)));
+        // SEEN other classes push it out of the ring.
+        for id in 100..100 + SEEN as u64 {
+            l.started(ClassHint::task(id));
+            l.check().unwrap();
+        }
+        assert!(!l.returning(ClassHint::task(7)));
+        l.started(ClassHint::task(7));
+        assert!(l.returning(ClassHint::task(7)));
+        assert_eq!(l.seen.len(), SEEN);
+        l.check().unwrap();
     }
 
     #[test]

@@ -192,7 +192,9 @@ pub struct Policy {
     /// fit, which refills the holes its closed sessions left, where class
     /// placement grew onto empty pages (36% above linux-5.14 at the peak of
     /// the `workers` workload). A cgroup's burst never holds a page, and
-    /// large objects never count.
+    /// large objects never count. A task class that starts a region again
+    /// with none left, among the last 256 that started one, is a task that
+    /// returns (a `mkdir`'s never does) and is taken too.
     pub grow_beside: bool,
     /// Task classes whose call site's last class placed a burst of a
     /// power-of-two size between a quarter page and a page (not counting
@@ -532,7 +534,7 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
             CLASSES,
         ),
         "grow_beside" => (
-            "a task class about to grow onto an empty page past a page of 32 or more objects, while a small request fits a hole on a used page, fills that hole and takes plain first fit from then on (a long-running task whose objects die one at a time)",
+            "a task class about to grow onto an empty page past a page of 32 or more objects, while a small request fits a hole on a used page, fills that hole and takes plain first fit from then on (a long-running task whose objects die one at a time); so does a task class that starts a region again with none left",
             CLASSES,
         ),
         "tile_bursts" => (
