@@ -228,7 +228,7 @@ impl Allocator {
             && class.pages == ClassPages::Shared
             && !self.classes.long_running.contains(class)
             && !self.classes.has_regions(class);
-        if fresh && self.classes.long_running.returning(class) {
+        if fresh && self.classes.long_running.returning(class, now) {
             self.classes.long_running.take(class);
         }
         // A long-running task's objects die one at a time: plain first fit
@@ -270,7 +270,7 @@ impl Allocator {
             self.watch_first(class, site, &a, now, false);
         }
         if fresh && self.classes.has_regions(task) {
-            self.classes.long_running.started(task);
+            self.classes.long_running.started(task, now);
         }
         Ok(a)
     }

@@ -23,7 +23,8 @@
 //! A task that holds few objects at a time never fills a page. It is taken
 //! when it *returns*: a task class starting a region with none left (its
 //! objects freed, or the class table forgot it) that started one before,
-//! among the last [`SEEN`] classes that did. A `mkdir`'s task never
+//! among the last [`SEEN`] classes that did, more than [`RETURN_AFTER`]
+//! placements ago. A `mkdir`'s task never
 //! allocates again; a worker thread does, at its next session. (With 100
 //! workers of 20 sessions a shift, `pcpu` was +60% above linux-5.14 at the
 //! worst phase, +9.5% with this.)
@@ -52,6 +53,11 @@ const MIN_OBJECTS: usize = 32;
 /// oldest is overwritten).
 pub(crate) const SEEN: usize = 256;
 
+/// Placements by anyone since a class last started a region, at least,
+/// for a new start to count as a return: a `mkdir`'s eleven objects come
+/// within a few dozen; a worker returns after the others' sessions.
+pub(crate) const RETURN_AFTER: u64 = 256;
+
 /// The classes taken for long-running.
 ///
 /// # Invariants
@@ -65,8 +71,9 @@ pub(crate) struct LongRunning {
     classes: Vec<ClassHint>,
     /// Classes taken for long-running so far (forgotten ones included).
     taken: u64,
-    /// Task classes that started regions lately (a ring).
-    seen: Vec<ClassHint>,
+    /// Task classes that started regions lately, with the allocation clock
+    /// when they last did (a ring).
+    seen: Vec<(ClassHint, u64)>,
     seen_next: usize,
 }
 
@@ -77,21 +84,26 @@ impl LongRunning {
         !self.classes.is_empty() && self.classes.contains(&class)
     }
 
-    /// Did `class` start a region lately (among the last [`SEEN`] classes
-    /// that did)?
-    pub(crate) fn returning(&self, class: ClassHint) -> bool {
-        self.seen.contains(&class)
+    /// Did `class` start a region before (among the last [`SEEN`] classes
+    /// that did), more than [`RETURN_AFTER`] placements before `now`? (A
+    /// class that lost its region while it allocates, to a chunk taken
+    /// for reclaim, starts one again at once.)
+    pub(crate) fn returning(&self, class: ClassHint, now: u64) -> bool {
+        self.seen
+            .iter()
+            .any(|&(c, at)| c == class && now.saturating_sub(at) > RETURN_AFTER)
     }
 
-    /// `class` started a region, with none left before (remembered once).
-    pub(crate) fn started(&mut self, class: ClassHint) {
-        if self.seen.contains(&class) {
+    /// `class` started a region at `now`, with none left before.
+    pub(crate) fn started(&mut self, class: ClassHint, now: u64) {
+        if let Some(e) = self.seen.iter_mut().find(|(c, _)| *c == class) {
+            e.1 = now;
             return;
         }
         if self.seen.len() < SEEN {
-            self.seen.push(class);
+            self.seen.push((class, now));
         } else {
-            self.seen[self.seen_next] = class;
+            self.seen[self.seen_next] = (class, now);
             self.seen_next = (self.seen_next + 1) % SEEN;
         }
     }
@@ -118,8 +130,8 @@ impl LongRunning {
                 self.seen_next
             ));
         }
-        for (i, c) in self.seen.iter().enumerate() {
-            if self.seen[..i].contains(c) {
+        for (i, (c, _)) in self.seen.iter().enumerate() {
+            if self.seen[..i].iter().any(|(o, _)| o == c) {
                 return Err(alloc::format!("class {c:?} seen twice"));
             }
         }
@@ -218,18 +230,21 @@ mod tests {
     #[test]
     fn a_class_returns_when_seen_among_the_last_ones() {
         let mut l = LongRunning::default();
-        assert!(!l.returning(ClassHint::task(7)));
-        l.started(ClassHint::task(7));
-        l.started(ClassHint::task(7));
-        assert!(l.returning(ClassHint::task(7)));
+        let seven = ClassHint::task(7);
+        assert!(!l.returning(seven, 1000));
+        l.started(seven, 0);
+        l.started(seven, 10);
+        // A start right after the last is no return; one much later is.
+        assert!(!l.returning(seven, 10 + RETURN_AFTER));
+        assert!(l.returning(seven, 11 + RETURN_AFTER));
         // SEEN other classes push it out of the ring.
         for id in 100..100 + SEEN as u64 {
-            l.started(ClassHint::task(id));
+            l.started(ClassHint::task(id), 20);
             l.check().unwrap();
         }
-        assert!(!l.returning(ClassHint::task(7)));
-        l.started(ClassHint::task(7));
-        assert!(l.returning(ClassHint::task(7)));
+        assert!(!l.returning(seven, 10_000));
+        l.started(seven, 10_000);
+        assert!(l.returning(seven, 20_000));
         assert_eq!(l.seen.len(), SEEN);
         l.check().unwrap();
     }
