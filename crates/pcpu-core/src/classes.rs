@@ -202,9 +202,12 @@ impl Allocator {
         // reserved ones took plain first fit above).
         // Both learn from a task class's first object (`first`), at the
         // class clock `now`.
-        let first = class.pages == ClassPages::Shared
-            && self.policy.uses_call_sites()
+        // (One scan of the class table for both.)
+        let shared = class.pages == ClassPages::Shared;
+        let no_regions = shared
+            && (self.policy.uses_call_sites() || self.policy.grow_beside)
             && !self.classes.has_regions(class);
+        let first = no_regions && self.policy.uses_call_sites();
         let now = self.classes.tick();
         // A task class's first object from a site whose first objects
         // mostly died young while their class lived goes to plain first
@@ -224,10 +227,8 @@ impl Allocator {
         // remembered once its region is open: a retry after a new chunk is
         // not a return.)
         let task = class;
-        let fresh = self.policy.grow_beside
-            && class.pages == ClassPages::Shared
-            && !self.classes.long_running.contains(class)
-            && !self.classes.has_regions(class);
+        let fresh =
+            self.policy.grow_beside && no_regions && !self.classes.long_running.contains(class);
         if fresh && self.classes.long_running.returning(class, now) {
             self.classes.long_running.take(class);
         }
