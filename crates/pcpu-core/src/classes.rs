@@ -225,11 +225,15 @@ impl Allocator {
         // A task class that starts a region again, its objects gone, is a
         // task that returns: long-running too (`long_running.rs`). (It is
         // remembered once its region is open: a retry after a new chunk is
-        // not a return.)
+        // not a return.) So is one starting from a call site whose earlier
+        // classes were mostly taken.
         let task = class;
         let fresh =
             self.policy.grow_beside && no_regions && !self.classes.long_running.contains(class);
-        if fresh && self.classes.long_running.returning(class, now) {
+        if fresh
+            && (self.classes.long_running.returning(class, now)
+                | self.classes.long_running.start_at(site, class))
+        {
             self.classes.long_running.take(class);
         }
         // A long-running task's objects die one at a time: plain first fit

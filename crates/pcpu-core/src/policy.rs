@@ -194,7 +194,10 @@ pub struct Policy {
     /// the `workers` workload). A cgroup's burst never holds a page, and
     /// large objects never count. A task class that starts a region again
     /// with none left, among the last 256 that started one, is a task that
-    /// returns (a `mkdir`'s never does) and is taken too.
+    /// returns (a `mkdir`'s never does) and is taken too; so is a new task
+    /// class whose first request comes from a call site where the classes
+    /// that started before it were mostly taken by the time the next
+    /// started (many workers running the same code).
     pub grow_beside: bool,
     /// Task classes whose call site's last class placed a burst of a
     /// power-of-two size between a quarter page and a page (not counting
@@ -534,7 +537,7 @@ pub fn knob_doc(name: &str) -> Option<(&'static str, &'static str)> {
             CLASSES,
         ),
         "grow_beside" => (
-            "a task class about to grow onto an empty page past a page of 32 or more objects, while a small request fits a hole on a used page, fills that hole and takes plain first fit from then on (a long-running task whose objects die one at a time); so does a task class that starts a region again with none left",
+            "a task class about to grow onto an empty page past a page of 32 or more objects, while a small request fits a hole on a used page, fills that hole and takes plain first fit from then on (a long-running task whose objects die one at a time); so does a task class that starts a region again with none left, or starts one from a call site whose earlier classes were mostly taken",
             CLASSES,
         ),
         "tile_bursts" => (

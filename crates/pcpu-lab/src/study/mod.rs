@@ -271,8 +271,17 @@ pub fn run_study(
         &cfg.options,
         cfg.threads,
     )?;
+    // `workers` with plain first fit over all those seeds (§5e).
+    let workers_first_fit = targets::pairs_of(
+        (1..=cfg.seeds + cfg.holdout_seeds)
+            .map(|seed| (sections::workers_seeded(cfg.scale, seed), seed)),
+        &[sections::workers_first_fit_variant()],
+        &cfg.options,
+        cfg.threads,
+    )?;
     let replays = total_jobs
         + 2 * scaled_workers.len()
+        + 3 * workers_first_fit.len()
         + fidelity.len()
         + pin_reports.len()
         + page_maps.len()
@@ -303,6 +312,7 @@ pub fn run_study(
         seed_pairs: &seed_pairs,
         holdout_pairs: &holdout_pairs,
         scaled_workers: &scaled_workers,
+        workers_first_fit: &workers_first_fit,
     };
     let md = sections::document(&ctx, &mut w)?;
     if cfg.json {

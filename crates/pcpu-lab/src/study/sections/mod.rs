@@ -24,7 +24,8 @@ use crate::run::{LabError, RunResult};
 use crate::targets::Pair;
 pub(super) use backfill::NO_BACKFILL;
 pub(super) use long_running::{
-    flipped as grow_beside_flipped, scaled_workers, FLIPPED as GROW_BESIDE_FLIPPED,
+    first_fit_variant as workers_first_fit_variant, flipped as grow_beside_flipped, scaled_workers,
+    workers_seeded, FLIPPED as GROW_BESIDE_FLIPPED,
 };
 pub(super) use refault::seed_variants as refault_seed_variants;
 
@@ -62,6 +63,9 @@ pub(super) struct Ctx<'a> {
     pub(super) holdout_pairs: &'a [Pair],
     /// `workers` with four times the sessions a shift (§5e).
     pub(super) scaled_workers: &'a [Pair],
+    /// `workers` over the seeds and held-out seeds, with `pcpu`'s
+    /// depopulation and plain first fit too (§5e).
+    pub(super) workers_first_fit: &'a [Pair],
 }
 
 /// Writes the whole document and returns its markdown; charts go through
