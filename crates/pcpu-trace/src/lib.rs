@@ -99,6 +99,7 @@ mod capture;
 mod error;
 mod event;
 mod kernel_stats;
+pub mod line;
 mod parse;
 mod reader;
 pub mod record;

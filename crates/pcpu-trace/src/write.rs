@@ -35,14 +35,27 @@ pub fn write_header<W: Write>(w: &mut W, entries: u64, nr_cpus: u32) -> io::Resu
 
 /// Writes one record as a line of ftrace text, with its newline.
 pub fn write_record<W: Write>(w: &mut W, record: &Record) -> io::Result<()> {
-    writeln!(w, "{record}")
+    write_record_with(w, record, &mut Vec::new())
+}
+
+/// [`write_record`], formatting the line in `buf` (cleared first; keep it
+/// between calls to save its allocation).
+pub fn write_record_with<W: Write>(
+    w: &mut W,
+    record: &Record,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    buf.clear();
+    crate::line::format_record(buf, record);
+    w.write_all(buf)
 }
 
 /// Writes a complete trace: the header (with `nr_cpus`) and every record.
 pub fn write_trace<W: Write>(w: &mut W, nr_cpus: u32, records: &[Record]) -> io::Result<()> {
     write_header(w, records.len() as u64, nr_cpus)?;
+    let mut buf = Vec::new();
     for r in records {
-        write_record(w, r)?;
+        write_record_with(w, r, &mut buf)?;
     }
     Ok(())
 }

@@ -243,6 +243,22 @@ proptest! {
     }
 
     #[test]
+    fn hand_formatted_lines_are_the_display_text(
+        rec in record(),
+        task in "[ -~é]{0,20}",
+        pid in any::<i32>(),
+        ts in prop_oneof![any::<f64>(), 0.0..1e7f64, (0u64..1u64 << 40).prop_map(|n| n as f64 / 1e7)],
+    ) {
+        let mut out = Vec::new();
+        pcpu_trace::line::format_record(&mut out, &rec);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), format!("{rec}\n"));
+        let other = Record { task: Arc::from(task), pid, ts, ..rec };
+        let mut out = Vec::new();
+        pcpu_trace::line::format_record(&mut out, &other);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), format!("{other}\n"));
+    }
+
+    #[test]
     fn generated_records_round_trip(rec in record(), line_no in 1u64..1_000_000) {
         let text = rec.to_string();
         let mut p = LineParser::new();

@@ -212,7 +212,7 @@ impl Builder {
     /// marked with [`PerCpuAllocator::mark`](crate::PerCpuAllocator::mark).
     /// Each event is a line written under the allocator's lock (buffered;
     /// flushed at every mark and when the allocator is dropped): about
-    /// 1.8 µs and 184 bytes an event (BENCHMARKS.md), a diagnostic mode.
+    /// 0.5 µs and 184 bytes an event (BENCHMARKS.md), a diagnostic mode.
     ///
     /// ```no_run
     /// let dir = std::env::temp_dir().join("my-program-percpu");

@@ -64,6 +64,8 @@ pub(crate) struct Tracer {
     sites: HashMap<usize, CallSite>,
     tasks: HashMap<u64, Arc<str>>,
     gfp: Arc<str>,
+    /// The line being written (kept for its allocation).
+    line: Vec<u8>,
     error: Option<io::Error>,
 }
 
@@ -86,6 +88,7 @@ impl Tracer {
             sites: HashMap::new(),
             tasks: HashMap::new(),
             gfp: Arc::from("GFP_KERNEL"),
+            line: Vec::with_capacity(256),
             error: None,
         };
         t.push(Event::Marker(pcpu_trace::FROM_CREATION_MARKER.to_string()));
@@ -130,7 +133,8 @@ impl Tracer {
             ts: self.start.elapsed().as_secs_f64(),
             event,
         };
-        if let Err(e) = pcpu_trace::write::write_record(&mut self.out, &record) {
+        if let Err(e) = pcpu_trace::write::write_record_with(&mut self.out, &record, &mut self.line)
+        {
             self.error = Some(e);
         }
     }
