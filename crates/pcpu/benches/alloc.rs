@@ -45,6 +45,14 @@ fn bench_alloc_free(c: &mut Criterion) {
     g.bench_function("pcpu_PerCpu<AtomicU64>_no_thread_cache", |b| {
         b.iter(|| black_box(uncached.per_cpu(|_| AtomicU64::new(0)).unwrap()))
     });
+    // The raw API (`alloc_raw` / `free_raw`): no thread cache, and a ticket
+    // table checked at every free and `ptr`.
+    g.bench_function("pcpu_alloc_raw_free_raw", |b| {
+        b.iter(|| {
+            let raw = alloc.alloc_raw(8, 8).unwrap();
+            alloc.free_raw(black_box(raw)).unwrap()
+        })
+    });
     // The same under the `pcpu` policy: class placement (the thread's task
     // class, the call site's predictions) on every pair.
     let classed = PerCpuAllocator::builder()

@@ -1,8 +1,9 @@
 //! Profiling aid: a tight loop of `PerCpu<AtomicU64>` alloc+drop pairs (run
 //! under `valgrind --tool=callgrind` to count instructions per pair).
 //! Arguments: pairs (default 1000000), thread cache size (default: the
-//! builder's default), `zeroed` to use `per_cpu_zeroed::<u64>` instead
-//! (`plain` or anything else: `per_cpu`), the policy (default `linux-5.14`),
+//! builder's default), `zeroed` to use `per_cpu_zeroed::<u64>` instead,
+//! `raw` for `alloc_raw(8, 8)` and `free_raw` (no thread cache; `plain` or
+//! anything else: `per_cpu`), the policy (default `linux-5.14`),
 //! `track` to track owners (`Builder::track_owners`) or `trace` to trace
 //! the allocations into `$TMPDIR/typed_pairloop-trace`
 //! (`Builder::trace_dir`).
@@ -32,9 +33,14 @@ fn main() {
         builder = builder.trace_dir(std::env::temp_dir().join("typed_pairloop-trace"));
     }
     let alloc = builder.build().expect("allocator");
-    let zeroed = std::env::args().nth(3).is_some_and(|s| s == "zeroed");
+    let mode = std::env::args().nth(3);
     let t = std::time::Instant::now();
-    if zeroed {
+    if mode.as_deref() == Some("raw") {
+        for _ in 0..n {
+            let raw = alloc.alloc_raw(8, 8).expect("alloc");
+            alloc.free_raw(std::hint::black_box(raw)).expect("free");
+        }
+    } else if mode.as_deref() == Some("zeroed") {
         for _ in 0..n {
             std::hint::black_box(alloc.per_cpu_zeroed::<u64>().expect("alloc"));
         }

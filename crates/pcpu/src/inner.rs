@@ -27,7 +27,7 @@
 //! only the empty-page counters are transiently low, which can make a
 //! concurrent balance run populate a page more or reclaim a page less.
 
-use std::collections::HashMap;
+use crate::word_hash::WordMap;
 use std::panic::Location;
 
 use pcpu_core::{
@@ -118,7 +118,7 @@ pub(crate) struct State {
     /// `ptr` accept a [`RawPerCpu`](crate::RawPerCpu) only if its ticket is
     /// here, so a stale copy of a freed handle can never reach an allocation
     /// made since at the same place, raw or typed.
-    pub(crate) raw: HashMap<(ChunkId, usize), u64>,
+    pub(crate) raw: WordMap<(ChunkId, usize), u64>,
     /// The next raw allocation's ticket.
     pub(crate) next_ticket: u64,
     /// Who made each live allocation (`Builder::track_owners`).
@@ -230,7 +230,7 @@ impl Inner {
             balance_depopulated: 0,
             stop: false,
             in_flight: 0,
-            raw: HashMap::new(),
+            raw: WordMap::default(),
             next_ticket: 1,
             owners: config.track_owners.then(Owners::default),
             recording: config.track_owners || trace.is_some(),

@@ -136,6 +136,7 @@ mod stats;
 mod sync;
 mod sys;
 mod trace;
+mod word_hash;
 mod worker;
 
 pub use allocator::{global, try_global, PerCpuAllocator};

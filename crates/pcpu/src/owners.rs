@@ -21,7 +21,6 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 
 use serde::Serialize;
@@ -29,6 +28,7 @@ use serde::Serialize;
 use pcpu_core::{tally_pins, Allocator, ChunkId, PageState, Pins};
 
 use crate::hint::ThreadName;
+use crate::word_hash::WordMap;
 
 /// Who made one live allocation.
 #[derive(Clone, Copy, Debug)]
@@ -47,35 +47,8 @@ struct Owner {
 /// [`Owners::check`]); `threads` names every thread of `live`.
 #[derive(Debug, Default)]
 pub(crate) struct Owners {
-    live: HashMap<(ChunkId, usize), Owner, BuildHasherDefault<PlaceHasher>>,
+    live: WordMap<(ChunkId, usize), Owner>,
     threads: HashMap<u64, String>,
-}
-
-/// A hasher for allocation places: a multiply per word. The keys are
-/// places the allocator chose (no input to defend against), and the live
-/// map is updated at every allocation and free: SipHash cost about 150
-/// instructions a lookup there.
-#[derive(Default)]
-struct PlaceHasher(u64);
-
-impl Hasher for PlaceHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 thread_local! {

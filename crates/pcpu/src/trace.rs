@@ -25,7 +25,7 @@
 //! freed areas allocated, as the core sees them: the trace has the core's
 //! allocations, not every `PerCpu` the program made and dropped.
 
-use std::collections::HashMap;
+use crate::word_hash::WordMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -61,8 +61,8 @@ pub(crate) struct Tracer {
     created: u64,
     units: u64,
     /// Call sites and thread names, interned.
-    sites: HashMap<usize, CallSite>,
-    tasks: HashMap<u64, Arc<str>>,
+    sites: WordMap<usize, CallSite>,
+    tasks: WordMap<u64, Arc<str>>,
     gfp: Arc<str>,
     /// The line being written (kept for its allocation).
     line: Vec<u8>,
@@ -85,8 +85,8 @@ impl Tracer {
             bases: Vec::new(),
             created: 0,
             units: geo.nr_units() as u64,
-            sites: HashMap::new(),
-            tasks: HashMap::new(),
+            sites: WordMap::default(),
+            tasks: WordMap::default(),
             gfp: Arc::from("GFP_KERNEL"),
             line: Vec::with_capacity(256),
             error: None,
