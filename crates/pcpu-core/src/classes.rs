@@ -226,7 +226,8 @@ impl Allocator {
         // task that returns: long-running too (`long_running.rs`). (It is
         // remembered once its region is open: a retry after a new chunk is
         // not a return.) So is one starting from a call site whose earlier
-        // classes were mostly taken.
+        // classes were mostly taken. (Both are asked, `|`: the site's vote
+        // is counted whether or not the class returns.)
         let task = class;
         let fresh =
             self.policy.grow_beside && no_regions && !self.classes.long_running.contains(class);
