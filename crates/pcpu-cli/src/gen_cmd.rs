@@ -28,8 +28,8 @@ pub(crate) struct GenOut {
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
 
-    /// Units (possible CPUs) of the traced machine, 1 to 64.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Units (possible CPUs) of the traced machine, 1 to 8192 (the kernel's largest NR_CPUS).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8192))]
     pub(crate) units: u32,
 
     /// Overwrite a capture in DIR that `pcpu gen` did not write (a real

@@ -1556,6 +1556,24 @@ fn hostile_inputs_fail_cleanly() {
     }
     // Its own capture is replaced without asking.
     assert_ok(&gen(&[]));
+    // A large machine's units (the kernel allows up to 8192): every figure
+    // scales with them, and the replay reads the generated geometry back.
+    let units = |n: &str| {
+        assert_ok(&gen(&["--units", n]));
+        let r = json(&["replay", out, "--json"]);
+        assert_eq!(r["units"].to_string(), n);
+        r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "B")
+            .unwrap()["percpu_kb"]
+            .as_u64()
+            .unwrap()
+    };
+    let (four, big) = (units("4"), units("8192"));
+    assert_eq!(big, four * 2048, "Percpu at B with 8192 units and 4");
+    assert_fails(&gen(&["--units", "8193"]), 2, &["8193"]);
 }
 
 /// docs/json.md names every field the JSON outputs carry.
