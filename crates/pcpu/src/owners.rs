@@ -44,17 +44,28 @@ struct Owner {
 /// # Invariants
 /// Every key of `live` is the start of a live allocation of the core, of
 /// the recorded size, and every live allocation is a key (checked by
-/// [`Owners::check`]); `threads` names every thread of `live`.
+/// [`Owners::check`]); `threads` names every thread of `live` (and maybe
+/// others: names of threads without live objects are dropped once there
+/// are [`PRUNE_AT`] names, or twice as many as the last pruning kept).
 #[derive(Debug, Default)]
 pub(crate) struct Owners {
     live: WordMap<(ChunkId, usize), Owner>,
-    threads: HashMap<u64, String>,
+    threads: WordMap<u64, String>,
+    /// Names kept at the last pruning, doubled (0: none yet).
+    prune_at: usize,
+    /// Prunings so far: a thread's mark from an earlier one is stale.
+    epoch: u64,
 }
 
+/// Thread names kept before the first pruning: a program that spawns
+/// threads without end keeps the names of those holding objects only.
+pub(crate) const PRUNE_AT: usize = 1024;
+
 thread_local! {
-    /// The tracked allocator (its id) this thread last gave its name to:
-    /// a thread allocating in one allocator looks its name up once.
-    static NAMED_IN: Cell<u64> = const { Cell::new(0) };
+    /// The tracked allocator (its id) this thread last gave its name to,
+    /// and that allocator's pruning epoch then: a thread allocating in one
+    /// allocator looks its name up once (again after a pruning).
+    static NAMED_IN: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
 impl Owners {
@@ -70,7 +81,10 @@ impl Owners {
         site: &'static Location<'static>,
     ) {
         let thread = crate::hint::thread_number();
-        if NAMED_IN.with(Cell::get) != id {
+        if NAMED_IN.with(Cell::get) != (id, self.epoch) {
+            if self.threads.len() >= self.prune_at.max(PRUNE_AT) {
+                self.prune();
+            }
             self.threads
                 .entry(thread)
                 .or_insert_with(|| match crate::hint::thread_name() {
@@ -78,10 +92,20 @@ impl Owners {
                     ThreadName::Unnamed => format!("thread #{thread}"),
                     ThreadName::Unknown => format!("<...> (#{thread})"),
                 });
-            NAMED_IN.with(|n| n.set(id));
+            NAMED_IN.with(|n| n.set((id, self.epoch)));
         }
         self.live
             .insert((chunk, offset), Owner { site, thread, size });
+    }
+
+    /// Drops the names of threads without live objects; every thread names
+    /// itself again at its next allocation (a new epoch).
+    fn prune(&mut self) {
+        let holding: std::collections::HashSet<u64> =
+            self.live.values().map(|o| o.thread).collect();
+        self.threads.retain(|t, _| holding.contains(t));
+        self.epoch += 1;
+        self.prune_at = 2 * self.threads.len();
     }
 
     /// The allocation at `offset` of `chunk` was freed.
@@ -154,7 +178,7 @@ pub(crate) struct Snapshot {
     page_size: usize,
     units: usize,
     objects: Vec<(ChunkId, usize, Owner)>,
-    threads: HashMap<u64, String>,
+    threads: WordMap<u64, String>,
     /// Populated pages, and of them those holding allocated bytes and
     /// those holding nothing.
     populated: usize,
@@ -323,5 +347,50 @@ impl PinsReport {
 impl fmt::Display for PinsReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render(usize::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn names_of_threads_without_objects_are_dropped_and_asked_again() {
+        let owners = Mutex::new(Owners::default());
+        let site = Location::caller();
+        let me = crate::hint::thread_number();
+        let chunk = ChunkId(1);
+        // This thread allocates and frees: named, then holding nothing.
+        owners.lock().unwrap().record(7, chunk, 0, 8, site);
+        owners.lock().unwrap().forget(chunk, 0);
+        // Threads without end, each keeping one object in ten.
+        for i in 1..=3 * PRUNE_AT {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut o = owners.lock().unwrap();
+                    o.record(7, chunk, 8 * i, 8, site);
+                    if i % 10 != 0 {
+                        o.forget(chunk, 8 * i);
+                    }
+                });
+            });
+        }
+        let mut o = owners.lock().unwrap();
+        // Every thread holding an object is named; the others mostly not.
+        for owner in o.live.values() {
+            assert!(o.threads.contains_key(&owner.thread));
+        }
+        let holding = 3 * PRUNE_AT / 10;
+        assert!(
+            o.threads.len() <= 2 * holding + PRUNE_AT,
+            "{} names",
+            o.threads.len()
+        );
+        assert!(o.epoch >= 1);
+        // This thread's name went with a pruning; it names itself again.
+        assert!(!o.threads.contains_key(&me));
+        o.record(7, chunk, 0, 8, site);
+        assert!(o.threads.contains_key(&me));
     }
 }

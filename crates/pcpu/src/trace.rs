@@ -46,6 +46,9 @@ const PCPU_BASE: u64 = 0xffff_e8ff_ffc0_0000;
 const DYN_TOP: u64 = 0xffff_d8ff_ffc0_0000;
 const DYN_STRIDE: u64 = 1 << 32;
 
+/// Thread names the trace keeps at most.
+const TASK_NAMES: usize = 4096;
+
 /// A trace being written.
 ///
 /// # Invariants
@@ -113,6 +116,12 @@ impl Tracer {
             return;
         }
         let thread = crate::hint::thread_number();
+        // A program that spawns threads without end: the names start over
+        // (a thread names itself again at its next event; one exiting by
+        // then is `<...>`, as the kernel prints a task it no longer knows).
+        if self.tasks.len() >= TASK_NAMES && !self.tasks.contains_key(&thread) {
+            self.tasks.clear();
+        }
         let task = self
             .tasks
             .entry(thread)
@@ -298,4 +307,44 @@ fn dmesg(geo: &Geometry) -> String {
     }
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcpu_core::FirstChunk;
+    use std::sync::Mutex;
+
+    #[test]
+    fn the_thread_names_kept_are_bounded() {
+        let dir = std::env::temp_dir().join(format!("pcpu-trace-names-{}", std::process::id()));
+        let geo = Geometry::new(
+            4096,
+            2,
+            64 << 10,
+            FirstChunk {
+                static_size: 0,
+                reserved_size: 0,
+                dyn_size: 16 << 10,
+            },
+        )
+        .unwrap();
+        let t = Mutex::new(Tracer::create(&dir, &geo, ChunkId(0)).unwrap());
+        for i in 0..TASK_NAMES + 10 {
+            std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .name(format!("t{i}"))
+                    .spawn_scoped(s, || t.lock().unwrap().balance_run())
+                    .unwrap();
+            });
+            assert!(t.lock().unwrap().tasks.len() <= TASK_NAMES);
+        }
+        let mut t = t.into_inner().unwrap();
+        t.flush().unwrap();
+        // Each thread's line names it.
+        let text = fs::read_to_string(dir.join("trace.txt")).unwrap();
+        let last = format!("t{}-", TASK_NAMES + 9);
+        assert!(text.lines().last().unwrap().trim_start().starts_with(&last));
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
