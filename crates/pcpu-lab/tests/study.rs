@@ -66,14 +66,10 @@ fn tiny_study_writes_every_section_deterministically() {
     }
     // §2e: the refault reserves over all the seeds (1 to 3), a row per
     // setting and generator, and what they trade in a sentence.
-    let table: Vec<&str> = md
-        .lines()
-        .skip_while(|l| {
-            !l.starts_with("The five generators again with seeds 1 to 3 (`pcpu` with each refault")
-        })
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .collect();
+    let table = table_after(
+        &md,
+        "The five generators again with seeds 1 to 3 (`pcpu` with each refault",
+    );
     assert_eq!(table.len(), 2 + 4 * 5, "{table:?}");
     for setting in ["off", "1/8", "1/5", "1/4"] {
         let rows = table[2..]
@@ -92,12 +88,7 @@ fn tiny_study_writes_every_section_deterministically() {
     assert!(md.contains("Lifetime classes derived from the trace over the same seeds"));
     assert!(md.contains("least possible"));
     assert!(md.contains("Lifetime classes derived from the trace over seeds 3 to 3 (held out"));
-    let table: Vec<&str> = md
-        .lines()
-        .skip_while(|l| !l.starts_with("Lifetime classes derived from the trace over the same"))
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .collect();
+    let table = table_after(&md, "Lifetime classes derived from the trace over the same");
     assert_eq!(table.len(), 2 + 5, "{table:?}");
     assert!(
         table[2..].iter().all(|l| l.contains(" | 2 | ")),
@@ -107,20 +98,22 @@ fn tiny_study_writes_every_section_deterministically() {
     // §5e: long-running classes off and on, per generator, over the seeds
     // and the held-out seed.
     assert!(md.contains("### 5e. Long-running tasks (`grow_beside`)"));
-    let table: Vec<&str> = md
-        .lines()
-        .skip_while(|l| {
-            !l.starts_with("The generators again with seeds 1 to 2 (`pcpu` with the rule")
-        })
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .collect();
+    let table = table_after(
+        &md,
+        "The generators again with seeds 1 to 2 (`pcpu` with the rule",
+    );
     assert_eq!(table.len(), 2 + 2 * 5, "{table:?}");
     assert!(
         table[2..].iter().all(|l| l.contains(" | 2 | ")),
         "{table:?}"
     );
     assert!(md.contains("The generators again with seeds 3 to 3 (held out"));
+    // More workers with fewer sessions: two variants, each over its seeds,
+    // and the first-fit comparison over every seed.
+    let table = table_after(&md, "More workers with fewer sessions each");
+    assert_eq!(table.len(), 2 + 2, "{table:?}");
+    assert!(table[2].starts_with("| workers-16x"), "{table:?}");
+    assert!(md.contains("Even Linux's own placement does not keep `pcpu` within 1% here"));
     // The missing capture is skipped with a note.
     assert_eq!(out.notes.len(), 1);
     assert!(md.contains("> Note: capture `/nonexistent/memcg-1000x10-smp4` not found"));
@@ -143,4 +136,14 @@ fn tiny_study_writes_every_section_deterministically() {
     let md_b = std::fs::read_to_string(b.join("policy-study.md")).unwrap();
     assert_eq!(md.replace("--json", ""), md_b.replace("--json", ""));
     assert!(!md.contains("wall time, ns"));
+}
+
+/// The markdown table (header and separator included) whose paragraph
+/// starts with `intro`; empty if there is none.
+fn table_after<'m>(md: &'m str, intro: &str) -> Vec<&'m str> {
+    md.lines()
+        .skip_while(|l| !l.starts_with(intro))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect()
 }

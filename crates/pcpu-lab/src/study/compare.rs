@@ -140,3 +140,13 @@ pub(super) fn over_seeds<'p>(
         after,
     })
 }
+
+/// `"lo to hi"`: the smallest and largest of `seeds` (`"0 to 0"` for none).
+pub(super) fn seed_span(seeds: impl IntoIterator<Item = u64>) -> String {
+    let (mut lo, mut hi) = (u64::MAX, 0);
+    for s in seeds {
+        lo = lo.min(s);
+        hi = hi.max(s);
+    }
+    format!("{} to {hi}", if lo > hi { 0 } else { lo })
+}

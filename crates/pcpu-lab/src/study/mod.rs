@@ -247,13 +247,7 @@ pub fn run_study(
             }
         }])
         // With long-running classes the other way (§5e).
-        .chain([Variant {
-            schedule: Schedule::Modelled,
-            ..Variant::new(
-                sections::GROW_BESIDE_FLIPPED,
-                sections::grow_beside_flipped(),
-            )
-        }])
+        .chain([sections::grow_beside_flipped()])
         // Lifetime classes derived from the trace too (§8).
         .chain([targets::derived_variant()])
         // The refault reserves (§2e).
@@ -279,9 +273,20 @@ pub fn run_study(
         &cfg.options,
         cfg.threads,
     )?;
+    // More workers with fewer sessions each (§5e), the rule flipped too.
+    let many_workers = targets::pairs_of(
+        sections::MANY_WORKERS.iter().flat_map(|&(n, sessions)| {
+            (1..=SCALED_WORKERS_SEEDS)
+                .map(move |seed| (sections::many_workers(cfg.scale, n, sessions, seed), seed))
+        }),
+        &[sections::grow_beside_flipped()],
+        &cfg.options,
+        cfg.threads,
+    )?;
     let replays = total_jobs
         + 2 * scaled_workers.len()
         + 3 * workers_first_fit.len()
+        + 3 * many_workers.len()
         + fidelity.len()
         + pin_reports.len()
         + page_maps.len()
@@ -313,6 +318,7 @@ pub fn run_study(
         holdout_pairs: &holdout_pairs,
         scaled_workers: &scaled_workers,
         workers_first_fit: &workers_first_fit,
+        many_workers: &many_workers,
     };
     let md = sections::document(&ctx, &mut w)?;
     if cfg.json {

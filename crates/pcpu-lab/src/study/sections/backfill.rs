@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::Ctx;
 use crate::run::{LabError, RunResult};
-use crate::study::compare::{changes, over_seeds, OverSeeds};
+use crate::study::compare::{changes, over_seeds, seed_span, OverSeeds};
 use crate::study::format::{md_table, span};
 use crate::study::subjects::after_kb;
 use crate::study::writer::Writer;
@@ -117,7 +117,7 @@ fn seeds_table(md: &mut String, pairs: &[Pair], note: &str) -> bool {
     if rows.is_empty() {
         return false;
     }
-    let seeds: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
+    let seeds = seed_span(pairs.iter().map(|p| p.seed));
     let note = if note.is_empty() {
         String::new()
     } else {
@@ -125,10 +125,8 @@ fn seeds_table(md: &mut String, pairs: &[Pair], note: &str) -> bool {
     };
     let _ = writeln!(
         md,
-        "The five generators again with seeds {} to {} (`pcpu` with and without back-fill, \
+        "The five generators again with seeds {seeds} (`pcpu` with and without back-fill, \
          balance work on demand, against linux-5.14 on the same trace{note}):\n",
-        seeds.iter().min().unwrap_or(&0),
-        seeds.iter().max().unwrap_or(&0)
     );
     md_table(
         md,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::Ctx;
 use crate::gen::{SyntheticTrace, Workers};
 use crate::run::{LabError, RunResult, Schedule, Variant};
-use crate::study::compare::{over_seeds, OverSeeds};
+use crate::study::compare::{over_seeds, seed_span, OverSeeds};
 use crate::study::format::md_table;
 use crate::study::inputs::workers;
 use crate::study::writer::Writer;
@@ -33,6 +33,29 @@ pub(crate) fn first_fit_variant() -> Variant {
     }
 }
 
+/// Workers and sessions a shift of the many-workers variants of
+/// `workers` (§5e), at full scale (sessions scale with the study's).
+pub(crate) const MANY_WORKERS: [(u32, u32); 2] = [(16, 250), (100, 20)];
+
+/// The study's `workers` trace at `scale` with `workers` workers and
+/// `sessions` sessions a shift at full scale, seeded with `seed`.
+pub(crate) fn many_workers(
+    scale: Scale,
+    workers_n: u32,
+    sessions: u32,
+    seed: u64,
+) -> SyntheticTrace {
+    let base = workers(scale);
+    let full = Workers::default().sessions;
+    Workers {
+        workers: workers_n,
+        sessions: (sessions * base.sessions / full).max(1),
+        seed,
+        ..base
+    }
+    .generate()
+}
+
 /// The study's `workers` trace at `scale`, seeded with `seed`.
 pub(crate) fn workers_seeded(scale: Scale, seed: u64) -> SyntheticTrace {
     Workers {
@@ -47,6 +70,14 @@ pub(crate) fn flipped() -> Policy {
     let mut p = Policy::pcpu();
     p.grow_beside = !p.grow_beside;
     p
+}
+
+/// [`flipped`]'s replay ([`FLIPPED`]), balance work on demand.
+pub(crate) fn flipped_variant() -> Variant {
+    Variant {
+        schedule: Schedule::Modelled,
+        ..Variant::new(FLIPPED, flipped())
+    }
 }
 
 /// `§5e`, "Long-running tasks".
@@ -160,7 +191,59 @@ pub(super) fn long_running(md: &mut String, ctx: &Ctx, w: &mut Writer) -> Result
     }
     first_fit_sentence(md, ctx.workers_first_fit);
     md.push_str("\n\n");
+    many_workers_table(md, ctx.many_workers);
     Ok(())
+}
+
+/// More workers with fewer sessions each ([`MANY_WORKERS`]): `pcpu` with
+/// the rule off and on against linux-5.14, per variant over its seeds.
+fn many_workers_table(md: &mut String, pairs: &[Pair]) {
+    let mut rows = Vec::new();
+    for workload in targets::workloads(pairs) {
+        let mine: Vec<&Pair> = pairs.iter().filter(|p| p.workload == workload).collect();
+        let mut row = vec![workload.to_string(), mine.len().to_string()];
+        for on in [false, true] {
+            let mut w: Vec<f64> = mine
+                .iter()
+                .filter_map(|p| Some(worst_phase(run(p, on)?, &p.linux).0))
+                .collect();
+            w.sort_by(f64::total_cmp);
+            let median = match w.len() {
+                0 => f64::NAN,
+                n if n % 2 == 1 => w[n / 2],
+                n => (w[n / 2 - 1] + w[n / 2]) / 2.0,
+            };
+            row.push(format!("{median:+.2}%"));
+            if on {
+                row.push(w.iter().filter(|&&x| x > 1.0).count().to_string());
+            }
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let seeds = seed_span(pairs.iter().map(|p| p.seed));
+    let _ = writeln!(
+        md,
+        "More workers with fewer sessions each (`pcpu gen workers --workers N --sessions M`), \
+         seeds {seeds}: the worst phase against linux-5.14, median over the seeds, with the \
+         rule off and on. Many workers that each fill a page in their first shift are taken \
+         at their first object once the workers before them from the same call site were \
+         taken; workers that never fill a page are taken only when they return, and their \
+         first shift stays spread out:\n",
+    );
+    md_table(
+        md,
+        &[
+            "workload".to_string(),
+            "traces".into(),
+            "off, worst phase (median)".into(),
+            "on, worst phase (median)".into(),
+            "on, traces above +1%".into(),
+        ],
+        &rows,
+    );
 }
 
 /// What `pcpu`'s depopulation alone does on `workers`: with plain first
@@ -207,19 +290,17 @@ fn first_fit_sentence(md: &mut String, pairs: &[Pair]) {
     peaks.sort_unstable();
     let peak = peaks[peaks.len() / 2].max(1);
     let page = 100.0 * first.0.kb_per_page as f64 / peak as f64;
-    let seeds: Vec<u64> = runs.iter().map(|(p, _)| p.seed).collect();
+    let seeds = seed_span(runs.iter().map(|(p, _)| p.seed));
     let _ = write!(
         md,
         " Even Linux's own placement does not keep `pcpu` within 1% here: with plain first fit \
-         (`class_placement=false`, `pcpu`'s depopulation) on `workers` seeds {} to {}, the \
+         (`class_placement=false`, `pcpu`'s depopulation) on `workers` seeds {seeds}, the \
          floor equals linux-5.14's at every phase on {same_floor} of {} traces, and {above} \
          still have a phase above +1% (at most {worst:+.2}%, seed {seed}, {at}): one page per unit \
          is {page:.2}% of the median peak, so two pages more than linux-5.14 at one marker miss \
          the target, and the empty pages both policies keep (the balance \
          work tops them up to 4 when fewer than 2 are left) are refilled at other moments when \
          `pcpu` has given them back between the shifts.",
-        seeds.iter().min().unwrap_or(&0),
-        seeds.iter().max().unwrap_or(&0),
         runs.len(),
     );
 }
@@ -278,13 +359,11 @@ fn seeds_table(md: &mut String, pairs: &[Pair], note: &str) {
     if rows.is_empty() {
         return;
     }
-    let seeds: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
+    let seeds = seed_span(pairs.iter().map(|p| p.seed));
     let _ = writeln!(
         md,
-        "The generators again with seeds {} to {}{note} (`pcpu` with the rule off and on, \
+        "The generators again with seeds {seeds}{note} (`pcpu` with the rule off and on, \
          balance work on demand, against linux-5.14 on the same trace):\n",
-        seeds.iter().min().unwrap_or(&0),
-        seeds.iter().max().unwrap_or(&0)
     );
     md_table(
         md,

@@ -24,8 +24,8 @@ use crate::run::{LabError, RunResult};
 use crate::targets::Pair;
 pub(super) use backfill::NO_BACKFILL;
 pub(super) use long_running::{
-    first_fit_variant as workers_first_fit_variant, flipped as grow_beside_flipped, scaled_workers,
-    workers_seeded, FLIPPED as GROW_BESIDE_FLIPPED,
+    first_fit_variant as workers_first_fit_variant, flipped_variant as grow_beside_flipped,
+    many_workers, scaled_workers, workers_seeded, MANY_WORKERS,
 };
 pub(super) use refault::seed_variants as refault_seed_variants;
 
@@ -66,6 +66,9 @@ pub(super) struct Ctx<'a> {
     /// `workers` over the seeds and held-out seeds, with `pcpu`'s
     /// depopulation and plain first fit too (§5e).
     pub(super) workers_first_fit: &'a [Pair],
+    /// `workers` with more workers and fewer sessions, rule flipped too
+    /// (§5e).
+    pub(super) many_workers: &'a [Pair],
 }
 
 /// Writes the whole document and returns its markdown; charts go through

@@ -7,7 +7,7 @@ use pcpu_core::Policy;
 
 use super::Ctx;
 use crate::run::{LabError, RunResult, Schedule, Variant};
-use crate::study::compare::{over_seeds, OverSeeds};
+use crate::study::compare::{over_seeds, seed_span, OverSeeds};
 use crate::study::format::{md_table, pct, plural};
 use crate::study::writer::Writer;
 use crate::targets::{self, percent, Pair};
@@ -169,14 +169,12 @@ fn seeds_table(md: &mut String, pairs: &[&Pair]) {
     if rows.is_empty() {
         return;
     }
-    let seeds: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
+    let seeds = seed_span(pairs.iter().map(|p| p.seed));
     let _ = writeln!(
         md,
-        "The five generators again with seeds {} to {} (`pcpu` with each refault reserve, \
+        "The five generators again with seeds {seeds} (`pcpu` with each refault reserve, \
          balance work on demand, against linux-5.14 on the same trace; resident memory after \
          removals averaged over the phases right after removals):\n",
-        seeds.iter().min().unwrap_or(&0),
-        seeds.iter().max().unwrap_or(&0)
     );
     md_table(
         md,

@@ -7,7 +7,7 @@ use pcpu_core::{Policy, Refill};
 
 use super::Ctx;
 use crate::run::{LabError, RunResult};
-use crate::study::compare::{changes, over_seeds, pairs, OverSeeds};
+use crate::study::compare::{changes, over_seeds, pairs, seed_span, OverSeeds};
 use crate::study::format::{md_table, span};
 use crate::study::subjects::{after_kb, refill_kb};
 use crate::study::sweeps::REFILLS;
@@ -120,14 +120,12 @@ fn orders_table(md: &mut String, pairs: &[Pair], which: &str) -> Option<Refill> 
     if rows.is_empty() {
         return None;
     }
-    let seeds: Vec<u64> = pairs.iter().map(|p| p.seed).collect();
+    let seeds = seed_span(pairs.iter().map(|p| p.seed));
     let _ = writeln!(
         md,
-        "The five generators again with seeds {} to {} ({which}; `pcpu`, balance work on \
+        "The five generators again with seeds {seeds} ({which}; `pcpu`, balance work on \
          demand, against linux-5.14 on the same trace; resident memory after removals averaged \
          over the phases right after removals):\n",
-        seeds.iter().min().unwrap_or(&0),
-        seeds.iter().max().unwrap_or(&0)
     );
     md_table(
         md,
