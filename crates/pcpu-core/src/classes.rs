@@ -239,10 +239,7 @@ impl Allocator {
         }
         // A long-running task's objects die one at a time: plain first fit
         // (`long_running.rs`).
-        if self.policy.grow_beside
-            && class.pages == ClassPages::Shared
-            && self.classes.long_running.contains(class)
-        {
+        if self.policy.grow_beside && shared && self.classes.long_running.contains(class) {
             return self.alloc_area(req, flags);
         }
         if self.policy.long_lived && class.pages == ClassPages::Shared {
@@ -406,15 +403,8 @@ impl Allocator {
         // class keeps out of the most recently used ones'; with
         // `long_lived`, every class keeps out of the long-lived page's.
         let keeps_recent = class.pages == ClassPages::Exclusive && self.policy.keep_room;
-        let mut growing = keeps_recent.then(|| self.classes.growing(class));
-        if self.policy.uses_call_sites()
-            && class != LONG_LIVED
-            && self.classes.has_regions(LONG_LIVED)
-        {
-            growing
-                .get_or_insert(Growing([None; GROWING_CLASSES + 1]))
-                .0[GROWING_CLASSES] = Some(LONG_LIVED);
-        }
+        let growing =
+            self.with_long_lived_room(keeps_recent.then(|| self.classes.growing(class)), class);
         // Rather than cut into another class's growth room, a class takes a
         // new chunk; but not while chunks wait for reclaim (the
         // balance work is behind: a chunk now would only add to what it must
@@ -706,6 +696,25 @@ impl Allocator {
         let off = c.first_fit_in(r.lo, r.hi, req.bits, req.bit_align)?;
         let mut pages = (off / bb) as usize..=((off + req.bits - 1) / bb) as usize;
         (!used_pages_only || pages.all(|p| c.is_page_used(p))).then_some(off)
+    }
+
+    /// `growing` with the long-lived page added (its last entry) where
+    /// `class` keeps out of that page's growth room (`Policy::long_lived`:
+    /// the page exists and `class` is not it).
+    pub(crate) fn with_long_lived_room(
+        &self,
+        mut growing: Option<Growing>,
+        class: ClassHint,
+    ) -> Option<Growing> {
+        if self.policy.uses_call_sites()
+            && class != LONG_LIVED
+            && self.classes.has_regions(LONG_LIVED)
+        {
+            growing
+                .get_or_insert(Growing([None; GROWING_CLASSES + 1]))
+                .0[GROWING_CLASSES] = Some(LONG_LIVED);
+        }
+        growing
     }
 
     /// The first fit `fit` finds in chunk `id` from bit `start` (`fit(pos)`:

@@ -43,7 +43,7 @@ use alloc::vec::Vec;
 
 use crate::allocator::{Allocation, Allocator, Request};
 use crate::chunk::ChunkKind;
-use crate::class_table::{Growing, Region, GROWING_CLASSES};
+use crate::class_table::Region;
 use crate::classes::{ClassHint, ClassPages};
 use crate::long_lived::LONG_LIVED;
 use crate::site_votes::{SiteVotes, SITES};
@@ -245,12 +245,7 @@ impl Allocator {
         {
             return None;
         }
-        let growing =
-            (self.policy.uses_call_sites() && self.classes.has_regions(LONG_LIVED)).then(|| {
-                let mut g = Growing([None; GROWING_CLASSES + 1]);
-                g.0[GROWING_CLASSES] = Some(LONG_LIVED);
-                g
-            });
+        let growing = self.with_long_lived_room(None, class);
         let beside = |pos| c.first_fit_beside_used(pos, req.bits, req.bit_align, req.bits);
         let at = match &growing {
             Some(g) => self.outside_growth_room(r.chunk, g, 0, beside),

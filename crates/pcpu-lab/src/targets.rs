@@ -555,6 +555,16 @@ fn derived_seeds_table(md: &mut String, pairs: &[Pair], which: &str) {
     );
 }
 
+/// The median of `v`, sorted ascending (the mean of the middle two for an
+/// even count; NaN when empty).
+pub(crate) fn median_of_sorted(v: &[f64]) -> f64 {
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// The pairs' workloads, each once, in the order they first appear.
 pub(crate) fn workloads<'p>(pairs: impl IntoIterator<Item = &'p Pair>) -> Vec<&'p str> {
     let mut out: Vec<&str> = Vec::new();
@@ -639,11 +649,7 @@ fn worst_phase_table(md: &mut String, pairs: &[Pair], which: &str) -> Option<usi
         worst.sort_by(|a, b| a.0.total_cmp(&b.0));
         let n_over = worst.iter().filter(|w| w.0 > 1.0).count();
         let n = worst.len();
-        let median = if n % 2 == 1 {
-            worst[n / 2].0
-        } else {
-            (worst[n / 2 - 1].0 + worst[n / 2].0) / 2.0
-        };
+        let median = median_of_sorted(&worst.iter().map(|w| w.0).collect::<Vec<_>>());
         let max = &worst[n - 1];
         let traffic: Vec<f64> = mine.iter().map(|p| p.traffic()).collect();
         let t_lo = traffic.iter().copied().fold(f64::INFINITY, f64::min);

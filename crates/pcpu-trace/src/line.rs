@@ -23,12 +23,14 @@ pub fn format_record(out: &mut Vec<u8>, record: &Record) {
     }
 }
 
-/// The fast path; `false` (with `out` partly written) where it does not
-/// apply.
+/// The fast path; `false` (nothing written) where it does not apply.
 fn format_fast(out: &mut Vec<u8>, r: &Record) -> bool {
     if !matches!(r.event, Event::Alloc(_) | Event::Free { .. }) {
         return false;
     }
+    let Some(micros) = micros(r.ts) else {
+        return false;
+    };
     // `{:>16}-{:<7} [{:03}] `: widths count characters.
     pad_left(out, &r.task, 16);
     out.push(b'-');
@@ -37,40 +39,27 @@ fn format_fast(out: &mut Vec<u8>, r: &Record) -> bool {
     let width = out.len() - pid_at;
     out.resize(out.len() + 7usize.saturating_sub(width), b' ');
     out.extend_from_slice(b" [");
-    let cpu_at = out.len();
-    decimal_i64(out, i64::from(r.cpu));
-    let width = out.len() - cpu_at;
-    if width < 3 {
-        out.splice(cpu_at..cpu_at, std::iter::repeat(b'0').take(3 - width));
-    }
+    let mut buf = [0u8; 20];
+    let cpu = digits_of(u64::from(r.cpu), &mut buf);
+    out.resize(out.len() + 3usize.saturating_sub(cpu.len()), b'0');
+    out.extend_from_slice(cpu);
     out.extend_from_slice(b"] ");
     if let Some(flags) = &r.flags {
         out.extend_from_slice(flags.as_str().as_bytes());
         out.push(b' ');
     }
-    // `{:>12.6}`.
-    let Some(micros) = micros(r.ts) else {
-        return false;
-    };
-    let mut ts = [0u8; 32];
-    let mut n = 0;
-    let secs = micros / 1_000_000;
-    let frac = micros % 1_000_000;
-    let mut digits = [0u8; 20];
-    for &d in digits_of(secs, &mut digits) {
-        ts[n] = d;
-        n += 1;
-    }
-    ts[n] = b'.';
-    n += 1;
-    let mut f = frac;
-    for i in (0..6).rev() {
-        ts[n + i] = b'0' + (f % 10) as u8;
+    // `{:>12.6}`: seconds, a point, six digits of microseconds.
+    let secs = digits_of(micros / 1_000_000, &mut buf);
+    out.resize(out.len() + 12usize.saturating_sub(secs.len() + 7), b' ');
+    out.extend_from_slice(secs);
+    out.push(b'.');
+    let mut frac = [b'0'; 6];
+    let mut f = micros % 1_000_000;
+    for d in frac.iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
         f /= 10;
     }
-    n += 6;
-    out.resize(out.len() + 12usize.saturating_sub(n), b' ');
-    out.extend_from_slice(&ts[..n]);
+    out.extend_from_slice(&frac);
     out.extend_from_slice(b": ");
     out.extend_from_slice(r.event.kind().ftrace_event().as_bytes());
     out.extend_from_slice(b": ");
@@ -88,6 +77,7 @@ fn format_fast(out: &mut Vec<u8>, r: &Record) -> bool {
             out.extend_from_slice(b" ptr=");
             hex16(out, *ptr);
         }
+        // Refused above.
         _ => return false,
     }
     out.push(b'\n');

@@ -117,8 +117,8 @@ impl Tracer {
         }
         let thread = crate::hint::thread_number();
         // A program that spawns threads without end: the names start over
-        // (a thread names itself again at its next event; one exiting by
-        // then is `<...>`, as the kernel prints a task it no longer knows).
+        // (a thread names itself again at its next event, from the name
+        // `hint::thread_name` keeps for it, also while it exits).
         if self.tasks.len() >= TASK_NAMES && !self.tasks.contains_key(&thread) {
             self.tasks.clear();
         }

@@ -208,12 +208,7 @@ fn many_workers_table(md: &mut String, pairs: &[Pair]) {
                 .filter_map(|p| Some(worst_phase(run(p, on)?, &p.linux).0))
                 .collect();
             w.sort_by(f64::total_cmp);
-            let median = match w.len() {
-                0 => f64::NAN,
-                n if n % 2 == 1 => w[n / 2],
-                n => (w[n / 2 - 1] + w[n / 2]) / 2.0,
-            };
-            row.push(format!("{median:+.2}%"));
+            row.push(format!("{:+.2}%", targets::median_of_sorted(&w)));
             if on {
                 row.push(w.iter().filter(|&&x| x > 1.0).count().to_string());
             }
